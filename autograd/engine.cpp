@@ -1,0 +1,324 @@
+// The tape and the reverse sweep.
+//
+// Every recorded op is a Node holding its inputs; a tensor made by an op points at
+// its node (grad_fn). backward walks the nodes reachable from the outputs in a
+// topological order computed iteratively (Kahn's algorithm over dependency
+// counts), so a chain of any length runs without recursion.
+#include <deque>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "autograd/backward.hpp"
+#include "autograd/grad_mode.hpp"
+#include "autograd/node.hpp"
+#include "autograd/ops.hpp"
+#include "core/tensor_impl.hpp"
+
+namespace xgrad {
+
+namespace {
+
+thread_local bool t_grad_enabled = true;
+
+bool saves_inputs(Saves s) { return (static_cast<int>(s) & 1) != 0; }
+bool saves_output(Saves s) { return (static_cast<int>(s) & 2) != 0; }
+
+// The output tensor as the VJP sees it: same storage, and grad_fn = this node, so
+// that under create_graph a VJP that uses the output stays connected to the graph.
+Tensor output_alias(Node& node) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->dtype = node.output_dtype;
+  impl->shape = node.output_shape;
+  impl->storage = node.output_storage;
+  impl->requires_grad = true;
+  impl->grad_fn = node.shared_from_this();
+  return Tensor(impl);
+}
+
+void check_saved_versions(const Node& node) {
+  if (saves_inputs(node.saves)) {
+    for (std::size_t i = 0; i < node.inputs.size(); ++i) {
+      const Tensor& t = node.inputs[i];
+      if (t.version() != node.input_versions[i])
+        throw AutogradError(fmt::format(
+            "backward: input {} (shape {}) of '{}' was modified in place after the forward pass "
+            "(version {} when saved, {} now); backward needs its original value. Clone it before "
+            "modifying it, or modify it after backward.",
+            i, shape_str(t.shape()), node.op, node.input_versions[i], t.version()));
+    }
+  }
+  if (saves_output(node.saves) && node.output_storage->version != node.output_version)
+    throw AutogradError(fmt::format(
+        "backward: the output (shape {}) of '{}' was modified in place after the forward pass "
+        "(version {} when saved, {} now); backward needs its original value.",
+        shape_str(node.output_shape), node.op, node.output_version, node.output_storage->version));
+}
+
+Tensor accumulate(const Tensor& total, const Tensor& g) { return total.defined() ? add(total, g) : g; }
+
+// Checks and normalises the gradient a VJP returned for input `i`.
+Tensor conform(const Node& node, std::size_t i, Tensor g) {
+  const Tensor& input = node.inputs[i];
+  if (g.shape() != input.shape())
+    throw AutogradError(fmt::format("backward: the VJP of '{}' returned a gradient of shape {} for input {} "
+                                    "of shape {} (an xgrad bug: please report it)",
+                                    node.op, shape_str(g.shape()), i, shape_str(input.shape())));
+  if (g.dtype() != input.dtype()) g = cast(g, input.dtype());
+  return g;
+}
+
+Tensor default_cotangent(const Tensor& output, const char* what) {
+  if (output.numel() != 1)
+    throw AutogradError(fmt::format("{}: a cotangent is required for an output of shape {} ({} elements); "
+                                    "only one-element outputs default to a cotangent of 1",
+                                    what, shape_str(output.shape()), output.numel()));
+  return ones(output.shape(), output.dtype());
+}
+
+struct Sweep {
+  // Leaf (by impl) or non-leaf (by node) whose gradient grad() returns.
+  std::unordered_map<const TensorImpl*, std::size_t> leaf_slots;
+  std::unordered_map<const Node*, std::size_t> node_slots;
+  std::vector<Tensor> captured;
+  bool accumulate_into_leaves = true;
+};
+
+void run_backward(const std::vector<Tensor>& outputs, std::vector<Tensor> cotangents, GradOptions options,
+                  Sweep& sweep, const char* what) {
+  if (!cotangents.empty() && cotangents.size() != outputs.size())
+    throw AutogradError(fmt::format("{}: {} outputs but {} cotangents", what, outputs.size(), cotangents.size()));
+  cotangents.resize(outputs.size());
+  const bool retain = options.retain_graph || options.create_graph;
+  GradModeGuard mode(options.create_graph);
+
+  std::unordered_map<Node*, Tensor> node_grads;
+  std::vector<Node*> roots;
+  auto deliver_to_leaf = [&](const Tensor& leaf, const Tensor& g) {
+    if (auto it = sweep.leaf_slots.find(leaf.impl()); it != sweep.leaf_slots.end()) {
+      sweep.captured[it->second] = accumulate(sweep.captured[it->second], g);
+    } else if (sweep.accumulate_into_leaves && leaf.requires_grad()) {
+      Tensor total = accumulate(leaf.grad(), options.create_graph ? g : g.detach());
+      const_cast<Tensor&>(leaf).set_grad(total);
+    }
+  };
+
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    const Tensor& out = outputs[i];
+    if (!out.requires_grad())
+      throw AutogradError(fmt::format("{}: output {} (shape {}) does not require grad: nothing it depends on "
+                                      "requires grad, or it was computed under NoGradGuard",
+                                      what, i, shape_str(out.shape())));
+    Tensor g = cotangents[i].defined() ? cotangents[i] : default_cotangent(out, what);
+    if (g.shape() != out.shape())
+      throw ShapeError(fmt::format("{}: cotangent shape {} does not match output shape {}", what,
+                                   shape_str(g.shape()), shape_str(out.shape())));
+    if (g.dtype() != out.dtype()) g = cast(g, out.dtype());
+    if (Node* node = out.grad_fn().get()) {
+      if (!node_grads.count(node)) roots.push_back(node);
+      node_grads[node] = accumulate(node_grads[node], g);
+    } else {
+      deliver_to_leaf(out, g);
+    }
+  }
+
+  // Dependency counts: how many reachable consumers feed each node a gradient.
+  std::unordered_map<Node*, int> pending;
+  std::vector<Node*> stack(roots.begin(), roots.end());
+  for (Node* r : roots) pending.emplace(r, 0);
+  while (!stack.empty()) {
+    Node* node = stack.back();
+    stack.pop_back();
+    for (const Tensor& input : node->inputs) {
+      Node* next = input.defined() ? input.grad_fn().get() : nullptr;
+      if (!next) continue;
+      auto [it, inserted] = pending.emplace(next, 0);
+      ++it->second;
+      if (inserted) stack.push_back(next);
+    }
+  }
+
+  std::deque<Node*> ready;
+  for (Node* r : roots)
+    if (pending[r] == 0) ready.push_back(r);
+  while (!ready.empty()) {
+    Node* node = ready.front();
+    ready.pop_front();
+    Tensor g = std::move(node_grads[node]);
+    node_grads.erase(node);
+    auto release_edges = [&] {
+      for (const Tensor& input : node->inputs) {
+        Node* next = input.defined() ? input.grad_fn().get() : nullptr;
+        if (next && --pending[next] == 0) ready.push_back(next);
+      }
+    };
+    if (!g.defined()) {  // every consumer's VJP returned "no gradient" for it
+      release_edges();
+      continue;
+    }
+    if (auto it = sweep.node_slots.find(node); it != sweep.node_slots.end())
+      sweep.captured[it->second] = accumulate(sweep.captured[it->second], g);
+    if (node->released)
+      throw AutogradError(fmt::format(
+          "{}: trying to backward through '{}' a second time, but its saved tensors were freed by the "
+          "first backward; pass retain_graph=true to the first call if you need to backward twice",
+          what, node->op));
+    check_saved_versions(*node);
+    Grads grads = node->vjp(g, saves_output(node->saves) ? output_alias(*node) : Tensor());
+    if (grads.size() != node->inputs.size())
+      throw AutogradError(fmt::format("backward: the VJP of '{}' returned {} gradients for {} inputs", node->op,
+                                      grads.size(), node->inputs.size()));
+    for (std::size_t i = 0; i < grads.size(); ++i) {
+      const Tensor& input = node->inputs[i];
+      if (!input.defined() || !input.requires_grad() || !grads[i].defined()) continue;
+      Tensor gi = conform(*node, i, std::move(grads[i]));
+      if (Node* next = input.grad_fn().get()) {
+        node_grads[next] = accumulate(node_grads[next], gi);
+      } else {
+        deliver_to_leaf(input, gi);
+      }
+    }
+    release_edges();
+    if (!retain) {
+      node->vjp = nullptr;
+      node->output_storage.reset();
+      node->released = true;
+      // Inputs stay: they are the graph's edges (and cheap handles).
+    }
+  }
+}
+
+}  // namespace
+
+Node::~Node() {
+  static thread_local bool tearing_down = false;
+  static thread_local std::vector<std::shared_ptr<Node>> orphans;
+  vjp = nullptr;  // its captures may hold the inputs too
+  for (Tensor& input : inputs) {
+    const auto& impl = input.impl_ptr();
+    if (impl && impl.use_count() == 1 && impl->grad_fn) orphans.push_back(std::move(impl->grad_fn));
+  }
+  inputs.clear();
+  if (tearing_down) return;
+  tearing_down = true;
+  while (!orphans.empty()) {
+    std::shared_ptr<Node> next = std::move(orphans.back());
+    orphans.pop_back();
+    next.reset();  // may push that node's own orphans
+  }
+  tearing_down = false;
+}
+
+bool GradMode::is_enabled() { return t_grad_enabled; }
+void GradMode::set_enabled(bool enabled) { t_grad_enabled = enabled; }
+
+Tensor record(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves) {
+  if (!GradMode::is_enabled()) return out;
+  bool any = false;
+  for (const Tensor& t : inputs) any = any || (t.defined() && t.requires_grad());
+  if (!any) return out;
+  auto node = std::make_shared<Node>();
+  node->op = op;
+  node->saves = saves;
+  if (saves_inputs(saves)) {
+    node->input_versions.reserve(inputs.size());
+    for (const Tensor& t : inputs) node->input_versions.push_back(t.defined() ? t.version() : 0);
+  }
+  node->inputs = std::move(inputs);
+  if (saves_output(saves)) {
+    node->output_storage = out.impl()->storage;
+    node->output_version = out.version();
+  }
+  node->output_shape = out.shape();
+  node->output_dtype = out.dtype();
+  node->vjp = std::move(vjp);
+  out.impl()->requires_grad = true;
+  out.impl()->grad_fn = std::move(node);
+  return out;
+}
+
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& cotangents, GradOptions options) {
+  Sweep sweep;
+  sweep.accumulate_into_leaves = false;
+  sweep.captured.resize(inputs.size());
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const Tensor& t = inputs[i];
+    if (!t.requires_grad())
+      throw AutogradError(fmt::format("grad: input {} (shape {}) does not require grad", i, shape_str(t.shape())));
+    if (t.grad_fn()) sweep.node_slots.emplace(t.grad_fn().get(), i);
+    else sweep.leaf_slots.emplace(t.impl(), i);
+  }
+  run_backward(outputs, cotangents, options, sweep, "grad");
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    if (!sweep.captured[i].defined() && !options.allow_unused)
+      throw AutogradError(fmt::format("grad: input {} (shape {}) is not used to compute the outputs; pass "
+                                      "allow_unused=true to get an undefined gradient for it",
+                                      i, shape_str(inputs[i].shape())));
+    if (sweep.captured[i].defined() && !options.create_graph) sweep.captured[i] = sweep.captured[i].detach();
+  }
+  return sweep.captured;
+}
+
+void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& cotangents, GradOptions options) {
+  Sweep sweep;
+  run_backward(outputs, cotangents, options, sweep, "backward");
+}
+
+// ---- Tensor's autograd methods
+
+bool Tensor::requires_grad() const { return defined() && impl()->requires_grad; }
+
+Tensor& Tensor::requires_grad_(bool enabled) {
+  if (!defined()) throw ValueError("requires_grad_: the tensor is undefined");
+  if (!is_leaf())
+    throw AutogradError(fmt::format("requires_grad_: only leaf tensors can change requires_grad; this one was "
+                                    "made by '{}' (use detach() to get a leaf)",
+                                    grad_fn()->op));
+  if (enabled && !is_floating(dtype()))
+    throw DTypeError(fmt::format("requires_grad_: only floating tensors can require gradients, got {} {}",
+                                 dtype_name(dtype()), shape_str(shape())));
+  impl()->requires_grad = enabled;
+  return *this;
+}
+
+bool Tensor::is_leaf() const { return !defined() || impl()->grad_fn == nullptr; }
+
+Tensor Tensor::grad() const { return defined() && impl()->grad ? Tensor(impl()->grad) : Tensor(); }
+
+void Tensor::set_grad(const Tensor& grad) {
+  if (grad.defined() && grad.shape() != shape())
+    throw ShapeError(fmt::format("set_grad: gradient shape {} does not match tensor shape {}",
+                                 shape_str(grad.shape()), shape_str(shape())));
+  impl()->grad = grad.impl_ptr();
+}
+
+void Tensor::zero_grad() {
+  if (defined()) impl()->grad.reset();
+}
+
+const std::shared_ptr<Node>& Tensor::grad_fn() const {
+  static const std::shared_ptr<Node> none;
+  return defined() ? impl()->grad_fn : none;
+}
+
+Tensor Tensor::detach() const {
+  if (!defined()) return Tensor();
+  auto impl = std::make_shared<TensorImpl>();
+  impl->dtype = this->impl()->dtype;
+  impl->shape = this->impl()->shape;
+  impl->storage = this->impl()->storage;
+  return Tensor(impl);
+}
+
+void Tensor::backward(const Tensor& cotangent, bool retain_graph, bool create_graph) const {
+  xgrad::backward({*this}, cotangent.defined() ? std::vector<Tensor>{cotangent} : std::vector<Tensor>{},
+                  {.retain_graph = retain_graph, .create_graph = create_graph});
+}
+
+Tensor Tensor::sum() const { return xgrad::sum(*this); }
+Tensor Tensor::mean() const { return xgrad::mean(*this); }
+Tensor Tensor::reshape(const Shape& shape) const { return xgrad::reshape(*this, shape); }
+Tensor Tensor::astype(DType dtype) const { return cast(*this, dtype); }
+
+}  // namespace xgrad

@@ -1,0 +1,134 @@
+// Differentiable ops. Each records itself on the tape (autograd/node.hpp) when
+// grad mode is on and an input requires grad; its VJP sits next to its forward
+// in autograd/ops_*.cpp.
+//
+// Binary ops broadcast as NumPy does and promote dtypes on the JAX lattice
+// (core/dtype.hpp); C++ scalars are weak (x_f16 * 2.0 stays float16).
+// Gradients flow only into floating tensors.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.hpp"
+
+namespace xgrad {
+
+using Axes = std::vector<std::int64_t>;  // empty = every axis
+
+// ---- elementwise binary (broadcasting, promoting)
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor pow(const Tensor& a, const Tensor& b);  // gradient w.r.t. b uses log(a): a > 0 there
+Tensor pow(const Tensor& a, double exponent);
+Tensor maximum(const Tensor& a, const Tensor& b);  // ties send the gradient half to each side
+Tensor minimum(const Tensor& a, const Tensor& b);
+Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);  // condition: Bool
+
+// Comparisons and logic: no gradient, Bool result.
+Tensor equal(const Tensor& a, const Tensor& b);
+Tensor not_equal(const Tensor& a, const Tensor& b);
+Tensor less(const Tensor& a, const Tensor& b);
+Tensor less_equal(const Tensor& a, const Tensor& b);
+Tensor greater(const Tensor& a, const Tensor& b);
+Tensor greater_equal(const Tensor& a, const Tensor& b);
+Tensor logical_not(const Tensor& a);
+
+// ---- elementwise unary
+Tensor neg(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor rsqrt(const Tensor& x);
+Tensor abs(const Tensor& x);
+Tensor square(const Tensor& x);
+Tensor sign(const Tensor& x);  // no gradient (zero almost everywhere)
+Tensor tanh(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor relu(const Tensor& x);
+Tensor softplus(const Tensor& x);  // log(1 + exp(x)), stable for large |x|
+Tensor gelu(const Tensor& x, bool approximate = true);  // tanh form by default (jax.nn.gelu)
+Tensor clip(const Tensor& x, double lo, double hi);
+
+// ---- casts
+Tensor cast(const Tensor& x, DType dtype);  // gradient flows between floating dtypes
+
+// ---- reductions (keepdims keeps reduced axes as size 1)
+Tensor sum(const Tensor& x, const Axes& axes = {}, bool keepdims = false);
+Tensor mean(const Tensor& x, const Axes& axes = {}, bool keepdims = false);
+Tensor max(const Tensor& x, const Axes& axes = {}, bool keepdims = false);  // ties share the gradient
+Tensor min(const Tensor& x, const Axes& axes = {}, bool keepdims = false);
+Tensor logsumexp(const Tensor& x, const Axes& axes = {}, bool keepdims = false);
+Tensor var(const Tensor& x, const Axes& axes = {}, bool keepdims = false, std::int64_t ddof = 0);
+Tensor argmax(const Tensor& x, std::int64_t axis);  // Int64, no gradient
+Tensor softmax(const Tensor& x, std::int64_t axis = -1);
+Tensor log_softmax(const Tensor& x, std::int64_t axis = -1);
+// Sums `x` down to `shape` (the inverse of broadcasting), for VJPs of broadcasting ops.
+Tensor sum_to(const Tensor& x, const Shape& shape);
+
+// ---- linear algebra
+// Batched matrix product with NumPy matmul rules: 1-D operands are promoted and
+// the batch dims broadcast. float32/float64 go to cblas.
+Tensor matmul(const Tensor& a, const Tensor& b);
+
+// ---- shape and indexing
+Tensor reshape(const Tensor& x, const Shape& shape);  // one -1 entry is inferred
+Tensor transpose(const Tensor& x, const std::vector<std::int64_t>& permutation);
+Tensor transpose(const Tensor& x);  // reverses the axes
+Tensor swapaxes(const Tensor& x, std::int64_t a, std::int64_t b);
+Tensor broadcast_to(const Tensor& x, const Shape& shape);
+Tensor squeeze(const Tensor& x, const Axes& axes = {});  // empty = every size-1 axis
+Tensor unsqueeze(const Tensor& x, std::int64_t axis);
+Tensor flatten(const Tensor& x, std::int64_t start_axis = 0, std::int64_t end_axis = -1);
+// Python-style slice along one axis: [start, stop) with step (step may be negative;
+// out-of-range bounds clamp as in Python).
+Tensor slice(const Tensor& x, std::int64_t axis, std::int64_t start, std::int64_t stop, std::int64_t step = 1);
+Tensor concat(const std::vector<Tensor>& xs, std::int64_t axis = 0);
+Tensor stack(const std::vector<Tensor>& xs, std::int64_t axis = 0);
+
+enum class PadMode { Constant, Wrap, Reflect, Edge };
+// pads[i] = (lo, hi) for axis i; negative values crop. Wrap and Reflect follow
+// numpy.pad (mode="wrap" / "reflect") including pads larger than the axis.
+Tensor pad(const Tensor& x, const std::vector<std::pair<std::int64_t, std::int64_t>>& pads,
+           PadMode mode = PadMode::Constant, double value = 0.0);
+
+// take(x, indices, axis): numpy.take with integer indices (negative wrap once; out of range throws).
+Tensor take(const Tensor& x, const Tensor& indices, std::int64_t axis = 0);
+// numpy.take_along_axis: indices has x's rank.
+Tensor take_along_axis(const Tensor& x, const Tensor& indices, std::int64_t axis);
+Tensor one_hot(const Tensor& labels, std::int64_t num_classes, DType dtype = DType::Float32);
+
+// ---- operators (differentiable); scalars are weak
+Tensor operator+(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& a, const Tensor& b);
+Tensor operator*(const Tensor& a, const Tensor& b);
+Tensor operator/(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& a);
+// A 0-d tensor holding a weak C++ scalar materialised next to `like`:
+// its dtype is promote_with_scalar(like.dtype(), is_floating_scalar).
+Tensor weak_scalar(double value, bool is_floating_scalar, const Tensor& like);
+
+template <class S>
+concept Scalar = std::is_arithmetic_v<S>;
+
+#define XGRAD_SCALAR_OPERATOR(OP, FN)                                                   \
+  template <Scalar S>                                                                   \
+  Tensor operator OP(const Tensor& a, S b) {                                            \
+    return FN(a, weak_scalar(static_cast<double>(b), std::is_floating_point_v<S>, a));  \
+  }                                                                                     \
+  template <Scalar S>                                                                   \
+  Tensor operator OP(S a, const Tensor& b) {                                            \
+    return FN(weak_scalar(static_cast<double>(a), std::is_floating_point_v<S>, b), b);  \
+  }
+XGRAD_SCALAR_OPERATOR(+, add)
+XGRAD_SCALAR_OPERATOR(-, sub)
+XGRAD_SCALAR_OPERATOR(*, mul)
+XGRAD_SCALAR_OPERATOR(/, div)
+#undef XGRAD_SCALAR_OPERATOR
+
+}  // namespace xgrad

@@ -1,0 +1,96 @@
+// xgrad::Tensor: a cheap-to-copy handle to an n-dimensional array with a runtime
+// dtype, plus the autograd bookkeeping (requires_grad, grad, the node that made it).
+//
+// Tensors are always dense and row-major. Copying a Tensor copies the handle, not
+// the data (like torch::Tensor); use clone() for a deep copy. The element storage
+// is an xt::xarray<T> (see core/xarray.hpp to reach it); this header stays light.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/dtype.hpp"
+#include "core/shape.hpp"
+
+namespace xgrad {
+
+struct TensorImpl;
+struct Node;
+
+class Tensor {
+ public:
+  Tensor() = default;  // an undefined tensor: defined() is false
+  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+  bool defined() const { return impl_ != nullptr; }
+  DType dtype() const;
+  const Shape& shape() const;
+  std::int64_t dim() const { return static_cast<std::int64_t>(shape().size()); }
+  std::int64_t numel() const;
+  std::int64_t size(std::int64_t axis) const;  // negative axes count from the end
+
+  // Raw row-major element pointer; T must be the tensor's exact element type.
+  template <class T> T* data();
+  template <class T> const T* data() const;
+
+  // Element access converted to double (for tests, printing and small loops).
+  double item() const;                         // one-element tensors only
+  double at(const Shape& index) const;         // full index, negative entries allowed
+  std::vector<double> to_vector() const;       // all elements, row-major
+
+  Tensor clone() const;                        // deep copy, not recorded on the tape
+  Tensor astype(DType dtype) const;            // differentiable between floating dtypes
+
+  // ---- in-place writes (bump the version counter; no gradient flows through them)
+  Tensor& fill_(double value);
+  Tensor& copy_(const Tensor& source);         // same shape; converts dtype
+  std::uint64_t version() const;
+  void bump_version();
+
+  // ---- autograd
+  bool requires_grad() const;
+  Tensor& requires_grad_(bool enabled = true);  // leaves only; floating dtypes only
+  bool is_leaf() const;                          // not produced by a recorded op
+  Tensor grad() const;                           // accumulated gradient (undefined if none)
+  void set_grad(const Tensor& grad);
+  void zero_grad();                              // drops the accumulated gradient
+  const std::shared_ptr<Node>& grad_fn() const;
+  Tensor detach() const;                         // same storage, cut from the graph
+  // Reverse-mode sweep from this tensor. Without a cotangent the tensor must have one element.
+  void backward(const Tensor& cotangent = Tensor(), bool retain_graph = false,
+                bool create_graph = false) const;
+
+  // ---- a few differentiable ops as methods, for chaining (all ops: autograd/ops.hpp)
+  Tensor sum() const;
+  Tensor mean() const;
+  Tensor reshape(const Shape& shape) const;
+
+  std::string to_string() const;  // shape, dtype and (abbreviated) values
+
+  TensorImpl* impl() const { return impl_.get(); }
+  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
+
+ private:
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+// ---- creation (not recorded on the tape)
+Tensor empty(const Shape& shape, DType dtype = DType::Float32);  // uninitialised
+Tensor zeros(const Shape& shape, DType dtype = DType::Float32);
+Tensor ones(const Shape& shape, DType dtype = DType::Float32);
+Tensor full(const Shape& shape, double value, DType dtype = DType::Float32);
+Tensor scalar(double value, DType dtype = DType::Float32);        // 0-d tensor
+Tensor zeros_like(const Tensor& t);
+Tensor ones_like(const Tensor& t);
+// [start, stop) with step, like numpy.arange; dtype Float32 unless given.
+Tensor arange(double start, double stop, double step = 1.0, DType dtype = DType::Float32);
+Tensor arange(std::int64_t stop, DType dtype = DType::Int64);
+// Copies values (converted to dtype) into a tensor of the given shape.
+Tensor from_vector(const std::vector<double>& values, const Shape& shape,
+                   DType dtype = DType::Float32);
+template <class T>
+Tensor from_data(const T* values, const Shape& shape);  // T's own dtype
+
+}  // namespace xgrad

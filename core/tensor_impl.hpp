@@ -1,0 +1,79 @@
+// The shared state behind a Tensor handle. Internal: kernels and the autograd
+// engine include this; user code includes core/tensor.hpp (or core/xarray.hpp).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <variant>
+
+#include <xtensor/xarray.hpp>
+
+#include "core/dtype.hpp"
+#include "core/error.hpp"
+#include "core/shape.hpp"
+#include "core/tensor.hpp"
+
+namespace xgrad {
+
+// Element storage, shared between a tensor and its detach()ed aliases. The
+// version counter lives here so that an in-place write through any alias is seen
+// by the autograd engine (it checks saved tensors' versions at backward).
+struct Storage {
+  using Array = std::variant<xt::xarray<bool>, xt::xarray<std::int32_t>, xt::xarray<std::int64_t>,
+                             xt::xarray<half>, xt::xarray<bfloat16>, xt::xarray<float>,
+                             xt::xarray<double>>;
+  Array array;
+  std::uint64_t version = 0;
+};
+
+struct TensorImpl {
+  DType dtype = DType::Float32;
+  Shape shape;
+  std::shared_ptr<Storage> storage;
+
+  // Autograd state. A leaf that requires grad accumulates into `grad`; a tensor
+  // made by a recorded op points at the node that computes its input gradients.
+  bool requires_grad = false;
+  std::shared_ptr<Node> grad_fn;
+  std::shared_ptr<TensorImpl> grad;
+};
+
+// A fresh tensor of the given shape and dtype; contents uninitialised.
+std::shared_ptr<TensorImpl> make_impl(const Shape& shape, DType dtype);
+
+template <class T>
+xt::xarray<T>& storage_array(const TensorImpl& impl) {
+  return std::get<xt::xarray<T>>(impl.storage->array);
+}
+
+// Calls f(T{}) with T the C++ element type of `dtype` (bool, int32_t, ..., half, bfloat16, float, double).
+template <class F>
+decltype(auto) visit_dtype(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::Bool: return f(bool{});
+    case DType::Int32: return f(std::int32_t{});
+    case DType::Int64: return f(std::int64_t{});
+    case DType::Float16: return f(half{});
+    case DType::BFloat16: return f(bfloat16{});
+    case DType::Float32: return f(float{});
+    case DType::Float64: return f(double{});
+  }
+  throw DTypeError("unknown dtype");
+}
+
+// Converts an element of any storage type to any other, through compute types.
+template <class To, class From>
+inline To convert_element(From v) {
+  if constexpr (std::is_same_v<To, From>) {
+    return v;
+  } else if constexpr (std::is_same_v<To, half> || std::is_same_v<To, bfloat16>) {
+    if constexpr (std::is_same_v<From, double>) return To(static_cast<float>(v));
+    else return To(static_cast<float>(static_cast<compute_t<From>>(v)));
+  } else if constexpr (std::is_same_v<To, bool>) {
+    return static_cast<compute_t<From>>(v) != compute_t<From>(0);
+  } else {
+    return static_cast<To>(static_cast<compute_t<From>>(v));
+  }
+}
+
+}  // namespace xgrad

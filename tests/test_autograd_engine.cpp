@@ -1,0 +1,85 @@
+// The tape: recording, accumulation, retain_graph, version checks, deep chains.
+#include <doctest/doctest.h>
+
+#include "xgrad.hpp"
+
+using namespace xgrad;
+
+TEST_CASE("backward of a small expression accumulates into leaves") {
+  Tensor x = from_vector({1, 2, 3}, {3}, DType::Float64).requires_grad_();
+  Tensor y = from_vector({4, 5, 6}, {3}, DType::Float64).requires_grad_();
+  Tensor loss = (x * y + x).sum();  // d/dx = y + 1, d/dy = x
+  CHECK(loss.item() == doctest::Approx(1 * 4 + 2 * 5 + 3 * 6 + 6));
+  loss.backward();
+  CHECK(x.grad().to_vector() == std::vector<double>{5, 6, 7});
+  CHECK(y.grad().to_vector() == std::vector<double>{1, 2, 3});
+  // A second, independent backward accumulates.
+  (x * 2.0).sum().backward();
+  CHECK(x.grad().to_vector() == std::vector<double>{7, 8, 9});
+}
+
+TEST_CASE("a freed graph cannot be walked twice; retain_graph keeps it") {
+  Tensor x = from_vector({1, 2}, {2}, DType::Float64).requires_grad_();
+  Tensor loss = (x * x).sum();
+  loss.backward({}, /*retain_graph=*/true);
+  loss.backward();
+  CHECK(x.grad().to_vector() == std::vector<double>{4, 8});
+  CHECK_THROWS_AS(loss.backward(), AutogradError);
+  try {
+    loss.backward();
+  } catch (const AutogradError& e) {
+    CHECK(std::string(e.what()).find("second time") != std::string::npos);
+  }
+}
+
+TEST_CASE("modifying a saved tensor in place is detected at backward") {
+  Tensor x = from_vector({1, 2}, {2}, DType::Float64).requires_grad_();
+  Tensor w = from_vector({3, 4}, {2}, DType::Float64);
+  Tensor loss = (x * w).sum();
+  w.fill_(0.0);
+  try {
+    loss.backward();
+    FAIL("expected an AutogradError");
+  } catch (const AutogradError& e) {
+    const std::string msg = e.what();
+    CHECK(msg.find("'mul'") != std::string::npos);
+    CHECK(msg.find("modified in place") != std::string::npos);
+  }
+}
+
+TEST_CASE("a chain of 200000 ops runs backward without recursion") {
+  Tensor x = scalar(1.0, DType::Float64).requires_grad_();
+  Tensor y = x;
+  for (int i = 0; i < 200000; ++i) y = y + 1e-6;
+  y.backward();
+  CHECK(x.grad().item() == 1.0);
+  CHECK(y.item() == doctest::Approx(1.2));
+}
+
+TEST_CASE("grad() returns gradients without touching .grad and supports second order") {
+  Tensor x = scalar(3.0, DType::Float64).requires_grad_();
+  Tensor y = x * x * x;  // y = x^3, y' = 3x^2 = 27, y'' = 6x = 18
+  auto [dy] = std::array<Tensor, 1>{grad({y}, {x}, {}, {.create_graph = true})[0]};
+  CHECK(dy.item() == doctest::Approx(27.0));
+  CHECK_FALSE(x.grad().defined());
+  Tensor d2y = grad({dy}, {x})[0];
+  CHECK(d2y.item() == doctest::Approx(18.0));
+}
+
+TEST_CASE("NoGradGuard stops recording") {
+  Tensor x = scalar(2.0).requires_grad_();
+  Tensor y;
+  {
+    NoGradGuard guard;
+    y = x * x;
+  }
+  CHECK_FALSE(y.requires_grad());
+  CHECK_THROWS_AS(y.backward(), AutogradError);
+}
+
+TEST_CASE("weak scalars keep the tensor dtype") {
+  CHECK((ones({2}, DType::Float16) * 2.0).dtype() == DType::Float16);
+  CHECK((ones({2}, DType::Int32) * 2).dtype() == DType::Int32);
+  CHECK((ones({2}, DType::Int32) * 2.5).dtype() == DType::Float32);
+  CHECK((ones({2}, DType::BFloat16) + ones({2}, DType::Float16)).dtype() == DType::Float32);
+}
