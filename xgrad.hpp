@@ -8,5 +8,6 @@
 
 #include "autograd/backward.hpp"
 #include "autograd/grad_mode.hpp"
+#include "autograd/gradcheck.hpp"
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
