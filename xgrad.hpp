@@ -7,6 +7,7 @@
 #include "core/shape.hpp"
 #include "core/tensor.hpp"
 
+#include "autograd/anomaly.hpp"
 #include "autograd/backward.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/gradcheck.hpp"
