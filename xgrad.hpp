@@ -2,6 +2,7 @@
 #pragma once
 
 #include "core/dtype.hpp"
+#include "core/format.hpp"
 #include "core/error.hpp"
 #include "core/random.hpp"
 #include "core/shape.hpp"
