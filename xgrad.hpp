@@ -14,3 +14,8 @@
 #include "autograd/gradcheck.hpp"
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+
+#include "layers/dtypes.hpp"
+#include "layers/initializers.hpp"
+#include "layers/module.hpp"
+#include "layers/sequential.hpp"
