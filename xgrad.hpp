@@ -14,8 +14,10 @@
 #include "autograd/gradcheck.hpp"
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/pool.hpp"
 
 #include "layers/dtypes.hpp"
 #include "layers/initializers.hpp"
 #include "layers/module.hpp"
+#include "layers/pooling.hpp"
 #include "layers/sequential.hpp"
