@@ -19,5 +19,6 @@
 #include "layers/dtypes.hpp"
 #include "layers/initializers.hpp"
 #include "layers/module.hpp"
+#include "layers/policy.hpp"
 #include "layers/pooling.hpp"
 #include "layers/sequential.hpp"

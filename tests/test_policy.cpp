@@ -1,0 +1,77 @@
+// Precision policy parsing and application, and dynamic loss scaling.
+#include <cmath>
+
+#include <doctest/doctest.h>
+
+#include "xgrad.hpp"
+
+using namespace xgrad;
+
+TEST_CASE("parse_policy reads params, compute and output dtypes") {
+  nn::DTypePolicy p = nn::parse_policy("params=float32,compute=bfloat16,output=float32");
+  CHECK(p.param_dtype == DType::Float32);
+  CHECK(p.compute_dtype == DType::BFloat16);
+  CHECK(p.output_dtype == DType::Float32);
+  CHECK(p.to_string() == "params=float32,compute=bfloat16,output=float32");
+  nn::DTypePolicy short_form = nn::parse_policy("c=half, p=full");
+  CHECK(short_form.compute_dtype == DType::Float16);
+  CHECK(short_form.param_dtype == DType::Float32);
+  CHECK_FALSE(short_form.output_dtype.has_value());
+  CHECK(short_form.to_string() == "params=float32,compute=float16,output=unchanged");
+  CHECK(nn::parse_policy("").to_string() == "params=float32,compute=promoted,output=unchanged");
+  CHECK_THROWS_WITH_AS(nn::parse_policy("params=f32,compute=f8"), "parse_policy: unknown dtype 'f8' in \"params=f32,compute=f8\"",
+                       ValueError);
+  CHECK_THROWS_WITH_AS(nn::parse_policy("params=int32"),
+                       "parse_policy: dtype 'int32' in \"params=int32\" is not a floating dtype", ValueError);
+  CHECK_THROWS_WITH_AS(nn::parse_policy("weights=f32"),
+                       "parse_policy: unknown key 'weights' in \"weights=f32\" (expected params, compute or output)",
+                       ValueError);
+  CHECK_THROWS_WITH_AS(nn::parse_policy("p=f32,params=f16"), "parse_policy: key 'params' given twice in \"p=f32,params=f16\"",
+                       ValueError);
+  CHECK_THROWS_WITH_AS(nn::parse_policy("bf16"), "parse_policy: expected key=value, got 'bf16' in \"bf16\"", ValueError);
+}
+
+TEST_CASE("DynamicLossScale unscales, skips non-finite steps, shrinks and grows") {
+  nn::DynamicLossScale scaler({.initial_scale = 8, .growth_interval = 2});
+  CHECK(scaler.scale(scalar(0.5)).item() == 4.0);
+  std::vector<Tensor> grads{full({2}, 16.0), full({1}, 8.0, DType::Float16)};
+  CHECK(scaler.unscale_and_check(grads));
+  CHECK(grads[0].to_vector() == std::vector<double>{2, 2});
+  CHECK(grads[1].item() == 1.0);
+  CHECK(scaler.loss_scale() == 8);
+  CHECK(scaler.good_steps() == 1);
+  std::vector<Tensor> more{full({1}, 8.0)};
+  CHECK(scaler.unscale_and_check(more));
+  CHECK(scaler.loss_scale() == 16);  // two good steps in a row: grow
+  CHECK(scaler.good_steps() == 0);
+  std::vector<Tensor> overflow{full({2}, 1.0), from_vector({1.0, INFINITY}, {2})};
+  CHECK_FALSE(scaler.unscale_and_check(overflow));
+  CHECK(scaler.loss_scale() == 8);
+  std::vector<Tensor> nan{full({1}, NAN)};
+  CHECK_FALSE(scaler.unscale_and_check(nan));
+  CHECK(scaler.loss_scale() == 4);
+  nn::DynamicLossScale floor({.initial_scale = 1});
+  CHECK_FALSE(floor.unscale_and_check(nan));
+  CHECK(floor.loss_scale() == 1);  // never below min_scale
+  CHECK_THROWS_WITH_AS(nn::DynamicLossScale({.factor = 1}),
+                       "DynamicLossScale: needs initial_scale > 0, factor > 1, growth_interval >= 1 and min_scale > 0 "
+                       "(got 32768, 1, 2000, 1)",
+                       ValueError);
+}
+
+TEST_CASE("float16 gradients that underflow unscaled survive with loss scaling") {
+  // float32 parameter, float16 compute: d/dw (w * 2^-14 * 2^-14) = 2^-28 underflows float16
+  // (smallest subnormal 2^-24) on its way back; scaled by 2^15 it stays representable.
+  const double tiny = std::ldexp(1.0, -14);
+  Tensor w = ones({1}, DType::Float32);
+  w.requires_grad_();
+  auto loss = [&] { return (cast(w, DType::Float16) * tiny * tiny).sum(); };
+  loss().backward();
+  CHECK(w.grad().item() == 0.0);
+  w.zero_grad();
+  nn::DynamicLossScale scaler;
+  scaler.scale(loss()).backward();
+  std::vector<Tensor> grads{w.grad()};
+  CHECK(scaler.unscale_and_check(grads));
+  CHECK(w.grad().item() == std::ldexp(1.0, -28));
+}
