@@ -3,6 +3,8 @@
 
 #include "core/dtype.hpp"
 #include "core/error.hpp"
+#include "core/npy.hpp"
+#include "core/npz.hpp"
 #include "core/shape.hpp"
 #include "core/tensor.hpp"
 
