@@ -2,8 +2,10 @@
 #pragma once
 
 #include "core/dtype.hpp"
-#include "core/format.hpp"
 #include "core/error.hpp"
+#include "core/format.hpp"
+#include "core/npy.hpp"
+#include "core/npz.hpp"
 #include "core/random.hpp"
 #include "core/shape.hpp"
 #include "core/tensor.hpp"
