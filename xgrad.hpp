@@ -2,8 +2,10 @@
 #pragma once
 
 #include "core/dtype.hpp"
-#include "core/format.hpp"
 #include "core/error.hpp"
+#include "core/format.hpp"
+#include "core/npy.hpp"
+#include "core/npz.hpp"
 #include "core/random.hpp"
 #include "core/shape.hpp"
 #include "core/tensor.hpp"
@@ -22,3 +24,8 @@
 #include "layers/policy.hpp"
 #include "layers/pooling.hpp"
 #include "layers/sequential.hpp"
+
+#include "data/data_loader.hpp"
+#include "data/dataset.hpp"
+#include "data/fashion_mnist.hpp"
+#include "data/idx.hpp"
