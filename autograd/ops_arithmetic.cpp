@@ -23,14 +23,25 @@ Tensor zero_like_scalar(const Tensor& t) { return scalar(0.0, t.dtype()); }
 
 }  // namespace
 
+// With equal shapes (the common case) there is nothing to sum away, and a closure
+// without the operands fits std::function's inline buffer: no allocation per op.
 Tensor add(const Tensor& a, const Tensor& b) {
-  return record("add", kernels::binary(Binary::Add, a, b), {a, b}, [a, b](const Tensor& g, const Tensor&) -> Grads {
+  Tensor out = kernels::binary(Binary::Add, a, b);
+  if (a.shape() == b.shape())
+    return record("add", out, {a, b}, [](const Tensor& g, const Tensor&) -> Grads { return {g, g}; },
+                  Saves::Nothing);
+  return record("add", out, {a, b}, [a, b](const Tensor& g, const Tensor&) -> Grads {
     return {grad_for(a, [&] { return g; }), grad_for(b, [&] { return g; })};
   }, Saves::Nothing);
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
-  return record("sub", kernels::binary(Binary::Sub, a, b), {a, b}, [a, b](const Tensor& g, const Tensor&) -> Grads {
+  Tensor out = kernels::binary(Binary::Sub, a, b);
+  if (a.shape() == b.shape())
+    return record("sub", out, {a, b}, [b_needs = b.requires_grad()](const Tensor& g, const Tensor&) -> Grads {
+      return {g, b_needs ? neg(g) : Tensor()};
+    }, Saves::Nothing);
+  return record("sub", out, {a, b}, [a, b](const Tensor& g, const Tensor&) -> Grads {
     return {grad_for(a, [&] { return g; }), grad_for(b, [&] { return neg(g); })};
   }, Saves::Nothing);
 }

@@ -105,25 +105,61 @@ void run(const In* a, std::int64_t sa, const In* b, std::int64_t sb, Out* out, s
   }
 }
 
-// out = f(a, b) elementwise over the broadcast of a and b, both of storage type In;
-// f works in the compute type and its result is rounded to Out on store.
-template <class Out, class In, class F>
-void apply_binary(const Tensor& a, const Tensor& b, Tensor& out, F f) {
-  using V = compute_t<In>;
-  auto g = [f](In x, In y) { return static_cast<Out>(f(static_cast<V>(x), static_cast<V>(y))); };
-  const In* pa = a.data<In>();
-  const In* pb = b.data<In>();
-  Out* po = out.data<Out>();
-  const Shape& shape = out.shape();
-  const std::int64_t n = out.numel();
-  if (a.shape() == shape && b.shape() == shape) return run(pa, 1, pb, 1, po, n, g);
-  if (a.shape() == shape && b.numel() == 1) return run(pa, 1, pb, 0, po, n, g);
-  if (b.shape() == shape && a.numel() == 1) return run(pa, 0, pb, 1, po, n, g);
-  for_each_broadcast_run<2>(shape, {broadcast_strides(a.shape(), shape), broadcast_strides(b.shape(), shape)},
-                            [&](std::int64_t o, const auto& off, std::int64_t count, const auto& step) {
-                              run(pa + off[0], step[0], pb + off[1], step[1], po + o, count, g);
-                            });
-}
+// Two operands cast to a common dtype (no copy when already there), their broadcast
+// shape and how they map onto it, worked out once per op.
+class Operands {
+ public:
+  Operands(const Tensor& a, const Tensor& b, DType dtype, const char* op) : a_(&a), b_(&b) {
+    const Shape& sa = a.shape();
+    const Shape& sb = b.shape();
+    if (sa == sb) {
+      shape_ = &sa;
+      layout_ = Layout::Same;
+    } else {
+      broadcast_ = broadcast_shapes(sa, sb, op);
+      shape_ = &broadcast_;
+      layout_ = sa == broadcast_ && numel(sb) == 1   ? Layout::ScalarB
+                : sb == broadcast_ && numel(sa) == 1 ? Layout::ScalarA
+                                                     : Layout::General;
+    }
+    if (a.dtype() != dtype) a_ = &(cast_a_ = cast(a, dtype));
+    if (b.dtype() != dtype) b_ = &(cast_b_ = cast(b, dtype));
+  }
+  const Shape& shape() const { return *shape_; }
+
+  // out = f(a, b) elementwise, with f on the compute type of In, rounded to Out on store.
+  template <class Out, class In, class F>
+  void apply(Tensor& out, F f) const {
+    using V = compute_t<In>;
+    auto g = [f](In x, In y) { return static_cast<Out>(f(static_cast<V>(x), static_cast<V>(y))); };
+    const In* pa = raw<In>(*a_);
+    const In* pb = raw<In>(*b_);
+    Out* po = raw<Out>(out);
+    const std::int64_t n = numel(*shape_);
+    switch (layout_) {
+      case Layout::Same: return run(pa, 1, pb, 1, po, n, g);
+      case Layout::ScalarB: return run(pa, 1, pb, 0, po, n, g);
+      case Layout::ScalarA: return run(pa, 0, pb, 1, po, n, g);
+      case Layout::General: break;
+    }
+    for_each_broadcast_run<2>(*shape_, {broadcast_strides(a_->shape(), *shape_), broadcast_strides(b_->shape(), *shape_)},
+                              [&](std::int64_t o, const auto& off, std::int64_t count, const auto& step) {
+                                run(pa + off[0], step[0], pb + off[1], step[1], po + o, count, g);
+                              });
+  }
+
+ private:
+  enum class Layout { Same, ScalarB, ScalarA, General };
+  template <class T>
+  static T* raw(const Tensor& t) { return storage_array<T>(*t.impl()).data(); }
+
+  const Tensor* a_;
+  const Tensor* b_;
+  Tensor cast_a_, cast_b_;
+  Shape broadcast_;
+  const Shape* shape_;
+  Layout layout_;
+};
 
 const char* binary_name(Binary op) {
   switch (op) {
@@ -165,31 +201,22 @@ DType binary_dtype(Binary op, const Tensor& a, const Tensor& b) {
   }
 }
 
-// The broadcast shape of a and b without a copy when they already agree.
-struct OutShape {
-  Shape storage;
-  const Shape& shape;
-  OutShape(const Tensor& a, const Tensor& b, const char* op)
-      : storage(a.shape() == b.shape() ? Shape() : broadcast_shapes(a.shape(), b.shape(), op)),
-        shape(a.shape() == b.shape() ? a.shape() : storage) {}
-};
-
 template <class T>
-void binary_loop(Binary op, const Tensor& a, const Tensor& b, Tensor& out) {
+void binary_loop(Binary op, const Operands& x, Tensor& out) {
   using V = compute_t<T>;
   switch (op) {
-    case Binary::Add: return apply_binary<T, T>(a, b, out, Add{});
-    case Binary::Mul: return apply_binary<T, T>(a, b, out, Mul{});
-    case Binary::Maximum: return apply_binary<T, T>(a, b, out, Maximum{});
-    case Binary::Minimum: return apply_binary<T, T>(a, b, out, Minimum{});
+    case Binary::Add: return x.apply<T, T>(out, Add{});
+    case Binary::Mul: return x.apply<T, T>(out, Mul{});
+    case Binary::Maximum: return x.apply<T, T>(out, Maximum{});
+    case Binary::Minimum: return x.apply<T, T>(out, Minimum{});
     default: break;
   }
   if constexpr (!std::is_same_v<T, bool>) {
     switch (op) {
-      case Binary::Sub: return apply_binary<T, T>(a, b, out, Sub{});
-      case Binary::Pow: return apply_binary<T, T>(a, b, out, Pow{});
+      case Binary::Sub: return x.apply<T, T>(out, Sub{});
+      case Binary::Pow: return x.apply<T, T>(out, Pow{});
       case Binary::Div:
-        if constexpr (std::is_floating_point_v<V>) return apply_binary<T, T>(a, b, out, [](V x, V y) { return x / y; });
+        if constexpr (std::is_floating_point_v<V>) return x.apply<T, T>(out, [](V x, V y) { return x / y; });
         break;
       default: break;
     }
@@ -200,28 +227,25 @@ void binary_loop(Binary op, const Tensor& a, const Tensor& b, Tensor& out) {
 }  // namespace
 
 Tensor binary(Binary op, const Tensor& a, const Tensor& b) {
-  const OutShape shape(a, b, binary_name(op));
   const DType dtype = binary_dtype(op, a, b);
-  const Tensor ca = cast(a, dtype), cb = cast(b, dtype);
-  Tensor out = empty(shape.shape, dtype);
-  visit_dtype(dtype, [&](auto tag) { binary_loop<decltype(tag)>(op, ca, cb, out); });
+  const Operands x(a, b, dtype, binary_name(op));
+  Tensor out = empty(x.shape(), dtype);
+  visit_dtype(dtype, [&](auto tag) { binary_loop<decltype(tag)>(op, x, out); });
   return out;
 }
 
 Tensor compare(Compare op, const Tensor& a, const Tensor& b) {
-  const OutShape shape(a, b, compare_name(op));
-  const DType dtype = promote_types(a.dtype(), b.dtype());
-  const Tensor ca = cast(a, dtype), cb = cast(b, dtype);
-  Tensor out = empty(shape.shape, DType::Bool);
-  visit_dtype(dtype, [&](auto tag) {
+  const Operands x(a, b, promote_types(a.dtype(), b.dtype()), compare_name(op));
+  Tensor out = empty(x.shape(), DType::Bool);
+  visit_dtype(promote_types(a.dtype(), b.dtype()), [&](auto tag) {
     using T = decltype(tag);
     switch (op) {
-      case Compare::Equal: return apply_binary<bool, T>(ca, cb, out, [](auto x, auto y) { return x == y; });
-      case Compare::NotEqual: return apply_binary<bool, T>(ca, cb, out, [](auto x, auto y) { return x != y; });
-      case Compare::Less: return apply_binary<bool, T>(ca, cb, out, [](auto x, auto y) { return x < y; });
-      case Compare::LessEqual: return apply_binary<bool, T>(ca, cb, out, [](auto x, auto y) { return x <= y; });
-      case Compare::Greater: return apply_binary<bool, T>(ca, cb, out, [](auto x, auto y) { return x > y; });
-      case Compare::GreaterEqual: return apply_binary<bool, T>(ca, cb, out, [](auto x, auto y) { return x >= y; });
+      case Compare::Equal: return x.apply<bool, T>(out, [](auto x, auto y) { return x == y; });
+      case Compare::NotEqual: return x.apply<bool, T>(out, [](auto x, auto y) { return x != y; });
+      case Compare::Less: return x.apply<bool, T>(out, [](auto x, auto y) { return x < y; });
+      case Compare::LessEqual: return x.apply<bool, T>(out, [](auto x, auto y) { return x <= y; });
+      case Compare::Greater: return x.apply<bool, T>(out, [](auto x, auto y) { return x > y; });
+      case Compare::GreaterEqual: return x.apply<bool, T>(out, [](auto x, auto y) { return x >= y; });
     }
   });
   return out;
