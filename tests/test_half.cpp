@@ -143,3 +143,29 @@ TEST_CASE("16-bit tensors compute in float32 and round once on store") {
   CHECK(h.data<half>()[2].bits == 0x3C00);
   CHECK(cast(h, DType::Float32).to_vector() == std::vector<double>{65504.0, INFINITY, 1.0});
 }
+
+TEST_CASE("float64 to float16 / bfloat16 rounds once, not through float32") {
+  // 1 + 2^-11 + 2^-40 is just above a float16 tie; via float32 it would become the tie and round down.
+  CHECK(half(1.0 + std::ldexp(1.0, -11) + std::ldexp(1.0, -40)).bits == 0x3C01);
+  CHECK(half(1.0 + std::ldexp(1.0, -11)).bits == 0x3C00);
+  CHECK(half(1.0 + std::ldexp(1.0, -11) - std::ldexp(1.0, -40)).bits == 0x3C00);
+  CHECK(half(std::ldexp(1.0, -25) + std::ldexp(1.0, -60)).bits == 0x0001);
+  // Just below 65520 stays finite, although float32 would round it up to 65520.
+  CHECK(half(65519.999999).bits == 0x7BFF);
+  CHECK(half(1e300).bits == 0x7C00);
+  CHECK(half(-1e300).bits == 0xFC00);
+  CHECK(half(1e-300).bits == 0x0000);
+  CHECK(half(-1e-300).bits == 0x8000);
+  CHECK(bfloat16(1.0 + std::ldexp(1.0, -8) + std::ldexp(1.0, -40)).bits == 0x3F81);
+  CHECK(bfloat16(1.0 + std::ldexp(1.0, -8)).bits == 0x3F80);
+  CHECK(bfloat16(1e300).bits == 0x7F80);
+  // The same through tensors: creation from doubles and casts from float64.
+  const double above_tie = 1.0 + std::ldexp(1.0, -11) + std::ldexp(1.0, -40);
+  CHECK(from_vector({above_tie}, {1}, DType::Float16).data<half>()[0].bits == 0x3C01);
+  CHECK(cast(from_vector({above_tie}, {1}, DType::Float64), DType::Float16).data<half>()[0].bits == 0x3C01);
+  CHECK(full({1}, 1.0 + std::ldexp(1.0, -8) + std::ldexp(1.0, -40), DType::BFloat16).data<bfloat16>()[0].bits ==
+        0x3F81);
+  // int32 2^24 + 2^16 + 1 is just above a bfloat16 tie, and a float32 tie itself.
+  const Tensor i = from_vector({16842753}, {1}, DType::Int32);
+  CHECK(cast(i, DType::BFloat16).data<bfloat16>()[0].bits == 0x4B81);
+}
