@@ -95,8 +95,9 @@ Tensor softplus(const Tensor& x) {
   });
 }
 
-// Tanh form: gelu(x) = x/2 (1 + t), t = tanh(c (x + k x^3)), c = sqrt(2/pi), k = 0.044715;
-//   gelu'(x) = (1 + t)/2 + x/2 (1 - t^2) c (1 + 3k x^2).
+// Tanh form: gelu(x) = x (1 + tanh(u)) / 2 = x s, with u = c (x + k x^3), c = sqrt(2/pi),
+// k = 0.044715 and s = sigmoid(2u); since 1 - tanh(u)^2 = 4 s (1 - s),
+//   gelu'(x) = s + 2c x s (1 - s) (1 + 3k x^2).
 // Exact form: gelu(x) = x Phi(x), Phi(x) = (1 + erf(x/sqrt 2))/2;
 //   gelu'(x) = Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi).
 Tensor gelu(const Tensor& x, bool approximate) {
@@ -105,8 +106,8 @@ Tensor gelu(const Tensor& x, bool approximate) {
   if (approximate) {
     return record("gelu", kernels::unary(Unary::GeluTanh, x), {x}, [x](const Tensor& g, const Tensor&) -> Grads {
       const Tensor x2 = square(x);
-      const Tensor t = tanh((x + x * x2 * k) * c);
-      return {g * ((1.0 + t) * 0.5 + x * (1.0 - square(t)) * (1.0 + x2 * (3.0 * k)) * (0.5 * c))};
+      const Tensor s = sigmoid((x + x * x2 * k) * (2.0 * c));
+      return {g * (s + x * s * (1.0 - s) * (1.0 + x2 * (3.0 * k)) * (2.0 * c))};
     });
   }
   return record("gelu", kernels::unary(Unary::GeluErf, x), {x}, [x](const Tensor& g, const Tensor&) -> Grads {

@@ -4,9 +4,12 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
+#include "core/kernels/convert16.hpp"
 #include "xgrad.hpp"
 
 using namespace xgrad;
@@ -93,7 +96,7 @@ TEST_CASE("float16 to float32 is exact") {
   for (std::uint32_t b = 0; b < 0x10000; ++b) {
     const auto bits = static_cast<std::uint16_t>(b);
     if ((bits & 0x7C00) == 0x7C00 && (bits & 0x03FF) != 0) continue;  // NaN
-    if (half_bits(half::from_bits(bits)) != bits) FAIL("round trip changed 0x" << std::hex << b);
+    if (half_bits(half::from_bits(bits)) != bits) FAIL(fmt::format("round trip changed {:#x}", b));
   }
 }
 
@@ -168,4 +171,80 @@ TEST_CASE("float64 to float16 / bfloat16 rounds once, not through float32") {
   // int32 2^24 + 2^16 + 1 is just above a bfloat16 tie, and a float32 tie itself.
   const Tensor i = from_vector({16842753}, {1}, DType::Int32);
   CHECK(cast(i, DType::BFloat16).data<bfloat16>()[0].bits == 0x4B81);
+}
+
+TEST_CASE("block conversions (vectorised) agree bit for bit with the scalar ones") {
+  // Every 16-bit pattern widens exactly; an odd length exercises the vector tails.
+  std::vector<half> halves(0x10001);
+  std::vector<bfloat16> bfloats(0x10001);
+  for (std::uint32_t b = 0; b < halves.size(); ++b) {
+    halves[b] = half::from_bits(static_cast<std::uint16_t>(b));
+    bfloats[b] = bfloat16::from_bits(static_cast<std::uint16_t>(b));
+  }
+  std::vector<float> wide(halves.size());
+  kernels::widen(halves.data(), wide.data(), static_cast<std::int64_t>(halves.size()));
+  for (std::size_t i = 0; i < halves.size(); ++i)
+    if (std::bit_cast<std::uint32_t>(wide[i]) != std::bit_cast<std::uint32_t>(float(halves[i])) &&
+        !(std::isnan(wide[i]) && std::isnan(float(halves[i]))))
+      FAIL(fmt::format("widen(half) differs at {:#x}", i));
+  kernels::widen(bfloats.data(), wide.data(), static_cast<std::int64_t>(bfloats.size()));
+  for (std::size_t i = 0; i < bfloats.size(); ++i)
+    if (std::bit_cast<std::uint32_t>(wide[i]) != std::bit_cast<std::uint32_t>(float(bfloats[i])))
+      FAIL(fmt::format("widen(bfloat16) differs at {:#x}", i));
+  // Narrowing: float32 patterns spread over the whole range, plus every tie and its neighbours
+  // near 1 and in the float16 subnormal range.
+  std::vector<float> floats;
+  for (std::uint64_t b = 0; b < (1ull << 32); b += 4099) floats.push_back(from_float_bits(static_cast<std::uint32_t>(b)));
+  for (std::uint32_t base : {0x3F800000u, 0x33800000u, 0x477FE000u, 0x00010000u})
+    for (std::uint32_t k = 0; k < 4096; ++k)
+      for (std::uint32_t delta : {0x0FFFu, 0x1000u, 0x1001u, 0x7FFFu, 0x8000u, 0x8001u})
+        floats.push_back(from_float_bits((base + (k << 13) + delta) | (k & 1u) << 31));
+  const auto n = static_cast<std::int64_t>(floats.size()) - 3;  // not a multiple of 8 or 16
+  std::vector<half> h(floats.size());
+  std::vector<bfloat16> bf(floats.size());
+  kernels::narrow(floats.data(), h.data(), n);
+  kernels::narrow(floats.data(), bf.data(), n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float f = floats[static_cast<std::size_t>(i)];
+    if (std::isnan(f)) {
+      if (!std::isnan(float(h[static_cast<std::size_t>(i)])) || !std::isnan(float(bf[static_cast<std::size_t>(i)])))
+        FAIL("narrow lost a NaN at " << i);
+      continue;
+    }
+    if (h[static_cast<std::size_t>(i)].bits != half(f).bits)
+      FAIL(fmt::format("narrow(half) differs for float bits {:#x}", std::bit_cast<std::uint32_t>(f)));
+    if (bf[static_cast<std::size_t>(i)].bits != bfloat16(f).bits)
+      FAIL(fmt::format("narrow(bfloat16) differs for float bits {:#x}", std::bit_cast<std::uint32_t>(f)));
+  }
+  CHECK(n > 1000000);
+}
+
+TEST_CASE("16-bit kernels equal float32 kernels rounded once, across stage boundaries and broadcasts") {
+  // Operands long enough to span several staging buffers, broadcast both ways.
+  const Tensor a32 = cast(arange(-3.0, 3.0, 6.0 / 1000.0, DType::Float32).reshape({2, 500}), DType::Float32);
+  const Tensor b32 = arange(0.5, 2.0, 1.5 / 500.0, DType::Float32);
+  const Tensor c32 = from_vector({0.75, -1.25}, {2, 1}, DType::Float32);
+  for (DType d : {DType::Float16, DType::BFloat16}) {
+    CAPTURE(dtype_name(d));
+    // The 16-bit inputs, and the same values in float32.
+    const Tensor a = cast(a32, d), b = cast(b32, d), c = cast(c32, d);
+    const Tensor af = cast(a, DType::Float32), bf = cast(b, DType::Float32), cf = cast(c, DType::Float32);
+    auto same = [&](const Tensor& low, const Tensor& reference) {
+      const Tensor expected = cast(reference, low.dtype());
+      CHECK(low.shape() == expected.shape());
+      CHECK(low.to_vector() == expected.to_vector());
+    };
+    same(add(a, b), add(af, bf));
+    same(mul(c, a), mul(cf, af));
+    same(div(b, a), div(bf, af));
+    same(sub(c, b), sub(cf, bf));
+    same(maximum(a, c), maximum(af, cf));
+    same(pow(b, c), pow(bf, cf));
+    same(a * 0.1, af * static_cast<double>(float(cast(scalar(0.1), d).item())));
+    same(exp(a), exp(af));
+    same(gelu(a), gelu(af));
+    same(relu(a), relu(af));
+    CHECK(less(a, c).to_vector() == less(af, cf).to_vector());
+    CHECK(logical_not(a).to_vector() == logical_not(af).to_vector());
+  }
 }

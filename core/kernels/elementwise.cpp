@@ -1,10 +1,12 @@
 // Binary, comparison and selection kernels.
+#include <algorithm>
 #include <cmath>
 #include <type_traits>
 
 #include <fmt/format.h>
 
 #include "core/kernels/broadcast.hpp"
+#include "core/kernels/convert16.hpp"
 #include "core/kernels/elementwise.hpp"
 #include "core/tensor_impl.hpp"
 
@@ -20,7 +22,9 @@ Tensor cast(const Tensor& x, DType dtype) {
       using From = decltype(from_tag);
       const From* px = x.data<From>();
       const std::int64_t n = x.numel();
-      for (std::int64_t i = 0; i < n; ++i) po[i] = convert_element<To>(px[i]);
+      if constexpr (is_float16_v<From> && std::is_same_v<To, float>) widen(px, po, n);
+      else if constexpr (std::is_same_v<From, float> && is_float16_v<To>) narrow(px, po, n);
+      else for (std::int64_t i = 0; i < n; ++i) po[i] = convert_element<To>(px[i]);
     });
   });
   return out;
@@ -87,21 +91,44 @@ struct Minimum {
   V operator()(V x, V y) const { return x < y || x != x ? x : y; }
 };
 
-// Runs of out[j] = f(a[j * sa], b[j * sb]); the steps are 0 (a broadcast value) or
+// out[j] = f(a[j * sa], b[j * sb]) for j < n; the steps are 0 (a broadcast value) or
 // 1 (contiguous), and each case is its own loop so that the compiler vectorises it.
-template <class Out, class In, class F>
-void run(const In* a, std::int64_t sa, const In* b, std::int64_t sb, Out* out, std::int64_t n, F f) {
+template <class R, class V, class F>
+void loops(const V* a, std::int64_t sa, const V* b, std::int64_t sb, R* out, std::int64_t n, F f) {
   if (sa != 0 && sb != 0) {
     for (std::int64_t j = 0; j < n; ++j) out[j] = f(a[j], b[j]);
   } else if (sa != 0) {
-    const In y = *b;
+    const V y = *b;
     for (std::int64_t j = 0; j < n; ++j) out[j] = f(a[j], y);
   } else if (sb != 0) {
-    const In x = *a;
+    const V x = *a;
     for (std::int64_t j = 0; j < n; ++j) out[j] = f(x, b[j]);
   } else {
-    const Out v = f(*a, *b);
+    const R v = f(*a, *b);
     for (std::int64_t j = 0; j < n; ++j) out[j] = v;
+  }
+}
+
+// The same on storage values. f works on compute-type values: 16-bit operands are
+// widened to float32 a stage at a time and the results rounded back on store.
+template <class Out, class In, class F>
+void run(const In* a, std::int64_t sa, const In* b, std::int64_t sb, Out* out, std::int64_t n, F f) {
+  if constexpr (!is_float16_v<In>) {
+    loops(a, sa, b, sb, out, n, f);
+  } else {
+    using R = decltype(f(0.0f, 0.0f));
+    float av[kStageLength], bv[kStageLength];
+    R rv[kStageLength];
+    if (sa == 0) widen(a, av, 1);
+    if (sb == 0) widen(b, bv, 1);
+    for (std::int64_t j = 0; j < n; j += kStageLength) {
+      const std::int64_t m = std::min(kStageLength, n - j);
+      if (sa != 0) widen(a + j, av, m);
+      if (sb != 0) widen(b + j, bv, m);
+      loops(av, sa, bv, sb, rv, m, f);
+      if constexpr (is_float16_v<Out>) narrow(rv, out + j, m);
+      else std::copy(rv, rv + m, out + j);
+    }
   }
 }
 
@@ -127,24 +154,22 @@ class Operands {
   }
   const Shape& shape() const { return *shape_; }
 
-  // out = f(a, b) elementwise, with f on the compute type of In, rounded to Out on store.
+  // out = f(a, b) elementwise, with f on the compute type of In.
   template <class Out, class In, class F>
   void apply(Tensor& out, F f) const {
-    using V = compute_t<In>;
-    auto g = [f](In x, In y) { return static_cast<Out>(f(static_cast<V>(x), static_cast<V>(y))); };
     const In* pa = raw<In>(*a_);
     const In* pb = raw<In>(*b_);
     Out* po = raw<Out>(out);
     const std::int64_t n = numel(*shape_);
     switch (layout_) {
-      case Layout::Same: return run(pa, 1, pb, 1, po, n, g);
-      case Layout::ScalarB: return run(pa, 1, pb, 0, po, n, g);
-      case Layout::ScalarA: return run(pa, 0, pb, 1, po, n, g);
+      case Layout::Same: return run(pa, 1, pb, 1, po, n, f);
+      case Layout::ScalarB: return run(pa, 1, pb, 0, po, n, f);
+      case Layout::ScalarA: return run(pa, 0, pb, 1, po, n, f);
       case Layout::General: break;
     }
     for_each_broadcast_run<2>(*shape_, {broadcast_strides(a_->shape(), *shape_), broadcast_strides(b_->shape(), *shape_)},
                               [&](std::int64_t o, const auto& off, std::int64_t count, const auto& step) {
-                                run(pa + off[0], step[0], pb + off[1], step[1], po + o, count, g);
+                                run(pa + off[0], step[0], pb + off[1], step[1], po + o, count, f);
                               });
   }
 
