@@ -65,10 +65,12 @@ Reduction prepare(const Tensor& x, const Axes& axes) {
   } else if (adjacent) {
     for (std::int64_t d = 0; d < rank; ++d) (d < first ? r.outer : d > last ? r.inner : r.n) *= size(d);
   } else {
-    for (std::int64_t d = 0; d < rank; ++d)
-      if (!reduced(d)) r.permutation.push_back(d), r.outer *= size(d);
-    for (std::int64_t d = 0; d < rank; ++d)
-      if (reduced(d)) r.permutation.push_back(d), r.n *= size(d);
+    for (bool reduced_part : {false, true})
+      for (std::int64_t d = 0; d < rank; ++d)
+        if (reduced(d) == reduced_part) {
+          r.permutation.push_back(d);
+          (reduced_part ? r.n : r.outer) *= size(d);
+        }
     r.source = transpose(x, r.permutation);
   }
   return r;
@@ -374,12 +376,18 @@ Tensor argmax(const Tensor& x, std::int64_t axis) {
       for (std::int64_t o = 0; o < r.outer; ++o) {
         const T* base = in + o * r.n * inner;
         std::int64_t* index = po + o * inner;
-        for (std::int64_t i = 0; i < inner; ++i) best[i] = static_cast<C>(base[i]), index[i] = 0;
+        for (std::int64_t i = 0; i < inner; ++i) {
+          best[i] = static_cast<C>(base[i]);
+          index[i] = 0;
+        }
         for (std::int64_t j = 1; j < r.n; ++j)
           for (std::int64_t i = 0; i < inner; ++i) {
             const C v = static_cast<C>(base[j * inner + i]);
             // Strictly larger keeps the first maximum; the first NaN beats everything.
-            if (v > best[i] || (v != v && best[i] == best[i])) best[i] = v, index[i] = j;
+            if (v > best[i] || (v != v && best[i] == best[i])) {
+              best[i] = v;
+              index[i] = j;
+            }
           }
       }
     });
