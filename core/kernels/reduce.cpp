@@ -98,9 +98,10 @@ void visit_floating(DType dtype, F&& f) {
 
 Tensor as_floating(const Tensor& x) { return is_floating(x.dtype()) ? x : cast(x, default_float_dtype()); }
 
-// The type sums accumulate in: 16-bit floats in float, bool counts in int64.
+// The type sums accumulate in: 16-bit floats in float; bool and integers in int64
+// (an int32 total then wraps on store, as JAX's does, instead of overflowing).
 template <class T>
-using sum_t = std::conditional_t<std::is_same_v<T, bool>, std::int64_t, compute_t<T>>;
+using sum_t = std::conditional_t<std::is_floating_point_v<compute_t<T>>, compute_t<T>, std::int64_t>;
 
 // Runs body(acc) with an accumulator for `count` outputs, then stores it into
 // out; when the types agree the output buffer itself is the accumulator.
