@@ -57,6 +57,7 @@ TEST_CASE("sum: long runs are exact, dtypes, 0-d and empty tensors") {
   Tensor ints = from_vector({1, 2, 3}, {3}, DType::Int32);
   CHECK(sum(ints).dtype() == DType::Int32);
   CHECK(sum(ints).item() == 6);
+  CHECK(sum(from_vector({2147483647, 1}, {2}, DType::Int32)).item() == -2147483648.0);  // wraps, as in JAX
   Tensor halves = from_vector({0.5, 1.5, 2.0}, {3}, DType::Float16);
   CHECK(sum(halves).dtype() == DType::Float16);
   CHECK(sum(halves).item() == 4.0);

@@ -53,6 +53,30 @@ TEST_CASE("transpose: reversed axes, explicit and negative permutations") {
   check_values(transpose(zeros({0, 2})), {2, 0}, {});
 }
 
+TEST_CASE("transpose: large and batched transpositions (tiled copies with partial tiles)") {
+  const Tensor m = arange(0, 70 * 45, 1).reshape({70, 45});
+  std::vector<double> expected;
+  for (int j = 0; j < 45; ++j)
+    for (int i = 0; i < 70; ++i) expected.push_back(45 * i + j);
+  check_values(transpose(m), {45, 70}, expected);
+  const Tensor b = arange(0, 3 * 40 * 70, 1, DType::Float64).reshape({3, 40, 70});  // b[i, j, k] = 2800 i + 70 j + k
+  expected.clear();
+  for (int i = 0; i < 3; ++i)
+    for (int k = 0; k < 70; ++k)
+      for (int j = 0; j < 40; ++j) expected.push_back(2800 * i + 70 * j + k);
+  check_values(swapaxes(b, 1, 2), {3, 70, 40}, expected);
+  expected.clear();
+  for (int k = 0; k < 70; ++k)
+    for (int j = 0; j < 40; ++j)
+      for (int i = 0; i < 3; ++i) expected.push_back(2800 * i + 70 * j + k);
+  check_values(transpose(b), {70, 40, 3}, expected);
+  expected.clear();
+  for (int j = 0; j < 40; ++j)
+    for (int k = 0; k < 70; ++k)
+      for (int i = 0; i < 3; ++i) expected.push_back(2800 * i + 70 * j + k);
+  check_values(transpose(b, {1, 2, 0}), {40, 70, 3}, expected);
+}
+
 TEST_CASE("transpose and swapaxes reject bad axes") {
   CHECK_THROWS_WITH_AS(transpose(zeros({2, 3}), {0, 0}),
                        "transpose: [0, 0] is not a permutation of the axes of a tensor of shape [2, 3]", ShapeError);

@@ -12,9 +12,10 @@ namespace xgrad::kernels {
 namespace {
 
 // The type scatter-adds accumulate in: several contributions may land on one
-// element, so 16-bit floats sum in float (and bool ORs, through int64).
+// element, so 16-bit floats sum in float, integers in int64 (wrapping on store),
+// and bool ORs through int64.
 template <class T>
-using accumulate_t = std::conditional_t<std::is_same_v<T, bool>, std::int64_t, compute_t<T>>;
+using accumulate_t = std::conditional_t<std::is_floating_point_v<compute_t<T>>, compute_t<T>, std::int64_t>;
 
 // ---- pad
 

@@ -94,8 +94,9 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose
   if (dtype == DType::Float16 || dtype == DType::BFloat16)
     return cast(matmul(cast(a, DType::Float32), cast(b, DType::Float32), transpose_a, transpose_b), dtype);
 
-  Tensor out = zeros(out_shape, dtype);
-  if (out.numel() == 0 || gemm.k == 0) return out;
+  if (gemm.k == 0) return zeros(out_shape, dtype);  // sums of nothing
+  Tensor out = empty(out_shape, dtype);  // beta = 0: the products overwrite every element
+  if (out.numel() == 0) return out;
   const Tensor ca = cast(a, dtype), cb = cast(b, dtype);
   visit_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);

@@ -65,10 +65,12 @@ Reduction prepare(const Tensor& x, const Axes& axes) {
   } else if (adjacent) {
     for (std::int64_t d = 0; d < rank; ++d) (d < first ? r.outer : d > last ? r.inner : r.n) *= size(d);
   } else {
-    for (std::int64_t d = 0; d < rank; ++d)
-      if (!reduced(d)) r.permutation.push_back(d), r.outer *= size(d);
-    for (std::int64_t d = 0; d < rank; ++d)
-      if (reduced(d)) r.permutation.push_back(d), r.n *= size(d);
+    for (bool reduced_part : {false, true})
+      for (std::int64_t d = 0; d < rank; ++d)
+        if (reduced(d) == reduced_part) {
+          r.permutation.push_back(d);
+          (reduced_part ? r.n : r.outer) *= size(d);
+        }
     r.source = transpose(x, r.permutation);
   }
   return r;
@@ -96,9 +98,10 @@ void visit_floating(DType dtype, F&& f) {
 
 Tensor as_floating(const Tensor& x) { return is_floating(x.dtype()) ? x : cast(x, default_float_dtype()); }
 
-// The type sums accumulate in: 16-bit floats in float, bool counts in int64.
+// The type sums accumulate in: 16-bit floats in float; bool and integers in int64
+// (an int32 total then wraps on store, as JAX's does, instead of overflowing).
 template <class T>
-using sum_t = std::conditional_t<std::is_same_v<T, bool>, std::int64_t, compute_t<T>>;
+using sum_t = std::conditional_t<std::is_floating_point_v<compute_t<T>>, compute_t<T>, std::int64_t>;
 
 // Runs body(acc) with an accumulator for `count` outputs, then stores it into
 // out; when the types agree the output buffer itself is the accumulator.
@@ -374,12 +377,18 @@ Tensor argmax(const Tensor& x, std::int64_t axis) {
       for (std::int64_t o = 0; o < r.outer; ++o) {
         const T* base = in + o * r.n * inner;
         std::int64_t* index = po + o * inner;
-        for (std::int64_t i = 0; i < inner; ++i) best[i] = static_cast<C>(base[i]), index[i] = 0;
+        for (std::int64_t i = 0; i < inner; ++i) {
+          best[i] = static_cast<C>(base[i]);
+          index[i] = 0;
+        }
         for (std::int64_t j = 1; j < r.n; ++j)
           for (std::int64_t i = 0; i < inner; ++i) {
             const C v = static_cast<C>(base[j * inner + i]);
             // Strictly larger keeps the first maximum; the first NaN beats everything.
-            if (v > best[i] || (v != v && best[i] == best[i])) best[i] = v, index[i] = j;
+            if (v > best[i] || (v != v && best[i] == best[i])) {
+              best[i] = v;
+              index[i] = j;
+            }
           }
       }
     });

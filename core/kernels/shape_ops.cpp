@@ -14,34 +14,91 @@ namespace xgrad::kernels {
 
 namespace {
 
+// The walk over a strided array: size-1 axes dropped and axes that are
+// contiguous in the strided array merged, so that loops over it run long.
+struct Layout {
+  Shape shape, strides;
+};
+
+Layout merge_axes(const Shape& shape, const Shape& strides) {
+  Layout l;
+  for (std::size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    if (!l.shape.empty() && l.strides.back() == strides[d] * shape[d]) {
+      l.shape.back() *= shape[d];
+      l.strides.back() = strides[d];
+    } else {
+      l.shape.push_back(shape[d]);
+      l.strides.push_back(strides[d]);
+    }
+  }
+  return l;
+}
+
 // Calls body(dense_offset, strided_offset, count, stride) for runs that together
 // visit every element of a row-major array of `shape` once, pairing it with the
-// element at offset + sum(index[d] * strides[d]) of a strided array. Size-1 axes
-// are dropped and axes that are contiguous in the strided array are merged first,
-// so the runs are as long as possible.
+// element at offset + sum(index[d] * strides[d]) of a strided array.
 template <class Body>
 void walk_strided(const Shape& shape, const Shape& strides, std::int64_t offset, Body&& body) {
   if (numel(shape) == 0) return;
-  Shape merged_shape, merged_strides;
-  for (std::size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    if (!merged_shape.empty() && merged_strides.back() == strides[d] * shape[d]) {
-      merged_shape.back() *= shape[d];
-      merged_strides.back() = strides[d];
-    } else {
-      merged_shape.push_back(shape[d]);
-      merged_strides.push_back(strides[d]);
-    }
-  }
-  const Shape unused(merged_shape.size(), 0);
-  for_each_broadcast_run(merged_shape, merged_strides, unused,
+  const Layout l = merge_axes(shape, strides);
+  const Shape unused(l.shape.size(), 0);
+  for_each_broadcast_run(l.shape, l.strides, unused,
                          [&](std::int64_t o, std::int64_t s, std::int64_t, std::int64_t count, std::int64_t step,
                              std::int64_t) { body(o, offset + s, count, step); });
+}
+
+// A real transposition (the output's last axis strides through the source while
+// another axis is contiguous there) read run by run touches a new cache line per
+// element. Copying kTile x kTile tiles of those two axes keeps both sides in
+// cache. Returns false when the layout is not such a transposition.
+template <class T>
+bool gather_tiled(const T* source, T* dense, const Shape& shape, const Shape& strides, std::int64_t offset) {
+  constexpr std::int64_t kTile = 32;
+  const Layout l = merge_axes(shape, strides);
+  const std::size_t rank = l.shape.size();
+  if (rank < 2 || l.strides[rank - 1] == 0 || l.strides[rank - 1] == 1) return false;
+  const auto contiguous = std::find(l.strides.begin(), l.strides.end() - 1, 1);
+  if (contiguous == l.strides.end() - 1) return false;
+  const auto row_axis = static_cast<std::size_t>(contiguous - l.strides.begin());
+  const Shape dense_strides = contiguous_strides(l.shape);
+  const std::int64_t rows = l.shape[row_axis], cols = l.shape[rank - 1], step = l.strides[rank - 1];
+  const std::int64_t row_stride = dense_strides[row_axis];
+  // An odometer over the remaining axes, carrying both offsets.
+  std::vector<std::size_t> others;
+  std::int64_t blocks = 1;
+  for (std::size_t d = 0; d + 1 < rank; ++d)
+    if (d != row_axis) {
+      others.push_back(d);
+      blocks *= l.shape[d];
+    }
+  std::vector<std::int64_t> index(others.size(), 0);
+  std::int64_t dense_base = 0, source_base = offset;
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    for (std::int64_t r0 = 0; r0 < rows; r0 += kTile)
+      for (std::int64_t c0 = 0; c0 < cols; c0 += kTile)
+        for (std::int64_t r = r0; r < std::min(r0 + kTile, rows); ++r) {
+          T* out = dense + dense_base + r * row_stride;
+          const T* in = source + source_base + r;
+          for (std::int64_t c = c0; c < std::min(c0 + kTile, cols); ++c) out[c] = in[c * step];
+        }
+    for (std::size_t q = others.size(); q-- > 0;) {
+      const std::size_t d = others[q];
+      dense_base += dense_strides[d];
+      source_base += l.strides[d];
+      if (++index[q] < l.shape[d]) break;
+      dense_base -= dense_strides[d] * l.shape[d];
+      source_base -= l.strides[d] * l.shape[d];
+      index[q] = 0;
+    }
+  }
+  return true;
 }
 
 // dense[k] = source[the k-th strided position]
 template <class T>
 void gather_strided(const T* source, T* dense, const Shape& shape, const Shape& strides, std::int64_t offset) {
+  if (numel(shape) == 0 || gather_tiled(source, dense, shape, strides, offset)) return;
   walk_strided(shape, strides, offset, [&](std::int64_t o, std::int64_t s, std::int64_t count, std::int64_t step) {
     if (step == 1) std::copy(source + s, source + s + count, dense + o);
     else if (step == 0) std::fill(dense + o, dense + o + count, source[s]);
