@@ -85,8 +85,8 @@ Tensor Module::operator()(const Tensor& input) {
     if (t_annotated_message != e.what()) rethrow_with_prefix(e, label());
     throw;
   }
-  if (SummaryRecorder::active()) SummaryRecorder::active()->record(this, out);
   if (parent_ == nullptr && output_dtype_ && out.dtype() != *output_dtype_) out = cast(out, *output_dtype_);
+  if (SummaryRecorder::active()) SummaryRecorder::active()->record(this, out);
   return out;
 }
 

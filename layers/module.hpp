@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -94,6 +95,14 @@ class Module {
   // listing every problem with its path.
   void load_state_dict(const StateDict& state, bool strict = true);
 
+  // Runs the module with some parameters or buffers (by relative path) replaced by
+  // the given tensors, as torch.func.functional_call: gradients then flow into
+  // those tensors. Each must match the shape and dtype of the one it replaces; the
+  // module's own tensors are restored afterwards, also when forward throws.
+  Tensor functional_call(const StateDict& substitutes, const Tensor& input);
+  // The same around any computation, e.g. a method other than forward.
+  Tensor functional_call(const StateDict& substitutes, const std::function<Tensor()>& body);
+
   // Initialises with `sample_input` and returns a table of every module: path,
   // description, output shape, own parameter shapes, count and dtype.
   std::string summary(const Tensor& sample_input);
@@ -158,6 +167,7 @@ class Module {
   std::string child_path(const std::string& name) const;
   std::string label() const;  // "path (describe())", or describe() for a root
   void collect(NamedTensors Module::*list, const std::string& prefix, NamedTensors& out) const;
+  Tensor* find_slot(const std::string& relative_path);  // a parameter or buffer, by dotted path
 
   std::string name_;
   Module* parent_ = nullptr;

@@ -28,8 +28,8 @@ class Module;
 
 struct DTypePolicy {
   DType param_dtype = DType::Float32;
-  std::optional<DType> compute_dtype;  // empty: promoted from inputs and params (Flax's dtype=None)
-  std::optional<DType> output_dtype;   // empty: no cast at the root
+  std::optional<DType> compute_dtype = std::nullopt;  // empty: promoted (Flax's dtype=None)
+  std::optional<DType> output_dtype = std::nullopt;   // empty: no cast at the root
   std::string to_string() const;       // "params=float32,compute=bfloat16,output=float32"
 };
 

@@ -1,4 +1,5 @@
-// Module::state_dict / load_state_dict: validate everything, then copy.
+// Module::state_dict / load_state_dict (validate everything, then copy) and
+// functional_call (run with substituted tensors).
 #include <fmt/format.h>
 
 #include "autograd/grad_mode.hpp"
@@ -54,6 +55,49 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
     const auto it = state.find(name);
     if (it != state.end()) Tensor(t).copy_(it->second);
   }
+}
+
+Tensor* Module::find_slot(const std::string& relative_path) {
+  const auto dot = relative_path.find('.');
+  if (dot == std::string::npos) {
+    for (auto* list : {&params_, &buffers_})
+      for (auto& [name, t] : *list)
+        if (name == relative_path) return &t;
+    return nullptr;
+  }
+  const std::string head = relative_path.substr(0, dot);
+  for (auto& c : children_)
+    if (c.name == head) return c.module->find_slot(relative_path.substr(dot + 1));
+  return nullptr;
+}
+
+Tensor Module::functional_call(const StateDict& substitutes, const Tensor& input) {
+  return functional_call(substitutes, [&] { return (*this)(input); });
+}
+
+Tensor Module::functional_call(const StateDict& substitutes, const std::function<Tensor()>& body) {
+  std::vector<std::pair<Tensor*, Tensor>> saved;
+  for (const auto& [name, value] : substitutes) {
+    Tensor* slot = find_slot(name);
+    if (!slot)
+      throw ValueError(fmt::format("functional_call: the model has no parameter or buffer '{}' (call init first?)",
+                                   name));
+    if (!value.defined() || value.shape() != slot->shape() || value.dtype() != slot->dtype())
+      throw ValueError(fmt::format("functional_call: '{}' must be {} {}, got {}", name, dtype_name(slot->dtype()),
+                                   shape_str(slot->shape()),
+                                   value.defined() ? fmt::format("{} {}", dtype_name(value.dtype()),
+                                                                 shape_str(value.shape()))
+                                                   : std::string("an undefined tensor")));
+    saved.emplace_back(slot, *slot);
+  }
+  struct Restore {
+    std::vector<std::pair<Tensor*, Tensor>>& saved;
+    ~Restore() {
+      for (auto& [slot, original] : saved) *slot = original;
+    }
+  } restore{saved};
+  for (const auto& [name, value] : substitutes) *find_slot(name) = value;
+  return body();
 }
 
 }  // namespace xgrad::nn
