@@ -19,7 +19,8 @@ void require_floating(DType dtype, const char* name) {
 // dtype sees the same underlying values.
 Tensor scaled_as(Tensor samples, double factor, DType dtype) {
   double* p = samples.data<double>();
-  for (std::int64_t i = 0; i < samples.numel(); ++i) p[i] *= factor;
+  const std::int64_t n = samples.numel();
+  for (std::int64_t i = 0; i < n; ++i) p[i] *= factor;
   if (dtype == DType::Float64) return samples;
   Tensor out = empty(samples.shape(), dtype);
   out.copy_(samples);
@@ -188,7 +189,8 @@ Initializer orthogonal(double scale, std::int64_t column_axis) {
     double* p = out.data<double>();
     std::int64_t inner = 1;
     for (std::size_t a = col + 1; a < shape.size(); ++a) inner *= shape[a];
-    for (std::int64_t flat = 0; flat < out.numel(); ++flat) {
+    const std::int64_t n_elements = out.numel();
+    for (std::int64_t flat = 0; flat < n_elements; ++flat) {
       const std::int64_t c = (flat / inner) % n_cols;
       const std::int64_t r = (flat / (inner * n_cols)) * inner + flat % inner;
       p[flat] = matrix(r, c);

@@ -93,7 +93,8 @@ bool DynamicLossScale::unscale_and_check(std::vector<Tensor>& grads) {
       if constexpr (std::is_floating_point_v<compute_t<T>>) {
         using C = compute_t<T>;
         T* p = g.data<T>();
-        for (std::int64_t i = 0; i < g.numel(); ++i) {
+        const std::int64_t n = g.numel();
+        for (std::int64_t i = 0; i < n; ++i) {
           const C v = static_cast<C>(p[i]) * static_cast<C>(inverse);
           finite = finite && std::isfinite(v);
           p[i] = T(v);

@@ -84,6 +84,52 @@ double divisor(const PoolGeometry& g, std::int64_t tap_begin, std::int64_t tap_e
 
 }  // namespace
 
+namespace {
+
+// Max (TakeMax) or min over each window, keeping the first extreme element: the
+// comparison is strict, and the running best starts at the window's first tap.
+template <bool TakeMax, class T>
+void select_windows(const Tensor& x, const PoolGeometry& g, Tensor& out, Tensor& index) {
+  using C = compute_t<T>;
+  const C empty_window = std::numeric_limits<C>::has_infinity
+                             ? (TakeMax ? -std::numeric_limits<C>::infinity() : std::numeric_limits<C>::infinity())
+                             : (TakeMax ? std::numeric_limits<C>::lowest() : std::numeric_limits<C>::max());
+  const T* px = x.data<T>();
+  T* po = out.data<T>();
+  std::int64_t* pi = index.data<std::int64_t>();
+  const std::int64_t c = g.channels;
+  std::vector<C> best(static_cast<std::size_t>(c));
+  for_each_window(g, [&](std::int64_t out_base, std::int64_t in_base, std::int64_t t0, std::int64_t t1) {
+    std::int64_t* arg = pi + out_base;
+    if (t0 == t1) {  // only padding
+      for (std::int64_t k = 0; k < c; ++k) {
+        po[out_base + k] = T(empty_window);
+        arg[k] = -1;
+      }
+      return;
+    }
+    const std::int64_t first = in_base + g.taps[static_cast<std::size_t>(t0)] * c;
+    for (std::int64_t k = 0; k < c; ++k) {
+      best[static_cast<std::size_t>(k)] = static_cast<C>(px[first + k]);
+      arg[k] = first + k;
+    }
+    for (std::int64_t t = t0 + 1; t < t1; ++t) {
+      const std::int64_t base = in_base + g.taps[static_cast<std::size_t>(t)] * c;
+      for (std::int64_t k = 0; k < c; ++k) {
+        // Branch-free (a data-dependent branch mispredicts on every other element).
+        const C v = static_cast<C>(px[base + k]);
+        C& b = best[static_cast<std::size_t>(k)];
+        const std::int64_t better = -static_cast<std::int64_t>(TakeMax ? v > b : v < b);  // all ones or zero
+        arg[k] = (arg[k] & ~better) | ((base + k) & better);
+        b = TakeMax ? std::max(b, v) : std::min(b, v);
+      }
+    }
+    for (std::int64_t k = 0; k < c; ++k) po[out_base + k] = T(best[static_cast<std::size_t>(k)]);
+  });
+}
+
+}  // namespace
+
 std::pair<Tensor, Tensor> pool_select(const Tensor& x, const PoolGeometry& g, bool take_max) {
   Tensor out = empty(out_shape(g), x.dtype());
   Tensor index = empty(out_shape(g), DType::Int64);
@@ -91,37 +137,10 @@ std::pair<Tensor, Tensor> pool_select(const Tensor& x, const PoolGeometry& g, bo
     using T = decltype(tag);
     if constexpr (std::is_same_v<T, bool>) {
       throw DTypeError(fmt::format("{}: bool inputs are not supported", take_max ? "max_pool" : "min_pool"));
+    } else if (take_max) {
+      select_windows<true, T>(x, g, out, index);
     } else {
-      using C = compute_t<T>;
-      const C init = std::numeric_limits<C>::has_infinity
-                         ? (take_max ? -std::numeric_limits<C>::infinity() : std::numeric_limits<C>::infinity())
-                         : (take_max ? std::numeric_limits<C>::lowest() : std::numeric_limits<C>::max());
-      const T* px = x.data<T>();
-      T* po = out.data<T>();
-      std::int64_t* pi = index.data<std::int64_t>();
-      const std::int64_t c = g.channels;
-      std::vector<C> best(static_cast<std::size_t>(c));
-      std::vector<std::int64_t> arg(static_cast<std::size_t>(c));
-      for_each_window(g, [&](std::int64_t out_base, std::int64_t in_base, std::int64_t t0, std::int64_t t1) {
-        std::fill(best.begin(), best.end(), init);
-        std::fill(arg.begin(), arg.end(), -1);
-        for (std::int64_t t = t0; t < t1; ++t) {
-          const std::int64_t base = in_base + g.taps[static_cast<std::size_t>(t)] * c;
-          for (std::int64_t k = 0; k < c; ++k) {
-            const C v = static_cast<C>(px[base + k]);
-            // Strict comparison keeps the first extreme element in window order.
-            if (take_max ? v > best[static_cast<std::size_t>(k)] || arg[static_cast<std::size_t>(k)] < 0
-                         : v < best[static_cast<std::size_t>(k)] || arg[static_cast<std::size_t>(k)] < 0) {
-              best[static_cast<std::size_t>(k)] = v;
-              arg[static_cast<std::size_t>(k)] = base + k;
-            }
-          }
-        }
-        for (std::int64_t k = 0; k < c; ++k) {
-          po[out_base + k] = T(best[static_cast<std::size_t>(k)]);
-          pi[out_base + k] = arg[static_cast<std::size_t>(k)];
-        }
-      });
+      select_windows<false, T>(x, g, out, index);
     }
   });
   return {out, index};
@@ -161,19 +180,24 @@ Tensor avg_pool_transpose(const Tensor& grad_out, const PoolGeometry& g, bool co
       throw DTypeError("avg_pool: gradient must be floating");
     } else {
       using C = compute_t<T>;
-      const std::int64_t c = g.channels;
-      // Accumulate in the compute type: several windows add into the same input element.
-      std::vector<C> acc(static_cast<std::size_t>(dx.numel()), C(0));
+      const std::int64_t c = g.channels, n = dx.numel();
+      // Several windows add into the same input element: accumulate in the compute
+      // type (a separate buffer only for 16-bit storage).
+      std::vector<C> buffer(std::is_same_v<T, C> ? 0 : static_cast<std::size_t>(n), C(0));
+      C* acc = buffer.data();
+      if constexpr (std::is_same_v<T, C>) acc = dx.data<T>();
       const T* pg = grad_out.data<T>();
       for_each_window(g, [&](std::int64_t out_base, std::int64_t in_base, std::int64_t t0, std::int64_t t1) {
         const C scale = C(1) / static_cast<C>(divisor(g, t0, t1, count_include_pad));
         for (std::int64_t t = t0; t < t1; ++t) {
-          C* row = acc.data() + in_base + g.taps[static_cast<std::size_t>(t)] * c;
+          C* row = acc + in_base + g.taps[static_cast<std::size_t>(t)] * c;
           for (std::int64_t k = 0; k < c; ++k) row[k] += static_cast<C>(pg[out_base + k]) * scale;
         }
       });
-      T* pd = dx.data<T>();
-      for (std::int64_t i = 0; i < dx.numel(); ++i) pd[i] = T(acc[static_cast<std::size_t>(i)]);
+      if constexpr (!std::is_same_v<T, C>) {
+        T* pd = dx.data<T>();
+        for (std::int64_t i = 0; i < n; ++i) pd[i] = T(acc[i]);
+      }
     }
   });
   return dx;
@@ -186,7 +210,9 @@ Tensor gather_flat(const Tensor& x, const Tensor& indices) {
     const T* px = x.data<T>();
     const std::int64_t* pi = indices.data<std::int64_t>();
     T* po = out.data<T>();
-    for (std::int64_t i = 0; i < out.numel(); ++i) po[i] = pi[i] < 0 ? convert_element<T>(0.0) : px[pi[i]];
+    const T zero = convert_element<T>(0.0);
+    const std::int64_t n = out.numel();
+    for (std::int64_t i = 0; i < n; ++i) po[i] = pi[i] < 0 ? zero : px[pi[i]];
   });
   return out;
 }
@@ -199,13 +225,18 @@ Tensor scatter_add_flat(const Tensor& values, const Tensor& indices, const Shape
       throw DTypeError("scatter_add_flat: bool values are not supported");
     } else {
       using C = compute_t<T>;
-      std::vector<C> acc(static_cast<std::size_t>(out.numel()), C(0));
+      const std::int64_t n_out = out.numel(), n_values = values.numel();
+      std::vector<C> buffer(std::is_same_v<T, C> ? 0 : static_cast<std::size_t>(n_out), C(0));
+      C* acc = buffer.data();
+      if constexpr (std::is_same_v<T, C>) acc = out.data<T>();
       const T* pv = values.data<T>();
       const std::int64_t* pi = indices.data<std::int64_t>();
-      for (std::int64_t i = 0; i < values.numel(); ++i)
-        if (pi[i] >= 0) acc[static_cast<std::size_t>(pi[i])] += static_cast<C>(pv[i]);
-      T* po = out.data<T>();
-      for (std::int64_t i = 0; i < out.numel(); ++i) po[i] = T(acc[static_cast<std::size_t>(i)]);
+      for (std::int64_t i = 0; i < n_values; ++i)
+        if (pi[i] >= 0) acc[pi[i]] += static_cast<C>(pv[i]);
+      if constexpr (!std::is_same_v<T, C>) {
+        T* po = out.data<T>();
+        for (std::int64_t i = 0; i < n_out; ++i) po[i] = T(acc[i]);
+      }
     }
   });
   return out;
