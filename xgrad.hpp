@@ -12,3 +12,9 @@
 #include "autograd/gradcheck.hpp"
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+
+#include "optim/alias.hpp"
+#include "optim/optimizer.hpp"
+#include "optim/schedule.hpp"
+#include "optim/transformation.hpp"
+#include "optim/transforms.hpp"
