@@ -51,8 +51,8 @@ void elementwise(const char* op, const std::string& path, const Tensor (&operand
       throw DTypeError(
           fmt::format("{}: '{}' is {}; optimizers work on floating tensors", op, path, dtype_name(t.dtype())));
     if (t.shape() != shape)
-      throw ShapeError(fmt::format("{}: '{}' has shape {} but its update or state has shape {}", op, path,
-                                   shape_str(shape), shape_str(t.shape())));
+      throw ShapeError(fmt::format("{}: '{}': shapes {} and {} do not match (update, state or parameter)", op,
+                                   path, shape_str(shape), shape_str(t.shape())));
     any_double = any_double || t.dtype() == DType::Float64;
   }
   const DType compute = any_double ? DType::Float64 : DType::Float32;
