@@ -66,17 +66,11 @@ void Optimizer::step() {
     throw ValueError("Optimizer.step: the model has no parameters yet (they are created at its first call)");
   NoGradGuard no_grad;
   for (std::size_t i = 0; i < params_.size(); ++i) {
-    const auto& [path, p] = params_[i];
+    const Tensor& p = params_[i].second;
     Tensor& buffer = update_buffers_[i];
-    const Tensor g = p.grad();
-    if (!g.defined()) {
-      buffer.fill_(0.0);
-    } else {
-      if (g.shape() != p.shape())
-        throw ShapeError(fmt::format("Optimizer.step: the gradient of '{}' has shape {} but the parameter has {}",
-                                     path, shape_str(g.shape()), shape_str(p.shape())));
-      buffer.copy_(g);
-    }
+    const Tensor g = p.grad();  // set_grad guarantees the parameter's shape
+    if (g.defined()) buffer.copy_(g);
+    else buffer.fill_(0.0);
     updates_[i].second = buffer;  // a transformation may have replaced the handle last step
   }
   transformation_.update(updates_, state_, params_);
