@@ -16,11 +16,28 @@ NamedTensors state_buffer(const NamedTensors& params, double value, std::optiona
   return buffer;
 }
 
-Tensor converted(const Tensor& t, DType dtype) {
-  Tensor out = empty(t.shape(), dtype);
-  out.copy_(t);
-  return out;
+template <class T>
+void load_chunk(const Tensor& t, std::int64_t offset, std::int64_t count, T* out) {
+  visit_dtype(t.dtype(), [&](auto tag) {
+    using S = decltype(tag);
+    const S* in = t.data<S>() + offset;
+    for (std::int64_t i = 0; i < count; ++i) out[i] = convert_element<T>(in[i]);
+  });
 }
+
+template <class T>
+void store_chunk(Tensor& t, std::int64_t offset, std::int64_t count, const T* in) {
+  visit_dtype(t.dtype(), [&](auto tag) {
+    using D = decltype(tag);
+    D* out = t.data<D>() + offset;
+    for (std::int64_t i = 0; i < count; ++i) out[i] = convert_element<D>(in[i]);
+  });
+}
+
+template void load_chunk<float>(const Tensor&, std::int64_t, std::int64_t, float*);
+template void load_chunk<double>(const Tensor&, std::int64_t, std::int64_t, double*);
+template void store_chunk<float>(Tensor&, std::int64_t, std::int64_t, const float*);
+template void store_chunk<double>(Tensor&, std::int64_t, std::int64_t, const double*);
 
 double sum_of_squares(const Tensor& t) {
   return visit_dtype(t.dtype(), [&](auto tag) {

@@ -3,10 +3,12 @@
 #pragma once
 
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -24,9 +26,6 @@ DType state_dtype(DType param_dtype);
 // One tensor per parameter, filled with `value`, in `dtype` (default state_dtype(param)).
 NamedTensors state_buffer(const NamedTensors& params, double value, std::optional<DType> dtype = std::nullopt);
 
-// A copy of `t` in `dtype`, not recorded on the tape.
-Tensor converted(const Tensor& t, DType dtype);
-
 // Σ x² over all elements, accumulated in float64.
 double sum_of_squares(const Tensor& t);
 
@@ -36,11 +35,20 @@ void check_aligned(const char* op, const NamedTensors& updates, const NamedTenso
 // A stateless transformation from its update function.
 GradientTransformation stateless(std::function<void(NamedTensors&, const NamedTensors&)> update);
 
-// Runs `kernel(n, T* p0, T* p1, ...)` once over the n elements of same-shaped
-// floating tensors, with T = double if any operand is float64 and float otherwise.
-// Operands of another dtype (16-bit floats, float32 among float64) go through a
-// converted copy; those marked `written` are stored back (rounded) afterwards.
-// Written operands get their version bumped.
+// Copies elements [offset, offset + count) of a floating tensor into `out`,
+// converted to T (float or double); store_chunk writes them back, rounded to the
+// tensor's dtype.
+template <class T>
+void load_chunk(const Tensor& t, std::int64_t offset, std::int64_t count, T* out);
+template <class T>
+void store_chunk(Tensor& t, std::int64_t offset, std::int64_t count, const T* in);
+
+// Runs `kernel(n, T* p0, T* p1, ...)` over the elements of same-shaped floating
+// tensors, with T = double if any operand is float64 and float otherwise. When
+// every operand already has that dtype the kernel sees whole buffers in one call;
+// otherwise it runs chunk by chunk, with the other operands (16-bit floats,
+// float32 among float64) converted into a small scratch buffer and, if `written`,
+// rounded back. Written operands get their version bumped.
 template <std::size_t N, class Kernel>
 void elementwise(const char* op, const std::string& path, const Tensor (&operands)[N], const bool (&written)[N],
                  Kernel&& kernel) {
@@ -56,19 +64,42 @@ void elementwise(const char* op, const std::string& path, const Tensor (&operand
     any_double = any_double || t.dtype() == DType::Float64;
   }
   const DType compute = any_double ? DType::Float64 : DType::Float32;
-  Tensor work[N];
-  for (std::size_t i = 0; i < N; ++i)
-    work[i] = operands[i].dtype() == compute ? operands[i] : converted(operands[i], compute);
+  Tensor handles[N];
+  bool native[N];
+  bool all_native = true;
+  for (std::size_t i = 0; i < N; ++i) {
+    handles[i] = operands[i];
+    native[i] = operands[i].dtype() == compute;
+    all_native = all_native && native[i];
+  }
   const std::int64_t n = numel(shape);
-  auto run = [&]<class T, std::size_t... I>(std::index_sequence<I...>) { kernel(n, work[I].template data<T>()...); };
+  auto run = [&]<class T, std::size_t... I>(std::index_sequence<I...>) {
+    if (all_native) {
+      kernel(n, handles[I].template data<T>()...);
+      return;
+    }
+    constexpr std::int64_t kChunk = 1024;  // scratch stays in L1
+    std::vector<T> scratch(N * kChunk);
+    T* pointers[N];
+    for (std::int64_t start = 0; start < n; start += kChunk) {
+      const std::int64_t count = std::min(kChunk, n - start);
+      for (std::size_t i = 0; i < N; ++i) {
+        if (native[i]) {
+          pointers[i] = handles[i].template data<T>() + start;
+        } else {
+          pointers[i] = scratch.data() + i * kChunk;
+          load_chunk(handles[i], start, count, pointers[i]);
+        }
+      }
+      kernel(count, pointers[I]...);
+      for (std::size_t i = 0; i < N; ++i)
+        if (written[i] && !native[i]) store_chunk(handles[i], start, count, pointers[i]);
+    }
+  };
   if (compute == DType::Float64) run.template operator()<double>(std::make_index_sequence<N>{});
   else run.template operator()<float>(std::make_index_sequence<N>{});
-  for (std::size_t i = 0; i < N; ++i) {
-    if (!written[i]) continue;
-    Tensor target = operands[i];
-    if (work[i].impl() != target.impl()) target.copy_(work[i]);
-    else target.bump_version();
-  }
+  for (std::size_t i = 0; i < N; ++i)
+    if (written[i]) handles[i].bump_version();
 }
 
 }  // namespace xgrad::optim::detail
