@@ -19,14 +19,18 @@ constexpr const char* kStepKey = "step";
 
 Optimizer::Optimizer(NamedTensors params, GradientTransformation transformation)
     : transformation_(std::move(transformation)) {
-  fetch_params_ = [params = std::move(params)] { return params; };
-  ensure_initialized();
+  initialize(std::move(params));
 }
 
 bool Optimizer::ensure_initialized() {
   if (initialized_) return true;
   NamedTensors params = fetch_params_();
-  if (params.empty() && lazy_) return false;
+  if (params.empty()) return false;  // the model has not been called yet
+  initialize(std::move(params));
+  return true;
+}
+
+void Optimizer::initialize(NamedTensors params) {
   std::set<std::string> seen;
   for (const auto& [path, p] : params) {
     if (!p.defined()) throw ValueError(fmt::format("Optimizer: parameter '{}' is undefined", path));
@@ -36,7 +40,7 @@ bool Optimizer::ensure_initialized() {
     if (!seen.insert(path).second) throw ValueError(fmt::format("Optimizer: parameter path '{}' appears twice", path));
   }
   params_ = std::move(params);
-  fetch_params_ = nullptr;  // drop the model reference / the copy of the list
+  fetch_params_ = nullptr;  // no reference to the model is kept
   state_ = transformation_.init(params_);
   for (const auto& [path, p] : params_) {
     update_buffers_.push_back(empty(p.shape(), detail::state_dtype(p.dtype())));
@@ -48,7 +52,6 @@ bool Optimizer::ensure_initialized() {
     pending_state_.reset();
     load_now(pending);
   }
-  return true;
 }
 
 const NamedTensors& Optimizer::params() {

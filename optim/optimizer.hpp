@@ -30,8 +30,7 @@ class Optimizer {
   template <HasNamedParameters Model>
   Optimizer(Model& model, GradientTransformation transformation)
       : transformation_(std::move(transformation)),
-        fetch_params_([&model] { return NamedTensors(model.named_parameters()); }),
-        lazy_(true) {}
+        fetch_params_([&model] { return NamedTensors(model.named_parameters()); }) {}
 
   // Drops every parameter's .grad().
   void zero_grad();
@@ -43,7 +42,7 @@ class Optimizer {
   // The learning rate of the next step; throws ValueError if the transformation has none.
   double learning_rate() const;
   std::int64_t step_count() const { return step_count_; }
-  const NamedTensors& params();
+  const NamedTensors& params();  // fetched from the model first if need be
 
   // The state as named tensors (copies): "opt.<transformation state>" entries
   // (e.g. "opt.0.mu.fc1.kernel", counters as 0-d Int64) and "step".
@@ -54,11 +53,11 @@ class Optimizer {
 
  private:
   bool ensure_initialized();  // false while a lazy model has no parameters
+  void initialize(NamedTensors params);
   void load_now(const NamedTensors& state);
 
   GradientTransformation transformation_;
-  std::function<NamedTensors()> fetch_params_;
-  bool lazy_ = false;  // parameters come from a model that may not have created them yet
+  std::function<NamedTensors()> fetch_params_;  // set while a model's parameters are pending
   bool initialized_ = false;
   NamedTensors params_;
   OptState state_;

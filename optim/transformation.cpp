@@ -2,6 +2,7 @@
 #include "optim/transformation.hpp"
 
 #include <map>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -134,9 +135,9 @@ void load_state_from_named_tensors(OptState& state, const NamedTensors& saved, c
 
   // Validate everything first so that a failed load leaves the state untouched.
   std::vector<std::string> missing;
-  std::map<std::string, bool> expected;
+  std::set<std::string> expected;
   auto lookup = [&](const std::string& key) -> const Tensor* {
-    expected[key] = true;
+    expected.insert(key);
     auto it = given.find(key);
     if (it == given.end()) {
       missing.push_back(key);
