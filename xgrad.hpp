@@ -21,3 +21,9 @@
 #include "data/dataset.hpp"
 #include "data/fashion_mnist.hpp"
 #include "data/idx.hpp"
+
+#include "optim/alias.hpp"
+#include "optim/optimizer.hpp"
+#include "optim/schedule.hpp"
+#include "optim/transformation.hpp"
+#include "optim/transforms.hpp"
