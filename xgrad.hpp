@@ -21,3 +21,5 @@
 #include "data/dataset.hpp"
 #include "data/fashion_mnist.hpp"
 #include "data/idx.hpp"
+
+#include "distributed/distributed.hpp"
