@@ -27,3 +27,4 @@
 #include "optim/schedule.hpp"
 #include "optim/transformation.hpp"
 #include "optim/transforms.hpp"
+#include "distributed/distributed.hpp"
