@@ -3,10 +3,16 @@
 
 #include "core/dtype.hpp"
 #include "core/error.hpp"
+#include "core/padding.hpp"
+#include "core/precision.hpp"
 #include "core/shape.hpp"
 #include "core/tensor.hpp"
 
 #include "autograd/backward.hpp"
+#include "autograd/conv.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+
+#include "layers/conv_spec.hpp"
+#include "layers/dtypes.hpp"
