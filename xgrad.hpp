@@ -2,15 +2,19 @@
 #pragma once
 
 #include "core/dtype.hpp"
+#include "core/format.hpp"
 #include "core/error.hpp"
 #include "core/padding.hpp"
 #include "core/precision.hpp"
+#include "core/random.hpp"
 #include "core/shape.hpp"
 #include "core/tensor.hpp"
 
+#include "autograd/anomaly.hpp"
 #include "autograd/backward.hpp"
 #include "autograd/conv.hpp"
 #include "autograd/grad_mode.hpp"
+#include "autograd/gradcheck.hpp"
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
 

@@ -4,11 +4,13 @@
 // its node (grad_fn). backward walks the nodes reachable from the outputs in a
 // topological order computed iteratively (Kahn's algorithm over dependency
 // counts), so a chain of any length runs without recursion.
+#include <cmath>
 #include <deque>
 #include <unordered_map>
 
 #include <fmt/format.h>
 
+#include "autograd/anomaly.hpp"
 #include "autograd/backward.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/node.hpp"
@@ -20,6 +22,7 @@ namespace xgrad {
 namespace {
 
 thread_local bool t_grad_enabled = true;
+thread_local bool t_anomaly_enabled = false;
 
 bool saves_inputs(Saves s) { return (static_cast<int>(s) & 1) != 0; }
 bool saves_output(Saves s) { return (static_cast<int>(s) & 2) != 0; }
@@ -53,6 +56,22 @@ void check_saved_versions(const Node& node) {
         "backward: the output (shape {}) of '{}' was modified in place after the forward pass "
         "(version {} when saved, {} now); backward needs its original value.",
         shape_str(node.output_shape), node.op, node.output_version, node.output_storage->version));
+}
+
+bool all_finite(const Tensor& t) {
+  if (!is_floating(t.dtype())) return true;
+  for (double v : t.to_vector())
+    if (!std::isfinite(v)) return false;
+  return true;
+}
+
+void check_anomaly(const Node& node, std::size_t i, const Tensor& g) {
+  if (all_finite(g)) return;
+  const Tensor& input = node.inputs[i];
+  const std::string creator = input.grad_fn() ? fmt::format("the output of '{}'", input.grad_fn()->op) : "a leaf";
+  throw AutogradError(fmt::format("detect_anomaly: the backward of '{}' produced a non-finite gradient for its input {} "
+                                  "(shape {}), which is {}",
+                                  node.op, i, shape_str(input.shape()), creator));
 }
 
 Tensor accumulate(const Tensor& total, const Tensor& g) { return total.defined() ? add(total, g) : g; }
@@ -172,6 +191,7 @@ void run_backward(const std::vector<Tensor>& outputs, std::vector<Tensor> cotang
       const Tensor& input = node->inputs[i];
       if (!input.defined() || !input.requires_grad() || !grads[i].defined()) continue;
       Tensor gi = conform(*node, i, std::move(grads[i]));
+      if (t_anomaly_enabled) check_anomaly(*node, i, gi);
       if (Node* next = input.grad_fn().get()) {
         node_grads[next] = accumulate(node_grads[next], gi);
       } else {
@@ -208,6 +228,9 @@ Node::~Node() {
   }
   tearing_down = false;
 }
+
+bool AnomalyMode::is_enabled() { return t_anomaly_enabled; }
+void AnomalyMode::set_enabled(bool enabled) { t_anomaly_enabled = enabled; }
 
 bool GradMode::is_enabled() { return t_grad_enabled; }
 void GradMode::set_enabled(bool enabled) { t_grad_enabled = enabled; }

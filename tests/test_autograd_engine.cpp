@@ -1,4 +1,6 @@
 // The tape: recording, accumulation, retain_graph, version checks, deep chains.
+#include <cmath>
+
 #include <doctest/doctest.h>
 
 #include "xgrad.hpp"
@@ -82,4 +84,24 @@ TEST_CASE("weak scalars keep the tensor dtype") {
   CHECK((ones({2}, DType::Int32) * 2).dtype() == DType::Int32);
   CHECK((ones({2}, DType::Int32) * 2.5).dtype() == DType::Float32);
   CHECK((ones({2}, DType::BFloat16) + ones({2}, DType::Float16)).dtype() == DType::Float32);
+}
+
+TEST_CASE("detect_anomaly names the op whose backward produced a NaN and the input's creator") {
+  Tensor x = from_vector({0.0, 1.0}, {2}, DType::Float64).requires_grad_();
+  Tensor y = x * x;                   // 'mul'
+  Tensor z = y / y;                   // 0/0 at x = 0: the div VJP yields NaN for y
+  {
+    DetectAnomalyGuard anomaly;
+    try {
+      z.sum().backward({}, /*retain_graph=*/true);
+      FAIL("expected an AutogradError");
+    } catch (const AutogradError& e) {
+      const std::string msg = e.what();
+      CHECK(msg.find("backward of 'div'") != std::string::npos);
+      CHECK(msg.find("the output of 'mul'") != std::string::npos);
+    }
+  }
+  // Without the guard the NaN flows through silently, as in every framework.
+  z.sum().backward();
+  CHECK(std::isnan(x.grad().at({0})));
 }

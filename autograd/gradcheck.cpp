@@ -1,0 +1,230 @@
+#include "autograd/gradcheck.hpp"
+
+#include <cmath>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "autograd/backward.hpp"
+#include "autograd/grad_mode.hpp"
+#include "autograd/ops.hpp"
+
+namespace xgrad {
+
+namespace {
+
+// Float64 leaf copies of the floating inputs; others unchanged.
+std::vector<Tensor> to_float64_leaves(const std::vector<Tensor>& inputs) {
+  std::vector<Tensor> out;
+  for (const Tensor& t : inputs) {
+    if (!is_floating(t.dtype())) {
+      out.push_back(t);
+      continue;
+    }
+    Tensor c = empty(t.shape(), DType::Float64);
+    c.copy_(t.detach());
+    out.push_back(c.requires_grad_());
+  }
+  return out;
+}
+
+Tensor evaluate(const GradcheckFunction& f, const std::vector<Tensor>& inputs) {
+  NoGradGuard no_grad;
+  Tensor y = f(inputs);
+  return y.dtype() == DType::Float64 ? y : cast(y, DType::Float64);
+}
+
+// Tracks the entry with the largest error relative to its tolerance.
+struct Worst {
+  double excess = -INFINITY;
+  void offer(GradcheckReport& r, const GradcheckOptions& o, std::size_t input, std::int64_t in_el,
+             std::int64_t out_el, double analytic, double numeric) {
+    ++r.checked;
+    const double tolerance = o.atol + o.rtol * std::abs(numeric);
+    const double error = std::abs(analytic - numeric);
+    const bool bad = !(error <= tolerance);  // also catches NaN
+    const double score = std::isnan(error) ? INFINITY : error - tolerance;
+    if (bad) r.ok = false;
+    if (score > excess) {
+      excess = score;
+      r.input = input;
+      r.input_element = in_el;
+      r.output_element = out_el;
+      r.analytic = analytic;
+      r.numeric = numeric;
+    }
+  }
+};
+
+// Central difference of f along `direction` (same shapes as the floating inputs).
+std::vector<double> central_difference(const GradcheckFunction& f, const std::vector<Tensor>& x,
+                                       std::size_t input, std::int64_t element, double eps) {
+  std::vector<Tensor> plus = x, minus = x;
+  plus[input] = x[input].detach().clone();
+  minus[input] = x[input].detach().clone();
+  plus[input].data<double>()[element] += eps;
+  minus[input].data<double>()[element] -= eps;
+  std::vector<double> fp = evaluate(f, plus).to_vector(), fm = evaluate(f, minus).to_vector();
+  for (std::size_t k = 0; k < fp.size(); ++k) fp[k] = (fp[k] - fm[k]) / (2 * eps);
+  return fp;
+}
+
+GradcheckReport full_check(const GradcheckFunction& f, const std::vector<Tensor>& x, const GradcheckOptions& o) {
+  GradcheckReport report;
+  Worst worst;
+  Tensor y = f(x);
+  const std::int64_t n_out = y.numel();
+  std::vector<Tensor> differentiable;
+  std::vector<std::size_t> which;
+  for (std::size_t i = 0; i < x.size(); ++i)
+    if (x[i].requires_grad()) {
+      differentiable.push_back(x[i]);
+      which.push_back(i);
+    }
+  // Analytic Jacobian, one row (one output element) per backward.
+  std::vector<std::vector<double>> rows(static_cast<std::size_t>(n_out));
+  if (y.requires_grad()) {
+    for (std::int64_t j = 0; j < n_out; ++j) {
+      std::vector<double> e(static_cast<std::size_t>(n_out), 0.0);
+      e[static_cast<std::size_t>(j)] = 1.0;
+      const Tensor cotangent = from_vector(e, y.shape(), y.dtype());
+      auto grads = grad({y}, differentiable, {cotangent}, {.retain_graph = true, .allow_unused = true});
+      auto& row = rows[static_cast<std::size_t>(j)];
+      for (std::size_t k = 0; k < grads.size(); ++k) {
+        const std::vector<double> gv = grads[k].defined()
+                                           ? grads[k].to_vector()
+                                           : std::vector<double>(static_cast<std::size_t>(differentiable[k].numel()), 0.0);
+        row.insert(row.end(), gv.begin(), gv.end());
+      }
+    }
+  }
+  // Numeric Jacobian, one column (one input element) per pair of evaluations.
+  std::size_t column = 0;
+  for (std::size_t k = 0; k < which.size(); ++k) {
+    const std::size_t i = which[k];
+    for (std::int64_t el = 0; el < x[i].numel(); ++el, ++column) {
+      const std::vector<double> numeric = central_difference(f, x, i, el, o.eps);
+      for (std::int64_t j = 0; j < n_out; ++j) {
+        const auto& row = rows[static_cast<std::size_t>(j)];
+        const double analytic = column < row.size() ? row[column] : 0.0;
+        worst.offer(report, o, i, el, j, analytic, numeric[static_cast<std::size_t>(j)]);
+      }
+    }
+  }
+  return report;
+}
+
+GradcheckReport fast_check(const GradcheckFunction& f, const std::vector<Tensor>& x, const GradcheckOptions& o) {
+  GradcheckReport report;
+  Worst worst;
+  std::mt19937_64 rng(o.seed);
+  std::normal_distribution<double> normal;
+  Tensor y = f(x);
+  for (int p = 0; p < o.projections; ++p) {
+    std::vector<double> v(static_cast<std::size_t>(y.numel()));
+    for (double& e : v) e = normal(rng);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      if (!x[i].requires_grad()) continue;
+      std::vector<double> u(static_cast<std::size_t>(x[i].numel()));
+      for (double& e : u) e = normal(rng);
+      // Analytic: (v^T J) . u
+      double analytic = 0;
+      if (y.requires_grad()) {
+        Tensor g = grad({y}, {x[i]}, {from_vector(v, y.shape(), y.dtype())}, {.retain_graph = true, .allow_unused = true})[0];
+        if (g.defined()) {
+          const auto gv = g.to_vector();
+          for (std::size_t k = 0; k < u.size(); ++k) analytic += gv[k] * u[k];
+        }
+      }
+      // Numeric: v^T (f(x + eps u) - f(x - eps u)) / 2 eps
+      std::vector<Tensor> plus = x, minus = x;
+      plus[i] = x[i].detach().clone();
+      minus[i] = x[i].detach().clone();
+      for (std::size_t k = 0; k < u.size(); ++k) {
+        plus[i].data<double>()[k] += o.eps * u[k];
+        minus[i].data<double>()[k] -= o.eps * u[k];
+      }
+      const auto fp = evaluate(f, plus).to_vector(), fm = evaluate(f, minus).to_vector();
+      double numeric = 0;
+      for (std::size_t k = 0; k < v.size(); ++k) numeric += v[k] * (fp[k] - fm[k]) / (2 * o.eps);
+      worst.offer(report, o, i, -1, -1, analytic, numeric);
+    }
+  }
+  return report;
+}
+
+}  // namespace
+
+std::string GradcheckReport::to_string() const {
+  if (!failure.empty()) return "gradcheck failed: " + failure;
+  const std::string where =
+      input_element < 0 ? fmt::format("input {} (random projection)", input)
+                        : fmt::format("input {}, element {}, output element {}", input, input_element, output_element);
+  return fmt::format("gradcheck {}: {} entries compared; worst at {}: analytic {:.10g}, numeric {:.10g} (error {:.3g})",
+                     ok ? "passed" : "FAILED", checked, where, analytic, numeric, std::abs(analytic - numeric));
+}
+
+GradcheckReport gradcheck(const GradcheckFunction& f, const std::vector<Tensor>& inputs,
+                          const GradcheckOptions& options) {
+  try {
+    GradModeGuard enable(true);
+    const auto x = to_float64_leaves(inputs);
+    return options.fast_mode ? fast_check(f, x, options) : full_check(f, x, options);
+  } catch (const std::exception& e) {
+    GradcheckReport r;
+    r.ok = false;
+    r.failure = e.what();
+    return r;
+  }
+}
+
+GradcheckReport gradgradcheck(const GradcheckFunction& f, const std::vector<Tensor>& inputs,
+                              const GradcheckOptions& options) {
+  GradcheckReport combined;
+  try {
+    GradModeGuard enable(true);
+    const auto x = to_float64_leaves(inputs);
+    Tensor y;
+    {
+      NoGradGuard no_grad;
+      y = f(x);
+    }
+    std::mt19937_64 rng(options.seed + 1);
+    std::normal_distribution<double> normal;
+    std::vector<double> v(static_cast<std::size_t>(y.numel()));
+    for (double& e : v) e = normal(rng);
+    Tensor cotangent = from_vector(v, y.shape(), DType::Float64);
+    std::vector<Tensor> extended = x;
+    extended.push_back(cotangent);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      if (!x[i].requires_grad()) continue;
+      // vjp_i(inputs, v) = d<f(inputs), v>/d inputs_i, recorded so it can be differentiated again.
+      auto vjp = [&f, i, n = x.size()](const std::vector<Tensor>& all) {
+        std::vector<Tensor> in(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n));
+        Tensor out = f(in);
+        Tensor g = grad({out}, {in[i]}, {all[n]}, {.create_graph = true, .allow_unused = true})[0];
+        return g.defined() ? g : zeros(in[i].shape(), DType::Float64);
+      };
+      // grad() needs the graph even when the numeric side evaluates under NoGradGuard.
+      auto vjp_with_grad = [vjp](const std::vector<Tensor>& all) {
+        GradModeGuard on(true);
+        std::vector<Tensor> leaves;
+        for (const Tensor& t : all) leaves.push_back(t.requires_grad() || !is_floating(t.dtype()) ? t : t.detach().requires_grad_());
+        return vjp(leaves);
+      };
+      GradcheckReport r = gradcheck(vjp_with_grad, extended, options);
+      combined.checked += r.checked;
+      if (!r.ok && combined.ok) {
+        const std::size_t checked = combined.checked;
+        combined = r;
+        combined.checked = checked;
+      }
+    }
+  } catch (const std::exception& e) {
+    combined.ok = false;
+    combined.failure = e.what();
+  }
+  return combined;
+}
+
+}  // namespace xgrad

@@ -1,0 +1,29 @@
+// Printing tensors with fmt and iostreams: fmt::print("{}", t), std::cout << t.
+#pragma once
+
+#include <ostream>
+
+#include <fmt/format.h>
+
+#include "core/tensor.hpp"
+
+template <>
+struct fmt::formatter<xgrad::Tensor> : fmt::formatter<std::string_view> {
+  template <class Context>
+  auto format(const xgrad::Tensor& t, Context& ctx) const {
+    return fmt::formatter<std::string_view>::format(t.to_string(), ctx);
+  }
+};
+
+template <>
+struct fmt::formatter<xgrad::DType> : fmt::formatter<std::string_view> {
+  template <class Context>
+  auto format(xgrad::DType d, Context& ctx) const {
+    return fmt::formatter<std::string_view>::format(xgrad::dtype_name(d), ctx);
+  }
+};
+
+namespace xgrad {
+inline std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.to_string(); }
+inline std::ostream& operator<<(std::ostream& os, DType d) { return os << dtype_name(d); }
+}  // namespace xgrad

@@ -1,0 +1,42 @@
+// Counter-based random numbers from explicit keys, in the spirit of jax.random.
+//
+// A Key is a 64-bit state. fold_in derives independent keys from a key and data
+// (an integer or a name such as a module path), so values depend only on the key
+// and the element index: not on call order, threads or the standard library.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <utility>
+
+#include "core/tensor.hpp"
+
+namespace xgrad {
+
+struct Key {
+  std::uint64_t state = 0;
+  bool operator==(const Key&) const = default;
+};
+
+Key make_key(std::uint64_t seed);
+Key fold_in(Key key, std::uint64_t data);
+Key fold_in(Key key, std::string_view name);
+std::pair<Key, Key> split(Key key);
+
+// The i-th 64 random bits of a key's stream, and a double uniform in [0, 1).
+std::uint64_t random_bits(Key key, std::uint64_t counter);
+double random_unit(Key key, std::uint64_t counter);
+
+Tensor random_uniform(Key key, const Shape& shape, DType dtype = DType::Float32, double low = 0.0,
+                      double high = 1.0);
+Tensor random_normal(Key key, const Shape& shape, DType dtype = DType::Float32, double mean = 0.0,
+                     double stddev = 1.0);
+// Standard normal truncated to [lower, upper] (jax.random.truncated_normal).
+Tensor random_truncated_normal(Key key, const Shape& shape, DType dtype = DType::Float32, double lower = -2.0,
+                               double upper = 2.0);
+// Bool tensor, true with probability p.
+Tensor random_bernoulli(Key key, const Shape& shape, double p);
+// A permutation of 0..n-1 (Int64), Fisher-Yates driven by the key's stream.
+Tensor random_permutation(Key key, std::int64_t n);
+
+}  // namespace xgrad
