@@ -63,7 +63,11 @@ ConvPlan plan_conv(const Shape& input_shape, const ConvSpec& spec, const std::op
   plan.kernel_dilation = broadcast_per_dim(spec.kernel_dilation, n);
 
   // 4. Padding.
-  plan.padding = canonicalize_padding(spec.padding, static_cast<int>(n));
+  try {
+    plan.padding = canonicalize_padding(spec.padding, static_cast<int>(n));
+  } catch (const ValueError& e) {
+    throw ValueError(fmt::format("{}: {}", who, e.what()));
+  }
 
   // 5. Flax-side pre-padding (case-sensitive names); the lax padding becomes 'VALID'.
   plan.prepad_pads.assign(n, {0, 0});
