@@ -126,7 +126,7 @@ TEST_CASE("local conv with the tiled shared kernel equals conv_general_dilated (
     std::vector<Padding::Entry> explicit_pairs, negative_pairs;
     for (int j = 0; j < n; ++j) {
       explicit_pairs.emplace_back(j + 1, 2 - j % 2);
-      negative_pairs.emplace_back(-1, j == 0 ? 2 : 0);
+      negative_pairs.emplace_back(-1, j == 0 ? 2 : 1);
     }
     for (const auto& strides : {ones_n, strided})
       for (const auto& rhs_dilation : {ones_n, dilated})
@@ -177,4 +177,14 @@ TEST_CASE("ConvLocal with the tiled Conv kernel equals Conv for every Flax paddi
           check_all_close(y_local.to_vector(), y.to_vector(), "output");
         }
   }
+}
+
+TEST_CASE("a window larger than the padded input gives an empty output and zero gradients") {
+  Tensor x = ones({2, 3, 2}, DType::Float64).requires_grad_();
+  Tensor k = ones({0, 8, 3}, DType::Float64).requires_grad_();
+  Tensor y = conv_general_dilated_local(x, k, {1}, "VALID", {4});
+  CHECK(y.shape() == Shape{2, 0, 3});
+  const auto g = grad({y}, {x, k}, {zeros(y.shape(), DType::Float64)});
+  CHECK(g[0].to_vector() == std::vector<double>(6, 0.0));
+  CHECK(g[1].numel() == 0);
 }
