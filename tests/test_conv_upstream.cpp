@@ -119,6 +119,27 @@ TEST_CASE("§6.7 test_circular_conv_local_2d_custom: row-major patch order") {
                            8 * 7 + 4 + 8 + 1 + 9, 9 * 8 + 5 + 9 + 2 + 7, 10 * 9 + 6 + 7 + 3 + 8});
 }
 
+TEST_CASE("CIRCULAR and REFLECT pre-pads larger than the axis repeat periodically") {
+  Tensor x = from_vector({1, 10}, {1, 2, 1});
+  const auto reflect = nn::plan_conv(x.shape(), local(1, {9}, "REFLECT"));
+  CHECK(reflect.prepad_pads == PadPairs{{4, 4}});
+  // Reflection of [1, 10] has period 2: [1, 10, 1, 10, ...]; windows of 9 ones.
+  CHECK(nn::conv_apply(reflect, x, ones(reflect.kernel_shape)).to_vector() == V{5 * 1 + 4 * 10, 5 * 10 + 4 * 1});
+  const auto wrap = nn::plan_conv(ones({1, 3, 1}).shape(), local(1, {9}, "CIRCULAR"));
+  // Wrap of [1, 2, 3] with lo = 4 starts at x[-4 mod 3] = 3: [3,1,2,3,1,2,3,1,2,3,1].
+  Tensor y = nn::conv_apply(wrap, from_vector({1, 2, 3}, {1, 3, 1}), ones(wrap.kernel_shape));
+  CHECK(y.to_vector() == V{3 + 1 + 2 + 3 + 1 + 2 + 3 + 1 + 2, 1 + 2 + 3 + 1 + 2 + 3 + 1 + 2 + 3,
+                           2 + 3 + 1 + 2 + 3 + 1 + 2 + 3 + 1});
+  // CAUSAL: output t sees inputs t*s - dilation*(k-1) ... t*s.
+  nn::ConvSpec causal = local(1, {2}, "CAUSAL");
+  causal.kernel_dilation = {2};
+  causal.strides = {2};
+  const auto plan = nn::plan_conv({1, 5, 1}, causal);
+  CHECK(plan.prepad_pads == PadPairs{{2, 0}});
+  CHECK(nn::conv_apply(plan, from_vector({1, 2, 3, 4, 5}, {1, 5, 1}), ones(plan.kernel_shape)).to_vector() ==
+        V{0 + 1, 1 + 3, 3 + 5});
+}
+
 TEST_CASE("§6.8 test_int_kernel_equality: kernel_size {3} is Flax's int 3, a 1-d kernel") {
   const auto plan = nn::plan_conv({8, 3}, local(4, {3}));
   CHECK(plan.kernel_shape == Shape{8, 9, 4});

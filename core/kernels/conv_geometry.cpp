@@ -101,30 +101,34 @@ ConvGeometry make_conv_geometry(const Shape& lhs_shape, const Shape& window, std
 
 std::vector<std::int64_t> patch_source_table(const ConvGeometry& g) {
   const std::size_t n = g.window.size();
-  // Per spatial dim: the input index read by (o_j, kappa_j), or -1.
-  std::vector<std::vector<std::int64_t>> per_dim(n);
+  // Per spatial dim j, at map_start[j] + o_j * k_j + kappa_j: the input index read, or -1.
+  std::vector<std::int64_t> map_start(n + 1, 0);
+  for (std::size_t j = 0; j < n; ++j) map_start[j + 1] = map_start[j] + g.out_spatial[j] * g.window[j];
+  std::vector<std::int64_t> maps(static_cast<std::size_t>(map_start[n]));
   for (std::size_t j = 0; j < n; ++j) {
     const std::int64_t dilated = dilate(g.in_spatial[j], g.lhs_dilation[j]);
-    auto& map = per_dim[j];
-    map.resize(static_cast<std::size_t>(g.out_spatial[j] * g.window[j]));
+    std::int64_t* map = maps.data() + map_start[j];
     for (std::int64_t o = 0; o < g.out_spatial[j]; ++o)
       for (std::int64_t k = 0; k < g.window[j]; ++k) {
         const std::int64_t u = o * g.strides[j] + k * g.rhs_dilation[j] - g.pads[j].first;  // in the dilated input
         const bool inside = u >= 0 && u < dilated && u % g.lhs_dilation[j] == 0;
-        map[static_cast<std::size_t>(o * g.window[j] + k)] = inside ? u / g.lhs_dilation[j] : -1;
+        map[o * g.window[j] + k] = inside ? u / g.lhs_dilation[j] : -1;
       }
   }
   const Shape in_strides = contiguous_strides(g.in_spatial);
   const std::int64_t positions = g.out_positions(), window = g.window_size();
   std::vector<std::int64_t> table(static_cast<std::size_t>(positions * window));
-  std::vector<std::int64_t> o(n, 0), k(n, 0);
+  // Odometers over output positions (o) and window offsets (k).
+  std::vector<std::int64_t> odometers(2 * n, 0);
+  std::int64_t* o = odometers.data();
+  std::int64_t* k = o + n;
   std::size_t t = 0;
   for (std::int64_t p = 0; p < positions; ++p) {
-    std::fill(k.begin(), k.end(), 0);
+    std::fill(k, k + n, 0);
     for (std::int64_t r = 0; r < window; ++r) {
       std::int64_t offset = 0;
       for (std::size_t j = 0; j < n && offset >= 0; ++j) {
-        const std::int64_t m = per_dim[j][static_cast<std::size_t>(o[j] * g.window[j] + k[j])];
+        const std::int64_t m = maps[static_cast<std::size_t>(map_start[j] + o[j] * g.window[j] + k[j])];
         offset = m < 0 ? -1 : offset + m * in_strides[j];
       }
       table[t++] = offset < 0 ? -1 : offset * g.channels;
