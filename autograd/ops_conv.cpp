@@ -12,7 +12,6 @@
 #include <memory>
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include "autograd/node.hpp"
 #include "core/error.hpp"

@@ -7,6 +7,9 @@
 
 #include <random>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include "xgrad.hpp"
 
 using namespace xgrad;
