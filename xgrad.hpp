@@ -2,8 +2,10 @@
 #pragma once
 
 #include "core/dtype.hpp"
-#include "core/format.hpp"
 #include "core/error.hpp"
+#include "core/format.hpp"
+#include "core/npy.hpp"
+#include "core/npz.hpp"
 #include "core/padding.hpp"
 #include "core/precision.hpp"
 #include "core/random.hpp"
@@ -17,6 +19,11 @@
 #include "autograd/gradcheck.hpp"
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+
+#include "data/data_loader.hpp"
+#include "data/dataset.hpp"
+#include "data/fashion_mnist.hpp"
+#include "data/idx.hpp"
 
 #include "layers/conv_spec.hpp"
 #include "layers/dtypes.hpp"

@@ -4,9 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <cstring>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -19,40 +17,6 @@ using json = nlohmann::json;
 namespace {
 
 const std::string kDir = std::string(XGRAD_TEST_DATA) + "/convlocal-vectors/";
-
-// A minimal .npy reader for these files only: float64, little endian, C order.
-// (core's load_npy replaces it once it lands.)
-Tensor read_npy_f64(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  REQUIRE_MESSAGE(in.good(), "cannot open " << path);
-  char magic[8];
-  in.read(magic, 8);
-  REQUIRE(std::memcmp(magic, "\x93NUMPY", 6) == 0);
-  std::uint32_t header_len = 0;
-  if (magic[6] == 1) {
-    unsigned char b[2];
-    in.read(reinterpret_cast<char*>(b), 2);
-    header_len = b[0] | (b[1] << 8);
-  } else {
-    unsigned char b[4];
-    in.read(reinterpret_cast<char*>(b), 4);
-    header_len = b[0] | (b[1] << 8) | (b[2] << 16) | (static_cast<std::uint32_t>(b[3]) << 24);
-  }
-  std::string header(header_len, ' ');
-  in.read(header.data(), header_len);
-  REQUIRE(header.find("'descr': '<f8'") != std::string::npos);
-  REQUIRE(header.find("'fortran_order': False") != std::string::npos);
-  const auto open = header.find('(', header.find("'shape'"));
-  const auto close = header.find(')', open);
-  Shape shape;
-  std::stringstream dims(header.substr(open + 1, close - open - 1));
-  for (std::string d; std::getline(dims, d, ',');)
-    if (d.find_first_not_of(' ') != std::string::npos) shape.push_back(std::stoll(d));
-  std::vector<double> values(static_cast<std::size_t>(numel(shape)));
-  in.read(reinterpret_cast<char*>(values.data()), static_cast<std::streamsize>(values.size() * sizeof(double)));
-  REQUIRE(in.good());
-  return from_vector(values, shape, DType::Float64);
-}
 
 json read_manifest(const std::string& name) {
   std::ifstream in(kDir + name + ".json");
@@ -86,7 +50,11 @@ nn::ConvSpec spec_of(const json& attributes) {
           .shared_weights = false};
 }
 
-Tensor load(const json& m, const char* key) { return read_npy_f64(kDir + m["files"][key].get<std::string>()); }
+Tensor load(const json& m, const char* key) {
+  Tensor t = load_npy(kDir + m["files"][key].get<std::string>());
+  REQUIRE(t.dtype() == DType::Float64);
+  return t;
+}
 
 void check_close(const Tensor& actual, const Tensor& expected, double rtol, double atol, const std::string& what) {
   REQUIRE_MESSAGE(actual.shape() == expected.shape(),

@@ -1,0 +1,50 @@
+// Whole-file reading and crash-safe writing for the serialisation formats (internal).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace xgrad {
+
+// A regular file opened for positional reads. Errors are IOErrors naming the path.
+class InputFile {
+ public:
+  explicit InputFile(const std::string& path);
+  ~InputFile();
+  InputFile(const InputFile&) = delete;
+  InputFile& operator=(const InputFile&) = delete;
+
+  std::uint64_t size() const { return size_; }
+  // Reads exactly n bytes at offset (the caller has checked offset + n <= size()).
+  void read_at(std::uint64_t offset, void* dst, std::size_t n) const;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::uint64_t size_ = 0;
+};
+
+std::string read_file(const std::string& path);
+
+// Writes `path` so that it holds either its previous contents or the complete new
+// ones, whatever happens meanwhile: the bytes go to a temporary file in the same
+// directory, which commit() fsyncs and renames over `path`. Destroying the writer
+// without commit() (an exception mid-way) removes the temporary file.
+class AtomicFileWriter {
+ public:
+  explicit AtomicFileWriter(const std::string& path);
+  ~AtomicFileWriter();
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+
+  void write(std::string_view bytes);
+  void commit();
+
+ private:
+  std::string path_;
+  std::string temp_path_;
+  int fd_ = -1;
+};
+
+}  // namespace xgrad
