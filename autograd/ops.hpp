@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/pad_mode.hpp"
 #include "core/tensor.hpp"
 
 namespace xgrad {
@@ -86,14 +87,14 @@ Tensor squeeze(const Tensor& x, const Axes& axes = {});  // empty = every size-1
 Tensor unsqueeze(const Tensor& x, std::int64_t axis);
 Tensor flatten(const Tensor& x, std::int64_t start_axis = 0, std::int64_t end_axis = -1);
 // Python-style slice along one axis: [start, stop) with step (step may be negative;
-// out-of-range bounds clamp as in Python).
+// out-of-range bounds clamp as in Python, so INT64_MIN / INT64_MAX act as open ends).
 Tensor slice(const Tensor& x, std::int64_t axis, std::int64_t start, std::int64_t stop, std::int64_t step = 1);
 Tensor concat(const std::vector<Tensor>& xs, std::int64_t axis = 0);
 Tensor stack(const std::vector<Tensor>& xs, std::int64_t axis = 0);
 
-enum class PadMode { Constant, Wrap, Reflect, Edge };
 // pads[i] = (lo, hi) for axis i; negative values crop. Wrap and Reflect follow
 // numpy.pad (mode="wrap" / "reflect") including pads larger than the axis.
+// PadMode: core/pad_mode.hpp.
 Tensor pad(const Tensor& x, const std::vector<std::pair<std::int64_t, std::int64_t>>& pads,
            PadMode mode = PadMode::Constant, double value = 0.0);
 

@@ -1,6 +1,6 @@
 // Padding forms and their canonicalisation (spec §2.3), lax string paddings
-// (padtype_to_pads), Precision names, and the differentiable pad used for the
-// CIRCULAR / REFLECT / CAUSAL pre-padding.
+// (padtype_to_pads), Precision names, and the pad properties the CIRCULAR /
+// REFLECT / CAUSAL pre-padding relies on.
 #include <doctest/doctest.h>
 
 #include "xgrad.hpp"
@@ -87,23 +87,19 @@ TEST_CASE("Precision parses the strings lax.canonicalize_precision accepts") {
         std::string::npos);
 }
 
-TEST_CASE("pad follows numpy.pad: wrap and reflect repeat for pads larger than the axis") {
+// The pre-padding of CIRCULAR / REFLECT / CAUSAL goes through pad (autograd/ops.hpp);
+// these are the properties it relies on.
+TEST_CASE("pad (as the conv pre-pad uses it): wrap and reflect repeat for pads larger than the axis") {
   Tensor x = from_vector({1, 2, 3}, {3}, DType::Float64);
   CHECK(pad(x, {{4, 5}}, PadMode::Wrap).to_vector() == std::vector<double>{3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2});
   CHECK(pad(x, {{4, 4}}, PadMode::Reflect).to_vector() ==
         std::vector<double>{1, 2, 3, 2, 1, 2, 3, 2, 1, 2, 3});
-  CHECK(pad(x, {{2, 1}}, PadMode::Edge).to_vector() == std::vector<double>{1, 1, 1, 2, 3, 3});
   CHECK(pad(from_vector({7}, {1}, DType::Float64), {{2, 3}}, PadMode::Reflect).to_vector() ==
         std::vector<double>(6, 7.0));
-  // Negative pads crop; the constant fills the rest.
-  CHECK(pad(from_vector({1, 2, 3, 4}, {4}), {{-1, 2}}, PadMode::Constant, 9.0).to_vector() ==
-        std::vector<double>{2, 3, 4, 9, 9});
+  CHECK(pad(x, {{2, 0}}).to_vector() == std::vector<double>{0, 0, 1, 2, 3});
   Tensor m = from_vector({1, 2, 3, 4, 5, 6}, {2, 3}, DType::Float64);
   CHECK(pad(m, {{0, 0}, {1, 1}}, PadMode::Wrap).to_vector() ==
         std::vector<double>{3, 1, 2, 3, 1, 6, 4, 5, 6, 4});
-  CHECK_THROWS_AS(pad(x, {{1, 1}, {0, 0}}), ShapeError);
-  CHECK_THROWS_AS(pad(x, {{-2, -2}}), ShapeError);
-  CHECK_THROWS_AS(pad(zeros({0}), {{1, 1}}, PadMode::Wrap), ValueError);
 }
 
 TEST_CASE("pad's gradient accumulates every copy of an element; second order through create_graph") {
@@ -111,9 +107,9 @@ TEST_CASE("pad's gradient accumulates every copy of an element; second order thr
   Tensor y = pad(x, {{4, 5}}, PadMode::Wrap);  // sources [2,0,1, 2,0,1, 2,0,1, 2,0,1]
   Tensor g = arange(0.0, 12.0, 1.0, DType::Float64);
   CHECK(grad({y}, {x}, {g})[0].to_vector() == std::vector<double>{1 + 4 + 7 + 10, 2 + 5 + 8 + 11, 0 + 3 + 6 + 9});
-  for (PadMode mode : {PadMode::Constant, PadMode::Wrap, PadMode::Reflect, PadMode::Edge}) {
+  for (PadMode mode : {PadMode::Constant, PadMode::Wrap, PadMode::Reflect}) {
     auto f = [mode](const std::vector<Tensor>& in) {
-      Tensor p = pad(in[0], {{1, 2}, {3, -1}}, mode, 0.5);
+      Tensor p = pad(in[0], {{1, 2}, {3, 1}}, mode);
       return p * p;
     };
     Tensor a = random_normal(make_key(7), {2, 3}, DType::Float64);
