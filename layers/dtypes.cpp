@@ -1,6 +1,6 @@
 #include "layers/dtypes.hpp"
 
-#include <fmt/format.h>
+#include <string>
 
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
@@ -10,22 +10,22 @@ namespace xgrad::nn {
 DType canonicalize_dtype(const std::vector<Tensor>& args, std::optional<DType> dtype, bool inexact) {
   if (dtype) {
     if (inexact && !is_floating(*dtype))
-      throw ValueError(fmt::format("Dtype must be inexact: {}", dtype_name(*dtype)));
+      throw ValueError("Dtype must be inexact: " + std::string(dtype_name(*dtype)) +
+                       " (give a floating dtype such as float32 or bfloat16, or none to infer it)");
     return *dtype;
   }
   std::optional<DType> result;
   for (const Tensor& a : args)
     if (a.defined()) result = result ? promote_types(*result, a.dtype()) : a.dtype();
-  if (!result) throw ValueError("canonicalize_dtype: no arguments to infer a dtype from");
-  if (inexact && !is_floating(*result)) return promote_types(DType::Float32, *result);
-  return *result;
+  if (!result) throw ValueError("canonicalize_dtype: no arguments and no dtype given");
+  return !inexact || is_floating(*result) ? *result : promote_types(DType::Float32, *result);
 }
 
 std::vector<Tensor> promote_dtype(const std::vector<Tensor>& args, std::optional<DType> dtype, bool inexact) {
-  const DType d = canonicalize_dtype(args, dtype, inexact);
+  const DType target = canonicalize_dtype(args, dtype, inexact);
   std::vector<Tensor> out;
   out.reserve(args.size());
-  for (const Tensor& a : args) out.push_back(a.defined() ? cast(a, d) : a);
+  for (const Tensor& a : args) out.push_back(a.defined() ? cast(a, target) : Tensor());
   return out;
 }
 

@@ -1,7 +1,7 @@
-// The dtype a layer computes in, as flax.linen.dtypes.
+// flax.linen.dtypes: the dtype a layer computes in (spec §7.1).
 //
-// Every layer calls promote_dtype(inputs, params..., dtype=options.dtype): with
-// no dtype the arguments' promoted dtype is used (at least float32 when they are
+// Every layer calls promote_dtype({inputs, params...}, options.dtype): with no
+// dtype the arguments' promoted dtype is used (at least float32 when they are
 // all integer or bool), otherwise the given one. param_dtype only decides how
 // parameters are stored.
 #pragma once
@@ -13,14 +13,15 @@
 
 namespace xgrad::nn {
 
-// flax.linen.dtypes.canonicalize_dtype. Undefined tensors are ignored. With
-// `inexact`, a given non-floating dtype throws ValueError ("Dtype must be inexact")
-// and an inferred integer/bool dtype becomes float32.
+// canonicalize_dtype(*args, dtype, inexact): `dtype` when given (with `inexact` it
+// must be floating, else ValueError "Dtype must be inexact"); otherwise the JAX
+// result type of the defined args, with `inexact` raising integer and bool
+// results to float32.
 DType canonicalize_dtype(const std::vector<Tensor>& args, std::optional<DType> dtype = std::nullopt,
                          bool inexact = true);
 
-// flax.linen.dtypes.promote_dtype: every defined argument cast (differentiably)
-// to canonicalize_dtype(args, dtype, inexact); undefined ones pass through.
+// promote_dtype: every defined arg cast (differentiably) to canonicalize_dtype;
+// undefined args stay undefined.
 std::vector<Tensor> promote_dtype(const std::vector<Tensor>& args, std::optional<DType> dtype = std::nullopt,
                                   bool inexact = true);
 

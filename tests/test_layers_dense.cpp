@@ -66,7 +66,9 @@ TEST_CASE("Dense dtypes follow flax promote_dtype") {
   nn::Dense wide({.features = 3, .param_dtype = DType::Float64});
   CHECK(wide(x32).dtype() == DType::Float64);
   CHECK_THROWS_WITH_AS(nn::Dense({.features = 3, .dtype = DType::Int32})(x32),
-                       "Dense, features=3: Dtype must be inexact: int32", ValueError);
+                       "Dense, features=3: Dtype must be inexact: int32 (give a floating dtype such as float32 or "
+                       "bfloat16, or none to infer it)",
+                       ValueError);
 }
 
 TEST_CASE("Dense precision Highest accumulates float32 products in float64") {
