@@ -52,7 +52,7 @@ Tensor average(const Tensor& x, const Geometry& geometry, bool count_include_pad
 }  // namespace
 
 Tensor pool(const Tensor& x, PoolReduction reduction, const Shape& window, const Shape& strides,
-            const std::vector<std::pair<std::int64_t, std::int64_t>>& pads, bool count_include_pad) {
+            const PadPairs& pads, bool count_include_pad) {
   const std::size_t n = window.size();
   if (x.dim() != static_cast<std::int64_t>(n) + 2)
     throw ShapeError(fmt::format("pool: input {} must be [batch, spatial..., channels] with {} spatial dims",

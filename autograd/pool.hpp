@@ -4,10 +4,7 @@
 // element of its window; mean spreads it evenly over the window.
 #pragma once
 
-#include <cstdint>
-#include <utility>
-#include <vector>
-
+#include "core/padding.hpp"
 #include "core/tensor.hpp"
 
 namespace xgrad {
@@ -17,6 +14,6 @@ enum class PoolReduction { Max, Min, Mean };
 // `pads` holds (lo, hi) per spatial dim. For Mean, count_include_pad divides by
 // the full window size; otherwise by the number of non-padding elements.
 Tensor pool(const Tensor& x, PoolReduction reduction, const Shape& window, const Shape& strides,
-            const std::vector<std::pair<std::int64_t, std::int64_t>>& pads, bool count_include_pad = true);
+            const PadPairs& pads, bool count_include_pad = true);
 
 }  // namespace xgrad

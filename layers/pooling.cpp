@@ -13,36 +13,31 @@ namespace xgrad::nn {
 
 namespace {
 
-using PadPairs = std::vector<std::pair<std::int64_t, std::int64_t>>;
-
-PadPairs resolve_padding(const char* op, const PoolPadding& padding, const Shape& spatial, const Shape& window,
+PadPairs resolve_padding(const char* op, const Padding& padding, const Shape& spatial, const Shape& window,
                          const Shape& strides) {
-  const std::size_t n = window.size();
-  if (padding.name.empty()) {
-    if (padding.pairs.size() != n)
-      throw ShapeError(fmt::format("{}: padding has {} (lo, hi) pairs but the window {} has {} dims", op,
-                                   padding.pairs.size(), shape_str(window), n));
-    return padding.pairs;
+  const auto n = static_cast<int>(window.size());
+  if (padding.is_sequence() && static_cast<int>(padding.entries().size()) != n)
+    throw ShapeError(fmt::format("{}: padding {} has {} entries but the window {} has {} dims", op,
+                                 padding.to_string(), padding.entries().size(), shape_str(window), n));
+  const Padding canonical = canonicalize_padding(padding, n);
+  if (!canonical.is_string()) {
+    PadPairs pads;
+    for (const auto& [lo, hi] : canonical.pairs()) pads.emplace_back(lo, hi);
+    return pads;
   }
-  std::string name = padding.name;
-  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::toupper(c); });
-  PadPairs pads(n, {0, 0});
-  if (name == "VALID") return pads;
-  if (name != "SAME")
-    throw ValueError(fmt::format("{}: unknown padding '{}' (expected 'SAME', 'VALID' or (lo, hi) pairs)", op,
-                                 padding.name));
-  for (std::size_t d = 0; d < n; ++d) {
-    const std::int64_t out = (spatial[d] + strides[d] - 1) / strides[d];
-    const std::int64_t total = std::max<std::int64_t>((out - 1) * strides[d] + window[d] - spatial[d], 0);
-    pads[d] = {total / 2, total - total / 2};
-  }
-  return pads;
+  std::string upper = canonical.name();
+  std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return std::toupper(c); });
+  if (upper != "SAME" && upper != "SAME_LOWER" && upper != "VALID")
+    throw ValueError(fmt::format("{}: padding '{}' is not supported (expected 'SAME', 'SAME_LOWER', 'VALID' or (lo, "
+                                 "hi) pairs)",
+                                 op, canonical.name()));
+  return padtype_to_pads(upper, spatial, window, strides, op);
 }
 
 // flax.linen.pooling.pool: flattens the batch dims into one (adding one when
 // there is none), pools, and restores them.
 Tensor flax_pool(const char* op, const Tensor& x, PoolReduction reduction, const Shape& window,
-                 const Shape& strides_in, const PoolPadding& padding, bool count_include_pad) {
+                 const Shape& strides_in, const Padding& padding, bool count_include_pad) {
   const auto n = static_cast<std::int64_t>(window.size());
   const Shape strides = strides_in.empty() ? Shape(window.size(), 1) : strides_in;
   if (strides.size() != window.size())
@@ -67,15 +62,15 @@ Tensor flax_pool(const char* op, const Tensor& x, PoolReduction reduction, const
 
 }  // namespace
 
-Tensor max_pool(const Tensor& x, const Shape& window_shape, const Shape& strides, const PoolPadding& padding) {
+Tensor max_pool(const Tensor& x, const Shape& window_shape, const Shape& strides, const Padding& padding) {
   return flax_pool("max_pool", x, PoolReduction::Max, window_shape, strides, padding, true);
 }
 
-Tensor min_pool(const Tensor& x, const Shape& window_shape, const Shape& strides, const PoolPadding& padding) {
+Tensor min_pool(const Tensor& x, const Shape& window_shape, const Shape& strides, const Padding& padding) {
   return flax_pool("min_pool", x, PoolReduction::Min, window_shape, strides, padding, true);
 }
 
-Tensor avg_pool(const Tensor& x, const Shape& window_shape, const Shape& strides, const PoolPadding& padding,
+Tensor avg_pool(const Tensor& x, const Shape& window_shape, const Shape& strides, const Padding& padding,
                 bool count_include_pad) {
   return flax_pool("avg_pool", x, PoolReduction::Mean, window_shape, strides, padding, count_include_pad);
 }

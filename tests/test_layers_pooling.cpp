@@ -56,6 +56,14 @@ TEST_CASE("explicit (lo, hi) padding pairs") {
   CHECK(v(a) == std::vector<double>{0.25, 1.25, 6.5, 8.5});
   Tensor b = nn::avg_pool(image4(), {2, 2}, {2, 2}, {{1, 0}, {0, 1}}, false);
   CHECK(v(b) == std::vector<double>{0.5, 2.5, 6.5, 8.5});
+  // One int pads every dim on both sides; SAME_LOWER puts the odd unit first.
+  CHECK(v(nn::max_pool(image4(), {2, 2}, {2, 2}, 1)) == std::vector<double>{0, 2, 3, 8, 10, 11, 12, 14, 15});
+  CHECK(nn::min_pool(image4(), {2, 2}, {1, 1}, "same_lower").at({0, 0, 0, 0}) == 0);
+  CHECK(nn::min_pool(image4(), {2, 2}, {1, 1}, "SAME").at({0, 0, 0, 0}) == 0);
+  CHECK(nn::max_pool(image4(), {2, 2}, {1, 1}, "SAME_LOWER").at({0, 3, 3, 0}) == 15);
+  CHECK(nn::max_pool(image4(), {2, 2}, {1, 1}, "SAME").at({0, 3, 3, 0}) == 15);
+  CHECK(nn::max_pool(image4(), {2, 2}, {1, 1}, "SAME_LOWER").at({0, 0, 0, 0}) == 0);
+  CHECK(nn::max_pool(image4(), {2, 2}, {1, 1}, "SAME").at({0, 0, 0, 0}) == 5);
   // A window made only of padding: max gives -inf (reduce_window's init) and no gradient.
   Tensor x = ones({1, 2, 1});
   x.requires_grad_();
@@ -108,9 +116,11 @@ TEST_CASE("pooling errors name the function and the shapes") {
                        "spatial dims, channels])",
                        ShapeError);
   CHECK_THROWS_WITH_AS(nn::avg_pool(image4(), {2, 2}, {1, 1}, "FULL"),
-                       "avg_pool: unknown padding 'FULL' (expected 'SAME', 'VALID' or (lo, hi) pairs)", ValueError);
+                       "avg_pool: padding 'FULL' is not supported (expected 'SAME', 'SAME_LOWER', 'VALID' or (lo, hi) "
+                       "pairs)",
+                       ValueError);
   CHECK_THROWS_WITH_AS(nn::min_pool(image4(), {2, 2}, {1, 1}, {{1, 1}}),
-                       "min_pool: padding has 1 (lo, hi) pairs but the window [2, 2] has 2 dims", ShapeError);
+                       "min_pool: padding [(1, 1)] has 1 entries but the window [2, 2] has 2 dims", ShapeError);
   CHECK_THROWS_WITH_AS(nn::max_pool(image4(), {2, 2}, {1}),
                        "max_pool: strides [1] and window [2, 2] have different lengths", ShapeError);
 }
