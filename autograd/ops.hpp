@@ -116,19 +116,24 @@ Tensor weak_scalar(double value, bool is_floating_scalar, const Tensor& like);
 template <class S>
 concept Scalar = std::is_arithmetic_v<S>;
 
-#define XGRAD_SCALAR_OPERATOR(OP, FN)                                                   \
-  template <Scalar S>                                                                   \
-  Tensor operator OP(const Tensor& a, S b) {                                            \
-    return FN(a, weak_scalar(static_cast<double>(b), std::is_floating_point_v<S>, a));  \
-  }                                                                                     \
-  template <Scalar S>                                                                   \
-  Tensor operator OP(S a, const Tensor& b) {                                            \
-    return FN(weak_scalar(static_cast<double>(a), std::is_floating_point_v<S>, b), b);  \
+enum class ScalarOp { Add, Sub, Mul, Div };
+// t OP s, or s OP t when scalar_first, for a weak scalar s: the same result (and
+// gradient) as with weak_scalar(s, ...), without making the scalar a tensor.
+Tensor scalar_op(ScalarOp op, const Tensor& t, double s, bool s_is_floating, bool scalar_first);
+
+#define XGRAD_SCALAR_OPERATOR(OP, NAME)                                                        \
+  template <Scalar S>                                                                          \
+  Tensor operator OP(const Tensor& a, S b) {                                                   \
+    return scalar_op(ScalarOp::NAME, a, static_cast<double>(b), std::is_floating_point_v<S>, false); \
+  }                                                                                            \
+  template <Scalar S>                                                                          \
+  Tensor operator OP(S a, const Tensor& b) {                                                   \
+    return scalar_op(ScalarOp::NAME, b, static_cast<double>(a), std::is_floating_point_v<S>, true);  \
   }
-XGRAD_SCALAR_OPERATOR(+, add)
-XGRAD_SCALAR_OPERATOR(-, sub)
-XGRAD_SCALAR_OPERATOR(*, mul)
-XGRAD_SCALAR_OPERATOR(/, div)
+XGRAD_SCALAR_OPERATOR(+, Add)
+XGRAD_SCALAR_OPERATOR(-, Sub)
+XGRAD_SCALAR_OPERATOR(*, Mul)
+XGRAD_SCALAR_OPERATOR(/, Div)
 #undef XGRAD_SCALAR_OPERATOR
 
 }  // namespace xgrad

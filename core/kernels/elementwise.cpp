@@ -211,14 +211,14 @@ const char* compare_name(Compare op) {
   return "compare";
 }
 
-DType binary_dtype(Binary op, const Tensor& a, const Tensor& b) {
-  const DType d = promote_types(a.dtype(), b.dtype());
+DType binary_dtype(Binary op, DType a, DType b, const Shape& sa, const Shape& sb) {
+  const DType d = promote_types(a, b);
   switch (op) {
     case Binary::Sub:
       if (d == DType::Bool)
         throw DTypeError(fmt::format("sub: subtracting bool tensors is not supported (shapes {} and {}), as in "
                                      "jnp.subtract; use logical_not / not_equal, or cast to an integer dtype first",
-                                     shape_str(a.shape()), shape_str(b.shape())));
+                                     shape_str(sa), shape_str(sb)));
       return d;
     case Binary::Div: return is_floating(d) ? d : default_float_dtype();
     case Binary::Pow: return d == DType::Bool ? DType::Int32 : d;
@@ -226,22 +226,23 @@ DType binary_dtype(Binary op, const Tensor& a, const Tensor& b) {
   }
 }
 
-template <class T>
-void binary_loop(Binary op, const Operands& x, Tensor& out) {
+// Calls apply(f) with op's functor f on compute-type values of T.
+template <class T, class Apply>
+void binary_loop(Binary op, Apply&& apply) {
   using V = compute_t<T>;
   switch (op) {
-    case Binary::Add: return x.apply<T, T>(out, Add{});
-    case Binary::Mul: return x.apply<T, T>(out, Mul{});
-    case Binary::Maximum: return x.apply<T, T>(out, Maximum{});
-    case Binary::Minimum: return x.apply<T, T>(out, Minimum{});
+    case Binary::Add: return apply(Add{});
+    case Binary::Mul: return apply(Mul{});
+    case Binary::Maximum: return apply(Maximum{});
+    case Binary::Minimum: return apply(Minimum{});
     default: break;
   }
   if constexpr (!std::is_same_v<T, bool>) {
     switch (op) {
-      case Binary::Sub: return x.apply<T, T>(out, Sub{});
-      case Binary::Pow: return x.apply<T, T>(out, Pow{});
+      case Binary::Sub: return apply(Sub{});
+      case Binary::Pow: return apply(Pow{});
       case Binary::Div:
-        if constexpr (std::is_floating_point_v<V>) return x.apply<T, T>(out, [](V x, V y) { return x / y; });
+        if constexpr (std::is_floating_point_v<V>) return apply([](V x, V y) { return x / y; });
         break;
       default: break;
     }
@@ -252,10 +253,31 @@ void binary_loop(Binary op, const Operands& x, Tensor& out) {
 }  // namespace
 
 Tensor binary(Binary op, const Tensor& a, const Tensor& b) {
-  const DType dtype = binary_dtype(op, a, b);
+  const DType dtype = binary_dtype(op, a.dtype(), b.dtype(), a.shape(), b.shape());
   const Operands x(a, b, dtype, binary_name(op));
   Tensor out = empty(x.shape(), dtype);
-  visit_dtype(dtype, [&](auto tag) { binary_loop<decltype(tag)>(op, x, out); });
+  visit_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    binary_loop<T>(op, [&](auto f) { x.apply<T, T>(out, f); });
+  });
+  return out;
+}
+
+Tensor binary_scalar(Binary op, const Tensor& a, double s, bool s_is_floating, bool scalar_first) {
+  const DType dtype = binary_dtype(op, a.dtype(), promote_with_scalar(a.dtype(), s_is_floating), a.shape(), {});
+  const Tensor ca = cast(a, dtype);
+  Tensor out = empty(a.shape(), dtype);
+  visit_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const T weak = convert_element<T>(s);  // the scalar materialises in the result dtype first
+    const T* pa = ca.data<T>();
+    T* po = out.data<T>();
+    const std::int64_t n = out.numel();
+    binary_loop<T>(op, [&](auto f) {
+      if (scalar_first) run(&weak, 0, pa, 1, po, n, f);
+      else run(pa, 1, &weak, 0, po, n, f);
+    });
+  });
   return out;
 }
 

@@ -20,6 +20,10 @@ enum class Binary { Add, Sub, Mul, Div, Pow, Maximum, Minimum };
 // Maximum/Minimum propagate NaN.
 Tensor binary(Binary op, const Tensor& a, const Tensor& b);
 
+// a op s (s op a when scalar_first) for a weak C++ scalar s: the result of
+// binary(op, a, weak scalar tensor) without materialising the scalar as a tensor.
+Tensor binary_scalar(Binary op, const Tensor& a, double s, bool s_is_floating, bool scalar_first);
+
 // x ** exponent with a weak float exponent: result dtype promote_with_scalar(x, true).
 Tensor pow_scalar(const Tensor& x, double exponent);
 
