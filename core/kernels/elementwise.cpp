@@ -254,11 +254,11 @@ void binary_loop(Binary op, Apply&& apply) {
 
 Tensor binary(Binary op, const Tensor& a, const Tensor& b) {
   const DType dtype = binary_dtype(op, a.dtype(), b.dtype(), a.shape(), b.shape());
-  const Operands x(a, b, dtype, binary_name(op));
-  Tensor out = empty(x.shape(), dtype);
+  const Operands operands(a, b, dtype, binary_name(op));
+  Tensor out = empty(operands.shape(), dtype);
   visit_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    binary_loop<T>(op, [&](auto f) { x.apply<T, T>(out, f); });
+    binary_loop<T>(op, [&](auto f) { operands.apply<T, T>(out, f); });
   });
   return out;
 }
@@ -282,17 +282,18 @@ Tensor binary_scalar(Binary op, const Tensor& a, double s, bool s_is_floating, b
 }
 
 Tensor compare(Compare op, const Tensor& a, const Tensor& b) {
-  const Operands x(a, b, promote_types(a.dtype(), b.dtype()), compare_name(op));
-  Tensor out = empty(x.shape(), DType::Bool);
-  visit_dtype(promote_types(a.dtype(), b.dtype()), [&](auto tag) {
+  const DType dtype = promote_types(a.dtype(), b.dtype());
+  const Operands operands(a, b, dtype, compare_name(op));
+  Tensor out = empty(operands.shape(), DType::Bool);
+  visit_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     switch (op) {
-      case Compare::Equal: return x.apply<bool, T>(out, [](auto x, auto y) { return x == y; });
-      case Compare::NotEqual: return x.apply<bool, T>(out, [](auto x, auto y) { return x != y; });
-      case Compare::Less: return x.apply<bool, T>(out, [](auto x, auto y) { return x < y; });
-      case Compare::LessEqual: return x.apply<bool, T>(out, [](auto x, auto y) { return x <= y; });
-      case Compare::Greater: return x.apply<bool, T>(out, [](auto x, auto y) { return x > y; });
-      case Compare::GreaterEqual: return x.apply<bool, T>(out, [](auto x, auto y) { return x >= y; });
+      case Compare::Equal: return operands.apply<bool, T>(out, [](auto x, auto y) { return x == y; });
+      case Compare::NotEqual: return operands.apply<bool, T>(out, [](auto x, auto y) { return x != y; });
+      case Compare::Less: return operands.apply<bool, T>(out, [](auto x, auto y) { return x < y; });
+      case Compare::LessEqual: return operands.apply<bool, T>(out, [](auto x, auto y) { return x <= y; });
+      case Compare::Greater: return operands.apply<bool, T>(out, [](auto x, auto y) { return x > y; });
+      case Compare::GreaterEqual: return operands.apply<bool, T>(out, [](auto x, auto y) { return x >= y; });
     }
   });
   return out;
@@ -300,10 +301,31 @@ Tensor compare(Compare op, const Tensor& a, const Tensor& b) {
 
 namespace {
 
-// out = f(x, y, z) over the broadcast of three operands (types X, Y, Z), as raw storage values.
+// Calls g with std::integral_constant 0 or 1 for a run's step, so that loops written
+// with it have compile-time strides (and vectorise).
+template <class G>
+void with_step(std::int64_t step, G&& g) {
+  if (step == 0) g(std::integral_constant<std::int64_t, 0>{});
+  else g(std::integral_constant<std::int64_t, 1>{});
+}
+
+// out[j] = f(x[j kx], y[j ky], z[j kz]) with compile-time steps; the output never
+// aliases an input (restrict spares the compiler a run-time overlap check).
+template <class Out, class X, class Y, class Z, class F, class KX, class KY, class KZ>
+void ternary_loop(const X* __restrict x, const Y* __restrict y, const Z* __restrict z, Out* __restrict out,
+                  std::int64_t n, F f, KX kx, KY ky, KZ kz) {
+  for (std::int64_t j = 0; j < n; ++j) out[j] = f(x[j * kx], y[j * ky], z[j * kz]);
+}
+
+// A bool is read through its byte: GCC vectorises selects on `byte != 0`, not on bool.
+template <class T>
+using Loaded = std::conditional_t<std::is_same_v<T, bool>, unsigned char, T>;
+
+// out = f(x, y, z) over the broadcast of three operands of storage types X, Y, Z, with
+// f taking them as Loaded<X>, Loaded<Y>, Loaded<Z>.
 template <class Out, class X, class Y, class Z, class F>
 void apply_ternary(const Tensor& x, const Tensor& y, const Tensor& z, Tensor& out, F f) {
-  const X* px = x.data<X>();
+  const auto* px = reinterpret_cast<const Loaded<X>*>(x.data<X>());
   const Y* py = y.data<Y>();
   const Z* pz = z.data<Z>();
   Out* po = out.data<Out>();
@@ -311,8 +333,13 @@ void apply_ternary(const Tensor& x, const Tensor& y, const Tensor& z, Tensor& ou
   for_each_broadcast_run<3>(
       shape, {broadcast_strides(x.shape(), shape), broadcast_strides(y.shape(), shape), broadcast_strides(z.shape(), shape)},
       [&](std::int64_t o, const auto& off, std::int64_t count, const auto& step) {
-        for (std::int64_t j = 0; j < count; ++j)
-          po[o + j] = f(px[off[0] + j * step[0]], py[off[1] + j * step[1]], pz[off[2] + j * step[2]]);
+        with_step(step[0], [&](auto kx) {
+          with_step(step[1], [&](auto ky) {
+            with_step(step[2], [&](auto kz) {
+              ternary_loop(px + off[0], py + off[1], pz + off[2], po + o, count, f, kx, ky, kz);
+            });
+          });
+        });
       });
 }
 
@@ -338,7 +365,7 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
   Tensor out = empty(shape, dtype);
   visit_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    apply_ternary<T, bool, T, T>(condition, ca, cb, out, [](bool c, T x, T y) { return c ? x : y; });
+    apply_ternary<T, bool, T, T>(condition, ca, cb, out, [](unsigned char c, auto x, auto y) { return c != 0 ? x : y; });
   });
   return out;
 }
