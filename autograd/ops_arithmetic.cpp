@@ -2,8 +2,6 @@
 //
 // A VJP returns the cotangent summed back to each input's shape (sum_to undoes the
 // broadcast) and skips inputs that need no gradient (integer operands, constants).
-#include <fmt/format.h>
-
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
 #include "core/error.hpp"

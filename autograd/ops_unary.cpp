@@ -107,9 +107,10 @@ Tensor gelu_derivative(const Tensor& x, bool approximate) {
                   [x](const Tensor& g, const Tensor&) -> Grads {
                     const Tensor x2 = square(x);
                     const Tensor s = sigmoid((x + x * x2 * k) * (2.0 * c));
-                    const Tensor q = s * (1.0 - s);
-                    const Tensor spread = square(1.0 + x2 * (3.0 * k));
-                    return {g * (q * ((1.0 + x2 * (6.0 * k)) * (4.0 * c) + x * spread * (1.0 - s * 2.0) * (4.0 * c * c)))};
+                    const Tensor slope = 1.0 + x2 * (3.0 * k);  // u'(x) / c
+                    const Tensor bracket =
+                        (1.0 + x2 * (6.0 * k)) * (4.0 * c) + x * square(slope) * (1.0 - s * 2.0) * (4.0 * c * c);
+                    return {g * (s * (1.0 - s) * bracket)};
                   });
   }
   return record("gelu_derivative", kernels::unary(Unary::GeluErfDerivative, x), {x},

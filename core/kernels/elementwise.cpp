@@ -1,5 +1,6 @@
 // Binary, comparison and selection kernels.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <type_traits>
 
@@ -167,7 +168,8 @@ class Operands {
       case Layout::ScalarA: return run(pa, 0, pb, 1, po, n, f);
       case Layout::General: break;
     }
-    for_each_broadcast_run<2>(*shape_, {broadcast_strides(a_->shape(), *shape_), broadcast_strides(b_->shape(), *shape_)},
+    const Shape& shape = *shape_;
+    for_each_broadcast_run<2>(shape, {broadcast_strides(a_->shape(), shape), broadcast_strides(b_->shape(), shape)},
                               [&](std::int64_t o, const auto& off, std::int64_t count, const auto& step) {
                                 run(pa + off[0], step[0], pb + off[1], step[1], po + o, count, f);
                               });
@@ -330,8 +332,10 @@ void apply_ternary(const Tensor& x, const Tensor& y, const Tensor& z, Tensor& ou
   const Z* pz = z.data<Z>();
   Out* po = out.data<Out>();
   const Shape& shape = out.shape();
+  const std::array<Shape, 3> strides = {broadcast_strides(x.shape(), shape), broadcast_strides(y.shape(), shape),
+                                        broadcast_strides(z.shape(), shape)};
   for_each_broadcast_run<3>(
-      shape, {broadcast_strides(x.shape(), shape), broadcast_strides(y.shape(), shape), broadcast_strides(z.shape(), shape)},
+      shape, strides,
       [&](std::int64_t o, const auto& off, std::int64_t count, const auto& step) {
         with_step(step[0], [&](auto kx) {
           with_step(step[1], [&](auto ky) {
@@ -365,7 +369,8 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
   Tensor out = empty(shape, dtype);
   visit_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    apply_ternary<T, bool, T, T>(condition, ca, cb, out, [](unsigned char c, auto x, auto y) { return c != 0 ? x : y; });
+    apply_ternary<T, bool, T, T>(condition, ca, cb, out,
+                                 [](unsigned char c, auto x, auto y) { return c != 0 ? x : y; });
   });
   return out;
 }
