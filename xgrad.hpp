@@ -38,16 +38,18 @@
 #include "layers/pooling.hpp"
 #include "layers/sequential.hpp"
 
-#include "data/data_loader.hpp"
-#include "data/dataset.hpp"
-#include "data/fashion_mnist.hpp"
-#include "data/idx.hpp"
+#include "layers/conv_spec.hpp"
+#include "layers/dtypes.hpp"
 
 #include "optim/alias.hpp"
 #include "optim/optimizer.hpp"
 #include "optim/schedule.hpp"
 #include "optim/transformation.hpp"
 #include "optim/transforms.hpp"
+
+#include "data/data_loader.hpp"
+#include "data/dataset.hpp"
+#include "data/fashion_mnist.hpp"
+#include "data/idx.hpp"
+
 #include "distributed/distributed.hpp"
-#include "layers/conv_spec.hpp"
-#include "layers/dtypes.hpp"

@@ -2,10 +2,9 @@
 //
 // A VJP returns the cotangent summed back to each input's shape (sum_to undoes the
 // broadcast) and skips inputs that need no gradient (integer operands, constants).
-#include <fmt/format.h>
-
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+#include "core/error.hpp"
 #include "core/kernels/elementwise.hpp"
 
 namespace xgrad {
@@ -110,6 +109,31 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
                   return {Tensor(), grad_for(a, [&] { return where(condition, g, zero_like_scalar(g)); }),
                           grad_for(b, [&] { return where(condition, zero_like_scalar(g), g); })};
                 });
+}
+
+// d(t + s) = d(s + t) = g; d(t - s) = g, d(s - t) = -g; d(t s) = g s; d(t / s) = g / s;
+// d(s / t)/dt = -s / t^2 = -(s / t) / t.
+Tensor scalar_op(ScalarOp op, const Tensor& t, double s, bool s_is_floating, bool scalar_first) {
+  switch (op) {
+    case ScalarOp::Add:
+      return record("add", kernels::binary_scalar(Binary::Add, t, s, s_is_floating, scalar_first), {t},
+                    [](const Tensor& g, const Tensor&) -> Grads { return {g}; }, Saves::Nothing);
+    case ScalarOp::Sub:
+      return record("sub", kernels::binary_scalar(Binary::Sub, t, s, s_is_floating, scalar_first), {t},
+                    [scalar_first](const Tensor& g, const Tensor&) -> Grads { return {scalar_first ? neg(g) : g}; },
+                    Saves::Nothing);
+    case ScalarOp::Mul:
+      return record("mul", kernels::binary_scalar(Binary::Mul, t, s, s_is_floating, scalar_first), {t},
+                    [s](const Tensor& g, const Tensor&) -> Grads { return {g * s}; }, Saves::Nothing);
+    case ScalarOp::Div:
+      if (!scalar_first)
+        return record("div", kernels::binary_scalar(Binary::Div, t, s, s_is_floating, false), {t},
+                      [s](const Tensor& g, const Tensor&) -> Grads { return {g / s}; }, Saves::Nothing);
+      return record("div", kernels::binary_scalar(Binary::Div, t, s, s_is_floating, true), {t},
+                    [t](const Tensor& g, const Tensor& out) -> Grads { return {-(g * out / t)}; },
+                    Saves::InputsAndOutput);
+  }
+  throw ValueError("scalar_op: unknown op");
 }
 
 Tensor weak_scalar(double value, bool is_floating_scalar, const Tensor& like) {

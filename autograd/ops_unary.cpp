@@ -16,13 +16,6 @@ namespace {
 
 Tensor zero_like_scalar(const Tensor& t) { return scalar(0.0, t.dtype()); }
 
-// erf, for the exact GELU's derivative: d erf(x)/dx = 2/sqrt(pi) exp(-x^2).
-Tensor erf(const Tensor& x) {
-  return record("erf", kernels::unary(Unary::Erf, x), {x}, [x](const Tensor& g, const Tensor&) -> Grads {
-    return {g * (exp(-square(x)) * (2.0 * std::numbers::inv_sqrtpi))};
-  });
-}
-
 }  // namespace
 
 Tensor neg(const Tensor& x) {
@@ -96,25 +89,44 @@ Tensor softplus(const Tensor& x) {
 }
 
 // Tanh form: gelu(x) = x (1 + tanh(u)) / 2 = x s, with u = c (x + k x^3), c = sqrt(2/pi),
-// k = 0.044715 and s = sigmoid(2u); since 1 - tanh(u)^2 = 4 s (1 - s),
-//   gelu'(x) = s + 2c x s (1 - s) (1 + 3k x^2).
-// Exact form: gelu(x) = x Phi(x), Phi(x) = (1 + erf(x/sqrt 2))/2;
-//   gelu'(x) = Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi).
-Tensor gelu(const Tensor& x, bool approximate) {
+// k = 0.044715, s = sigmoid(2u) and q = s (1 - s) (so 1 - tanh(u)^2 = 4q):
+//   gelu'(x)  = s + 2c x q (1 + 3k x^2),
+//   gelu''(x) = q (4c (1 + 6k x^2) + 4c^2 x (1 + 3k x^2)^2 (1 - 2s)).
+// Exact form: gelu(x) = x Phi(x), Phi(x) = (1 + erf(x/sqrt 2))/2, phi(x) = exp(-x^2/2)/sqrt(2 pi):
+//   gelu'(x)  = Phi(x) + x phi(x),
+//   gelu''(x) = phi(x) (2 - x^2).
+// gelu' is one fused kernel (the first-order hot path), recorded as an op whose own
+// VJP, gelu'', is written with differentiable ops for higher orders.
+namespace {
+
+Tensor gelu_derivative(const Tensor& x, bool approximate) {
   constexpr double c = std::numbers::sqrt2 * std::numbers::inv_sqrtpi;
   constexpr double k = 0.044715;
   if (approximate) {
-    return record("gelu", kernels::unary(Unary::GeluTanh, x), {x}, [x](const Tensor& g, const Tensor&) -> Grads {
-      const Tensor x2 = square(x);
-      const Tensor s = sigmoid((x + x * x2 * k) * (2.0 * c));
-      return {g * (s + x * s * (1.0 - s) * (1.0 + x2 * (3.0 * k)) * (2.0 * c))};
-    });
+    return record("gelu_derivative", kernels::unary(Unary::GeluTanhDerivative, x), {x},
+                  [x](const Tensor& g, const Tensor&) -> Grads {
+                    const Tensor x2 = square(x);
+                    const Tensor s = sigmoid((x + x * x2 * k) * (2.0 * c));
+                    const Tensor slope = 1.0 + x2 * (3.0 * k);  // u'(x) / c
+                    const Tensor bracket =
+                        (1.0 + x2 * (6.0 * k)) * (4.0 * c) + x * square(slope) * (1.0 - s * 2.0) * (4.0 * c * c);
+                    return {g * (s * (1.0 - s) * bracket)};
+                  });
   }
-  return record("gelu", kernels::unary(Unary::GeluErf, x), {x}, [x](const Tensor& g, const Tensor&) -> Grads {
-    const Tensor phi_cdf = (1.0 + erf(x * (1.0 / std::numbers::sqrt2))) * 0.5;
-    const Tensor phi_pdf = exp(square(x) * -0.5) * (0.5 * c);  // 1/sqrt(2 pi) = c/2
-    return {g * (phi_cdf + x * phi_pdf)};
-  });
+  return record("gelu_derivative", kernels::unary(Unary::GeluErfDerivative, x), {x},
+                [x](const Tensor& g, const Tensor&) -> Grads {
+                  const Tensor x2 = square(x);
+                  return {g * (exp(x2 * -0.5) * (0.5 * c) * (2.0 - x2))};  // 1/sqrt(2 pi) = c/2
+                });
+}
+
+}  // namespace
+
+Tensor gelu(const Tensor& x, bool approximate) {
+  return record("gelu", kernels::unary(approximate ? Unary::GeluTanh : Unary::GeluErf, x), {x},
+                [x, approximate](const Tensor& g, const Tensor&) -> Grads {
+                  return {g * gelu_derivative(x, approximate)};
+                });
 }
 
 // Slope 1 where x is inside [lo, hi] (bounds included, where clip(x) == x), else 0.

@@ -88,6 +88,9 @@ TEST_CASE("division is true division: integer and bool quotients are floating") 
   CHECK(q.dtype() == DType::Float32);
   CHECK(q.item() == 3.5);
   CHECK((seven / 2).dtype() == DType::Float32);
+  CHECK((seven / 2).item() == 3.5);
+  CHECK((2 / two).item() == 1.0);
+  CHECK((1 / ones({1}, DType::Bool)).dtype() == DType::Float32);
   CHECK(div(full({1}, 7, DType::Int64), full({1}, 2, DType::Int32)).item() == 3.5);
   CHECK(div(ones({1}, DType::Bool), ones({1}, DType::Bool)).dtype() == DType::Float32);
   CHECK(div(ones({1}, DType::Int32), ones({1}, DType::Float16)).dtype() == DType::Float16);
@@ -180,4 +183,25 @@ TEST_CASE("casts keep the gradient only between floating dtypes") {
   cast(cast(z, DType::Float16) * 4.0, DType::Float32).sum().backward();
   CHECK(z.grad().dtype() == DType::Float32);
   CHECK(z.grad().item() == 4.0);
+}
+
+TEST_CASE("operators with scalars equal the ops on weak_scalar tensors, for every dtype and side") {
+  for (DType d : {DType::Bool, DType::Int32, DType::Int64, DType::Float16, DType::BFloat16, DType::Float32,
+                  DType::Float64}) {
+    const Tensor x = d == DType::Bool ? from_vector({1, 0, 1}, {3}, d) : from_vector({1, -2, 5}, {3}, d);
+    CAPTURE(dtype_name(d));
+    auto same = [](const Tensor& got, const Tensor& expected) {
+      CHECK(got.dtype() == expected.dtype());
+      CHECK(got.to_vector() == expected.to_vector());
+    };
+    const Tensor three = weak_scalar(3, false, x), tenth = weak_scalar(0.1, true, x);
+    same(x + 3, add(x, three));
+    same(3 + x, add(three, x));
+    same(x * 0.1, mul(x, tenth));
+    same(0.1 * x, mul(tenth, x));
+    same(x / 3, div(x, three));
+    same(0.1 / x, div(tenth, x));
+    same(3 - x, sub(three, x));
+    same(x - 0.1, sub(x, tenth));
+  }
 }

@@ -213,8 +213,8 @@ TEST_CASE("errors name the op and both shapes") {
   const Tensor a = zeros({2, 3}), b = zeros({4});
   CHECK_THROWS_WITH_AS(add(a, b), "add: shapes [2, 3] and [4] cannot be broadcast together (axis 1: 3 vs 4)",
                        ShapeError);
-  CHECK_THROWS_WITH_AS(mul(a, zeros({3, 3})), "mul: shapes [2, 3] and [3, 3] cannot be broadcast together (axis 0: 2 vs 3)",
-                       ShapeError);
+  CHECK_THROWS_WITH_AS(mul(a, zeros({3, 3})),
+                       "mul: shapes [2, 3] and [3, 3] cannot be broadcast together (axis 0: 2 vs 3)", ShapeError);
   CHECK_THROWS_WITH_AS(maximum(b, a), "maximum: shapes [4] and [2, 3] cannot be broadcast together (axis 1: 4 vs 3)",
                        ShapeError);
   CHECK_THROWS_WITH_AS(less_equal(a, b),

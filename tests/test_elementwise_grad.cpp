@@ -74,6 +74,19 @@ TEST_CASE("gradcheck: add, sub, mul, div with broadcasting") {
   check_binary("div (negative divisor)", [](const Tensor& a, const Tensor& b) { return a / b; }, -2, 2, -2, -0.5);
 }
 
+TEST_CASE("gradcheck: operators with weak scalars on either side") {
+  const Tensor x = spread({2, 3}, 0.0, 0.5, 2.5);
+  check_unary("x + 2", [](const Tensor& t) { return t + 2; }, x);
+  check_unary("1.5 + x", [](const Tensor& t) { return 1.5 + t; }, x);
+  check_unary("x - 0.5", [](const Tensor& t) { return t - 0.5; }, x);
+  check_unary("3 - x", [](const Tensor& t) { return 3 - t; }, x);
+  check_unary("x * -1.5", [](const Tensor& t) { return t * -1.5; }, x);
+  check_unary("2 * x", [](const Tensor& t) { return 2 * t; }, x);
+  check_unary("x / 4", [](const Tensor& t) { return t / 4; }, x);
+  check_unary("2.5 / x", [](const Tensor& t) { return 2.5 / t; }, x);
+  check_unary("(1 - x) / (x * x)", [](const Tensor& t) { return (1.0 - t) / (t * t); }, x);
+}
+
 TEST_CASE("gradcheck: pow with tensor and scalar exponents") {
   check_binary("pow", [](const Tensor& a, const Tensor& b) { return pow(a, b); }, 0.3, 2.5, -1.5, 2.5);
   check_unary("pow 2.5", [](const Tensor& x) { return pow(x, 2.5); }, spread({2, 3}, 0.1, 0.3, 2.0));

@@ -194,7 +194,8 @@ TEST_CASE("block conversions (vectorised) agree bit for bit with the scalar ones
   // Narrowing: float32 patterns spread over the whole range, plus every tie and its neighbours
   // near 1 and in the float16 subnormal range.
   std::vector<float> floats;
-  for (std::uint64_t b = 0; b < (1ull << 32); b += 4099) floats.push_back(from_float_bits(static_cast<std::uint32_t>(b)));
+  for (std::uint64_t b = 0; b < (1ull << 32); b += 4099)
+    floats.push_back(from_float_bits(static_cast<std::uint32_t>(b)));
   for (std::uint32_t base : {0x3F800000u, 0x33800000u, 0x477FE000u, 0x00010000u})
     for (std::uint32_t k = 0; k < 4096; ++k)
       for (std::uint32_t delta : {0x0FFFu, 0x1000u, 0x1001u, 0x7FFFu, 0x8000u, 0x8001u})

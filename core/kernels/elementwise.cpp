@@ -1,5 +1,6 @@
 // Binary, comparison and selection kernels.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <type_traits>
 
@@ -167,7 +168,8 @@ class Operands {
       case Layout::ScalarA: return run(pa, 0, pb, 1, po, n, f);
       case Layout::General: break;
     }
-    for_each_broadcast_run<2>(*shape_, {broadcast_strides(a_->shape(), *shape_), broadcast_strides(b_->shape(), *shape_)},
+    const Shape& shape = *shape_;
+    for_each_broadcast_run<2>(shape, {broadcast_strides(a_->shape(), shape), broadcast_strides(b_->shape(), shape)},
                               [&](std::int64_t o, const auto& off, std::int64_t count, const auto& step) {
                                 run(pa + off[0], step[0], pb + off[1], step[1], po + o, count, f);
                               });
@@ -211,14 +213,14 @@ const char* compare_name(Compare op) {
   return "compare";
 }
 
-DType binary_dtype(Binary op, const Tensor& a, const Tensor& b) {
-  const DType d = promote_types(a.dtype(), b.dtype());
+DType binary_dtype(Binary op, DType a, DType b, const Shape& sa, const Shape& sb) {
+  const DType d = promote_types(a, b);
   switch (op) {
     case Binary::Sub:
       if (d == DType::Bool)
         throw DTypeError(fmt::format("sub: subtracting bool tensors is not supported (shapes {} and {}), as in "
                                      "jnp.subtract; use logical_not / not_equal, or cast to an integer dtype first",
-                                     shape_str(a.shape()), shape_str(b.shape())));
+                                     shape_str(sa), shape_str(sb)));
       return d;
     case Binary::Div: return is_floating(d) ? d : default_float_dtype();
     case Binary::Pow: return d == DType::Bool ? DType::Int32 : d;
@@ -226,22 +228,23 @@ DType binary_dtype(Binary op, const Tensor& a, const Tensor& b) {
   }
 }
 
-template <class T>
-void binary_loop(Binary op, const Operands& x, Tensor& out) {
+// Calls apply(f) with op's functor f on compute-type values of T.
+template <class T, class Apply>
+void binary_loop(Binary op, Apply&& apply) {
   using V = compute_t<T>;
   switch (op) {
-    case Binary::Add: return x.apply<T, T>(out, Add{});
-    case Binary::Mul: return x.apply<T, T>(out, Mul{});
-    case Binary::Maximum: return x.apply<T, T>(out, Maximum{});
-    case Binary::Minimum: return x.apply<T, T>(out, Minimum{});
+    case Binary::Add: return apply(Add{});
+    case Binary::Mul: return apply(Mul{});
+    case Binary::Maximum: return apply(Maximum{});
+    case Binary::Minimum: return apply(Minimum{});
     default: break;
   }
   if constexpr (!std::is_same_v<T, bool>) {
     switch (op) {
-      case Binary::Sub: return x.apply<T, T>(out, Sub{});
-      case Binary::Pow: return x.apply<T, T>(out, Pow{});
+      case Binary::Sub: return apply(Sub{});
+      case Binary::Pow: return apply(Pow{});
       case Binary::Div:
-        if constexpr (std::is_floating_point_v<V>) return x.apply<T, T>(out, [](V x, V y) { return x / y; });
+        if constexpr (std::is_floating_point_v<V>) return apply([](V x, V y) { return x / y; });
         break;
       default: break;
     }
@@ -252,25 +255,47 @@ void binary_loop(Binary op, const Operands& x, Tensor& out) {
 }  // namespace
 
 Tensor binary(Binary op, const Tensor& a, const Tensor& b) {
-  const DType dtype = binary_dtype(op, a, b);
-  const Operands x(a, b, dtype, binary_name(op));
-  Tensor out = empty(x.shape(), dtype);
-  visit_dtype(dtype, [&](auto tag) { binary_loop<decltype(tag)>(op, x, out); });
+  const DType dtype = binary_dtype(op, a.dtype(), b.dtype(), a.shape(), b.shape());
+  const Operands operands(a, b, dtype, binary_name(op));
+  Tensor out = empty(operands.shape(), dtype);
+  visit_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    binary_loop<T>(op, [&](auto f) { operands.apply<T, T>(out, f); });
+  });
+  return out;
+}
+
+Tensor binary_scalar(Binary op, const Tensor& a, double s, bool s_is_floating, bool scalar_first) {
+  const DType dtype = binary_dtype(op, a.dtype(), promote_with_scalar(a.dtype(), s_is_floating), a.shape(), {});
+  const Tensor ca = cast(a, dtype);
+  Tensor out = empty(a.shape(), dtype);
+  visit_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const T weak = convert_element<T>(s);  // the scalar materialises in the result dtype first
+    const T* pa = ca.data<T>();
+    T* po = out.data<T>();
+    const std::int64_t n = out.numel();
+    binary_loop<T>(op, [&](auto f) {
+      if (scalar_first) run(&weak, 0, pa, 1, po, n, f);
+      else run(pa, 1, &weak, 0, po, n, f);
+    });
+  });
   return out;
 }
 
 Tensor compare(Compare op, const Tensor& a, const Tensor& b) {
-  const Operands x(a, b, promote_types(a.dtype(), b.dtype()), compare_name(op));
-  Tensor out = empty(x.shape(), DType::Bool);
-  visit_dtype(promote_types(a.dtype(), b.dtype()), [&](auto tag) {
+  const DType dtype = promote_types(a.dtype(), b.dtype());
+  const Operands operands(a, b, dtype, compare_name(op));
+  Tensor out = empty(operands.shape(), DType::Bool);
+  visit_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     switch (op) {
-      case Compare::Equal: return x.apply<bool, T>(out, [](auto x, auto y) { return x == y; });
-      case Compare::NotEqual: return x.apply<bool, T>(out, [](auto x, auto y) { return x != y; });
-      case Compare::Less: return x.apply<bool, T>(out, [](auto x, auto y) { return x < y; });
-      case Compare::LessEqual: return x.apply<bool, T>(out, [](auto x, auto y) { return x <= y; });
-      case Compare::Greater: return x.apply<bool, T>(out, [](auto x, auto y) { return x > y; });
-      case Compare::GreaterEqual: return x.apply<bool, T>(out, [](auto x, auto y) { return x >= y; });
+      case Compare::Equal: return operands.apply<bool, T>(out, [](auto x, auto y) { return x == y; });
+      case Compare::NotEqual: return operands.apply<bool, T>(out, [](auto x, auto y) { return x != y; });
+      case Compare::Less: return operands.apply<bool, T>(out, [](auto x, auto y) { return x < y; });
+      case Compare::LessEqual: return operands.apply<bool, T>(out, [](auto x, auto y) { return x <= y; });
+      case Compare::Greater: return operands.apply<bool, T>(out, [](auto x, auto y) { return x > y; });
+      case Compare::GreaterEqual: return operands.apply<bool, T>(out, [](auto x, auto y) { return x >= y; });
     }
   });
   return out;
@@ -278,19 +303,47 @@ Tensor compare(Compare op, const Tensor& a, const Tensor& b) {
 
 namespace {
 
-// out = f(x, y, z) over the broadcast of three operands (types X, Y, Z), as raw storage values.
+// Calls g with std::integral_constant 0 or 1 for a run's step, so that loops written
+// with it have compile-time strides (and vectorise).
+template <class G>
+void with_step(std::int64_t step, G&& g) {
+  if (step == 0) g(std::integral_constant<std::int64_t, 0>{});
+  else g(std::integral_constant<std::int64_t, 1>{});
+}
+
+// out[j] = f(x[j kx], y[j ky], z[j kz]) with compile-time steps; the output never
+// aliases an input (restrict spares the compiler a run-time overlap check).
+template <class Out, class X, class Y, class Z, class F, class KX, class KY, class KZ>
+void ternary_loop(const X* __restrict x, const Y* __restrict y, const Z* __restrict z, Out* __restrict out,
+                  std::int64_t n, F f, KX kx, KY ky, KZ kz) {
+  for (std::int64_t j = 0; j < n; ++j) out[j] = f(x[j * kx], y[j * ky], z[j * kz]);
+}
+
+// A bool is read through its byte: GCC vectorises selects on `byte != 0`, not on bool.
+template <class T>
+using Loaded = std::conditional_t<std::is_same_v<T, bool>, unsigned char, T>;
+
+// out = f(x, y, z) over the broadcast of three operands of storage types X, Y, Z, with
+// f taking them as Loaded<X>, Loaded<Y>, Loaded<Z>.
 template <class Out, class X, class Y, class Z, class F>
 void apply_ternary(const Tensor& x, const Tensor& y, const Tensor& z, Tensor& out, F f) {
-  const X* px = x.data<X>();
+  const auto* px = reinterpret_cast<const Loaded<X>*>(x.data<X>());
   const Y* py = y.data<Y>();
   const Z* pz = z.data<Z>();
   Out* po = out.data<Out>();
   const Shape& shape = out.shape();
+  const std::array<Shape, 3> strides = {broadcast_strides(x.shape(), shape), broadcast_strides(y.shape(), shape),
+                                        broadcast_strides(z.shape(), shape)};
   for_each_broadcast_run<3>(
-      shape, {broadcast_strides(x.shape(), shape), broadcast_strides(y.shape(), shape), broadcast_strides(z.shape(), shape)},
+      shape, strides,
       [&](std::int64_t o, const auto& off, std::int64_t count, const auto& step) {
-        for (std::int64_t j = 0; j < count; ++j)
-          po[o + j] = f(px[off[0] + j * step[0]], py[off[1] + j * step[1]], pz[off[2] + j * step[2]]);
+        with_step(step[0], [&](auto kx) {
+          with_step(step[1], [&](auto ky) {
+            with_step(step[2], [&](auto kz) {
+              ternary_loop(px + off[0], py + off[1], pz + off[2], po + o, count, f, kx, ky, kz);
+            });
+          });
+        });
       });
 }
 
@@ -316,7 +369,8 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
   Tensor out = empty(shape, dtype);
   visit_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    apply_ternary<T, bool, T, T>(condition, ca, cb, out, [](bool c, T x, T y) { return c ? x : y; });
+    apply_ternary<T, bool, T, T>(condition, ca, cb, out,
+                                 [](unsigned char c, auto x, auto y) { return c != 0 ? x : y; });
   });
   return out;
 }

@@ -20,6 +20,10 @@ enum class Binary { Add, Sub, Mul, Div, Pow, Maximum, Minimum };
 // Maximum/Minimum propagate NaN.
 Tensor binary(Binary op, const Tensor& a, const Tensor& b);
 
+// a op s (s op a when scalar_first) for a weak C++ scalar s: the result of
+// binary(op, a, weak scalar tensor) without materialising the scalar as a tensor.
+Tensor binary_scalar(Binary op, const Tensor& a, double s, bool s_is_floating, bool scalar_first);
+
 // x ** exponent with a weak float exponent: result dtype promote_with_scalar(x, true).
 Tensor pow_scalar(const Tensor& x, double exponent);
 
@@ -41,7 +45,8 @@ enum class Unary {
   // Keep integer dtypes; bool computes in Int32 (JAX's numeric promotion).
   Square, Sign, Relu,
   // Floating results: integer and bool inputs become default_float_dtype().
-  Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Softplus, GeluTanh, GeluErf, Erf,
+  Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Softplus, GeluTanh, GeluErf,
+  GeluTanhDerivative, GeluErfDerivative,  // d gelu / dx, fused (the VJPs' hot path)
   // Bool result: x == 0.
   LogicalNot,
 };

@@ -59,7 +59,8 @@ const char* unary_name(Unary op) {
     case Unary::Softplus: return "softplus";
     case Unary::GeluTanh: return "gelu";
     case Unary::GeluErf: return "gelu";
-    case Unary::Erf: return "erf";
+    case Unary::GeluTanhDerivative: return "gelu_derivative";
+    case Unary::GeluErfDerivative: return "gelu_derivative";
     case Unary::LogicalNot: return "logical_not";
   }
   return "unary";
@@ -130,7 +131,20 @@ Tensor floating_unary(Unary op, const Tensor& x) {
       });
     case Unary::GeluErf:
       return map<T, T>(x, d, [](V v) { return half_one * v * (V(1) + std::erf(v / std::numbers::sqrt2_v<V>)); });
-    case Unary::Erf: return map<T, T>(x, d, [](V v) { return std::erf(v); });
+    // The formulas are derived next to gelu's VJP in autograd/ops_unary.cpp.
+    case Unary::GeluTanhDerivative:
+      return map<T, T>(x, d, [](V v) {
+        const V c = std::numbers::sqrt2_v<V> * std::numbers::inv_sqrtpi_v<V>;
+        const V k = V(0.044715);
+        const V s = sigmoid(V(2) * c * (v + k * v * v * v));
+        return s + V(2) * c * v * s * (V(1) - s) * (V(1) + V(3) * k * v * v);
+      });
+    case Unary::GeluErfDerivative:
+      return map<T, T>(x, d, [](V v) {
+        const V cdf = half_one * (V(1) + std::erf(v / std::numbers::sqrt2_v<V>));
+        const V pdf = std::exp(-half_one * v * v) * half_one * std::numbers::sqrt2_v<V> * std::numbers::inv_sqrtpi_v<V>;
+        return cdf + v * pdf;
+      });
     case Unary::LogicalNot: break;
   }
   throw DTypeError(fmt::format("{}: not defined for {}", unary_name(op), dtype_name(d)));
