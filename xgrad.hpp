@@ -23,6 +23,7 @@
 
 #include "layers/activations.hpp"
 #include "layers/batch_norm.hpp"
+#include "layers/conv_spec.hpp"
 #include "layers/dense.hpp"
 #include "layers/dropout.hpp"
 #include "layers/dtypes.hpp"
@@ -37,9 +38,6 @@
 #include "layers/policy.hpp"
 #include "layers/pooling.hpp"
 #include "layers/sequential.hpp"
-
-#include "layers/conv_spec.hpp"
-#include "layers/dtypes.hpp"
 
 #include "optim/alias.hpp"
 #include "optim/optimizer.hpp"
