@@ -102,3 +102,20 @@ TEST_CASE("a Sequential model of layers and functions") {
   for (auto& [n, p] : model.named_parameters()) names.push_back(n);
   CHECK(names == std::vector<std::string>{"layers_1.kernel", "layers_1.bias", "layers_4.kernel", "layers_4.bias"});
 }
+
+TEST_CASE("a lazily initialised model trains with optim::Optimizer") {
+  MLP model;
+  optim::Optimizer opt(model, optim::adam({.learning_rate = 1e-2}));  // parameters fetched at the first step
+  const Tensor x = random_normal(make_key(1), {32, 784});
+  const Tensor y = from_vector(std::vector<double>(32, 3.0), {32}, DType::Int64);
+  double first = 0, last = 0;
+  for (int step = 0; step < 10; ++step) {
+    Tensor loss = losses::softmax_cross_entropy(model(x), y, losses::Reduction::Mean);
+    (step == 0 ? first : last) = loss.item();
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+  }
+  CHECK(opt.params().size() == 4);
+  CHECK(last < 0.1 * first);
+}
