@@ -2,6 +2,7 @@
 // messages that name the layer, a ConvLocal-style lazy kernel, summary().
 #include <doctest/doctest.h>
 
+#include "io_test_support.hpp"
 #include "xgrad.hpp"
 
 using namespace xgrad;
@@ -118,4 +119,15 @@ TEST_CASE("a lazily initialised model trains with optim::Optimizer") {
   }
   CHECK(opt.params().size() == 4);
   CHECK(last < 0.1 * first);
+}
+
+TEST_CASE("a state dict saves to .npz and loads back into a fresh model") {
+  io_test::TempDir dir;
+  MLP trained, fresh;
+  trained.set_seed(5);
+  trained.init(ones({1, 784}));
+  fresh.init(ones({1, 784}));
+  save_npz(dir.file("mlp.npz"), trained.state_dict());
+  fresh.load_state_dict(load_npz(dir.file("mlp.npz")));
+  for (const auto& [name, t] : trained.state_dict()) CHECK(fresh.state_dict().at(name).to_vector() == t.to_vector());
 }
