@@ -23,6 +23,7 @@
 
 #include "layers/activations.hpp"
 #include "layers/batch_norm.hpp"
+#include "layers/conv.hpp"
 #include "layers/conv_spec.hpp"
 #include "layers/dense.hpp"
 #include "layers/dropout.hpp"
