@@ -34,8 +34,6 @@ namespace {
 
 using Index = std::ptrdiff_t;
 
-constexpr int kMaxRows = 8;
-
 // Everything the per-position routines need, as plain values and pointers.
 struct Plan {
   Index batch, channels, features, out_width, positions, patch;
@@ -44,7 +42,7 @@ struct Plan {
   const Index* patch_offset;  // natural patch index i -> x offset from the patch origin
   // Run order j (runs one after another, unpadded): x offset and natural index.
   const Index* order_offset;
-  const Index* order_index;
+  const Index* order_kernel_offset;  // natural index · F: the row in a kernel block
   Index run_count, run_length, run_padded;  // run_padded = run_length rounded up to 8
   const Index* run_offset;                  // run -> x offset from the patch origin
   Index taps, kernel_width, dilation_width;
@@ -52,18 +50,30 @@ struct Plan {
   float *y, *d_x, *d_kernel, *d_bias;
 };
 
-// One register tile: out[r][0 .. 8V) (op)= init + Σ_k a[r][index(k)] · b[k·b_step + 0 .. 8V).
-struct Tile {
+// Where the rows of a tile live: row k at base + k·stride, or at base + offsets[k].
+template <class T>
+struct Rows {
+  T* base;
+  Index stride;
+  const Index* offsets;  // null: strided
+  T* row(Index k) const { return base + (offsets ? offsets[k] : k * stride); }
+};
+
+// A run of register tiles over consecutive rows: for each row k,
+//   out.row(k)[0 .. 8V) (op)= init + Σ_s a.row(k)[index(s)] · b[s·b_step + 0 .. 8V),
+// index(s) = a_table[s] (table mode) or s·a_step.
+struct TileJob {
   Index steps;
-  const float* a[kMaxRows];
-  const Index* a_table;  // index(k) = a_table[k] (table mode) ...
-  Index a_step;          // ... or k·a_step
+  Rows<const float> a;
+  const Index* a_table;
+  Index a_step;
   const float* b;
   Index b_step;
   const float* init;  // shared by all rows; null means zero
-  float* out[kMaxRows];
-  bool accumulate;  // out += tile, else out = tile
-  int valid;        // columns to write when accumulating (the rest is padding)
+  Rows<float> out;
+  bool accumulate;          // out += tile, else out = tile
+  int valid;                // columns to write when accumulating (the rest is padding)
+  Index prefetch_distance;  // if non-zero, prefetch out.row(k) + distance (the next position's rows)
 };
 
 }  // namespace
@@ -73,83 +83,96 @@ struct Tile {
 
 namespace {
 
-constexpr int max_rows(int vectors) { return vectors == 2 ? 6 : kMaxRows; }
+// 6 rows × 2 vectors or 8 rows × 1 vector: 12 or 8 accumulators, enough independent
+// FMAs to hide their latency, and with the b vectors and a broadcast within 16 ymm.
+constexpr int max_rows(int vectors) { return vectors == 2 ? 6 : 8; }
 
-// Splits `count` rows into the fewest blocks of at most `max_block`, as evenly as
-// possible (64 rows by 6 -> 9×6 + 2×5, never a lone latency-bound tail of 1).
-template <class Body>
-void for_each_block(Index count, Index max_block, Body&& body) {
-  const Index blocks = (count + max_block - 1) / max_block;
-  Index start = 0;
-  for (Index b = 0; b < blocks; ++b) {
-    const Index size = count / blocks + (b < count % blocks ? 1 : 0);
-    body(start, size);
-    start += size;
-  }
-}
-
+// Tiles [first, first + count) of R rows each. Kept out of line: inlined into its
+// callers, the 15 live ymm registers spill.
 template <int R, int V, bool Table>
-void run_tile(const Tile& t) {
-  __m256 acc[R][V];
-#pragma GCC unroll 2
-  for (int v = 0; v < V; ++v) {
-    const __m256 start = t.init ? _mm256_loadu_ps(t.init + 8 * v) : _mm256_setzero_ps();
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) acc[r][v] = start;
-  }
-  const float* a[R];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) a[r] = t.a[r];
-  const float* b = t.b;
-  const Index steps = t.steps, a_step = t.a_step, b_step = t.b_step;
-  const Index* a_table = t.a_table;
-  for (Index k = 0; k < steps; ++k) {
-    const Index ai = Table ? a_table[k] : k * a_step;
-    __m256 bv[V];
-#pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) bv[v] = _mm256_loadu_ps(b + 8 * v);
+__attribute__((noinline)) void run_tiles(const TileJob& job, Index first, Index count) {
+  const Index steps = job.steps, a_step = job.a_step, b_step = job.b_step;
+  const Index* a_table = job.a_table;
+  for (Index tile = first; tile < first + count; ++tile) {
+    const float* a[R];
+    float* out[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const __m256 av = _mm256_broadcast_ss(a[r] + ai);
-#pragma GCC unroll 2
-      for (int v = 0; v < V; ++v) acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
+      a[r] = job.a.row(tile * R + r);
+      out[r] = job.out.row(tile * R + r);
+      if (job.prefetch_distance) _mm_prefetch(reinterpret_cast<const char*>(out[r] + job.prefetch_distance), _MM_HINT_T0);
     }
-    b += b_step;
-  }
-  // Every loop over the tile is unrolled so that acc[][] lives in registers only.
-  if (!t.accumulate) {
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
+    // Every loop over the tile is unrolled so that acc[][] lives in registers only.
+    __m256 acc[R][V];
 #pragma GCC unroll 2
-      for (int v = 0; v < V; ++v) _mm256_storeu_ps(t.out[r] + 8 * v, acc[r][v]);
+    for (int v = 0; v < V; ++v) {
+      const __m256 start = job.init ? _mm256_loadu_ps(job.init + 8 * v) : _mm256_setzero_ps();
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) acc[r][v] = start;
     }
-    return;
-  }
+    const float* b = job.b;
+    for (Index k = 0; k < steps; ++k) {
+      const Index ai = Table ? a_table[k] : k * a_step;
+      __m256 bv[V];
 #pragma GCC unroll 2
-  for (int v = 0; v < V; ++v) {
-    const int lanes = t.valid - 8 * v;
-    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      for (int v = 0; v < V; ++v) bv[v] = _mm256_loadu_ps(b + 8 * v);
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      float* o = t.out[r] + 8 * v;
-      if (lanes >= 8) _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[r][v]));
-      else if (lanes > 0) _mm256_maskstore_ps(o, mask, _mm256_add_ps(_mm256_maskload_ps(o, mask), acc[r][v]));
+      for (int r = 0; r < R; ++r) {
+        const __m256 av = _mm256_broadcast_ss(a[r] + ai);
+#pragma GCC unroll 2
+        for (int v = 0; v < V; ++v) acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
+      }
+      b += b_step;
+    }
+    if (!job.accumulate) {
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 2
+        for (int v = 0; v < V; ++v) _mm256_storeu_ps(out[r] + 8 * v, acc[r][v]);
+      }
+      continue;
+    }
+#pragma GCC unroll 2
+    for (int v = 0; v < V; ++v) {
+      const int lanes = job.valid - 8 * v;
+      const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        float* o = out[r] + 8 * v;
+        if (lanes >= 8) _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[r][v]));
+        else if (lanes > 0) _mm256_maskstore_ps(o, mask, _mm256_add_ps(_mm256_maskload_ps(o, mask), acc[r][v]));
+      }
     }
   }
 }
 
+// Tiles of exactly `rows` rows (1 ≤ rows ≤ max_rows(V)), starting at tile `first`.
 template <int V, bool Table, int R = 1>
-void run_tile_rows(Index rows, const Tile& t) {
+void run_tiles_of(Index rows, const TileJob& job, Index first, Index count) {
   if constexpr (R <= max_rows(V)) {
-    if (rows == R) run_tile<R, V, Table>(t);
-    else run_tile_rows<V, Table, R + 1>(rows, t);
+    if (rows == R) run_tiles<R, V, Table>(job, first, count);
+    else run_tiles_of<V, Table, R + 1>(rows, job, first, count);
   }
 }
 
+// Covers rows [0, row_count) with the fewest tiles, as even as possible (64 rows by
+// 6 -> 9×6 + 2×5: no latency-bound tail tile of 1 row).
 template <bool Table>
-void run_tile_any(int vectors, Index rows, const Tile& t) {
-  if (vectors == 2) run_tile_rows<2, Table>(rows, t);
-  else run_tile_rows<1, Table>(rows, t);
+void run_job(const TileJob& job, int vectors, Index row_count) {
+  const Index limit = max_rows(vectors);
+  const Index tiles = (row_count + limit - 1) / limit, small = row_count / tiles, big_tiles = row_count % tiles;
+  const auto run = [&](Index rows, const TileJob& j, Index count) {
+    if (vectors == 2) run_tiles_of<2, Table>(rows, j, 0, count);
+    else run_tiles_of<1, Table>(rows, j, 0, count);
+  };
+  if (big_tiles > 0) run(small + 1, job, big_tiles);
+  TileJob rest = job;  // the small tiles start after the big ones' rows
+  const Index skip = big_tiles * (small + 1);
+  rest.a.base = job.a.offsets ? job.a.base : job.a.base + skip * job.a.stride;
+  rest.a.offsets = job.a.offsets ? job.a.offsets + skip : nullptr;
+  rest.out.base = job.out.offsets ? job.out.base : job.out.base + skip * job.out.stride;
+  rest.out.offsets = job.out.offsets ? job.out.offsets + skip : nullptr;
+  run(small, rest, tiles - big_tiles);
 }
 
 // Column blocks of 16 (two vectors), then one of 8 if `count` is an odd number of vectors.
@@ -163,36 +186,37 @@ Index patch_origin(const Plan& p, Index position) {
 }
 
 void forward_position(const Plan& p, Index position) {
-  const Index origin = patch_origin(p, position);
   const float* kernel = p.kernel + position * p.patch * p.features;
-  const float* bias = p.bias ? p.bias + position * p.features : nullptr;
   for_each_column_block(p.features, [&](Index f0, int vectors) {
-    for_each_block(p.batch, max_rows(vectors), [&](Index n0, Index rows) {
-      Tile t;
-      t.steps = p.patch;
-      for (Index r = 0; r < rows; ++r) {
-        t.a[r] = p.x + (n0 + r) * p.sample_stride + origin;
-        t.out[r] = p.y + ((n0 + r) * p.positions + position) * p.features + f0;
-      }
-      t.a_table = p.patch_offset;
-      t.a_step = 0;
-      t.b = kernel + f0;
-      t.b_step = p.features;
-      t.init = bias ? bias + f0 : nullptr;
-      t.accumulate = false;
-      t.valid = 8 * vectors;
-      run_tile_any<true>(vectors, rows, t);
-    });
+    TileJob job;
+    job.steps = p.patch;
+    job.a = {p.x + patch_origin(p, position), p.sample_stride, nullptr};  // rows: samples
+    job.a_table = p.patch_offset;
+    job.a_step = 0;
+    job.b = kernel + f0;
+    job.b_step = p.features;
+    job.init = p.bias ? p.bias + position * p.features + f0 : nullptr;
+    job.out = {p.y + position * p.features + f0, p.positions * p.features, nullptr};
+    job.accumulate = false;
+    job.valid = 8 * vectors;
+    // The output rows are N scattered lines per position, more streams than the
+    // hardware prefetcher follows: fetch the next position's while computing this one.
+    job.prefetch_distance = position + 1 < p.positions ? p.features : 0;
+    run_job<true>(job, vectors, p.batch);
   });
 }
 
 // Copies dy[:, position, :] into `block` (N × F) and sums it over N into d_bias.
+// Also prefetches the next position's block (N scattered rows, like the output's).
 void gather_cotangent(const Plan& p, Index position, float* block) {
+  const bool prefetch = position + 1 < p.positions;
   for (Index f0 = 0; f0 < p.features; f0 += 8) {
     __m256 sum = _mm256_setzero_ps();
     const float* src = p.dy + position * p.features + f0;
     for (Index n = 0; n < p.batch; ++n) {
-      const __m256 v = _mm256_loadu_ps(src + n * p.positions * p.features);
+      const float* row = src + n * p.positions * p.features;
+      if (prefetch && f0 % 16 == 0) _mm_prefetch(reinterpret_cast<const char*>(row + p.features), _MM_HINT_T0);
+      const __m256 v = _mm256_loadu_ps(row);
       _mm256_storeu_ps(block + n * p.features + f0, v);
       sum = _mm256_add_ps(sum, v);
     }
@@ -220,7 +244,8 @@ void transpose8x8(__m256 (&m)[8]) {
 }
 
 // kt[f][run·run_padded + e] = kernel[i(run, e)][f]; padding columns stay zero.
-void transpose_kernel_to_runs(const Plan& p, const float* kernel, float* kt) {
+// `next_kernel` (the next position's block, or null) is prefetched into L2 meanwhile.
+void transpose_kernel_to_runs(const Plan& p, const float* kernel, const float* next_kernel, float* kt) {
   const Index row = p.run_count * p.run_padded;
   for (Index tap = 0; tap < p.taps; ++tap) {
     const Index ky = tap / p.kernel_width, kx = tap % p.kernel_width;
@@ -230,7 +255,11 @@ void transpose_kernel_to_runs(const Plan& p, const float* kernel, float* kt) {
     for (; c0 + 8 <= p.channels; c0 += 8) {
       for (Index f0 = 0; f0 < p.features; f0 += 8) {
         __m256 m[8];
-        for (int q = 0; q < 8; ++q) m[q] = _mm256_loadu_ps(kernel + ((c0 + q) * p.taps + tap) * p.features + f0);
+        for (int q = 0; q < 8; ++q) {
+          const Index offset = ((c0 + q) * p.taps + tap) * p.features + f0;
+          if (next_kernel && f0 % 16 == 0) _mm_prefetch(reinterpret_cast<const char*>(next_kernel + offset), _MM_HINT_T1);
+          m[q] = _mm256_loadu_ps(kernel + offset);
+        }
         transpose8x8(m);
         for (int q = 0; q < 8; ++q) _mm256_storeu_ps(kt + (f0 + q) * row + column + c0, m[q]);
       }
@@ -246,47 +275,43 @@ void backward_position(const Plan& p, Index position, float* block, float* kt) {
   const Index origin = patch_origin(p, position);
   gather_cotangent(p, position, block);
   if (p.d_kernel) {
-    float* d_kernel = p.d_kernel + position * p.patch * p.features;
+    // Rows are patch elements in run order (neighbours in x, so each sample's reads
+    // stay within a few cache lines), written to their natural kernel rows.
     for_each_column_block(p.features, [&](Index f0, int vectors) {
-      for_each_block(p.patch, max_rows(vectors), [&](Index j0, Index rows) {
-        Tile t;
-        t.steps = p.batch;
-        for (Index r = 0; r < rows; ++r) {
-          t.a[r] = p.x + origin + p.order_offset[j0 + r];
-          t.out[r] = d_kernel + p.order_index[j0 + r] * p.features + f0;
-        }
-        t.a_table = nullptr;
-        t.a_step = p.sample_stride;
-        t.b = block + f0;
-        t.b_step = p.features;
-        t.init = nullptr;
-        t.accumulate = false;
-        t.valid = 8 * vectors;
-        run_tile_any<false>(vectors, rows, t);
-      });
+      TileJob job;
+      job.steps = p.batch;
+      job.a = {p.x + origin, 0, p.order_offset};
+      job.a_table = nullptr;
+      job.a_step = p.sample_stride;
+      job.b = block + f0;
+      job.b_step = p.features;
+      job.init = nullptr;
+      job.out = {p.d_kernel + position * p.patch * p.features + f0, 0, p.order_kernel_offset};
+      job.accumulate = false;
+      job.valid = 8 * vectors;
+      job.prefetch_distance = 0;
+      run_job<false>(job, vectors, p.patch);
     });
   }
   if (p.d_x) {
-    transpose_kernel_to_runs(p, p.kernel + position * p.patch * p.features, kt);
+    const float* kernel = p.kernel + position * p.patch * p.features;
+    transpose_kernel_to_runs(p, kernel, position + 1 < p.positions ? kernel + p.patch * p.features : nullptr, kt);
     const Index row = p.run_count * p.run_padded;
     for (Index run = 0; run < p.run_count; ++run) {
       for_each_column_block(p.run_padded, [&](Index e0, int vectors) {
-        for_each_block(p.batch, max_rows(vectors), [&](Index n0, Index rows) {
-          Tile t;
-          t.steps = p.features;
-          for (Index r = 0; r < rows; ++r) {
-            t.a[r] = block + (n0 + r) * p.features;
-            t.out[r] = p.d_x + (n0 + r) * p.sample_stride + origin + p.run_offset[run] + e0;
-          }
-          t.a_table = nullptr;
-          t.a_step = 1;
-          t.b = kt + run * p.run_padded + e0;
-          t.b_step = row;
-          t.init = nullptr;
-          t.accumulate = true;
-          t.valid = static_cast<int>(p.run_length - e0 < 8 * vectors ? p.run_length - e0 : 8 * vectors);
-          run_tile_any<false>(vectors, rows, t);
-        });
+        TileJob job;
+        job.steps = p.features;
+        job.a = {block, p.features, nullptr};  // rows: samples
+        job.a_table = nullptr;
+        job.a_step = 1;
+        job.b = kt + run * p.run_padded + e0;
+        job.b_step = row;
+        job.init = nullptr;
+        job.out = {p.d_x + origin + p.run_offset[run] + e0, p.sample_stride, nullptr};
+        job.accumulate = true;
+        job.valid = static_cast<int>(p.run_length - e0 < 8 * vectors ? p.run_length - e0 : 8 * vectors);
+        job.prefetch_distance = 0;
+        run_job<false>(job, vectors, p.batch);
       });
     }
   }
@@ -300,7 +325,7 @@ namespace {
 
 // Offset tables behind a Plan.
 struct Layout {
-  std::vector<Index> patch_offset, order_offset, order_index, run_offset;
+  std::vector<Index> patch_offset, order_offset, order_kernel_offset, run_offset;
   Plan plan{};
 
   explicit Layout(const ConvLocal2dFastShape& s) {
@@ -319,7 +344,7 @@ struct Layout {
         const Index tap = merged ? run * s.kernel_width + kx : run;
         for (Index ch = 0; ch < c; ++ch) {
           order_offset.push_back(tap_offset(tap) + ch);
-          order_index.push_back(ch * taps + tap);
+          order_kernel_offset.push_back((ch * taps + tap) * s.features);
         }
       }
     }
@@ -334,7 +359,7 @@ struct Layout {
     plan.row_stride = row_stride;
     plan.patch_offset = patch_offset.data();
     plan.order_offset = order_offset.data();
-    plan.order_index = order_index.data();
+    plan.order_kernel_offset = order_kernel_offset.data();
     plan.run_count = run_count;
     plan.run_length = run_length;
     plan.run_padded = (run_length + 7) / 8 * 8;
