@@ -50,18 +50,25 @@ struct Plan {
   float *y, *d_x, *d_kernel, *d_bias;
 };
 
+// The three products, which fix how a tile finds its rows and what it does with the
+// result (compile-time, so the per-tile work is a handful of instructions).
+enum class Product {
+  Forward,     // strided rows, a indexed through a table, init = bias, store, prefetch next rows
+  KernelGrad,  // listed rows, a indexed s·a_step, store
+  InputGrad,   // strided rows, a indexed s·a_step, accumulate (masked past `valid`)
+};
+
 // Where the rows of a tile live: row k at base + k·stride, or at base + offsets[k].
 template <class T>
 struct Rows {
   T* base;
   Index stride;
-  const Index* offsets;  // null: strided
-  T* row(Index k) const { return base + (offsets ? offsets[k] : k * stride); }
+  const Index* offsets;
 };
 
 // A run of register tiles over consecutive rows: for each row k,
-//   out.row(k)[0 .. 8V) (op)= init + Σ_s a.row(k)[index(s)] · b[s·b_step + 0 .. 8V),
-// index(s) = a_table[s] (table mode) or s·a_step.
+//   out(k)[0 .. 8V) (=|+=) init + Σ_s a(k)[index(s)] · b[s·b_step + 0 .. 8V),
+// index(s) = a_table[s] or s·a_step.
 struct TileJob {
   Index steps;
   Rows<const float> a;
@@ -71,9 +78,8 @@ struct TileJob {
   Index b_step;
   const float* init;  // shared by all rows; null means zero
   Rows<float> out;
-  bool accumulate;          // out += tile, else out = tile
   int valid;                // columns to write when accumulating (the rest is padding)
-  Index prefetch_distance;  // if non-zero, prefetch out.row(k) + distance (the next position's rows)
+  Index prefetch_distance;  // if non-zero, prefetch out(k) + distance (the next position's rows)
 };
 
 }  // namespace
@@ -89,30 +95,35 @@ constexpr int max_rows(int vectors) { return vectors == 2 ? 6 : 8; }
 
 // Tiles [first, first + count) of R rows each. Kept out of line: inlined into its
 // callers, the 15 live ymm registers spill.
-template <int R, int V, bool Table>
-__attribute__((noinline)) void run_tiles(const TileJob& job, Index first, Index count) {
+template <int R, int V, Product P>
+__attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
+  constexpr bool listed = P == Product::KernelGrad, table = P == Product::Forward;
   const Index steps = job.steps, a_step = job.a_step, b_step = job.b_step;
   const Index* a_table = job.a_table;
-  for (Index tile = first; tile < first + count; ++tile) {
+  for (Index tile = 0; tile < count; ++tile) {
     const float* a[R];
-    float* out[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      a[r] = job.a.row(tile * R + r);
-      out[r] = job.out.row(tile * R + r);
-      if (job.prefetch_distance) _mm_prefetch(reinterpret_cast<const char*>(out[r] + job.prefetch_distance), _MM_HINT_T0);
+      const Index k = tile * R + r;
+      a[r] = job.a.base + (listed ? job.a.offsets[k] : k * job.a.stride);
+      // Opaque to the optimiser, so each row keeps its own pointer register and the
+      // broadcasts use plain base + index addressing instead of recomputing addresses.
+      asm("" : "+r"(a[r]));
+      if (P == Product::Forward && job.prefetch_distance)
+        _mm_prefetch(reinterpret_cast<const char*>(job.out.base + k * job.out.stride + job.prefetch_distance),
+                     _MM_HINT_T0);
     }
     // Every loop over the tile is unrolled so that acc[][] lives in registers only.
     __m256 acc[R][V];
 #pragma GCC unroll 2
     for (int v = 0; v < V; ++v) {
-      const __m256 start = job.init ? _mm256_loadu_ps(job.init + 8 * v) : _mm256_setzero_ps();
+      const __m256 start = P == Product::Forward && job.init ? _mm256_loadu_ps(job.init + 8 * v) : _mm256_setzero_ps();
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) acc[r][v] = start;
     }
     const float* b = job.b;
     for (Index k = 0; k < steps; ++k) {
-      const Index ai = Table ? a_table[k] : k * a_step;
+      const Index ai = table ? a_table[k] : k * a_step;
       __m256 bv[V];
 #pragma GCC unroll 2
       for (int v = 0; v < V; ++v) bv[v] = _mm256_loadu_ps(b + 8 * v);
@@ -124,7 +135,13 @@ __attribute__((noinline)) void run_tiles(const TileJob& job, Index first, Index 
       }
       b += b_step;
     }
-    if (!job.accumulate) {
+    float* out[R];  // computed only now, to keep general registers free in the loop
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const Index k = tile * R + r;
+      out[r] = job.out.base + (listed ? job.out.offsets[k] : k * job.out.stride);
+    }
+    if (P != Product::InputGrad) {
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 2
@@ -146,24 +163,24 @@ __attribute__((noinline)) void run_tiles(const TileJob& job, Index first, Index 
   }
 }
 
-// Tiles of exactly `rows` rows (1 ≤ rows ≤ max_rows(V)), starting at tile `first`.
-template <int V, bool Table, int R = 1>
-void run_tiles_of(Index rows, const TileJob& job, Index first, Index count) {
+// `count` tiles of exactly `rows` rows (1 ≤ rows ≤ max_rows(V)).
+template <int V, Product P, int R = 1>
+void run_tiles_of(Index rows, const TileJob& job, Index count) {
   if constexpr (R <= max_rows(V)) {
-    if (rows == R) run_tiles<R, V, Table>(job, first, count);
-    else run_tiles_of<V, Table, R + 1>(rows, job, first, count);
+    if (rows == R) run_tiles<R, V, P>(job, count);
+    else run_tiles_of<V, P, R + 1>(rows, job, count);
   }
 }
 
 // Covers rows [0, row_count) with the fewest tiles, as even as possible (64 rows by
 // 6 -> 9×6 + 2×5: no latency-bound tail tile of 1 row).
-template <bool Table>
+template <Product P>
 void run_job(const TileJob& job, int vectors, Index row_count) {
   const Index limit = max_rows(vectors);
   const Index tiles = (row_count + limit - 1) / limit, small = row_count / tiles, big_tiles = row_count % tiles;
   const auto run = [&](Index rows, const TileJob& j, Index count) {
-    if (vectors == 2) run_tiles_of<2, Table>(rows, j, 0, count);
-    else run_tiles_of<1, Table>(rows, j, 0, count);
+    if (vectors == 2) run_tiles_of<2, P>(rows, j, count);
+    else run_tiles_of<1, P>(rows, j, count);
   };
   if (big_tiles > 0) run(small + 1, job, big_tiles);
   TileJob rest = job;  // the small tiles start after the big ones' rows
@@ -197,12 +214,11 @@ void forward_position(const Plan& p, Index position) {
     job.b_step = p.features;
     job.init = p.bias ? p.bias + position * p.features + f0 : nullptr;
     job.out = {p.y + position * p.features + f0, p.positions * p.features, nullptr};
-    job.accumulate = false;
     job.valid = 8 * vectors;
     // The output rows are N scattered lines per position, more streams than the
     // hardware prefetcher follows: fetch the next position's while computing this one.
     job.prefetch_distance = position + 1 < p.positions ? p.features : 0;
-    run_job<true>(job, vectors, p.batch);
+    run_job<Product::Forward>(job, vectors, p.batch);
   });
 }
 
@@ -287,10 +303,9 @@ void backward_position(const Plan& p, Index position, float* block, float* kt) {
       job.b_step = p.features;
       job.init = nullptr;
       job.out = {p.d_kernel + position * p.patch * p.features + f0, 0, p.order_kernel_offset};
-      job.accumulate = false;
       job.valid = 8 * vectors;
       job.prefetch_distance = 0;
-      run_job<false>(job, vectors, p.patch);
+      run_job<Product::KernelGrad>(job, vectors, p.patch);
     });
   }
   if (p.d_x) {
@@ -308,10 +323,9 @@ void backward_position(const Plan& p, Index position, float* block, float* kt) {
         job.b_step = row;
         job.init = nullptr;
         job.out = {p.d_x + origin + p.run_offset[run] + e0, p.sample_stride, nullptr};
-        job.accumulate = true;
         job.valid = static_cast<int>(p.run_length - e0 < 8 * vectors ? p.run_length - e0 : 8 * vectors);
         job.prefetch_distance = 0;
-        run_job<false>(job, vectors, p.batch);
+        run_job<Product::InputGrad>(job, vectors, p.batch);
       });
     }
   }
