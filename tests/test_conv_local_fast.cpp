@@ -122,6 +122,10 @@ void check_against_reference(const ConvLocal2dFastShape& s, unsigned seed) {
     }
     CHECK(worst_unbiased < 1e-5);
     CHECK(d_kernel_only == d_kernel);
+    std::vector<float> d_x_only = d_x_start;
+    xgrad::kernels::conv_local2d_backward_fast(s, x.data(), kernel.data(), dy.data(), d_x_only.data(), nullptr,
+                                               nullptr);
+    CHECK(d_x_only == d_x);
   }
   xgrad::set_num_threads(1);
 }
@@ -141,6 +145,7 @@ TEST_CASE("conv_local2d fast kernels match the float64 formula") {
       {64, 8, 7, 1, 3, 3, 1, 1, 16},   // the image layer's geometry, smaller
       {20, 13, 8, 16, 3, 3, 2, 2, 40},  // both dilations; 9 output rows < 2 bands of 2·halo: one band
       {5, 14, 6, 8, 3, 3, 1, 1, 8},    // 12 output rows: two d_x bands of 6 at 2 threads
+      {64, 6, 7, 16, 3, 3, 1, 1, 32},  // the hidden layer's geometry, smaller
   };
   unsigned seed = 1;
   for (const auto& s : shapes) {
