@@ -5,6 +5,7 @@
 #include "core/error.hpp"
 #include "core/shape.hpp"
 #include "core/tensor.hpp"
+#include "core/threading.hpp"
 
 #include "autograd/backward.hpp"
 #include "autograd/grad_mode.hpp"
