@@ -11,6 +11,7 @@
 #include "core/random.hpp"
 #include "core/shape.hpp"
 #include "core/tensor.hpp"
+#include "core/threading.hpp"
 
 #include "autograd/anomaly.hpp"
 #include "autograd/backward.hpp"
