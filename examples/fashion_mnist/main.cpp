@@ -41,15 +41,17 @@ struct Flags {
 };
 
 optim::GradientTransformation make_optimizer(const Flags& f, std::int64_t total_steps) {
-  // Cosine decay to zero over the whole run, after a short warmup.
+  // Cosine decay to zero over the whole run, after a short warmup. Lion takes
+  // steps of fixed size, so it wants a learning rate about 10x smaller.
+  const double peak = f.optimizer == "lion" ? f.lr / 10 : f.lr;
   const optim::Schedule lr = optim::warmup_cosine_decay_schedule(
-      {.init_value = 0.0, .peak_value = f.lr, .warmup_steps = std::min<std::int64_t>(200, total_steps / 10),
+      {.init_value = 0.0, .peak_value = peak, .warmup_steps = std::min<std::int64_t>(200, total_steps / 10),
        .decay_steps = total_steps});
   if (f.optimizer == "adamw") return optim::adamw({.learning_rate = lr});
   if (f.optimizer == "adam") return optim::adam({.learning_rate = lr});
   if (f.optimizer == "sgd") return optim::sgd({.learning_rate = lr, .momentum = 0.9, .nesterov = true});
   if (f.optimizer == "rmsprop") return optim::rmsprop({.learning_rate = lr});
-  if (f.optimizer == "lion") return optim::lion({.learning_rate = lr / 10});
+  if (f.optimizer == "lion") return optim::lion({.learning_rate = lr});
   throw ValueError("unknown optimizer '" + f.optimizer + "' (expected adamw, adam, sgd, rmsprop or lion)");
 }
 
