@@ -7,6 +7,7 @@
 // conv_contract's block GEMMs produce y, dkernel or dpatches, and col2im
 // scatter-adds dpatches into dx. All buffers come from conv_scratch.
 #include "core/kernels/conv.hpp"
+#include "core/kernels/conv_local_fast.hpp"
 
 #include <algorithm>
 
@@ -49,8 +50,32 @@ enum class LocalPass { Forward, InputVJP, KernelVJP };
 // returns false for anything else, so the general path below runs. `a` and `b`
 // are the operands of `pass` in the order of the public function (x or g, then
 // kernel or g); `out` is allocated with the right shape and dtype.
-bool try_fast_local_conv(LocalPass /*pass*/, const Tensor& /*a*/, const Tensor& /*b*/,
-                         const ConvContraction& /*c*/, Tensor& /*out*/) {
+bool try_fast_local_conv(LocalPass pass, const Tensor& a, const Tensor& b, const ConvContraction& c, Tensor& out) {
+  const ConvGeometry& g = c.geometry;
+  // The AVX2 kernels take an already padded float32 NHWC input, stride 1, no lhs
+  // dilation, no feature groups. (Precision::Highest asks for float64 accumulation.)
+  if (a.dtype() != DType::Float32 || g.rank() != 2 || c.groups != 1 || c.precision == Precision::Highest) return false;
+  for (std::size_t d = 0; d < 2; ++d)
+    if (g.strides[d] != 1 || g.lhs_dilation[d] != 1 || g.pads[d].first != 0 || g.pads[d].second != 0) return false;
+  const ConvLocal2dFastShape shape{.batch = g.batch, .in_height = g.in_spatial[0], .in_width = g.in_spatial[1],
+                                   .in_features = g.channels, .kernel_height = g.window[0],
+                                   .kernel_width = g.window[1], .dilation_height = g.rhs_dilation[0],
+                                   .dilation_width = g.rhs_dilation[1], .features = c.features};
+  if (!conv_local2d_fast_supported(shape)) return false;
+  switch (pass) {
+    case LocalPass::Forward:  // a = x, b = kernel
+      conv_local2d_forward_fast(shape, a.data<float>(), b.data<float>(), nullptr, out.data<float>());
+      return true;
+    case LocalPass::InputVJP:  // a = g, b = kernel; the kernel accumulates into dx
+      std::fill_n(out.data<float>(), out.numel(), 0.0f);
+      conv_local2d_backward_fast(shape, nullptr, b.data<float>(), a.data<float>(), out.data<float>(), nullptr,
+                                 nullptr);
+      return true;
+    case LocalPass::KernelVJP:  // a = x, b = g
+      conv_local2d_backward_fast(shape, a.data<float>(), nullptr, b.data<float>(), nullptr, out.data<float>(),
+                                 nullptr);
+      return true;
+  }
   return false;
 }
 
