@@ -63,6 +63,18 @@ Tensor square(const Tensor& x) {
 
 Tensor sign(const Tensor& x) { return kernels::unary(Unary::Sign, x); }
 
+Tensor sin(const Tensor& x) {
+  return record("sin", kernels::unary(Unary::Sin, x), {x}, [x](const Tensor& g, const Tensor&) -> Grads {
+    return {g * cos(x)};
+  });
+}
+
+Tensor cos(const Tensor& x) {
+  return record("cos", kernels::unary(Unary::Cos, x), {x}, [x](const Tensor& g, const Tensor&) -> Grads {
+    return {neg(g * sin(x))};
+  });
+}
+
 Tensor tanh(const Tensor& x) {
   return record("tanh", kernels::unary(Unary::Tanh, x), {x}, [](const Tensor& g, const Tensor& out) -> Grads {
     return {g * (1.0 - square(out))};

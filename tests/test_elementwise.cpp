@@ -160,6 +160,8 @@ TEST_CASE("comparisons give Bool, in the promoted dtype; logical_not is x == 0")
 TEST_CASE("unary ops: values, special values and stability") {
   check_close(neg(vec({1, -0.5})), {-1, 0.5});
   check_close(exp(vec({0, 1, -kInf})), {1, std::exp(1.0), 0});
+  check_close(sin(vec({0, 0.5, -2})), {0, std::sin(0.5), std::sin(-2.0)});
+  check_close(cos(vec({0, 0.5, -2})), {1, std::cos(0.5), std::cos(-2.0)});
   check_close(log(vec({1, std::exp(2.0), 0})), {0, 2, -kInf});
   check_close(sqrt(vec({4, 2.25, 0})), {2, 1.5, 0});
   check_close(rsqrt(vec({4, 0.25})), {0.5, 2});

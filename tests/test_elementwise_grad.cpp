@@ -118,6 +118,8 @@ TEST_CASE("gradcheck: smooth unary ops") {
   check_unary("sqrt", [](const Tensor& x) { return sqrt(x); }, spread({2, 3}, 0.0, 0.2, 3));
   check_unary("rsqrt", [](const Tensor& x) { return rsqrt(x); }, spread({2, 3}, 0.0, 0.2, 3));
   check_unary("square", [](const Tensor& x) { return square(x); }, anywhere);
+  check_unary("sin", [](const Tensor& x) { return sin(x); }, anywhere);
+  check_unary("cos", [](const Tensor& x) { return cos(x); }, anywhere);
   check_unary("tanh", [](const Tensor& x) { return tanh(x); }, anywhere);
   check_unary("sigmoid", [](const Tensor& x) { return sigmoid(x); }, spread({2, 4}, 0.0, -8, 8));
   check_unary("softplus", [](const Tensor& x) { return softplus(x); }, spread({2, 4}, 0.0, -8, 8));

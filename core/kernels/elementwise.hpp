@@ -45,7 +45,7 @@ enum class Unary {
   // Keep integer dtypes; bool computes in Int32 (JAX's numeric promotion).
   Square, Sign, Relu,
   // Floating results: integer and bool inputs become default_float_dtype().
-  Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Softplus, GeluTanh, GeluErf,
+  Exp, Log, Sqrt, Rsqrt, Sin, Cos, Tanh, Sigmoid, Softplus, GeluTanh, GeluErf,
   GeluTanhDerivative, GeluErfDerivative,  // d gelu / dx, fused (the VJPs' hot path)
   // Bool result: x == 0.
   LogicalNot,

@@ -54,6 +54,8 @@ const char* unary_name(Unary op) {
     case Unary::Log: return "log";
     case Unary::Sqrt: return "sqrt";
     case Unary::Rsqrt: return "rsqrt";
+    case Unary::Sin: return "sin";
+    case Unary::Cos: return "cos";
     case Unary::Tanh: return "tanh";
     case Unary::Sigmoid: return "sigmoid";
     case Unary::Softplus: return "softplus";
@@ -118,6 +120,8 @@ Tensor floating_unary(Unary op, const Tensor& x) {
     case Unary::Log: return map<T, T>(x, d, [](V v) { return std::log(v); });
     case Unary::Sqrt: return map<T, T>(x, d, [](V v) { return std::sqrt(v); });
     case Unary::Rsqrt: return map<T, T>(x, d, [](V v) { return V(1) / std::sqrt(v); });
+    case Unary::Sin: return map<T, T>(x, d, [](V v) { return std::sin(v); });
+    case Unary::Cos: return map<T, T>(x, d, [](V v) { return std::cos(v); });
     case Unary::Tanh: return map<T, T>(x, d, [](V v) { return std::tanh(v); });
     case Unary::Sigmoid: return map<T, T>(x, d, [](V v) { return sigmoid(v); });
     // log(1 + e^x) = max(x, 0) + log1p(e^-|x|): exact for large |x|, no overflow.
