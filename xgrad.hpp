@@ -24,6 +24,7 @@
 
 #include "layers/activations.hpp"
 #include "layers/batch_norm.hpp"
+#include "layers/checkpoint.hpp"
 #include "layers/conv.hpp"
 #include "layers/conv_spec.hpp"
 #include "layers/dense.hpp"

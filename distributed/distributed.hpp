@@ -41,7 +41,7 @@
 
 namespace xgrad::distributed {
 
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+using xgrad::NamedTensors;  // core/tensor.hpp
 
 // Gradient buckets of 4 MiB: large enough that bandwidth, not per-message
 // latency, dominates; small enough to stay in cache-friendly reusable buffers.

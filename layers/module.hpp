@@ -37,7 +37,7 @@
 namespace xgrad::nn {
 
 using StateDict = std::map<std::string, Tensor>;
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+using xgrad::NamedTensors;  // core/tensor.hpp
 
 class Module {
  public:

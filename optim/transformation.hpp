@@ -24,7 +24,7 @@ namespace xgrad::optim {
 
 // (path, tensor) pairs in a fixed order, as Module::named_parameters() returns
 // them. Updates carry the same paths in the same order as the parameters.
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+using xgrad::NamedTensors;  // core/tensor.hpp
 
 // Selects parameters by path, e.g. "decay everything but biases". Empty selects all.
 using PathPredicate = std::function<bool(const std::string& path)>;
