@@ -36,17 +36,14 @@ Tensor evaluate(const GradcheckFunction& f, const std::vector<Tensor>& inputs) {
 
 // Tracks the entry with the largest error relative to its tolerance.
 struct Worst {
-  double excess = -INFINITY;
   void offer(GradcheckReport& r, const GradcheckOptions& o, std::size_t input, std::int64_t in_el,
              std::int64_t out_el, double analytic, double numeric) {
-    ++r.checked;
     const double tolerance = o.atol + o.rtol * std::abs(numeric);
     const double error = std::abs(analytic - numeric);
-    const bool bad = !(error <= tolerance);  // also catches NaN
-    const double score = std::isnan(error) ? INFINITY : error - tolerance;
-    if (bad) r.ok = false;
-    if (score > excess) {
-      excess = score;
+    const double ratio = std::isnan(error) ? INFINITY : error / tolerance;
+    if (!(error <= tolerance)) r.ok = false;  // also catches NaN
+    if (r.checked++ == 0 || ratio > r.error_ratio) {
+      r.error_ratio = ratio;
       r.input = input;
       r.input_element = in_el;
       r.output_element = out_el;
@@ -160,8 +157,10 @@ std::string GradcheckReport::to_string() const {
   const std::string where =
       input_element < 0 ? fmt::format("input {} (random projection)", input)
                         : fmt::format("input {}, element {}, output element {}", input, input_element, output_element);
-  return fmt::format("gradcheck {}: {} entries compared; worst at {}: analytic {:.10g}, numeric {:.10g} (error {:.3g})",
-                     ok ? "passed" : "FAILED", checked, where, analytic, numeric, std::abs(analytic - numeric));
+  return fmt::format(
+      "gradcheck {}: {} entries compared; worst at {}: analytic {:.10g}, numeric {:.10g} (error {:.3g}, {:.3g}x the "
+      "tolerance)",
+      ok ? "passed" : "FAILED", checked, where, analytic, numeric, std::abs(analytic - numeric), error_ratio);
 }
 
 GradcheckReport gradcheck(const GradcheckFunction& f, const std::vector<Tensor>& inputs,
@@ -213,12 +212,12 @@ GradcheckReport gradgradcheck(const GradcheckFunction& f, const std::vector<Tens
         return vjp(leaves);
       };
       GradcheckReport r = gradcheck(vjp_with_grad, extended, options);
-      combined.checked += r.checked;
-      if (!r.ok && combined.ok) {
-        const std::size_t checked = combined.checked;
+      const std::size_t checked = combined.checked + r.checked;
+      const bool ok = combined.ok && r.ok;
+      if (combined.failure.empty() && (combined.checked == 0 || r.error_ratio > combined.error_ratio || !r.failure.empty()))
         combined = r;
-        combined.checked = checked;
-      }
+      combined.checked = checked;
+      combined.ok = ok;
     }
   } catch (const std::exception& e) {
     combined.ok = false;

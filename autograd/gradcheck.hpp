@@ -34,6 +34,7 @@ struct GradcheckReport {
   std::int64_t input_element = -1;    // flat index into that input (-1 in fast mode)
   std::int64_t output_element = -1;   // flat index into the output (-1 in fast mode)
   double analytic = 0, numeric = 0;
+  double error_ratio = 0;             // |analytic - numeric| / tolerance there (> 1 fails)
   std::string failure;                // set when f or backward threw
   std::string to_string() const;      // a readable verdict naming the worst entry
 };

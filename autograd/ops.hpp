@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/pad_mode.hpp"
 #include "core/tensor.hpp"
 
 namespace xgrad {
@@ -20,12 +21,15 @@ namespace xgrad {
 using Axes = std::vector<std::int64_t>;  // empty = every axis
 
 // ---- elementwise binary (broadcasting, promoting)
+// As jax.numpy: div is true division (integer and bool quotients are default_float_dtype());
+// on bools, add is logical or and mul logical and, sub throws DTypeError, pow computes in
+// int32; integer pow with a negative exponent throws ValueError. Integers wrap on overflow.
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor div(const Tensor& a, const Tensor& b);
 Tensor pow(const Tensor& a, const Tensor& b);  // gradient w.r.t. b uses log(a): a > 0 there
-Tensor pow(const Tensor& a, double exponent);
+Tensor pow(const Tensor& a, double exponent);  // a weak float exponent: integer a gives a float result
 Tensor maximum(const Tensor& a, const Tensor& b);  // ties send the gradient half to each side
 Tensor minimum(const Tensor& a, const Tensor& b);
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);  // condition: Bool
@@ -40,6 +44,9 @@ Tensor greater_equal(const Tensor& a, const Tensor& b);
 Tensor logical_not(const Tensor& a);
 
 // ---- elementwise unary
+// exp, log, sqrt, rsqrt, tanh, sigmoid, softplus and gelu of integer or bool tensors are
+// default_float_dtype(); neg, abs, square, sign, relu and clip keep integer dtypes (bools:
+// abs is the identity, neg throws DTypeError, the others compute in int32).
 Tensor neg(const Tensor& x);
 Tensor exp(const Tensor& x);
 Tensor log(const Tensor& x);
@@ -48,12 +55,14 @@ Tensor rsqrt(const Tensor& x);
 Tensor abs(const Tensor& x);
 Tensor square(const Tensor& x);
 Tensor sign(const Tensor& x);  // no gradient (zero almost everywhere)
+Tensor sin(const Tensor& x);
+Tensor cos(const Tensor& x);
 Tensor tanh(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
-Tensor relu(const Tensor& x);
+Tensor relu(const Tensor& x);  // slope 0 at 0, as jax.nn.relu
 Tensor softplus(const Tensor& x);  // log(1 + exp(x)), stable for large |x|
 Tensor gelu(const Tensor& x, bool approximate = true);  // tanh form by default (jax.nn.gelu)
-Tensor clip(const Tensor& x, double lo, double hi);
+Tensor clip(const Tensor& x, double lo, double hi);  // min(max(x, lo), hi); slope 1 on [lo, hi]
 
 // ---- casts
 Tensor cast(const Tensor& x, DType dtype);  // gradient flows between floating dtypes
@@ -86,14 +95,14 @@ Tensor squeeze(const Tensor& x, const Axes& axes = {});  // empty = every size-1
 Tensor unsqueeze(const Tensor& x, std::int64_t axis);
 Tensor flatten(const Tensor& x, std::int64_t start_axis = 0, std::int64_t end_axis = -1);
 // Python-style slice along one axis: [start, stop) with step (step may be negative;
-// out-of-range bounds clamp as in Python).
+// out-of-range bounds clamp as in Python, so INT64_MIN / INT64_MAX act as open ends).
 Tensor slice(const Tensor& x, std::int64_t axis, std::int64_t start, std::int64_t stop, std::int64_t step = 1);
 Tensor concat(const std::vector<Tensor>& xs, std::int64_t axis = 0);
 Tensor stack(const std::vector<Tensor>& xs, std::int64_t axis = 0);
 
-enum class PadMode { Constant, Wrap, Reflect, Edge };
 // pads[i] = (lo, hi) for axis i; negative values crop. Wrap and Reflect follow
 // numpy.pad (mode="wrap" / "reflect") including pads larger than the axis.
+// PadMode: core/pad_mode.hpp.
 Tensor pad(const Tensor& x, const std::vector<std::pair<std::int64_t, std::int64_t>>& pads,
            PadMode mode = PadMode::Constant, double value = 0.0);
 
@@ -116,19 +125,24 @@ Tensor weak_scalar(double value, bool is_floating_scalar, const Tensor& like);
 template <class S>
 concept Scalar = std::is_arithmetic_v<S>;
 
-#define XGRAD_SCALAR_OPERATOR(OP, FN)                                                   \
-  template <Scalar S>                                                                   \
-  Tensor operator OP(const Tensor& a, S b) {                                            \
-    return FN(a, weak_scalar(static_cast<double>(b), std::is_floating_point_v<S>, a));  \
-  }                                                                                     \
-  template <Scalar S>                                                                   \
-  Tensor operator OP(S a, const Tensor& b) {                                            \
-    return FN(weak_scalar(static_cast<double>(a), std::is_floating_point_v<S>, b), b);  \
+enum class ScalarOp { Add, Sub, Mul, Div };
+// t OP s, or s OP t when scalar_first, for a weak scalar s: the same result (and
+// gradient) as with weak_scalar(s, ...), without making the scalar a tensor.
+Tensor scalar_op(ScalarOp op, const Tensor& t, double s, bool s_is_floating, bool scalar_first);
+
+#define XGRAD_SCALAR_OPERATOR(OP, NAME)                                                               \
+  template <Scalar S>                                                                                 \
+  Tensor operator OP(const Tensor& a, S b) {                                                          \
+    return scalar_op(ScalarOp::NAME, a, static_cast<double>(b), std::is_floating_point_v<S>, false);  \
+  }                                                                                                   \
+  template <Scalar S>                                                                                 \
+  Tensor operator OP(S a, const Tensor& b) {                                                          \
+    return scalar_op(ScalarOp::NAME, b, static_cast<double>(a), std::is_floating_point_v<S>, true);   \
   }
-XGRAD_SCALAR_OPERATOR(+, add)
-XGRAD_SCALAR_OPERATOR(-, sub)
-XGRAD_SCALAR_OPERATOR(*, mul)
-XGRAD_SCALAR_OPERATOR(/, div)
+XGRAD_SCALAR_OPERATOR(+, Add)
+XGRAD_SCALAR_OPERATOR(-, Sub)
+XGRAD_SCALAR_OPERATOR(*, Mul)
+XGRAD_SCALAR_OPERATOR(/, Div)
 #undef XGRAD_SCALAR_OPERATOR
 
 }  // namespace xgrad

@@ -1,4 +1,4 @@
-// Reductions and their VJPs.
+// Reductions and softmax, and their VJPs.
 #include <fmt/format.h>
 
 #include "autograd/node.hpp"
@@ -8,22 +8,102 @@
 
 namespace xgrad {
 
+namespace {
+
+// The cotangent of a reduction over `axes`, broadcast back to the input's shape.
+Tensor unreduce(const Tensor& g, const Shape& shape, const Axes& axes) {
+  return broadcast_to(reshape(g, kernels::reduced_shape(shape, axes, true)), shape);
+}
+
+std::int64_t reduced_count(const Shape& shape, const Axes& axes) {
+  std::int64_t count = 1;
+  for (auto a : axes) count *= shape[static_cast<std::size_t>(a)];
+  return count;
+}
+
+// The axis set of a single-axis op. A 0-d tensor is its own softmax row: axis 0
+// or -1 (the default) name it, and it has no axis to reduce.
+Axes single_axis(const Tensor& x, std::int64_t axis, const char* op) {
+  if (x.dim() == 0 && (axis == 0 || axis == -1)) return {};
+  return {normalize_axis(axis, x.dim(), op)};
+}
+
+// Softmax over a set of normalised axes. With y = softmax(x):
+// dx = y * (g - sum(g * y)) over the axes.
+Tensor softmax_over(const Tensor& x, const Axes& axes) {
+  Tensor out = kernels::softmax(x, axes);
+  return record("softmax", out, {x}, [axes](const Tensor& g, const Tensor& y) -> Grads {
+    return {y * (g - sum(g * y, axes, true))};
+  }, Saves::Output);
+}
+
+template <class Kernel>
+Tensor extremum(const char* op, Kernel kernel, const Tensor& x, const Axes& axes, bool keepdims) {
+  const Axes norm = normalize_axes(axes, x.dim(), op);
+  Tensor out = kernel(x, norm, keepdims);
+  // The gradient goes to the elements equal to the extremum, split evenly among
+  // ties; the split is piecewise constant in x, so it carries no gradient itself.
+  return record(op, out, {x}, [x, norm](const Tensor& g, const Tensor& y) -> Grads {
+    return {unreduce(g, x.shape(), norm) * kernels::extremum_weights(x, y, norm)};
+  }, Saves::InputsAndOutput);
+}
+
+}  // namespace
+
 Tensor sum(const Tensor& x, const Axes& axes, bool keepdims) {
-  const auto norm = normalize_axes(axes, x.dim(), "sum");
+  const Axes norm = normalize_axes(axes, x.dim(), "sum");
   Tensor out = kernels::sum(x, norm, keepdims);
-  // The gradient of a sum broadcasts the cotangent back over the reduced axes.
-  return record("sum", out, {x}, [shape = x.shape(), kept = kernels::reduced_shape(x.shape(), norm, true)](
-                                     const Tensor& g, const Tensor&) -> Grads {
-    return {broadcast_to(reshape(g, kept), shape)};
+  return record("sum", out, {x}, [shape = x.shape(), norm](const Tensor& g, const Tensor&) -> Grads {
+    return {unreduce(g, shape, norm)};
   }, Saves::Nothing);
 }
 
 Tensor mean(const Tensor& x, const Axes& axes, bool keepdims) {
-  const auto norm = normalize_axes(axes, x.dim(), "mean");
-  std::int64_t count = 1;
-  for (auto a : norm) count *= x.shape()[static_cast<std::size_t>(a)];
-  const Tensor total = sum(is_floating(x.dtype()) ? x : cast(x, default_float_dtype()), norm, keepdims);
-  return total / static_cast<double>(count);
+  const Axes norm = normalize_axes(axes, x.dim(), "mean");
+  Tensor out = kernels::mean(x, norm, keepdims);
+  return record("mean", out, {x}, [shape = x.shape(), norm](const Tensor& g, const Tensor&) -> Grads {
+    return {unreduce(g, shape, norm) / static_cast<double>(reduced_count(shape, norm))};
+  }, Saves::Nothing);
+}
+
+Tensor max(const Tensor& x, const Axes& axes, bool keepdims) {
+  return extremum("max", kernels::max, x, axes, keepdims);
+}
+
+Tensor min(const Tensor& x, const Axes& axes, bool keepdims) {
+  return extremum("min", kernels::min, x, axes, keepdims);
+}
+
+Tensor logsumexp(const Tensor& x, const Axes& axes, bool keepdims) {
+  const Axes norm = normalize_axes(axes, x.dim(), "logsumexp");
+  Tensor out = kernels::logsumexp(x, norm, keepdims);
+  // d logsumexp(x) / dx = softmax(x) over the reduced axes.
+  return record("logsumexp", out, {x}, [x, norm](const Tensor& g, const Tensor&) -> Grads {
+    return {unreduce(g, x.shape(), norm) * softmax_over(x, norm)};
+  });
+}
+
+Tensor var(const Tensor& x, const Axes& axes, bool keepdims, std::int64_t ddof) {
+  const Axes norm = normalize_axes(axes, x.dim(), "var");
+  Tensor out = kernels::var(x, norm, keepdims, ddof);
+  // d var / dx = 2 (x - mean(x)) / (n - ddof)
+  return record("var", out, {x}, [x, norm, ddof](const Tensor& g, const Tensor&) -> Grads {
+    const auto divisor = static_cast<double>(std::max<std::int64_t>(reduced_count(x.shape(), norm) - ddof, 0));
+    return {unreduce(g, x.shape(), norm) * (x - mean(x, norm, true)) * (2.0 / divisor)};
+  });
+}
+
+Tensor argmax(const Tensor& x, std::int64_t axis) { return kernels::argmax(x, axis); }
+
+Tensor softmax(const Tensor& x, std::int64_t axis) { return softmax_over(x, single_axis(x, axis, "softmax")); }
+
+Tensor log_softmax(const Tensor& x, std::int64_t axis) {
+  const Axes axes = single_axis(x, axis, "log_softmax");
+  Tensor out = kernels::log_softmax(x, axes);
+  // With y = log_softmax(x): dx = g - softmax(x) * sum(g) over the axis.
+  return record("log_softmax", out, {x}, [x, axes](const Tensor& g, const Tensor&) -> Grads {
+    return {g - softmax_over(x, axes) * sum(g, axes, true)};
+  });
 }
 
 Tensor sum_to(const Tensor& x, const Shape& shape) {

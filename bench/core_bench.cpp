@@ -61,10 +61,19 @@ void reductions() {
               axis0.median / cols_loop.median);
 }
 
+void matmul_256() {
+  constexpr std::int64_t n = 256;
+  Tensor a = random_uniform(make_key(1), {n, n}), b = random_uniform(make_key(2), {n, n});
+  auto t = time_ms([&] { matmul(a, b); });
+  print_row("matmul 256x256x256 f32 (cblas_sgemm)", 1, t);
+  std::printf("  = %.1f GFLOP/s\n", 2.0 * n * n * n / (t.median * 1e6));
+}
+
 }  // namespace
 
 int main() {
   std::printf("xgrad core micro-benchmarks (medians; 1 thread)\n");
   tiny_ops();
   reductions();
+  matmul_256();
 }

@@ -66,6 +66,20 @@ constexpr float bfloat16_bits_to_float(std::uint16_t b) {
   return std::bit_cast<float>(static_cast<std::uint32_t>(b) << 16);
 }
 
+// double -> float rounded to odd (truncate, then set the last bit if anything was
+// dropped). Rounding that float to nearest-even half or bfloat16 then equals rounding
+// the double directly, since float keeps at least 2 more bits than either; a plain
+// double -> float -> half would round twice (1 + 2^-11 + 2^-40 would become 1).
+constexpr float double_to_float_round_to_odd(double v) {
+  const float f = static_cast<float>(v);
+  if (static_cast<double>(f) == v || v != v) return f;  // exact, or NaN
+  std::uint32_t bits = std::bit_cast<std::uint32_t>(f);
+  const double magnitude = v < 0 ? -v : v;
+  const double rounded = f < 0 ? -static_cast<double>(f) : static_cast<double>(f);
+  if (rounded > magnitude) --bits;  // rounded away from zero (possibly to inf): step back
+  return std::bit_cast<float>(bits | 1u);
+}
+
 }  // namespace detail
 
 // IEEE 754 binary16.
@@ -73,7 +87,7 @@ struct half {
   std::uint16_t bits = 0;
   constexpr half() = default;
   constexpr explicit half(float v) : bits(detail::float_to_half_bits(v)) {}
-  constexpr explicit half(double v) : half(static_cast<float>(v)) {}
+  constexpr explicit half(double v) : bits(detail::float_to_half_bits(detail::double_to_float_round_to_odd(v))) {}
   static constexpr half from_bits(std::uint16_t b) { half h; h.bits = b; return h; }
   constexpr operator float() const { return detail::half_bits_to_float(bits); }
 };
@@ -83,7 +97,8 @@ struct bfloat16 {
   std::uint16_t bits = 0;
   constexpr bfloat16() = default;
   constexpr explicit bfloat16(float v) : bits(detail::float_to_bfloat16_bits(v)) {}
-  constexpr explicit bfloat16(double v) : bfloat16(static_cast<float>(v)) {}
+  constexpr explicit bfloat16(double v)
+      : bits(detail::float_to_bfloat16_bits(detail::double_to_float_round_to_odd(v))) {}
   static constexpr bfloat16 from_bits(std::uint16_t b) { bfloat16 h; h.bits = b; return h; }
   constexpr operator float() const { return detail::bfloat16_bits_to_float(bits); }
 };

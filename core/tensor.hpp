@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/dtype.hpp"
@@ -75,6 +76,9 @@ class Tensor {
  private:
   std::shared_ptr<TensorImpl> impl_;
 };
+
+// (path, tensor) pairs in a stable order: a model's parameters, an optimizer's state.
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 // ---- creation (not recorded on the tape)
 Tensor empty(const Shape& shape, DType dtype = DType::Float32);  // uninitialised

@@ -69,8 +69,9 @@ inline To convert_element(From v) {
   if constexpr (std::is_same_v<To, From>) {
     return v;
   } else if constexpr (std::is_same_v<To, half> || std::is_same_v<To, bfloat16>) {
-    if constexpr (std::is_same_v<From, double>) return To(static_cast<float>(v));
-    else return To(static_cast<float>(static_cast<compute_t<From>>(v)));
+    // Doubles (and integers, exact in double up to 2^53) round once (half.hpp).
+    if constexpr (std::is_same_v<From, double> || std::is_integral_v<From>) return To(static_cast<double>(v));
+    else return To(static_cast<float>(v));
   } else if constexpr (std::is_same_v<To, bool>) {
     return static_cast<compute_t<From>>(v) != compute_t<From>(0);
   } else if constexpr (std::is_integral_v<To> && std::is_floating_point_v<compute_t<From>>) {

@@ -9,21 +9,6 @@
 using namespace xgrad;
 using namespace io_test;
 
-namespace {
-
-bool numpy_available() {
-  static const bool available = std::system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0;
-  return available;
-}
-
-// Runs `script` with the directory as argv[1]; true when it exits 0.
-bool run_python(const TempDir& dir, const std::string& script) {
-  write_bytes(dir.file("script.py"), script);
-  const std::string command = "/usr/bin/python3 " + dir.file("script.py") + " " + dir.path().string();
-  return std::system(command.c_str()) == 0;
-}
-
-}  // namespace
 
 TEST_CASE("numpy loads what xgrad saves") {
   if (!numpy_available()) {

@@ -1,0 +1,57 @@
+// Differentiable convolutions with the semantics of jax.lax (spec §5), in the
+// channels-last layout Flax uses: lhs (N, spatial..., C), outputs
+// (N, out_spatial..., features). Any number of spatial dims n >= 1.
+//
+// `padding` is lax-level: "VALID", "SAME" or "SAME_LOWER" (any case), or
+// explicit (lo, hi) pairs per spatial dim, applied after the lhs dilation
+// (negative values crop). Flax-level forms (ints, 'CIRCULAR', 'REFLECT',
+// 'CAUSAL') are resolved by layers/conv_spec.hpp. Empty strides and dilations
+// mean all ones.
+//
+// Operands must share one floating dtype, which the output keeps. float16 and
+// bfloat16 compute in float32 and round the result; Precision::Highest
+// accumulates float32 in float64. All three ops are differentiable in every
+// tensor argument to any order.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/padding.hpp"
+#include "core/precision.hpp"
+#include "core/tensor.hpp"
+
+namespace xgrad {
+
+// Every window of lhs as a flat patch: (N, O..., C*S), S = prod(filter_shape),
+// patch entry c*S + r = lhs value at channel c and window offset r (row-major),
+// zero where the window reads padding or a dilation hole. An exact copy, so
+// `precision` has no effect (accepted for parity with JAX).
+Tensor conv_general_dilated_patches(const Tensor& lhs, const std::vector<std::int64_t>& filter_shape,
+                                    const std::vector<std::int64_t>& window_strides, const Padding& padding,
+                                    const std::vector<std::int64_t>& lhs_dilation = {},
+                                    const std::vector<std::int64_t>& rhs_dilation = {},
+                                    Precision precision = Precision::Default);
+
+// Locally connected ("unshared") convolution: a different kernel at every output
+// position. rhs is (O..., S*C, F) and
+//   y[b, o, f] = sum_i patches[b, o, i] * rhs[o, i, f].
+// feature_group_count G > 1 is an xgrad extension (spec §11): rhs is
+// (O..., S*C/G, F) and output feature f reads only the input channels of group
+// f / (F/G), exactly as a grouped conv_general_dilated whose kernel is tiled over
+// the output positions.
+Tensor conv_general_dilated_local(const Tensor& lhs, const Tensor& rhs,
+                                  const std::vector<std::int64_t>& window_strides, const Padding& padding,
+                                  const std::vector<std::int64_t>& filter_shape,
+                                  const std::vector<std::int64_t>& lhs_dilation = {},
+                                  const std::vector<std::int64_t>& rhs_dilation = {},
+                                  Precision precision = Precision::Default, std::int64_t feature_group_count = 1);
+
+// Ordinary (shared-kernel) convolution, cross-correlation as in lax: rhs is HWIO
+// (k..., C/G, F) with G = feature_group_count dividing C and F.
+Tensor conv_general_dilated(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& window_strides,
+                            const Padding& padding, const std::vector<std::int64_t>& lhs_dilation = {},
+                            const std::vector<std::int64_t>& rhs_dilation = {},
+                            std::int64_t feature_group_count = 1, Precision precision = Precision::Default);
+
+}  // namespace xgrad

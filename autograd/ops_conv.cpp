@@ -1,0 +1,167 @@
+// Convolutions and their VJPs.
+//
+// A convolution y = conv(x, w) is bilinear, so its whole derivative tower lives
+// in three ops that are each other's VJPs:
+//   conv(x, w)            -> y        VJP: (input_vjp(g, w), kernel_vjp(x, g))
+//   input_vjp(g, w)       -> dx       VJP: (conv(h, w), kernel_vjp(h, g))
+//   kernel_vjp(x, g)      -> dw       VJP: (input_vjp(g, h), conv(x, h))
+// (from <h, A_w^T g> = <A_w h, g> and <H, kernel_vjp(x, g)> = <conv(x, H), g>).
+// Patch extraction is linear; it and its adjoint are each other's VJPs.
+#include "autograd/conv.hpp"
+
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "autograd/node.hpp"
+#include "core/error.hpp"
+#include "core/kernels/conv.hpp"
+
+namespace xgrad {
+
+namespace {
+
+using kernels::ConvContraction;
+using kernels::ConvGeometry;
+using kernels::ConvWeights;
+using ConvPtr = std::shared_ptr<const ConvContraction>;
+using GeometryPtr = std::shared_ptr<const ConvGeometry>;
+
+const char* op_name(const ConvContraction& c) {
+  return c.weights == ConvWeights::Local ? "conv_general_dilated_local" : "conv_general_dilated";
+}
+
+Tensor conv_op(const ConvPtr& c, const Tensor& x, const Tensor& w);
+Tensor input_vjp_op(const ConvPtr& c, const Tensor& g, const Tensor& w);
+Tensor kernel_vjp_op(const ConvPtr& c, const Tensor& x, const Tensor& g);
+
+Tensor conv_op(const ConvPtr& c, const Tensor& x, const Tensor& w) {
+  return record(op_name(*c), kernels::conv_forward(x, w, *c), {x, w},
+                [c, x, w](const Tensor& g, const Tensor&) -> Grads {
+                  return {x.requires_grad() ? input_vjp_op(c, g, w) : Tensor(),
+                          w.requires_grad() ? kernel_vjp_op(c, x, g) : Tensor()};
+                });
+}
+
+Tensor input_vjp_op(const ConvPtr& c, const Tensor& g, const Tensor& w) {
+  return record("conv_input_vjp", kernels::conv_input_vjp(g, w, *c), {g, w},
+                [c, g, w](const Tensor& h, const Tensor&) -> Grads {
+                  return {g.requires_grad() ? conv_op(c, h, w) : Tensor(),
+                          w.requires_grad() ? kernel_vjp_op(c, h, g) : Tensor()};
+                });
+}
+
+Tensor kernel_vjp_op(const ConvPtr& c, const Tensor& x, const Tensor& g) {
+  return record("conv_kernel_vjp", kernels::conv_kernel_vjp(x, g, *c), {x, g},
+                [c, x, g](const Tensor& h, const Tensor&) -> Grads {
+                  return {x.requires_grad() ? input_vjp_op(c, g, h) : Tensor(),
+                          g.requires_grad() ? conv_op(c, x, h) : Tensor()};
+                });
+}
+
+Tensor patches_adjoint_op(const GeometryPtr& geometry, const Tensor& patches);
+
+Tensor patches_op(const GeometryPtr& geometry, const Tensor& x) {
+  return record("conv_general_dilated_patches", kernels::conv_patches(x, *geometry), {x},
+                [geometry](const Tensor& g, const Tensor&) -> Grads { return {patches_adjoint_op(geometry, g)}; },
+                Saves::Nothing);
+}
+
+Tensor patches_adjoint_op(const GeometryPtr& geometry, const Tensor& patches) {
+  return record("conv_patches_adjoint", kernels::conv_patches_adjoint(patches, *geometry), {patches},
+                [geometry](const Tensor& g, const Tensor&) -> Grads { return {patches_op(geometry, g)}; },
+                Saves::Nothing);
+}
+
+// ---- argument checks (before any computation)
+
+void check_floating(const Tensor& t, const char* what, const char* op) {
+  if (!t.defined()) throw ValueError(fmt::format("{}: {} is undefined", op, what));
+  if (!is_floating(t.dtype()))
+    throw DTypeError(fmt::format("{}: {} {} has dtype {}; convolutions need a floating dtype (cast it first)", op,
+                                 what, shape_str(t.shape()), dtype_name(t.dtype())));
+}
+
+void check_same_dtype(const Tensor& lhs, const Tensor& rhs, const char* op) {
+  check_floating(lhs, "lhs", op);
+  check_floating(rhs, "rhs", op);
+  if (lhs.dtype() != rhs.dtype())
+    throw DTypeError(fmt::format("{}: lhs {} is {} but rhs {} is {}; both must have the same dtype (cast one, or "
+                                 "let the layer promote them)",
+                                 op, shape_str(lhs.shape()), dtype_name(lhs.dtype()), shape_str(rhs.shape()),
+                                 dtype_name(rhs.dtype())));
+}
+
+void check_groups(std::int64_t groups, std::int64_t channels, std::int64_t features, const char* op) {
+  if (groups < 1) throw ValueError(fmt::format("{}: feature_group_count must be >= 1, got {}", op, groups));
+  if (channels % groups != 0)
+    throw ValueError(fmt::format("{}: feature_group_count {} must divide the input feature dimension {}", op, groups,
+                                 channels));
+  if (features % groups != 0)
+    throw ValueError(fmt::format("{}: feature_group_count {} must divide the output feature dimension {}", op, groups,
+                                 features));
+}
+
+void check_rhs_shape(const Tensor& rhs, const ConvContraction& c, const char* layout, const char* op) {
+  if (rhs.shape() != c.kernel_shape())
+    throw ShapeError(fmt::format("{}: rhs has shape {} but an input of shape {} needs a kernel of shape {} ({})", op,
+                                 shape_str(rhs.shape()), shape_str(c.input_shape()), shape_str(c.kernel_shape()),
+                                 layout));
+}
+
+}  // namespace
+
+Tensor conv_general_dilated_patches(const Tensor& lhs, const std::vector<std::int64_t>& filter_shape,
+                                    const std::vector<std::int64_t>& window_strides, const Padding& padding,
+                                    const std::vector<std::int64_t>& lhs_dilation,
+                                    const std::vector<std::int64_t>& rhs_dilation, Precision) {
+  const char* op = "conv_general_dilated_patches";
+  check_floating(lhs, "lhs", op);
+  auto geometry = std::make_shared<const ConvGeometry>(
+      kernels::make_conv_geometry(lhs.shape(), filter_shape, window_strides, padding, lhs_dilation, rhs_dilation, op));
+  return patches_op(geometry, lhs);
+}
+
+Tensor conv_general_dilated_local(const Tensor& lhs, const Tensor& rhs,
+                                  const std::vector<std::int64_t>& window_strides, const Padding& padding,
+                                  const std::vector<std::int64_t>& filter_shape,
+                                  const std::vector<std::int64_t>& lhs_dilation,
+                                  const std::vector<std::int64_t>& rhs_dilation, Precision precision,
+                                  std::int64_t feature_group_count) {
+  const char* op = "conv_general_dilated_local";
+  check_same_dtype(lhs, rhs, op);
+  ConvContraction c;
+  c.geometry =
+      kernels::make_conv_geometry(lhs.shape(), filter_shape, window_strides, padding, lhs_dilation, rhs_dilation, op);
+  c.weights = ConvWeights::Local;
+  c.groups = feature_group_count;
+  c.features = rhs.dim() > 0 ? rhs.shape().back() : 0;
+  c.precision = precision;
+  check_groups(c.groups, c.geometry.channels, c.features, op);
+  check_rhs_shape(rhs, c, "out_spatial..., prod(filter_shape) * C / feature_group_count, features", op);
+  return conv_op(std::make_shared<const ConvContraction>(std::move(c)), lhs, rhs);
+}
+
+Tensor conv_general_dilated(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& window_strides,
+                            const Padding& padding, const std::vector<std::int64_t>& lhs_dilation,
+                            const std::vector<std::int64_t>& rhs_dilation, std::int64_t feature_group_count,
+                            Precision precision) {
+  const char* op = "conv_general_dilated";
+  check_same_dtype(lhs, rhs, op);
+  if (rhs.dim() != lhs.dim() || rhs.dim() < 3)
+    throw ShapeError(fmt::format("{}: lhs {} (N, spatial..., C) and rhs {} (spatial..., C/G, F) must have the same "
+                                 "rank, at least 3",
+                                 op, shape_str(lhs.shape()), shape_str(rhs.shape())));
+  const Shape window(rhs.shape().begin(), rhs.shape().end() - 2);
+  ConvContraction c;
+  c.geometry = kernels::make_conv_geometry(lhs.shape(), window, window_strides, padding, lhs_dilation, rhs_dilation, op);
+  c.weights = ConvWeights::Shared;
+  c.groups = feature_group_count;
+  c.features = rhs.shape().back();
+  c.precision = precision;
+  check_groups(c.groups, c.geometry.channels, c.features, op);
+  check_rhs_shape(rhs, c, "HWIO: spatial..., C / feature_group_count, features", op);
+  return conv_op(std::make_shared<const ConvContraction>(std::move(c)), lhs, rhs);
+}
+
+}  // namespace xgrad

@@ -1,0 +1,79 @@
+// Pooling and its VJPs. Each VJP is itself a recorded op whose VJP is the forward
+// gather (or average), so gradients of any order are available.
+#include "autograd/pool.hpp"
+
+#include <fmt/format.h>
+
+#include "autograd/node.hpp"
+#include "autograd/ops.hpp"
+#include "core/error.hpp"
+#include "core/kernels/pool.hpp"
+
+namespace xgrad {
+
+namespace {
+
+using Geometry = std::shared_ptr<const kernels::PoolGeometry>;
+
+Tensor scatter_to(const Tensor& g, const Tensor& indices, const Shape& shape);
+
+// Reads x at fixed flat indices; the transpose of scatter_to.
+Tensor gather_at(const Tensor& x, const Tensor& indices) {
+  Tensor out = kernels::gather_flat(x, indices);
+  return record("pool_gather", out, {x}, [indices, shape = x.shape()](const Tensor& g, const Tensor&) -> Grads {
+    return {scatter_to(g, indices, shape)};
+  }, Saves::Nothing);
+}
+
+Tensor scatter_to(const Tensor& g, const Tensor& indices, const Shape& shape) {
+  Tensor out = kernels::scatter_add_flat(g, indices, shape);
+  return record("pool_scatter", out, {g}, [indices](const Tensor& gg, const Tensor&) -> Grads {
+    return {gather_at(gg, indices)};
+  }, Saves::Nothing);
+}
+
+Tensor average(const Tensor& x, const Geometry& geometry, bool count_include_pad);
+
+// The transpose of average: spreads each output's cotangent over its window.
+Tensor average_transpose(const Tensor& g, const Geometry& geometry, bool count_include_pad) {
+  Tensor out = kernels::avg_pool_transpose(g, *geometry, count_include_pad);
+  return record("avg_pool_transpose", out, {g}, [geometry, count_include_pad](const Tensor& gg, const Tensor&) -> Grads {
+    return {average(gg, geometry, count_include_pad)};
+  }, Saves::Nothing);
+}
+
+Tensor average(const Tensor& x, const Geometry& geometry, bool count_include_pad) {
+  Tensor out = kernels::avg_pool(x, *geometry, count_include_pad);
+  return record("avg_pool", out, {x}, [geometry, count_include_pad](const Tensor& g, const Tensor&) -> Grads {
+    return {average_transpose(g, geometry, count_include_pad)};
+  }, Saves::Nothing);
+}
+
+}  // namespace
+
+Tensor pool(const Tensor& x, PoolReduction reduction, const Shape& window, const Shape& strides,
+            const PadPairs& pads, bool count_include_pad) {
+  const std::size_t n = window.size();
+  if (x.dim() != static_cast<std::int64_t>(n) + 2)
+    throw ShapeError(fmt::format("pool: input {} must be [batch, spatial..., channels] with {} spatial dims",
+                                 shape_str(x.shape()), n));
+  if (strides.size() != n || pads.size() != n)
+    throw ShapeError(fmt::format("pool: window {} needs {} strides and {} padding pairs, got {} and {}",
+                                 shape_str(window), n, n, strides.size(), pads.size()));
+  for (std::size_t d = 0; d < n; ++d)
+    if (window[d] < 1 || strides[d] < 1)
+      throw ValueError(fmt::format("pool: window {} and strides {} must be positive", shape_str(window),
+                                   shape_str(strides)));
+  auto geometry = std::make_shared<const kernels::PoolGeometry>(kernels::pool_geometry(x.shape(), window, strides, pads));
+  if (reduction == PoolReduction::Mean) {
+    const Tensor input = is_floating(x.dtype()) ? x : cast(x, default_float_dtype());
+    return average(input, geometry, count_include_pad);
+  }
+  auto [out, indices] = kernels::pool_select(x, *geometry, reduction == PoolReduction::Max);
+  return record(reduction == PoolReduction::Max ? "max_pool" : "min_pool", out, {x},
+                [indices, shape = x.shape()](const Tensor& g, const Tensor&) -> Grads {
+                  return {scatter_to(g, indices, shape)};
+                }, Saves::Nothing);
+}
+
+}  // namespace xgrad

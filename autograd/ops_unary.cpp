@@ -1,0 +1,160 @@
+// Unary elementwise ops, clip and cast, with their VJPs.
+//
+// VJPs use the op's output where that is cheaper (exp, sqrt, tanh, sigmoid) and
+// are written with differentiable ops, so create_graph differentiates them again.
+#include <numbers>
+
+#include "autograd/node.hpp"
+#include "autograd/ops.hpp"
+#include "core/kernels/elementwise.hpp"
+
+namespace xgrad {
+
+using kernels::Unary;
+
+namespace {
+
+Tensor zero_like_scalar(const Tensor& t) { return scalar(0.0, t.dtype()); }
+
+}  // namespace
+
+Tensor neg(const Tensor& x) {
+  return record("neg", kernels::unary(Unary::Neg, x), {x}, [](const Tensor& g, const Tensor&) -> Grads {
+    return {neg(g)};
+  }, Saves::Nothing);
+}
+
+Tensor exp(const Tensor& x) {
+  return record("exp", kernels::unary(Unary::Exp, x), {x}, [](const Tensor& g, const Tensor& out) -> Grads {
+    return {g * out};
+  }, Saves::Output);
+}
+
+Tensor log(const Tensor& x) {
+  return record("log", kernels::unary(Unary::Log, x), {x}, [x](const Tensor& g, const Tensor&) -> Grads {
+    return {g / x};
+  });
+}
+
+Tensor sqrt(const Tensor& x) {
+  return record("sqrt", kernels::unary(Unary::Sqrt, x), {x}, [](const Tensor& g, const Tensor& out) -> Grads {
+    return {g / (out * 2.0)};
+  }, Saves::Output);
+}
+
+// d x^(-1/2) / dx = -1/2 x^(-3/2) = -1/2 rsqrt(x) / x.
+Tensor rsqrt(const Tensor& x) {
+  return record("rsqrt", kernels::unary(Unary::Rsqrt, x), {x}, [x](const Tensor& g, const Tensor& out) -> Grads {
+    return {g * (out / x * -0.5)};
+  }, Saves::InputsAndOutput);
+}
+
+Tensor abs(const Tensor& x) {
+  return record("abs", kernels::unary(Unary::Abs, x), {x}, [x](const Tensor& g, const Tensor&) -> Grads {
+    return {g * sign(x)};
+  });
+}
+
+Tensor square(const Tensor& x) {
+  return record("square", kernels::unary(Unary::Square, x), {x}, [x](const Tensor& g, const Tensor&) -> Grads {
+    return {g * (x * 2.0)};
+  });
+}
+
+Tensor sign(const Tensor& x) { return kernels::unary(Unary::Sign, x); }
+
+Tensor sin(const Tensor& x) {
+  return record("sin", kernels::unary(Unary::Sin, x), {x}, [x](const Tensor& g, const Tensor&) -> Grads {
+    return {g * cos(x)};
+  });
+}
+
+Tensor cos(const Tensor& x) {
+  return record("cos", kernels::unary(Unary::Cos, x), {x}, [x](const Tensor& g, const Tensor&) -> Grads {
+    return {neg(g * sin(x))};
+  });
+}
+
+Tensor tanh(const Tensor& x) {
+  return record("tanh", kernels::unary(Unary::Tanh, x), {x}, [](const Tensor& g, const Tensor& out) -> Grads {
+    return {g * (1.0 - square(out))};
+  }, Saves::Output);
+}
+
+Tensor sigmoid(const Tensor& x) {
+  return record("sigmoid", kernels::unary(Unary::Sigmoid, x), {x}, [](const Tensor& g, const Tensor& out) -> Grads {
+    return {g * (out * (1.0 - out))};
+  }, Saves::Output);
+}
+
+// Slope 0 at x = 0, as jax.nn.relu.
+Tensor relu(const Tensor& x) {
+  return record("relu", kernels::unary(Unary::Relu, x), {x}, [](const Tensor& g, const Tensor& out) -> Grads {
+    return {where(greater(out, zero_like_scalar(out)), g, zero_like_scalar(g))};
+  }, Saves::Output);
+}
+
+Tensor softplus(const Tensor& x) {
+  return record("softplus", kernels::unary(Unary::Softplus, x), {x}, [x](const Tensor& g, const Tensor&) -> Grads {
+    return {g * sigmoid(x)};
+  });
+}
+
+// Tanh form: gelu(x) = x (1 + tanh(u)) / 2 = x s, with u = c (x + k x^3), c = sqrt(2/pi),
+// k = 0.044715, s = sigmoid(2u) and q = s (1 - s) (so 1 - tanh(u)^2 = 4q):
+//   gelu'(x)  = s + 2c x q (1 + 3k x^2),
+//   gelu''(x) = q (4c (1 + 6k x^2) + 4c^2 x (1 + 3k x^2)^2 (1 - 2s)).
+// Exact form: gelu(x) = x Phi(x), Phi(x) = (1 + erf(x/sqrt 2))/2, phi(x) = exp(-x^2/2)/sqrt(2 pi):
+//   gelu'(x)  = Phi(x) + x phi(x),
+//   gelu''(x) = phi(x) (2 - x^2).
+// gelu' is one fused kernel (the first-order hot path), recorded as an op whose own
+// VJP, gelu'', is written with differentiable ops for higher orders.
+namespace {
+
+Tensor gelu_derivative(const Tensor& x, bool approximate) {
+  constexpr double c = std::numbers::sqrt2 * std::numbers::inv_sqrtpi;
+  constexpr double k = 0.044715;
+  if (approximate) {
+    return record("gelu_derivative", kernels::unary(Unary::GeluTanhDerivative, x), {x},
+                  [x](const Tensor& g, const Tensor&) -> Grads {
+                    const Tensor x2 = square(x);
+                    const Tensor s = sigmoid((x + x * x2 * k) * (2.0 * c));
+                    const Tensor slope = 1.0 + x2 * (3.0 * k);  // u'(x) / c
+                    const Tensor bracket =
+                        (1.0 + x2 * (6.0 * k)) * (4.0 * c) + x * square(slope) * (1.0 - s * 2.0) * (4.0 * c * c);
+                    return {g * (s * (1.0 - s) * bracket)};
+                  });
+  }
+  return record("gelu_derivative", kernels::unary(Unary::GeluErfDerivative, x), {x},
+                [x](const Tensor& g, const Tensor&) -> Grads {
+                  const Tensor x2 = square(x);
+                  return {g * (exp(x2 * -0.5) * (0.5 * c) * (2.0 - x2))};  // 1/sqrt(2 pi) = c/2
+                });
+}
+
+}  // namespace
+
+Tensor gelu(const Tensor& x, bool approximate) {
+  return record("gelu", kernels::unary(approximate ? Unary::GeluTanh : Unary::GeluErf, x), {x},
+                [x, approximate](const Tensor& g, const Tensor&) -> Grads {
+                  return {g * gelu_derivative(x, approximate)};
+                });
+}
+
+// Slope 1 where x is inside [lo, hi] (bounds included, where clip(x) == x), else 0.
+Tensor clip(const Tensor& x, double lo, double hi) {
+  return record("clip", kernels::clip(x, lo, hi), {x}, [x](const Tensor& g, const Tensor& out) -> Grads {
+    return {where(equal(out, x), g, zero_like_scalar(g))};
+  }, Saves::InputsAndOutput);
+}
+
+Tensor cast(const Tensor& x, DType dtype) {
+  if (x.dtype() == dtype) return x;
+  Tensor out = kernels::cast(x, dtype);
+  if (!is_floating(dtype) || !is_floating(x.dtype())) return out;  // no gradient through int/bool casts
+  return record("cast", out, {x}, [from = x.dtype()](const Tensor& g, const Tensor&) -> Grads {
+    return {cast(g, from)};
+  }, Saves::Nothing);
+}
+
+}  // namespace xgrad

@@ -1,0 +1,44 @@
+// Tensor-level convolution kernels (no tape). Layout is channels-last: input
+// (N, M..., C), output (N, O..., F). The kernel is either shared, HWIO
+// (k..., C/G, F), or local (O..., S*C/G, F) with one (S*C/G x F) matrix per
+// output position, rows channel-major (c*S + r). Operands must share one floating
+// dtype; 16-bit floats compute in float32 and round the result; Precision::Highest
+// computes float32 in float64 and rounds once.
+#pragma once
+
+#include <cstdint>
+
+#include "core/kernels/conv_geometry.hpp"
+#include "core/precision.hpp"
+#include "core/tensor.hpp"
+
+namespace xgrad::kernels {
+
+enum class ConvWeights { Shared, Local };
+
+// One convolution: geometry, kernel layout, feature groups, output features.
+struct ConvContraction {
+  ConvGeometry geometry;
+  ConvWeights weights = ConvWeights::Shared;
+  std::int64_t groups = 1;    // G: divides C and F
+  std::int64_t features = 0;  // F
+  Precision precision = Precision::Default;
+
+  Shape input_shape() const;   // (N, M..., C)
+  Shape kernel_shape() const;  // (k..., C/G, F) shared, (O..., S*C/G, F) local
+  Shape output_shape() const;  // (N, O..., F)
+};
+
+// y = conv(x, kernel).
+Tensor conv_forward(const Tensor& x, const Tensor& kernel, const ConvContraction& c);
+// The adjoint in x: dx = conv_forward(., kernel)^T g, shape (N, M..., C).
+Tensor conv_input_vjp(const Tensor& g, const Tensor& kernel, const ConvContraction& c);
+// The adjoint in the kernel: dkernel[...] = sum over batch of patches * g, kernel-shaped.
+Tensor conv_kernel_vjp(const Tensor& x, const Tensor& g, const ConvContraction& c);
+
+// conv_general_dilated_patches: (N, M..., C) -> (N, O..., C*S), any floating dtype
+// (an exact copy), and its adjoint (scatter-add back to (N, M..., C)).
+Tensor conv_patches(const Tensor& x, const ConvGeometry& g);
+Tensor conv_patches_adjoint(const Tensor& patches, const ConvGeometry& g);
+
+}  // namespace xgrad::kernels

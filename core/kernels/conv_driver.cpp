@@ -1,0 +1,269 @@
+// Runs the conv kernels on tensors: picks the compute type, lays patches out for
+// the GEMMs, converts operands where needed and rounds results back.
+//
+// General path: patches are written straight into the row order the GEMMs want
+// (position-major for the local conv, so each output position's N x I block is
+// contiguous; batch-major for the shared conv, one big GEMM), then
+// conv_contract's block GEMMs produce y, dkernel or dpatches, and col2im
+// scatter-adds dpatches into dx. All buffers come from conv_scratch.
+#include "core/kernels/conv.hpp"
+#include "core/kernels/conv_local_fast.hpp"
+
+#include <algorithm>
+
+#include "core/kernels/conv_contract.hpp"
+#include "core/kernels/conv_patches.hpp"
+#include "core/kernels/conv_scratch.hpp"
+#include "core/tensor_impl.hpp"
+
+namespace xgrad::kernels {
+
+Shape ConvContraction::input_shape() const {
+  Shape s{geometry.batch};
+  s.insert(s.end(), geometry.in_spatial.begin(), geometry.in_spatial.end());
+  s.push_back(geometry.channels);
+  return s;
+}
+
+Shape ConvContraction::kernel_shape() const {
+  const std::int64_t per_group = geometry.channels / groups;
+  Shape s = weights == ConvWeights::Shared ? geometry.window : geometry.out_spatial;
+  s.push_back(weights == ConvWeights::Shared ? per_group : per_group * geometry.window_size());
+  s.push_back(features);
+  return s;
+}
+
+Shape ConvContraction::output_shape() const {
+  Shape s{geometry.batch};
+  s.insert(s.end(), geometry.out_spatial.begin(), geometry.out_spatial.end());
+  s.push_back(features);
+  return s;
+}
+
+namespace {
+
+enum class LocalPass { Forward, InputVJP, KernelVJP };
+
+// Dispatch point for specialised local-conv kernels (for example an AVX2 path for
+// 2-D, stride-1 float32 in core/kernels/conv_local_fast.*). A fast path checks
+// the case it handles (dtype, rank, strides, dilations, groups, precision) and
+// returns false for anything else, so the general path below runs. `a` and `b`
+// are the operands of `pass` in the order of the public function (x or g, then
+// kernel or g); `out` is allocated with the right shape and dtype.
+bool try_fast_local_conv(LocalPass pass, const Tensor& a, const Tensor& b, const ConvContraction& c, Tensor& out) {
+  const ConvGeometry& g = c.geometry;
+  // The AVX2 kernels take an already padded float32 NHWC input, stride 1, no lhs
+  // dilation, no feature groups. (Precision::Highest asks for float64 accumulation.)
+  if (a.dtype() != DType::Float32 || g.rank() != 2 || c.groups != 1 || c.precision == Precision::Highest) return false;
+  for (std::size_t d = 0; d < 2; ++d)
+    if (g.strides[d] != 1 || g.lhs_dilation[d] != 1 || g.pads[d].first != 0 || g.pads[d].second != 0) return false;
+  const ConvLocal2dFastShape shape{.batch = g.batch, .in_height = g.in_spatial[0], .in_width = g.in_spatial[1],
+                                   .in_features = g.channels, .kernel_height = g.window[0],
+                                   .kernel_width = g.window[1], .dilation_height = g.rhs_dilation[0],
+                                   .dilation_width = g.rhs_dilation[1], .features = c.features};
+  if (!conv_local2d_fast_supported(shape)) return false;
+  switch (pass) {
+    case LocalPass::Forward:  // a = x, b = kernel
+      conv_local2d_forward_fast(shape, a.data<float>(), b.data<float>(), nullptr, out.data<float>());
+      return true;
+    case LocalPass::InputVJP:  // a = g, b = kernel; the kernel accumulates into dx
+      std::fill_n(out.data<float>(), out.numel(), 0.0f);
+      conv_local2d_backward_fast(shape, nullptr, b.data<float>(), a.data<float>(), out.data<float>(), nullptr,
+                                 nullptr);
+      return true;
+    case LocalPass::KernelVJP:  // a = x, b = g
+      conv_local2d_backward_fast(shape, a.data<float>(), nullptr, b.data<float>(), nullptr, out.data<float>(),
+                                 nullptr);
+      return true;
+  }
+  return false;
+}
+
+ContractionLayout layout_of(const ConvContraction& c) {
+  const auto& g = c.geometry;
+  ContractionLayout l;
+  l.patch_cols = g.patch_size();
+  l.features = c.features;
+  l.groups = c.groups;
+  if (c.weights == ConvWeights::Local) {
+    l.blocks = g.out_positions();
+    l.rows = g.batch;
+    l.kernel_block_stride = l.patch_cols / l.groups * l.features;
+    l.out_block_offset = l.features;
+    l.out_row_stride = g.out_positions() * l.features;
+  } else {
+    l.blocks = 1;
+    l.rows = g.batch * g.out_positions();
+    l.out_row_stride = l.features;
+  }
+  return l;
+}
+
+PatchRows rows_of(const ConvContraction& c) {
+  return c.weights == ConvWeights::Local ? PatchRows::PositionMajor : PatchRows::BatchMajor;
+}
+
+std::size_t patch_elements(const ConvGeometry& g) {
+  return static_cast<std::size_t>(g.batch * g.out_positions() * g.patch_size());
+}
+
+// t's values as A: t's own buffer when T is A, else a converted copy in `slot`.
+template <class T, class A>
+const A* as_compute(const Tensor& t, ConvScratch slot) {
+  if constexpr (std::is_same_v<T, A>) {
+    return t.data<T>();
+  } else {
+    const T* src = t.data<T>();
+    const auto n = static_cast<std::size_t>(t.numel());
+    A* dst = conv_scratch<A>(slot, n);
+    for (std::size_t i = 0; i < n; ++i) dst[i] = convert_element<A>(src[i]);
+    return dst;
+  }
+}
+
+// Where to compute a T result in A: the tensor itself when T is A, else scratch
+// that store_result rounds into it.
+template <class T, class A>
+A* result_buffer(Tensor& out) {
+  if constexpr (std::is_same_v<T, A>) return out.data<T>();
+  else return conv_scratch<A>(ConvScratch::Result, static_cast<std::size_t>(out.numel()));
+}
+
+template <class T, class A>
+void store_result(const A* computed, Tensor& out) {
+  if constexpr (!std::is_same_v<T, A>) {
+    T* dst = out.data<T>();
+    const auto n = static_cast<std::size_t>(out.numel());
+    for (std::size_t i = 0; i < n; ++i) dst[i] = convert_element<T>(computed[i]);
+  }
+}
+
+// The kernel as (I/G x F) row blocks in A. Local kernels are already laid out so.
+// A shared HWIO kernel has rows r*Cg + ci; the patches are channel-major, so its
+// rows are reordered to ci*S + r ("I-major").
+template <class T, class A>
+const A* contraction_kernel(const Tensor& kernel, const ConvContraction& c) {
+  if (c.weights == ConvWeights::Local) return as_compute<T, A>(kernel, ConvScratch::Kernel);
+  const std::int64_t S = c.geometry.window_size(), Cg = c.geometry.channels / c.groups, F = c.features;
+  const T* w = kernel.data<T>();
+  A* reordered = conv_scratch<A>(ConvScratch::Kernel, static_cast<std::size_t>(kernel.numel()));
+  for (std::int64_t r = 0; r < S; ++r)
+    for (std::int64_t ci = 0; ci < Cg; ++ci)
+      for (std::int64_t f = 0; f < F; ++f)
+        reordered[(ci * S + r) * F + f] = convert_element<A>(w[(r * Cg + ci) * F + f]);
+  return reordered;
+}
+
+template <class T, class A>
+void forward(const Tensor& x, const Tensor& kernel, const ConvContraction& c, Tensor& out) {
+  const auto& g = c.geometry;
+  A* patches = conv_scratch<A>(ConvScratch::Patches, patch_elements(g));
+  extract_patches<T, A>(x.data<T>(), g, patch_source_table(g), rows_of(c), patches);
+  const A* k = contraction_kernel<T, A>(kernel, c);
+  A* y = result_buffer<T, A>(out);
+  contract_forward<A>(patches, k, y, layout_of(c));
+  store_result<T, A>(y, out);
+}
+
+template <class T, class A>
+void input_vjp(const Tensor& gy, const Tensor& kernel, const ConvContraction& c, Tensor& dx) {
+  const auto& g = c.geometry;
+  const A* cot = as_compute<T, A>(gy, ConvScratch::Cotangent);
+  const A* k = contraction_kernel<T, A>(kernel, c);
+  A* dpatches = conv_scratch<A>(ConvScratch::Patches, patch_elements(g));
+  contract_patches_vjp<A>(cot, k, dpatches, layout_of(c));
+  A* d = result_buffer<T, A>(dx);
+  std::fill(d, d + dx.numel(), A(0));
+  scatter_add_patches<A>(dpatches, g, patch_source_table(g), rows_of(c), d);
+  store_result<T, A>(d, dx);
+}
+
+template <class T, class A>
+void kernel_vjp(const Tensor& x, const Tensor& gy, const ConvContraction& c, Tensor& dkernel) {
+  const auto& g = c.geometry;
+  A* patches = conv_scratch<A>(ConvScratch::Patches, patch_elements(g));
+  extract_patches<T, A>(x.data<T>(), g, patch_source_table(g), rows_of(c), patches);
+  const A* cot = as_compute<T, A>(gy, ConvScratch::Cotangent);
+  if (c.weights == ConvWeights::Local) {
+    A* dk = result_buffer<T, A>(dkernel);
+    contract_kernel_vjp<A>(patches, cot, dk, layout_of(c));
+    store_result<T, A>(dk, dkernel);
+    return;
+  }
+  // Shared: the GEMM yields I-major rows ci*S + r; HWIO wants r*Cg + ci.
+  const std::int64_t S = g.window_size(), Cg = g.channels / c.groups, F = c.features;
+  A* dk = conv_scratch<A>(ConvScratch::Result, static_cast<std::size_t>(dkernel.numel()));
+  contract_kernel_vjp<A>(patches, cot, dk, layout_of(c));
+  T* out = dkernel.data<T>();
+  for (std::int64_t r = 0; r < S; ++r)
+    for (std::int64_t ci = 0; ci < Cg; ++ci)
+      for (std::int64_t f = 0; f < F; ++f) out[(r * Cg + ci) * F + f] = convert_element<T>(dk[(ci * S + r) * F + f]);
+}
+
+// Calls fn.template operator()<T, A>() with T the storage type of `dtype` and A
+// the accumulation type: double for float64 and for Precision::Highest, else float.
+template <class Fn>
+void dispatch(DType dtype, Precision precision, Fn&& fn) {
+  visit_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, bool> || std::is_integral_v<T>) {
+      throw DTypeError("conv: floating operands required, got " + std::string(dtype_name(dtype)));
+    } else if constexpr (std::is_same_v<T, double>) {
+      fn.template operator()<T, double>();
+    } else {
+      if (precision == Precision::Highest) fn.template operator()<T, double>();
+      else fn.template operator()<T, float>();
+    }
+  });
+}
+
+}  // namespace
+
+Tensor conv_forward(const Tensor& x, const Tensor& kernel, const ConvContraction& c) {
+  Tensor out = empty(c.output_shape(), x.dtype());
+  if (c.weights == ConvWeights::Local && try_fast_local_conv(LocalPass::Forward, x, kernel, c, out)) return out;
+  dispatch(x.dtype(), c.precision, [&]<class T, class A>() { forward<T, A>(x, kernel, c, out); });
+  return out;
+}
+
+Tensor conv_input_vjp(const Tensor& g, const Tensor& kernel, const ConvContraction& c) {
+  Tensor dx = empty(c.input_shape(), g.dtype());
+  if (c.weights == ConvWeights::Local && try_fast_local_conv(LocalPass::InputVJP, g, kernel, c, dx)) return dx;
+  dispatch(g.dtype(), c.precision, [&]<class T, class A>() { input_vjp<T, A>(g, kernel, c, dx); });
+  return dx;
+}
+
+Tensor conv_kernel_vjp(const Tensor& x, const Tensor& g, const ConvContraction& c) {
+  Tensor dk = empty(c.kernel_shape(), x.dtype());
+  if (c.weights == ConvWeights::Local && try_fast_local_conv(LocalPass::KernelVJP, x, g, c, dk)) return dk;
+  dispatch(x.dtype(), c.precision, [&]<class T, class A>() { kernel_vjp<T, A>(x, g, c, dk); });
+  return dk;
+}
+
+Tensor conv_patches(const Tensor& x, const ConvGeometry& g) {
+  Shape shape{g.batch};
+  shape.insert(shape.end(), g.out_spatial.begin(), g.out_spatial.end());
+  shape.push_back(g.patch_size());
+  Tensor out = empty(shape, x.dtype());
+  dispatch(x.dtype(), Precision::Default, [&]<class T, class A>() {
+    extract_patches<T, T>(x.data<T>(), g, patch_source_table(g), PatchRows::BatchMajor, out.data<T>());
+  });
+  return out;
+}
+
+Tensor conv_patches_adjoint(const Tensor& patches, const ConvGeometry& g) {
+  Shape shape{g.batch};
+  shape.insert(shape.end(), g.in_spatial.begin(), g.in_spatial.end());
+  shape.push_back(g.channels);
+  Tensor dx = empty(shape, patches.dtype());
+  dispatch(patches.dtype(), Precision::Default, [&]<class T, class A>() {
+    const A* src = as_compute<T, A>(patches, ConvScratch::Patches);
+    A* d = result_buffer<T, A>(dx);
+    std::fill(d, d + dx.numel(), A(0));
+    scatter_add_patches<A>(src, g, patch_source_table(g), PatchRows::BatchMajor, d);
+    store_result<T, A>(d, dx);
+  });
+  return dx;
+}
+
+}  // namespace xgrad::kernels

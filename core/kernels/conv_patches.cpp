@@ -1,0 +1,97 @@
+#include "core/kernels/conv_patches.hpp"
+
+#include "core/tensor_impl.hpp"
+
+namespace xgrad::kernels {
+
+namespace {
+
+// Calls body(b, o, row) for every patch row in storage order, so the patch
+// matrix is written (or read) sequentially.
+template <class Body>
+void for_each_patch_row(const ConvGeometry& g, PatchRows rows, Body&& body) {
+  const std::int64_t N = g.batch, P = g.out_positions();
+  if (rows == PatchRows::PositionMajor) {
+    for (std::int64_t o = 0; o < P; ++o)
+      for (std::int64_t b = 0; b < N; ++b) body(b, o, o * N + b);
+  } else {
+    for (std::int64_t b = 0; b < N; ++b)
+      for (std::int64_t o = 0; o < P; ++o) body(b, o, b * P + o);
+  }
+}
+
+// Below this many channels a row is filled offset by offset (c-major order);
+// above it, channel runs are copied per window offset (one branch per offset).
+constexpr std::int64_t kChannelRunThreshold = 4;
+
+}  // namespace
+
+template <class T, class A>
+void extract_patches(const T* x, const ConvGeometry& g, const std::vector<std::int64_t>& table, PatchRows rows,
+                     A* patches) {
+  const std::int64_t C = g.channels, S = g.window_size(), I = C * S;
+  const std::int64_t image = g.in_positions() * C;
+  for_each_patch_row(g, rows, [&](std::int64_t b, std::int64_t o, std::int64_t row) {
+    const T* src = x + b * image;
+    const std::int64_t* sources = table.data() + o * S;
+    A* dst = patches + row * I;
+    if (C < kChannelRunThreshold) {
+      for (std::int64_t c = 0; c < C; ++c, dst += S)
+        for (std::int64_t r = 0; r < S; ++r)
+          dst[r] = sources[r] < 0 ? A{} : convert_element<A>(src[sources[r] + c]);
+      return;
+    }
+    for (std::int64_t r = 0; r < S; ++r) {
+      A* d = dst + r;
+      if (sources[r] < 0) {
+        for (std::int64_t c = 0; c < C; ++c) d[c * S] = A{};
+      } else {
+        const T* s = src + sources[r];
+        for (std::int64_t c = 0; c < C; ++c) d[c * S] = convert_element<A>(s[c]);
+      }
+    }
+  });
+}
+
+template <class A>
+void scatter_add_patches(const A* patches, const ConvGeometry& g, const std::vector<std::int64_t>& table,
+                         PatchRows rows, A* dx) {
+  const std::int64_t N = g.batch, P = g.out_positions(), C = g.channels, S = g.window_size(), I = C * S;
+  const std::int64_t image = g.in_positions() * C;
+  const std::int64_t batch_step = rows == PatchRows::PositionMajor ? 1 : P;
+  const std::int64_t position_step = rows == PatchRows::PositionMajor ? N : 1;
+  // Batch entry outermost whatever the layout: the writes stay within one image.
+  for (std::int64_t b = 0; b < N; ++b) {
+    A* dst = dx + b * image;
+    for (std::int64_t o = 0; o < P; ++o) {
+      const A* src = patches + (b * batch_step + o * position_step) * I;
+      const std::int64_t* sources = table.data() + o * S;
+      for (std::int64_t r = 0; r < S; ++r) {
+        if (sources[r] < 0) continue;
+        A* d = dst + sources[r];
+        for (std::int64_t c = 0; c < C; ++c) d[c] += src[c * S + r];
+      }
+    }
+  }
+}
+
+#define XGRAD_INSTANTIATE_EXTRACT(T, A)                                                                  \
+  template void extract_patches<T, A>(const T*, const ConvGeometry&, const std::vector<std::int64_t>&, \
+                                      PatchRows, A*);
+XGRAD_INSTANTIATE_EXTRACT(half, half)
+XGRAD_INSTANTIATE_EXTRACT(bfloat16, bfloat16)
+XGRAD_INSTANTIATE_EXTRACT(half, float)
+XGRAD_INSTANTIATE_EXTRACT(bfloat16, float)
+XGRAD_INSTANTIATE_EXTRACT(float, float)
+XGRAD_INSTANTIATE_EXTRACT(half, double)
+XGRAD_INSTANTIATE_EXTRACT(bfloat16, double)
+XGRAD_INSTANTIATE_EXTRACT(float, double)
+XGRAD_INSTANTIATE_EXTRACT(double, double)
+#undef XGRAD_INSTANTIATE_EXTRACT
+
+template void scatter_add_patches<float>(const float*, const ConvGeometry&, const std::vector<std::int64_t>&,
+                                         PatchRows, float*);
+template void scatter_add_patches<double>(const double*, const ConvGeometry&, const std::vector<std::int64_t>&,
+                                          PatchRows, double*);
+
+}  // namespace xgrad::kernels

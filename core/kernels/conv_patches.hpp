@@ -1,0 +1,33 @@
+// Patch extraction (im2col) and its adjoint (col2im) on raw buffers.
+//
+// A patch row holds, for one (batch entry b, output position o), the C*S input
+// values its window reads, channel-major: column c*S + r, r the row-major ravel
+// of the window offset (spec §5.2). Padding and lhs-dilation holes read as zero.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/kernels/conv_geometry.hpp"
+
+namespace xgrad::kernels {
+
+// Row order of a patch matrix. PositionMajor (row o*N + b) keeps each output
+// position's N rows contiguous, for the per-position GEMMs of the local conv;
+// BatchMajor (row b*P + o) is the (N, O..., C*S) layout of
+// conv_general_dilated_patches and of the one-GEMM shared conv.
+enum class PatchRows { PositionMajor, BatchMajor };
+
+// patches[row(b, o)][c*S + r] = x[b, source(o, r), c] (0 where the table says -1),
+// converted from T to A. `table` is patch_source_table(g).
+template <class T, class A>
+void extract_patches(const T* x, const ConvGeometry& g, const std::vector<std::int64_t>& table, PatchRows rows,
+                     A* patches);
+
+// The adjoint: dx[b, source(o, r), c] += patches[row(b, o)][c*S + r]; entries that
+// read padding or dilation holes are dropped. dx is not cleared first.
+template <class A>
+void scatter_add_patches(const A* patches, const ConvGeometry& g, const std::vector<std::int64_t>& table,
+                         PatchRows rows, A* dx);
+
+}  // namespace xgrad::kernels

@@ -1,0 +1,19 @@
+// Per-thread scratch buffers for the conv kernels, kept between calls: a training
+// step reuses the pages of the previous one instead of touching fresh memory
+// (~2.2 us per 4 KiB page on this machine). A buffer only grows; it holds the
+// largest request seen on its thread.
+#pragma once
+
+#include <cstddef>
+
+namespace xgrad::kernels {
+
+// Kernels use distinct slots for buffers that are alive at the same time.
+enum class ConvScratch { Patches, Kernel, Cotangent, Result, Count };
+
+// At least `count` elements of T, uninitialised, valid until the next request
+// for the same slot on this thread.
+template <class T>
+T* conv_scratch(ConvScratch slot, std::size_t count);
+
+}  // namespace xgrad::kernels

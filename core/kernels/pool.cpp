@@ -1,0 +1,245 @@
+#include "core/kernels/pool.hpp"
+
+#include <limits>
+
+#include <fmt/format.h>
+
+#include "core/tensor_impl.hpp"
+
+namespace xgrad::kernels {
+
+PoolGeometry pool_geometry(const Shape& x_shape, const Shape& window, const Shape& strides,
+                           const std::vector<std::pair<std::int64_t, std::int64_t>>& pads) {
+  const std::size_t n = window.size();
+  PoolGeometry g;
+  g.batch = x_shape.front();
+  g.channels = x_shape.back();
+  g.in_spatial.assign(x_shape.begin() + 1, x_shape.end() - 1);
+  g.window_size = numel(window);
+  for (std::size_t d = 0; d < n; ++d) {
+    const std::int64_t span = g.in_spatial[d] + pads[d].first + pads[d].second - window[d];
+    g.out_spatial.push_back(span < 0 ? 0 : span / strides[d] + 1);
+  }
+  const Shape in_strides = contiguous_strides(g.in_spatial);
+  const std::int64_t n_out = g.out_positions();
+  g.tap_start.reserve(static_cast<std::size_t>(n_out + 1));
+  g.taps.reserve(static_cast<std::size_t>(n_out * g.window_size));
+  std::vector<std::int64_t> o(n, 0), w(n, 0);
+  for (std::int64_t flat_o = 0; flat_o < n_out; ++flat_o) {
+    g.tap_start.push_back(static_cast<std::int64_t>(g.taps.size()));
+    std::fill(w.begin(), w.end(), 0);
+    for (std::int64_t flat_w = 0; flat_w < g.window_size; ++flat_w) {
+      std::int64_t pos = 0;
+      bool inside = true;
+      for (std::size_t d = 0; d < n && inside; ++d) {
+        const std::int64_t i = o[d] * strides[d] + w[d] - pads[d].first;
+        inside = i >= 0 && i < g.in_spatial[d];
+        pos += i * in_strides[d];
+      }
+      if (inside) g.taps.push_back(pos);
+      for (std::size_t d = n; d-- > 0;) {  // next window offset (odometer)
+        if (++w[d] < window[d]) break;
+        w[d] = 0;
+      }
+    }
+    for (std::size_t d = n; d-- > 0;) {  // next output position
+      if (++o[d] < g.out_spatial[d]) break;
+      o[d] = 0;
+    }
+  }
+  g.tap_start.push_back(static_cast<std::int64_t>(g.taps.size()));
+  return g;
+}
+
+namespace {
+
+Shape out_shape(const PoolGeometry& g) {
+  Shape s{g.batch};
+  s.insert(s.end(), g.out_spatial.begin(), g.out_spatial.end());
+  s.push_back(g.channels);
+  return s;
+}
+
+Shape in_shape(const PoolGeometry& g) {
+  Shape s{g.batch};
+  s.insert(s.end(), g.in_spatial.begin(), g.in_spatial.end());
+  s.push_back(g.channels);
+  return s;
+}
+
+// Calls body(out_base, in_base, tap_begin, tap_end) per (batch, output position),
+// where out_base / in_base are the flat offsets of channel 0.
+template <class Body>
+void for_each_window(const PoolGeometry& g, Body&& body) {
+  const std::int64_t n_out = g.out_positions(), n_in = g.in_positions(), c = g.channels;
+  for (std::int64_t b = 0; b < g.batch; ++b)
+    for (std::int64_t o = 0; o < n_out; ++o)
+      body((b * n_out + o) * c, b * n_in * c, g.tap_start[static_cast<std::size_t>(o)],
+           g.tap_start[static_cast<std::size_t>(o) + 1]);
+}
+
+double divisor(const PoolGeometry& g, std::int64_t tap_begin, std::int64_t tap_end, bool count_include_pad) {
+  return static_cast<double>(count_include_pad ? g.window_size : tap_end - tap_begin);
+}
+
+}  // namespace
+
+namespace {
+
+// Max (TakeMax) or min over each window, keeping the first extreme element: the
+// comparison is strict, and the running best starts at the window's first tap.
+template <bool TakeMax, class T>
+void select_windows(const Tensor& x, const PoolGeometry& g, Tensor& out, Tensor& index) {
+  using C = compute_t<T>;
+  const C empty_window = std::numeric_limits<C>::has_infinity
+                             ? (TakeMax ? -std::numeric_limits<C>::infinity() : std::numeric_limits<C>::infinity())
+                             : (TakeMax ? std::numeric_limits<C>::lowest() : std::numeric_limits<C>::max());
+  const T* px = x.data<T>();
+  T* po = out.data<T>();
+  std::int64_t* pi = index.data<std::int64_t>();
+  const std::int64_t c = g.channels;
+  std::vector<C> best(static_cast<std::size_t>(c));
+  for_each_window(g, [&](std::int64_t out_base, std::int64_t in_base, std::int64_t t0, std::int64_t t1) {
+    std::int64_t* arg = pi + out_base;
+    if (t0 == t1) {  // only padding
+      for (std::int64_t k = 0; k < c; ++k) {
+        po[out_base + k] = T(empty_window);
+        arg[k] = -1;
+      }
+      return;
+    }
+    const std::int64_t first = in_base + g.taps[static_cast<std::size_t>(t0)] * c;
+    for (std::int64_t k = 0; k < c; ++k) {
+      best[static_cast<std::size_t>(k)] = static_cast<C>(px[first + k]);
+      arg[k] = first + k;
+    }
+    for (std::int64_t t = t0 + 1; t < t1; ++t) {
+      const std::int64_t base = in_base + g.taps[static_cast<std::size_t>(t)] * c;
+      for (std::int64_t k = 0; k < c; ++k) {
+        // Branch-free (a data-dependent branch mispredicts on every other element).
+        const C v = static_cast<C>(px[base + k]);
+        C& b = best[static_cast<std::size_t>(k)];
+        const std::int64_t better = -static_cast<std::int64_t>(TakeMax ? v > b : v < b);  // all ones or zero
+        arg[k] = (arg[k] & ~better) | ((base + k) & better);
+        b = TakeMax ? std::max(b, v) : std::min(b, v);
+      }
+    }
+    for (std::int64_t k = 0; k < c; ++k) po[out_base + k] = T(best[static_cast<std::size_t>(k)]);
+  });
+}
+
+}  // namespace
+
+std::pair<Tensor, Tensor> pool_select(const Tensor& x, const PoolGeometry& g, bool take_max) {
+  Tensor out = empty(out_shape(g), x.dtype());
+  Tensor index = empty(out_shape(g), DType::Int64);
+  visit_dtype(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, bool>) {
+      throw DTypeError(fmt::format("{}: bool inputs are not supported", take_max ? "max_pool" : "min_pool"));
+    } else if (take_max) {
+      select_windows<true, T>(x, g, out, index);
+    } else {
+      select_windows<false, T>(x, g, out, index);
+    }
+  });
+  return {out, index};
+}
+
+Tensor avg_pool(const Tensor& x, const PoolGeometry& g, bool count_include_pad) {
+  Tensor out = empty(out_shape(g), x.dtype());
+  visit_dtype(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (!std::is_floating_point_v<compute_t<T>>) {
+      throw DTypeError(fmt::format("avg_pool: needs a floating input, got {}", dtype_name(x.dtype())));
+    } else {
+      using C = compute_t<T>;
+      const T* px = x.data<T>();
+      T* po = out.data<T>();
+      const std::int64_t c = g.channels;
+      std::vector<C> acc(static_cast<std::size_t>(c));
+      for_each_window(g, [&](std::int64_t out_base, std::int64_t in_base, std::int64_t t0, std::int64_t t1) {
+        std::fill(acc.begin(), acc.end(), C(0));
+        for (std::int64_t t = t0; t < t1; ++t) {
+          const T* row = px + in_base + g.taps[static_cast<std::size_t>(t)] * c;
+          for (std::int64_t k = 0; k < c; ++k) acc[static_cast<std::size_t>(k)] += static_cast<C>(row[k]);
+        }
+        const C scale = C(1) / static_cast<C>(divisor(g, t0, t1, count_include_pad));
+        for (std::int64_t k = 0; k < c; ++k) po[out_base + k] = T(acc[static_cast<std::size_t>(k)] * scale);
+      });
+    }
+  });
+  return out;
+}
+
+Tensor avg_pool_transpose(const Tensor& grad_out, const PoolGeometry& g, bool count_include_pad) {
+  Tensor dx = zeros(in_shape(g), grad_out.dtype());
+  visit_dtype(grad_out.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (!std::is_floating_point_v<compute_t<T>>) {
+      throw DTypeError("avg_pool: gradient must be floating");
+    } else {
+      using C = compute_t<T>;
+      const std::int64_t c = g.channels, n = dx.numel();
+      // Several windows add into the same input element: accumulate in the compute
+      // type (a separate buffer only for 16-bit storage).
+      std::vector<C> buffer(std::is_same_v<T, C> ? 0 : static_cast<std::size_t>(n), C(0));
+      C* acc = buffer.data();
+      if constexpr (std::is_same_v<T, C>) acc = dx.data<T>();
+      const T* pg = grad_out.data<T>();
+      for_each_window(g, [&](std::int64_t out_base, std::int64_t in_base, std::int64_t t0, std::int64_t t1) {
+        const C scale = C(1) / static_cast<C>(divisor(g, t0, t1, count_include_pad));
+        for (std::int64_t t = t0; t < t1; ++t) {
+          C* row = acc + in_base + g.taps[static_cast<std::size_t>(t)] * c;
+          for (std::int64_t k = 0; k < c; ++k) row[k] += static_cast<C>(pg[out_base + k]) * scale;
+        }
+      });
+      if constexpr (!std::is_same_v<T, C>) {
+        T* pd = dx.data<T>();
+        for (std::int64_t i = 0; i < n; ++i) pd[i] = T(acc[i]);
+      }
+    }
+  });
+  return dx;
+}
+
+Tensor gather_flat(const Tensor& x, const Tensor& indices) {
+  Tensor out = empty(indices.shape(), x.dtype());
+  visit_dtype(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* px = x.data<T>();
+    const std::int64_t* pi = indices.data<std::int64_t>();
+    T* po = out.data<T>();
+    const T zero = convert_element<T>(0.0);
+    const std::int64_t n = out.numel();
+    for (std::int64_t i = 0; i < n; ++i) po[i] = pi[i] < 0 ? zero : px[pi[i]];
+  });
+  return out;
+}
+
+Tensor scatter_add_flat(const Tensor& values, const Tensor& indices, const Shape& shape) {
+  Tensor out = zeros(shape, values.dtype());
+  visit_dtype(values.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, bool>) {
+      throw DTypeError("scatter_add_flat: bool values are not supported");
+    } else {
+      using C = compute_t<T>;
+      const std::int64_t n_out = out.numel(), n_values = values.numel();
+      std::vector<C> buffer(std::is_same_v<T, C> ? 0 : static_cast<std::size_t>(n_out), C(0));
+      C* acc = buffer.data();
+      if constexpr (std::is_same_v<T, C>) acc = out.data<T>();
+      const T* pv = values.data<T>();
+      const std::int64_t* pi = indices.data<std::int64_t>();
+      for (std::int64_t i = 0; i < n_values; ++i)
+        if (pi[i] >= 0) acc[pi[i]] += static_cast<C>(pv[i]);
+      if constexpr (!std::is_same_v<T, C>) {
+        T* po = out.data<T>();
+        for (std::int64_t i = 0; i < n_out; ++i) po[i] = T(acc[i]);
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace xgrad::kernels

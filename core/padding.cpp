@@ -1,0 +1,86 @@
+#include "core/padding.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+#include <fmt/format.h>
+
+#include "core/error.hpp"
+
+namespace xgrad {
+
+Padding::Padding(const std::vector<std::pair<int, int>>& pairs)
+    : form_(std::vector<Entry>(pairs.begin(), pairs.end())) {}
+
+Padding::Padding(const std::vector<int>& per_dim) : form_(std::vector<Entry>(per_dim.begin(), per_dim.end())) {}
+
+const std::string& Padding::name() const {
+  if (!is_string()) throw ValueError("Padding::name: padding " + to_string() + " is not a string");
+  return std::get<std::string>(form_);
+}
+
+int Padding::value() const {
+  if (!is_int()) throw ValueError("Padding::value: padding " + to_string() + " is not an int");
+  return std::get<int>(form_);
+}
+
+const std::vector<Padding::Entry>& Padding::entries() const {
+  if (!is_sequence()) throw ValueError("Padding::entries: padding " + to_string() + " is not a sequence");
+  return std::get<std::vector<Entry>>(form_);
+}
+
+std::vector<std::pair<int, int>> Padding::pairs() const {
+  std::vector<std::pair<int, int>> out;
+  for (const Entry& e : entries()) out.emplace_back(e.lo, e.hi);
+  return out;
+}
+
+std::string Padding::to_string() const {
+  if (is_string()) return "'" + name() + "'";
+  if (is_int()) return std::to_string(value());
+  std::string s = "[";
+  for (const Entry& e : entries()) {
+    if (s.size() > 1) s += ", ";
+    s += e.is_pair ? fmt::format("({}, {})", e.lo, e.hi) : std::to_string(e.lo);
+  }
+  return s + "]";
+}
+
+Padding canonicalize_padding(const Padding& padding, int rank) {
+  if (padding.is_string()) return padding;
+  if (padding.is_int()) return Padding(std::vector<Padding::Entry>(static_cast<std::size_t>(rank),
+                                                                   Padding::Entry(padding.value(), padding.value())));
+  if (static_cast<int>(padding.entries().size()) == rank) {
+    std::vector<Padding::Entry> pairs;
+    for (const auto& e : padding.entries()) pairs.emplace_back(e.lo, e.hi);
+    return Padding(std::move(pairs));
+  }
+  throw ValueError(fmt::format("Invalid padding format: {}, should be str, int, or a sequence of len {} where each "
+                               "element is an int or pair of ints.",
+                               padding.to_string(), rank));
+}
+
+PadPairs padtype_to_pads(std::string_view padding_type, const Shape& in_spatial, const Shape& window,
+                         const std::vector<std::int64_t>& strides, const char* op) {
+  std::string upper(padding_type);
+  std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return std::toupper(c); });
+  PadPairs pads;
+  if (upper == "VALID") {
+    pads.assign(in_spatial.size(), {0, 0});
+    return pads;
+  }
+  if (upper != "SAME" && upper != "SAME_LOWER")
+    throw ValueError(fmt::format("{}: Unrecognized padding type: expected 'VALID', 'SAME', or 'SAME_LOWER', got "
+                                 "'{}'. (Flax-level 'CIRCULAR', 'REFLECT' and 'CAUSAL' are upper-case only.)",
+                                 op, padding_type));
+  for (std::size_t j = 0; j < in_spatial.size(); ++j) {
+    const std::int64_t s = strides[j];
+    const std::int64_t out = (in_spatial[j] + s - 1) / s;
+    const std::int64_t total = std::max<std::int64_t>((out - 1) * s + window[j] - in_spatial[j], 0);
+    const std::int64_t lo = upper == "SAME" ? total / 2 : total - total / 2;
+    pads.emplace_back(lo, total - lo);
+  }
+  return pads;
+}
+
+}  // namespace xgrad

@@ -1,0 +1,50 @@
+#include "models.hpp"
+
+#include "autograd/ops.hpp"
+#include "core/error.hpp"
+#include "layers/conv.hpp"
+#include "layers/dense.hpp"
+#include "layers/flatten.hpp"
+#include "layers/pooling.hpp"
+#include "layers/sequential.hpp"
+
+namespace fashion {
+
+using namespace xgrad;
+
+namespace {
+
+std::shared_ptr<nn::Module> relu_layer() {
+  return std::make_shared<nn::Lambda>("relu", [](const Tensor& x) { return relu(x); });
+}
+
+std::shared_ptr<nn::Module> pool2() {
+  return std::make_shared<nn::Lambda>("max_pool 2x2", [](const Tensor& x) { return nn::max_pool(x, {2, 2}, {2, 2}); });
+}
+
+}  // namespace
+
+std::shared_ptr<nn::Module> make_model(const std::string& name) {
+  if (name == "local") {
+    return std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
+        std::make_shared<nn::Conv>(nn::ConvOptions{.features = 16, .kernel_size = {3, 3}}), relu_layer(), pool2(),
+        std::make_shared<nn::ConvLocal>(nn::ConvOptions{.features = 32, .kernel_size = {3, 3}, .padding = "VALID"}),
+        relu_layer(), pool2(), std::make_shared<nn::Flatten>(),
+        std::make_shared<nn::Dense>(nn::DenseOptions{.features = 10})});
+  }
+  if (name == "cnn") {
+    return std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
+        std::make_shared<nn::Conv>(nn::ConvOptions{.features = 32, .kernel_size = {3, 3}}), relu_layer(), pool2(),
+        std::make_shared<nn::Conv>(nn::ConvOptions{.features = 64, .kernel_size = {3, 3}}), relu_layer(), pool2(),
+        std::make_shared<nn::Flatten>(), std::make_shared<nn::Dense>(nn::DenseOptions{.features = 10})});
+  }
+  if (name == "mlp") {
+    return std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
+        std::make_shared<nn::Flatten>(), std::make_shared<nn::Dense>(nn::DenseOptions{.features = 256}),
+        relu_layer(), std::make_shared<nn::Dense>(nn::DenseOptions{.features = 128}), relu_layer(),
+        std::make_shared<nn::Dense>(nn::DenseOptions{.features = 10})});
+  }
+  throw ValueError("unknown model '" + name + "' (expected local, cnn or mlp)");
+}
+
+}  // namespace fashion

@@ -1,0 +1,40 @@
+#include "layers/conv.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "core/error.hpp"
+#include "layers/conv_spec.hpp"
+
+namespace xgrad::nn {
+
+Conv::Conv(ConvOptions options, bool shared_weights) : options_(std::move(options)), shared_weights_(shared_weights) {
+  bind_dtype_options(options_.dtype, options_.param_dtype);
+}
+
+std::string Conv::describe() const {
+  return fmt::format("{}, features={}, kernel_size=[{}]", shared_weights_ ? "Conv" : "ConvLocal", options_.features,
+                     fmt::join(options_.kernel_size, ", "));
+}
+
+Tensor Conv::forward(const Tensor& x) {
+  const ConvSpec spec{.features = options_.features,
+                      .kernel_size = {options_.kernel_size.begin(), options_.kernel_size.end()},
+                      .strides = options_.strides.values,
+                      .padding = options_.padding,
+                      .input_dilation = options_.input_dilation.values,
+                      .kernel_dilation = options_.kernel_dilation.values,
+                      .feature_group_count = options_.feature_group_count,
+                      .shared_weights = shared_weights_};
+  const std::optional<Shape> mask_shape =
+      options_.mask ? std::optional<Shape>(options_.mask->shape()) : std::nullopt;
+  // Every upstream check runs here, before any parameter exists (spec §2.4).
+  const ConvPlan plan = plan_conv(x.shape(), spec, mask_shape, shared_weights_ ? "Conv" : "ConvLocal");
+  const Tensor kernel = param("kernel", plan.kernel_shape, options_.kernel_init, options_.param_dtype,
+                              shared_weights_ ? "input channels changed?" : "input spatial size changed?");
+  std::optional<Tensor> bias;
+  if (options_.use_bias) bias = param("bias", plan.bias_shape, options_.bias_init, options_.param_dtype);
+  return conv_apply(plan, x, kernel, bias, options_.mask, options_.dtype, options_.precision);
+}
+
+}  // namespace xgrad::nn

@@ -1,0 +1,180 @@
+#include "layers/conv_spec.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "autograd/conv.hpp"
+#include "autograd/ops.hpp"
+#include "core/error.hpp"
+#include "core/kernels/conv_geometry.hpp"
+#include "layers/dtypes.hpp"
+
+namespace xgrad::nn {
+
+namespace {
+
+// Flax's maybe_broadcast: None -> 1, an int -> (x,) * n, a sequence as is (its
+// length is checked by lax, later).
+std::vector<std::int64_t> broadcast_per_dim(const std::vector<std::int64_t>& v, std::size_t n) {
+  if (v.empty()) return std::vector<std::int64_t>(n, 1);
+  if (v.size() == 1) return std::vector<std::int64_t>(n, v.front());
+  return v;
+}
+
+std::string tuple_str(const Shape& s) {
+  return s.size() == 1 ? fmt::format("({},)", s[0]) : fmt::format("({})", fmt::join(s, ", "));
+}
+
+}  // namespace
+
+ConvPlan plan_conv(const Shape& input_shape, const ConvSpec& spec, const std::optional<Shape>& mask_shape,
+                   std::string_view name) {
+  ConvPlan plan;
+  plan.spec = spec;
+  plan.name = name.empty() ? (spec.shared_weights ? "Conv" : "ConvLocal") : std::string(name);
+  plan.input_shape = input_shape;
+  const char* who = plan.name.c_str();
+
+  // 1. Kernel size: its length is the conv rank n.
+  const Shape& k = spec.kernel_size;
+  const std::size_t n = k.size();
+  if (n == 0)
+    throw NotImplementedError(fmt::format("{}: kernel_size is empty (a 0-d convolution); give one size per spatial "
+                                          "dim, e.g. {{3, 3}}",
+                                          who));
+  for (auto d : k)
+    if (d <= 0) throw ValueError(fmt::format("{}: kernel_size {} must be positive", who, shape_str(k)));
+  if (spec.features < 0) throw ValueError(fmt::format("{}: features must be >= 0, got {}", who, spec.features));
+
+  // 2. Batch axes: (batch..., spatial..., features); none adds one, several flatten.
+  const auto ndim = static_cast<std::int64_t>(input_shape.size());
+  const std::int64_t num_batch = ndim - static_cast<std::int64_t>(n + 1);
+  if (num_batch < 0)
+    throw ShapeError(fmt::format("{}: input of shape {} has rank {}, but kernel_size {} makes a {}-d convolution, "
+                                 "which needs (batch..., {} spatial dims, features): rank >= {}",
+                                 who, shape_str(input_shape), ndim, shape_str(k), n, n, n + 1));
+  plan.batch_shape.assign(input_shape.begin(), input_shape.begin() + num_batch);
+  plan.flat_input_shape = {numel(plan.batch_shape)};
+  plan.flat_input_shape.insert(plan.flat_input_shape.end(), input_shape.begin() + num_batch, input_shape.end());
+
+  // 3. Strides and dilations.
+  plan.strides = broadcast_per_dim(spec.strides, n);
+  plan.input_dilation = broadcast_per_dim(spec.input_dilation, n);
+  plan.kernel_dilation = broadcast_per_dim(spec.kernel_dilation, n);
+
+  // 4. Padding.
+  try {
+    plan.padding = canonicalize_padding(spec.padding, static_cast<int>(n));
+  } catch (const ValueError& e) {
+    throw ValueError(fmt::format("{}: {}", who, e.what()));
+  }
+
+  // 5. Flax-side pre-padding (case-sensitive names); the lax padding becomes 'VALID'.
+  plan.prepad_pads.assign(n, {0, 0});
+  plan.lax_padding = plan.padding;
+  if (plan.padding.is_string()) {
+    const std::string& p = plan.padding.name();
+    if (p == "CIRCULAR" || p == "REFLECT") {
+      plan.prepad = p == "CIRCULAR" ? Prepad::Wrap : Prepad::Reflect;
+      plan.lax_padding = "VALID";
+      // A kernel_dilation of the wrong length is reported by the lax checks (step 7).
+      if (plan.kernel_dilation.size() == n) {
+        for (std::size_t j = 0; j < n; ++j) {
+          const std::int64_t extent = (k[j] - 1) * plan.kernel_dilation[j] + 1;
+          plan.prepad_pads[j] = {(extent - 1) / 2, extent / 2};
+          if (input_shape[static_cast<std::size_t>(num_batch) + j] == 0 && extent > 1)
+            throw ValueError(fmt::format("{}: {} padding cannot pad the empty spatial dim {} of input {}", who, p, j,
+                                         shape_str(input_shape)));
+        }
+      }
+    } else if (p == "CAUSAL") {
+      if (n != 1)
+        throw ValueError(fmt::format("{}: Causal padding is only implemented for 1D convolutions. (kernel_size {} "
+                                     "makes a {}-d convolution; use 'SAME' or explicit (lo, hi) pairs)",
+                                     who, shape_str(k), n));
+      plan.prepad = Prepad::Causal;
+      plan.lax_padding = "VALID";
+      if (plan.kernel_dilation.size() == 1) plan.prepad_pads[0] = {plan.kernel_dilation[0] * (k[0] - 1), 0};
+    }
+  }
+  plan.prepadded_shape = plan.flat_input_shape;
+  for (std::size_t j = 0; j < n; ++j) plan.prepadded_shape[j + 1] += plan.prepad_pads[j].first + plan.prepad_pads[j].second;
+
+  // 6. Feature groups (upstream ConvLocal rejects G != 1; xgrad defines it, spec §11).
+  const std::int64_t C = input_shape.back(), F = spec.features, G = spec.feature_group_count;
+  if (G < 1) throw ValueError(fmt::format("{}: feature_group_count must be >= 1, got {}", who, G));
+  if (C % G != 0 || F % G != 0)
+    throw ValueError(fmt::format("{}: feature_group_count {} must divide both the input features {} and features {}",
+                                 who, G, C, F));
+
+  // 7. The lax shape checks (Flax's eval_shape), which also give the output size.
+  const auto geometry = kernels::make_conv_geometry(plan.prepadded_shape, k, plan.strides, plan.lax_padding,
+                                                    plan.input_dilation, plan.kernel_dilation, who);
+  plan.lax_pads = geometry.pads;
+  plan.out_spatial = geometry.out_spatial;
+
+  // 8. Parameter shapes and the mask.
+  if (spec.shared_weights) {
+    plan.kernel_shape = k;
+    plan.kernel_shape.insert(plan.kernel_shape.end(), {C / G, F});
+    plan.bias_shape = {F};
+  } else {
+    plan.kernel_shape = plan.out_spatial;
+    plan.kernel_shape.insert(plan.kernel_shape.end(), {numel(k) * C / G, F});
+    plan.bias_shape = plan.out_spatial;
+    plan.bias_shape.push_back(F);
+  }
+  if (mask_shape && *mask_shape != plan.kernel_shape)
+    throw ValueError(fmt::format("{}: Mask needs to have the same shape as weights. Shapes are: {}, {}", who,
+                                 tuple_str(*mask_shape), tuple_str(plan.kernel_shape)));
+  plan.output_shape = plan.batch_shape;
+  plan.output_shape.insert(plan.output_shape.end(), plan.out_spatial.begin(), plan.out_spatial.end());
+  plan.output_shape.push_back(F);
+  return plan;
+}
+
+Tensor conv_apply(const ConvPlan& plan, const Tensor& inputs, const Tensor& kernel, const std::optional<Tensor>& bias,
+                  const std::optional<Tensor>& mask, std::optional<DType> dtype, Precision precision) {
+  const char* who = plan.name.c_str();
+  if (inputs.shape() != plan.input_shape)
+    throw ShapeError(fmt::format("{}: input has shape {} but the layer was planned for {}{}; plan it again for this "
+                                 "input",
+                                 who, shape_str(inputs.shape()), shape_str(plan.input_shape),
+                                 plan.spec.shared_weights ? "" : " (a ConvLocal kernel depends on the input size)"));
+  if (kernel.shape() != plan.kernel_shape)
+    throw ShapeError(fmt::format("{}: kernel has shape {} but must be {}", who, shape_str(kernel.shape()),
+                                 shape_str(plan.kernel_shape)));
+  if (bias && bias->shape() != plan.bias_shape)
+    throw ShapeError(fmt::format("{}: bias has shape {} but must be {}", who, shape_str(bias->shape()),
+                                 shape_str(plan.bias_shape)));
+  if (mask && mask->shape() != plan.kernel_shape)
+    throw ValueError(fmt::format("{}: Mask needs to have the same shape as weights. Shapes are: {}, {}", who,
+                                 tuple_str(mask->shape()), tuple_str(plan.kernel_shape)));
+
+  Tensor x = reshape(inputs, plan.flat_input_shape);
+  if (plan.prepad != Prepad::None) {
+    std::vector<std::pair<std::int64_t, std::int64_t>> pads{{0, 0}};
+    pads.insert(pads.end(), plan.prepad_pads.begin(), plan.prepad_pads.end());
+    pads.emplace_back(0, 0);
+    const PadMode mode = plan.prepad == Prepad::Wrap      ? PadMode::Wrap
+                         : plan.prepad == Prepad::Reflect ? PadMode::Reflect
+                                                          : PadMode::Constant;
+    x = pad(x, pads, mode);
+  }
+  Tensor k = mask ? mul(kernel, *mask) : kernel;
+  auto promoted = promote_dtype({x, k, bias ? *bias : Tensor()}, dtype);
+  x = promoted[0];
+  k = promoted[1];
+
+  const auto& s = plan.spec;
+  Tensor y = s.shared_weights
+                 ? conv_general_dilated(x, k, plan.strides, plan.lax_padding, plan.input_dilation,
+                                        plan.kernel_dilation, s.feature_group_count, precision)
+                 : conv_general_dilated_local(x, k, plan.strides, plan.lax_padding, s.kernel_size,
+                                              plan.input_dilation, plan.kernel_dilation, precision,
+                                              s.feature_group_count);
+  if (promoted[2].defined()) y = add(y, promoted[2]);  // broadcasts over the batch (and positions when shared)
+  return reshape(y, plan.output_shape);
+}
+
+}  // namespace xgrad::nn

@@ -1,0 +1,81 @@
+// What flax.linen Conv / ConvLocal (`_Conv.__call__`) do, minus creating
+// parameters: plan_conv resolves the attributes for one input shape in the order
+// of spec §2.4 and raises every upstream error before any computation;
+// conv_apply runs the layer on given kernel / bias / mask tensors.
+//
+//   auto plan = nn::plan_conv(x.shape(), {.features = 4, .kernel_size = {3, 3},
+//                                         .padding = "CIRCULAR", .shared_weights = false});
+//   Tensor kernel = ...;  // plan.kernel_shape
+//   Tensor y = nn::conv_apply(plan, x, kernel, bias);
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/padding.hpp"
+#include "core/precision.hpp"
+#include "core/tensor.hpp"
+
+namespace xgrad::nn {
+
+// The attributes of _Conv that shape the computation. C++ cannot tell Flax's int
+// from a one-element tuple, so a one-entry strides/dilation {s} is the int s,
+// broadcast to every spatial dim; {} is Flax's None (= 1). kernel_size {k} is a
+// 1-d kernel, as Flax's int k.
+struct ConvSpec {
+  std::int64_t features = 0;
+  std::vector<std::int64_t> kernel_size;
+  std::vector<std::int64_t> strides = {1};
+  Padding padding = "SAME";
+  std::vector<std::int64_t> input_dilation = {1};
+  std::vector<std::int64_t> kernel_dilation = {1};
+  std::int64_t feature_group_count = 1;  // > 1 with shared_weights = false is an xgrad extension (spec §11)
+  bool shared_weights = true;            // false: ConvLocal
+};
+
+// The Flax-side padding applied before the lax op (then the lax padding is 'VALID').
+enum class Prepad { None, Wrap, Reflect, Causal };
+
+// Everything _Conv.__call__ resolves for one input shape.
+struct ConvPlan {
+  ConvSpec spec;
+  std::string name;                   // prefixes errors: "Conv", "ConvLocal" or a module path
+  Shape input_shape;
+  Shape batch_shape;                  // the leading batch axes (empty when there are none)
+  Shape flat_input_shape;             // (N, M..., C): batch axes flattened, or a batch of 1 added
+  std::vector<std::int64_t> strides, input_dilation, kernel_dilation;  // broadcast to the n spatial dims
+  Padding padding;                    // canonicalize_padding(spec.padding, n)
+  Prepad prepad = Prepad::None;
+  PadPairs prepad_pads;               // per spatial dim
+  Shape prepadded_shape;              // (N, M~..., C)
+  Padding lax_padding;                // what the lax op receives: a string or (lo, hi) pairs
+  PadPairs lax_pads;                  // the lax padding resolved (padtype_to_pads)
+  Shape out_spatial;                  // O
+  Shape kernel_shape;                 // (k..., C/G, F) shared; (O..., S*C/G, F) local
+  Shape bias_shape;                   // (F,) shared; (O..., F) local
+  Shape output_shape;                 // batch_shape + (O..., F)
+
+  std::int64_t rank() const { return static_cast<std::int64_t>(spec.kernel_size.size()); }
+  std::int64_t in_features() const { return input_shape.back(); }
+};
+
+// Resolves spec for inputs of `input_shape` ((batch..., spatial..., features)),
+// in _Conv.__call__'s order: kernel size, batch axes, strides and dilations,
+// canonicalize_padding, CIRCULAR/REFLECT/CAUSAL pre-padding, feature groups, the
+// lax shape checks, the mask shape. Throws ValueError / ShapeError /
+// NotImplementedError prefixed with `name` (default "Conv" or "ConvLocal").
+ConvPlan plan_conv(const Shape& input_shape, const ConvSpec& spec,
+                   const std::optional<Shape>& mask_shape = std::nullopt, std::string_view name = {});
+
+// The layer's forward pass, differentiable in inputs, kernel and bias:
+// flatten batch -> pre-pad -> kernel * mask -> promote_dtype(inputs, kernel, bias,
+// dtype) -> lax conv -> + bias -> restore batch axes. kernel/bias/mask must have
+// the plan's shapes.
+Tensor conv_apply(const ConvPlan& plan, const Tensor& inputs, const Tensor& kernel,
+                  const std::optional<Tensor>& bias = std::nullopt, const std::optional<Tensor>& mask = std::nullopt,
+                  std::optional<DType> dtype = std::nullopt, Precision precision = Precision::Default);
+
+}  // namespace xgrad::nn

@@ -1,0 +1,69 @@
+// Dense and DenseGeneral (flax.linen.Dense / DenseGeneral).
+//
+//   nn::Dense fc({.features = 128});                 // y = x W + b over the last axis
+//   nn::DenseGeneral head({.features = {4, 8}, .axis = {-2, -1}});
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/precision.hpp"
+#include "layers/initializers.hpp"
+#include "layers/module.hpp"
+
+namespace xgrad::nn {
+
+struct DenseOptions {
+  std::int64_t features = 0;                  // required
+  bool use_bias = true;
+  std::optional<DType> dtype = std::nullopt;  // computation dtype; empty: promoted from input and params
+  DType param_dtype = DType::Float32;         // storage dtype of kernel and bias
+  Precision precision = Precision::Default;
+  Initializer kernel_init = initializers::lecun_normal();
+  Initializer bias_init = initializers::zeros();
+};
+
+// Parameters: kernel [in, features] (in = the input's last dim), bias [features].
+class Dense : public Module {
+ public:
+  explicit Dense(DenseOptions options);
+  std::string describe() const override;  // "Dense, features=10"
+  const DenseOptions& options() const { return options_; }
+
+ protected:
+  Tensor forward(const Tensor& x) override;
+
+ private:
+  DenseOptions options_;
+};
+
+struct DenseGeneralOptions {
+  Shape features = {};                        // required: output feature dims
+  std::vector<std::int64_t> axis = {-1};      // input axes contracted, in kernel order
+  std::vector<std::int64_t> batch_dims = {};  // leading input axes shared with the kernel (0, 1, ...)
+  bool use_bias = true;
+  std::optional<DType> dtype = std::nullopt;
+  DType param_dtype = DType::Float32;
+  Precision precision = Precision::Default;
+  Initializer kernel_init = initializers::lecun_normal();  // applied to the flattened [prod(in), prod(features)]
+  Initializer bias_init = initializers::zeros();            // applied to the flattened bias
+};
+
+// Output: batch dims, then the remaining input dims, then features.
+// Parameters: kernel [batch..., contracted..., features...], bias [batch..., features...].
+class DenseGeneral : public Module {
+ public:
+  explicit DenseGeneral(DenseGeneralOptions options);
+  std::string describe() const override;  // "DenseGeneral, features=[4, 8]"
+  const DenseGeneralOptions& options() const { return options_; }
+
+ protected:
+  Tensor forward(const Tensor& x) override;
+
+ private:
+  DenseGeneralOptions options_;
+};
+
+}  // namespace xgrad::nn

@@ -1,0 +1,37 @@
+// Dropout (flax.linen.Dropout): in training, zeroes each element with probability
+// `rate` and scales the kept ones by 1 / (1 - rate); the identity in eval() and
+// during init(). broadcast_dims share one mask value along those axes (e.g. {1, 2}
+// for spatial dropout of NHWC maps). Masks come from the module's own stream: the
+// seed, the module path and a per-call counter.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "layers/module.hpp"
+
+namespace xgrad::nn {
+
+struct DropoutOptions {
+  double rate = 0.0;  // probability of dropping an element, in [0, 1]
+  std::vector<std::int64_t> broadcast_dims = {};
+  // Empty: follow the module's mode (deterministic in eval()).
+  std::optional<bool> deterministic = std::nullopt;
+};
+
+class Dropout : public Module {
+ public:
+  explicit Dropout(DropoutOptions options);
+  std::string describe() const override;  // "Dropout, rate=0.5"
+  const DropoutOptions& options() const { return options_; }
+
+ protected:
+  Tensor forward(const Tensor& x) override;
+
+ private:
+  DropoutOptions options_;
+};
+
+}  // namespace xgrad::nn

@@ -1,0 +1,45 @@
+// Embed (flax.linen.Embed): a lookup table of num_embeddings vectors of size features.
+//
+//   nn::Embed embed({.num_embeddings = 1000, .features = 64});
+//   Tensor vectors = embed(token_ids);        // integer [batch...] -> [batch..., 64]
+//   Tensor logits = embed.attend(vectors);    // [..., 64] -> [..., 1000], shared weights
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "layers/initializers.hpp"
+#include "layers/module.hpp"
+
+namespace xgrad::nn {
+
+struct EmbedOptions {
+  std::int64_t num_embeddings = 0;  // required
+  std::int64_t features = 0;        // required
+  std::optional<DType> dtype = std::nullopt;
+  DType param_dtype = DType::Float32;
+  // N(0, 1 / features): variance_scaling(1, fan_in, normal, out_axis=0).
+  Initializer embedding_init =
+      initializers::variance_scaling(1.0, initializers::FanMode::FanIn, initializers::Distribution::Normal, -2, 0);
+};
+
+// Parameter: embedding [num_embeddings, features].
+class Embed : public Module {
+ public:
+  explicit Embed(EmbedOptions options);
+  std::string describe() const override;  // "Embed, num_embeddings=1000, features=64"
+  const EmbedOptions& options() const { return options_; }
+
+  // query @ embedding^T: similarity of each query with every embedding.
+  Tensor attend(const Tensor& query);
+
+ protected:
+  Tensor forward(const Tensor& indices) override;  // integer indices only (ValueError otherwise)
+
+ private:
+  Tensor embedding();
+  EmbedOptions options_;
+};
+
+}  // namespace xgrad::nn

@@ -1,0 +1,102 @@
+#include "layers/losses.hpp"
+
+#include <fmt/format.h>
+
+#include "autograd/grad_mode.hpp"
+#include "autograd/node.hpp"
+#include "autograd/ops.hpp"
+#include "core/error.hpp"
+#include "core/kernels/cross_entropy.hpp"
+#include "core/tensor_impl.hpp"
+#include "layers/activations.hpp"
+
+namespace xgrad::losses {
+
+namespace {
+
+Tensor reduce(const Tensor& loss, Reduction reduction) {
+  switch (reduction) {
+    case Reduction::None: return loss;
+    case Reduction::Mean: return mean(loss);
+    case Reduction::Sum: return sum(loss);
+  }
+  return loss;
+}
+
+void check_same_shape(const char* op, const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape())
+    throw ShapeError(fmt::format("{}: predictions {} and targets {} must have the same shape", op,
+                                 shape_str(a.shape()), shape_str(b.shape())));
+}
+
+void check_label_shape(const char* op, const Tensor& logits, const Tensor& labels) {
+  const Shape& s = logits.shape();
+  if (s.empty() || labels.shape() != Shape(s.begin(), s.end() - 1))
+    throw ShapeError(fmt::format("{}: labels {} must have the logits' shape {} without the class axis", op,
+                                 shape_str(labels.shape()), shape_str(s)));
+}
+
+}  // namespace
+
+Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits, const Tensor& labels, Reduction reduction) {
+  check_label_shape("softmax_cross_entropy", logits, labels);
+  auto [loss, lse] = kernels::softmax_cross_entropy_forward(logits, labels);
+  const std::int64_t classes = logits.shape().back();
+  loss = record("softmax_cross_entropy", loss, {logits},
+                [logits, labels, lse, classes](const Tensor& g, const Tensor&) -> Grads {
+                  // Under create_graph the gradient must itself be differentiable.
+                  if (GradMode::is_enabled())
+                    return {unsqueeze(g, -1) * (softmax(logits, -1) - one_hot(labels, classes, logits.dtype()))};
+                  return {kernels::softmax_cross_entropy_backward(logits, labels, lse, g)};
+                });
+  return reduce(loss, reduction);
+}
+
+Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels, Reduction reduction) {
+  if (is_integral(labels.dtype())) return softmax_cross_entropy_with_integer_labels(logits, labels, reduction);
+  if (labels.shape() != logits.shape())
+    throw ShapeError(fmt::format("softmax_cross_entropy: targets {} must have the logits' shape {} (or be integer "
+                                 "labels without the class axis)",
+                                 shape_str(labels.shape()), shape_str(logits.shape())));
+  return reduce(-sum(labels * log_softmax(logits, -1), {-1}), reduction);
+}
+
+Tensor sigmoid_binary_cross_entropy(const Tensor& logits, const Tensor& labels, Reduction reduction) {
+  check_same_shape("sigmoid_binary_cross_entropy", logits, labels);
+  const Tensor log_p = nn::log_sigmoid(logits), log_not_p = nn::log_sigmoid(-logits);
+  return reduce(-labels * log_p - (1.0 - labels) * log_not_p, reduction);
+}
+
+Tensor mse(const Tensor& predictions, const Tensor& targets, Reduction reduction) {
+  check_same_shape("mse", predictions, targets);
+  return reduce(square(predictions - targets), reduction);
+}
+
+Tensor l1(const Tensor& predictions, const Tensor& targets, Reduction reduction) {
+  check_same_shape("l1", predictions, targets);
+  return reduce(abs(predictions - targets), reduction);
+}
+
+Tensor huber(const Tensor& predictions, const Tensor& targets, double delta, Reduction reduction) {
+  check_same_shape("huber", predictions, targets);
+  if (!(delta > 0)) throw ValueError(fmt::format("huber: delta must be positive, got {}", delta));
+  const Tensor error = abs(predictions - targets);
+  const Tensor quadratic = minimum(error, weak_scalar(delta, true, error));
+  const Tensor linear = error - quadratic;
+  return reduce(square(quadratic) * 0.5 + linear * delta, reduction);
+}
+
+double accuracy(const Tensor& logits, const Tensor& labels) {
+  check_label_shape("accuracy", logits, labels);
+  if (!is_integral(labels.dtype()))
+    throw DTypeError(fmt::format("accuracy: labels must be integers, got {}", dtype_name(labels.dtype())));
+  const std::int64_t rows = labels.numel();
+  if (rows == 0) return 0.0;
+  const Tensor predicted = argmax(logits, -1);
+  const std::vector<double> p = predicted.to_vector(), y = labels.to_vector();
+  std::int64_t correct = 0;
+  for (std::size_t i = 0; i < p.size(); ++i) correct += p[i] == y[i];
+  return static_cast<double>(correct) / static_cast<double>(rows);
+}
+
+}  // namespace xgrad::losses

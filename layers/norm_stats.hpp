@@ -1,0 +1,34 @@
+// Internal to the normalization layers: Flax's _compute_stats and _normalize
+// (flax/linen/normalization.py).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "core/tensor.hpp"
+
+namespace xgrad::nn {
+
+struct NormStats {
+  Tensor mean, var;  // reduced axes kept as size 1, dtype at least float32
+};
+
+// Statistics over `axes` computed in promote_types(dtype or x's dtype, float32).
+// use_mean=false (RMSNorm) gives mean = 0 and var = E[x^2]. The fast variance is
+// max(0, E[x^2] - E[x]^2); otherwise E[(x - E[x])^2].
+NormStats compute_stats(const Tensor& x, const std::vector<std::int64_t>& axes, std::optional<DType> dtype,
+                        bool use_mean, bool use_fast_variance);
+
+// y = (x - mean) * (rsqrt(var + epsilon) * scale) + bias, cast to
+// canonicalize_dtype(x, scale, bias, dtype). scale and bias may be undefined and
+// are viewed with `feature_shape` (x's rank, 1 outside the feature axes).
+Tensor normalize(const Tensor& x, const NormStats& stats, const Tensor& scale, const Tensor& bias,
+                 const Shape& feature_shape, double epsilon, std::optional<DType> dtype);
+
+// Sizes of x along the feature axes (the parameter shape), and x's shape with
+// every other axis set to 1 (the broadcasting view). Axes are normalised.
+Shape reduced_feature_shape(const Shape& x_shape, const std::vector<std::int64_t>& feature_axes);
+Shape broadcast_feature_shape(const Shape& x_shape, const std::vector<std::int64_t>& feature_axes);
+
+}  // namespace xgrad::nn

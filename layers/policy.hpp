@@ -1,0 +1,73 @@
+// Mixed-precision policy for a module tree, in the spirit of DeepMind's jmp and
+// Flax's dtype / param_dtype attributes:
+//
+//   nn::apply_policy(model, nn::parse_policy("params=float32,compute=bfloat16,output=float32"));
+//
+// sets every layer's param_dtype (storage; existing parameters are converted) and
+// dtype (computation), and makes the root cast its output. Modules without those
+// options (custom ones, Sequential) are left as they are.
+//
+// float16 training also needs loss scaling, since small gradients underflow:
+//
+//   nn::DynamicLossScale scaler;
+//   scaler.scale(loss).backward();
+//   if (scaler.unscale_and_check(model)) optimizer_step();   // else skip this step
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/tensor.hpp"
+
+namespace xgrad::nn {
+
+class Module;
+
+struct DTypePolicy {
+  DType param_dtype = DType::Float32;
+  std::optional<DType> compute_dtype = std::nullopt;  // empty: promoted (Flax's dtype=None)
+  std::optional<DType> output_dtype = std::nullopt;   // empty: no cast at the root
+  std::string to_string() const;       // "params=float32,compute=bfloat16,output=float32"
+};
+
+// Comma-separated key=value pairs; keys params|p, compute|c, output|o (each at most
+// once, any omitted keeps its default); values are dtype names ("bfloat16") or the
+// short forms f16, bf16, f32, f64, half (float16) and full (float32). Throws ValueError.
+DTypePolicy parse_policy(std::string_view spec);
+
+void apply_policy(Module& root, const DTypePolicy& policy);
+
+// Dynamic loss scaling (jmp.DynamicLossScale): the loss is multiplied by `scale`
+// before backward; gradients are divided by it after. A step with a non-finite
+// gradient is to be skipped and halves the scale (down to min_scale); every
+// growth_interval finite steps in a row double it.
+struct LossScaleOptions {
+  double initial_scale = 32768.0;  // 2^15
+  std::int64_t growth_interval = 2000;
+  double factor = 2.0;
+  double min_scale = 1.0;
+};
+
+class DynamicLossScale {
+ public:
+  explicit DynamicLossScale(LossScaleOptions options = {});
+
+  Tensor scale(const Tensor& loss) const;  // loss * loss_scale(), differentiable
+  // Divides each gradient by the scale, in place, and updates the scale. Returns
+  // true when every gradient is finite (apply the step), false to skip it.
+  bool unscale_and_check(std::vector<Tensor>& grads);
+  bool unscale_and_check(Module& model);  // the .grad() of every parameter that has one
+
+  double loss_scale() const { return scale_; }
+  std::int64_t good_steps() const { return good_steps_; }
+
+ private:
+  LossScaleOptions options_;
+  double scale_;
+  std::int64_t good_steps_ = 0;
+};
+
+}  // namespace xgrad::nn

@@ -1,0 +1,101 @@
+// The building blocks, with optax's names, formulas and defaults (g: the incoming
+// update, t: the update count after this step, 1-based). State is kept in float32
+// (float64 for float64 parameters) unless a dtype is given; 16-bit updates and
+// parameters are computed in float32.
+#pragma once
+
+#include <optional>
+
+#include "core/dtype.hpp"
+#include "optim/schedule.hpp"
+#include "optim/transformation.hpp"
+
+namespace xgrad::optim {
+
+// g·step_size.
+GradientTransformation scale(double step_size);
+// g·step_size_fn(count); counter "count" from 0.
+GradientTransformation scale_by_schedule(Schedule step_size_fn);
+// g·(−lr) (g·lr without flip_sign): scale for a constant, scale_by_schedule for a schedule.
+// Reports the learning rate of the next step to Optimizer::learning_rate().
+GradientTransformation scale_by_learning_rate(LearningRate learning_rate, bool flip_sign = true);
+
+// Adam: m ← b1·m + (1−b1)g, v ← b2·v + (1−b2)g², u = m̂/(√(v̂ + eps_root) + eps) with
+// m̂ = m/(1−b1ᵗ), v̂ = v/(1−b2ᵗ); Nesterov: m̂ = b1·m/(1−b1ᵗ⁺¹) + (1−b1)g/(1−b1ᵗ).
+// State: mu (in mu_dtype if given), nu, count. One pass per tensor.
+struct ScaleByAdamOptions {
+  double b1 = 0.9;
+  double b2 = 0.999;
+  double eps = 1e-8;
+  double eps_root = 0.0;
+  std::optional<DType> mu_dtype = std::nullopt;
+  bool nesterov = false;
+};
+GradientTransformation scale_by_adam(const ScaleByAdamOptions& options = {});
+
+// AMSGrad: Adam's moments, with v̂_max ← max(v̂_max, v̂) in place of v̂. State: mu, nu, nu_max, count.
+struct ScaleByAmsgradOptions {
+  double b1 = 0.9;
+  double b2 = 0.999;
+  double eps = 1e-8;
+  double eps_root = 0.0;
+  std::optional<DType> mu_dtype = std::nullopt;
+};
+GradientTransformation scale_by_amsgrad(const ScaleByAmsgradOptions& options = {});
+
+// Adamax: m as Adam, v ← max(b2·v, |g| + eps), u = m̂/v. State: mu, nu, count.
+struct ScaleByAdamaxOptions {
+  double b1 = 0.9;
+  double b2 = 0.999;
+  double eps = 1e-8;
+};
+GradientTransformation scale_by_adamax(const ScaleByAdamaxOptions& options = {});
+
+// RMS: ν ← decay·ν + (1−decay)g² (ν starts at initial_scale), u = g/√(ν̂ + eps)
+// (g/(√ν̂ + eps) without eps_in_sqrt); ν̂ = ν/(1−decayᵗ) with bias_correction.
+// State: nu (+ count with bias_correction).
+struct ScaleByRmsOptions {
+  double decay = 0.9;
+  double eps = 1e-8;
+  double initial_scale = 0.0;
+  bool eps_in_sqrt = true;
+  bool bias_correction = false;
+};
+GradientTransformation scale_by_rms(const ScaleByRmsOptions& options = {});
+// Centered RMS: also m ← decay·m + (1−decay)g, and u = g/√(ν̂ − m̂² + eps). State: mu, nu (+ count).
+GradientTransformation scale_by_stddev(const ScaleByRmsOptions& options = {});
+
+// Adagrad's scaling: G ← G + g² (G starts at initial_accumulator_value),
+// u = g/√(G + eps), or 0 where G == 0. State: sum_of_squares.
+GradientTransformation scale_by_rss(double initial_accumulator_value = 0.1, double eps = 1e-7);
+
+// Momentum: τ ← g + decay·τ, u = τ (Nesterov: u = g + decay·τ). State: trace.
+GradientTransformation trace(double decay, bool nesterov = false, std::optional<DType> accumulator_dtype = std::nullopt);
+
+// Per parameter: u·trust_coefficient·‖p‖/(‖u‖ + eps), norms floored at min_norm;
+// the factor is 1 when either norm is 0. Needs params.
+struct ScaleByTrustRatioOptions {
+  double min_norm = 0.0;
+  double trust_coefficient = 1.0;
+  double eps = 0.0;
+};
+GradientTransformation scale_by_trust_ratio(const ScaleByTrustRatioOptions& options = {});
+
+// Lion: u = sign((1−b1)g + b1·m), then m ← b2·m + (1−b2)g. State: mu, count.
+struct ScaleByLionOptions {
+  double b1 = 0.9;
+  double b2 = 0.99;
+  std::optional<DType> mu_dtype = std::nullopt;
+};
+GradientTransformation scale_by_lion(const ScaleByLionOptions& options = {});
+
+// u + weight_decay·p on the parameters `mask` selects (all if empty). Needs params.
+// A weight decay of exactly 0 is skipped entirely (identity).
+GradientTransformation add_decayed_weights(double weight_decay = 0.0, PathPredicate mask = {});
+
+// Elementwise clip to [−max_delta, max_delta].
+GradientTransformation clip(double max_delta);
+// With ‖g‖ the L2 norm over all updates: g if ‖g‖ < max_norm, else g/‖g‖·max_norm.
+GradientTransformation clip_by_global_norm(double max_norm);
+
+}  // namespace xgrad::optim
