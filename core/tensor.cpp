@@ -169,7 +169,12 @@ Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
 
 Tensor arange(double start, double stop, double step, DType dtype) {
   if (step == 0.0) throw ValueError("arange: step must not be zero");
-  const auto n = static_cast<std::int64_t>(std::max(0.0, std::ceil((stop - start) / step)));
+  const double count = std::ceil((stop - start) / step);
+  // Also refuses NaN and infinite bounds, whose count no integer holds.
+  if (!(count <= 9.007199254740992e15))  // 2^53: larger counts cannot even be told apart
+    throw ValueError(fmt::format("arange: [{}, {}) with step {} has {} elements, too many", start, stop, step,
+                                 count));
+  const auto n = static_cast<std::int64_t>(std::max(0.0, count));
   std::vector<double> values(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i) values[static_cast<std::size_t>(i)] = start + static_cast<double>(i) * step;
   return from_vector(values, {n}, dtype);

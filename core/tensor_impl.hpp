@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
+#include <type_traits>
 #include <variant>
 
 #include <xtensor/xarray.hpp>
@@ -72,6 +74,18 @@ inline To convert_element(From v) {
     else return To(static_cast<float>(v));
   } else if constexpr (std::is_same_v<To, bool>) {
     return static_cast<compute_t<From>>(v) != compute_t<From>(0);
+  } else if constexpr (std::is_integral_v<To> && std::is_floating_point_v<compute_t<From>>) {
+    // C++ leaves NaN and out-of-range float-to-int casts undefined; define them as
+    // XLA (and so JAX) does: NaN becomes 0, everything else saturates.
+    using F = compute_t<From>;
+    const F f = static_cast<F>(v);
+    constexpr To lo = std::numeric_limits<To>::min(), hi = std::numeric_limits<To>::max();
+    if (f != f) return To(0);
+    // lo = -2^k is exact in F; hi = 2^k - 1 is exact or rounds up to 2^k: either way
+    // every f at or beyond these bounds maps to them, and f strictly inside casts safely.
+    if (f <= static_cast<F>(lo)) return lo;
+    if (f >= static_cast<F>(hi)) return hi;
+    return static_cast<To>(f);
   } else {
     return static_cast<To>(static_cast<compute_t<From>>(v));
   }

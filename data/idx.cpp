@@ -135,11 +135,12 @@ IdxArray read_idx(const std::string& path) {
                                 dims_str(result.shape), kMaxIdxElements));
   }
 
-  // Grow with what arrives rather than trusting the header with one big allocation.
+  // Grow with what arrives rather than trusting the header with one big allocation:
+  // only once a first full chunk has arrived is room reserved for (up to 64 chunks of)
+  // the rest, which saves the copies of geometric growth on real datasets.
   const auto declared = static_cast<std::size_t>(count);
   constexpr std::size_t kChunk = std::size_t{1} << 20;
   std::vector<std::uint8_t>& bytes = result.bytes;
-  bytes.reserve(std::min(declared, 64 * kChunk));
   while (bytes.size() < declared) {
     const std::size_t before = bytes.size();
     const std::size_t want = std::min(kChunk, declared - before);
@@ -147,6 +148,7 @@ IdxArray read_idx(const std::string& path) {
     const std::size_t got = in.read(bytes.data() + before, want);
     bytes.resize(before + got);
     if (got < want) break;
+    if (before == 0) bytes.reserve(std::min(declared, 64 * kChunk));
   }
   if (bytes.size() < declared)
     throw IOError(fmt::format("{}: truncated: header declares {} of data, found {}", path,
