@@ -24,7 +24,7 @@ done
 "$build/bench/conv_local_bench" | tee -a "$out/xgrad.txt"
 for split in "1 1" "2 1" "1 2" "2 2"; do
   "$build/bench/models_torch_twin" $split | tee -a "$out/torch.txt"
-  "$build/bench/conv_local_torch_twin" 100 $split | tee -a "$out/torch.txt"
+  "$build/bench/conv_local_torch_twin" 50 $split | tee -a "$out/torch.txt"
 done
 echo "load after: $(uptime)"
 echo
