@@ -194,7 +194,7 @@ int run(const Flags& f) {
   if (history.empty()) last = evaluate(*model, test, 500);
   fashion::print_epoch_table(history);
   fashion::print_confusion_matrix(last.confusion);
-  if (!history.empty() && fashion::plot_curves(f.out + "/metrics.csv", f.out + "/curves.png"))
+  if (!history.empty() && fashion::plot_curves(f.out + "/metrics.csv", f.out + "/curves.png", history.back().epoch))
     fmt::print("wrote {0}/metrics.csv, {0}/checkpoint.npz and {0}/curves.png\n", f.out);
   fmt::print("test accuracy: {:.2f}%\n", 100 * last.accuracy);
   return 0;

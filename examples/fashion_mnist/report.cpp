@@ -39,7 +39,7 @@ void print_confusion_matrix(const std::vector<std::vector<long>>& counts) {
   }
 }
 
-bool plot_curves(const std::string& csv_path, const std::string& png_path) {
+bool plot_curves(const std::string& csv_path, const std::string& png_path, int last_epoch) {
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
     fmt::print("gnuplot not found: skipping {} (install gnuplot-nox to get it)\n", png_path);
     return false;
@@ -47,12 +47,12 @@ bool plot_curves(const std::string& csv_path, const std::string& png_path) {
   const std::string script = fmt::format(
       "set terminal pngcairo size 1000,420 noenhanced\n"
       "set output '{1}'\nset datafile separator ','\nset key autotitle columnhead\n"
-      "set multiplot layout 1,2\nset xlabel 'epoch'\nset grid\n"
+      "set multiplot layout 1,2\nset xlabel 'epoch'\nset grid\nset xrange [0.5:{2}.5]\n"
       "set title 'loss'\nplot '{0}' using 1:2 with linespoints title 'train', '' using 1:4 with linespoints title 'test'\n"
       "set title 'accuracy'\nset format y '%.0f%%'\n"
       "plot '{0}' using 1:($3*100) with linespoints title 'train', '' using 1:($5*100) with linespoints title 'test'\n"
       "unset multiplot\n",
-      csv_path, png_path);
+      csv_path, png_path, last_epoch);
   const std::string script_path = png_path + ".gnuplot";
   std::ofstream(script_path) << script;
   const int status = std::system(fmt::format("gnuplot '{}' 2>&1", script_path).c_str());

@@ -22,6 +22,6 @@ void print_confusion_matrix(const std::vector<std::vector<long>>& counts);
 
 // Draws loss and accuracy per epoch with gnuplot into `png_path`. Returns false
 // (after saying why) when gnuplot is missing or fails; the run goes on.
-bool plot_curves(const std::string& csv_path, const std::string& png_path);
+bool plot_curves(const std::string& csv_path, const std::string& png_path, int last_epoch);
 
 }  // namespace fashion
