@@ -3,6 +3,7 @@
 // REFLECT / CAUSAL pre-padding relies on.
 #include <doctest/doctest.h>
 
+#include "test_support.hpp"
 #include "xgrad.hpp"
 
 using namespace xgrad;
@@ -12,16 +13,6 @@ namespace {
 using Pairs = std::vector<std::pair<int, int>>;
 
 std::string canonical(const Padding& p, int rank) { return canonicalize_padding(p, rank).to_string(); }
-
-template <class E>
-std::string error_of(auto&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 }  // namespace
 
@@ -53,7 +44,7 @@ TEST_CASE("canonicalize_padding follows Flax's test_canonicalize_padding") {
   // ((2, 2), 3) and ((2, 2), 1): a sequence of two ints has length 2, not the rank.
   // ([None, (1, 2)], 2) has no C++ spelling: an entry is an int or a pair by type.
   for (int rank : {3, 1}) {
-    const std::string msg = error_of<ValueError>([&] { canonicalize_padding(Padding{2, 2}, rank); });
+    const std::string msg = test_support::error_of<ValueError>([&] { canonicalize_padding(Padding{2, 2}, rank); });
     CHECK(msg == "Invalid padding format: [2, 2], should be str, int, or a sequence of len " + std::to_string(rank) +
                      " where each element is an int or pair of ints.");
   }
@@ -69,7 +60,7 @@ TEST_CASE("padtype_to_pads resolves VALID, SAME and SAME_LOWER in any case") {
   CHECK(padtype_to_pads("SAME", {5, 6}, {3, 3}, {2, 2}, "t") == PadPairs{{1, 1}, {0, 1}});
   CHECK(padtype_to_pads("SAME", {2}, {5}, {1}, "t") == PadPairs{{2, 2}});  // dilated window 5
   CHECK(padtype_to_pads("SAME", {7}, {2}, {4}, "t") == PadPairs{{0, 0}});  // max(.., 0)
-  const std::string msg = error_of<ValueError>([] { padtype_to_pads("FULL", {5}, {3}, {1}, "conv"); });
+  const std::string msg = test_support::error_of<ValueError>([] { padtype_to_pads("FULL", {5}, {3}, {1}, "conv"); });
   CHECK(msg.find("conv: Unrecognized padding type: expected 'VALID', 'SAME', or 'SAME_LOWER', got 'FULL'") == 0);
 }
 
@@ -83,7 +74,7 @@ TEST_CASE("Precision parses the strings lax.canonicalize_precision accepts") {
   CHECK(parse_precision("highest") == Precision::Highest);
   CHECK(parse_precision("float32") == Precision::Highest);
   CHECK(precision_name(Precision::Highest) == "highest");
-  CHECK(error_of<ValueError>([] { parse_precision("HIGHEST"); }).find("unknown precision 'HIGHEST'") !=
+  CHECK(test_support::error_of<ValueError>([] { parse_precision("HIGHEST"); }).find("unknown precision 'HIGHEST'") !=
         std::string::npos);
 }
 

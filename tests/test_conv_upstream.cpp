@@ -3,6 +3,7 @@
 // spec §2.4, raised by plan_conv before any computation.
 #include <doctest/doctest.h>
 
+#include "test_support.hpp"
 #include "xgrad.hpp"
 
 using namespace xgrad;
@@ -21,16 +22,6 @@ Tensor run_constant(const Tensor& x, const nn::ConvSpec& spec, double bias, nn::
   const auto plan = nn::plan_conv(x.shape(), spec);
   if (plan_out) *plan_out = plan;
   return nn::conv_apply(plan, x, ones(plan.kernel_shape), full(plan.bias_shape, bias));
-}
-
-template <class E>
-std::string error_of(auto&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no error of the expected type)";
 }
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
@@ -170,7 +161,7 @@ TEST_CASE("§6.11 testConvGeneralDilatedPatchesOverlapping2D, and channel-major 
 
 TEST_CASE("testConvInvalidPadding: the lax ops want a string or (low, high) pairs") {
   Tensor lhs = ones({1, 4, 4, 1});
-  const std::string msg = error_of<ValueError>([&] { conv_general_dilated_patches(lhs, {2, 2}, {1, 1}, {3, 3}); });
+  const std::string msg = test_support::error_of<ValueError>([&] { conv_general_dilated_patches(lhs, {2, 2}, {1, 1}, {3, 3}); });
   CHECK(contains(msg, "padding argument"));
   CHECK(contains(msg, "got [3, 3]"));
 }
@@ -207,73 +198,73 @@ TEST_CASE("§4.2 ConvLocal docstring parameter shapes") {
 
 TEST_CASE("§2.4 errors are raised by plan_conv with the upstream wording and a hint") {
   using nn::plan_conv;
-  std::string msg = error_of<ValueError>([] { plan_conv({1, 6, 6, 2}, local(2, {3, 3}, Padding{1, 2, 3})); });
+  std::string msg = test_support::error_of<ValueError>([] { plan_conv({1, 6, 6, 2}, local(2, {3, 3}, Padding{1, 2, 3})); });
   CHECK(contains(msg, "ConvLocal: Invalid padding format: [1, 2, 3]"));
 
-  msg = error_of<ValueError>([] { plan_conv({1, 4, 4, 2}, local(2, {3, 3}, "CAUSAL")); });
+  msg = test_support::error_of<ValueError>([] { plan_conv({1, 4, 4, 2}, local(2, {3, 3}, "CAUSAL")); });
   CHECK(contains(msg, "Causal padding is only implemented for 1D convolutions."));
 
   for (const char* p : {"SAME", "CIRCULAR", "VALID"}) {
     nn::ConvSpec s = local(2, {3}, p);
     s.input_dilation = {2};
-    msg = error_of<ValueError>([&] { plan_conv({1, 5, 2}, s); });
+    msg = test_support::error_of<ValueError>([&] { plan_conv({1, 5, 2}, s); });
     CHECK(contains(msg, "String padding is not implemented for transposed convolution"));
   }
   nn::ConvSpec dilated_pairs = local(2, {3}, Padding{{1, 1}});
   dilated_pairs.input_dilation = {2};
   CHECK(plan_conv({1, 5, 2}, dilated_pairs).out_spatial == Shape{9});
 
-  msg = error_of<ValueError>([] { plan_conv({1, 5, 2}, local(2, {3}, "circular")); });
+  msg = test_support::error_of<ValueError>([] { plan_conv({1, 5, 2}, local(2, {3}, "circular")); });
   CHECK(contains(msg, "Unrecognized padding type: expected 'VALID', 'SAME', or 'SAME_LOWER', got 'circular'"));
   CHECK(plan_conv({1, 5, 2}, local(2, {3}, "same")).lax_pads == PadPairs{{1, 1}});
 
-  msg = error_of<ValueError>([] { plan_conv({1, 5, 2}, local(2, {3}, Padding{{-4, -3}})); });
+  msg = test_support::error_of<ValueError>([] { plan_conv({1, 5, 2}, local(2, {3}, Padding{{-4, -3}})); });
   CHECK(contains(msg, "Negative padding is larger than the size of the corresponding dimension"));
 
   nn::ConvSpec bad_strides = local(2, {3, 3});
   bad_strides.strides = {1, 2, 3};
-  msg = error_of<ValueError>([&] { plan_conv({1, 5, 5, 2}, bad_strides); });
+  msg = test_support::error_of<ValueError>([&] { plan_conv({1, 5, 5, 2}, bad_strides); });
   CHECK(contains(msg, "window_strides has 3 entries [1, 2, 3] but the convolution has 2 spatial dims"));
 
   nn::ConvSpec zero_dilation = local(2, {3});
   zero_dilation.kernel_dilation = {0};
-  msg = error_of<ValueError>([&] { plan_conv({1, 5, 2}, zero_dilation); });
+  msg = test_support::error_of<ValueError>([&] { plan_conv({1, 5, 2}, zero_dilation); });
   CHECK(contains(msg, "All dilations must be positive"));
 
-  msg = error_of<ValueError>([] { plan_conv({1, 8, 3}, local(4, {3}, "VALID"), Shape{3, 3, 4}); });
+  msg = test_support::error_of<ValueError>([] { plan_conv({1, 8, 3}, local(4, {3}, "VALID"), Shape{3, 3, 4}); });
   CHECK(contains(msg, "Mask needs to have the same shape as weights. Shapes are: (3, 3, 4), (6, 9, 4)"));
 
-  msg = error_of<ShapeError>([] { plan_conv({5, 3}, local(4, {3, 3})); });
+  msg = test_support::error_of<ShapeError>([] { plan_conv({5, 3}, local(4, {3, 3})); });
   CHECK(contains(msg, "input of shape [5, 3] has rank 2, but kernel_size [3, 3] makes a 2-d convolution"));
 
   nn::ConvSpec groups = local(4, {3});
   groups.feature_group_count = 3;
-  msg = error_of<ValueError>([&] { plan_conv({1, 5, 6}, groups); });
+  msg = test_support::error_of<ValueError>([&] { plan_conv({1, 5, 6}, groups); });
   CHECK(contains(msg, "feature_group_count 3 must divide both the input features 6 and features 4"));
 
-  msg = error_of<NotImplementedError>([] { plan_conv({1, 5, 6}, local(4, {})); });
+  msg = test_support::error_of<NotImplementedError>([] { plan_conv({1, 5, 6}, local(4, {})); });
   CHECK(contains(msg, "kernel_size is empty"));
 }
 
 TEST_CASE("conv_apply refuses tensors that do not match the plan") {
   const auto plan = nn::plan_conv({2, 8, 3}, local(4, {3}, "VALID"));
-  std::string msg = error_of<ShapeError>([&] { nn::conv_apply(plan, ones({2, 9, 3}), ones(plan.kernel_shape)); });
+  std::string msg = test_support::error_of<ShapeError>([&] { nn::conv_apply(plan, ones({2, 9, 3}), ones(plan.kernel_shape)); });
   CHECK(contains(msg, "ConvLocal: input has shape [2, 9, 3] but the layer was planned for [2, 8, 3]"));
-  msg = error_of<ShapeError>([&] { nn::conv_apply(plan, ones({2, 8, 3}), ones({6, 9, 5})); });
+  msg = test_support::error_of<ShapeError>([&] { nn::conv_apply(plan, ones({2, 8, 3}), ones({6, 9, 5})); });
   CHECK(contains(msg, "kernel has shape [6, 9, 5] but must be [6, 9, 4]"));
-  msg = error_of<ShapeError>([&] { nn::conv_apply(plan, ones({2, 8, 3}), ones(plan.kernel_shape), ones({4})); });
+  msg = test_support::error_of<ShapeError>([&] { nn::conv_apply(plan, ones({2, 8, 3}), ones(plan.kernel_shape), ones({4})); });
   CHECK(contains(msg, "bias has shape [4] but must be [6, 4]"));
 }
 
 TEST_CASE("the lax ops check dtypes and kernel shapes before computing") {
   Tensor x = ones({1, 5, 2});
-  std::string msg = error_of<DTypeError>(
+  std::string msg = test_support::error_of<DTypeError>(
       [&] { conv_general_dilated_local(x, ones({3, 6, 4}, DType::Float64), {1}, "VALID", {3}); });
   CHECK(contains(msg, "lhs [1, 5, 2] is float32 but rhs [3, 6, 4] is float64"));
-  msg = error_of<DTypeError>([&] { conv_general_dilated(ones({1, 5, 2}, DType::Int32), ones({3, 2, 4}), {1}, "SAME"); });
+  msg = test_support::error_of<DTypeError>([&] { conv_general_dilated(ones({1, 5, 2}, DType::Int32), ones({3, 2, 4}), {1}, "SAME"); });
   CHECK(contains(msg, "lhs [1, 5, 2] has dtype int32; convolutions need a floating dtype"));
-  msg = error_of<ShapeError>([&] { conv_general_dilated_local(x, ones({3, 5, 4}), {1}, "VALID", {3}); });
+  msg = test_support::error_of<ShapeError>([&] { conv_general_dilated_local(x, ones({3, 5, 4}), {1}, "VALID", {3}); });
   CHECK(contains(msg, "rhs has shape [3, 5, 4] but an input of shape [1, 5, 2] needs a kernel of shape [3, 6, 4]"));
-  msg = error_of<ValueError>([&] { conv_general_dilated(ones({1, 5, 3}), ones({3, 1, 4}), {1}, "SAME", {}, {}, 2); });
+  msg = test_support::error_of<ValueError>([&] { conv_general_dilated(ones({1, 5, 3}), ones({3, 1, 4}), {1}, "SAME", {}, {}, 2); });
   CHECK(contains(msg, "feature_group_count 2 must divide the input feature dimension 3"));
 }

@@ -2,6 +2,7 @@
 // Expected arrays are written out by hand from numpy.pad's definitions.
 #include <doctest/doctest.h>
 
+#include "test_support.hpp"
 #include "xgrad.hpp"
 
 using namespace xgrad;
@@ -11,14 +12,6 @@ namespace {
 void check_values(const Tensor& t, const Shape& shape, const std::vector<double>& expected) {
   CHECK(t.shape() == shape);
   CHECK(t.to_vector() == expected);
-}
-
-void check_first_and_second_order(const char* what, const GradcheckFunction& f, const std::vector<Tensor>& inputs) {
-  INFO(what);
-  const GradcheckReport first = gradcheck(f, inputs);
-  CHECK_MESSAGE(first.ok, first.to_string());
-  const GradcheckReport second = gradgradcheck(f, inputs);
-  CHECK_MESSAGE(second.ok, second.to_string());
 }
 
 Tensor ints(const std::vector<double>& v, const Shape& shape) { return from_vector(v, shape, DType::Int64); }
@@ -97,7 +90,7 @@ TEST_CASE("gradcheck and gradgradcheck: pad in every mode") {
   const Tensor x = arange(0, 6, 1, DType::Float64).reshape({2, 3}) / 4.0;
   const PadMode modes[] = {PadMode::Constant, PadMode::Wrap, PadMode::Reflect, PadMode::Edge};
   for (PadMode mode : modes) {
-    check_first_and_second_order("pad", [mode](const std::vector<Tensor>& in) {
+    test_support::check_first_and_second_order("pad", [mode](const std::vector<Tensor>& in) {
       return pad(in[0] * in[0], {{3, -1}, {4, 2}}, mode, 1.5);
     }, {x});
   }
@@ -132,9 +125,9 @@ TEST_CASE("take gradients accumulate repeated indices") {
   CHECK(x.grad().to_vector() == std::vector<double>{3, 0, 1});
   const Tensor table = arange(0, 8, 1, DType::Float64).reshape({4, 2}) / 3.0;
   const Tensor idx = ints({1, 3, 1, 0, 0, 0}, {2, 3});
-  check_first_and_second_order("take rows", [idx](const std::vector<Tensor>& in) { return take(in[0] * in[0], idx); },
+  test_support::check_first_and_second_order("take rows", [idx](const std::vector<Tensor>& in) { return take(in[0] * in[0], idx); },
                                {table});
-  check_first_and_second_order("take columns",
+  test_support::check_first_and_second_order("take columns",
                                [](const std::vector<Tensor>& in) { return take(in[0] * in[0], ints({1, 0, -1}, {3}), 1); },
                                {table});
 }
@@ -174,10 +167,10 @@ TEST_CASE("take_along_axis gradients") {
   take_along_axis(x, ints({1, 1, 0, 2}, {2, 2}), 1).sum().backward();
   CHECK(x.grad().to_vector() == std::vector<double>{0, 2, 0, 1, 0, 1});
   const Tensor idx = ints({2, 0, 1, 1}, {2, 2});
-  check_first_and_second_order("take_along_axis",
+  test_support::check_first_and_second_order("take_along_axis",
                                [idx](const std::vector<Tensor>& in) { return take_along_axis(in[0] * in[0], idx, 1); },
                                {x.detach() / 10.0});
-  check_first_and_second_order("take_along_axis, broadcast x", [](const std::vector<Tensor>& in) {
+  test_support::check_first_and_second_order("take_along_axis, broadcast x", [](const std::vector<Tensor>& in) {
     return take_along_axis(in[0] * in[0], ints({1, 0, 0, 1}, {2, 2}), 1);
   }, {from_vector({0.5, -1.5}, {1, 2}, DType::Float64)});
 }

@@ -2,25 +2,13 @@
 // promotion, and gradchecks with respect to inputs and parameters.
 #include <doctest/doctest.h>
 
+#include "test_support.hpp"
 #include "xgrad.hpp"
 
 using namespace xgrad;
 namespace init = xgrad::nn::initializers;
 
 namespace {
-
-void check_gradients(nn::Module& model, const Tensor& input, const std::vector<std::string>& param_names) {
-  std::vector<Tensor> inputs{input};
-  const nn::StateDict state = model.state_dict();
-  for (const auto& n : param_names) inputs.push_back(state.at(n));
-  auto f = [&](const std::vector<Tensor>& in) {
-    nn::StateDict substitutes;
-    for (std::size_t i = 0; i < param_names.size(); ++i) substitutes[param_names[i]] = in[i + 1];
-    return model.functional_call(substitutes, in[0]);
-  };
-  GradcheckReport r = gradcheck(f, inputs);
-  CHECK_MESSAGE(r.ok, r.to_string());
-}
 
 void set(nn::Module& model, const std::string& name, const std::vector<double>& values) {
   Tensor t = model.state_dict().at(name);
@@ -86,8 +74,8 @@ TEST_CASE("Dense gradients with respect to input, kernel and bias") {
   nn::Dense dense({.features = 3, .param_dtype = DType::Float64});
   Tensor x = random_normal(make_key(1), {4, 5}, DType::Float64);
   dense.init(x);
-  check_gradients(dense, x, {"kernel", "bias"});
-  check_gradients(dense, random_normal(make_key(2), {2, 3, 5}, DType::Float64), {"kernel", "bias"});
+  test_support::check_module_gradients(dense, x, {"kernel", "bias"});
+  test_support::check_module_gradients(dense, random_normal(make_key(2), {2, 3, 5}, DType::Float64), {"kernel", "bias"});
 }
 
 TEST_CASE("DenseGeneral contracts several axes, keeps batch dims, and initialises on the flat kernel") {
@@ -134,13 +122,13 @@ TEST_CASE("DenseGeneral contracts several axes, keeps batch dims, and initialise
     double expected = 7;  // bias[1][1]
     for (int i = 0; i < 4; ++i) expected += x.at({1, 2, i}) * k.at({1, i, 1});
     CHECK(layer(x).at({1, 2, 1}) == doctest::Approx(expected));
-    check_gradients(layer, x, {"kernel", "bias"});
+    test_support::check_module_gradients(layer, x, {"kernel", "bias"});
   }
   SUBCASE("gradients through a transposed contraction") {
     nn::DenseGeneral layer({.features = {2, 2}, .axis = {0}, .param_dtype = DType::Float64});
     Tensor x = random_normal(make_key(6), {3, 2}, DType::Float64);
     layer.init(x);
-    check_gradients(layer, x, {"kernel", "bias"});
+    test_support::check_module_gradients(layer, x, {"kernel", "bias"});
   }
   nn::DenseGeneral bad({.features = {2}, .batch_dims = {1}});
   CHECK_THROWS_WITH_AS(bad(ones({2, 3, 4})),

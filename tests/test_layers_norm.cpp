@@ -4,24 +4,12 @@
 
 #include <doctest/doctest.h>
 
+#include "test_support.hpp"
 #include "xgrad.hpp"
 
 using namespace xgrad;
 
 namespace {
-
-void check_gradients(nn::Module& model, const Tensor& input, const std::vector<std::string>& param_names) {
-  std::vector<Tensor> inputs{input};
-  const nn::StateDict state = model.state_dict();
-  for (const auto& n : param_names) inputs.push_back(state.at(n));
-  auto f = [&](const std::vector<Tensor>& in) {
-    nn::StateDict substitutes;
-    for (std::size_t i = 0; i < param_names.size(); ++i) substitutes[param_names[i]] = in[i + 1];
-    return model.functional_call(substitutes, in[0]);
-  };
-  GradcheckReport r = gradcheck(f, inputs);
-  CHECK_MESSAGE(r.ok, r.to_string());
-}
 
 // Non-trivial scale and bias, so their gradients are not checked only at 1 and 0.
 void randomise(nn::Module& model, std::uint64_t seed) {
@@ -154,23 +142,23 @@ TEST_CASE("normalization gradients with respect to input, scale and bias") {
   nn::LayerNorm fast({.param_dtype = DType::Float64});
   fast.init(x);
   randomise(fast, 10);
-  check_gradients(fast, x, {"scale", "bias"});
+  test_support::check_module_gradients(fast, x, {"scale", "bias"});
   nn::LayerNorm exact({.param_dtype = DType::Float64, .reduction_axes = {1, 2}, .use_fast_variance = false});
   exact.init(x);
   randomise(exact, 20);
-  check_gradients(exact, x, {"scale", "bias"});
+  test_support::check_module_gradients(exact, x, {"scale", "bias"});
   nn::RMSNorm rms({.param_dtype = DType::Float64});
   rms.init(x);
   randomise(rms, 30);
-  check_gradients(rms, x, {"scale"});
+  test_support::check_module_gradients(rms, x, {"scale"});
   nn::GroupNorm group({.num_groups = 2, .param_dtype = DType::Float64});
   group.init(x);
   randomise(group, 40);
-  check_gradients(group, x, {"scale", "bias"});
+  test_support::check_module_gradients(group, x, {"scale", "bias"});
   nn::BatchNorm batch({.param_dtype = DType::Float64});
   batch.init(x);
   randomise(batch, 50);
-  check_gradients(batch, x, {"scale", "bias"});
+  test_support::check_module_gradients(batch, x, {"scale", "bias"});
   batch.eval();
-  check_gradients(batch, x, {"scale", "bias"});
+  test_support::check_module_gradients(batch, x, {"scale", "bias"});
 }

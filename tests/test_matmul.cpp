@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/kernels/matmul.hpp"
+#include "test_support.hpp"
 #include "xgrad.hpp"
 
 using namespace xgrad;
@@ -47,14 +48,6 @@ std::vector<double> reference_matmul(const Tensor& a, const Tensor& b, const Sha
     out.push_back(total);
   }
   return out;
-}
-
-void check_first_and_second_order(const char* what, const GradcheckFunction& f, const std::vector<Tensor>& inputs) {
-  INFO(what);
-  const GradcheckReport first = gradcheck(f, inputs);
-  CHECK_MESSAGE(first.ok, first.to_string());
-  const GradcheckReport second = gradgradcheck(f, inputs);
-  CHECK_MESSAGE(second.ok, second.to_string());
 }
 
 Tensor mm(const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }
@@ -166,14 +159,14 @@ TEST_CASE("matmul gradients: hand values, dG . B^T and A^T . dG") {
 }
 
 TEST_CASE("gradcheck and gradgradcheck: matmul in every shape pattern") {
-  check_first_and_second_order("2-D", mm, {filled({2, 3}, 0.1), filled({3, 4}, 0.2)});
-  check_first_and_second_order("batched, both broadcast", mm, {filled({2, 1, 2, 3}, 0.3), filled({3, 3, 2}, 0.4)});
-  check_first_and_second_order("shared right operand", mm, {filled({2, 2, 3}, 0.5), filled({3, 2}, 0.6)});
-  check_first_and_second_order("vector @ matrix", mm, {filled({3}, 0.7), filled({3, 2}, 0.8)});
-  check_first_and_second_order("matrix @ vector", mm, {filled({2, 3}, 0.9), filled({3}, 1.0)});
-  check_first_and_second_order("vector @ vector", mm, {filled({3}, 1.1), filled({3}, 1.2)});
-  check_first_and_second_order("vector @ batch", mm, {filled({2}, 1.3), filled({2, 2, 3}, 1.4)});
-  check_first_and_second_order("chained", [](const std::vector<Tensor>& in) {
+  test_support::check_first_and_second_order("2-D", mm, {filled({2, 3}, 0.1), filled({3, 4}, 0.2)});
+  test_support::check_first_and_second_order("batched, both broadcast", mm, {filled({2, 1, 2, 3}, 0.3), filled({3, 3, 2}, 0.4)});
+  test_support::check_first_and_second_order("shared right operand", mm, {filled({2, 2, 3}, 0.5), filled({3, 2}, 0.6)});
+  test_support::check_first_and_second_order("vector @ matrix", mm, {filled({3}, 0.7), filled({3, 2}, 0.8)});
+  test_support::check_first_and_second_order("matrix @ vector", mm, {filled({2, 3}, 0.9), filled({3}, 1.0)});
+  test_support::check_first_and_second_order("vector @ vector", mm, {filled({3}, 1.1), filled({3}, 1.2)});
+  test_support::check_first_and_second_order("vector @ batch", mm, {filled({2}, 1.3), filled({2, 2, 3}, 1.4)});
+  test_support::check_first_and_second_order("chained", [](const std::vector<Tensor>& in) {
     return matmul(matmul(in[0], in[1]), transpose(in[0]));
   }, {filled({2, 3}, 1.5), filled({3, 3}, 1.6)});
 }

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "test_support.hpp"
 #include "xgrad.hpp"
 
 using namespace xgrad;
@@ -10,14 +11,6 @@ using namespace xgrad;
 namespace {
 
 using Fn = GradcheckFunction;
-
-void check_first_and_second_order(const char* what, const Fn& f, const std::vector<Tensor>& inputs) {
-  INFO(what);
-  const GradcheckReport first = gradcheck(f, inputs);
-  CHECK_MESSAGE(first.ok, first.to_string());
-  const GradcheckReport second = gradgradcheck(f, inputs);
-  CHECK_MESSAGE(second.ok, second.to_string());
-}
 
 // Distinct values with gaps far above gradcheck's eps, so max/min have no ties.
 Tensor distinct(const Shape& shape) {
@@ -62,35 +55,35 @@ TEST_CASE("hand-computed gradients of mean, var, logsumexp and softmax") {
 
 TEST_CASE("gradcheck and gradgradcheck: sum and mean over axis patterns") {
   const Tensor x = distinct({2, 3, 2});
-  check_first_and_second_order("sum all", [](const std::vector<Tensor>& in) { return sum(in[0]); }, {x});
-  check_first_and_second_order("sum (0, 2) keepdims", [](const std::vector<Tensor>& in) { return sum(in[0], {0, 2}, true); }, {x});
-  check_first_and_second_order("sum -1 of a square", [](const std::vector<Tensor>& in) { return sum(in[0] * in[0], {-1}); }, {x});
-  check_first_and_second_order("mean 1", [](const std::vector<Tensor>& in) { return mean(in[0] * in[0], {1}); }, {x});
-  check_first_and_second_order("sum_to", [](const std::vector<Tensor>& in) { return sum_to(in[0] * in[0], {3, 1}); }, {x});
+  test_support::check_first_and_second_order("sum all", [](const std::vector<Tensor>& in) { return sum(in[0]); }, {x});
+  test_support::check_first_and_second_order("sum (0, 2) keepdims", [](const std::vector<Tensor>& in) { return sum(in[0], {0, 2}, true); }, {x});
+  test_support::check_first_and_second_order("sum -1 of a square", [](const std::vector<Tensor>& in) { return sum(in[0] * in[0], {-1}); }, {x});
+  test_support::check_first_and_second_order("mean 1", [](const std::vector<Tensor>& in) { return mean(in[0] * in[0], {1}); }, {x});
+  test_support::check_first_and_second_order("sum_to", [](const std::vector<Tensor>& in) { return sum_to(in[0] * in[0], {3, 1}); }, {x});
 }
 
 TEST_CASE("gradcheck and gradgradcheck: max and min") {
   const Tensor x = distinct({2, 3, 2});
-  check_first_and_second_order("max all", [](const std::vector<Tensor>& in) { return max(in[0] * in[0]); }, {x});
-  check_first_and_second_order("max 1", [](const std::vector<Tensor>& in) { return max(in[0] * in[0], {1}); }, {x});
-  check_first_and_second_order("min (0, 2)", [](const std::vector<Tensor>& in) { return min(in[0] * in[0], {0, 2}, true); }, {x});
+  test_support::check_first_and_second_order("max all", [](const std::vector<Tensor>& in) { return max(in[0] * in[0]); }, {x});
+  test_support::check_first_and_second_order("max 1", [](const std::vector<Tensor>& in) { return max(in[0] * in[0], {1}); }, {x});
+  test_support::check_first_and_second_order("min (0, 2)", [](const std::vector<Tensor>& in) { return min(in[0] * in[0], {0, 2}, true); }, {x});
 }
 
 TEST_CASE("gradcheck and gradgradcheck: logsumexp and var") {
   const Tensor x = distinct({2, 3, 2});
-  check_first_and_second_order("logsumexp -1", [](const std::vector<Tensor>& in) { return logsumexp(in[0], {-1}); }, {x});
-  check_first_and_second_order("logsumexp (0, 2)", [](const std::vector<Tensor>& in) { return logsumexp(in[0], {0, 2}, true); }, {x});
-  check_first_and_second_order("logsumexp all", [](const std::vector<Tensor>& in) { return logsumexp(in[0]); }, {x});
-  check_first_and_second_order("var 1", [](const std::vector<Tensor>& in) { return var(in[0], {1}); }, {x});
-  check_first_and_second_order("var (0, 2) ddof 1", [](const std::vector<Tensor>& in) { return var(in[0], {0, 2}, false, 1); }, {x});
+  test_support::check_first_and_second_order("logsumexp -1", [](const std::vector<Tensor>& in) { return logsumexp(in[0], {-1}); }, {x});
+  test_support::check_first_and_second_order("logsumexp (0, 2)", [](const std::vector<Tensor>& in) { return logsumexp(in[0], {0, 2}, true); }, {x});
+  test_support::check_first_and_second_order("logsumexp all", [](const std::vector<Tensor>& in) { return logsumexp(in[0]); }, {x});
+  test_support::check_first_and_second_order("var 1", [](const std::vector<Tensor>& in) { return var(in[0], {1}); }, {x});
+  test_support::check_first_and_second_order("var (0, 2) ddof 1", [](const std::vector<Tensor>& in) { return var(in[0], {0, 2}, false, 1); }, {x});
 }
 
 TEST_CASE("gradcheck and gradgradcheck: softmax and log_softmax") {
   const Tensor x = distinct({2, 3, 2});
-  check_first_and_second_order("softmax -1", [](const std::vector<Tensor>& in) { return softmax(in[0], -1); }, {x});
-  check_first_and_second_order("softmax 1", [](const std::vector<Tensor>& in) { return softmax(in[0], 1); }, {x});
-  check_first_and_second_order("log_softmax -1", [](const std::vector<Tensor>& in) { return log_softmax(in[0]); }, {x});
-  check_first_and_second_order("log_softmax 0", [](const std::vector<Tensor>& in) { return log_softmax(in[0], 0); }, {x});
+  test_support::check_first_and_second_order("softmax -1", [](const std::vector<Tensor>& in) { return softmax(in[0], -1); }, {x});
+  test_support::check_first_and_second_order("softmax 1", [](const std::vector<Tensor>& in) { return softmax(in[0], 1); }, {x});
+  test_support::check_first_and_second_order("log_softmax -1", [](const std::vector<Tensor>& in) { return log_softmax(in[0]); }, {x});
+  test_support::check_first_and_second_order("log_softmax 0", [](const std::vector<Tensor>& in) { return log_softmax(in[0], 0); }, {x});
 }
 
 TEST_CASE("reduction gradients flow back into float32 leaves in their dtype") {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "test_support.hpp"
 #include "xgrad.hpp"
 
 using namespace xgrad;
@@ -16,14 +17,6 @@ constexpr std::int64_t kEnd = std::numeric_limits<std::int64_t>::max();
 void check_values(const Tensor& t, const Shape& shape, const std::vector<double>& expected) {
   CHECK(t.shape() == shape);
   CHECK(t.to_vector() == expected);
-}
-
-void check_first_and_second_order(const char* what, const GradcheckFunction& f, const std::vector<Tensor>& inputs) {
-  INFO(what);
-  const GradcheckReport first = gradcheck(f, inputs);
-  CHECK_MESSAGE(first.ok, first.to_string());
-  const GradcheckReport second = gradgradcheck(f, inputs);
-  CHECK_MESSAGE(second.ok, second.to_string());
 }
 
 // x[i, j, k] = 12 i + 4 j + k, shape [2, 3, 4].
@@ -216,14 +209,14 @@ TEST_CASE("gradcheck: transpose, swapaxes, broadcast_to, reshapes") {
 TEST_CASE("gradcheck and gradgradcheck: slice, concat, stack") {
   const Tensor x = arange(0, 12, 1, DType::Float64).reshape({3, 4}) / 5.0;
   const Tensor y = arange(0, 8, 1, DType::Float64).reshape({2, 4}) / 3.0;
-  check_first_and_second_order("slice with a negative step",
+  test_support::check_first_and_second_order("slice with a negative step",
                                [](const std::vector<Tensor>& in) { return slice(in[0] * in[0], 1, -1, 0, -2); }, {x});
-  check_first_and_second_order("slice rows",
+  test_support::check_first_and_second_order("slice rows",
                                [](const std::vector<Tensor>& in) { return slice(in[0] * in[0], 0, 1, kEnd); }, {x});
-  check_first_and_second_order("concat",
+  test_support::check_first_and_second_order("concat",
                                [](const std::vector<Tensor>& in) { return concat({in[0] * in[1], in[1]}, 0) * in[0]; },
                                {slice(x, 0, 0, 1), y});
-  check_first_and_second_order("stack",
+  test_support::check_first_and_second_order("stack",
                                [](const std::vector<Tensor>& in) { return stack({in[0] * in[0], in[1]}, 1); },
                                {y, y * 2.0});
 }

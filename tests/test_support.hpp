@@ -1,0 +1,50 @@
+// Helpers shared by the test files.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include "xgrad.hpp"
+
+namespace test_support {
+
+// gradcheck and gradgradcheck of f at `inputs`, failing with the reports' text.
+inline void check_first_and_second_order(const char* what, const xgrad::GradcheckFunction& f,
+                                         const std::vector<xgrad::Tensor>& inputs) {
+  INFO(what);
+  const xgrad::GradcheckReport first = xgrad::gradcheck(f, inputs);
+  CHECK_MESSAGE(first.ok, first.to_string());
+  const xgrad::GradcheckReport second = xgrad::gradgradcheck(f, inputs);
+  CHECK_MESSAGE(second.ok, second.to_string());
+}
+
+// gradcheck of a module with respect to its input and the named parameters
+// (substituted through functional_call, so gradients flow into gradcheck's copies).
+inline void check_module_gradients(xgrad::nn::Module& model, const xgrad::Tensor& input,
+                                   const std::vector<std::string>& param_names) {
+  std::vector<xgrad::Tensor> inputs{input};
+  const xgrad::nn::StateDict state = model.state_dict();
+  for (const auto& n : param_names) inputs.push_back(state.at(n));
+  auto f = [&](const std::vector<xgrad::Tensor>& in) {
+    xgrad::nn::StateDict substitutes;
+    for (std::size_t i = 0; i < param_names.size(); ++i) substitutes[param_names[i]] = in[i + 1];
+    return model.functional_call(substitutes, in[0]);
+  };
+  const xgrad::GradcheckReport r = xgrad::gradcheck(f, inputs);
+  CHECK_MESSAGE(r.ok, r.to_string());
+}
+
+// The message of the E that f throws, or a marker when it throws nothing of that type.
+template <class E>
+std::string error_of(auto&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "(no error of the expected type)";
+}
+
+}  // namespace test_support
