@@ -10,6 +10,7 @@
 #include "core/kernels/conv_local_fast.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "core/kernels/conv_contract.hpp"
 #include "core/kernels/conv_patches.hpp"
@@ -51,6 +52,9 @@ enum class LocalPass { Forward, InputVJP, KernelVJP };
 // are the operands of `pass` in the order of the public function (x or g, then
 // kernel or g); `out` is allocated with the right shape and dtype.
 bool try_fast_local_conv(LocalPass pass, const Tensor& a, const Tensor& b, const ConvContraction& c, Tensor& out) {
+  // XGRAD_CONV_GENERAL_PATH=1 turns the fast path off, so benchmarks can time the general path.
+  static const bool general_only = std::getenv("XGRAD_CONV_GENERAL_PATH") != nullptr;
+  if (general_only) return false;
   const ConvGeometry& g = c.geometry;
   // The AVX2 kernels take an already padded float32 NHWC input, stride 1, no lhs
   // dilation, no feature groups. (Precision::Highest asks for float64 accumulation.)
