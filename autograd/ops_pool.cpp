@@ -70,8 +70,9 @@ Tensor pool(const Tensor& x, PoolReduction reduction, const Shape& window, const
     return average(input, geometry, count_include_pad);
   }
   auto [out, indices] = kernels::pool_select(x, *geometry, reduction == PoolReduction::Max);
+  // `indices = indices`: clang before 16 cannot capture a structured binding.
   return record(reduction == PoolReduction::Max ? "max_pool" : "min_pool", out, {x},
-                [indices, shape = x.shape()](const Tensor& g, const Tensor&) -> Grads {
+                [indices = indices, shape = x.shape()](const Tensor& g, const Tensor&) -> Grads {
                   return {scatter_to(g, indices, shape)};
                 }, Saves::Nothing);
 }

@@ -84,9 +84,38 @@ TEST_CASE("NaN and Inf propagate through arithmetic and reductions unchecked") {
   CHECK(full({4}, 3e38, DType::Float32).sum().item() == kInf);
 }
 
+TEST_CASE("selections propagate NaN as JAX does: relu, maximum, clip, max, argmax, softmax, pooling") {
+  const Tensor x = from_vector({1.0, kNaN, 3.0, -1.0}, {4});
+  const auto nan_at = [](const Tensor& t) {
+    std::vector<bool> out;
+    for (double v : t.to_vector()) out.push_back(std::isnan(v));
+    return out;
+  };
+  CHECK(nan_at(relu(x)) == std::vector<bool>{false, true, false, false});
+  CHECK(nan_at(maximum(x, zeros({4}))) == std::vector<bool>{false, true, false, false});
+  CHECK(nan_at(minimum(x, zeros({4}))) == std::vector<bool>{false, true, false, false});
+  CHECK(nan_at(clip(x, 0.0, 2.0)) == std::vector<bool>{false, true, false, false});
+  CHECK(std::isnan(max(x).item()));
+  CHECK(std::isnan(min(x).item()));
+  CHECK(argmax(x, 0).item() == 1);  // NaN is the maximum, as in NumPy and JAX
+  CHECK(nan_at(softmax(x)) == std::vector<bool>{true, true, true, true});
+  // Pooling: a window holding a NaN yields NaN wherever the NaN sits in it, and its
+  // gradient goes to the (first) NaN.
+  for (const std::vector<double>& v : {std::vector<double>{1, kNaN, 3, 2}, std::vector<double>{kNaN, 1, 2, 3}}) {
+    Tensor p = from_vector(v, {1, 4, 1}).requires_grad_();
+    const Tensor pooled = nn::max_pool(p, {2}, {2});
+    CHECK(nan_at(pooled) == std::vector<bool>{true, false});
+    CHECK(nan_at(nn::min_pool(p, {2}, {2})) == std::vector<bool>{true, false});
+    pooled.sum().backward();
+    const std::vector<double> g = p.grad().to_vector();
+    CHECK(g[0] + g[1] == 1.0);
+    CHECK((std::isnan(v[0]) ? g[0] : g[1]) == 1.0);
+  }
+}
+
 TEST_CASE("detect_anomaly also stops at an infinite gradient; without it Inf flows on") {
   Tensor x = from_vector({0.0, 2.0}, {2}, DType::Float64).requires_grad_();
-  Tensor y = 1.0 / x;  // forward Inf at x = 0 is fine; its gradient -1/x^2 is -Inf
+  Tensor y = div(ones({2}, DType::Float64), x);  // forward Inf at x = 0 is fine; its gradient -1/x^2 is -Inf
   {
     DetectAnomalyGuard anomaly;
     try {

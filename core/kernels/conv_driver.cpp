@@ -221,9 +221,17 @@ void dispatch(DType dtype, Precision precision, Fn&& fn) {
   });
 }
 
+// Whether a pass has nothing to compute: its result is empty, or it sums over an
+// empty operand (then the result is zero). Such operands have no data at all (a
+// null pointer, which the patch and GEMM offsets must not be applied to).
+bool nothing_to_compute(const Shape& result, const Tensor& a, const Tensor& b) {
+  return numel(result) == 0 || a.numel() == 0 || b.numel() == 0;
+}
+
 }  // namespace
 
 Tensor conv_forward(const Tensor& x, const Tensor& kernel, const ConvContraction& c) {
+  if (nothing_to_compute(c.output_shape(), x, kernel)) return zeros(c.output_shape(), x.dtype());
   Tensor out = empty(c.output_shape(), x.dtype());
   if (c.weights == ConvWeights::Local && try_fast_local_conv(LocalPass::Forward, x, kernel, c, out)) return out;
   dispatch(x.dtype(), c.precision, [&]<class T, class A>() { forward<T, A>(x, kernel, c, out); });
@@ -231,6 +239,7 @@ Tensor conv_forward(const Tensor& x, const Tensor& kernel, const ConvContraction
 }
 
 Tensor conv_input_vjp(const Tensor& g, const Tensor& kernel, const ConvContraction& c) {
+  if (nothing_to_compute(c.input_shape(), g, kernel)) return zeros(c.input_shape(), g.dtype());
   Tensor dx = empty(c.input_shape(), g.dtype());
   if (c.weights == ConvWeights::Local && try_fast_local_conv(LocalPass::InputVJP, g, kernel, c, dx)) return dx;
   dispatch(g.dtype(), c.precision, [&]<class T, class A>() { input_vjp<T, A>(g, kernel, c, dx); });
@@ -238,6 +247,7 @@ Tensor conv_input_vjp(const Tensor& g, const Tensor& kernel, const ConvContracti
 }
 
 Tensor conv_kernel_vjp(const Tensor& x, const Tensor& g, const ConvContraction& c) {
+  if (nothing_to_compute(c.kernel_shape(), x, g)) return zeros(c.kernel_shape(), x.dtype());
   Tensor dk = empty(c.kernel_shape(), x.dtype());
   if (c.weights == ConvWeights::Local && try_fast_local_conv(LocalPass::KernelVJP, x, g, c, dk)) return dk;
   dispatch(x.dtype(), c.precision, [&]<class T, class A>() { kernel_vjp<T, A>(x, g, c, dk); });

@@ -88,6 +88,7 @@ namespace {
 
 // Max (TakeMax) or min over each window, keeping the first extreme element: the
 // comparison is strict, and the running best starts at the window's first tap.
+// NaN propagates (a window holding one yields NaN), as in jax's max_pool.
 template <bool TakeMax, class T>
 void select_windows(const Tensor& x, const PoolGeometry& g, Tensor& out, Tensor& index) {
   using C = compute_t<T>;
@@ -117,11 +118,13 @@ void select_windows(const Tensor& x, const PoolGeometry& g, Tensor& out, Tensor&
       const std::int64_t base = in_base + g.taps[static_cast<std::size_t>(t)] * c;
       for (std::int64_t k = 0; k < c; ++k) {
         // Branch-free (a data-dependent branch mispredicts on every other element).
+        // A NaN beats every number, as in XLA's max/min: the first NaN wins.
         const C v = static_cast<C>(px[base + k]);
         C& b = best[static_cast<std::size_t>(k)];
-        const std::int64_t better = -static_cast<std::int64_t>(TakeMax ? v > b : v < b);  // all ones or zero
+        const bool is_better = (TakeMax ? v > b : v < b) | ((v != v) & (b == b));
+        const std::int64_t better = -static_cast<std::int64_t>(is_better);  // all ones or zero
         arg[k] = (arg[k] & ~better) | ((base + k) & better);
-        b = TakeMax ? std::max(b, v) : std::min(b, v);
+        b = is_better ? v : b;
       }
     }
     for (std::int64_t k = 0; k < c; ++k) po[out_base + k] = T(best[static_cast<std::size_t>(k)]);

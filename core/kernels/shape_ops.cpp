@@ -157,6 +157,7 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
   const Shape target = infer_reshape(x.shape(), shape, "reshape");
   if (target == x.shape()) return x.detach();  // a new handle: ops never return their input's impl
   Tensor out = empty(target, x.dtype());
+  if (x.numel() == 0) return out;  // empty arrays have null data, which memcpy must not see
   visit_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     std::memcpy(static_cast<void*>(out.data<T>()), x.data<T>(), static_cast<std::size_t>(x.numel()) * sizeof(T));

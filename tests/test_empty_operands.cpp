@@ -1,0 +1,43 @@
+// Empty tensors (a zero-size dim) through reshape and convolutions: found by
+// tests/fuzz/fuzz_conv_plan, where UBSan flagged memcpy and pointer offsets applied
+// to an empty array's null data. A conv over an empty operand is a sum of nothing.
+#include <doctest/doctest.h>
+
+#include "xgrad.hpp"
+
+using namespace xgrad;
+
+TEST_CASE("reshape of an empty tensor") {
+  const Tensor x = zeros({0, 3}, DType::Float64);
+  CHECK(reshape(x, {3, 0}).shape() == Shape{3, 0});
+  CHECK(reshape(x, {0}).numel() == 0);
+}
+
+TEST_CASE("conv and ConvLocal with an empty operand give zeros, or an empty output, and gradients") {
+  for (bool shared : {true, false}) {
+    CAPTURE(shared);
+    // No input features: the output is the bias alone.
+    nn::ConvSpec spec{.features = 2, .kernel_size = {3}, .padding = "SAME", .shared_weights = shared};
+    auto plan = nn::plan_conv({1, 4, 0}, spec);
+    Tensor x = zeros({1, 4, 0}).requires_grad_();
+    Tensor kernel = zeros(plan.kernel_shape).requires_grad_();
+    Tensor bias = full(plan.bias_shape, 0.5).requires_grad_();
+    Tensor y = nn::conv_apply(plan, x, kernel, bias);
+    CHECK(y.shape() == Shape{1, 4, 2});
+    CHECK(y.to_vector() == std::vector<double>(8, 0.5));
+    y.sum().backward();
+    CHECK(bias.grad().to_vector() == std::vector<double>(static_cast<std::size_t>(bias.numel()), shared ? 4.0 : 1.0));
+
+    // An empty output: the window is larger than the input ('VALID').
+    spec.padding = "VALID";
+    spec.kernel_size = {5};
+    plan = nn::plan_conv({2, 3, 1}, spec);
+    CHECK(plan.output_shape == Shape{2, 0, 2});
+    Tensor x2 = ones({2, 3, 1}).requires_grad_();
+    Tensor kernel2 = ones(plan.kernel_shape).requires_grad_();
+    Tensor y2 = nn::conv_apply(plan, x2, kernel2);
+    CHECK(y2.shape() == Shape{2, 0, 2});
+    y2.sum().backward();
+    CHECK(x2.grad().to_vector() == std::vector<double>(6, 0.0));
+  }
+}
