@@ -123,7 +123,7 @@ TEST_CASE("detect_anomaly also stops at an infinite gradient; without it Inf flo
       FAIL("expected an AutogradError");
     } catch (const AutogradError& e) {
       CHECK(std::string(e.what()) ==
-            "detect_anomaly: the backward of 'div' produced a non-finite gradient for its input 0 (shape [2]), "
+            "detect_anomaly: the backward of 'div' produced a non-finite gradient for its input 1 (shape [2]), "
             "which is a leaf");
     }
   }
