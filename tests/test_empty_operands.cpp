@@ -1,6 +1,7 @@
-// Empty tensors (a zero-size dim) through reshape and convolutions: found by
+// Empty tensors (a zero-size dim) through reshape, pad and convolutions: found by
 // tests/fuzz/fuzz_conv_plan, where UBSan flagged memcpy and pointer offsets applied
-// to an empty array's null data. A conv over an empty operand is a sum of nothing.
+// to an empty array's null data, and a pad of an empty tensor timed out. A conv over
+// an empty operand is a sum of nothing.
 #include <doctest/doctest.h>
 
 #include "xgrad.hpp"
@@ -11,6 +12,18 @@ TEST_CASE("reshape of an empty tensor") {
   const Tensor x = zeros({0, 3}, DType::Float64);
   CHECK(reshape(x, {3, 0}).shape() == Shape{3, 0});
   CHECK(reshape(x, {0}).numel() == 0);
+}
+
+TEST_CASE("padding an empty tensor is instant, however large the pads") {
+  // The output has no elements; the pad walk used to visit all 60003^2 outer positions.
+  const Tensor x = zeros({1, 3, 3, 0});
+  for (PadMode mode : {PadMode::Constant, PadMode::Wrap, PadMode::Reflect, PadMode::Edge}) {
+    Tensor y = pad(x, {{0, 0}, {30000, 30000}, {30000, 30000}, {0, 0}}, mode);
+    CHECK(y.shape() == Shape{1, 60003, 60003, 0});
+  }
+  Tensor g = zeros({1, 3, 3, 0}).requires_grad_();
+  pad(g, {{0, 0}, {30000, 30000}, {30000, 30000}, {0, 0}}, PadMode::Wrap).sum().backward();
+  CHECK(g.grad().shape() == g.shape());
 }
 
 TEST_CASE("conv and ConvLocal with an empty operand give zeros, or an empty output, and gradients") {

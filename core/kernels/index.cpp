@@ -97,6 +97,10 @@ template <class F>
 void for_each_padded(const PadPlan& plan, F&& f) {
   const std::size_t rank = plan.offsets.size();
   if (rank == 0) return f(std::int64_t{0}, std::int64_t{0});
+  // An empty output has nothing to visit; the walk below would still go through
+  // every position of the axes before the empty one.
+  for (const auto& offsets : plan.offsets)
+    if (offsets.empty()) return;
   std::int64_t out_index = 0;
   auto visit = [&](auto& self, std::size_t axis, std::int64_t base, bool inside) -> void {
     const auto& offsets = plan.offsets[axis];
