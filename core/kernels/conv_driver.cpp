@@ -6,8 +6,11 @@
 // contiguous; batch-major for the shared conv, one big GEMM), then
 // conv_contract's block GEMMs produce y, dkernel or dpatches, and col2im
 // scatter-adds dpatches into dx. All buffers come from conv_scratch.
+// 2-D float32 shared-weight convolutions first try the direct kernels of
+// conv_shared_fast.*.
 #include "core/kernels/conv.hpp"
 #include "core/kernels/conv_local_fast.hpp"
+#include "core/kernels/conv_shared_fast.hpp"
 
 #include <algorithm>
 #include <cstdlib>
@@ -232,6 +235,7 @@ bool nothing_to_compute(const Shape& result, const Tensor& a, const Tensor& b) {
 
 Tensor conv_forward(const Tensor& x, const Tensor& kernel, const ConvContraction& c) {
   if (nothing_to_compute(c.output_shape(), x, kernel)) return zeros(c.output_shape(), x.dtype());
+  if (auto y = conv_shared_fast(ConvPass::Forward, x, kernel, c)) return *y;
   Tensor out = empty(c.output_shape(), x.dtype());
   if (c.weights == ConvWeights::Local && try_fast_local_conv(LocalPass::Forward, x, kernel, c, out)) return out;
   dispatch(x.dtype(), c.precision, [&]<class T, class A>() { forward<T, A>(x, kernel, c, out); });
@@ -240,6 +244,7 @@ Tensor conv_forward(const Tensor& x, const Tensor& kernel, const ConvContraction
 
 Tensor conv_input_vjp(const Tensor& g, const Tensor& kernel, const ConvContraction& c) {
   if (nothing_to_compute(c.input_shape(), g, kernel)) return zeros(c.input_shape(), g.dtype());
+  if (auto dx = conv_shared_fast(ConvPass::InputVJP, g, kernel, c)) return *dx;
   Tensor dx = empty(c.input_shape(), g.dtype());
   if (c.weights == ConvWeights::Local && try_fast_local_conv(LocalPass::InputVJP, g, kernel, c, dx)) return dx;
   dispatch(g.dtype(), c.precision, [&]<class T, class A>() { input_vjp<T, A>(g, kernel, c, dx); });
@@ -248,6 +253,7 @@ Tensor conv_input_vjp(const Tensor& g, const Tensor& kernel, const ConvContracti
 
 Tensor conv_kernel_vjp(const Tensor& x, const Tensor& g, const ConvContraction& c) {
   if (nothing_to_compute(c.kernel_shape(), x, g)) return zeros(c.kernel_shape(), x.dtype());
+  if (auto dk = conv_shared_fast(ConvPass::KernelVJP, x, g, c)) return *dk;
   Tensor dk = empty(c.kernel_shape(), x.dtype());
   if (c.weights == ConvWeights::Local && try_fast_local_conv(LocalPass::KernelVJP, x, g, c, dk)) return dk;
   dispatch(x.dtype(), c.precision, [&]<class T, class A>() { kernel_vjp<T, A>(x, g, c, dk); });
