@@ -1,5 +1,7 @@
 #include "core/kernels/pool.hpp"
 
+#include <algorithm>
+#include <cstring>
 #include <limits>
 
 #include <fmt/format.h>
@@ -89,7 +91,10 @@ namespace {
 // Max (TakeMax) or min over each window, keeping the first extreme element: the
 // comparison is strict, and the running best starts at the window's first tap.
 // NaN propagates (a window holding one yields NaN), as in jax's max_pool.
-template <bool TakeMax, class T>
+// Channels go in blocks held in local arrays, so the compiler sees no aliasing and
+// vectorises the branch-free compare-and-select (with 32-bit indices, one compare
+// mask serves both the value and the index lanes).
+template <bool TakeMax, class T, class I>
 void select_windows(const Tensor& x, const PoolGeometry& g, Tensor& out, Tensor& index) {
   using C = compute_t<T>;
   const C empty_window = std::numeric_limits<C>::has_infinity
@@ -97,53 +102,114 @@ void select_windows(const Tensor& x, const PoolGeometry& g, Tensor& out, Tensor&
                              : (TakeMax ? std::numeric_limits<C>::lowest() : std::numeric_limits<C>::max());
   const T* px = x.data<T>();
   T* po = out.data<T>();
-  std::int64_t* pi = index.data<std::int64_t>();
+  I* pi = index.data<I>();
   const std::int64_t c = g.channels;
-  std::vector<C> best(static_cast<std::size_t>(c));
+  constexpr std::int64_t block = 64;
+  C best[block];
+  I arg[block];
   for_each_window(g, [&](std::int64_t out_base, std::int64_t in_base, std::int64_t t0, std::int64_t t1) {
-    std::int64_t* arg = pi + out_base;
     if (t0 == t1) {  // only padding
       for (std::int64_t k = 0; k < c; ++k) {
         po[out_base + k] = T(empty_window);
-        arg[k] = -1;
+        pi[out_base + k] = -1;
       }
       return;
     }
-    const std::int64_t first = in_base + g.taps[static_cast<std::size_t>(t0)] * c;
-    for (std::int64_t k = 0; k < c; ++k) {
-      best[static_cast<std::size_t>(k)] = static_cast<C>(px[first + k]);
-      arg[k] = first + k;
-    }
-    for (std::int64_t t = t0 + 1; t < t1; ++t) {
-      const std::int64_t base = in_base + g.taps[static_cast<std::size_t>(t)] * c;
-      for (std::int64_t k = 0; k < c; ++k) {
-        // Branch-free (a data-dependent branch mispredicts on every other element).
-        // A NaN beats every number, as in XLA's max/min: the first NaN wins.
-        const C v = static_cast<C>(px[base + k]);
-        C& b = best[static_cast<std::size_t>(k)];
-        const bool is_better = (TakeMax ? v > b : v < b) | ((v != v) & (b == b));
-        const std::int64_t better = -static_cast<std::int64_t>(is_better);  // all ones or zero
-        arg[k] = (arg[k] & ~better) | ((base + k) & better);
-        b = is_better ? v : b;
+    for (std::int64_t k0 = 0; k0 < c; k0 += block) {
+      const std::int64_t width = std::min(block, c - k0);
+      const std::int64_t first = in_base + g.taps[static_cast<std::size_t>(t0)] * c + k0;
+      for (std::int64_t k = 0; k < width; ++k) {
+        best[k] = static_cast<C>(px[first + k]);
+        arg[k] = static_cast<I>(first + k);
+      }
+      for (std::int64_t t = t0 + 1; t < t1; ++t) {
+        const std::int64_t base = in_base + g.taps[static_cast<std::size_t>(t)] * c + k0;
+        for (std::int64_t k = 0; k < width; ++k) {
+          // A NaN beats every number, as in XLA's max/min: the first NaN wins.
+          const C v = static_cast<C>(px[base + k]), b = best[k];
+          const bool is_better = (TakeMax ? v > b : v < b) | ((v != v) & (b == b));
+          arg[k] = is_better ? static_cast<I>(base + k) : arg[k];
+          best[k] = is_better ? v : b;
+        }
+      }
+      for (std::int64_t k = 0; k < width; ++k) {
+        po[out_base + k0 + k] = T(best[k]);
+        pi[out_base + k0 + k] = arg[k];
       }
     }
-    for (std::int64_t k = 0; k < c; ++k) po[out_base + k] = T(best[static_cast<std::size_t>(k)]);
   });
+}
+
+// select_windows for float32 with 32-bit indices and C % 4 == 0, four channels per
+// vector (GCC vector extensions: SSE2 on baseline x86-64); the same selection rule,
+// written with vector compares and selects that the scalar loop does not get.
+template <bool TakeMax>
+void select_windows_f32x4(const Tensor& x, const PoolGeometry& g, Tensor& out, Tensor& index) {
+  using F4 = float __attribute__((vector_size(16)));
+  using I4 = std::int32_t __attribute__((vector_size(16)));
+  const float* px = x.data<float>();
+  float* po = out.data<float>();
+  std::int32_t* pi = index.data<std::int32_t>();
+  const std::int64_t c = g.channels;
+  const I4 lane = {0, 1, 2, 3};
+  const auto load = [](const float* p) {
+    F4 v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  };
+  for_each_window(g, [&](std::int64_t out_base, std::int64_t in_base, std::int64_t t0, std::int64_t t1) {
+    if (t0 == t1) {  // only padding
+      for (std::int64_t k = 0; k < c; ++k) {
+        po[out_base + k] = TakeMax ? -std::numeric_limits<float>::infinity() : std::numeric_limits<float>::infinity();
+        pi[out_base + k] = -1;
+      }
+      return;
+    }
+    for (std::int64_t k = 0; k < c; k += 4) {
+      const std::int64_t first = in_base + g.taps[static_cast<std::size_t>(t0)] * c + k;
+      F4 best = load(px + first);
+      I4 arg = lane + static_cast<std::int32_t>(first);
+      for (std::int64_t t = t0 + 1; t < t1; ++t) {
+        const std::int64_t base = in_base + g.taps[static_cast<std::size_t>(t)] * c + k;
+        const F4 v = load(px + base);
+        const I4 is_better = (TakeMax ? v > best : v < best) | ((v != v) & (best == best));
+        arg = is_better ? lane + static_cast<std::int32_t>(base) : arg;
+        best = is_better ? v : best;
+      }
+      std::memcpy(po + out_base + k, &best, sizeof best);
+      std::memcpy(pi + out_base + k, &arg, sizeof arg);
+    }
+  });
+}
+
+// Calls fn(I{}) with I the index type of `indices` (Int32 or Int64).
+template <class Fn>
+void visit_index(const Tensor& indices, Fn&& fn) {
+  if (indices.dtype() == DType::Int32) fn(std::int32_t{});
+  else fn(std::int64_t{});
 }
 
 }  // namespace
 
 std::pair<Tensor, Tensor> pool_select(const Tensor& x, const PoolGeometry& g, bool take_max) {
   Tensor out = empty(out_shape(g), x.dtype());
-  Tensor index = empty(out_shape(g), DType::Int64);
+  const bool narrow = x.numel() <= std::numeric_limits<std::int32_t>::max();
+  Tensor index = empty(out_shape(g), narrow ? DType::Int32 : DType::Int64);
   visit_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     if constexpr (std::is_same_v<T, bool>) {
       throw DTypeError(fmt::format("{}: bool inputs are not supported", take_max ? "max_pool" : "min_pool"));
-    } else if (take_max) {
-      select_windows<true, T>(x, g, out, index);
     } else {
-      select_windows<false, T>(x, g, out, index);
+      if (std::is_same_v<T, float> && narrow && g.channels % 4 == 0) {
+        if (take_max) select_windows_f32x4<true>(x, g, out, index);
+        else select_windows_f32x4<false>(x, g, out, index);
+        return;
+      }
+      visit_index(index, [&](auto index_tag) {
+        using I = decltype(index_tag);
+        if (take_max) select_windows<true, T, I>(x, g, out, index);
+        else select_windows<false, T, I>(x, g, out, index);
+      });
     }
   });
   return {out, index};
@@ -210,12 +276,15 @@ Tensor gather_flat(const Tensor& x, const Tensor& indices) {
   Tensor out = empty(indices.shape(), x.dtype());
   visit_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    const T* px = x.data<T>();
-    const std::int64_t* pi = indices.data<std::int64_t>();
-    T* po = out.data<T>();
-    const T zero = convert_element<T>(0.0);
-    const std::int64_t n = out.numel();
-    for (std::int64_t i = 0; i < n; ++i) po[i] = pi[i] < 0 ? zero : px[pi[i]];
+    visit_index(indices, [&](auto index_tag) {
+      using I = decltype(index_tag);
+      const T* px = x.data<T>();
+      const I* pi = indices.data<I>();
+      T* po = out.data<T>();
+      const T zero = convert_element<T>(0.0);
+      const std::int64_t n = out.numel();
+      for (std::int64_t i = 0; i < n; ++i) po[i] = pi[i] < 0 ? zero : px[pi[i]];
+    });
   });
   return out;
 }
@@ -233,9 +302,12 @@ Tensor scatter_add_flat(const Tensor& values, const Tensor& indices, const Shape
       C* acc = buffer.data();
       if constexpr (std::is_same_v<T, C>) acc = out.data<T>();
       const T* pv = values.data<T>();
-      const std::int64_t* pi = indices.data<std::int64_t>();
-      for (std::int64_t i = 0; i < n_values; ++i)
-        if (pi[i] >= 0) acc[pi[i]] += static_cast<C>(pv[i]);
+      visit_index(indices, [&](auto index_tag) {
+        using I = decltype(index_tag);
+        const I* pi = indices.data<I>();
+        for (std::int64_t i = 0; i < n_values; ++i)
+          if (pi[i] >= 0) acc[pi[i]] += static_cast<C>(pv[i]);
+      });
       if constexpr (!std::is_same_v<T, C>) {
         T* po = out.data<T>();
         for (std::int64_t i = 0; i < n_out; ++i) po[i] = T(acc[i]);

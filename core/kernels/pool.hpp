@@ -29,8 +29,9 @@ PoolGeometry pool_geometry(const Shape& x_shape, const Shape& window, const Shap
                            const std::vector<std::pair<std::int64_t, std::int64_t>>& pads);
 
 // Max (or min) over each window; also the flat index into x of the first extreme
-// element of each output (Int64, -1 for a window made only of padding, whose value
-// is -inf for max, +inf for min, as reduce_window's init value).
+// element of each output (Int32 when x has at most 2^31 - 1 elements, else Int64;
+// -1 for a window made only of padding, whose value is -inf for max, +inf for min,
+// as reduce_window's init value).
 std::pair<Tensor, Tensor> pool_select(const Tensor& x, const PoolGeometry& g, bool take_max);
 
 // Window sums divided by the window size (count_include_pad) or by the number of
@@ -39,8 +40,8 @@ std::pair<Tensor, Tensor> pool_select(const Tensor& x, const PoolGeometry& g, bo
 Tensor avg_pool(const Tensor& x, const PoolGeometry& g, bool count_include_pad);
 Tensor avg_pool_transpose(const Tensor& grad_out, const PoolGeometry& g, bool count_include_pad);
 
-// out[i] = x.flat[indices[i]] (0 where the index is -1), shaped like indices; and
-// its transpose: out = zeros(shape), out.flat[indices[i]] += values[i].
+// out[i] = x.flat[indices[i]] (0 where the index is -1; Int32 or Int64 indices),
+// shaped like indices; and its transpose: out = zeros(shape), out.flat[indices[i]] += values[i].
 Tensor gather_flat(const Tensor& x, const Tensor& indices);
 Tensor scatter_add_flat(const Tensor& values, const Tensor& indices, const Shape& shape);
 
