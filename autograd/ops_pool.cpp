@@ -15,20 +15,21 @@ namespace {
 
 using Geometry = std::shared_ptr<const kernels::PoolGeometry>;
 
-Tensor scatter_to(const Tensor& g, const Tensor& indices, const Shape& shape);
+Tensor scatter_to(const Tensor& g, const Tensor& indices, const Geometry& geometry);
 
 // Reads x at fixed flat indices; the transpose of scatter_to.
-Tensor gather_at(const Tensor& x, const Tensor& indices) {
+Tensor gather_at(const Tensor& x, const Tensor& indices, const Geometry& geometry) {
   Tensor out = kernels::gather_flat(x, indices);
-  return record("pool_gather", out, {x}, [indices, shape = x.shape()](const Tensor& g, const Tensor&) -> Grads {
-    return {scatter_to(g, indices, shape)};
+  return record("pool_gather", out, {x}, [indices, geometry](const Tensor& g, const Tensor&) -> Grads {
+    return {scatter_to(g, indices, geometry)};
   }, Saves::Nothing);
 }
 
-Tensor scatter_to(const Tensor& g, const Tensor& indices, const Shape& shape) {
-  Tensor out = kernels::scatter_add_flat(g, indices, shape);
-  return record("pool_scatter", out, {g}, [indices](const Tensor& gg, const Tensor&) -> Grads {
-    return {gather_at(gg, indices)};
+// Sends each output's cotangent to the element its window selected.
+Tensor scatter_to(const Tensor& g, const Tensor& indices, const Geometry& geometry) {
+  Tensor out = kernels::pool_select_transpose(g, indices, *geometry);
+  return record("pool_scatter", out, {g}, [indices, geometry](const Tensor& gg, const Tensor&) -> Grads {
+    return {gather_at(gg, indices, geometry)};
   }, Saves::Nothing);
 }
 
@@ -72,8 +73,8 @@ Tensor pool(const Tensor& x, PoolReduction reduction, const Shape& window, const
   auto [out, indices] = kernels::pool_select(x, *geometry, reduction == PoolReduction::Max);
   // `indices = indices`: clang before 16 cannot capture a structured binding.
   return record(reduction == PoolReduction::Max ? "max_pool" : "min_pool", out, {x},
-                [indices = indices, shape = x.shape()](const Tensor& g, const Tensor&) -> Grads {
-                  return {scatter_to(g, indices, shape)};
+                [indices = indices, geometry](const Tensor& g, const Tensor&) -> Grads {
+                  return {scatter_to(g, indices, geometry)};
                 }, Saves::Nothing);
 }
 

@@ -108,6 +108,8 @@ TEST_CASE("pooling gradients match finite differences, first and second order") 
   const Tensor x = random_normal(make_key(5), {1, 4, 5, 2}, DType::Float64);
   check_grad([](const Tensor& t) { return nn::max_pool(t, {3, 3}, {2, 2}, "SAME"); }, x);
   check_grad([](const Tensor& t) { return nn::min_pool(t, {2, 3}, {1, 2}, {{1, 1}, {0, 2}}); }, x);
+  // Disjoint windows, some elements in none.
+  check_grad([](const Tensor& t) { return nn::max_pool(t, {2, 2}, {2, 3}); }, x);
   check_grad([](const Tensor& t) { return nn::avg_pool(t, {3, 3}, {1, 2}, "SAME"); }, x);
   check_grad([](const Tensor& t) { return nn::avg_pool(t, {3, 2}, {2, 1}, "SAME", false); }, x);
 }
@@ -138,7 +140,11 @@ TEST_CASE("float32 max_pool and min_pool over channel vectors route like the sca
     Shape window, strides;
     Padding padding;
   };
-  const Pool pools[] = {{{2, 2}, {2, 2}, "VALID"}, {{3, 3}, {1, 2}, "SAME"}, {{2, 1}, {1, 1}, {{3, 0}, {0, 0}}}};
+  // Disjoint windows (one-pass transpose) with and without uncovered elements or
+  // windows of padding only; overlapping ones (scatter-add).
+  const Pool pools[] = {{{2, 2}, {2, 2}, "VALID"},        {{2, 2}, {3, 3}, "VALID"},
+                        {{2, 2}, {2, 2}, {{1, 2}, {0, 1}}}, {{3, 3}, {1, 2}, "SAME"},
+                        {{2, 1}, {1, 1}, {{3, 0}, {0, 0}}}};
   for (bool take_max : {true, false}) {
     for (const Pool& p : pools) {
       std::vector<std::vector<double>> outs, grads;

@@ -50,6 +50,14 @@ PoolGeometry pool_geometry(const Shape& x_shape, const Shape& window, const Shap
     }
   }
   g.tap_start.push_back(static_cast<std::int64_t>(g.taps.size()));
+  g.disjoint = true;
+  for (std::size_t d = 0; d < n; ++d) g.disjoint = g.disjoint && strides[d] >= window[d];
+  if (g.disjoint) {
+    std::vector<bool> covered(static_cast<std::size_t>(g.in_positions()), false);
+    for (const std::int64_t tap : g.taps) covered[static_cast<std::size_t>(tap)] = true;
+    for (std::int64_t p = 0; p < g.in_positions(); ++p)
+      if (!covered[static_cast<std::size_t>(p)]) g.uncovered.push_back(p);
+  }
   return g;
 }
 
@@ -182,6 +190,30 @@ void select_windows_f32x4(const Tensor& x, const PoolGeometry& g, Tensor& out, T
   });
 }
 
+// The window loop of pool_select_transpose for float32 values with 32-bit indices
+// and C % 4 == 0: a vector compare and select per 4 channels (the scalar form
+// branches on whether each element was selected, a coin flip per element).
+void transpose_windows_f32x4(const float* pv, const std::int32_t* pi, const PoolGeometry& g, float* po) {
+  using F4 = float __attribute__((vector_size(16)));
+  using I4 = std::int32_t __attribute__((vector_size(16)));
+  const std::int64_t c = g.channels;
+  const I4 lane = {0, 1, 2, 3};
+  const F4 zero = {0, 0, 0, 0};
+  for_each_window(g, [&](std::int64_t out_base, std::int64_t in_base, std::int64_t t0, std::int64_t t1) {
+    for (std::int64_t t = t0; t < t1; ++t) {
+      const std::int64_t base = in_base + g.taps[static_cast<std::size_t>(t)] * c;
+      for (std::int64_t k = 0; k < c; k += 4) {
+        F4 v;
+        I4 index;
+        std::memcpy(&v, pv + out_base + k, sizeof v);
+        std::memcpy(&index, pi + out_base + k, sizeof index);
+        const F4 r = index == lane + static_cast<std::int32_t>(base + k) ? v : zero;
+        std::memcpy(po + base + k, &r, sizeof r);
+      }
+    }
+  });
+}
+
 // Calls fn(I{}) with I the index type of `indices` (Int32 or Int64).
 template <class Fn>
 void visit_index(const Tensor& indices, Fn&& fn) {
@@ -213,6 +245,42 @@ std::pair<Tensor, Tensor> pool_select(const Tensor& x, const PoolGeometry& g, bo
     }
   });
   return {out, index};
+}
+
+Tensor pool_select_transpose(const Tensor& values, const Tensor& indices, const PoolGeometry& g) {
+  if (!g.disjoint) return scatter_add_flat(values, indices, in_shape(g));
+  Tensor out = empty(in_shape(g), values.dtype());
+  visit_dtype(values.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, bool>) {
+      throw DTypeError("pool_select_transpose: bool values are not supported");
+    } else {
+      visit_index(indices, [&](auto index_tag) {
+        using I = decltype(index_tag);
+        const T* pv = values.data<T>();
+        const I* pi = indices.data<I>();
+        T* po = out.data<T>();
+        const T zero = convert_element<T>(0.0);
+        const std::int64_t c = g.channels, n_in = g.in_positions();
+        for (std::int64_t b = 0; b < g.batch; ++b)
+          for (const std::int64_t p : g.uncovered) std::fill_n(po + (b * n_in + p) * c, c, zero);
+        if constexpr (std::is_same_v<T, float> && std::is_same_v<I, std::int32_t>) {
+          if (c % 4 == 0) {
+            transpose_windows_f32x4(pv, pi, g, po);
+            return;
+          }
+        }
+        for_each_window(g, [&](std::int64_t out_base, std::int64_t in_base, std::int64_t t0, std::int64_t t1) {
+          for (std::int64_t t = t0; t < t1; ++t) {
+            const std::int64_t base = in_base + g.taps[static_cast<std::size_t>(t)] * c;
+            for (std::int64_t k = 0; k < c; ++k)
+              po[base + k] = pi[out_base + k] == static_cast<I>(base + k) ? pv[out_base + k] : zero;
+          }
+        });
+      });
+    }
+  });
+  return out;
 }
 
 Tensor avg_pool(const Tensor& x, const PoolGeometry& g, bool count_include_pad) {

@@ -19,6 +19,8 @@ struct PoolGeometry {
   std::int64_t window_size = 0;                 // product of the window shape
   std::vector<std::int64_t> tap_start;          // taps of o are taps[tap_start[o] .. tap_start[o + 1])
   std::vector<std::int64_t> taps;               // flat input spatial positions
+  bool disjoint = false;                        // no input position is in two windows (stride >= window)
+  std::vector<std::int64_t> uncovered;          // if disjoint: the input positions in no window
   std::int64_t in_positions() const { return numel(in_spatial); }
   std::int64_t out_positions() const { return numel(out_spatial); }
 };
@@ -39,6 +41,11 @@ std::pair<Tensor, Tensor> pool_select(const Tensor& x, const PoolGeometry& g, bo
 // back over its window (the VJP of avg_pool).
 Tensor avg_pool(const Tensor& x, const PoolGeometry& g, bool count_include_pad);
 Tensor avg_pool_transpose(const Tensor& grad_out, const PoolGeometry& g, bool count_include_pad);
+
+// The transpose of pool_select's selection: zeros shaped like x with each output's
+// value added at its index. With disjoint windows every element of x is written once
+// (no zero fill, no read-modify-write); otherwise it is scatter_add_flat.
+Tensor pool_select_transpose(const Tensor& values, const Tensor& indices, const PoolGeometry& g);
 
 // out[i] = x.flat[indices[i]] (0 where the index is -1; Int32 or Int64 indices),
 // shaped like indices; and its transpose: out = zeros(shape), out.flat[indices[i]] += values[i].
