@@ -1,7 +1,8 @@
 // The direct shared-weight conv kernels (core/kernels/conv_shared_fast.*) against the
 // general path (patches + GEMM) run with Precision::Highest (float64 accumulation,
-// rounded once), on random and edge-case shapes, at 1 and 2 threads; and the
-// dispatch: float32 conv_general_dilated and its gradients take the fast path.
+// rounded once), on random and edge-case shapes, with and without a bias, at 1 and
+// 2 threads; and the dispatch: float32 conv_general_dilated and its gradients take
+// the fast path.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -49,16 +50,22 @@ double worst_error(const std::vector<float>& got, const Tensor& want, const Tens
 }
 
 struct Results {
-  std::vector<float> y, d_x, d_kernel;
+  std::vector<float> y, d_x, d_kernel, d_bias;
 };
 
-Results run_fast(const ConvShared2dFastShape& s, const Tensor& x, const Tensor& k, const Tensor& dy) {
+// With a bias (F) the forward adds it and the kernel VJP also returns d_bias.
+Results run_fast(const ConvShared2dFastShape& s, const Tensor& x, const Tensor& k, const Tensor& dy,
+                 const Tensor& bias = Tensor()) {
   Results r{std::vector<float>(static_cast<std::size_t>(dy.numel()), NAN),
             std::vector<float>(static_cast<std::size_t>(x.numel()), NAN),
-            std::vector<float>(static_cast<std::size_t>(k.numel()), NAN)};
-  kernels::conv_shared2d_forward_fast(s, x.data<float>(), k.data<float>(), r.y.data());
+            std::vector<float>(static_cast<std::size_t>(k.numel()), NAN),
+            std::vector<float>(static_cast<std::size_t>(s.features), NAN)};
+  const bool biased = bias.defined();
+  kernels::conv_shared2d_forward_fast(s, x.data<float>(), k.data<float>(), biased ? bias.data<float>() : nullptr,
+                                      r.y.data());
   kernels::conv_shared2d_input_vjp_fast(s, dy.data<float>(), k.data<float>(), r.d_x.data());
-  kernels::conv_shared2d_kernel_vjp_fast(s, x.data<float>(), dy.data<float>(), r.d_kernel.data());
+  kernels::conv_shared2d_kernel_vjp_fast(s, x.data<float>(), dy.data<float>(), r.d_kernel.data(),
+                                         biased ? r.d_bias.data() : nullptr);
   return r;
 }
 
@@ -72,22 +79,29 @@ void check_against_general(const ConvShared2dFastShape& s, std::uint64_t seed) {
   const Tensor y = kernels::conv_forward(x, k, c), y_scale = kernels::conv_forward(ax, ak, c);
   const Tensor d_x = kernels::conv_input_vjp(dy, k, c), d_x_scale = kernels::conv_input_vjp(ady, ak, c);
   const Tensor d_k = kernels::conv_kernel_vjp(x, dy, c), d_k_scale = kernels::conv_kernel_vjp(ax, ady, c);
+  const Tensor bias = random_normal(make_key(seed + 3), {s.features});
+  const Tensor y_biased = add(y, bias), y_biased_scale = add(y_scale, abs(bias));
+  const Tensor d_bias = sum(cast(dy, DType::Float64), {0, 1, 2}), d_bias_scale = sum(ady, {0, 1, 2});
 
   const int threads_before = num_threads();
   Results one_thread;
   for (int threads : {1, 2}) {
     CAPTURE(threads);
     set_num_threads(threads);
-    const Results r = run_fast(s, x, k, dy);
-    CHECK(worst_error(r.y, y, y_scale) < 1e-5);
+    const Results r = run_fast(s, x, k, dy, bias), unbiased = run_fast(s, x, k, dy);
+    CHECK(worst_error(r.y, y_biased, y_biased_scale) < 1e-5);
+    CHECK(worst_error(unbiased.y, y, y_scale) < 1e-5);
     CHECK(worst_error(r.d_x, d_x, d_x_scale) < 1e-5);
     CHECK(worst_error(r.d_kernel, d_k, d_k_scale) < 1e-5);
+    CHECK(worst_error(r.d_bias, d_bias, d_bias_scale) < 1e-5);
+    CHECK(unbiased.d_kernel == r.d_kernel);
     if (threads == 1) {
       one_thread = r;
     } else {  // the same bits for any thread count
       CHECK(r.y == one_thread.y);
       CHECK(r.d_x == one_thread.d_x);
       CHECK(r.d_kernel == one_thread.d_kernel);
+      CHECK(r.d_bias == one_thread.d_bias);
     }
   }
   set_num_threads(threads_before);

@@ -59,6 +59,7 @@ struct TileJob {
   Index a_step;
   const float* b;
   Index b_step;
+  const float* init;  // Forward: the starting value of every row (the bias), or null for zero
   float* out;
   Index out_stride;
   int valid;
@@ -120,10 +121,11 @@ __attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
       asm("" : "+r"(a[r]));
     }
     __m256 acc[R][V];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 2
-      for (int v = 0; v < V; ++v) acc[r][v] = _mm256_setzero_ps();
+    for (int v = 0; v < V; ++v) {
+      const __m256 start = P == Product::Forward && job.init ? _mm256_loadu_ps(job.init + 8 * v) : _mm256_setzero_ps();
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) acc[r][v] = start;
     }
     const float* b = job.b;
     for (Index s = 0; s < steps; ++s) {
@@ -198,7 +200,7 @@ void for_each_column_block(Index count, Body&& body) {
 }
 
 // y rows (n, oy) for row = n·OH + oy.
-void forward_row(const Plan& p, const float* xp, const float* kernel, float* y, Index row) {
+void forward_row(const Plan& p, const float* xp, const float* kernel, const float* bias, float* y, Index row) {
   const Index n = row / p.out_height, oy = row % p.out_height;
   for_each_column_block(p.features, [&](Index f0, int vectors) {
     TileJob job{};
@@ -208,6 +210,7 @@ void forward_row(const Plan& p, const float* xp, const float* kernel, float* y, 
     job.a_table = p.patch_offset.data();
     job.b = kernel + f0;
     job.b_step = p.features;
+    job.init = bias ? bias + f0 : nullptr;
     job.out = y + row * p.out_width * p.features + f0;
     job.out_stride = p.features;
     run_job<Product::Forward>(job, vectors, p.out_width);
@@ -255,6 +258,25 @@ void kernel_vjp_block(const Plan& p, const float* xp, const float* dy, const Ind
   });
 }
 
+// out[f] = Σ_q rows[q·F + f] over `count` rows of F values (F % 8 == 0): 16 columns
+// at a time, two rows per step into separate accumulators.
+void column_sums(const float* rows, Index count, Index features, float* out) {
+  for_each_column_block(features, [&](Index f0, int vectors) {
+    __m256 even[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, odd[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    const float* row = rows + f0;
+    Index q = 0;
+    for (; q + 1 < count; q += 2, row += 2 * features)
+      for (int v = 0; v < vectors; ++v) {
+        even[v] = _mm256_add_ps(even[v], _mm256_loadu_ps(row + 8 * v));
+        odd[v] = _mm256_add_ps(odd[v], _mm256_loadu_ps(row + features + 8 * v));
+      }
+    for (int v = 0; v < vectors; ++v) {
+      if (q < count) even[v] = _mm256_add_ps(even[v], _mm256_loadu_ps(row + 8 * v));
+      _mm256_storeu_ps(out + f0 + 8 * v, _mm256_add_ps(even[v], odd[v]));
+    }
+  });
+}
+
 }  // namespace
 
 #pragma GCC pop_options
@@ -299,13 +321,14 @@ bool conv_shared2d_fast_supported(const ConvShared2dFastShape& s) {
   return positive && pads && s.out_height() > 0 && s.out_width() > 0 && s.features % 8 == 0 && cpu_has_avx2_fma();
 }
 
-void conv_shared2d_forward_fast(const ConvShared2dFastShape& shape, const float* x, const float* kernel, float* y) {
+void conv_shared2d_forward_fast(const ConvShared2dFastShape& shape, const float* x, const float* kernel,
+                                const float* bias, float* y) {
   const Plan plan(shape);
   const float* xp = padded_input(shape, x);
   const Index rows = plan.batch * plan.out_height;
   const int threads = threads_for(rows);
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
-  for (Index row = 0; row < rows; ++row) forward_row(plan, xp, kernel, y, row);
+  for (Index row = 0; row < rows; ++row) forward_row(plan, xp, kernel, bias, y, row);
 }
 
 void conv_shared2d_input_vjp_fast(const ConvShared2dFastShape& shape, const float* dy, const float* kernel,
@@ -341,7 +364,7 @@ void conv_shared2d_input_vjp_fast(const ConvShared2dFastShape& shape, const floa
 }
 
 void conv_shared2d_kernel_vjp_fast(const ConvShared2dFastShape& shape, const float* x, const float* dy,
-                                   float* d_kernel) {
+                                   float* d_kernel, float* d_bias) {
   const Plan plan(shape);
   const float* xp = padded_input(shape, x);
   // Fixed blocks of samples (a function of N only), each reduced in registers.
@@ -354,18 +377,27 @@ void conv_shared2d_kernel_vjp_fast(const ConvShared2dFastShape& shape, const flo
     for (Index oy = 0; oy < plan.out_height; ++oy)
       for (Index ox = 0; ox < plan.out_width; ++ox)
         position_offset.push_back(m * plan.sample_stride + (oy * plan.width + ox) * plan.channels);
-  const Index size = plan.patch * plan.features;
+  // A block's partial sums: patch × F for the kernel, then F for the bias.
+  const Index kernel_size = plan.patch * plan.features, size = kernel_size + plan.features;
   float* partial = conv_scratch<float>(ConvScratch::Result, static_cast<std::size_t>(blocks * size));
   const int threads = threads_for(blocks);
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
   for (Index block = 0; block < blocks; ++block) {
-    const Index first = block * block_samples;
-    kernel_vjp_block(plan, xp, dy, position_offset.data(), first, std::min(block_samples, plan.batch - first),
-                     partial + block * size);
+    const Index first = block * block_samples, count = std::min(block_samples, plan.batch - first);
+    float* sums = partial + block * size;
+    kernel_vjp_block(plan, xp, dy, position_offset.data(), first, count, sums);
+    if (d_bias)
+      column_sums(dy + first * plan.positions() * plan.features, count * plan.positions(), plan.features,
+                  sums + kernel_size);
   }
-  std::copy_n(partial, size, d_kernel);
+  std::copy_n(partial, kernel_size, d_kernel);
   for (Index block = 1; block < blocks; ++block)
-    for (Index j = 0; j < size; ++j) d_kernel[j] += partial[block * size + j];
+    for (Index j = 0; j < kernel_size; ++j) d_kernel[j] += partial[block * size + j];
+  if (d_bias) {
+    std::copy_n(partial + kernel_size, plan.features, d_bias);
+    for (Index block = 1; block < blocks; ++block)
+      for (Index f = 0; f < plan.features; ++f) d_bias[f] += partial[block * size + kernel_size + f];
+  }
 }
 
 std::optional<Tensor> conv_shared_fast(ConvPass pass, const Tensor& a, const Tensor& b, const ConvContraction& c) {
@@ -386,7 +418,7 @@ std::optional<Tensor> conv_shared_fast(ConvPass pass, const Tensor& a, const Ten
   switch (pass) {
     case ConvPass::Forward: {  // a = x, b = kernel
       Tensor y = empty(c.output_shape(), DType::Float32);
-      conv_shared2d_forward_fast(shape, a.data<float>(), b.data<float>(), y.data<float>());
+      conv_shared2d_forward_fast(shape, a.data<float>(), b.data<float>(), nullptr, y.data<float>());
       return y;
     }
     case ConvPass::InputVJP: {  // a = g, b = kernel
@@ -396,7 +428,7 @@ std::optional<Tensor> conv_shared_fast(ConvPass pass, const Tensor& a, const Ten
     }
     case ConvPass::KernelVJP: {  // a = x, b = g
       Tensor dk = empty(c.kernel_shape(), DType::Float32);
-      conv_shared2d_kernel_vjp_fast(shape, a.data<float>(), b.data<float>(), dk.data<float>());
+      conv_shared2d_kernel_vjp_fast(shape, a.data<float>(), b.data<float>(), dk.data<float>(), nullptr);
       return dk;
     }
   }

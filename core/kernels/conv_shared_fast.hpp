@@ -33,21 +33,24 @@ struct ConvShared2dFastShape {
 // the output is non-empty and F % 8 == 0.
 bool conv_shared2d_fast_supported(const ConvShared2dFastShape& shape);
 
-// Layouts (row-major): x (N, H, W, C), kernel (kh, kw, C, F), y (N, OH, OW, F), with xp
-// the zero-padded x:
-//   y[n,oy,ox,f] = Σ_{ky,kx,c} xp[n, oy+ky·dh, ox+kx·dw, c] · kernel[ky,kx,c,f]
-void conv_shared2d_forward_fast(const ConvShared2dFastShape& shape, const float* x, const float* kernel, float* y);
+// Layouts (row-major): x (N, H, W, C), kernel (kh, kw, C, F), bias (F) or null,
+// y (N, OH, OW, F), with xp the zero-padded x:
+//   y[n,oy,ox,f] = bias[f] + Σ_{ky,kx,c} xp[n, oy+ky·dh, ox+kx·dw, c] · kernel[ky,kx,c,f]
+// (the bias starts the accumulators: no extra pass).
+void conv_shared2d_forward_fast(const ConvShared2dFastShape& shape, const float* x, const float* kernel,
+                                const float* bias, float* y);
 
 // Given dy = ∂L/∂y (N, OH, OW, F), overwrites d_x (N, H, W, C) with
 //   d_x[n,iy,ix,c] = Σ_{ky,kx,f} dy[n, iy+pt-ky·dh, ix+pl-kx·dw, f] · kernel[ky,kx,c,f]  (in-range terms)
 void conv_shared2d_input_vjp_fast(const ConvShared2dFastShape& shape, const float* dy, const float* kernel,
                                   float* d_x);
 
-// Overwrites d_kernel (kh, kw, C, F) with Σ_{n,oy,ox} xp[n, oy+ky·dh, ox+kx·dw, c] · dy[n,oy,ox,f].
-// The sum is split into fixed blocks of samples whose partial sums are added in
-// order, so the result does not depend on the thread count.
+// Overwrites d_kernel (kh, kw, C, F) with Σ_{n,oy,ox} xp[n, oy+ky·dh, ox+kx·dw, c] · dy[n,oy,ox,f]
+// and, unless null, d_bias (F) with Σ_{n,oy,ox} dy[n,oy,ox,f]. The sums are split into
+// fixed blocks of samples whose partial sums are added in order, so the result does
+// not depend on the thread count.
 void conv_shared2d_kernel_vjp_fast(const ConvShared2dFastShape& shape, const float* x, const float* dy,
-                                   float* d_kernel);
+                                   float* d_kernel, float* d_bias);
 
 enum class ConvPass { Forward, InputVJP, KernelVJP };
 
