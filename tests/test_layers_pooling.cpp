@@ -130,44 +130,48 @@ TEST_CASE("pooling errors name the function and the shapes") {
 }
 
 TEST_CASE("float32 max_pool and min_pool over channel vectors route like the scalar path, ties and NaN included") {
-  // C = 8 runs the 4-channel vector loop for float32; float64 the scalar one. Values
-  // in {0, 1, 2} make many ties (the first extreme wins), and a few NaNs (which win).
-  const Shape shape{2, 7, 6, 8};
-  std::vector<double> values = random_uniform(make_key(9), shape, DType::Float64, 0.0, 3.0).to_vector();
-  for (double& e : values) e = std::floor(e);
-  for (std::size_t i : {5u, 100u, 101u, 333u}) values[i] = NAN;
-  struct Pool {
-    Shape window, strides;
-    Padding padding;
-  };
-  // Disjoint windows (one-pass transpose) with and without uncovered elements or
-  // windows of padding only; overlapping ones (scatter-add).
-  const Pool pools[] = {{{2, 2}, {2, 2}, "VALID"},        {{2, 2}, {3, 3}, "VALID"},
-                        {{2, 2}, {2, 2}, {{1, 2}, {0, 1}}}, {{3, 3}, {1, 2}, "SAME"},
-                        {{2, 1}, {1, 1}, {{3, 0}, {0, 0}}}};
-  for (bool take_max : {true, false}) {
-    for (const Pool& p : pools) {
-      std::vector<std::vector<double>> outs, grads;
-      for (DType dtype : {DType::Float32, DType::Float64}) {
-        Tensor x = from_vector(values, shape, dtype);
-        x.requires_grad_();
-        Tensor y = take_max ? nn::max_pool(x, p.window, p.strides, p.padding)
-                            : nn::min_pool(x, p.window, p.strides, p.padding);
-        // Integer cotangents: sums of several are exact in both dtypes.
-        std::vector<double> cotangent = random_uniform(make_key(11), y.shape(), DType::Float64, 1.0, 9.0).to_vector();
-        for (double& e : cotangent) e = std::floor(e);
-        (y * from_vector(cotangent, y.shape(), dtype)).sum().backward();
-        outs.push_back(v(y));
-        grads.push_back(v(x.grad()));
+  // float32 runs the 8-channel AVX2 loop for C = 8 and 16 (on AVX2 CPUs), the
+  // 4-channel one for C = 4 and 72; float64 the scalar one. Values in {0, 1, 2} make
+  // many ties (the first extreme wins), and a few NaNs (which win).
+  for (std::int64_t channels : {4, 8, 16, 72}) {
+    CAPTURE(channels);
+    const Shape shape{2, 7, 6, channels};
+    std::vector<double> values = random_uniform(make_key(9), shape, DType::Float64, 0.0, 3.0).to_vector();
+    for (double& e : values) e = std::floor(e);
+    for (std::size_t i : {5u, 100u, 101u, 333u}) values[i] = NAN;
+    struct Pool {
+      Shape window, strides;
+      Padding padding;
+    };
+    // Disjoint windows (one-pass transpose) with and without uncovered elements or
+    // windows of padding only; overlapping ones (scatter-add).
+    const Pool pools[] = {{{2, 2}, {2, 2}, "VALID"},        {{2, 2}, {3, 3}, "VALID"},
+                          {{2, 2}, {2, 2}, {{1, 2}, {0, 1}}}, {{3, 3}, {1, 2}, "SAME"},
+                          {{2, 1}, {1, 1}, {{3, 0}, {0, 0}}}};
+    for (bool take_max : {true, false}) {
+      for (const Pool& p : pools) {
+        std::vector<std::vector<double>> outs, grads;
+        for (DType dtype : {DType::Float32, DType::Float64}) {
+          Tensor x = from_vector(values, shape, dtype);
+          x.requires_grad_();
+          Tensor y = take_max ? nn::max_pool(x, p.window, p.strides, p.padding)
+                              : nn::min_pool(x, p.window, p.strides, p.padding);
+          // Integer cotangents: sums of several are exact in both dtypes.
+          std::vector<double> cotangent = random_uniform(make_key(11), y.shape(), DType::Float64, 1.0, 9.0).to_vector();
+          for (double& e : cotangent) e = std::floor(e);
+          (y * from_vector(cotangent, y.shape(), dtype)).sum().backward();
+          outs.push_back(v(y));
+          grads.push_back(v(x.grad()));
+        }
+        CAPTURE(take_max);
+        CAPTURE(p.padding.to_string());
+        REQUIRE(outs[0].size() == outs[1].size());
+        for (std::size_t i = 0; i < outs[0].size(); ++i) {
+          CAPTURE(i);
+          CHECK((outs[0][i] == outs[1][i] || (std::isnan(outs[0][i]) && std::isnan(outs[1][i]))));
+        }
+        CHECK(grads[0] == grads[1]);  // the same elements receive the same cotangents
       }
-      CAPTURE(take_max);
-      CAPTURE(p.padding.to_string());
-      REQUIRE(outs[0].size() == outs[1].size());
-      for (std::size_t i = 0; i < outs[0].size(); ++i) {
-        CAPTURE(i);
-        CHECK((outs[0][i] == outs[1][i] || (std::isnan(outs[0][i]) && std::isnan(outs[1][i]))));
-      }
-      CHECK(grads[0] == grads[1]);  // the same elements receive the same cotangents
     }
   }
 }

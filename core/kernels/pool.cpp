@@ -1,5 +1,7 @@
 #include "core/kernels/pool.hpp"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -148,6 +150,93 @@ void select_windows(const Tensor& x, const PoolGeometry& g, Tensor& out, Tensor&
   });
 }
 
+}  // namespace
+
+// select_windows for float32 with 32-bit indices and C a multiple of 8 up to 64 on
+// AVX2 CPUs: a window's running extremes and indices stay in registers across its
+// taps, 8 channels per vector. AVX2 code is confined to the target region and uses
+// raw pointers only (no inline library function is compiled for AVX2).
+#pragma GCC push_options
+#pragma GCC target("avx2")
+
+namespace {
+
+constexpr std::int64_t max_avx2_pool_vectors = 8;
+
+// V = C / 8 vectors per window, a compile-time count so best[] and arg[] live in
+// registers (with a run-time count GCC keeps them on the stack and copies them
+// with memcpy calls).
+template <bool TakeMax, int V>
+__attribute__((noinline)) void select_windows_avx2(const float* px, std::int64_t batch, std::int64_t in_positions,
+                                                   std::int64_t out_positions, const std::int64_t* tap_start,
+                                                   const std::int64_t* taps, float* po, std::int32_t* pi) {
+  constexpr std::int64_t vectors = V, channels = 8 * V;
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const float empty_window = TakeMax ? -__builtin_inff() : __builtin_inff();
+  __m256 best[V];
+  __m256i arg[V];
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const std::int64_t in_base = b * in_positions * channels;
+    for (std::int64_t o = 0; o < out_positions; ++o) {
+      const std::int64_t out_base = (b * out_positions + o) * channels, t0 = tap_start[o], t1 = tap_start[o + 1];
+      if (t0 == t1) {  // only padding
+        for (std::int64_t k = 0; k < channels; ++k) {
+          po[out_base + k] = empty_window;
+          pi[out_base + k] = -1;
+        }
+        continue;
+      }
+      const std::int64_t first = in_base + taps[t0] * channels;
+#pragma GCC unroll 8
+      for (std::int64_t v = 0; v < vectors; ++v) {
+        best[v] = _mm256_loadu_ps(px + first + 8 * v);
+        arg[v] = _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int>(first + 8 * v)));
+      }
+      for (std::int64_t t = t0 + 1; t < t1; ++t) {
+        const std::int64_t start = in_base + taps[t] * channels;
+#pragma GCC unroll 8
+        for (std::int64_t v = 0; v < vectors; ++v) {
+          const __m256 x = _mm256_loadu_ps(px + start + 8 * v);
+          // Strictly better, or the first NaN (a NaN beats every number).
+          const __m256 better = _mm256_or_ps(
+              _mm256_cmp_ps(x, best[v], TakeMax ? _CMP_GT_OQ : _CMP_LT_OQ),
+              _mm256_and_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q), _mm256_cmp_ps(best[v], best[v], _CMP_ORD_Q)));
+          const __m256i index = _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int>(start + 8 * v)));
+          best[v] = _mm256_blendv_ps(best[v], x, better);
+          arg[v] = _mm256_castps_si256(
+              _mm256_blendv_ps(_mm256_castsi256_ps(arg[v]), _mm256_castsi256_ps(index), better));
+        }
+      }
+#pragma GCC unroll 8
+      for (std::int64_t v = 0; v < vectors; ++v) {
+        _mm256_storeu_ps(po + out_base + 8 * v, best[v]);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(pi + out_base + 8 * v), arg[v]);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+#pragma GCC pop_options
+
+namespace {
+
+// Calls select_windows_avx2<TakeMax, V> for V = C / 8 (1 ≤ V ≤ max_avx2_pool_vectors).
+template <bool TakeMax, int V = 1>
+void select_windows_avx2_for(const Tensor& x, const PoolGeometry& g, Tensor& out, Tensor& index) {
+  if constexpr (V <= max_avx2_pool_vectors) {
+    if (g.channels != 8 * V) return select_windows_avx2_for<TakeMax, V + 1>(x, g, out, index);
+    select_windows_avx2<TakeMax, V>(x.data<float>(), g.batch, g.in_positions(), g.out_positions(),
+                                    g.tap_start.data(), g.taps.data(), out.data<float>(), index.data<std::int32_t>());
+  }
+}
+
+bool cpu_has_avx2() {
+  static const bool has = __builtin_cpu_supports("avx2");
+  return has;
+}
+
 // select_windows for float32 with 32-bit indices and C % 4 == 0, four channels per
 // vector (GCC vector extensions: SSE2 on baseline x86-64); the same selection rule,
 // written with vector compares and selects that the scalar loop does not get.
@@ -232,6 +321,12 @@ std::pair<Tensor, Tensor> pool_select(const Tensor& x, const PoolGeometry& g, bo
     if constexpr (std::is_same_v<T, bool>) {
       throw DTypeError(fmt::format("{}: bool inputs are not supported", take_max ? "max_pool" : "min_pool"));
     } else {
+      if (std::is_same_v<T, float> && narrow && g.channels % 8 == 0 &&
+          g.channels <= 8 * max_avx2_pool_vectors && cpu_has_avx2()) {
+        if (take_max) select_windows_avx2_for<true>(x, g, out, index);
+        else select_windows_avx2_for<false>(x, g, out, index);
+        return;
+      }
       if (std::is_same_v<T, float> && narrow && g.channels % 4 == 0) {
         if (take_max) select_windows_f32x4<true>(x, g, out, index);
         else select_windows_f32x4<false>(x, g, out, index);
