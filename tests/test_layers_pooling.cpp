@@ -130,9 +130,10 @@ TEST_CASE("pooling errors name the function and the shapes") {
 }
 
 TEST_CASE("float32 max_pool and min_pool over channel vectors route like the scalar path, ties and NaN included") {
-  // float32 runs the 8-channel AVX2 loop for C = 8 and 16 (on AVX2 CPUs), the
-  // 4-channel one for C = 4 and 72; float64 the scalar one. Values in {0, 1, 2} make
-  // many ties (the first extreme wins), and a few NaNs (which win).
+  // float32 runs the 8-channel AVX2 loops (select and, with disjoint windows, its
+  // transpose) for C = 8 and 16 on AVX2 CPUs, the 4-channel ones for C = 4 and 72;
+  // float64 the scalar ones. Values in {0, 1, 2} make many ties (the first extreme
+  // wins), and a few NaNs (which win).
   for (std::int64_t channels : {4, 8, 16, 72}) {
     CAPTURE(channels);
     const Shape shape{2, 7, 6, channels};

@@ -216,6 +216,39 @@ __attribute__((noinline)) void select_windows_avx2(const float* px, std::int64_t
   }
 }
 
+// The window loop of pool_select_transpose for disjoint windows (same conditions):
+// each tap's elements get the window's value where they were selected, else zero.
+template <int V>
+__attribute__((noinline)) void transpose_windows_avx2(const float* pv, const std::int32_t* pi, std::int64_t batch,
+                                                      std::int64_t in_positions, std::int64_t out_positions,
+                                                      const std::int64_t* tap_start, const std::int64_t* taps,
+                                                      float* po) {
+  constexpr std::int64_t vectors = V, channels = 8 * V;
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  __m256 value[V];
+  __m256i index[V];
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const std::int64_t in_base = b * in_positions * channels;
+    for (std::int64_t o = 0; o < out_positions; ++o) {
+      const std::int64_t out_base = (b * out_positions + o) * channels;
+#pragma GCC unroll 8
+      for (std::int64_t v = 0; v < vectors; ++v) {
+        value[v] = _mm256_loadu_ps(pv + out_base + 8 * v);
+        index[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pi + out_base + 8 * v));
+      }
+      for (std::int64_t t = tap_start[o]; t < tap_start[o + 1]; ++t) {
+        const std::int64_t start = in_base + taps[t] * channels;
+#pragma GCC unroll 8
+        for (std::int64_t v = 0; v < vectors; ++v) {
+          const __m256i here = _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int>(start + 8 * v)));
+          const __m256 selected = _mm256_castsi256_ps(_mm256_cmpeq_epi32(index[v], here));
+          _mm256_storeu_ps(po + start + 8 * v, _mm256_and_ps(selected, value[v]));
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 #pragma GCC pop_options
@@ -229,6 +262,16 @@ void select_windows_avx2_for(const Tensor& x, const PoolGeometry& g, Tensor& out
     if (g.channels != 8 * V) return select_windows_avx2_for<TakeMax, V + 1>(x, g, out, index);
     select_windows_avx2<TakeMax, V>(x.data<float>(), g.batch, g.in_positions(), g.out_positions(),
                                     g.tap_start.data(), g.taps.data(), out.data<float>(), index.data<std::int32_t>());
+  }
+}
+
+// Calls transpose_windows_avx2<V> for V = C / 8 (1 ≤ V ≤ max_avx2_pool_vectors).
+template <int V = 1>
+void transpose_windows_avx2_for(const float* pv, const std::int32_t* pi, const PoolGeometry& g, float* po) {
+  if constexpr (V <= max_avx2_pool_vectors) {
+    if (g.channels != 8 * V) return transpose_windows_avx2_for<V + 1>(pv, pi, g, po);
+    transpose_windows_avx2<V>(pv, pi, g.batch, g.in_positions(), g.out_positions(), g.tap_start.data(),
+                              g.taps.data(), po);
   }
 }
 
@@ -360,6 +403,10 @@ Tensor pool_select_transpose(const Tensor& values, const Tensor& indices, const 
         for (std::int64_t b = 0; b < g.batch; ++b)
           for (const std::int64_t p : g.uncovered) std::fill_n(po + (b * n_in + p) * c, c, zero);
         if constexpr (std::is_same_v<T, float> && std::is_same_v<I, std::int32_t>) {
+          if (c % 8 == 0 && c <= 8 * max_avx2_pool_vectors && cpu_has_avx2()) {
+            transpose_windows_avx2_for(pv, pi, g, po);
+            return;
+          }
           if (c % 4 == 0) {
             transpose_windows_f32x4(pv, pi, g, po);
             return;
