@@ -346,9 +346,10 @@ void conv_shared2d_input_vjp_fast(const ConvShared2dFastShape& shape, const floa
     for (Index ch = 0; ch < c; ++ch)
       for (Index f = 0; f < f_count; ++f) kt[f * kt_row + column + ch] = kernel[(tap * c + ch) * f_count + f];
   }
+  // With padding, d_x of the padded input is accumulated in scratch and cropped.
   const bool padded = has_padding(shape);
-  float* dxp = padded ? conv_scratch<float>(ConvScratch::Patches, static_cast<std::size_t>(plan.batch * plan.sample_stride))
-                      : d_x;
+  const auto padded_size = static_cast<std::size_t>(plan.batch * plan.sample_stride);
+  float* dxp = padded ? conv_scratch<float>(ConvScratch::Patches, padded_size) : d_x;
   const Index wp = shape.padded_width();
   const int threads = threads_for(plan.batch);
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
