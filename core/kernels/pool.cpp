@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "core/tensor_impl.hpp"
+#include "core/threading.hpp"
 
 namespace xgrad::kernels {
 
@@ -167,7 +168,8 @@ constexpr std::int64_t max_avx2_pool_vectors = 8;
 // registers (with a run-time count GCC keeps them on the stack and copies them
 // with memcpy calls).
 template <bool TakeMax, int V>
-__attribute__((noinline)) void select_windows_avx2(const float* px, std::int64_t batch, std::int64_t in_positions,
+__attribute__((noinline)) void select_windows_avx2(const float* px, std::int64_t first_sample,
+                                                   std::int64_t end_sample, std::int64_t in_positions,
                                                    std::int64_t out_positions, const std::int64_t* tap_start,
                                                    const std::int64_t* taps, float* po, std::int32_t* pi) {
   constexpr std::int64_t vectors = V, channels = 8 * V;
@@ -175,7 +177,7 @@ __attribute__((noinline)) void select_windows_avx2(const float* px, std::int64_t
   const float empty_window = TakeMax ? -__builtin_inff() : __builtin_inff();
   __m256 best[V];
   __m256i arg[V];
-  for (std::int64_t b = 0; b < batch; ++b) {
+  for (std::int64_t b = first_sample; b < end_sample; ++b) {
     const std::int64_t in_base = b * in_positions * channels;
     for (std::int64_t o = 0; o < out_positions; ++o) {
       const std::int64_t out_base = (b * out_positions + o) * channels, t0 = tap_start[o], t1 = tap_start[o + 1];
@@ -219,7 +221,8 @@ __attribute__((noinline)) void select_windows_avx2(const float* px, std::int64_t
 // The window loop of pool_select_transpose for disjoint windows (same conditions):
 // each tap's elements get the window's value where they were selected, else zero.
 template <int V>
-__attribute__((noinline)) void transpose_windows_avx2(const float* pv, const std::int32_t* pi, std::int64_t batch,
+__attribute__((noinline)) void transpose_windows_avx2(const float* pv, const std::int32_t* pi,
+                                                      std::int64_t first_sample, std::int64_t end_sample,
                                                       std::int64_t in_positions, std::int64_t out_positions,
                                                       const std::int64_t* tap_start, const std::int64_t* taps,
                                                       float* po) {
@@ -227,7 +230,7 @@ __attribute__((noinline)) void transpose_windows_avx2(const float* pv, const std
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   __m256 value[V];
   __m256i index[V];
-  for (std::int64_t b = 0; b < batch; ++b) {
+  for (std::int64_t b = first_sample; b < end_sample; ++b) {
     const std::int64_t in_base = b * in_positions * channels;
     for (std::int64_t o = 0; o < out_positions; ++o) {
       const std::int64_t out_base = (b * out_positions + o) * channels;
@@ -255,13 +258,28 @@ __attribute__((noinline)) void transpose_windows_avx2(const float* pv, const std
 
 namespace {
 
+// body(first, end) over contiguous ranges of samples, one per thread when the input
+// is large enough to be worth the threads (the loops are memory-bound).
+template <class Body>
+void for_sample_ranges(const PoolGeometry& g, Body&& body) {
+  const bool large = g.batch * g.in_positions() * g.channels >= (std::int64_t{1} << 17);
+  const int threads = large ? static_cast<int>(std::min<std::int64_t>(num_threads(), g.batch)) : 1;
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
+  for (int t = 0; t < threads; ++t) body(g.batch * t / threads, g.batch * (t + 1) / threads);
+}
+
 // Calls select_windows_avx2<TakeMax, V> for V = C / 8 (1 ≤ V ≤ max_avx2_pool_vectors).
 template <bool TakeMax, int V = 1>
 void select_windows_avx2_for(const Tensor& x, const PoolGeometry& g, Tensor& out, Tensor& index) {
   if constexpr (V <= max_avx2_pool_vectors) {
     if (g.channels != 8 * V) return select_windows_avx2_for<TakeMax, V + 1>(x, g, out, index);
-    select_windows_avx2<TakeMax, V>(x.data<float>(), g.batch, g.in_positions(), g.out_positions(),
-                                    g.tap_start.data(), g.taps.data(), out.data<float>(), index.data<std::int32_t>());
+    const float* px = x.data<float>();
+    float* po = out.data<float>();
+    std::int32_t* pi = index.data<std::int32_t>();
+    for_sample_ranges(g, [&](std::int64_t first, std::int64_t end) {
+      select_windows_avx2<TakeMax, V>(px, first, end, g.in_positions(), g.out_positions(), g.tap_start.data(),
+                                      g.taps.data(), po, pi);
+    });
   }
 }
 
@@ -270,8 +288,10 @@ template <int V = 1>
 void transpose_windows_avx2_for(const float* pv, const std::int32_t* pi, const PoolGeometry& g, float* po) {
   if constexpr (V <= max_avx2_pool_vectors) {
     if (g.channels != 8 * V) return transpose_windows_avx2_for<V + 1>(pv, pi, g, po);
-    transpose_windows_avx2<V>(pv, pi, g.batch, g.in_positions(), g.out_positions(), g.tap_start.data(),
-                              g.taps.data(), po);
+    for_sample_ranges(g, [&](std::int64_t first, std::int64_t end) {
+      transpose_windows_avx2<V>(pv, pi, first, end, g.in_positions(), g.out_positions(), g.tap_start.data(),
+                                g.taps.data(), po);
+    });
   }
 }
 
