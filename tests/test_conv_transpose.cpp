@@ -81,6 +81,17 @@ TEST_CASE("ConvTranspose 1-D, stride 2, kernel_dilation 2: hand-computed values 
   // out[j] sums y[i] with (i + 5) mod 6 = j: y[0] = 1 and y[6] = 30 land on j = 5.
   CHECK(hand_output(hand_layer("CIRCULAR", true)).to_vector() == V{0, 12, 0, 23, 0, 31});
 
+  // Flax's CIRCULAR offset makes transpose_kernel the exact transpose of a CIRCULAR
+  // Conv only for some (K, s) (all K at s = 2; see the adjoint test). At s = 1 with
+  // an even kernel it is that transpose rolled by one, as upstream: k = 2, w = [1, 10],
+  // x = [1, 2, 3]. VALID with the flipped kernel [10, 1], pads (1, 1): [1, 12, 23, 30];
+  // P = 3, diff = -(4 - 3) mod 6 = 5, pads (2, 3): [0 0 1 | 12 23 30 | 0 0 0] folds to
+  // [12, 23, 31]. The CIRCULAR Conv (pads (0, 1)) has transpose
+  // x -> [x0 + 10 x2, x1 + 10 x0, x2 + 10 x1] = [31, 12, 23].
+  nn::ConvTranspose rolled({.features = 1, .kernel_size = {2}, .padding = "CIRCULAR", .use_bias = false,
+                            .param_dtype = DType::Float64, .kernel_init = fixed({1, 10}), .transpose_kernel = true});
+  CHECK(rolled(from_vector({1, 2, 3}, {1, 3, 1}, DType::Float64)).to_vector() == V{12, 23, 31});
+
   // SAME with s > K - 1: k = 2, no dilation (K = 2), stride 3, x = [1, 2]: total
   // K + s - 2 = 3 with K - 1 = 1 in front; xd = [1 0 0 2], xp = [0 1 0 0 2 0 0],
   // y[o] = xp[o] + 10 xp[o + 1]. VALID pads the same here (max(K - s, 0) = 0).
