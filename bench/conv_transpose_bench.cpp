@@ -18,7 +18,7 @@ using xgrad::bench::time_ms;
 
 int main() {
   openblas_set_num_threads(1);
-  std::printf("xgrad ConvTranspose vs the Conv input-gradient (medians; float32; 1 thread; 3x3, stride 2)\n");
+  std::printf("xgrad ConvTranspose vs the strided Conv it transposes (medians; float32; 1 thread; 3x3, stride 2)\n");
   // Decoder layer [128,7,7,32] -> [128,14,14,16], and the Conv [128,14,14,16] -> [128,7,7,32] it transposes.
   const Shape small{128, 7, 7, 32}, large{128, 14, 14, 16};
   const double flops = 2.0 * static_cast<double>(numel(small)) * 9.0 * 16.0;
