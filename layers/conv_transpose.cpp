@@ -104,7 +104,8 @@ Tensor conv_transpose(const Tensor& lhs, const Tensor& rhs, const std::vector<st
   const std::int64_t in_axis = transpose_kernel ? rhs.dim() - 1 : rhs.dim() - 2;
   if (rhs.size(in_axis) != lhs.shape().back())
     throw ShapeError(fmt::format("conv_transpose: rhs {} must be {} with C = {}, the channels of lhs {}",
-                                 shape_str(rhs.shape()), transpose_kernel ? "(k..., F, C) (transpose_kernel)" : "(k..., C, F)",
+                                 shape_str(rhs.shape()),
+                                 transpose_kernel ? "(k..., F, C) (transpose_kernel)" : "(k..., C, F)",
                                  lhs.shape().back(), shape_str(lhs.shape())));
   const Shape window(rhs.shape().begin(), rhs.shape().end() - 2);
   const auto s = per_dim(strides, n, "strides", who);
@@ -192,8 +193,10 @@ ConvTransposePlan plan_conv_transpose(const Shape& input_shape, const ConvTransp
 
   if (plan.circular) {
     // Flax pads the VALID result with zeros to an odd number of periods P = M * s,
-    // centred (the odd unit in front, or behind with transpose_kernel, which makes
-    // this the exact transpose of a CIRCULAR Conv), then sums the periods.
+    // centred with the odd unit in front (behind with transpose_kernel), then sums
+    // the periods. With transpose_kernel this is the exact transpose of a CIRCULAR
+    // Conv at stride 2 (any kernel), but not for every (K, s): at stride 1 with an
+    // even kernel it is that transpose rolled by one. Flax's offsets, kept as they are.
     for (std::size_t j = 0; j < n; ++j) {
       const std::int64_t P = geometry.in_spatial[j] * plan.strides[j];
       if (P == 0)
@@ -222,7 +225,7 @@ Tensor wrap_sum(Tensor y, const PadPairs& pads, const Shape& periods) {
     const auto axis = static_cast<std::int64_t>(j + 1);
     Shape split = y.shape();
     split[j + 1] = periods[j];
-    split.insert(split.begin() + axis, -1);
+    split.insert(split.begin() + axis, y.size(axis) / periods[j]);  // explicit: y may be empty
     y = sum(reshape(y, split), {axis});
   }
   return y;

@@ -162,13 +162,17 @@ TEST_CASE("ConvTranspose output shapes: SAME = M*s, VALID = M*s + max(K - s, 0),
   for (int k = 0; k < 3; ++k)
     for (int i = 0; i < 3; ++i)
       for (int j = 0; j < 4; ++j) tril.push_back(j <= i ? 1.0 : 0.0);
-  nn::ConvTranspose masked({.features = 4, .kernel_size = {3}, .padding = "VALID", .mask = from_vector(tril, {3, 3, 4})});
+  nn::ConvTranspose masked(
+      {.features = 4, .kernel_size = {3}, .padding = "VALID", .mask = from_vector(tril, {3, 3, 4})});
   CHECK(masked(ones({1, 8, 3})).shape() == Shape{1, 10, 4});
 
   // Batch axes: none (added and removed), or several (flattened and restored).
   nn::ConvTranspose up({.features = 5, .kernel_size = {3}, .strides = 2});
   CHECK(up(ones({4, 2})).shape() == Shape{8, 5});
   CHECK(up(ones({2, 3, 4, 2})).shape() == Shape{2, 3, 8, 5});
+  // An empty batch, also through the CIRCULAR fold.
+  nn::ConvTranspose wrap({.features = 5, .kernel_size = {3}, .strides = 2, .padding = "CIRCULAR"});
+  CHECK(wrap(ones({0, 4, 2})).shape() == Shape{0, 8, 5});
   // 3-D, mixed per-dim strides.
   nn::ConvTranspose up3({.features = 2, .kernel_size = {2, 3, 1}, .strides = {1, 2, 3}, .padding = "VALID"});
   CHECK(up3(ones({1, 2, 3, 4, 1})).shape() == Shape{1, 3, 7, 12, 2});
@@ -264,7 +268,8 @@ TEST_CASE("ConvTranspose gradcheck (float64): inputs, kernel and bias") {
   configs.push_back({"1-D SAME, stride 2, dilation 2, bias", {2, 4, 2},
                      {.features = 3, .kernel_size = {3}, .strides = 2, .kernel_dilation = 2}});
   configs.push_back({"1-D CIRCULAR, transpose_kernel, stride 3, no batch dim", {4, 2},
-                     {.features = 2, .kernel_size = {3}, .strides = 3, .padding = "CIRCULAR", .transpose_kernel = true}});
+                     {.features = 2, .kernel_size = {3}, .strides = 3, .padding = "CIRCULAR",
+                      .transpose_kernel = true}});
   configs.push_back({"2-D VALID, strides (2, 1), transpose_kernel, no bias", {1, 3, 3, 2},
                      {.features = 2, .kernel_size = {2, 3}, .strides = {2, 1}, .padding = "VALID", .use_bias = false,
                       .transpose_kernel = true}});
