@@ -23,6 +23,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdlib>
 #include <vector>
@@ -402,7 +403,12 @@ bool cpu_has_avx2_fma() {
   return has;
 }
 
+std::atomic<bool> fast_enabled{std::getenv("XGRAD_CONV_GENERAL_PATH") == nullptr};
+
 }  // namespace
+
+void set_conv_local_fast_enabled(bool enabled) { fast_enabled.store(enabled, std::memory_order_relaxed); }
+bool conv_local_fast_enabled() { return fast_enabled.load(std::memory_order_relaxed); }
 
 bool conv_local2d_fast_supported(const ConvLocal2dFastShape& s) {
   const bool positive = s.batch > 0 && s.in_height > 0 && s.in_width > 0 && s.in_features > 0 &&

@@ -27,6 +27,11 @@ struct ConvLocal2dFastShape {
 // non-empty and F % 8 == 0.
 bool conv_local2d_fast_supported(const ConvLocal2dFastShape& shape);
 
+// A process-wide switch for benchmarks and tests: disabled, the conv driver sends
+// every local conv down the general path. Starts disabled when XGRAD_CONV_GENERAL_PATH is set.
+void set_conv_local_fast_enabled(bool enabled);
+bool conv_local_fast_enabled();
+
 // Layouts (row-major):  x (N, Hp, Wp, C)   kernel (OH, OW, C·kh·kw, F) with patch
 // index i = c·kh·kw + ky·kw + kx   bias (OH, OW, F) or null   y (N, OH, OW, F).
 //   y[n,oy,ox,f] = bias[oy,ox,f] + Σ_{c,ky,kx} x[n, oy+ky·dh, ox+kx·dw, c] · kernel[oy,ox,i,f]
