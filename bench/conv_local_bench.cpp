@@ -17,6 +17,7 @@
 #include <cstring>
 #include <functional>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/kernels/conv_local_fast.hpp"
@@ -174,17 +175,20 @@ void bench_square_sgemm() {
 
 }  // namespace
 
-int main() {
+// usage: conv_local_bench [workload]   (A or B; default both, then the square sgemm)
+int main(int argc, char** argv) {
+  const std::string only = argc > 1 ? argv[1] : "";
   const Workload workloads[] = {
       {"A", {64, 28, 28, 1, 3, 3, 1, 1, 16}, false},
       {"B", {64, 14, 14, 16, 3, 3, 1, 1, 32}, true},
   };
   for (const auto& w : workloads) {
+    if (!only.empty() && only != w.name) continue;
     if (!xgrad::kernels::conv_local2d_fast_supported(w.shape)) {
       std::printf("%s: fast path not supported on this CPU\n", w.name);
       return 1;
     }
     bench_workload(w, w.input_gradient ? 100 : 200);
   }
-  bench_square_sgemm();
+  if (only.empty()) bench_square_sgemm();
 }
