@@ -66,9 +66,9 @@ void check_close(const Tensor& fused, const Tensor& general, const char* what) {
   if (fused.defined()) CHECK(max_abs_diff(fused, general) < 1e-4);
 }
 
-}  // namespace
-
-TEST_CASE("Fused ConvLocal backward equals the general path: random shapes, bias, any subset of gradients") {
+// Six random shapes, each with and without bias and with several subsets of
+// required gradients: the fast path (fused backward) against the general path.
+void check_random_shapes() {
   std::mt19937 rng(2026);
   auto pick = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
   for (int trial = 0; trial < 6; ++trial) {
@@ -99,6 +99,20 @@ TEST_CASE("Fused ConvLocal backward equals the general path: random shapes, bias
         check_close(fused.db, general.db, "db");
       }
   }
+}
+
+}  // namespace
+
+TEST_CASE("Fused ConvLocal backward equals the general path: random shapes, bias, any subset of gradients") {
+  // With the AVX-512 tiles where the CPU has them, then with the AVX2 ones.
+  const bool has_avx512 = kernels::conv_local_avx512_active();
+  for (const bool avx512 : {true, false}) {
+    if (avx512 && !has_avx512) continue;
+    CAPTURE(avx512);
+    kernels::set_conv_local_avx512_allowed(avx512);
+    check_random_shapes();
+  }
+  kernels::set_conv_local_avx512_allowed(has_avx512);
 }
 
 TEST_CASE("Biased ConvLocal op: db is g summed over the batch; y is conv + bias") {
