@@ -27,6 +27,7 @@
 #include "layers/checkpoint.hpp"
 #include "layers/conv.hpp"
 #include "layers/conv_spec.hpp"
+#include "layers/conv_transpose.hpp"
 #include "layers/dense.hpp"
 #include "layers/dropout.hpp"
 #include "layers/dtypes.hpp"

@@ -47,6 +47,18 @@ Tensor conv_general_dilated_local(const Tensor& lhs, const Tensor& rhs,
                                   const std::vector<std::int64_t>& rhs_dilation = {},
                                   Precision precision = Precision::Default, std::int64_t feature_group_count = 1);
 
+// conv_general_dilated_local(lhs, rhs, ...) + bias, with bias (O..., F) of lhs's
+// dtype broadcast over the batch, as one op (ConvLocal layers use it): the fast
+// kernels add the bias in the forward and, without create_graph, compute the
+// gradients of lhs, rhs and bias in one backward pass.
+Tensor conv_general_dilated_local_bias(const Tensor& lhs, const Tensor& rhs, const Tensor& bias,
+                                       const std::vector<std::int64_t>& window_strides, const Padding& padding,
+                                       const std::vector<std::int64_t>& filter_shape,
+                                       const std::vector<std::int64_t>& lhs_dilation = {},
+                                       const std::vector<std::int64_t>& rhs_dilation = {},
+                                       Precision precision = Precision::Default,
+                                       std::int64_t feature_group_count = 1);
+
 // Ordinary (shared-kernel) convolution, cross-correlation as in lax: rhs is HWIO
 // (k..., C/G, F) with G = feature_group_count dividing C and F.
 Tensor conv_general_dilated(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& window_strides,

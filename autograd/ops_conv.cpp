@@ -7,13 +7,19 @@
 //   kernel_vjp(x, g)      -> dw       VJP: (input_vjp(g, h), conv(x, h))
 // (from <h, A_w^T g> = <A_w h, g> and <H, kernel_vjp(x, g)> = <conv(x, H), g>).
 // Patch extraction is linear; it and its adjoint are each other's VJPs.
+//
+// Without create_graph (recording off during backward) a local conv's gradients
+// need not be differentiable: one fused kernel pass then gives dx, dw (and the
+// bias gradient of the biased form) from one read of each position's cotangent.
 #include "autograd/conv.hpp"
 
 #include <memory>
 
 #include <fmt/format.h>
 
+#include "autograd/grad_mode.hpp"
 #include "autograd/node.hpp"
+#include "autograd/ops.hpp"
 #include "core/error.hpp"
 #include "core/kernels/conv.hpp"
 
@@ -35,12 +41,29 @@ Tensor conv_op(const ConvPtr& c, const Tensor& x, const Tensor& w);
 Tensor input_vjp_op(const ConvPtr& c, const Tensor& g, const Tensor& w);
 Tensor kernel_vjp_op(const ConvPtr& c, const Tensor& x, const Tensor& g);
 
+// The gradients of conv(x, w) (+ b when `b` is defined) for cotangent g.
+Grads conv_grads(const ConvPtr& c, const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& g) {
+  const bool want_dx = x.requires_grad(), want_dw = w.requires_grad(), want_db = b.defined() && b.requires_grad();
+  if (!GradMode::is_enabled() && c->weights == ConvWeights::Local)
+    if (auto fused = kernels::conv_local_vjp_fused(x, w, g, *c, want_dx, want_dw, want_db)) {
+      Grads grads{fused->dx, fused->dkernel};
+      if (b.defined()) grads.push_back(fused->dbias);
+      return grads;
+    }
+  Grads grads{want_dx ? input_vjp_op(c, g, w) : Tensor(), want_dw ? kernel_vjp_op(c, x, g) : Tensor()};
+  if (b.defined()) grads.push_back(want_db ? sum(g, {0}) : Tensor());
+  return grads;
+}
+
 Tensor conv_op(const ConvPtr& c, const Tensor& x, const Tensor& w) {
   return record(op_name(*c), kernels::conv_forward(x, w, *c), {x, w},
-                [c, x, w](const Tensor& g, const Tensor&) -> Grads {
-                  return {x.requires_grad() ? input_vjp_op(c, g, w) : Tensor(),
-                          w.requires_grad() ? kernel_vjp_op(c, x, g) : Tensor()};
-                });
+                [c, x, w](const Tensor& g, const Tensor&) -> Grads { return conv_grads(c, x, w, Tensor(), g); });
+}
+
+// Local conv plus a bias (O..., F) broadcast over the batch.
+Tensor local_conv_bias_op(const ConvPtr& c, const Tensor& x, const Tensor& w, const Tensor& b) {
+  return record(op_name(*c), kernels::conv_local_forward_biased(x, w, b, *c), {x, w, b},
+                [c, x, w, b](const Tensor& g, const Tensor&) -> Grads { return conv_grads(c, x, w, b, g); });
 }
 
 Tensor input_vjp_op(const ConvPtr& c, const Tensor& g, const Tensor& w) {
@@ -122,13 +145,12 @@ Tensor conv_general_dilated_patches(const Tensor& lhs, const std::vector<std::in
   return patches_op(geometry, lhs);
 }
 
-Tensor conv_general_dilated_local(const Tensor& lhs, const Tensor& rhs,
-                                  const std::vector<std::int64_t>& window_strides, const Padding& padding,
-                                  const std::vector<std::int64_t>& filter_shape,
-                                  const std::vector<std::int64_t>& lhs_dilation,
-                                  const std::vector<std::int64_t>& rhs_dilation, Precision precision,
-                                  std::int64_t feature_group_count) {
-  const char* op = "conv_general_dilated_local";
+namespace {
+
+ConvPtr local_contraction(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& window_strides,
+                          const Padding& padding, const std::vector<std::int64_t>& filter_shape,
+                          const std::vector<std::int64_t>& lhs_dilation, const std::vector<std::int64_t>& rhs_dilation,
+                          Precision precision, std::int64_t feature_group_count, const char* op) {
   check_same_dtype(lhs, rhs, op);
   ConvContraction c;
   c.geometry =
@@ -139,7 +161,41 @@ Tensor conv_general_dilated_local(const Tensor& lhs, const Tensor& rhs,
   c.precision = precision;
   check_groups(c.groups, c.geometry.channels, c.features, op);
   check_rhs_shape(rhs, c, "out_spatial..., prod(filter_shape) * C / feature_group_count, features", op);
-  return conv_op(std::make_shared<const ConvContraction>(std::move(c)), lhs, rhs);
+  return std::make_shared<const ConvContraction>(std::move(c));
+}
+
+}  // namespace
+
+Tensor conv_general_dilated_local(const Tensor& lhs, const Tensor& rhs,
+                                  const std::vector<std::int64_t>& window_strides, const Padding& padding,
+                                  const std::vector<std::int64_t>& filter_shape,
+                                  const std::vector<std::int64_t>& lhs_dilation,
+                                  const std::vector<std::int64_t>& rhs_dilation, Precision precision,
+                                  std::int64_t feature_group_count) {
+  const char* op = "conv_general_dilated_local";
+  return conv_op(local_contraction(lhs, rhs, window_strides, padding, filter_shape, lhs_dilation, rhs_dilation,
+                                   precision, feature_group_count, op),
+                 lhs, rhs);
+}
+
+Tensor conv_general_dilated_local_bias(const Tensor& lhs, const Tensor& rhs, const Tensor& bias,
+                                       const std::vector<std::int64_t>& window_strides, const Padding& padding,
+                                       const std::vector<std::int64_t>& filter_shape,
+                                       const std::vector<std::int64_t>& lhs_dilation,
+                                       const std::vector<std::int64_t>& rhs_dilation, Precision precision,
+                                       std::int64_t feature_group_count) {
+  const char* op = "conv_general_dilated_local";
+  const ConvPtr c = local_contraction(lhs, rhs, window_strides, padding, filter_shape, lhs_dilation, rhs_dilation,
+                                      precision, feature_group_count, op);
+  check_floating(bias, "bias", op);
+  if (bias.dtype() != lhs.dtype())
+    throw DTypeError(fmt::format("{}: bias {} is {} but lhs is {}; both must have the same dtype", op,
+                                 shape_str(bias.shape()), dtype_name(bias.dtype()), dtype_name(lhs.dtype())));
+  const Shape out = c->output_shape(), bias_shape(out.begin() + 1, out.end());
+  if (bias.shape() != bias_shape)
+    throw ShapeError(fmt::format("{}: bias has shape {} but must be {} (the output {} without the batch)", op,
+                                 shape_str(bias.shape()), shape_str(bias_shape), shape_str(out)));
+  return local_conv_bias_op(c, lhs, rhs, bias);
 }
 
 Tensor conv_general_dilated(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& window_strides,

@@ -1,10 +1,13 @@
-// Locally connected layer (ConvLocal, VALID, stride 1) forward + backward with the
-// AVX2 fast kernels, N = 64:
+// Locally connected layer (ConvLocal, VALID, stride 1, with bias) forward + backward, N = 64:
 //   A: 28×28×1 -> 3×3, F 16 (the input is an image: no input gradient)
-//   B: 14×14×16 -> 3×3, F 32 (input gradient computed into a freshly zeroed buffer)
-// Reports per-step median (p10, p90) at 1 and 2 threads, GFLOP/s, and as a yardstick
-// OpenBLAS sgemm running the same per-position GEMMs on pre-built patches (the
-// "patches + GEMM" formulation minus patch extraction) and one large square GEMM.
+//   B: 14×14×16 -> 3×3, F 32 (with the input gradient)
+// Three paths, at 1 and 2 threads:
+//   raw      the AVX2 fast kernels called directly (forward, then one fused backward)
+//   layer    what a user runs: nn::ConvLocal forward, backward(dy) through the tape, zero_grad
+//   general  the same layer with the fast kernels switched off (patches + per-position GEMMs)
+// Reports per-step median (p10, p90), GFLOP/s, and as a yardstick OpenBLAS sgemm running
+// the same per-position GEMMs on pre-built patches (the "patches + GEMM" formulation minus
+// patch extraction) and one large square GEMM.
 // Lines starting with "RESULT" are parsed by bench/run_conv_local.sh.
 #include <cblas.h>
 
@@ -14,10 +17,12 @@
 #include <cstring>
 #include <functional>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/kernels/conv_local_fast.hpp"
 #include "core/threading.hpp"
+#include "xgrad.hpp"
 
 using xgrad::kernels::ConvLocal2dFastShape;
 
@@ -88,9 +93,35 @@ void bench_workload(const Workload& w, int steps) {
                 "%6.1f GFLOP/s = %3.0f%% of %d-core peak\n",
                 threads, fwd.median, fwd.p10, fwd.p90, both.median, both.p10, both.p90, gflops,
                 100 * gflops / (kPeakPerCore * threads), threads);
-    std::printf("RESULT workload=%s threads=%d median_ms=%.4f p10_ms=%.4f p90_ms=%.4f gflops=%.1f\n", w.name, threads,
-                both.median, both.p10, both.p90, gflops);
+    std::printf("RESULT workload=%s path=raw threads=%d median_ms=%.4f p10_ms=%.4f p90_ms=%.4f gflops=%.1f\n", w.name,
+                threads, both.median, both.p10, both.p90, gflops);
   }
+
+  // The public path: the layer on tensors, the backward through the tape.
+  xgrad::nn::ConvLocal layer({.features = static_cast<std::int64_t>(F),
+                              .kernel_size = {static_cast<int>(s.kernel_height), static_cast<int>(s.kernel_width)},
+                              .padding = "VALID"});
+  xgrad::Tensor xt = xgrad::from_data(x.data(), {s.batch, s.in_height, s.in_width, s.in_features});
+  if (w.input_gradient) xt.requires_grad_();
+  const xgrad::Tensor dyt = xgrad::from_data(dy.data(), {s.batch, s.out_height(), s.out_width(), s.features});
+  const auto layer_step = [&] {
+    layer.zero_grad();
+    xt.zero_grad();
+    layer(xt).backward(dyt);
+  };
+  for (const bool fast : {true, false}) {
+    xgrad::kernels::set_conv_local_fast_enabled(fast);
+    for (int threads : {1, 2}) {
+      xgrad::set_num_threads(threads);
+      const Stats st = time_steps(layer_step, fast ? steps : steps / 4);
+      const double gflops = total_flops / (st.median * 1e6);
+      std::printf("  %-7s T=%d  fwd+bwd %7.3f ms (p10 %.3f, p90 %.3f)  %6.1f GFLOP/s\n", fast ? "layer" : "general",
+                  threads, st.median, st.p10, st.p90, gflops);
+      std::printf("RESULT workload=%s path=%s threads=%d median_ms=%.4f p10_ms=%.4f p90_ms=%.4f gflops=%.1f\n", w.name,
+                  fast ? "layer" : "general", threads, st.median, st.p10, st.p90, gflops);
+    }
+  }
+  xgrad::kernels::set_conv_local_fast_enabled(true);
 
   // The same GEMMs through OpenBLAS on contiguous per-position blocks (patch extraction not timed):
   // forward [N×I]·[I×F], d_kernel [I×N]·[N×F], d_patches [N×F]·[F×I].
@@ -144,17 +175,20 @@ void bench_square_sgemm() {
 
 }  // namespace
 
-int main() {
+// usage: conv_local_bench [workload]   (A or B; default both, then the square sgemm)
+int main(int argc, char** argv) {
+  const std::string only = argc > 1 ? argv[1] : "";
   const Workload workloads[] = {
       {"A", {64, 28, 28, 1, 3, 3, 1, 1, 16}, false},
       {"B", {64, 14, 14, 16, 3, 3, 1, 1, 32}, true},
   };
   for (const auto& w : workloads) {
+    if (!only.empty() && only != w.name) continue;
     if (!xgrad::kernels::conv_local2d_fast_supported(w.shape)) {
       std::printf("%s: fast path not supported on this CPU\n", w.name);
       return 1;
     }
     bench_workload(w, w.input_gradient ? 100 : 200);
   }
-  bench_square_sgemm();
+  if (only.empty()) bench_square_sgemm();
 }

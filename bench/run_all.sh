@@ -37,7 +37,11 @@ def results(path):
             continue
         r = dict(kv.split("=", 1) for kv in line.split()[1:])
         if "median_ms" in r:  # conv_local_bench / its twin: workloads A and B, in ms
-            r = {**r, "workload": "convlocal_" + r["workload"], "median": r["median_ms"], "unit": "ms"}
+            # xgrad's raw-kernel and general-path rows get a suffix; the layer row is convlocal_A/B
+            path = r.get("path", "layer")
+            suffix = "" if path == "layer" else "_" + path
+            r = {**r, "workload": "convlocal_" + r["workload"], "median": r["median_ms"], "unit": "ms",
+                 "row": "convlocal_" + r["workload"] + suffix}
         rows.append(r)
     return rows
 xg, tt = results(sys.argv[1]), results(sys.argv[2])
@@ -52,8 +56,8 @@ for r in xg:
         best = min(cands, key=lambda c: float(c["median"]))
         m = float(best["median"])
         variant = f"{best['variant']}, " if "variant" in best else ""
-        print(f"{r['workload']:<19}{r['unit']:>6}{t:>8}{x:>11.4f}{m:>11.4f}{m / x:>7.2f}x   "
+        print(f"{r.get('row', r['workload']):<19}{r['unit']:>6}{t:>8}{x:>11.4f}{m:>11.4f}{m / x:>7.2f}x   "
               f"{variant}{best['torch_threads']}/{best['blas_threads']}")
     else:
-        print(f"{r['workload']:<19}{r['unit']:>6}{t:>8}{x:>11.4f}{'-':>11}{'-':>8}")
+        print(f"{r.get('row', r['workload']):<19}{r['unit']:>6}{t:>8}{x:>11.4f}{'-':>11}{'-':>8}")
 PY

@@ -167,13 +167,19 @@ Tensor conv_apply(const ConvPlan& plan, const Tensor& inputs, const Tensor& kern
   k = promoted[1];
 
   const auto& s = plan.spec;
-  Tensor y = s.shared_weights
-                 ? conv_general_dilated(x, k, plan.strides, plan.lax_padding, plan.input_dilation,
-                                        plan.kernel_dilation, s.feature_group_count, precision)
-                 : conv_general_dilated_local(x, k, plan.strides, plan.lax_padding, s.kernel_size,
-                                              plan.input_dilation, plan.kernel_dilation, precision,
-                                              s.feature_group_count);
-  if (promoted[2].defined()) y = add(y, promoted[2]);  // broadcasts over the batch (and positions when shared)
+  const Tensor& b = promoted[2];
+  Tensor y;
+  if (s.shared_weights) {
+    y = conv_general_dilated(x, k, plan.strides, plan.lax_padding, plan.input_dilation, plan.kernel_dilation,
+                             s.feature_group_count, precision);
+    if (b.defined()) y = add(y, b);  // broadcasts over the batch and the positions
+  } else if (b.defined()) {  // one op, so the local kernels add the bias and return its gradient in their pass
+    y = conv_general_dilated_local_bias(x, k, b, plan.strides, plan.lax_padding, s.kernel_size, plan.input_dilation,
+                                        plan.kernel_dilation, precision, s.feature_group_count);
+  } else {
+    y = conv_general_dilated_local(x, k, plan.strides, plan.lax_padding, s.kernel_size, plan.input_dilation,
+                                   plan.kernel_dilation, precision, s.feature_group_count);
+  }
   return reshape(y, plan.output_shape);
 }
 

@@ -1,6 +1,6 @@
-// The AVX2 locally connected kernels against a naive float64 loop of the formula
-// (spec/convlocal.md §5.4, §5.6), on shapes that exercise every tile size, column
-// block, run layout and thread split.
+// The AVX2 and AVX-512 locally connected kernels against a naive float64 loop of the
+// formula (spec/convlocal.md §5.4, §5.6), on shapes that exercise every tile size,
+// column block, run layout and thread split.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -147,17 +147,27 @@ TEST_CASE("conv_local2d fast kernels match the float64 formula") {
       {5, 14, 6, 8, 3, 3, 1, 1, 8},    // 12 output rows: two d_x bands of 6 at 2 threads
       {64, 6, 7, 16, 3, 3, 1, 1, 32},  // the hidden layer's geometry, smaller
   };
-  unsigned seed = 1;
-  for (const auto& s : shapes) {
-    CAPTURE(s.batch);
-    CAPTURE(s.in_height);
-    CAPTURE(s.in_width);
-    CAPTURE(s.in_features);
-    CAPTURE(s.kernel_height);
-    CAPTURE(s.kernel_width);
-    CAPTURE(s.features);
-    check_against_reference(s, seed++);
+  // Both tile kinds where the CPU has AVX-512 (AVX-512 active, then forced AVX2).
+  const bool has_avx512 = xgrad::kernels::conv_local_avx512_active();
+  for (const bool avx512 : {true, false}) {
+    if (avx512 && !has_avx512) continue;
+    CAPTURE(avx512);
+    xgrad::kernels::set_conv_local_avx512_allowed(avx512);
+    CHECK(xgrad::kernels::conv_local_avx512_active() == avx512);
+    unsigned seed = 1;
+    for (const auto& s : shapes) {
+      CAPTURE(s.batch);
+      CAPTURE(s.in_height);
+      CAPTURE(s.in_width);
+      CAPTURE(s.in_features);
+      CAPTURE(s.kernel_height);
+      CAPTURE(s.kernel_width);
+      CAPTURE(s.features);
+      check_against_reference(s, seed++);
+    }
   }
+  xgrad::kernels::set_conv_local_avx512_allowed(has_avx512);
+  if (!has_avx512) MESSAGE("this CPU has no AVX-512F: only the AVX2 tiles were checked");
 }
 
 TEST_CASE("conv_local2d fast path rejects what it does not handle") {

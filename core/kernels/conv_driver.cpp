@@ -13,11 +13,12 @@
 #include "core/kernels/conv_shared_fast.hpp"
 
 #include <algorithm>
-#include <cstdlib>
+#include <optional>
 
 #include "core/kernels/conv_contract.hpp"
 #include "core/kernels/conv_patches.hpp"
 #include "core/kernels/conv_scratch.hpp"
+#include "core/kernels/elementwise.hpp"
 #include "core/tensor_impl.hpp"
 
 namespace xgrad::kernels {
@@ -46,40 +47,46 @@ Shape ConvContraction::output_shape() const {
 
 namespace {
 
-enum class LocalPass { Forward, InputVJP, KernelVJP };
-
-// Dispatch point for specialised local-conv kernels (for example an AVX2 path for
-// 2-D, stride-1 float32 in core/kernels/conv_local_fast.*). A fast path checks
-// the case it handles (dtype, rank, strides, dilations, groups, precision) and
-// returns false for anything else, so the general path below runs. `a` and `b`
-// are the operands of `pass` in the order of the public function (x or g, then
-// kernel or g); `out` is allocated with the right shape and dtype.
-bool try_fast_local_conv(LocalPass pass, const Tensor& a, const Tensor& b, const ConvContraction& c, Tensor& out) {
-  // XGRAD_CONV_GENERAL_PATH=1 turns the fast path off, so benchmarks can time the general path.
-  static const bool general_only = std::getenv("XGRAD_CONV_GENERAL_PATH") != nullptr;
-  if (general_only) return false;
+// The shape for the specialised local-conv kernels (the AVX2 path of
+// core/kernels/conv_local_fast.*) when they handle this conv with operands of
+// `dtype`, else nothing and the general path below runs: an already padded float32
+// NHWC input, stride 1, no lhs dilation, no feature groups, not Precision::Highest
+// (which asks for float64 accumulation).
+std::optional<ConvLocal2dFastShape> fast_local_shape(DType dtype, const ConvContraction& c) {
   const ConvGeometry& g = c.geometry;
-  // The AVX2 kernels take an already padded float32 NHWC input, stride 1, no lhs
-  // dilation, no feature groups. (Precision::Highest asks for float64 accumulation.)
-  if (a.dtype() != DType::Float32 || g.rank() != 2 || c.groups != 1 || c.precision == Precision::Highest) return false;
+  if (c.weights != ConvWeights::Local || !conv_local_fast_enabled()) return std::nullopt;
+  if (dtype != DType::Float32 || g.rank() != 2 || c.groups != 1 || c.precision == Precision::Highest)
+    return std::nullopt;
   for (std::size_t d = 0; d < 2; ++d)
-    if (g.strides[d] != 1 || g.lhs_dilation[d] != 1 || g.pads[d].first != 0 || g.pads[d].second != 0) return false;
+    if (g.strides[d] != 1 || g.lhs_dilation[d] != 1 || g.pads[d].first != 0 || g.pads[d].second != 0)
+      return std::nullopt;
   const ConvLocal2dFastShape shape{.batch = g.batch, .in_height = g.in_spatial[0], .in_width = g.in_spatial[1],
                                    .in_features = g.channels, .kernel_height = g.window[0],
                                    .kernel_width = g.window[1], .dilation_height = g.rhs_dilation[0],
                                    .dilation_width = g.rhs_dilation[1], .features = c.features};
-  if (!conv_local2d_fast_supported(shape)) return false;
+  if (!conv_local2d_fast_supported(shape)) return std::nullopt;
+  return shape;
+}
+
+enum class LocalPass { Forward, InputVJP, KernelVJP };
+
+// One pass through the fast kernels when fast_local_shape allows it (else false).
+// `a` and `b` are the operands of `pass` in the order of the public function (x or
+// g, then kernel or g); `out` is allocated with the right shape and dtype.
+bool try_fast_local_conv(LocalPass pass, const Tensor& a, const Tensor& b, const ConvContraction& c, Tensor& out) {
+  const auto shape = fast_local_shape(a.dtype(), c);
+  if (!shape) return false;
   switch (pass) {
     case LocalPass::Forward:  // a = x, b = kernel
-      conv_local2d_forward_fast(shape, a.data<float>(), b.data<float>(), nullptr, out.data<float>());
+      conv_local2d_forward_fast(*shape, a.data<float>(), b.data<float>(), nullptr, out.data<float>());
       return true;
     case LocalPass::InputVJP:  // a = g, b = kernel; the kernel accumulates into dx
       std::fill_n(out.data<float>(), out.numel(), 0.0f);
-      conv_local2d_backward_fast(shape, nullptr, b.data<float>(), a.data<float>(), out.data<float>(), nullptr,
+      conv_local2d_backward_fast(*shape, nullptr, b.data<float>(), a.data<float>(), out.data<float>(), nullptr,
                                  nullptr);
       return true;
     case LocalPass::KernelVJP:  // a = x, b = g
-      conv_local2d_backward_fast(shape, a.data<float>(), nullptr, b.data<float>(), nullptr, out.data<float>(),
+      conv_local2d_backward_fast(*shape, a.data<float>(), nullptr, b.data<float>(), nullptr, out.data<float>(),
                                  nullptr);
       return true;
   }
@@ -258,6 +265,34 @@ Tensor conv_kernel_vjp(const Tensor& x, const Tensor& g, const ConvContraction& 
   if (c.weights == ConvWeights::Local && try_fast_local_conv(LocalPass::KernelVJP, x, g, c, dk)) return dk;
   dispatch(x.dtype(), c.precision, [&]<class T, class A>() { kernel_vjp<T, A>(x, g, c, dk); });
   return dk;
+}
+
+Tensor conv_local_forward_biased(const Tensor& x, const Tensor& kernel, const Tensor& bias,
+                                 const ConvContraction& c) {
+  const auto fast = fast_local_shape(x.dtype(), c);
+  if (!fast || nothing_to_compute(c.output_shape(), x, kernel))
+    return binary(Binary::Add, conv_forward(x, kernel, c), bias);
+  Tensor out = empty(c.output_shape(), x.dtype());
+  conv_local2d_forward_fast(*fast, x.data<float>(), kernel.data<float>(), bias.data<float>(), out.data<float>());
+  return out;
+}
+
+std::optional<LocalConvGrads> conv_local_vjp_fused(const Tensor& x, const Tensor& kernel, const Tensor& g,
+                                                   const ConvContraction& c, bool want_dx, bool want_dkernel,
+                                                   bool want_dbias) {
+  const auto fast = fast_local_shape(g.dtype(), c);
+  if (!fast) return std::nullopt;  // (the fast shape has no empty operand)
+  LocalConvGrads grads;
+  if (want_dx) grads.dx = zeros(c.input_shape(), g.dtype());  // the kernel accumulates into dx
+  if (want_dkernel) grads.dkernel = empty(c.kernel_shape(), g.dtype());
+  if (want_dbias) {
+    const Shape out = c.output_shape();
+    grads.dbias = empty(Shape(out.begin() + 1, out.end()), g.dtype());
+  }
+  const auto data = [](Tensor& t) { return t.defined() ? t.data<float>() : nullptr; };
+  conv_local2d_backward_fast(*fast, x.data<float>(), kernel.data<float>(), g.data<float>(), data(grads.dx),
+                             data(grads.dkernel), data(grads.dbias));
+  return grads;
 }
 
 Tensor conv_patches(const Tensor& x, const ConvGeometry& g) {

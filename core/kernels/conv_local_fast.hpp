@@ -1,4 +1,4 @@
-// Direct, register-tiled AVX2/FMA kernels for the common case of a 2-D locally
+// Direct, register-tiled AVX2/FMA (and AVX-512) kernels for the common case of a 2-D locally
 // connected (unshared) convolution: float32, NHWC, stride 1, already padded input
 // (VALID here), any kernel size and kernel dilation, F a multiple of 8.
 // Semantics: spec/convlocal.md §5 (Flax ConvLocal; patch index channel-major).
@@ -26,6 +26,17 @@ struct ConvLocal2dFastShape {
 // True when the CPU has AVX2 and FMA, every size is positive, the output is
 // non-empty and F % 8 == 0.
 bool conv_local2d_fast_supported(const ConvLocal2dFastShape& shape);
+
+// A process-wide switch for benchmarks and tests: disabled, the conv driver sends
+// every local conv down the general path. Starts disabled when XGRAD_CONV_GENERAL_PATH is set.
+void set_conv_local_fast_enabled(bool enabled);
+bool conv_local_fast_enabled();
+
+// The kernels use AVX-512 tiles where the CPU has AVX-512F, else AVX2 ones.
+// Disallowing AVX-512 (for tests and benchmarks; also XGRAD_CONV_LOCAL_AVX2 set at
+// start) forces the AVX2 tiles.
+void set_conv_local_avx512_allowed(bool allowed);
+bool conv_local_avx512_active();
 
 // Layouts (row-major):  x (N, Hp, Wp, C)   kernel (OH, OW, C·kh·kw, F) with patch
 // index i = c·kh·kw + ky·kw + kx   bias (OH, OW, F) or null   y (N, OH, OW, F).

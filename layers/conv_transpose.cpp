@@ -1,0 +1,266 @@
+#include "layers/conv_transpose.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <limits>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "autograd/conv.hpp"
+#include "autograd/ops.hpp"
+#include "core/error.hpp"
+#include "core/kernels/conv_geometry.hpp"
+#include "layers/dtypes.hpp"
+
+namespace xgrad {
+
+namespace {
+
+bool all_ones(const std::vector<std::int64_t>& v) {
+  return std::all_of(v.begin(), v.end(), [](auto d) { return d == 1; });
+}
+
+// strides / rhs_dilation per spatial dim: empty means all ones; otherwise one
+// positive entry per dim.
+std::vector<std::int64_t> per_dim(const std::vector<std::int64_t>& v, std::size_t n, const char* what,
+                                  const char* who) {
+  if (v.empty()) return std::vector<std::int64_t>(n, 1);
+  if (v.size() != n)
+    throw ValueError(fmt::format("{}: {} [{}] has {} entries but the convolution has {} spatial dims; give one per "
+                                 "spatial dim (or one int for all)",
+                                 who, what, fmt::join(v, ", "), v.size(), n));
+  for (auto d : v)
+    if (d <= 0) throw ValueError(fmt::format("{}: {} [{}] must be positive", who, what, fmt::join(v, ", ")));
+  return v;
+}
+
+// What lax.conv_transpose hands conv_general_dilated as padding (module comment in
+// the header). `window` is the undilated kernel size.
+Padding transposed_padding(const Padding& padding, const Shape& window, const std::vector<std::int64_t>& strides,
+                           const std::vector<std::int64_t>& rhs_dilation, const char* who) {
+  if (!padding.is_string()) return padding;
+  const std::string& name = padding.name();
+  if (name == "SAME" || name == "VALID") {
+    std::vector<std::pair<int, int>> pads;
+    for (std::size_t j = 0; j < window.size(); ++j) {
+      const std::int64_t K = (window[j] - 1) * rhs_dilation[j] + 1, s = strides[j];
+      std::int64_t total = 0, front = 0;
+      if (name == "SAME") {
+        total = K + s - 2;
+        front = s > K - 1 ? K - 1 : (total + 1) / 2;
+      } else {
+        total = K + s - 2 + std::max<std::int64_t>(K - s, 0);
+        front = K - 1;
+      }
+      pads.emplace_back(static_cast<int>(front), static_cast<int>(total - front));
+    }
+    return Padding(pads);
+  }
+  std::string upper(name);
+  std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return std::toupper(c); });
+  if (upper != "SAME" && upper != "VALID" && upper != "SAME_LOWER")
+    throw ValueError(fmt::format("{}: Unrecognized padding type: expected 'SAME', 'VALID' (and in ConvTranspose "
+                                 "'CIRCULAR'), an int or (low, high) pairs, got '{}'",
+                                 who, name));
+  // lax.conv_transpose matches 'SAME' and 'VALID' case-sensitively: any other
+  // spelling reaches conv_general_dilated, which resolves it as a plain conv's
+  // padding and refuses it with input dilation (the strides).
+  if (!all_ones(strides))
+    throw ValueError(fmt::format("{}: padding '{}' is not 'SAME' or 'VALID' (upper case), so lax treats it as a plain "
+                                 "convolution's padding, which it allows only with strides 1 (got strides [{}]); "
+                                 "write 'SAME' or 'VALID' for the transposed convolution's padding",
+                                 who, name, fmt::join(strides, ", ")));
+  return padding;
+}
+
+// The conv itself, on resolved arguments.
+Tensor fractionally_strided_conv(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& strides,
+                                 const Padding& lax_padding, const std::vector<std::int64_t>& rhs_dilation,
+                                 bool transpose_kernel, Precision precision) {
+  Tensor kernel = rhs;
+  if (transpose_kernel) {
+    const std::int64_t n = rhs.dim() - 2;
+    for (std::int64_t axis = 0; axis < n; ++axis)
+      kernel = slice(kernel, axis, std::numeric_limits<std::int64_t>::max(), std::numeric_limits<std::int64_t>::min(),
+                     -1);
+    kernel = swapaxes(kernel, -2, -1);
+  }
+  return conv_general_dilated(lhs, kernel, {}, lax_padding, strides, rhs_dilation, 1, precision);
+}
+
+}  // namespace
+
+Tensor conv_transpose(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& strides,
+                      const Padding& padding, const std::vector<std::int64_t>& rhs_dilation, bool transpose_kernel,
+                      Precision precision) {
+  const char* who = "conv_transpose";
+  if (!lhs.defined() || !rhs.defined()) throw ValueError("conv_transpose: lhs and rhs must be defined");
+  if (lhs.dim() < 3 || rhs.dim() != lhs.dim())
+    throw ShapeError(fmt::format("conv_transpose: lhs {} and rhs {} must have the same rank >= 3 ((N, spatial..., C) "
+                                 "and (k..., I, O))",
+                                 shape_str(lhs.shape()), shape_str(rhs.shape())));
+  const auto n = static_cast<std::size_t>(lhs.dim() - 2);
+  const std::int64_t in_axis = transpose_kernel ? rhs.dim() - 1 : rhs.dim() - 2;
+  if (rhs.size(in_axis) != lhs.shape().back())
+    throw ShapeError(fmt::format("conv_transpose: rhs {} must be {} with C = {}, the channels of lhs {}",
+                                 shape_str(rhs.shape()),
+                                 transpose_kernel ? "(k..., F, C) (transpose_kernel)" : "(k..., C, F)",
+                                 lhs.shape().back(), shape_str(lhs.shape())));
+  const Shape window(rhs.shape().begin(), rhs.shape().end() - 2);
+  const auto s = per_dim(strides, n, "strides", who);
+  const auto d = per_dim(rhs_dilation, n, "rhs_dilation", who);
+  return fractionally_strided_conv(lhs, rhs, s, transposed_padding(padding, window, s, d, who), d, transpose_kernel,
+                                   precision);
+}
+
+namespace nn {
+
+namespace {
+
+// Everything ConvTranspose.__call__ resolves for one input shape, before any
+// parameter exists.
+struct ConvTransposePlan {
+  Shape batch_shape;                  // the leading batch axes (empty when there are none)
+  Shape flat_input_shape;             // (N, M..., C)
+  std::vector<std::int64_t> strides, kernel_dilation;
+  Padding lax_padding;                // resolved for conv_general_dilated
+  Shape kernel_shape;
+  bool circular = false;
+  PadPairs wrap_pads;                 // CIRCULAR: zero pads that make each dim an odd number of periods
+  Shape periods;                      // CIRCULAR: M * s per spatial dim
+  Shape output_shape;                 // batch_shape + (O..., F)
+};
+
+std::string tuple_str(const Shape& s) {
+  return s.size() == 1 ? fmt::format("({},)", s[0]) : fmt::format("({})", fmt::join(s, ", "));
+}
+
+// Flax's maybe_broadcast: one entry is an int for every dim.
+std::vector<std::int64_t> broadcast(const IntOrInts& v, std::size_t n) {
+  return v.values.size() == 1 ? std::vector<std::int64_t>(n, v.values.front()) : v.values;
+}
+
+// In flax.linen.ConvTranspose.__call__'s order: kernel size, batch axes, strides
+// and dilation, kernel shape, mask, padding; then the lax checks that size the output.
+ConvTransposePlan plan_conv_transpose(const Shape& input_shape, const ConvTransposeOptions& o,
+                                      const std::optional<Shape>& mask_shape) {
+  const char* who = "ConvTranspose";
+  const Shape k(o.kernel_size.begin(), o.kernel_size.end());
+  const std::size_t n = k.size();
+  if (n == 0)
+    throw NotImplementedError(fmt::format("{}: kernel_size is empty (a 0-d convolution); give one size per spatial "
+                                          "dim, e.g. {{3, 3}}",
+                                          who));
+  for (auto d : k)
+    if (d <= 0) throw ValueError(fmt::format("{}: kernel_size {} must be positive", who, shape_str(k)));
+  if (o.features < 0) throw ValueError(fmt::format("{}: features must be >= 0, got {}", who, o.features));
+
+  ConvTransposePlan plan;
+  const auto ndim = static_cast<std::int64_t>(input_shape.size());
+  const std::int64_t num_batch = ndim - static_cast<std::int64_t>(n + 1);
+  if (num_batch < 0)
+    throw ShapeError(fmt::format("{}: input of shape {} has rank {}, but kernel_size {} makes a {}-d convolution, "
+                                 "which needs (batch..., {} spatial dims, features): rank >= {}",
+                                 who, shape_str(input_shape), ndim, shape_str(k), n, n, n + 1));
+  plan.batch_shape.assign(input_shape.begin(), input_shape.begin() + num_batch);
+  plan.flat_input_shape = {numel(plan.batch_shape)};
+  plan.flat_input_shape.insert(plan.flat_input_shape.end(), input_shape.begin() + num_batch, input_shape.end());
+
+  plan.strides = per_dim(broadcast(o.strides, n), n, "strides", who);
+  plan.kernel_dilation = per_dim(broadcast(o.kernel_dilation, n), n, "kernel_dilation", who);
+
+  const std::int64_t C = input_shape.back(), F = o.features;
+  const Shape in_out = o.transpose_kernel ? Shape{F, C} : Shape{C, F};
+  plan.kernel_shape = k;
+  plan.kernel_shape.insert(plan.kernel_shape.end(), in_out.begin(), in_out.end());
+  if (mask_shape && *mask_shape != plan.kernel_shape)
+    throw ValueError(fmt::format("{}: Mask needs to have the same shape as weights. Shapes are: {}, {}", who,
+                                 tuple_str(*mask_shape), tuple_str(plan.kernel_shape)));
+
+  Padding padding;
+  try {
+    padding = canonicalize_padding(o.padding, static_cast<int>(n));
+  } catch (const ValueError& e) {
+    throw ValueError(fmt::format("{}: {}", who, e.what()));
+  }
+  plan.circular = padding.is_string() && padding.name() == "CIRCULAR";  // case-sensitive, as Flax
+  if (plan.circular) padding = "VALID";
+  plan.lax_padding = transposed_padding(padding, k, plan.strides, plan.kernel_dilation, who);
+  const auto geometry = kernels::make_conv_geometry(plan.flat_input_shape, k, {}, plan.lax_padding, plan.strides,
+                                                    plan.kernel_dilation, who);
+  Shape out_spatial = geometry.out_spatial;
+
+  if (plan.circular) {
+    // Flax pads the VALID result with zeros to an odd number of periods P = M * s,
+    // centred with the odd unit in front (behind with transpose_kernel), then sums
+    // the periods. With transpose_kernel this is the exact transpose of a CIRCULAR
+    // Conv at stride 2 (any kernel), but not for every (K, s): at stride 1 with an
+    // even kernel it is that transpose rolled by one. Flax's offsets, kept as they are.
+    for (std::size_t j = 0; j < n; ++j) {
+      const std::int64_t P = geometry.in_spatial[j] * plan.strides[j];
+      if (P == 0)
+        throw ValueError(fmt::format("{}: CIRCULAR padding cannot wrap the empty spatial dim {} of input {}", who, j,
+                                     shape_str(input_shape)));
+      const std::int64_t diff = ((P - out_spatial[j]) % (2 * P) + 2 * P) % (2 * P);  // Python's -(O - P) % 2P
+      const std::int64_t front = o.transpose_kernel ? diff / 2 : (diff + 1) / 2;
+      plan.wrap_pads.emplace_back(front, diff - front);
+      plan.periods.push_back(P);
+      out_spatial[j] = P;
+    }
+  }
+  plan.output_shape = plan.batch_shape;
+  plan.output_shape.insert(plan.output_shape.end(), out_spatial.begin(), out_spatial.end());
+  plan.output_shape.push_back(F);
+  return plan;
+}
+
+// y (N, O..., F) padded by `pads` and folded to (N, P..., F) by summing the periods.
+Tensor wrap_sum(Tensor y, const PadPairs& pads, const Shape& periods) {
+  std::vector<std::pair<std::int64_t, std::int64_t>> all{{0, 0}};
+  all.insert(all.end(), pads.begin(), pads.end());
+  all.emplace_back(0, 0);
+  y = pad(y, all);
+  for (std::size_t j = 0; j < periods.size(); ++j) {
+    const auto axis = static_cast<std::int64_t>(j + 1);
+    Shape split = y.shape();
+    split[j + 1] = periods[j];
+    split.insert(split.begin() + axis, y.size(axis) / periods[j]);  // explicit: y may be empty
+    y = sum(reshape(y, split), {axis});
+  }
+  return y;
+}
+
+}  // namespace
+
+ConvTranspose::ConvTranspose(ConvTransposeOptions options) : options_(std::move(options)) {
+  bind_dtype_options(options_.dtype, options_.param_dtype);
+}
+
+std::string ConvTranspose::describe() const {
+  return fmt::format("ConvTranspose, features={}, kernel_size=[{}]", options_.features,
+                     fmt::join(options_.kernel_size, ", "));
+}
+
+Tensor ConvTranspose::forward(const Tensor& x) {
+  const std::optional<Shape> mask_shape =
+      options_.mask ? std::optional<Shape>(options_.mask->shape()) : std::nullopt;
+  const ConvTransposePlan plan = plan_conv_transpose(x.shape(), options_, mask_shape);
+  const Tensor kernel = param("kernel", plan.kernel_shape, options_.kernel_init, options_.param_dtype,
+                              "input channels changed?");
+  std::optional<Tensor> bias;
+  if (options_.use_bias) bias = param("bias", {options_.features}, options_.bias_init, options_.param_dtype);
+
+  const Tensor masked = options_.mask ? mul(kernel, *options_.mask) : kernel;
+  const auto promoted = promote_dtype({reshape(x, plan.flat_input_shape), masked, bias ? *bias : Tensor()},
+                                      options_.dtype);
+  Tensor y = fractionally_strided_conv(promoted[0], promoted[1], plan.strides, plan.lax_padding,
+                                       plan.kernel_dilation, options_.transpose_kernel, options_.precision);
+  if (plan.circular) y = wrap_sum(y, plan.wrap_pads, plan.periods);
+  if (promoted[2].defined()) y = add(y, promoted[2]);
+  return reshape(y, plan.output_shape);
+}
+
+}  // namespace nn
+
+}  // namespace xgrad

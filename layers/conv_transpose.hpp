@@ -1,0 +1,85 @@
+// Transposed convolution: the ConvTranspose module (flax.linen.ConvTranspose) and
+// the op it runs (jax.lax.conv_transpose), channels-last.
+//
+//   nn::ConvTranspose up({.features = 16, .kernel_size = {3, 3}, .strides = 2});
+//   Tensor y = up(x);   // x: [batch..., H, W, C] -> [batch..., 2H, 2W, 16] ('SAME')
+//
+// A transposed convolution is a fractionally strided one: conv_general_dilated
+// with the input dilated by `strides` (lhs_dilation), window strides 1 and the
+// kernel dilation as rhs dilation. With K = (k - 1) * kernel_dilation + 1 the
+// dilated kernel extent and M the input size, each spatial dim of the output is
+//   'SAME' and 'CIRCULAR': M * s;   'VALID': M * s + max(K - s, 0);
+//   (lo, hi) pairs:       (M - 1) * s + 1 + lo + hi - K + 1 (the pairs pad the dilated input as they are).
+// Parameters: `kernel` (k..., C, F), or (k..., F, C) with transpose_kernel; `bias` (F,).
+// Cost: the dilated input is mostly zeros, so this does s^n times the products a
+// transposed conv needs (bench/conv_transpose_bench).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/padding.hpp"
+#include "core/precision.hpp"
+#include "core/tensor.hpp"
+#include "layers/conv.hpp"
+#include "layers/initializers.hpp"
+#include "layers/module.hpp"
+
+namespace xgrad {
+
+// jax.lax.conv_transpose with the NHWC / HWIO dimension numbers: lhs (N, M..., C),
+// rhs (k..., C, F), output (N, O..., F). 'SAME' and 'VALID' (case-sensitive, as
+// lax) become the padding of the dilated input that makes this the transpose of
+// that forward conv (jax's _conv_transpose_padding, K the dilated kernel extent):
+//   SAME:  K + s - 2 in total; K - 1 in front when s > K - 1, else the larger half;
+//   VALID: (K - 1, max(K, s) - 1).
+// (lo, hi) pairs pad the dilated input as they are. Other strings reach
+// conv_general_dilated unchanged, which lax allows only when every stride is 1
+// (then 'same' is a plain convolution's SAME). transpose_kernel flips the kernel's
+// spatial axes and swaps its I/O axes (rhs is then (k..., F, C)): the result is the
+// input-gradient of conv_general_dilated with that kernel. Differentiable in lhs
+// and rhs.
+Tensor conv_transpose(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& strides,
+                      const Padding& padding, const std::vector<std::int64_t>& rhs_dilation = {},
+                      bool transpose_kernel = false, Precision precision = Precision::Default);
+
+}  // namespace xgrad
+
+namespace xgrad::nn {
+
+// Flax's attributes in Flax's order. strides and kernel_dilation: an int for every
+// spatial dim, or one per dim. padding: 'SAME', 'VALID', 'CIRCULAR' (periodic:
+// a VALID transposed conv whose overhang is summed back, modulo the output size
+// M * s), an int, or (lo, hi) pairs.
+struct ConvTransposeOptions {
+  std::int64_t features = 0;                       // required
+  std::vector<int> kernel_size;                    // required; {k} is a 1-D kernel
+  IntOrInts strides = 1;
+  Padding padding = "SAME";
+  IntOrInts kernel_dilation = 1;
+  bool use_bias = true;
+  std::optional<Tensor> mask = std::nullopt;       // multiplies the kernel; must have the kernel's shape
+  std::optional<DType> dtype = std::nullopt;       // computation dtype; empty: promoted from input and params
+  DType param_dtype = DType::Float32;
+  Precision precision = Precision::Default;
+  Initializer kernel_init = initializers::lecun_normal();
+  Initializer bias_init = initializers::zeros();
+  bool transpose_kernel = false;
+};
+
+class ConvTranspose : public Module {
+ public:
+  explicit ConvTranspose(ConvTransposeOptions options);
+  std::string describe() const override;  // "ConvTranspose, features=16, kernel_size=[3, 3]"
+  const ConvTransposeOptions& options() const { return options_; }
+
+ protected:
+  Tensor forward(const Tensor& x) override;
+
+ private:
+  ConvTransposeOptions options_;
+};
+
+}  // namespace xgrad::nn
