@@ -66,4 +66,14 @@ Tensor conv_general_dilated(const Tensor& lhs, const Tensor& rhs, const std::vec
                             const std::vector<std::int64_t>& rhs_dilation = {},
                             std::int64_t feature_group_count = 1, Precision precision = Precision::Default);
 
+// conv_general_dilated(lhs, rhs, ...) + bias, with bias (F) of lhs's dtype broadcast
+// over the batch and the positions, as one op (Conv layers use it): the fast kernels
+// add the bias in the forward and, without create_graph, sum its gradient in the
+// kernel-gradient pass.
+Tensor conv_general_dilated_bias(const Tensor& lhs, const Tensor& rhs, const Tensor& bias,
+                                 const std::vector<std::int64_t>& window_strides, const Padding& padding,
+                                 const std::vector<std::int64_t>& lhs_dilation = {},
+                                 const std::vector<std::int64_t>& rhs_dilation = {},
+                                 std::int64_t feature_group_count = 1, Precision precision = Precision::Default);
+
 }  // namespace xgrad

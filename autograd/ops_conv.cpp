@@ -22,6 +22,7 @@
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
 #include "core/kernels/conv.hpp"
+#include "core/kernels/conv_shared_fast.hpp"
 
 namespace xgrad {
 
@@ -41,6 +42,15 @@ Tensor conv_op(const ConvPtr& c, const Tensor& x, const Tensor& w);
 Tensor input_vjp_op(const ConvPtr& c, const Tensor& g, const Tensor& w);
 Tensor kernel_vjp_op(const ConvPtr& c, const Tensor& x, const Tensor& g);
 
+// The bias gradient: g summed over the batch (local bias (O..., F)), and over the
+// positions too (shared bias (F)).
+Tensor bias_grad(const ConvContraction& c, const Tensor& g) {
+  if (c.weights == ConvWeights::Local) return sum(g, {0});
+  Axes axes;
+  for (std::int64_t axis = 0; axis + 1 < g.dim(); ++axis) axes.push_back(axis);
+  return sum(g, axes);
+}
+
 // The gradients of conv(x, w) (+ b when `b` is defined) for cotangent g.
 Grads conv_grads(const ConvPtr& c, const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& g) {
   const bool want_dx = x.requires_grad(), want_dw = w.requires_grad(), want_db = b.defined() && b.requires_grad();
@@ -50,8 +60,12 @@ Grads conv_grads(const ConvPtr& c, const Tensor& x, const Tensor& w, const Tenso
       if (b.defined()) grads.push_back(fused->dbias);
       return grads;
     }
+  // Shared: the kernel-VJP pass also sums the bias gradient.
+  if (!GradMode::is_enabled() && c->weights == ConvWeights::Shared && want_dw && want_db)
+    if (auto fused = kernels::conv_shared_fast_param_vjp(x, g, *c))
+      return {want_dx ? input_vjp_op(c, g, w) : Tensor(), fused->dkernel, fused->dbias};
   Grads grads{want_dx ? input_vjp_op(c, g, w) : Tensor(), want_dw ? kernel_vjp_op(c, x, g) : Tensor()};
-  if (b.defined()) grads.push_back(want_db ? sum(g, {0}) : Tensor());
+  if (b.defined()) grads.push_back(want_db ? bias_grad(*c, g) : Tensor());
   return grads;
 }
 
@@ -63,6 +77,12 @@ Tensor conv_op(const ConvPtr& c, const Tensor& x, const Tensor& w) {
 // Local conv plus a bias (O..., F) broadcast over the batch.
 Tensor local_conv_bias_op(const ConvPtr& c, const Tensor& x, const Tensor& w, const Tensor& b) {
   return record(op_name(*c), kernels::conv_local_forward_biased(x, w, b, *c), {x, w, b},
+                [c, x, w, b](const Tensor& g, const Tensor&) -> Grads { return conv_grads(c, x, w, b, g); });
+}
+
+// Shared conv plus a bias (F) broadcast over the batch and the positions.
+Tensor shared_conv_bias_op(const ConvPtr& c, const Tensor& x, const Tensor& w, const Tensor& b) {
+  return record(op_name(*c), kernels::conv_shared_forward_biased(x, w, b, *c), {x, w, b},
                 [c, x, w, b](const Tensor& g, const Tensor&) -> Grads { return conv_grads(c, x, w, b, g); });
 }
 
@@ -198,11 +218,12 @@ Tensor conv_general_dilated_local_bias(const Tensor& lhs, const Tensor& rhs, con
   return local_conv_bias_op(c, lhs, rhs, bias);
 }
 
-Tensor conv_general_dilated(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& window_strides,
-                            const Padding& padding, const std::vector<std::int64_t>& lhs_dilation,
-                            const std::vector<std::int64_t>& rhs_dilation, std::int64_t feature_group_count,
-                            Precision precision) {
-  const char* op = "conv_general_dilated";
+namespace {
+
+ConvPtr shared_contraction(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& window_strides,
+                           const Padding& padding, const std::vector<std::int64_t>& lhs_dilation,
+                           const std::vector<std::int64_t>& rhs_dilation, std::int64_t feature_group_count,
+                           Precision precision, const char* op) {
   check_same_dtype(lhs, rhs, op);
   if (rhs.dim() != lhs.dim() || rhs.dim() < 3)
     throw ShapeError(fmt::format("{}: lhs {} (N, spatial..., C) and rhs {} (spatial..., C/G, F) must have the same "
@@ -217,7 +238,36 @@ Tensor conv_general_dilated(const Tensor& lhs, const Tensor& rhs, const std::vec
   c.precision = precision;
   check_groups(c.groups, c.geometry.channels, c.features, op);
   check_rhs_shape(rhs, c, "HWIO: spatial..., C / feature_group_count, features", op);
-  return conv_op(std::make_shared<const ConvContraction>(std::move(c)), lhs, rhs);
+  return std::make_shared<const ConvContraction>(std::move(c));
+}
+
+}  // namespace
+
+Tensor conv_general_dilated(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& window_strides,
+                            const Padding& padding, const std::vector<std::int64_t>& lhs_dilation,
+                            const std::vector<std::int64_t>& rhs_dilation, std::int64_t feature_group_count,
+                            Precision precision) {
+  return conv_op(shared_contraction(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                    feature_group_count, precision, "conv_general_dilated"),
+                 lhs, rhs);
+}
+
+Tensor conv_general_dilated_bias(const Tensor& lhs, const Tensor& rhs, const Tensor& bias,
+                                 const std::vector<std::int64_t>& window_strides, const Padding& padding,
+                                 const std::vector<std::int64_t>& lhs_dilation,
+                                 const std::vector<std::int64_t>& rhs_dilation, std::int64_t feature_group_count,
+                                 Precision precision) {
+  const char* op = "conv_general_dilated";
+  const ConvPtr c = shared_contraction(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                       feature_group_count, precision, op);
+  check_floating(bias, "bias", op);
+  if (bias.dtype() != lhs.dtype())
+    throw DTypeError(fmt::format("{}: bias {} is {} but lhs is {}; both must have the same dtype", op,
+                                 shape_str(bias.shape()), dtype_name(bias.dtype()), dtype_name(lhs.dtype())));
+  if (bias.shape() != Shape{c->features})
+    throw ShapeError(fmt::format("{}: bias has shape {} but must be [{}] (the output features)", op,
+                                 shape_str(bias.shape()), c->features));
+  return shared_conv_bias_op(c, lhs, rhs, bias);
 }
 
 }  // namespace xgrad

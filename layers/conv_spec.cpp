@@ -169,10 +169,12 @@ Tensor conv_apply(const ConvPlan& plan, const Tensor& inputs, const Tensor& kern
   const auto& s = plan.spec;
   const Tensor& b = promoted[2];
   Tensor y;
-  if (s.shared_weights) {
+  if (s.shared_weights && b.defined()) {  // one op: the shared kernels add the bias and sum its gradient
+    y = conv_general_dilated_bias(x, k, b, plan.strides, plan.lax_padding, plan.input_dilation,
+                                  plan.kernel_dilation, s.feature_group_count, precision);
+  } else if (s.shared_weights) {
     y = conv_general_dilated(x, k, plan.strides, plan.lax_padding, plan.input_dilation, plan.kernel_dilation,
                              s.feature_group_count, precision);
-    if (b.defined()) y = add(y, b);  // broadcasts over the batch and the positions
   } else if (b.defined()) {  // one op, so the local kernels add the bias and return its gradient in their pass
     y = conv_general_dilated_local_bias(x, k, b, plan.strides, plan.lax_padding, s.kernel_size, plan.input_dilation,
                                         plan.kernel_dilation, precision, s.feature_group_count);

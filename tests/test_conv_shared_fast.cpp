@@ -213,3 +213,46 @@ TEST_CASE("float32 conv_general_dilated and its gradients run the shared fast ke
   CHECK(x.grad().to_vector() == std::vector<double>(direct.d_x.begin(), direct.d_x.end()));
   CHECK(k.grad().to_vector() == std::vector<double>(direct.d_kernel.begin(), direct.d_kernel.end()));
 }
+
+TEST_CASE("conv_general_dilated_bias is conv_general_dilated + bias as one op, gradients of every order included") {
+  // float32 runs the fused kernels (bias in the forward, d_bias in the kernel-VJP pass);
+  // conv + add is the composition they replace. SAME padding, F = 16.
+  const Tensor x0 = random_normal(make_key(4), {4, 9, 8, 3});
+  const Tensor k0 = random_normal(make_key(5), {3, 3, 3, 16});
+  const Tensor b0 = random_normal(make_key(6), {16});
+  const Tensor g = random_normal(make_key(7), {4, 9, 8, 16});
+  for (bool create_graph : {false, true}) {
+    CAPTURE(create_graph);
+    std::vector<std::vector<Tensor>> runs;
+    for (bool one_op : {true, false}) {
+      Tensor x = x0.detach().requires_grad_(), k = k0.detach().requires_grad_(), b = b0.detach().requires_grad_();
+      const Tensor y = one_op ? conv_general_dilated_bias(x, k, b, {1, 1}, "SAME")
+                              : add(conv_general_dilated(x, k, {1, 1}, "SAME"), b);
+      auto grads = grad({y}, {x, k, b}, {g}, {.create_graph = create_graph});
+      std::vector<Tensor> results{y, grads[0], grads[1], grads[2]};
+      // A second-order term: d/dx of Σ dk² (through the recorded backward).
+      if (create_graph) results.push_back(grad({(grads[1] * grads[1]).sum()}, {x})[0]);
+      runs.push_back(results);
+    }
+    for (std::size_t i = 0; i < runs[0].size(); ++i) {
+      CAPTURE(i);
+      const auto fused = runs[0][i].to_vector(), composed = runs[1][i].to_vector();
+      REQUIRE(fused.size() == composed.size());
+      double worst = 0, largest = 0;
+      for (std::size_t e = 0; e < fused.size(); ++e) {
+        worst = std::max(worst, std::abs(fused[e] - composed[e]));
+        largest = std::max(largest, std::abs(composed[e]));
+      }
+      CHECK(worst <= 1e-5 * largest);
+    }
+  }
+}
+
+TEST_CASE("conv_general_dilated_bias checks the bias") {
+  const Tensor x = random_normal(make_key(8), {2, 5, 5, 3}), k = random_normal(make_key(9), {3, 3, 3, 8});
+  CHECK_THROWS_WITH_AS(conv_general_dilated_bias(x, k, zeros({4}), {1, 1}, "VALID"),
+                       "conv_general_dilated: bias has shape [4] but must be [8] (the output features)", ShapeError);
+  CHECK_THROWS_WITH_AS(conv_general_dilated_bias(x, k, zeros({8}, DType::Float64), {1, 1}, "VALID"),
+                       "conv_general_dilated: bias [8] is float64 but lhs is float32; both must have the same dtype",
+                       DTypeError);
+}

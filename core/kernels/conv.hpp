@@ -40,6 +40,9 @@ Tensor conv_kernel_vjp(const Tensor& x, const Tensor& g, const ConvContraction& 
 // Local weights: conv_forward(x, kernel) + bias, bias (O..., F) broadcast over the
 // batch. The fast kernels add the bias in their accumulators (no extra pass).
 Tensor conv_local_forward_biased(const Tensor& x, const Tensor& kernel, const Tensor& bias, const ConvContraction& c);
+// Shared weights: conv_forward(x, kernel) + bias, bias (F) broadcast over the batch
+// and the positions; the fast kernels add it in their accumulators.
+Tensor conv_shared_forward_biased(const Tensor& x, const Tensor& kernel, const Tensor& bias, const ConvContraction& c);
 
 // The wanted gradients of y = conv_forward(x, kernel) (+ bias) for a local conv from
 // ONE pass over each position's cotangent block, when a fast kernel handles the case;

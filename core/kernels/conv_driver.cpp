@@ -277,6 +277,12 @@ Tensor conv_local_forward_biased(const Tensor& x, const Tensor& kernel, const Te
   return out;
 }
 
+Tensor conv_shared_forward_biased(const Tensor& x, const Tensor& kernel, const Tensor& bias,
+                                  const ConvContraction& c) {
+  if (auto y = conv_shared_fast_biased(x, kernel, bias, c)) return *y;
+  return binary(Binary::Add, conv_forward(x, kernel, c), bias);
+}
+
 std::optional<LocalConvGrads> conv_local_vjp_fused(const Tensor& x, const Tensor& kernel, const Tensor& g,
                                                    const ConvContraction& c, bool want_dx, bool want_dkernel,
                                                    bool want_dbias) {

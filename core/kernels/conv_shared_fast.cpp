@@ -401,7 +401,11 @@ void conv_shared2d_kernel_vjp_fast(const ConvShared2dFastShape& shape, const flo
   }
 }
 
-std::optional<Tensor> conv_shared_fast(ConvPass pass, const Tensor& a, const Tensor& b, const ConvContraction& c) {
+namespace {
+
+// The fast kernels' shape for `c` when they handle it with operands `a` and `b`
+// (all float32; the caller has ruled out empty operands), else nullopt.
+std::optional<ConvShared2dFastShape> fast_shape(const Tensor& a, const Tensor& b, const ConvContraction& c) {
   static const bool general_only = std::getenv("XGRAD_CONV_GENERAL_PATH") != nullptr;
   const ConvGeometry& g = c.geometry;
   if (general_only || c.weights != ConvWeights::Shared || a.dtype() != DType::Float32 ||
@@ -416,6 +420,38 @@ std::optional<Tensor> conv_shared_fast(ConvPass pass, const Tensor& a, const Ten
                                     .pad_bottom = g.pads[0].second, .pad_left = g.pads[1].first,
                                     .pad_right = g.pads[1].second, .features = c.features};
   if (!conv_shared2d_fast_supported(shape)) return std::nullopt;
+  return shape;
+}
+
+bool has_elements(const Tensor& a, const Tensor& b) { return a.numel() > 0 && b.numel() > 0; }
+
+}  // namespace
+
+std::optional<Tensor> conv_shared_fast_biased(const Tensor& x, const Tensor& kernel, const Tensor& bias,
+                                              const ConvContraction& c) {
+  if (!has_elements(x, kernel) || bias.dtype() != DType::Float32) return std::nullopt;
+  const auto shape = fast_shape(x, kernel, c);
+  if (!shape) return std::nullopt;
+  Tensor y = empty(c.output_shape(), DType::Float32);
+  conv_shared2d_forward_fast(*shape, x.data<float>(), kernel.data<float>(), bias.data<float>(), y.data<float>());
+  return y;
+}
+
+std::optional<SharedConvParamGrads> conv_shared_fast_param_vjp(const Tensor& x, const Tensor& g,
+                                                               const ConvContraction& c) {
+  if (!has_elements(x, g)) return std::nullopt;
+  const auto shape = fast_shape(x, g, c);
+  if (!shape) return std::nullopt;
+  SharedConvParamGrads grads{empty(c.kernel_shape(), DType::Float32), empty({c.features}, DType::Float32)};
+  conv_shared2d_kernel_vjp_fast(*shape, x.data<float>(), g.data<float>(), grads.dkernel.data<float>(),
+                                grads.dbias.data<float>());
+  return grads;
+}
+
+std::optional<Tensor> conv_shared_fast(ConvPass pass, const Tensor& a, const Tensor& b, const ConvContraction& c) {
+  const auto fast = fast_shape(a, b, c);
+  if (!fast) return std::nullopt;
+  const ConvShared2dFastShape& shape = *fast;
   switch (pass) {
     case ConvPass::Forward: {  // a = x, b = kernel
       Tensor y = empty(c.output_shape(), DType::Float32);

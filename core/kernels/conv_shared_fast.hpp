@@ -60,4 +60,17 @@ enum class ConvPass { Forward, InputVJP, KernelVJP };
 // XGRAD_CONV_GENERAL_PATH=1 in the environment always declines (to time the general path).
 std::optional<Tensor> conv_shared_fast(ConvPass pass, const Tensor& a, const Tensor& b, const ConvContraction& c);
 
+// conv(x, kernel) + bias, bias (F) added in the accumulators, when the fast kernels
+// handle this case (bias of x's dtype), else nullopt.
+std::optional<Tensor> conv_shared_fast_biased(const Tensor& x, const Tensor& kernel, const Tensor& bias,
+                                              const ConvContraction& c);
+
+// The kernel and bias gradients of conv(x, kernel) + bias for cotangent g from one
+// kernel-VJP pass, when the fast kernels handle this case, else nullopt.
+struct SharedConvParamGrads {
+  Tensor dkernel, dbias;
+};
+std::optional<SharedConvParamGrads> conv_shared_fast_param_vjp(const Tensor& x, const Tensor& g,
+                                                               const ConvContraction& c);
+
 }  // namespace xgrad::kernels
