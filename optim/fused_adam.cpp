@@ -7,8 +7,6 @@
 // contract a·b + c into one rounding where the chain rounds twice.
 #include "optim/fused_adam.hpp"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
@@ -96,6 +94,8 @@ const NamedTensors* find_buffer(const OptState& state, const char* name) {
 
 // Below this many parameters in all, waking a second thread costs more than it saves.
 constexpr std::int64_t kParallelMinElements = std::int64_t{1} << 16;
+// Work is claimed in chunks of this many elements (a multiple of the vector width).
+constexpr std::int64_t kChunkElements = std::int64_t{1} << 15;
 
 }  // namespace
 
@@ -151,14 +151,9 @@ decltype(GradientTransformation::fused_step) fused_adam_step(FusedAdamOptions o)
     const StepConstants<float> c32 = constants(0.0f);
     const StepConstants<double> c64 = constants(0.0);
 
-    // Every thread takes one contiguous share of all the elements, parameters laid end to end.
-    const int threads = total >= kParallelMinElements ? std::max(1, num_threads()) : 1;
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    {
-      const std::int64_t share = omp_get_thread_num(), shares = omp_get_num_threads();
-      constexpr std::int64_t kAlign = 16;  // share boundaries on whole cache lines of float32
-      const auto boundary = [&](std::int64_t s) { return s == shares ? total : total * s / shares / kAlign * kAlign; };
-      const std::int64_t first = boundary(share), last = boundary(share + 1);
+    // Parameters laid end to end, cut into chunks that the pool's threads claim one by one.
+    const auto run_chunk = [&](std::int64_t chunk) {
+      const std::int64_t first = chunk * kChunkElements, last = std::min(total, first + kChunkElements);
       std::int64_t offset = 0;
       for (const Operands& op : operands) {
         const std::int64_t begin = std::max(first, offset) - offset, end = std::min(last, offset + op.n) - offset;
@@ -168,6 +163,12 @@ decltype(GradientTransformation::fused_step) fused_adam_step(FusedAdamOptions o)
         }
         offset += op.n;
       }
+    };
+    const std::int64_t chunks = (total + kChunkElements - 1) / kChunkElements;
+    if (total >= kParallelMinElements) {
+      parallel_for(chunks, run_chunk);
+    } else {
+      for (std::int64_t chunk = 0; chunk < chunks; ++chunk) run_chunk(chunk);
     }
 
     for (std::size_t k = 0; k < params.size(); ++k)
