@@ -402,7 +402,11 @@ Tensor relu_grad(const Tensor& g, const Tensor& out) {
     const T* __restrict op = out.data<T>();
     T* __restrict rp = result.data<T>();
     const std::int64_t n = g.numel();
-    for (std::int64_t i = 0; i < n; ++i) rp[i] = static_cast<V>(op[i]) > V(0) ? gp[i] : T(V(0));
+    // g is loaded unconditionally, so the select vectorises (a load under the condition does not).
+    for (std::int64_t i = 0; i < n; ++i) {
+      const T gi = gp[i];
+      rp[i] = static_cast<V>(op[i]) > V(0) ? gi : T(V(0));
+    }
   });
   return result;
 }
