@@ -86,6 +86,21 @@ void run_range(const Operands& o, std::int64_t begin, std::int64_t end, bool nes
                                                   static_cast<T*>(o.m) + begin, static_cast<T*>(o.v) + begin, c);
 }
 
+// True if a written buffer is also another operand (e.g. a parameter listed twice
+// under two paths, or a gradient that is a parameter): the chain reads every
+// operand before apply_updates writes any, the fused pass does not. Gradients may
+// share storage with each other (add's VJP hands both inputs the same tensor).
+bool shares_storage(const std::vector<Operands>& operands) {
+  std::vector<const void*> written;
+  for (const Operands& op : operands)
+    if (op.n > 0) written.insert(written.end(), {op.p, op.m, op.v});
+  std::sort(written.begin(), written.end());
+  if (std::adjacent_find(written.begin(), written.end()) != written.end()) return true;
+  return std::any_of(operands.begin(), operands.end(), [&](const Operands& op) {
+    return op.n > 0 && op.g && std::binary_search(written.begin(), written.end(), op.g);
+  });
+}
+
 const NamedTensors* find_buffer(const OptState& state, const char* name) {
   for (const auto& [key, buffer] : state.buffers)
     if (key == name) return &buffer;
@@ -129,11 +144,10 @@ decltype(GradientTransformation::fused_step) fused_adam_step(FusedAdamOptions o)
                         .decay = o.weight_decay != 0.0 && (!o.decay_mask || o.decay_mask(params[k].first))};
       };
       const Operands op = dtype == DType::Float64 ? pointers(0.0) : pointers(0.0f);
-      // A gradient sharing storage with the parameter or a moment would be read after being written.
-      if (op.g && (op.g == op.p || op.g == op.m || op.g == op.v)) return false;
       operands.push_back(op);
       total += op.n;
     }
+    if (shares_storage(operands)) return false;
 
     std::int64_t& adam_count = adam_state.counter("count");
     const std::int64_t t = adam_count + 1;

@@ -105,6 +105,20 @@ TEST_CASE("fused adam equals the unfused chain, float32 and float64, 1 and 2 thr
   set_num_threads(1);
 }
 
+TEST_CASE("the fused step takes float32 and float64 parameters, with or without a gradient") {
+  const auto tx = optim::adamw({.learning_rate = 1e-2});
+  for (DType dtype : {DType::Float32, DType::Float64}) {
+    CAPTURE(dtype_name(dtype));
+    const optim::NamedTensors params = make_params(dtype);
+    optim::OptState state = tx.init(params);
+    set_gradients(params, 1);  // "out.bias" has none
+    std::vector<Tensor> grads;
+    for (const auto& [path, p] : params) grads.push_back(p.grad());
+    CHECK(tx.fused_step(params, grads, state));
+    CHECK(state.inner[0].second.counter("count") == 1);
+  }
+}
+
 TEST_CASE("fused adamw: resume from a state_dict continues bit for bit") {
   const auto tx = optim::adamw({.learning_rate = optim::linear_schedule({.init_value = 0.1, .end_value = 0.01,
                                                                         .transition_steps = 4}),
@@ -144,6 +158,20 @@ TEST_CASE("fused adam declines operands it does not handle, and the Optimizer ru
   }
   SUBCASE("a bfloat16 first moment (mu_dtype)") {
     check_fused_equals_unfused(optim::adam({.learning_rate = 1e-2, .mu_dtype = DType::BFloat16}), DType::Float32);
+  }
+  SUBCASE("a parameter listed twice, or as its own gradient") {
+    const Tensor w = random_normal(make_key(3), {5}, DType::Float32).requires_grad_();
+    const optim::NamedTensors twice{{"a", w}, {"b", w}};
+    optim::OptState state = tx.init(twice);
+    CHECK_FALSE(tx.fused_step(twice, {ones({5}), ones({5})}, state));
+    const optim::NamedTensors once{{"a", w}};
+    optim::OptState state_once = tx.init(once);
+    CHECK_FALSE(tx.fused_step(once, {w}, state_once));
+    // Gradients may share storage with each other.
+    const optim::NamedTensors two{{"a", w}, {"b", w.clone()}};
+    optim::OptState state_two = tx.init(two);
+    const Tensor g = ones({5});
+    CHECK(tx.fused_step(two, {g, g}, state_two));
   }
   SUBCASE("a float64 gradient for a float32 parameter") {
     optim::NamedTensors params{{"w", random_normal(make_key(3), {5}, DType::Float32).requires_grad_()}};
