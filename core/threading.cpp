@@ -1,5 +1,7 @@
 #include "core/threading.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -104,10 +106,18 @@ class Pool {
   std::uint64_t generation_ = 0;
 };
 
-// Never destroyed: workers block in wait() until the process exits.
+// Never destroyed: workers block in wait() until the process exits. A child made by
+// fork() has none of the workers (and maybe the mutex held by one of them), so it
+// starts a fresh pool; the old one is leaked.
+std::atomic<Pool*> pool_instance{nullptr};
+
 Pool& pool() {
-  static Pool* instance = new Pool;
-  return *instance;
+  static std::once_flag created;
+  std::call_once(created, [] {
+    pool_instance.store(new Pool);
+    pthread_atfork(nullptr, nullptr, [] { pool_instance.store(new Pool); });
+  });
+  return *pool_instance.load();
 }
 
 }  // namespace

@@ -1,6 +1,11 @@
 // xgrad::parallel_for: every chunk runs exactly once whatever the thread count,
-// nested and concurrent calls complete (serially), and exceptions reach the caller.
+// nested and concurrent calls complete (serially), exceptions reach the caller, and
+// a forked child gets a working pool.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdlib>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -69,4 +74,20 @@ TEST_CASE("parallel_for rethrows a chunk's exception after the others finish") {
   CHECK(finished.load() <= 63);
   // The pool is usable afterwards.
   CHECK(run_counts(10) == std::vector<int>(10, 1));
+}
+
+TEST_CASE("parallel_for works in a child process forked after the pool started") {
+  ThreadCount guard(2);
+  CHECK(run_counts(16) == std::vector<int>(16, 1));  // the pool's worker exists now
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    std::atomic<int> runs{0};
+    parallel_for(16, [&](std::int64_t) { runs.fetch_add(1); });
+    std::_Exit(runs.load() == 16 ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }
