@@ -611,3 +611,29 @@ TEST_CASE("ConvTranspose CIRCULAR equals the folded VALID reference on random co
     CHECK(max_abs_diff(grad({y}, {x}, {cot})[0], grad({ref}, {x}, {cot})[0]) <= 1e-11);
   }
 }
+
+TEST_CASE("conv_general_dilated_input_vjp is the lhs gradient of conv_general_dilated, and checks its arguments") {
+  // Strides, a negative pad, rhs dilation and two feature groups.
+  const Padding pads{{1, 0}, {2, -1}};
+  const Tensor x = random64(51, {2, 7, 5, 4}).requires_grad_(), w = random64(52, {3, 2, 2, 6});
+  const Tensor y = conv_general_dilated(x, w, {2, 1}, pads, {}, {1, 2}, 2);
+  const Tensor g = random64(53, y.shape());
+  const Tensor vjp = conv_general_dilated_input_vjp(g, w, x.shape(), {2, 1}, pads, {}, {1, 2}, 2);
+  CHECK(max_abs_diff(vjp, grad({y}, {x}, {g})[0]) <= 1e-12);
+  test_support::check_first_and_second_order(
+      "conv_general_dilated_input_vjp",
+      [](const std::vector<Tensor>& in) {
+        return conv_general_dilated_input_vjp(in[0], in[1], {1, 5, 2}, {2}, "SAME", {}, {2});
+      },
+      {random64(54, {1, 3, 3}), random64(55, {2, 2, 3})});
+
+  using test_support::error_of;
+  std::string msg =
+      error_of<ShapeError>([&] { conv_general_dilated_input_vjp(g, w, {2, 7, 6, 4}, {2, 1}, pads, {}, {1, 2}, 2); });
+  CHECK(contains(msg, "conv_general_dilated_input_vjp: g has shape [2, 3, 4, 6] but the convolution of an input "
+                      "of shape [2, 7, 6, 4] has output shape [2, 3, 5, 6]"));
+  msg = error_of<DTypeError>([&] { conv_general_dilated_input_vjp(cast(g, DType::Float32), w, x.shape(), {2}, pads); });
+  CHECK(contains(msg, "conv_general_dilated_input_vjp: g [2, 3, 4, 6] is float32 but rhs [3, 2, 2, 6] is float64"));
+  msg = error_of<DTypeError>([] { conv_transpose(ones({1, 3, 2}), ones({2, 2, 3}, DType::Float64), {2}, "SAME"); });
+  CHECK(contains(msg, "conv_transpose: lhs [1, 3, 2] is float32 but rhs [2, 2, 3] is float64"));
+}
