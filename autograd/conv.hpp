@@ -76,4 +76,16 @@ Tensor conv_general_dilated_bias(const Tensor& lhs, const Tensor& rhs, const Ten
                                  const std::vector<std::int64_t>& rhs_dilation = {},
                                  std::int64_t feature_group_count = 1, Precision precision = Precision::Default);
 
+// The transpose of conv_general_dilated in lhs, as a differentiable op: for the
+// conv of an input of shape lhs_shape (N, M..., C) with rhs and these arguments,
+// maps a cotangent g of its output (N, O..., F) to (N, M..., C), the VJP in lhs
+// (jax's _conv_general_dilated_transpose_lhs). With window strides s this is a
+// transposed convolution that never multiplies the zeros of an s-dilated input
+// (layers/conv_transpose.hpp runs on it).
+Tensor conv_general_dilated_input_vjp(const Tensor& g, const Tensor& rhs, const Shape& lhs_shape,
+                                      const std::vector<std::int64_t>& window_strides, const Padding& padding,
+                                      const std::vector<std::int64_t>& lhs_dilation = {},
+                                      const std::vector<std::int64_t>& rhs_dilation = {},
+                                      std::int64_t feature_group_count = 1, Precision precision = Precision::Default);
+
 }  // namespace xgrad

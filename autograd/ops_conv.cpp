@@ -270,4 +270,35 @@ Tensor conv_general_dilated_bias(const Tensor& lhs, const Tensor& rhs, const Ten
   return shared_conv_bias_op(c, lhs, rhs, bias);
 }
 
+Tensor conv_general_dilated_input_vjp(const Tensor& g, const Tensor& rhs, const Shape& lhs_shape,
+                                      const std::vector<std::int64_t>& window_strides, const Padding& padding,
+                                      const std::vector<std::int64_t>& lhs_dilation,
+                                      const std::vector<std::int64_t>& rhs_dilation, std::int64_t feature_group_count,
+                                      Precision precision) {
+  const char* op = "conv_general_dilated_input_vjp";
+  check_floating(g, "g", op);
+  check_floating(rhs, "rhs", op);
+  if (g.dtype() != rhs.dtype())
+    throw DTypeError(fmt::format("{}: g {} is {} but rhs {} is {}; both must have the same dtype", op,
+                                 shape_str(g.shape()), dtype_name(g.dtype()), shape_str(rhs.shape()),
+                                 dtype_name(rhs.dtype())));
+  if (rhs.dim() != static_cast<std::int64_t>(lhs_shape.size()) || rhs.dim() < 3)
+    throw ShapeError(fmt::format("{}: lhs_shape {} (N, spatial..., C) and rhs {} (spatial..., C/G, F) must have the "
+                                 "same rank, at least 3",
+                                 op, shape_str(lhs_shape), shape_str(rhs.shape())));
+  const Shape window(rhs.shape().begin(), rhs.shape().end() - 2);
+  ConvContraction c;
+  c.geometry = kernels::make_conv_geometry(lhs_shape, window, window_strides, padding, lhs_dilation, rhs_dilation, op);
+  c.weights = ConvWeights::Shared;
+  c.groups = feature_group_count;
+  c.features = rhs.shape().back();
+  c.precision = precision;
+  check_groups(c.groups, c.geometry.channels, c.features, op);
+  check_rhs_shape(rhs, c, "HWIO: spatial..., C / feature_group_count, features", op);
+  if (g.shape() != c.output_shape())
+    throw ShapeError(fmt::format("{}: g has shape {} but the convolution of an input of shape {} has output shape {}",
+                                 op, shape_str(g.shape()), shape_str(lhs_shape), shape_str(c.output_shape())));
+  return input_vjp_op(std::make_shared<const ConvContraction>(std::move(c)), g, rhs);
+}
+
 }  // namespace xgrad

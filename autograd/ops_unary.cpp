@@ -87,10 +87,23 @@ Tensor sigmoid(const Tensor& x) {
   }, Saves::Output);
 }
 
+namespace {
+
+// g masked by out > 0 in one pass. Linear in g, and the mask's derivative is 0
+// almost everywhere, so its own VJP is the same mask (second order works).
+Tensor relu_mask(const Tensor& g, const Tensor& out) {
+  if (g.shape() != out.shape() || g.dtype() != out.dtype())
+    return where(greater(out, zero_like_scalar(out)), g, zero_like_scalar(g));
+  return record("relu_mask", kernels::relu_grad(g, out), {g},
+                [out](const Tensor& gg, const Tensor&) -> Grads { return {relu_mask(gg, out)}; });
+}
+
+}  // namespace
+
 // Slope 0 at x = 0, as jax.nn.relu.
 Tensor relu(const Tensor& x) {
   return record("relu", kernels::unary(Unary::Relu, x), {x}, [](const Tensor& g, const Tensor& out) -> Grads {
-    return {where(greater(out, zero_like_scalar(out)), g, zero_like_scalar(g))};
+    return {relu_mask(g, out)};
   }, Saves::Output);
 }
 

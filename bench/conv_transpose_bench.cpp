@@ -1,11 +1,12 @@
-// ConvTranspose cost: it runs conv_general_dilated on the stride-dilated input, so
-// with stride s it multiplies s^n times more (mostly zero) products than the
-// transposed conv needs. Compared with the strided Conv it is the transpose of,
-// which does the same useful arithmetic (forward: the same products; forward +
-// backward: three times them). GFLOP/s count the useful products only. float32,
-// one thread.
+// ConvTranspose cost: it runs as the input-VJP of the strided Conv it transposes,
+// so it does the same useful arithmetic as that Conv (forward: the same products;
+// forward + backward: three times them). For comparison, the form lax itself runs:
+// conv_general_dilated on the stride-dilated input, which with stride s multiplies
+// s^n times more (mostly zero) products. GFLOP/s count the useful products only.
+// float32, one thread.
 // Usage: build/bench/conv_transpose_bench
 #include <cstdio>
+#include <limits>
 
 #include "bench/timing.hpp"
 #include "xgrad.hpp"
@@ -39,6 +40,24 @@ int main() {
   report("ConvTranspose SAME forward+backward", time_ms([&] {
            up(x).backward(cot_up);
          }, 20, 3), 3);
+
+  // lax's form of the same transposed conv: the kernel flipped and I/O-swapped
+  // (transpose_kernel), SAME pads (K - 1, K + s - 2 - (K - 1)) = (2, 1) on the dilated input.
+  const Tensor kernel = up.state_dict().at("kernel").detach();
+  constexpr auto last = std::numeric_limits<std::int64_t>::max();
+  constexpr auto before_first = std::numeric_limits<std::int64_t>::min();
+  Tensor flipped = swapaxes(slice(slice(kernel, 0, last, before_first, -1), 1, last, before_first, -1), -2, -1);
+  Tensor xd = x.detach();
+  auto dilated_form = [&] { return conv_general_dilated(xd, flipped, {}, Padding{{2, 1}, {2, 1}}, {2, 2}); };
+  report("lhs-dilated form (lax's) forward", time_ms([&] {
+           NoGradGuard guard;
+           dilated_form();
+         }, 10, 2), 1);
+  xd.requires_grad_();
+  flipped.requires_grad_();
+  report("lhs-dilated form (lax's) forward+backward", time_ms([&] {
+           dilated_form().backward(cot_up);
+         }, 10, 2), 3);
 
   nn::Conv down({.features = 32, .kernel_size = {3, 3}, .strides = 2});
   Tensor z = random_normal(make_key(3), large);

@@ -6,6 +6,7 @@
 //   CNN             conv3x3(1→16) relu maxpool2 → conv3x3(16→32) relu maxpool2 → dense(800→10), VALID, B = 64
 //   LocalNet        Conv 3x3 SAME 16 → relu → maxpool2 → ConvLocal 3x3 VALID 32 → relu → maxpool2 → Dense 10, B = 64
 //   Adam 1M         optimizer update of one 1M-element float32 parameter with a given gradient
+//                   (adam_1M_chain, only when named: the same through the unfused chain)
 //   usage: models_bench [threads=1] [workload=all] [steps=0 (0: timed run; n: n untimed steps, for profilers)]
 // Lines starting with "RESULT" are parsed by bench/run_all.sh.
 #include <cstdio>
@@ -110,11 +111,15 @@ void tiny_ops(int profile_steps) {
   }, 50, profile_steps);
 }
 
-void adam_1m(int profile_steps) {
+// adam_1M_chain (only on request) runs the same update through the unfused optax
+// chain, for comparison with the fused step.
+void adam_1m(const char* workload, bool fused, int profile_steps) {
   Tensor w = random_normal(make_key(3), {1 << 20}).requires_grad_();
   w.set_grad(random_normal(make_key(4), {1 << 20}));
-  optim::Optimizer opt(optim::NamedTensors{{"w", w}}, optim::adam({.learning_rate = 1e-3}));
-  run("adam_1M", [&] { opt.step(); }, 100, profile_steps);
+  optim::GradientTransformation tx = optim::adam({.learning_rate = 1e-3});
+  if (!fused) tx.fused_step = nullptr;
+  optim::Optimizer opt(optim::NamedTensors{{"w", w}}, tx);
+  run(workload, [&] { opt.step(); }, 100, profile_steps);
 }
 
 }  // namespace
@@ -133,5 +138,6 @@ int main(int argc, char** argv) {
     if (want(m.name)) training_step(m.name, *make_mlp(), {m.batch, 784}, m.reps, profile_steps);
   if (want("cnn_b64")) training_step("cnn_b64", *make_cnn(), {64, 28, 28, 1}, 60, profile_steps);
   if (want("localnet_b64")) training_step("localnet_b64", *make_localnet(), {64, 28, 28, 1}, 60, profile_steps);
-  if (want("adam_1M")) adam_1m(profile_steps);
+  if (want("adam_1M")) adam_1m("adam_1M", true, profile_steps);
+  if (only == "adam_1M_chain") adam_1m("adam_1M_chain", false, profile_steps);
 }

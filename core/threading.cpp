@@ -1,9 +1,15 @@
 #include "core/threading.hpp"
 
+#include <pthread.h>
+
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
+#include <exception>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 // OpenBLAS's own pool size; declared here rather than through <cblas.h>, which
 // clashes with xtensor-blas's bundled declarations.
@@ -24,6 +30,96 @@ int default_threads() {
   return hw > 0 ? static_cast<int>(hw) : 1;
 }
 
+// One parallel_for call. It lives on the caller's stack: workers join it only
+// while the pool publishes it, and the caller waits for them to leave.
+struct Job {
+  void (*run)(void*, std::int64_t);
+  void* context;
+  std::int64_t chunks;
+  int helpers_wanted;
+  int helpers_joined = 0;  // guarded by the pool's mutex
+  int helpers_inside = 0;  // guarded by the pool's mutex
+  std::atomic<std::int64_t> next{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr error = nullptr;  // the first exception, written by whoever set `failed`
+
+  // Claims and runs chunks until none are left.
+  void work() {
+    for (std::int64_t chunk = next.fetch_add(1); chunk < chunks; chunk = next.fetch_add(1)) {
+      if (failed.load(std::memory_order_relaxed)) continue;  // skip the rest, still claim them
+      try {
+        run(context, chunk);
+      } catch (...) {
+        if (!failed.exchange(true)) error = std::current_exception();
+      }
+    }
+  }
+};
+
+thread_local bool inside_pool_worker = false;
+
+class Pool {
+ public:
+  // Returns false if the pool is busy with another call (the caller then runs serially).
+  bool publish(Job& job) {
+    std::lock_guard lock(mutex_);
+    if (job_) return false;
+    while (static_cast<int>(workers_.size()) < job.helpers_wanted)
+      workers_.emplace_back([this] { worker_loop(); });
+    job_ = &job;
+    ++generation_;
+    wake_.notify_all();
+    return true;
+  }
+
+  // Unpublishes the job and waits for the workers still inside it.
+  void retire(Job& job) {
+    std::unique_lock lock(mutex_);
+    job_ = nullptr;
+    left_.wait(lock, [&] { return job.helpers_inside == 0; });
+  }
+
+ private:
+  void worker_loop() {
+    inside_pool_worker = true;
+    std::unique_lock lock(mutex_);
+    std::uint64_t seen = generation_;
+    for (;;) {
+      wake_.wait(lock, [&] { return job_ && generation_ != seen; });
+      seen = generation_;
+      Job& job = *job_;
+      if (job.helpers_joined == job.helpers_wanted) continue;
+      ++job.helpers_joined;
+      ++job.helpers_inside;
+      lock.unlock();
+      job.work();
+      lock.lock();
+      if (--job.helpers_inside == 0) left_.notify_all();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_;  // a job was published
+  std::condition_variable left_;  // a worker left its job
+  std::vector<std::thread> workers_;
+  Job* job_ = nullptr;
+  std::uint64_t generation_ = 0;
+};
+
+// Never destroyed: workers block in wait() until the process exits. A child made by
+// fork() has none of the workers (and maybe the mutex held by one of them), so it
+// starts a fresh pool; the old one is leaked.
+std::atomic<Pool*> pool_instance{nullptr};
+
+Pool& pool() {
+  static std::once_flag created;
+  std::call_once(created, [] {
+    pool_instance.store(new Pool);
+    pthread_atfork(nullptr, nullptr, [] { pool_instance.store(new Pool); });
+  });
+  return *pool_instance.load();
+}
+
 }  // namespace
 
 int num_threads() {
@@ -42,5 +138,19 @@ void set_num_threads(int n) {
   current_threads.store(n, std::memory_order_relaxed);
   openblas_set_num_threads(n);
 }
+
+namespace detail {
+
+void parallel_for(std::int64_t chunks, void (*run)(void*, std::int64_t), void* context) {
+  if (chunks <= 0) return;
+  const int helpers = static_cast<int>(std::min<std::int64_t>(num_threads(), chunks)) - 1;
+  Job job{.run = run, .context = context, .chunks = chunks, .helpers_wanted = helpers};
+  const bool shared = helpers > 0 && !inside_pool_worker && pool().publish(job);
+  job.work();
+  if (shared) pool().retire(job);
+  if (job.error) std::rethrow_exception(job.error);
+}
+
+}  // namespace detail
 
 }  // namespace xgrad

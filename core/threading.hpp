@@ -1,6 +1,10 @@
-// The number of threads xgrad's own parallel kernels use (OpenMP), kept in step
-// with OpenBLAS's pool so the two never oversubscribe the cores.
+// The number of threads xgrad's own parallel kernels use, kept in step with
+// OpenBLAS's pool, and parallel_for: a small pool whose workers sleep between
+// calls, so they never spin next to OpenBLAS's threads.
 #pragma once
+
+#include <cstdint>
+#include <type_traits>
 
 namespace xgrad {
 
@@ -10,5 +14,24 @@ int num_threads();
 
 // Sets the thread count for xgrad's kernels and for OpenBLAS (n < 1 is treated as 1).
 void set_num_threads(int n);
+
+namespace detail {
+void parallel_for(std::int64_t chunks, void (*run)(void* context, std::int64_t chunk), void* context);
+}  // namespace detail
+
+// Calls fn(chunk) once for every chunk in [0, chunks), on the calling thread and up
+// to num_threads() − 1 pool workers. Chunks are claimed one at a time, so a worker
+// the OS has not scheduled yet delays nothing (the caller takes its chunks); the
+// call returns when every chunk is done. Workers block on a condition variable
+// between calls. A call made while another is running (from another thread or
+// from inside fn) runs serially on its caller. An exception from fn is rethrown
+// after the other chunks finish.
+template <class F>
+void parallel_for(std::int64_t chunks, F&& fn) {
+  using Fn = std::remove_reference_t<F>;
+  detail::parallel_for(
+      chunks, [](void* context, std::int64_t chunk) { (*static_cast<Fn*>(context))(chunk); },
+      const_cast<void*>(static_cast<const void*>(&fn)));
+}
 
 }  // namespace xgrad

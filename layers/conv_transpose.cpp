@@ -74,19 +74,45 @@ Padding transposed_padding(const Padding& padding, const Shape& window, const st
   return padding;
 }
 
-// The conv itself, on resolved arguments.
+// The conv itself, on resolved arguments. lax computes it on the input dilated by
+// the strides, y[o] = sum_kappa xd[o + kappa * d - lo] w[kappa], mostly products
+// with zeros. Substituting kappa' = k - 1 - kappa shows y is the transpose (input
+// VJP) of the strided conv z -> (sum_kappa' z[i * s + kappa' * d - (K - 1 - lo)] v[kappa'])_i,
+// with window strides s, rhs dilation d, pads (K - 1 - lo, K - 1 - hi) on an input
+// of y's size O, which gives exactly M outputs, and kernel v = w flipped with its
+// I/O axes swapped: rhs itself with transpose_kernel. That VJP does only the
+// useful products. When O or M is 0 the result is all zeros and any pads that give
+// those sizes do.
 Tensor fractionally_strided_conv(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& strides,
                                  const Padding& lax_padding, const std::vector<std::int64_t>& rhs_dilation,
-                                 bool transpose_kernel, Precision precision) {
+                                 bool transpose_kernel, Precision precision, const char* who) {
+  const Shape window(rhs.shape().begin(), rhs.shape().end() - 2);
+  const auto geometry =
+      kernels::make_conv_geometry(lhs.shape(), window, {}, lax_padding, strides, rhs_dilation, who);
+  std::vector<std::pair<int, int>> pads;
+  for (std::size_t j = 0; j < window.size(); ++j) {
+    const std::int64_t K = (window[j] - 1) * rhs_dilation[j] + 1, s = strides[j];
+    const std::int64_t M = geometry.in_spatial[j], O = geometry.out_spatial[j];
+    const auto [lo, hi] = geometry.pads[j];
+    if (M == 0)
+      pads.emplace_back(0, static_cast<int>(-O));
+    else if (O == 0)
+      pads.emplace_back(0, static_cast<int>((M - 1) * s + K));
+    else
+      pads.emplace_back(static_cast<int>(K - 1 - lo), static_cast<int>(K - 1 - hi));
+  }
   Tensor kernel = rhs;
-  if (transpose_kernel) {
-    const std::int64_t n = rhs.dim() - 2;
-    for (std::int64_t axis = 0; axis < n; ++axis)
+  if (!transpose_kernel) {
+    for (std::int64_t axis = 0; axis < static_cast<std::int64_t>(window.size()); ++axis)
       kernel = slice(kernel, axis, std::numeric_limits<std::int64_t>::max(), std::numeric_limits<std::int64_t>::min(),
                      -1);
     kernel = swapaxes(kernel, -2, -1);
   }
-  return conv_general_dilated(lhs, kernel, {}, lax_padding, strides, rhs_dilation, 1, precision);
+  Shape out_shape{geometry.batch};
+  out_shape.insert(out_shape.end(), geometry.out_spatial.begin(), geometry.out_spatial.end());
+  out_shape.push_back(rhs.shape()[rhs.shape().size() - (transpose_kernel ? 2 : 1)]);
+  return conv_general_dilated_input_vjp(lhs, kernel, out_shape, strides, Padding(pads), {}, rhs_dilation, 1,
+                                        precision);
 }
 
 }  // namespace
@@ -100,6 +126,10 @@ Tensor conv_transpose(const Tensor& lhs, const Tensor& rhs, const std::vector<st
     throw ShapeError(fmt::format("conv_transpose: lhs {} and rhs {} must have the same rank >= 3 ((N, spatial..., C) "
                                  "and (k..., I, O))",
                                  shape_str(lhs.shape()), shape_str(rhs.shape())));
+  if (lhs.dtype() != rhs.dtype())
+    throw DTypeError(fmt::format("conv_transpose: lhs {} is {} but rhs {} is {}; both must have the same dtype",
+                                 shape_str(lhs.shape()), dtype_name(lhs.dtype()), shape_str(rhs.shape()),
+                                 dtype_name(rhs.dtype())));
   const auto n = static_cast<std::size_t>(lhs.dim() - 2);
   const std::int64_t in_axis = transpose_kernel ? rhs.dim() - 1 : rhs.dim() - 2;
   if (rhs.size(in_axis) != lhs.shape().back())
@@ -111,7 +141,7 @@ Tensor conv_transpose(const Tensor& lhs, const Tensor& rhs, const std::vector<st
   const auto s = per_dim(strides, n, "strides", who);
   const auto d = per_dim(rhs_dilation, n, "rhs_dilation", who);
   return fractionally_strided_conv(lhs, rhs, s, transposed_padding(padding, window, s, d, who), d, transpose_kernel,
-                                   precision);
+                                   precision, who);
 }
 
 namespace nn {
@@ -255,7 +285,8 @@ Tensor ConvTranspose::forward(const Tensor& x) {
   const auto promoted = promote_dtype({reshape(x, plan.flat_input_shape), masked, bias ? *bias : Tensor()},
                                       options_.dtype);
   Tensor y = fractionally_strided_conv(promoted[0], promoted[1], plan.strides, plan.lax_padding,
-                                       plan.kernel_dilation, options_.transpose_kernel, options_.precision);
+                                       plan.kernel_dilation, options_.transpose_kernel, options_.precision,
+                                       "ConvTranspose");
   if (plan.circular) y = wrap_sum(y, plan.wrap_pads, plan.periods);
   if (promoted[2].defined()) y = add(y, promoted[2]);
   return reshape(y, plan.output_shape);

@@ -11,8 +11,9 @@
 //   'SAME' and 'CIRCULAR': M * s;   'VALID': M * s + max(K - s, 0);
 //   (lo, hi) pairs:       (M - 1) * s + 1 + lo + hi - K + 1 (the pairs pad the dilated input as they are).
 // Parameters: `kernel` (k..., C, F), or (k..., F, C) with transpose_kernel; `bias` (F,).
-// Cost: the dilated input is mostly zeros, so this does s^n times the products a
-// transposed conv needs (bench/conv_transpose_bench).
+// It runs as the input-VJP of the strided conv it transposes
+// (conv_general_dilated_input_vjp), so it never multiplies the zeros of the dilated
+// input and costs what that conv costs (bench/conv_transpose_bench).
 #pragma once
 
 #include <cstdint>

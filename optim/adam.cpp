@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "optim/adam_math.hpp"
 #include "optim/detail.hpp"
 #include "optim/transforms.hpp"
 
@@ -12,10 +13,7 @@ namespace xgrad::optim {
 
 namespace {
 
-// optax's bias_correction divisor 1 − decayᵗ.
-double bias_correction(double decay, std::int64_t count) {
-  return 1.0 - std::pow(decay, static_cast<double>(count));
-}
+using detail::bias_correction;
 
 OptState moments_state(const NamedTensors& params, std::optional<DType> mu_dtype,
                        std::initializer_list<const char*> more_buffers = {}) {
@@ -37,34 +35,16 @@ GradientTransformation scale_by_adam(const ScaleByAdamOptions& o) {
     detail::check_aligned("scale_by_adam", updates, mu, "moments");
     std::int64_t& count = state.counter("count");
     const std::int64_t t = count + 1;
-    const double bc1 = bias_correction(o.b1, t), bc2 = bias_correction(o.b2, t), bc1_next = bias_correction(o.b1, t + 1);
     for (std::size_t k = 0; k < updates.size(); ++k) {
       detail::elementwise(
           "scale_by_adam", updates[k].first, {updates[k].second, mu[k].second, nu[k].second}, {true, true, true},
           [&](std::int64_t n, auto* __restrict g, auto* __restrict m, auto* __restrict v) {
             using T = std::decay_t<decltype(*g)>;
-            const T b1 = T(o.b1), b2 = T(o.b2), one_minus_b1 = T(1 - o.b1), one_minus_b2 = T(1 - o.b2);
-            const T c1 = T(bc1), c2 = T(bc2), c1_next = T(bc1_next), eps = T(o.eps), eps_root = T(o.eps_root);
-            if (o.nesterov) {
-              for (std::int64_t i = 0; i < n; ++i) {
-                const T gi = g[i];
-                const T mi = one_minus_b1 * gi + b1 * m[i];
-                const T vi = one_minus_b2 * (gi * gi) + b2 * v[i];
-                m[i] = mi;
-                v[i] = vi;
-                const T m_hat = b1 * (mi / c1_next) + one_minus_b1 * (gi / c1);
-                g[i] = m_hat / (std::sqrt(vi / c2 + eps_root) + eps);
-              }
-            } else {
-              for (std::int64_t i = 0; i < n; ++i) {
-                const T gi = g[i];
-                const T mi = one_minus_b1 * gi + b1 * m[i];
-                const T vi = one_minus_b2 * (gi * gi) + b2 * v[i];
-                m[i] = mi;
-                v[i] = vi;
-                g[i] = (mi / c1) / (std::sqrt(vi / c2 + eps_root) + eps);
-              }
-            }
+            const auto c = detail::AdamCoefficients<T>::at(o.b1, o.b2, o.eps, o.eps_root, t);
+            if (o.nesterov)
+              for (std::int64_t i = 0; i < n; ++i) g[i] = detail::adam_direction<true>(c, g[i], m[i], v[i]);
+            else
+              for (std::int64_t i = 0; i < n; ++i) g[i] = detail::adam_direction<false>(c, g[i], m[i], v[i]);
           });
     }
     count = t;

@@ -1,6 +1,8 @@
-// The named optimizers: optax's alias.py, one chain each.
+// The named optimizers: optax's alias.py, one chain each. adam, nadam and adamw
+// also carry a fused step (optim/fused_adam.cpp) that Optimizer uses.
 #include "optim/alias.hpp"
 
+#include "optim/fused_adam.hpp"
 #include "optim/transforms.hpp"
 
 namespace xgrad::optim {
@@ -11,13 +13,22 @@ GradientTransformation sgd(const SgdOptions& o) {
 }
 
 GradientTransformation adam(const AdamOptions& o) {
-  return chain(scale_by_adam({.b1 = o.b1,
-                              .b2 = o.b2,
-                              .eps = o.eps,
-                              .eps_root = o.eps_root,
-                              .mu_dtype = o.mu_dtype,
-                              .nesterov = o.nesterov}),
-               scale_by_learning_rate(o.learning_rate));
+  GradientTransformation tx = chain(scale_by_adam({.b1 = o.b1,
+                                                   .b2 = o.b2,
+                                                   .eps = o.eps,
+                                                   .eps_root = o.eps_root,
+                                                   .mu_dtype = o.mu_dtype,
+                                                   .nesterov = o.nesterov}),
+                                    scale_by_learning_rate(o.learning_rate));
+  tx.fused_step = detail::fused_adam_step({.b1 = o.b1,
+                                           .b2 = o.b2,
+                                           .eps = o.eps,
+                                           .eps_root = o.eps_root,
+                                           .nesterov = o.nesterov,
+                                           .weight_decay = 0.0,
+                                           .decay_mask = {},
+                                           .learning_rate = o.learning_rate});
+  return tx;
 }
 
 GradientTransformation nadam(const NadamOptions& o) {
@@ -31,13 +42,23 @@ GradientTransformation nadam(const NadamOptions& o) {
 }
 
 GradientTransformation adamw(const AdamWOptions& o) {
-  return chain(scale_by_adam({.b1 = o.b1,
-                              .b2 = o.b2,
-                              .eps = o.eps,
-                              .eps_root = o.eps_root,
-                              .mu_dtype = o.mu_dtype,
-                              .nesterov = o.nesterov}),
-               add_decayed_weights(o.weight_decay, o.mask), scale_by_learning_rate(o.learning_rate));
+  GradientTransformation tx = chain(scale_by_adam({.b1 = o.b1,
+                                                   .b2 = o.b2,
+                                                   .eps = o.eps,
+                                                   .eps_root = o.eps_root,
+                                                   .mu_dtype = o.mu_dtype,
+                                                   .nesterov = o.nesterov}),
+                                    add_decayed_weights(o.weight_decay, o.mask),
+                                    scale_by_learning_rate(o.learning_rate));
+  tx.fused_step = detail::fused_adam_step({.b1 = o.b1,
+                                           .b2 = o.b2,
+                                           .eps = o.eps,
+                                           .eps_root = o.eps_root,
+                                           .nesterov = o.nesterov,
+                                           .weight_decay = o.weight_decay,
+                                           .decay_mask = o.mask,
+                                           .learning_rate = o.learning_rate});
+  return tx;
 }
 
 GradientTransformation adamax(const AdamaxOptions& o) {

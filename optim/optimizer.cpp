@@ -68,6 +68,16 @@ void Optimizer::step() {
   if (!ensure_initialized())
     throw ValueError("Optimizer.step: the model has no parameters yet (they are created at its first call)");
   NoGradGuard no_grad;
+  if (transformation_.fused_step) {
+    grads_.clear();
+    for (const auto& [path, p] : params_) grads_.push_back(p.grad());
+    const bool fused = transformation_.fused_step(params_, grads_, state_);
+    grads_.clear();  // holds no gradient past the step
+    if (fused) {
+      ++step_count_;
+      return;
+    }
+  }
   for (std::size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i].second;
     Tensor& buffer = update_buffers_[i];

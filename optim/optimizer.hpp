@@ -36,7 +36,8 @@ class Optimizer {
   void zero_grad();
   // One update: the transformation runs on the gradients (a parameter without one
   // gets zeros, as jax.grad gives for an unused parameter) under NoGradGuard, and
-  // p ← p + u is written in place (version counters bumped).
+  // p ← p + u is written in place (version counters bumped). Uses the
+  // transformation's fused_step when it has one that accepts these operands.
   void step();
 
   // The learning rate of the next step; throws ValueError if the transformation has none.
@@ -63,6 +64,7 @@ class Optimizer {
   OptState state_;
   std::vector<Tensor> update_buffers_;  // reused each step; gradients are copied in
   NamedTensors updates_;
+  std::vector<Tensor> grads_;  // for a fused step; capacity reused
   std::int64_t step_count_ = 0;
   std::optional<NamedTensors> pending_state_;
 };

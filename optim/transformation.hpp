@@ -52,6 +52,13 @@ struct GradientTransformation {
   std::function<void(NamedTensors& updates, OptState& state, const NamedTensors& params)> update;
   // The learning rate the next update uses, for transformations that have one.
   std::function<std::optional<double>(const OptState& state)> learning_rate;
+  // Optional fast path, set by the named optimizers that have one (adam, nadam,
+  // adamw): a whole Optimizer step — update, then apply_updates — in one pass per
+  // parameter, with bitwise the same parameters and state. `grads` line up with
+  // `params` (undefined: zeros). Returns false, having changed nothing, for operands
+  // it does not handle (e.g. 16-bit parameters or a mu_dtype); the combinators
+  // (chain, masked) drop it, so chain(clip, adam) runs unfused.
+  std::function<bool(const NamedTensors& params, const std::vector<Tensor>& grads, OptState& state)> fused_step;
 };
 
 // Leaves updates unchanged (a placeholder, e.g. sgd without momentum).

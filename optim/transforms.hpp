@@ -22,7 +22,8 @@ GradientTransformation scale_by_learning_rate(LearningRate learning_rate, bool f
 
 // Adam: m ← b1·m + (1−b1)g, v ← b2·v + (1−b2)g², u = m̂/(√(v̂ + eps_root) + eps) with
 // m̂ = m/(1−b1ᵗ), v̂ = v/(1−b2ᵗ); Nesterov: m̂ = b1·m/(1−b1ᵗ⁺¹) + (1−b1)g/(1−b1ᵗ).
-// State: mu (in mu_dtype if given), nu, count. One pass per tensor.
+// State: mu (in mu_dtype if given), nu, count. One pass per tensor; the bias corrections
+// are applied as multipliers 1/(1 − bᵗ) (within an ulp of optax's divisions).
 struct ScaleByAdamOptions {
   double b1 = 0.9;
   double b2 = 0.999;

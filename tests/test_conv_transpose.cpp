@@ -3,7 +3,10 @@
 // identity with Conv (transpose_kernel), gradchecks, dtypes and the errors.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
+#include <random>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -399,4 +402,238 @@ sys.exit(0 if t.shape == y.shape and torch.allclose(t, y, rtol=0, atol=1e-12) el
                                          y.shape()[3]);
   io_test::TempDir dir;
   CHECK(io_test::run_python(dir, script));
+}
+
+// ---- The fast path (the input-VJP of the strided conv) against lax's own form.
+
+namespace {
+
+// lax.conv_transpose as lax runs it: conv_general_dilated on the input dilated by
+// the strides, with the kernel flipped and I/O-swapped under transpose_kernel. It
+// multiplies the zeros of the dilation; conv_transpose must equal it.
+Tensor dilated_reference(const Tensor& x, const Tensor& w, const std::vector<std::int64_t>& s,
+                         const Padding& lax_padding, const std::vector<std::int64_t>& d, bool transpose_kernel,
+                         Precision precision = Precision::Default) {
+  Tensor kernel = w;
+  if (transpose_kernel) {
+    for (std::int64_t axis = 0; axis < w.dim() - 2; ++axis)
+      kernel = slice(kernel, axis, std::numeric_limits<std::int64_t>::max(), std::numeric_limits<std::int64_t>::min(),
+                     -1);
+    kernel = swapaxes(kernel, -2, -1);
+  }
+  return conv_general_dilated(x, kernel, {}, lax_padding, s, d, 1, precision);
+}
+
+// jax's _conv_transpose_padding: the dilated input's pads for 'SAME' / 'VALID'.
+Padding transposed_pads(const std::string& name, const Shape& k, const std::vector<std::int64_t>& s,
+                        const std::vector<std::int64_t>& d) {
+  std::vector<std::pair<int, int>> pads;
+  for (std::size_t j = 0; j < k.size(); ++j) {
+    const int K = static_cast<int>((k[j] - 1) * d[j] + 1), sj = static_cast<int>(s[j]);
+    const int total = name == "SAME" ? K + sj - 2 : K + sj - 2 + std::max(K - sj, 0);
+    const int front = name == "SAME" ? (sj > K - 1 ? K - 1 : (total + 1) / 2) : K - 1;
+    pads.emplace_back(front, total - front);
+  }
+  return Padding(pads);
+}
+
+struct TransposeCase {
+  Shape x_shape, w_shape;  // (N, M..., C) and (k..., C, F), or (k..., F, C) with transpose_kernel
+  std::vector<std::int64_t> s, d;
+  Padding padding;         // what conv_transpose gets
+  Padding lax_padding;     // what the reference gets
+  bool transpose_kernel = false;
+  std::string text;
+};
+
+// A random 1-, 2- or 3-d case: empty spatial dims now and then, strides 1..3,
+// dilations 1..2, and SAME, VALID, explicit pairs (negative ones too) or, with
+// strides 1, a plain conv's padding string.
+TransposeCase random_case(std::mt19937& rng) {
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  TransposeCase c;
+  const int n = pick(1, 3);
+  const std::int64_t C = pick(1, 3), F = pick(1, 3);
+  c.transpose_kernel = pick(0, 1) == 1;
+  c.x_shape = {pick(1, 2)};
+  Shape k;
+  for (int j = 0; j < n; ++j) {
+    c.x_shape.push_back(pick(0, 15) == 0 ? 0 : pick(1, n == 3 ? 3 : 5));
+    k.push_back(pick(1, 3));
+    c.s.push_back(pick(1, 3));
+    c.d.push_back(pick(1, 2));
+  }
+  c.x_shape.push_back(C);
+  c.w_shape = k;
+  c.w_shape.push_back(c.transpose_kernel ? F : C);
+  c.w_shape.push_back(c.transpose_kernel ? C : F);
+  const bool unit_strides = std::all_of(c.s.begin(), c.s.end(), [](auto v) { return v == 1; });
+  const int form = pick(0, 3);
+  if (form == 0 || form == 1) {
+    c.padding = form == 0 ? "SAME" : "VALID";
+    c.lax_padding = transposed_pads(c.padding.name(), k, c.s, c.d);
+  } else if (form == 3 && unit_strides) {
+    const char* names[] = {"same", "SAME_LOWER", "valid"};
+    c.padding = c.lax_padding = names[pick(0, 2)];
+  } else {
+    std::vector<std::pair<int, int>> pairs;
+    for (int j = 0; j < n; ++j) {
+      const int K = static_cast<int>((k[j] - 1) * c.d[j] + 1);
+      pairs.emplace_back(pick(-2, K + 1), pick(-2, K + 1));
+    }
+    c.padding = c.lax_padding = Padding(pairs);
+  }
+  c.text = fmt::format("x {} w {} strides [{}] dilation [{}] padding {} transpose_kernel {}", shape_str(c.x_shape),
+                       shape_str(c.w_shape), fmt::join(c.s, ", "), fmt::join(c.d, ", "), c.padding.to_string(),
+                       c.transpose_kernel);
+  return c;
+}
+
+// conv_transpose equals the reference in value and in the gradients of both operands.
+void check_against_reference(const TransposeCase& c, DType dtype, double tol, std::uint64_t seed) {
+  INFO(c.text);
+  const Tensor x = random_normal(make_key(seed), c.x_shape, dtype).requires_grad_();
+  const Tensor w = random_normal(make_key(seed + 1), c.w_shape, dtype).requires_grad_();
+  Tensor ref;
+  try {
+    ref = dilated_reference(x, w, c.s, c.lax_padding, c.d, c.transpose_kernel);
+  } catch (const ValueError&) {  // negative pads that crop more than the dilated input
+    CHECK_THROWS_AS(conv_transpose(x, w, c.s, c.padding, c.d, c.transpose_kernel), ValueError);
+    return;
+  }
+  const Tensor y = conv_transpose(x, w, c.s, c.padding, c.d, c.transpose_kernel);
+  REQUIRE(y.shape() == ref.shape());
+  CHECK(y.dtype() == dtype);
+  CHECK(max_abs_diff(y, ref) <= tol);
+  const Tensor cot = random_normal(make_key(seed + 2), ref.shape(), dtype);
+  const auto fast = grad({y}, {x, w}, {cot}), slow = grad({ref}, {x, w}, {cot});
+  CHECK(max_abs_diff(fast[0], slow[0]) <= tol);
+  CHECK(max_abs_diff(fast[1], slow[1]) <= tol);
+}
+
+// Flax's CIRCULAR fold of a VALID result y (N, O..., F): zero-pad each spatial dim
+// to an odd number of periods P (the odd unit in front, behind with
+// transpose_kernel) and sum the periods.
+Tensor circular_fold(Tensor y, const Shape& periods, bool transpose_kernel) {
+  for (std::size_t j = 0; j < periods.size(); ++j) {
+    const auto axis = static_cast<std::int64_t>(j + 1);
+    const std::int64_t P = periods[j], O = y.size(axis);
+    const std::int64_t diff = ((P - O) % (2 * P) + 2 * P) % (2 * P);
+    const std::int64_t front = transpose_kernel ? diff / 2 : (diff + 1) / 2;
+    std::vector<std::pair<std::int64_t, std::int64_t>> pads(static_cast<std::size_t>(y.dim()), {0, 0});
+    pads[j + 1] = {front, diff - front};
+    y = pad(y, pads);
+    Shape split = y.shape();
+    split[j + 1] = P;
+    split.insert(split.begin() + axis, y.size(axis) / P);
+    y = sum(reshape(y, split), {axis});
+  }
+  return y;
+}
+
+}  // namespace
+
+TEST_CASE("conv_transpose equals lax's lhs-dilated form on random 1-/2-/3-d configs (values and gradients)") {
+  std::mt19937 rng(20261126);
+  for (int i = 0; i < 150; ++i) check_against_reference(random_case(rng), DType::Float64, 1e-11, 1000 + 3 * i);
+  for (int i = 0; i < 60; ++i) check_against_reference(random_case(rng), DType::Float32, 2e-4, 5000 + 3 * i);
+}
+
+TEST_CASE("conv_transpose degenerate sizes: an empty input or an empty output, and an empty batch") {
+  // M = 0 padded out to O = 6 (all zeros); M = 2 cropped to O = 0; stride 2 with
+  // an output emptied by negative pads.
+  const std::vector<TransposeCase> cases{
+      {{1, 0, 2}, {1, 2, 3}, {1}, {1}, Padding{{3, 3}}, Padding{{3, 3}}, false, "M = 0"},
+      {{1, 2, 1}, {3, 1, 2}, {1}, {1}, Padding{{-1, -1}}, Padding{{-1, -1}}, false, "O = 0"},
+      {{2, 2, 2}, {2, 1, 2}, {2}, {2}, Padding{{-2, -1}}, Padding{{-2, -1}}, true, "O = 0, stride 2"},
+      {{0, 3, 2, 2}, {3, 2, 2, 4}, {2, 1}, {1, 2}, "SAME", transposed_pads("SAME", {3, 2}, {2, 1}, {1, 2}), false,
+       "empty batch"}};
+  for (std::size_t i = 0; i < cases.size(); ++i) check_against_reference(cases[i], DType::Float64, 1e-12, 77 + i);
+  const Tensor empty_out = conv_transpose(ones({1, 2, 1}, DType::Float64), ones({3, 1, 2}, DType::Float64), {1},
+                                          Padding{{-1, -1}});
+  CHECK(empty_out.shape() == Shape{1, 0, 2});
+  const Tensor zeros_out = conv_transpose(ones({1, 0, 2}, DType::Float64), ones({1, 2, 3}, DType::Float64), {1},
+                                          Padding{{3, 3}});
+  CHECK(zeros_out.shape() == Shape{1, 6, 3});
+  CHECK(zeros_out.to_vector() == V(18, 0.0));
+
+  // The layer with an empty batch: shapes, and a kernel gradient of zeros.
+  nn::ConvTranspose up({.features = 4, .kernel_size = {3, 3}, .strides = 2, .param_dtype = DType::Float64});
+  const Tensor x = zeros({0, 3, 2, 2}, DType::Float64).requires_grad_();
+  up.init(x);
+  const Tensor y = up(x);
+  CHECK(y.shape() == Shape{0, 6, 4, 4});
+  sum(y).backward();
+  CHECK(x.grad().shape() == Shape{0, 3, 2, 2});
+}
+
+TEST_CASE("conv_transpose Precision::Highest (float32 accumulated in float64) matches the float64 reference") {
+  const Tensor x = random_normal(make_key(31), {2, 5, 4, 6}), w = random_normal(make_key(32), {3, 3, 6, 5});
+  const Tensor y = conv_transpose(x, w, {2, 2}, "SAME", {1, 2}, false, Precision::Highest);
+  CHECK(y.dtype() == DType::Float32);
+  const Tensor ref = dilated_reference(cast(x, DType::Float64), cast(w, DType::Float64), {2, 2},
+                                       transposed_pads("SAME", {3, 3}, {2, 2}, {1, 2}), {1, 2}, false);
+  CHECK(max_abs_diff(cast(y, DType::Float64), ref) <= 1e-5);
+}
+
+TEST_CASE("ConvTranspose CIRCULAR equals the folded VALID reference on random configs (values, input gradient)") {
+  std::mt19937 rng(7);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  for (int i = 0; i < 40; ++i) {
+    const int n = pick(1, 2);
+    const bool tk = pick(0, 1) == 1;
+    const std::int64_t C = pick(1, 2), F = pick(1, 3);
+    Shape x_shape{2}, k, periods;
+    std::vector<std::int64_t> s, d;
+    for (int j = 0; j < n; ++j) {
+      x_shape.push_back(pick(1, 4));
+      k.push_back(pick(1, 4));
+      s.push_back(pick(1, 3));
+      d.push_back(pick(1, 2));
+      periods.push_back(x_shape.back() * s.back());
+    }
+    x_shape.push_back(C);
+    Shape w_shape = k;
+    w_shape.push_back(tk ? F : C);
+    w_shape.push_back(tk ? C : F);
+    INFO(fmt::format("x {} w {} strides [{}] dilation [{}] transpose_kernel {}", shape_str(x_shape),
+                     shape_str(w_shape), fmt::join(s, ", "), fmt::join(d, ", "), tk));
+    const Tensor x = random64(400 + 2 * i, x_shape).requires_grad_(), w = random64(401 + 2 * i, w_shape);
+    const std::vector<int> kernel_size(k.begin(), k.end()), strides(s.begin(), s.end()), dilation(d.begin(), d.end());
+    nn::ConvTranspose layer({.features = F, .kernel_size = kernel_size, .strides = strides,
+                             .padding = "CIRCULAR", .kernel_dilation = dilation, .use_bias = false,
+                             .param_dtype = DType::Float64, .kernel_init = fixed(w), .transpose_kernel = tk});
+    const Tensor y = layer(x);
+    const Tensor ref = circular_fold(dilated_reference(x, w, s, transposed_pads("VALID", k, s, d), d, tk), periods, tk);
+    REQUIRE(y.shape() == ref.shape());
+    CHECK(max_abs_diff(y, ref) <= 1e-11);
+    const Tensor cot = random64(900 + i, ref.shape());
+    CHECK(max_abs_diff(grad({y}, {x}, {cot})[0], grad({ref}, {x}, {cot})[0]) <= 1e-11);
+  }
+}
+
+TEST_CASE("conv_general_dilated_input_vjp is the lhs gradient of conv_general_dilated, and checks its arguments") {
+  // Strides, a negative pad, rhs dilation and two feature groups.
+  const Padding pads{{1, 0}, {2, -1}};
+  const Tensor x = random64(51, {2, 7, 5, 4}).requires_grad_(), w = random64(52, {3, 2, 2, 6});
+  const Tensor y = conv_general_dilated(x, w, {2, 1}, pads, {}, {1, 2}, 2);
+  const Tensor g = random64(53, y.shape());
+  const Tensor vjp = conv_general_dilated_input_vjp(g, w, x.shape(), {2, 1}, pads, {}, {1, 2}, 2);
+  CHECK(max_abs_diff(vjp, grad({y}, {x}, {g})[0]) <= 1e-12);
+  test_support::check_first_and_second_order(
+      "conv_general_dilated_input_vjp",
+      [](const std::vector<Tensor>& in) {
+        return conv_general_dilated_input_vjp(in[0], in[1], {1, 5, 2}, {2}, "SAME", {}, {2});
+      },
+      {random64(54, {1, 3, 3}), random64(55, {2, 2, 3})});
+
+  using test_support::error_of;
+  std::string msg =
+      error_of<ShapeError>([&] { conv_general_dilated_input_vjp(g, w, {2, 7, 6, 4}, {2, 1}, pads, {}, {1, 2}, 2); });
+  CHECK(contains(msg, "conv_general_dilated_input_vjp: g has shape [2, 3, 4, 6] but the convolution of an input "
+                      "of shape [2, 7, 6, 4] has output shape [2, 3, 5, 6]"));
+  msg = error_of<DTypeError>([&] { conv_general_dilated_input_vjp(cast(g, DType::Float32), w, x.shape(), {2}, pads); });
+  CHECK(contains(msg, "conv_general_dilated_input_vjp: g [2, 3, 4, 6] is float32 but rhs [3, 2, 2, 6] is float64"));
+  msg = error_of<DTypeError>([] { conv_transpose(ones({1, 3, 2}), ones({2, 2, 3}, DType::Float64), {2}, "SAME"); });
+  CHECK(contains(msg, "conv_transpose: lhs [1, 3, 2] is float32 but rhs [2, 2, 3] is float64"));
 }

@@ -390,4 +390,25 @@ Tensor tie_weight(const Tensor& x, const Tensor& z, const Tensor& y) {
   return out;
 }
 
+Tensor relu_grad(const Tensor& g, const Tensor& out) {
+  if (g.shape() != out.shape() || g.dtype() != out.dtype())
+    throw ShapeError(fmt::format("relu_grad: cotangent {} {} does not match output {} {}", dtype_name(g.dtype()),
+                                 shape_str(g.shape()), dtype_name(out.dtype()), shape_str(out.shape())));
+  Tensor result = empty(g.shape(), g.dtype());
+  visit_dtype(g.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    using V = compute_t<T>;
+    const T* __restrict gp = g.data<T>();
+    const T* __restrict op = out.data<T>();
+    T* __restrict rp = result.data<T>();
+    const std::int64_t n = g.numel();
+    // g is loaded unconditionally, so the select vectorises (a load under the condition does not).
+    for (std::int64_t i = 0; i < n; ++i) {
+      const T gi = gp[i];
+      rp[i] = static_cast<V>(op[i]) > V(0) ? gi : T(V(0));
+    }
+  });
+  return result;
+}
+
 }  // namespace xgrad::kernels

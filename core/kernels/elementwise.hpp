@@ -39,6 +39,11 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
 // 1/2 where x == z == y, 0 elsewhere, in z's dtype (z is the max or min of x and y).
 Tensor tie_weight(const Tensor& x, const Tensor& z, const Tensor& y);
 
+// g where out > 0, else 0, in g's dtype: relu's VJP from its saved output in one
+// pass (NaN in out gives 0, as where(out > 0, g, 0)). g and out must have the same
+// shape and dtype.
+Tensor relu_grad(const Tensor& g, const Tensor& out);
+
 enum class Unary {
   // Keep the dtype (Neg rejects bool; Abs of bool is the identity).
   Neg, Abs,

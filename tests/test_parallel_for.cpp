@@ -1,0 +1,93 @@
+// xgrad::parallel_for: every chunk runs exactly once whatever the thread count,
+// nested and concurrent calls complete (serially), exceptions reach the caller, and
+// a forked child gets a working pool.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include "core/threading.hpp"
+
+using namespace xgrad;
+
+namespace {
+
+// Restores the thread count a test changed.
+struct ThreadCount {
+  int saved = num_threads();
+  explicit ThreadCount(int n) { set_num_threads(n); }
+  ~ThreadCount() { set_num_threads(saved); }
+};
+
+std::vector<int> run_counts(std::int64_t chunks) {
+  std::vector<std::atomic<int>> counts(static_cast<std::size_t>(chunks));
+  parallel_for(chunks, [&](std::int64_t c) { counts[static_cast<std::size_t>(c)].fetch_add(1); });
+  std::vector<int> out;
+  for (auto& c : counts) out.push_back(c.load());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("parallel_for runs every chunk exactly once") {
+  for (int threads : {1, 2, 4}) {
+    ThreadCount guard(threads);
+    CAPTURE(threads);
+    for (std::int64_t chunks : {0, 1, 2, 3, 100}) {
+      CAPTURE(chunks);
+      for (int repeat = 0; repeat < 20; ++repeat) CHECK(run_counts(chunks) == std::vector<int>(chunks, 1));
+    }
+  }
+}
+
+TEST_CASE("parallel_for: a nested call and calls from several threads complete") {
+  ThreadCount guard(2);
+  std::atomic<int> inner_runs{0};
+  parallel_for(4, [&](std::int64_t) { parallel_for(3, [&](std::int64_t) { inner_runs.fetch_add(1); }); });
+  CHECK(inner_runs.load() == 12);
+
+  std::atomic<int> runs{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t)
+    callers.emplace_back([&] {
+      for (int repeat = 0; repeat < 50; ++repeat) parallel_for(8, [&](std::int64_t) { runs.fetch_add(1); });
+    });
+  for (auto& c : callers) c.join();
+  CHECK(runs.load() == 4 * 50 * 8);
+}
+
+TEST_CASE("parallel_for rethrows a chunk's exception after the others finish") {
+  ThreadCount guard(2);
+  std::atomic<int> finished{0};
+  CHECK_THROWS_WITH_AS(parallel_for(64,
+                                    [&](std::int64_t c) {
+                                      if (c == 5) throw std::runtime_error("chunk 5 failed");
+                                      finished.fetch_add(1);
+                                    }),
+                       "chunk 5 failed", std::runtime_error);
+  CHECK(finished.load() <= 63);
+  // The pool is usable afterwards.
+  CHECK(run_counts(10) == std::vector<int>(10, 1));
+}
+
+TEST_CASE("parallel_for works in a child process forked after the pool started") {
+  ThreadCount guard(2);
+  CHECK(run_counts(16) == std::vector<int>(16, 1));  // the pool's worker exists now
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    std::atomic<int> runs{0};
+    parallel_for(16, [&](std::int64_t) { runs.fetch_add(1); });
+    std::_Exit(runs.load() == 16 ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}
