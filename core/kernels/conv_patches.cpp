@@ -24,6 +24,35 @@ void for_each_patch_row(const ConvGeometry& g, PatchRows rows, Body&& body) {
 // above it, channel runs are copied per window offset (one branch per offset).
 constexpr std::int64_t kChannelRunThreshold = 4;
 
+// One patch row: dst[c*S + r] = src[sources[r] + c] (0 where sources[r] < 0).
+template <class T, class A>
+void fill_patch_row(const T* src, const std::int64_t* sources, std::int64_t C, std::int64_t S, A* dst) {
+  if (C < kChannelRunThreshold) {
+    for (std::int64_t c = 0; c < C; ++c, dst += S)
+      for (std::int64_t r = 0; r < S; ++r) dst[r] = sources[r] < 0 ? A{} : convert_element<A>(src[sources[r] + c]);
+    return;
+  }
+  for (std::int64_t r = 0; r < S; ++r) {
+    A* d = dst + r;
+    if (sources[r] < 0) {
+      for (std::int64_t c = 0; c < C; ++c) d[c * S] = A{};
+    } else {
+      const T* s = src + sources[r];
+      for (std::int64_t c = 0; c < C; ++c) d[c * S] = convert_element<A>(s[c]);
+    }
+  }
+}
+
+// The adjoint of fill_patch_row: dst[sources[r] + c] += row[c*S + r].
+template <class A>
+void scatter_add_patch_row(const A* row, const std::int64_t* sources, std::int64_t C, std::int64_t S, A* dst) {
+  for (std::int64_t r = 0; r < S; ++r) {
+    if (sources[r] < 0) continue;
+    A* d = dst + sources[r];
+    for (std::int64_t c = 0; c < C; ++c) d[c] += row[c * S + r];
+  }
+}
+
 }  // namespace
 
 template <class T, class A>
@@ -32,24 +61,7 @@ void extract_patches(const T* x, const ConvGeometry& g, const std::vector<std::i
   const std::int64_t C = g.channels, S = g.window_size(), I = C * S;
   const std::int64_t image = g.in_positions() * C;
   for_each_patch_row(g, rows, [&](std::int64_t b, std::int64_t o, std::int64_t row) {
-    const T* src = x + b * image;
-    const std::int64_t* sources = table.data() + o * S;
-    A* dst = patches + row * I;
-    if (C < kChannelRunThreshold) {
-      for (std::int64_t c = 0; c < C; ++c, dst += S)
-        for (std::int64_t r = 0; r < S; ++r)
-          dst[r] = sources[r] < 0 ? A{} : convert_element<A>(src[sources[r] + c]);
-      return;
-    }
-    for (std::int64_t r = 0; r < S; ++r) {
-      A* d = dst + r;
-      if (sources[r] < 0) {
-        for (std::int64_t c = 0; c < C; ++c) d[c * S] = A{};
-      } else {
-        const T* s = src + sources[r];
-        for (std::int64_t c = 0; c < C; ++c) d[c * S] = convert_element<A>(s[c]);
-      }
-    }
+    fill_patch_row(x + b * image, table.data() + o * S, C, S, patches + row * I);
   });
 }
 
@@ -61,18 +73,25 @@ void scatter_add_patches(const A* patches, const ConvGeometry& g, const std::vec
   const std::int64_t batch_step = rows == PatchRows::PositionMajor ? 1 : P;
   const std::int64_t position_step = rows == PatchRows::PositionMajor ? N : 1;
   // Batch entry outermost whatever the layout: the writes stay within one image.
-  for (std::int64_t b = 0; b < N; ++b) {
-    A* dst = dx + b * image;
-    for (std::int64_t o = 0; o < P; ++o) {
-      const A* src = patches + (b * batch_step + o * position_step) * I;
-      const std::int64_t* sources = table.data() + o * S;
-      for (std::int64_t r = 0; r < S; ++r) {
-        if (sources[r] < 0) continue;
-        A* d = dst + sources[r];
-        for (std::int64_t c = 0; c < C; ++c) d[c] += src[c * S + r];
-      }
-    }
-  }
+  for (std::int64_t b = 0; b < N; ++b)
+    for (std::int64_t o = 0; o < P; ++o)
+      scatter_add_patch_row(patches + (b * batch_step + o * position_step) * I, table.data() + o * S, C, S,
+                            dx + b * image);
+}
+
+template <class T, class A>
+void extract_position_patches(const T* x, const ConvGeometry& g, const std::vector<std::int64_t>& table,
+                              std::int64_t o, A* block) {
+  const std::int64_t C = g.channels, S = g.window_size(), I = C * S, image = g.in_positions() * C;
+  for (std::int64_t b = 0; b < g.batch; ++b) fill_patch_row(x + b * image, table.data() + o * S, C, S, block + b * I);
+}
+
+template <class A>
+void scatter_add_position_patches(const A* block, const ConvGeometry& g, const std::vector<std::int64_t>& table,
+                                  std::int64_t o, A* dx) {
+  const std::int64_t C = g.channels, S = g.window_size(), I = C * S, image = g.in_positions() * C;
+  for (std::int64_t b = 0; b < g.batch; ++b)
+    scatter_add_patch_row(block + b * I, table.data() + o * S, C, S, dx + b * image);
 }
 
 #define XGRAD_INSTANTIATE_EXTRACT(T, A)                                                                  \
@@ -88,6 +107,23 @@ XGRAD_INSTANTIATE_EXTRACT(bfloat16, double)
 XGRAD_INSTANTIATE_EXTRACT(float, double)
 XGRAD_INSTANTIATE_EXTRACT(double, double)
 #undef XGRAD_INSTANTIATE_EXTRACT
+
+#define XGRAD_INSTANTIATE_EXTRACT_POSITION(T, A)                                                             \
+  template void extract_position_patches<T, A>(const T*, const ConvGeometry&, const std::vector<std::int64_t>&, \
+                                               std::int64_t, A*);
+XGRAD_INSTANTIATE_EXTRACT_POSITION(half, float)
+XGRAD_INSTANTIATE_EXTRACT_POSITION(bfloat16, float)
+XGRAD_INSTANTIATE_EXTRACT_POSITION(float, float)
+XGRAD_INSTANTIATE_EXTRACT_POSITION(half, double)
+XGRAD_INSTANTIATE_EXTRACT_POSITION(bfloat16, double)
+XGRAD_INSTANTIATE_EXTRACT_POSITION(float, double)
+XGRAD_INSTANTIATE_EXTRACT_POSITION(double, double)
+#undef XGRAD_INSTANTIATE_EXTRACT_POSITION
+
+template void scatter_add_position_patches<float>(const float*, const ConvGeometry&,
+                                                  const std::vector<std::int64_t>&, std::int64_t, float*);
+template void scatter_add_position_patches<double>(const double*, const ConvGeometry&,
+                                                   const std::vector<std::int64_t>&, std::int64_t, double*);
 
 template void scatter_add_patches<float>(const float*, const ConvGeometry&, const std::vector<std::int64_t>&,
                                          PatchRows, float*);
