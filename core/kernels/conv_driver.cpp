@@ -90,17 +90,11 @@ bool try_fast_local_conv(LocalPass pass, const Tensor& a, const Tensor& b, const
   return false;
 }
 
-// The shared conv's contraction: one block of N*P patch rows.
+// The shared conv's contraction: N*P batch-major patch rows.
 ContractionLayout layout_of(const ConvContraction& c) {
   const auto& g = c.geometry;
-  ContractionLayout l;
-  l.patch_cols = g.patch_size();
-  l.features = c.features;
-  l.groups = c.groups;
-  l.blocks = 1;
-  l.rows = g.batch * g.out_positions();
-  l.out_row_stride = l.features;
-  return l;
+  return {.rows = g.batch * g.out_positions(), .patch_cols = g.patch_size(), .features = c.features,
+          .groups = c.groups};
 }
 
 std::size_t patch_elements(const ConvGeometry& g) {
