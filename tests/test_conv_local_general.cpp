@@ -3,7 +3,8 @@
 // create_graph takes its fused route (dx and dkernel from one pass). Checked: a
 // hand-computed case on two threads, thread-count independence on awkward
 // geometries (padding, strides, both dilations, feature groups, float64), the
-// fused route against the differentiable VJPs of create_graph, and float16.
+// fused route against the differentiable VJPs of create_graph, float16, and the
+// blocked (SSE) patch-row copy against the patch formula.
 #include <algorithm>
 #include <cmath>
 
@@ -149,4 +150,26 @@ TEST_CASE("General ConvLocal fused backward in float16 rounds the float32 result
       CHECK(worst < 2e-2);
     }
   }
+}
+
+TEST_CASE("Patch rows copied four offsets x four channels at a time: every (offset, channel), padding zero") {
+  // C = 6 (a 4-channel block and 2 left over), 3×3 window (two 4-offset blocks and
+  // one left over), SAME padding (blocks that read padding), float32 (the SSE copy):
+  // patches[b, oy, ox, c*9 + ky*3 + kx] = x[b, oy + ky - 1, ox + kx - 1, c], 0 outside.
+  const Tensor x = arange(1.0, 1.0 + 2 * 5 * 4 * 6, 1.0).reshape({2, 5, 4, 6});
+  const Tensor patches = conv_general_dilated_patches(x, {3, 3}, {1, 1}, "SAME");
+  REQUIRE(patches.shape() == Shape{2, 5, 4, 54});
+  int mismatches = 0;
+  for (std::int64_t b = 0; b < 2; ++b)
+    for (std::int64_t oy = 0; oy < 5; ++oy)
+      for (std::int64_t ox = 0; ox < 4; ++ox)
+        for (std::int64_t c = 0; c < 6; ++c)
+          for (std::int64_t ky = 0; ky < 3; ++ky)
+            for (std::int64_t kx = 0; kx < 3; ++kx) {
+              const std::int64_t iy = oy + ky - 1, ix = ox + kx - 1;
+              const bool inside = iy >= 0 && iy < 5 && ix >= 0 && ix < 4;
+              const double expected = inside ? static_cast<double>(1 + ((b * 5 + iy) * 4 + ix) * 6 + c) : 0.0;
+              if (patches.at({b, oy, ox, c * 9 + ky * 3 + kx}) != expected) ++mismatches;
+            }
+  CHECK(mismatches == 0);
 }

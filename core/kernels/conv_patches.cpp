@@ -1,5 +1,7 @@
 #include "core/kernels/conv_patches.hpp"
 
+#include <immintrin.h>
+
 #include "core/tensor_impl.hpp"
 
 namespace xgrad::kernels {
@@ -24,6 +26,49 @@ void for_each_patch_row(const ConvGeometry& g, PatchRows rows, Body&& body) {
 // above it, channel runs are copied per window offset (one branch per offset).
 constexpr std::int64_t kChannelRunThreshold = 4;
 
+// One window offset r of a patch row: d[c*S] = s[c] for every channel (zeros where
+// the offset reads padding, source < 0). d = row + r.
+template <class T, class A>
+void fill_patch_tap(const T* src, std::int64_t source, std::int64_t C, std::int64_t S, A* d) {
+  if (source < 0) {
+    for (std::int64_t c = 0; c < C; ++c) d[c * S] = A{};
+  } else {
+    const T* s = src + source;
+    for (std::int64_t c = 0; c < C; ++c) d[c * S] = convert_element<A>(s[c]);
+  }
+}
+
+// float rows: 4 offsets x 4 channels at a time, transposed in SSE registers (the
+// x86-64 baseline), so a row costs a quarter of the loads and stores of the strided
+// element copy, which also ran up to 1.5x slower or faster with the loop's code
+// alignment.
+void fill_patch_row_sse(const float* src, const std::int64_t* sources, std::int64_t C, std::int64_t S, float* dst) {
+  std::int64_t r = 0;
+  for (; r + 4 <= S; r += 4) {
+    const std::int64_t* q = sources + r;
+    if (q[0] < 0 || q[1] < 0 || q[2] < 0 || q[3] < 0) {
+      for (std::int64_t k = 0; k < 4; ++k) fill_patch_tap(src, q[k], C, S, dst + r + k);
+      continue;
+    }
+    const float *s0 = src + q[0], *s1 = src + q[1], *s2 = src + q[2], *s3 = src + q[3];
+    std::int64_t c = 0;
+    for (; c + 4 <= C; c += 4) {
+      __m128 t0 = _mm_loadu_ps(s0 + c), t1 = _mm_loadu_ps(s1 + c), t2 = _mm_loadu_ps(s2 + c), t3 = _mm_loadu_ps(s3 + c);
+      _MM_TRANSPOSE4_PS(t0, t1, t2, t3);  // t_j = channel c + j at offsets r..r+3
+      float* d = dst + c * S + r;
+      _mm_storeu_ps(d, t0);
+      _mm_storeu_ps(d + S, t1);
+      _mm_storeu_ps(d + 2 * S, t2);
+      _mm_storeu_ps(d + 3 * S, t3);
+    }
+    for (; c < C; ++c) {
+      float* d = dst + c * S + r;
+      d[0] = s0[c], d[1] = s1[c], d[2] = s2[c], d[3] = s3[c];
+    }
+  }
+  for (; r < S; ++r) fill_patch_tap(src, sources[r], C, S, dst + r);
+}
+
 // One patch row: dst[c*S + r] = src[sources[r] + c] (0 where sources[r] < 0).
 template <class T, class A>
 void fill_patch_row(const T* src, const std::int64_t* sources, std::int64_t C, std::int64_t S, A* dst) {
@@ -32,14 +77,10 @@ void fill_patch_row(const T* src, const std::int64_t* sources, std::int64_t C, s
       for (std::int64_t r = 0; r < S; ++r) dst[r] = sources[r] < 0 ? A{} : convert_element<A>(src[sources[r] + c]);
     return;
   }
-  for (std::int64_t r = 0; r < S; ++r) {
-    A* d = dst + r;
-    if (sources[r] < 0) {
-      for (std::int64_t c = 0; c < C; ++c) d[c * S] = A{};
-    } else {
-      const T* s = src + sources[r];
-      for (std::int64_t c = 0; c < C; ++c) d[c * S] = convert_element<A>(s[c]);
-    }
+  if constexpr (std::is_same_v<T, float> && std::is_same_v<A, float>) {
+    fill_patch_row_sse(src, sources, C, S, dst);
+  } else {
+    for (std::int64_t r = 0; r < S; ++r) fill_patch_tap(src, sources[r], C, S, dst + r);
   }
 }
 
