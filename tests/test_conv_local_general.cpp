@@ -4,7 +4,7 @@
 // hand-computed case on two threads, thread-count independence on awkward
 // geometries (padding, strides, both dilations, feature groups, float64), the
 // fused route against the differentiable VJPs of create_graph, float16, and the
-// blocked (SSE) patch-row copy against the patch formula.
+// blocked (SSE) patch-row copy and its adjoint against the patch formula.
 #include <algorithm>
 #include <cmath>
 
@@ -152,7 +152,7 @@ TEST_CASE("General ConvLocal fused backward in float16 rounds the float32 result
   }
 }
 
-TEST_CASE("Patch rows copied four offsets x four channels at a time: every (offset, channel), padding zero") {
+TEST_CASE("Patch rows copied four offsets x four channels at a time, and scatter-added back: formula values") {
   // C = 6 (a 4-channel block and 2 left over), 3×3 window (two 4-offset blocks and
   // one left over), SAME padding (blocks that read padding), float32 (the SSE copy):
   // patches[b, oy, ox, c*9 + ky*3 + kx] = x[b, oy + ky - 1, ox + kx - 1, c], 0 outside.
@@ -172,4 +172,24 @@ TEST_CASE("Patch rows copied four offsets x four channels at a time: every (offs
               if (patches.at({b, oy, ox, c * 9 + ky * 3 + kx}) != expected) ++mismatches;
             }
   CHECK(mismatches == 0);
+
+  // The adjoint (col2im, the same blocked copy backwards): for L = <patches(x), w>,
+  // dx[b, iy, ix, c] = sum of w[b, oy, ox, c*9 + ky*3 + kx] over the windows reading it.
+  const Tensor xg = x.detach().requires_grad_();
+  const Tensor w = arange(0.0, 2.0 * 5 * 4 * 54, 1.0).reshape({2, 5, 4, 54});
+  (conv_general_dilated_patches(xg, {3, 3}, {1, 1}, "SAME") * w).sum().backward();
+  int grad_mismatches = 0;
+  for (std::int64_t b = 0; b < 2; ++b)
+    for (std::int64_t iy = 0; iy < 5; ++iy)
+      for (std::int64_t ix = 0; ix < 4; ++ix)
+        for (std::int64_t c = 0; c < 6; ++c) {
+          double expected = 0;
+          for (std::int64_t ky = 0; ky < 3; ++ky)
+            for (std::int64_t kx = 0; kx < 3; ++kx) {
+              const std::int64_t oy = iy - ky + 1, ox = ix - kx + 1;
+              if (oy >= 0 && oy < 5 && ox >= 0 && ox < 4) expected += w.at({b, oy, ox, c * 9 + ky * 3 + kx});
+            }
+          if (xg.grad().at({b, iy, ix, c}) != expected) ++grad_mismatches;
+        }
+  CHECK(grad_mismatches == 0);
 }

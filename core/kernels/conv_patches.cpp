@@ -84,14 +84,51 @@ void fill_patch_row(const T* src, const std::int64_t* sources, std::int64_t C, s
   }
 }
 
+// One window offset of scatter_add_patch_row: dst[source + c] += tap[c*S] (tap = row + r).
+template <class A>
+void scatter_add_patch_tap(const A* tap, std::int64_t source, std::int64_t C, std::int64_t S, A* dst) {
+  if (source < 0) return;
+  A* d = dst + source;
+  for (std::int64_t c = 0; c < C; ++c) d[c] += tap[c * S];
+}
+
+// float: the transpose of fill_patch_row_sse. The offsets of one row read distinct
+// input positions, so each dx element still gets one addition per row.
+void scatter_add_patch_row_sse(const float* row, const std::int64_t* sources, std::int64_t C, std::int64_t S,
+                               float* dst) {
+  std::int64_t r = 0;
+  for (; r + 4 <= S; r += 4) {
+    const std::int64_t* q = sources + r;
+    if (q[0] < 0 || q[1] < 0 || q[2] < 0 || q[3] < 0) {
+      for (std::int64_t k = 0; k < 4; ++k) scatter_add_patch_tap(row + r + k, q[k], C, S, dst);
+      continue;
+    }
+    float *d0 = dst + q[0], *d1 = dst + q[1], *d2 = dst + q[2], *d3 = dst + q[3];
+    std::int64_t c = 0;
+    for (; c + 4 <= C; c += 4) {
+      const float* p = row + c * S + r;
+      __m128 t0 = _mm_loadu_ps(p), t1 = _mm_loadu_ps(p + S), t2 = _mm_loadu_ps(p + 2 * S), t3 = _mm_loadu_ps(p + 3 * S);
+      _MM_TRANSPOSE4_PS(t0, t1, t2, t3);  // t_k = offset r + k at channels c..c+3
+      _mm_storeu_ps(d0 + c, _mm_add_ps(_mm_loadu_ps(d0 + c), t0));
+      _mm_storeu_ps(d1 + c, _mm_add_ps(_mm_loadu_ps(d1 + c), t1));
+      _mm_storeu_ps(d2 + c, _mm_add_ps(_mm_loadu_ps(d2 + c), t2));
+      _mm_storeu_ps(d3 + c, _mm_add_ps(_mm_loadu_ps(d3 + c), t3));
+    }
+    for (; c < C; ++c) {
+      const float* p = row + c * S + r;
+      d0[c] += p[0], d1[c] += p[1], d2[c] += p[2], d3[c] += p[3];
+    }
+  }
+  for (; r < S; ++r) scatter_add_patch_tap(row + r, sources[r], C, S, dst);
+}
+
 // The adjoint of fill_patch_row: dst[sources[r] + c] += row[c*S + r].
 template <class A>
 void scatter_add_patch_row(const A* row, const std::int64_t* sources, std::int64_t C, std::int64_t S, A* dst) {
-  for (std::int64_t r = 0; r < S; ++r) {
-    if (sources[r] < 0) continue;
-    A* d = dst + sources[r];
-    for (std::int64_t c = 0; c < C; ++c) d[c] += row[c * S + r];
+  if constexpr (std::is_same_v<A, float>) {
+    if (C >= kChannelRunThreshold) return scatter_add_patch_row_sse(row, sources, C, S, dst);
   }
+  for (std::int64_t r = 0; r < S; ++r) scatter_add_patch_tap(row + r, sources[r], C, S, dst);
 }
 
 }  // namespace
