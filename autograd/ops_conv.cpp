@@ -44,12 +44,12 @@ Tensor kernel_vjp_op(const ConvPtr& c, const Tensor& x, const Tensor& g);
 // The gradients of conv(x, w) (+ b when `b` is defined) for cotangent g.
 Grads conv_grads(const ConvPtr& c, const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& g) {
   const bool want_dx = x.requires_grad(), want_dw = w.requires_grad(), want_db = b.defined() && b.requires_grad();
-  if (!GradMode::is_enabled() && c->weights == ConvWeights::Local)
-    if (auto fused = kernels::conv_local_vjp_fused(x, w, g, *c, want_dx, want_dw, want_db)) {
-      Grads grads{fused->dx, fused->dkernel};
-      if (b.defined()) grads.push_back(fused->dbias);
-      return grads;
-    }
+  if (!GradMode::is_enabled() && c->weights == ConvWeights::Local) {
+    auto fused = kernels::conv_local_vjp_fused(x, w, g, *c, want_dx, want_dw, want_db);
+    Grads grads{fused.dx, fused.dkernel};
+    if (b.defined()) grads.push_back(fused.dbias);
+    return grads;
+  }
   Grads grads{want_dx ? input_vjp_op(c, g, w) : Tensor(), want_dw ? kernel_vjp_op(c, x, g) : Tensor()};
   if (b.defined()) grads.push_back(want_db ? sum(g, {0}) : Tensor());
   return grads;
