@@ -54,12 +54,12 @@ Tensor bias_grad(const ConvContraction& c, const Tensor& g) {
 // The gradients of conv(x, w) (+ b when `b` is defined) for cotangent g.
 Grads conv_grads(const ConvPtr& c, const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& g) {
   const bool want_dx = x.requires_grad(), want_dw = w.requires_grad(), want_db = b.defined() && b.requires_grad();
-  if (!GradMode::is_enabled() && c->weights == ConvWeights::Local)
-    if (auto fused = kernels::conv_local_vjp_fused(x, w, g, *c, want_dx, want_dw, want_db)) {
-      Grads grads{fused->dx, fused->dkernel};
-      if (b.defined()) grads.push_back(fused->dbias);
-      return grads;
-    }
+  if (!GradMode::is_enabled() && c->weights == ConvWeights::Local) {
+    auto fused = kernels::conv_local_vjp_fused(x, w, g, *c, want_dx, want_dw, want_db);
+    Grads grads{fused.dx, fused.dkernel};
+    if (b.defined()) grads.push_back(fused.dbias);
+    return grads;
+  }
   // Shared: the kernel-VJP pass also sums the bias gradient.
   if (!GradMode::is_enabled() && c->weights == ConvWeights::Shared && want_dw && want_db)
     if (auto fused = kernels::conv_shared_fast_param_vjp(x, g, *c))

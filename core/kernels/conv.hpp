@@ -7,7 +7,6 @@
 #pragma once
 
 #include <cstdint>
-#include <optional>
 
 #include "core/kernels/conv_geometry.hpp"
 #include "core/precision.hpp"
@@ -38,21 +37,20 @@ Tensor conv_input_vjp(const Tensor& g, const Tensor& kernel, const ConvContracti
 Tensor conv_kernel_vjp(const Tensor& x, const Tensor& g, const ConvContraction& c);
 
 // Local weights: conv_forward(x, kernel) + bias, bias (O..., F) broadcast over the
-// batch. The fast kernels add the bias in their accumulators (no extra pass).
+// batch. Both paths add the bias in the contraction (no extra pass).
 Tensor conv_local_forward_biased(const Tensor& x, const Tensor& kernel, const Tensor& bias, const ConvContraction& c);
 // Shared weights: conv_forward(x, kernel) + bias, bias (F) broadcast over the batch
 // and the positions; the fast kernels add it in their accumulators.
 Tensor conv_shared_forward_biased(const Tensor& x, const Tensor& kernel, const Tensor& bias, const ConvContraction& c);
 
 // The wanted gradients of y = conv_forward(x, kernel) (+ bias) for a local conv from
-// ONE pass over each position's cotangent block, when a fast kernel handles the case;
-// otherwise nothing (then use the separate VJPs above; dbias is g summed over the batch).
+// ONE pass over each position's cotangent block, on either path (not
+// differentiable: for backward without create_graph).
 struct LocalConvGrads {
   Tensor dx, dkernel, dbias;  // undefined where not wanted
 };
-std::optional<LocalConvGrads> conv_local_vjp_fused(const Tensor& x, const Tensor& kernel, const Tensor& g,
-                                                   const ConvContraction& c, bool want_dx, bool want_dkernel,
-                                                   bool want_dbias);
+LocalConvGrads conv_local_vjp_fused(const Tensor& x, const Tensor& kernel, const Tensor& g, const ConvContraction& c,
+                                    bool want_dx, bool want_dkernel, bool want_dbias);
 
 // conv_general_dilated_patches: (N, M..., C) -> (N, O..., C*S), any floating dtype
 // (an exact copy), and its adjoint (scatter-add back to (N, M..., C)).

@@ -1,11 +1,10 @@
 // Runs the conv kernels on tensors: picks the compute type, lays patches out for
 // the GEMMs, converts operands where needed and rounds results back.
 //
-// General path: patches are written straight into the row order the GEMMs want
-// (position-major for the local conv, so each output position's N x I block is
-// contiguous; batch-major for the shared conv, one big GEMM), then
-// conv_contract's block GEMMs produce y, dkernel or dpatches, and col2im
-// scatter-adds dpatches into dx. All buffers come from conv_scratch.
+// General path: the local conv runs per output position (conv_local_general.*).
+// The shared conv writes batch-major patches (one big GEMM), then conv_contract's
+// GEMMs produce y, dkernel or dpatches, and col2im scatter-adds dpatches into dx.
+// All buffers come from conv_scratch.
 // 2-D float32 shared-weight convolutions first try the direct kernels of
 // conv_shared_fast.*.
 #include "core/kernels/conv.hpp"
@@ -16,6 +15,7 @@
 #include <optional>
 
 #include "core/kernels/conv_contract.hpp"
+#include "core/kernels/conv_local_general.hpp"
 #include "core/kernels/conv_patches.hpp"
 #include "core/kernels/conv_scratch.hpp"
 #include "core/kernels/elementwise.hpp"
@@ -93,28 +93,11 @@ bool try_fast_local_conv(LocalPass pass, const Tensor& a, const Tensor& b, const
   return false;
 }
 
+// The shared conv's contraction: N*P batch-major patch rows.
 ContractionLayout layout_of(const ConvContraction& c) {
   const auto& g = c.geometry;
-  ContractionLayout l;
-  l.patch_cols = g.patch_size();
-  l.features = c.features;
-  l.groups = c.groups;
-  if (c.weights == ConvWeights::Local) {
-    l.blocks = g.out_positions();
-    l.rows = g.batch;
-    l.kernel_block_stride = l.patch_cols / l.groups * l.features;
-    l.out_block_offset = l.features;
-    l.out_row_stride = g.out_positions() * l.features;
-  } else {
-    l.blocks = 1;
-    l.rows = g.batch * g.out_positions();
-    l.out_row_stride = l.features;
-  }
-  return l;
-}
-
-PatchRows rows_of(const ConvContraction& c) {
-  return c.weights == ConvWeights::Local ? PatchRows::PositionMajor : PatchRows::BatchMajor;
+  return {.rows = g.batch * g.out_positions(), .patch_cols = g.patch_size(), .features = c.features,
+          .groups = c.groups};
 }
 
 std::size_t patch_elements(const ConvGeometry& g) {
@@ -136,11 +119,11 @@ const A* as_compute(const Tensor& t, ConvScratch slot) {
 }
 
 // Where to compute a T result in A: the tensor itself when T is A, else scratch
-// that store_result rounds into it.
+// (in `slot`) that store_result rounds into it.
 template <class T, class A>
-A* result_buffer(Tensor& out) {
+A* result_buffer(Tensor& out, ConvScratch slot = ConvScratch::Result) {
   if constexpr (std::is_same_v<T, A>) return out.data<T>();
-  else return conv_scratch<A>(ConvScratch::Result, static_cast<std::size_t>(out.numel()));
+  else return conv_scratch<A>(slot, static_cast<std::size_t>(out.numel()));
 }
 
 template <class T, class A>
@@ -171,11 +154,15 @@ const A* contraction_kernel(const Tensor& kernel, const ConvContraction& c) {
 template <class T, class A>
 void forward(const Tensor& x, const Tensor& kernel, const ConvContraction& c, Tensor& out) {
   const auto& g = c.geometry;
-  A* patches = conv_scratch<A>(ConvScratch::Patches, patch_elements(g));
-  extract_patches<T, A>(x.data<T>(), g, patch_source_table(g), rows_of(c), patches);
   const A* k = contraction_kernel<T, A>(kernel, c);
   A* y = result_buffer<T, A>(out);
-  contract_forward<A>(patches, k, y, layout_of(c));
+  if (c.weights == ConvWeights::Local) {
+    local_conv_forward<T, A>(x.data<T>(), k, nullptr, y, c);
+  } else {
+    A* patches = conv_scratch<A>(ConvScratch::Patches, patch_elements(g));
+    extract_patches<T, A>(x.data<T>(), g, patch_source_table(g), PatchRows::BatchMajor, patches);
+    contract_forward<A>(patches, k, y, layout_of(c));
+  }
   store_result<T, A>(y, out);
 }
 
@@ -184,26 +171,30 @@ void input_vjp(const Tensor& gy, const Tensor& kernel, const ConvContraction& c,
   const auto& g = c.geometry;
   const A* cot = as_compute<T, A>(gy, ConvScratch::Cotangent);
   const A* k = contraction_kernel<T, A>(kernel, c);
-  A* dpatches = conv_scratch<A>(ConvScratch::Patches, patch_elements(g));
-  contract_patches_vjp<A>(cot, k, dpatches, layout_of(c));
   A* d = result_buffer<T, A>(dx);
   std::fill(d, d + dx.numel(), A(0));
-  scatter_add_patches<A>(dpatches, g, patch_source_table(g), rows_of(c), d);
+  if (c.weights == ConvWeights::Local) {
+    local_conv_backward<T, A>(nullptr, k, cot, d, nullptr, nullptr, c);
+  } else {
+    A* dpatches = conv_scratch<A>(ConvScratch::Patches, patch_elements(g));
+    contract_patches_vjp<A>(cot, k, dpatches, layout_of(c));
+    scatter_add_patches<A>(dpatches, g, patch_source_table(g), PatchRows::BatchMajor, d);
+  }
   store_result<T, A>(d, dx);
 }
 
 template <class T, class A>
 void kernel_vjp(const Tensor& x, const Tensor& gy, const ConvContraction& c, Tensor& dkernel) {
   const auto& g = c.geometry;
-  A* patches = conv_scratch<A>(ConvScratch::Patches, patch_elements(g));
-  extract_patches<T, A>(x.data<T>(), g, patch_source_table(g), rows_of(c), patches);
   const A* cot = as_compute<T, A>(gy, ConvScratch::Cotangent);
   if (c.weights == ConvWeights::Local) {
     A* dk = result_buffer<T, A>(dkernel);
-    contract_kernel_vjp<A>(patches, cot, dk, layout_of(c));
+    local_conv_backward<T, A>(x.data<T>(), nullptr, cot, nullptr, dk, nullptr, c);
     store_result<T, A>(dk, dkernel);
     return;
   }
+  A* patches = conv_scratch<A>(ConvScratch::Patches, patch_elements(g));
+  extract_patches<T, A>(x.data<T>(), g, patch_source_table(g), PatchRows::BatchMajor, patches);
   // Shared: the GEMM yields I-major rows ci*S + r; HWIO wants r*Cg + ci.
   const std::int64_t S = g.window_size(), Cg = g.channels / c.groups, F = c.features;
   A* dk = conv_scratch<A>(ConvScratch::Result, static_cast<std::size_t>(dkernel.numel()));
@@ -269,11 +260,24 @@ Tensor conv_kernel_vjp(const Tensor& x, const Tensor& g, const ConvContraction& 
 
 Tensor conv_local_forward_biased(const Tensor& x, const Tensor& kernel, const Tensor& bias,
                                  const ConvContraction& c) {
-  const auto fast = fast_local_shape(x.dtype(), c);
-  if (!fast || nothing_to_compute(c.output_shape(), x, kernel))
+  // A bias in the contraction is exact only where the storage type is the compute
+  // type: 16-bit floats and Highest round the conv before the add.
+  const bool computes_in_storage_type =
+      x.dtype() == DType::Float64 || (x.dtype() == DType::Float32 && c.precision != Precision::Highest);
+  if (nothing_to_compute(c.output_shape(), x, kernel) || !computes_in_storage_type)
     return binary(Binary::Add, conv_forward(x, kernel, c), bias);
   Tensor out = empty(c.output_shape(), x.dtype());
-  conv_local2d_forward_fast(*fast, x.data<float>(), kernel.data<float>(), bias.data<float>(), out.data<float>());
+  if (const auto fast = fast_local_shape(x.dtype(), c)) {
+    conv_local2d_forward_fast(*fast, x.data<float>(), kernel.data<float>(), bias.data<float>(), out.data<float>());
+    return out;
+  }
+  dispatch(x.dtype(), c.precision, [&]<class T, class A>() {
+    const A* k = as_compute<T, A>(kernel, ConvScratch::Kernel);
+    const A* b = as_compute<T, A>(bias, ConvScratch::Bias);
+    A* y = result_buffer<T, A>(out);
+    local_conv_forward<T, A>(x.data<T>(), k, b, y, c);
+    store_result<T, A>(y, out);
+  });
   return out;
 }
 
@@ -283,12 +287,46 @@ Tensor conv_shared_forward_biased(const Tensor& x, const Tensor& kernel, const T
   return binary(Binary::Add, conv_forward(x, kernel, c), bias);
 }
 
-std::optional<LocalConvGrads> conv_local_vjp_fused(const Tensor& x, const Tensor& kernel, const Tensor& g,
-                                                   const ConvContraction& c, bool want_dx, bool want_dkernel,
-                                                   bool want_dbias) {
+namespace {
+
+// conv_local_vjp_fused on the general path: one per-position pass (the patches
+// are built once, g read once).
+LocalConvGrads general_local_vjp(const Tensor& x, const Tensor& kernel, const Tensor& g, const ConvContraction& c,
+                                 bool want_dx, bool want_dkernel, bool want_dbias) {
+  const Shape out = c.output_shape(), bias_shape(out.begin() + 1, out.end());
+  // With an empty operand dx and dkernel are zero (sums over nothing); dbias still
+  // sums g unless g is empty too.
+  const bool contract = x.numel() > 0 && kernel.numel() > 0 && g.numel() > 0;
+  const bool with_dx = want_dx && contract, with_dkernel = want_dkernel && contract;
+  const bool with_dbias = want_dbias && g.numel() > 0;
+  const auto result = [&](bool wanted, bool computed, const Shape& shape) {
+    return !wanted ? Tensor() : computed ? empty(shape, g.dtype()) : zeros(shape, g.dtype());
+  };
+  LocalConvGrads grads{result(want_dx, with_dx, c.input_shape()), result(want_dkernel, with_dkernel, c.kernel_shape()),
+                       result(want_dbias, with_dbias, bias_shape)};
+  if (!with_dx && !with_dkernel && !with_dbias) return grads;
+  dispatch(g.dtype(), c.precision, [&]<class T, class A>() {
+    const A* cot = as_compute<T, A>(g, ConvScratch::Cotangent);
+    const A* k = with_dx ? as_compute<T, A>(kernel, ConvScratch::Kernel) : nullptr;
+    A* dx = with_dx ? result_buffer<T, A>(grads.dx) : nullptr;
+    A* dk = with_dkernel ? result_buffer<T, A>(grads.dkernel, ConvScratch::KernelResult) : nullptr;
+    A* db = with_dbias ? result_buffer<T, A>(grads.dbias, ConvScratch::Bias) : nullptr;
+    if (dx) std::fill_n(dx, grads.dx.numel(), A(0));
+    local_conv_backward<T, A>(x.data<T>(), k, cot, dx, dk, db, c);
+    if (dx) store_result<T, A>(dx, grads.dx);
+    if (dk) store_result<T, A>(dk, grads.dkernel);
+    if (db) store_result<T, A>(db, grads.dbias);
+  });
+  return grads;
+}
+
+}  // namespace
+
+LocalConvGrads conv_local_vjp_fused(const Tensor& x, const Tensor& kernel, const Tensor& g, const ConvContraction& c,
+                                    bool want_dx, bool want_dkernel, bool want_dbias) {
   const auto fast = fast_local_shape(g.dtype(), c);
-  if (!fast) return std::nullopt;  // (the fast shape has no empty operand)
-  LocalConvGrads grads;
+  if (!fast) return general_local_vjp(x, kernel, g, c, want_dx, want_dkernel, want_dbias);
+  LocalConvGrads grads;  // (the fast shape has no empty operand)
   if (want_dx) grads.dx = zeros(c.input_shape(), g.dtype());  // the kernel accumulates into dx
   if (want_dkernel) grads.dkernel = empty(c.kernel_shape(), g.dtype());
   if (want_dbias) {

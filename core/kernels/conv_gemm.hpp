@@ -7,9 +7,20 @@
 namespace xgrad::kernels {
 
 // C (m x n, leading dimension ldc) = op(A) (m x k) * op(B) (k x n), where op
-// transposes when asked. k == 0 writes zeros. T is float or double.
+// transposes when asked; with `accumulate`, C += op(A) * op(B). T is float or double.
 template <class T>
 void conv_gemm(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k, const T* a,
-               std::int64_t lda, const T* b, std::int64_t ldb, T* c, std::int64_t ldc);
+               std::int64_t lda, const T* b, std::int64_t ldb, T* c, std::int64_t ldc, bool accumulate = false);
+
+// While alive, OpenBLAS runs single-threaded, for GEMMs issued from a parallel
+// region of the caller's own (its pool would oversubscribe the cores); restores
+// xgrad::num_threads() after.
+class SerialBlasScope {
+ public:
+  SerialBlasScope();
+  ~SerialBlasScope();
+  SerialBlasScope(const SerialBlasScope&) = delete;
+  SerialBlasScope& operator=(const SerialBlasScope&) = delete;
+};
 
 }  // namespace xgrad::kernels

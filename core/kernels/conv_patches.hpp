@@ -30,4 +30,15 @@ template <class A>
 void scatter_add_patches(const A* patches, const ConvGeometry& g, const std::vector<std::int64_t>& table,
                          PatchRows rows, A* dx);
 
+// One output position's N patch rows (row b = patch row (b, o)), for the local
+// conv's per-position pass.
+template <class T, class A>
+void extract_position_patches(const T* x, const ConvGeometry& g, const std::vector<std::int64_t>& table,
+                              std::int64_t o, A* block);
+
+// The adjoint of extract_position_patches: scatter-adds `block` into dx.
+template <class A>
+void scatter_add_position_patches(const A* block, const ConvGeometry& g, const std::vector<std::int64_t>& table,
+                                  std::int64_t o, A* dx);
+
 }  // namespace xgrad::kernels

@@ -9,7 +9,22 @@
 namespace xgrad::kernels {
 
 // Kernels use distinct slots for buffers that are alive at the same time.
-enum class ConvScratch { Patches, Kernel, Cotangent, Result, Count };
+// PatchBlock, KernelBlock, PatchGradBlock and Accumulator are the per-thread buffers of the
+// local conv's per-position pass (core/kernels/conv_local_general.cpp);
+// KernelResult and Bias hold the kernel and bias (or their gradients) next to Result.
+enum class ConvScratch {
+  Patches,
+  Kernel,
+  Cotangent,
+  Result,
+  KernelResult,
+  Bias,
+  PatchBlock,
+  KernelBlock,
+  PatchGradBlock,
+  Accumulator,
+  Count
+};
 
 // At least `count` elements of T, uninitialised, valid until the next request
 // for the same slot on this thread.
