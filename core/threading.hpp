@@ -3,6 +3,7 @@
 // calls, so they never spin next to OpenBLAS's threads.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -32,6 +33,15 @@ void parallel_for(std::int64_t chunks, F&& fn) {
   detail::parallel_for(
       chunks, [](void* context, std::int64_t chunk) { (*static_cast<Fn*>(context))(chunk); },
       const_cast<void*>(static_cast<const void*>(&fn)));
+}
+
+// Splits [0, n) into at most max_chunks contiguous ranges of near-equal size (a
+// function of n and max_chunks only, so per-range results are deterministic) and
+// calls fn(first, end) for each through parallel_for.
+template <class F>
+void parallel_for_ranges(std::int64_t n, std::int64_t max_chunks, F&& fn) {
+  const std::int64_t chunks = std::clamp<std::int64_t>(max_chunks, 1, std::max<std::int64_t>(n, 1));
+  parallel_for(chunks, [&](std::int64_t c) { fn(n * c / chunks, n * (c + 1) / chunks); });
 }
 
 }  // namespace xgrad

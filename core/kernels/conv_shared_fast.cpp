@@ -292,22 +292,20 @@ bool has_padding(const ConvShared2dFastShape& s) {
   return s.pad_top != 0 || s.pad_bottom != 0 || s.pad_left != 0 || s.pad_right != 0;
 }
 
-int threads_for(Index work_items) { return static_cast<int>(std::min<Index>(num_threads(), work_items)); }
-
 // x with its zero border, in scratch; x itself when there is no padding.
 const float* padded_input(const ConvShared2dFastShape& s, const float* x) {
   if (!has_padding(s)) return x;
   const Index hp = s.padded_height(), wp = s.padded_width(), c = s.in_features;
   float* xp = conv_scratch<float>(ConvScratch::Patches, static_cast<std::size_t>(s.batch * hp * wp * c));
-  const int threads = threads_for(s.batch);
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
-  for (Index n = 0; n < s.batch; ++n) {
-    float* sample = xp + n * hp * wp * c;
-    std::fill(sample, sample + hp * wp * c, 0.0f);
-    for (Index iy = 0; iy < s.in_height; ++iy)
-      std::copy_n(x + (n * s.in_height + iy) * s.in_width * c, s.in_width * c,
-                  sample + ((iy + s.pad_top) * wp + s.pad_left) * c);
-  }
+  parallel_for_ranges(s.batch, num_threads(), [&](Index first, Index end) {
+    for (Index n = first; n < end; ++n) {
+      float* sample = xp + n * hp * wp * c;
+      std::fill(sample, sample + hp * wp * c, 0.0f);
+      for (Index iy = 0; iy < s.in_height; ++iy)
+        std::copy_n(x + (n * s.in_height + iy) * s.in_width * c, s.in_width * c,
+                    sample + ((iy + s.pad_top) * wp + s.pad_left) * c);
+    }
+  });
   return xp;
 }
 
@@ -326,9 +324,10 @@ void conv_shared2d_forward_fast(const ConvShared2dFastShape& shape, const float*
   const Plan plan(shape);
   const float* xp = padded_input(shape, x);
   const Index rows = plan.batch * plan.out_height;
-  const int threads = threads_for(rows);
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
-  for (Index row = 0; row < rows; ++row) forward_row(plan, xp, kernel, bias, y, row);
+  // A few ranges per thread, so a thread the OS runs late leaves its share to the others.
+  parallel_for_ranges(rows, 4 * num_threads(), [&](Index first, Index end) {
+    for (Index row = first; row < end; ++row) forward_row(plan, xp, kernel, bias, y, row);
+  });
 }
 
 void conv_shared2d_input_vjp_fast(const ConvShared2dFastShape& shape, const float* dy, const float* kernel,
@@ -351,9 +350,7 @@ void conv_shared2d_input_vjp_fast(const ConvShared2dFastShape& shape, const floa
   const auto padded_size = static_cast<std::size_t>(plan.batch * plan.sample_stride);
   float* dxp = padded ? conv_scratch<float>(ConvScratch::Patches, padded_size) : d_x;
   const Index wp = shape.padded_width();
-  const int threads = threads_for(plan.batch);
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
-  for (Index n = 0; n < plan.batch; ++n) {
+  parallel_for(plan.batch, [&](Index n) {
     float* sample = dxp + n * plan.sample_stride;
     std::fill(sample, sample + plan.sample_stride, 0.0f);
     input_vjp_sample(plan, dy, kt, dxp, n);
@@ -361,7 +358,7 @@ void conv_shared2d_input_vjp_fast(const ConvShared2dFastShape& shape, const floa
       for (Index iy = 0; iy < shape.in_height; ++iy)
         std::copy_n(sample + ((iy + shape.pad_top) * wp + shape.pad_left) * c, shape.in_width * c,
                     d_x + (n * shape.in_height + iy) * shape.in_width * c);
-  }
+  });
 }
 
 void conv_shared2d_kernel_vjp_fast(const ConvShared2dFastShape& shape, const float* x, const float* dy,
@@ -381,16 +378,14 @@ void conv_shared2d_kernel_vjp_fast(const ConvShared2dFastShape& shape, const flo
   // A block's partial sums: patch × F for the kernel, then F for the bias.
   const Index kernel_size = plan.patch * plan.features, size = kernel_size + plan.features;
   float* partial = conv_scratch<float>(ConvScratch::Result, static_cast<std::size_t>(blocks * size));
-  const int threads = threads_for(blocks);
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
-  for (Index block = 0; block < blocks; ++block) {
+  parallel_for(blocks, [&](Index block) {
     const Index first = block * block_samples, count = std::min(block_samples, plan.batch - first);
     float* sums = partial + block * size;
     kernel_vjp_block(plan, xp, dy, position_offset.data(), first, count, sums);
     if (d_bias)
       column_sums(dy + first * plan.positions() * plan.features, count * plan.positions(), plan.features,
                   sums + kernel_size);
-  }
+  });
   std::copy_n(partial, kernel_size, d_kernel);
   for (Index block = 1; block < blocks; ++block)
     for (Index j = 0; j < kernel_size; ++j) d_kernel[j] += partial[block * size + j];

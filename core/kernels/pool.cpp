@@ -263,9 +263,7 @@ namespace {
 template <class Body>
 void for_sample_ranges(const PoolGeometry& g, Body&& body) {
   const bool large = g.batch * g.in_positions() * g.channels >= (std::int64_t{1} << 17);
-  const int threads = large ? static_cast<int>(std::min<std::int64_t>(num_threads(), g.batch)) : 1;
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
-  for (int t = 0; t < threads; ++t) body(g.batch * t / threads, g.batch * (t + 1) / threads);
+  parallel_for_ranges(g.batch, large ? num_threads() : 1, body);
 }
 
 // Calls select_windows_avx2<TakeMax, V> for V = C / 8 (1 ≤ V ≤ max_avx2_pool_vectors).
