@@ -16,6 +16,19 @@ int num_threads();
 // Sets the thread count for xgrad's kernels and for OpenBLAS (n < 1 is treated as 1).
 void set_num_threads(int n);
 
+// The contiguous range [begin, end) of slot `slot` when `count` items are split
+// over `slots` slots as OpenMP's schedule(static) splits them: the first
+// count % slots slots take one item more. Kernels whose result depends on which
+// slot did what (a summation order) rely on this exact split.
+struct SlotRange {
+  std::int64_t begin, end;
+};
+inline SlotRange static_slot_range(std::int64_t count, std::int64_t slots, std::int64_t slot) {
+  const std::int64_t q = count / slots, r = count % slots;
+  const std::int64_t begin = slot * q + (slot < r ? slot : r);
+  return {begin, begin + q + (slot < r ? 1 : 0)};
+}
+
 namespace detail {
 void parallel_for(std::int64_t chunks, void (*run)(void* context, std::int64_t chunk), void* context);
 }  // namespace detail

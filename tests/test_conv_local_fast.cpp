@@ -94,7 +94,8 @@ void check_against_reference(const ConvLocal2dFastShape& s, unsigned seed) {
   const auto d_x_start = random_vector(x.size(), rng);  // d_x accumulates onto this
   const Reference want = reference(s, x, kernel, bias, dy);
 
-  for (int threads : {1, 2}) {
+  std::vector<float> y_one_thread, d_kernel_one_thread;
+  for (int threads : {1, 2, 3}) {  // 3: more slots than cores
     CAPTURE(threads);
     xgrad::set_num_threads(threads);
     std::vector<float> y(out_size, NAN), d_kernel(kernel_size, NAN), d_bias(bias.size(), NAN);
@@ -106,6 +107,13 @@ void check_against_reference(const ConvLocal2dFastShape& s, unsigned seed) {
     CHECK(worst_error(d_x, want.d_x, want.d_x_scale, d_x_start) < 1e-5);
     CHECK(worst_error(d_kernel, want.d_kernel, want.d_kernel_scale) < 1e-5);
     CHECK(worst_error(d_bias, want.d_bias, want.d_bias_scale) < 1e-5);
+    // y and d_kernel are per position: the same bits whatever the thread count.
+    if (threads == 1) {
+      y_one_thread = y;
+      d_kernel_one_thread = d_kernel;
+    }
+    CHECK(y == y_one_thread);
+    CHECK(d_kernel == d_kernel_one_thread);
 
     // Without bias the forward starts from zero; without d_x only parameter gradients.
     std::vector<float> y_unbiased(out_size, NAN), d_kernel_only(kernel_size, NAN);

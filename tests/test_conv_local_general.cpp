@@ -1,7 +1,7 @@
 // The general local-conv path (fast kernels off: every configuration) runs one
 // pass over the output positions split across threads, and a backward without
 // create_graph takes its fused route (dx and dkernel from one pass). Checked: a
-// hand-computed case on two threads, thread-count independence on awkward
+// hand-computed case on two threads, thread-count independence (1, 2, 3) on awkward
 // geometries (padding, strides, both dilations, feature groups, float64), the
 // fused route against the differentiable VJPs of create_graph, float16, and the
 // blocked (SSE) patch-row copy and its adjoint against the patch formula.
@@ -108,7 +108,7 @@ TEST_CASE("General ConvLocal path on two threads: hand-computed 1-d case") {
   CHECK(k.grad().to_vector() == std::vector<double>{1, 2, 4, 6});
 }
 
-TEST_CASE("General ConvLocal path: 1 or 2 threads, fused backward or create_graph VJPs, give the same values") {
+TEST_CASE("General ConvLocal path: 1, 2 or 3 threads, fused backward or create_graph VJPs, give the same values") {
   const Geometry cases[] = {
       // 2-d, SAME padding, stride 2, two feature groups: out 4×3, kernel (4, 3, 12, 6).
       {{3, 7, 6, 4}, {3, 2}, {2, 2}, "SAME", {}, {}, 6, 2},
@@ -130,6 +130,11 @@ TEST_CASE("General ConvLocal path: 1 or 2 threads, fused backward or create_grap
       check_close(fused1, fused2, tolerance);
       check_close(fused1, separate1, tolerance);
       check_close(fused2, separate2, tolerance);
+      // Three slots on two cores: a thread may run two slots, each still with its own dx copy.
+      const LocalGrads fused3 = run(cases[i], dtype, 3, false);
+      CHECK(max_abs_diff(fused1.y, fused3.y) == 0);
+      CHECK(max_abs_diff(fused1.dk, fused3.dk) == 0);
+      check_close(fused1, fused3, tolerance);
     }
   }
 }

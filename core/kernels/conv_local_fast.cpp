@@ -21,7 +21,6 @@
 #include "core/kernels/conv_local_fast.hpp"
 
 #include <immintrin.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <atomic>
@@ -512,9 +511,13 @@ void conv_local2d_forward_fast(const ConvLocal2dFastShape& shape, const float* x
   plan.bias = bias;
   plan.y = y;
   const Index positions = plan.positions;
-  const int threads = static_cast<int>(std::min<Index>(num_threads(), positions));
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
-  for (Index position = 0; position < positions; ++position) forward_position(plan, position);
+  // Contiguous ranges, not one chunk per position: forward_position prefetches the
+  // next position's operands (measured on B at 2 threads: 0.48 vs 0.50 ms).
+  const Index slots = std::min<Index>(num_threads(), positions);
+  parallel_for(slots, [&](Index slot) {
+    const SlotRange range = static_slot_range(positions, slots, slot);
+    for (Index position = range.begin; position < range.end; ++position) forward_position(plan, position);
+  });
 }
 
 void conv_local2d_backward_fast(const ConvLocal2dFastShape& shape, const float* x, const float* kernel,
@@ -532,38 +535,32 @@ void conv_local2d_backward_fast(const ConvLocal2dFastShape& shape, const float* 
   const Index out_height = shape.out_height(), out_width = shape.out_width();
 
   if (!d_x) {  // positions are independent: split them evenly
-    const int threads = static_cast<int>(std::min<Index>(num_threads(), plan.positions));
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    {
+    const Index slots = std::min<Index>(num_threads(), plan.positions);
+    parallel_for(slots, [&](Index slot) {
       AlignedBuffer block(block_size);
-#pragma omp for schedule(static)
-      for (Index position = 0; position < plan.positions; ++position)
+      const SlotRange range = static_slot_range(plan.positions, slots, slot);
+      for (Index position = range.begin; position < range.end; ++position)
         backward_position(plan, position, block.data, nullptr);
-    }
+    });
     return;
   }
 
-  // d_x: output row oy scatters into input rows [oy, oy + halo]. Each thread takes a
-  // band of output rows; it first does the rows whose footprint stays inside its own
-  // input rows, then, after a barrier, its last `halo` rows. Bands of at least
-  // 2·halo rows keep the second-phase footprints of neighbouring bands disjoint.
+  // d_x: output row oy scatters into input rows [oy, oy + halo]. Each band of output
+  // rows first does the rows whose footprint stays inside its own input rows, then,
+  // once every band has (the second parallel_for), its last `halo` rows. Bands of at
+  // least 2·halo rows keep the second-phase footprints of neighbouring bands disjoint.
   const Index halo = (shape.kernel_height - 1) * shape.dilation_height;
   const Index max_bands = halo > 0 ? std::max<Index>(1, out_height / (2 * halo)) : out_height;
-  const int threads = static_cast<int>(std::min<Index>(num_threads(), max_bands));
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
+  const Index bands = std::min<Index>(num_threads(), max_bands);
+  auto rows = [&](Index first, Index last) {
     AlignedBuffer block(block_size), kt(kt_size);
-    const Index bands = omp_get_num_threads(), band = omp_get_thread_num();
-    const Index begin = band * out_height / bands, end = (band + 1) * out_height / bands;
-    const Index split = std::max(begin, end - halo);
-    auto rows = [&](Index first, Index last) {
-      for (Index position = first * out_width; position < last * out_width; ++position)
-        backward_position(plan, position, block.data, kt.data);
-    };
-    rows(begin, split);
-#pragma omp barrier
-    rows(split, end);
-  }
+    for (Index position = first * out_width; position < last * out_width; ++position)
+      backward_position(plan, position, block.data, kt.data);
+  };
+  auto band_begin = [&](Index band) { return band * out_height / bands; };
+  auto band_split = [&](Index band) { return std::max(band_begin(band), band_begin(band + 1) - halo); };
+  parallel_for(bands, [&](Index band) { rows(band_begin(band), band_split(band)); });
+  parallel_for(bands, [&](Index band) { rows(band_split(band), band_begin(band + 1)); });
 }
 
 }  // namespace xgrad::kernels

@@ -1,11 +1,7 @@
 #include "core/kernels/conv_local_general.hpp"
 
-#include <omp.h>
-
 #include <algorithm>
-#include <exception>
 #include <optional>
-#include <vector>
 
 #include "core/kernels/conv_gemm.hpp"
 #include "core/kernels/conv_patches.hpp"
@@ -27,45 +23,22 @@ struct LocalDims {
         G(c.groups), Ig(I / G), Fg(F / G) {}
 };
 
-// The threads a pass over P positions uses: num_threads(), at most one per position.
-int position_threads(std::int64_t P) { return static_cast<int>(std::clamp<std::int64_t>(P, 1, num_threads())); }
+// The slots a pass over P positions uses: num_threads(), at most one per position.
+std::int64_t position_slots(std::int64_t P) { return std::clamp<std::int64_t>(P, 1, num_threads()); }
 
-// Runs setup(thread) on each thread, then body(o, thread) for every output position
-// (contiguous ranges per thread) on position_threads(P) threads, OpenBLAS
-// single-threaded meanwhile, then after(thread, team size) on each thread once all
-// positions are done. The first exception thrown in a thread is rethrown after the
-// region (exceptions must not leave an OpenMP region).
-template <class Setup, class Body, class After>
-void for_each_position(std::int64_t P, Setup&& setup, Body&& body, After&& after) {
-  const int threads = position_threads(P);
+// Calls body(slot, begin, end) for each of position_slots(P) slots, slot owning the
+// contiguous positions [begin, end), on parallel_for with OpenBLAS single-threaded
+// meanwhile. Thread-local scratch taken inside body is the slot's own for the call:
+// a thread runs one chunk at a time.
+template <class Body>
+void for_each_position_slot(std::int64_t P, Body&& body) {
+  const std::int64_t slots = position_slots(P);
   std::optional<SerialBlasScope> serial_blas;
-  if (threads > 1) serial_blas.emplace();
-  std::exception_ptr error;
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    const int t = omp_get_thread_num(), team = omp_get_num_threads();
-    bool ok = true;
-    try {
-      setup(t);
-    } catch (...) {
-      ok = false;
-#pragma omp critical(xgrad_conv_local_general_error)
-      if (!error) error = std::current_exception();
-    }
-#pragma omp for schedule(static)
-    for (std::int64_t o = 0; o < P; ++o) {
-      if (!ok) continue;
-      try {
-        body(o, t);
-      } catch (...) {
-        ok = false;
-#pragma omp critical(xgrad_conv_local_general_error)
-        if (!error) error = std::current_exception();
-      }
-    }
-    if (!error) after(t, team);
-  }
-  if (error) std::rethrow_exception(error);
+  if (slots > 1) serial_blas.emplace();
+  parallel_for(slots, [&](std::int64_t slot) {
+    const SlotRange range = static_slot_range(P, slots, slot);
+    body(slot, range.begin, range.end);
+  });
 }
 
 }  // namespace
@@ -75,20 +48,18 @@ void local_conv_forward(const T* x, const A* kernel, const A* bias, A* y, const 
   const LocalDims d(c);
   const auto table = patch_source_table(c.geometry);
   const auto block_size = static_cast<std::size_t>(d.N * d.I);
-  std::vector<A*> blocks(static_cast<std::size_t>(position_threads(d.P)));
-  for_each_position(
-      d.P, [&](int t) { blocks[t] = conv_scratch<A>(ConvScratch::PatchBlock, block_size); },
-      [&](std::int64_t o, int t) {
-        A* block = blocks[t];
-        extract_position_patches<T, A>(x, c.geometry, table, o, block);
-        A* y_o = y + o * d.F;
-        if (bias)
-          for (std::int64_t b = 0; b < d.N; ++b) std::copy_n(bias + o * d.F, d.F, y_o + b * d.P * d.F);
-        for (std::int64_t gi = 0; gi < d.G; ++gi)
-          conv_gemm<A>(false, false, d.N, d.Fg, d.Ig, block + gi * d.Ig, d.I, kernel + o * d.Ig * d.F + gi * d.Fg,
-                       d.F, y_o + gi * d.Fg, d.P * d.F, bias != nullptr);
-      },
-      [](int, int) {});
+  for_each_position_slot(d.P, [&](std::int64_t, std::int64_t begin, std::int64_t end) {
+    A* block = conv_scratch<A>(ConvScratch::PatchBlock, block_size);
+    for (std::int64_t o = begin; o < end; ++o) {
+      extract_position_patches<T, A>(x, c.geometry, table, o, block);
+      A* y_o = y + o * d.F;
+      if (bias)
+        for (std::int64_t b = 0; b < d.N; ++b) std::copy_n(bias + o * d.F, d.F, y_o + b * d.P * d.F);
+      for (std::int64_t gi = 0; gi < d.G; ++gi)
+        conv_gemm<A>(false, false, d.N, d.Fg, d.Ig, block + gi * d.Ig, d.I, kernel + o * d.Ig * d.F + gi * d.Fg, d.F,
+                     y_o + gi * d.Fg, d.P * d.F, bias != nullptr);
+    }
+  });
 }
 
 template <class T, class A>
@@ -98,65 +69,61 @@ void local_conv_backward(const T* x, const A* kernel, const A* g, A* dx, A* dker
   const auto table = patch_source_table(c.geometry);
   const auto block_size = static_cast<std::size_t>(d.N * d.I);
   const auto dx_size = static_cast<std::size_t>(d.N * c.geometry.in_positions() * c.geometry.channels);
-  struct ThreadBuffers {
-    A* patches = nullptr;
+  // Slot 0 scatters into dx itself, slot u > 0 into its own zeroed copy; the copies
+  // are summed into dx afterwards in slot order. They live in the caller's scratch,
+  // not the slots' threads', so they outlive the slots' chunks.
+  const std::int64_t slots = position_slots(d.P);
+  A* copies = dx && slots > 1
+                  ? conv_scratch<A>(ConvScratch::Accumulator, static_cast<std::size_t>(slots - 1) * dx_size)
+                  : nullptr;
+  for_each_position_slot(d.P, [&](std::int64_t slot, std::int64_t begin, std::int64_t end) {
+    A* patches = dkernel ? conv_scratch<A>(ConvScratch::PatchBlock, block_size) : nullptr;
     A* kernel_t = nullptr;  // K_o transposed (F x Ig)
     A* dpatches = nullptr;
-    A* dx = nullptr;  // this thread's share of dx: dx itself on the first thread
-  };
-  std::vector<ThreadBuffers> buffers(static_cast<std::size_t>(position_threads(d.P)));
-  for_each_position(
-      d.P,
-      [&](int t) {
-        ThreadBuffers& buf = buffers[t];
-        if (dkernel) buf.patches = conv_scratch<A>(ConvScratch::PatchBlock, block_size);
-        if (!dx) return;
-        buf.kernel_t = conv_scratch<A>(ConvScratch::KernelBlock, static_cast<std::size_t>(d.Ig * d.F));
-        buf.dpatches = conv_scratch<A>(ConvScratch::PatchGradBlock, block_size);
-        if (t == 0) {
-          buf.dx = dx;
-        } else {
-          buf.dx = conv_scratch<A>(ConvScratch::Accumulator, dx_size);
-          std::fill_n(buf.dx, dx_size, A(0));
-        }
-      },
-      [&](std::int64_t o, int t) {
-        const ThreadBuffers& buf = buffers[t];
-        const A* g_o = g + o * d.F;
-        if (dbias) {
-          A* db = dbias + o * d.F;
-          std::fill_n(db, d.F, A(0));
-          for (std::int64_t b = 0; b < d.N; ++b)
-            for (std::int64_t f = 0; f < d.F; ++f) db[f] += g_o[b * d.P * d.F + f];
-        }
-        if (dkernel) {
-          extract_position_patches<T, A>(x, c.geometry, table, o, buf.patches);
-          for (std::int64_t gi = 0; gi < d.G; ++gi)
-            conv_gemm<A>(true, false, d.Ig, d.Fg, d.N, buf.patches + gi * d.Ig, d.I, g_o + gi * d.Fg, d.P * d.F,
-                         dkernel + o * d.Ig * d.F + gi * d.Fg, d.F);
-        }
-        if (dx) {
-          // dP_o = g_o . K_o^T as a NoTrans x NoTrans GEMM on K_o transposed here:
-          // OpenBLAS's NoTrans x Trans kernel is ~25 % slower on these shapes (F = 32).
-          const A* k_o = kernel + o * d.Ig * d.F;
-          for (std::int64_t i = 0; i < d.Ig; ++i)
-            for (std::int64_t f = 0; f < d.F; ++f) buf.kernel_t[f * d.Ig + i] = k_o[i * d.F + f];
-          for (std::int64_t gi = 0; gi < d.G; ++gi)
-            conv_gemm<A>(false, false, d.N, d.Ig, d.Fg, g_o + gi * d.Fg, d.P * d.F, buf.kernel_t + gi * d.Fg * d.Ig,
-                         d.Ig, buf.dpatches + gi * d.Ig, d.I);
-          scatter_add_position_patches<A>(buf.dpatches, c.geometry, table, o, buf.dx);
-        }
-      },
-      [&](int, int team) {
-        if (!dx || team < 2) return;
-        // Every thread's scatter is done (the loop's barrier): sum the copies, split by element.
-#pragma omp for schedule(static)
-        for (std::size_t i = 0; i < dx_size; ++i) {
-          A sum = dx[i];
-          for (int u = 1; u < team; ++u) sum += buffers[u].dx[i];
-          dx[i] = sum;
-        }
-      });
+    A* dx_slot = nullptr;
+    if (dx) {
+      kernel_t = conv_scratch<A>(ConvScratch::KernelBlock, static_cast<std::size_t>(d.Ig * d.F));
+      dpatches = conv_scratch<A>(ConvScratch::PatchGradBlock, block_size);
+      dx_slot = slot == 0 ? dx : copies + static_cast<std::size_t>(slot - 1) * dx_size;
+      if (slot > 0) std::fill_n(dx_slot, dx_size, A(0));
+    }
+    for (std::int64_t o = begin; o < end; ++o) {
+      const A* g_o = g + o * d.F;
+      if (dbias) {
+        A* db = dbias + o * d.F;
+        std::fill_n(db, d.F, A(0));
+        for (std::int64_t b = 0; b < d.N; ++b)
+          for (std::int64_t f = 0; f < d.F; ++f) db[f] += g_o[b * d.P * d.F + f];
+      }
+      if (dkernel) {
+        extract_position_patches<T, A>(x, c.geometry, table, o, patches);
+        for (std::int64_t gi = 0; gi < d.G; ++gi)
+          conv_gemm<A>(true, false, d.Ig, d.Fg, d.N, patches + gi * d.Ig, d.I, g_o + gi * d.Fg, d.P * d.F,
+                       dkernel + o * d.Ig * d.F + gi * d.Fg, d.F);
+      }
+      if (dx) {
+        // dP_o = g_o . K_o^T as a NoTrans x NoTrans GEMM on K_o transposed here:
+        // OpenBLAS's NoTrans x Trans kernel is ~25 % slower on these shapes (F = 32).
+        const A* k_o = kernel + o * d.Ig * d.F;
+        for (std::int64_t i = 0; i < d.Ig; ++i)
+          for (std::int64_t f = 0; f < d.F; ++f) kernel_t[f * d.Ig + i] = k_o[i * d.F + f];
+        for (std::int64_t gi = 0; gi < d.G; ++gi)
+          conv_gemm<A>(false, false, d.N, d.Ig, d.Fg, g_o + gi * d.Fg, d.P * d.F, kernel_t + gi * d.Fg * d.Ig, d.Ig,
+                       dpatches + gi * d.Ig, d.I);
+        scatter_add_position_patches<A>(dpatches, c.geometry, table, o, dx_slot);
+      }
+    }
+  });
+  if (!copies) return;
+  const auto total = static_cast<std::int64_t>(dx_size);
+  parallel_for(slots, [&](std::int64_t part) {
+    const SlotRange range = static_slot_range(total, slots, part);
+    for (std::int64_t i = range.begin; i < range.end; ++i) {
+      A sum = dx[i];
+      for (std::int64_t u = 0; u + 1 < slots; ++u) sum += copies[u * total + i];
+      dx[i] = sum;
+    }
+  });
 }
 
 #define XGRAD_INSTANTIATE_LOCAL_GENERAL(T, A)                                                         \
