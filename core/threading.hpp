@@ -48,13 +48,15 @@ void parallel_for(std::int64_t chunks, F&& fn) {
       const_cast<void*>(static_cast<const void*>(&fn)));
 }
 
-// Splits [0, n) into at most max_chunks contiguous ranges of near-equal size (a
-// function of n and max_chunks only, so per-range results are deterministic) and
-// calls fn(first, end) for each through parallel_for.
+// Splits [0, n) into at most max_chunks static_slot_range()s and calls
+// fn(begin, end) for each through parallel_for.
 template <class F>
 void parallel_for_ranges(std::int64_t n, std::int64_t max_chunks, F&& fn) {
   const std::int64_t chunks = std::clamp<std::int64_t>(max_chunks, 1, std::max<std::int64_t>(n, 1));
-  parallel_for(chunks, [&](std::int64_t c) { fn(n * c / chunks, n * (c + 1) / chunks); });
+  parallel_for(chunks, [&](std::int64_t c) {
+    const SlotRange range = static_slot_range(n, chunks, c);
+    fn(range.begin, range.end);
+  });
 }
 
 }  // namespace xgrad

@@ -10,7 +10,6 @@ if [[ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
 fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-export OMP_WAIT_POLICY=PASSIVE
 for run in a b; do
   "$binary" --epochs 1 --limit 2000 --threads 2 --seed 3 --out "$out/$run" > "$out/$run.log"
 done
