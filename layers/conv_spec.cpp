@@ -1,5 +1,7 @@
 #include "layers/conv_spec.hpp"
 
+#include <tuple>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -27,6 +29,30 @@ std::string tuple_str(const Shape& s) {
 
 }  // namespace
 
+std::pair<Shape, Shape> check_kernel_and_split_batch(const Shape& input_shape, const Shape& kernel_size,
+                                                     std::int64_t features, const char* who) {
+  const Shape& k = kernel_size;
+  const std::size_t n = k.size();
+  if (n == 0)
+    throw NotImplementedError(fmt::format("{}: kernel_size is empty (a 0-d convolution); give one size per spatial "
+                                          "dim, e.g. {{3, 3}}",
+                                          who));
+  for (auto d : k)
+    if (d <= 0) throw ValueError(fmt::format("{}: kernel_size {} must be positive", who, shape_str(k)));
+  if (features < 0) throw ValueError(fmt::format("{}: features must be >= 0, got {}", who, features));
+
+  const auto ndim = static_cast<std::int64_t>(input_shape.size());
+  const std::int64_t num_batch = ndim - static_cast<std::int64_t>(n + 1);
+  if (num_batch < 0)
+    throw ShapeError(fmt::format("{}: input of shape {} has rank {}, but kernel_size {} makes a {}-d convolution, "
+                                 "which needs (batch..., {} spatial dims, features): rank >= {}",
+                                 who, shape_str(input_shape), ndim, shape_str(k), n, n, n + 1));
+  Shape batch_shape(input_shape.begin(), input_shape.begin() + num_batch);
+  Shape flat_input_shape{numel(batch_shape)};
+  flat_input_shape.insert(flat_input_shape.end(), input_shape.begin() + num_batch, input_shape.end());
+  return {std::move(batch_shape), std::move(flat_input_shape)};
+}
+
 ConvPlan plan_conv(const Shape& input_shape, const ConvSpec& spec, const std::optional<Shape>& mask_shape,
                    std::string_view name) {
   ConvPlan plan;
@@ -35,27 +61,10 @@ ConvPlan plan_conv(const Shape& input_shape, const ConvSpec& spec, const std::op
   plan.input_shape = input_shape;
   const char* who = plan.name.c_str();
 
-  // 1. Kernel size: its length is the conv rank n.
+  // 1-2. Kernel size (its length is the conv rank n), features, batch axes.
   const Shape& k = spec.kernel_size;
   const std::size_t n = k.size();
-  if (n == 0)
-    throw NotImplementedError(fmt::format("{}: kernel_size is empty (a 0-d convolution); give one size per spatial "
-                                          "dim, e.g. {{3, 3}}",
-                                          who));
-  for (auto d : k)
-    if (d <= 0) throw ValueError(fmt::format("{}: kernel_size {} must be positive", who, shape_str(k)));
-  if (spec.features < 0) throw ValueError(fmt::format("{}: features must be >= 0, got {}", who, spec.features));
-
-  // 2. Batch axes: (batch..., spatial..., features); none adds one, several flatten.
-  const auto ndim = static_cast<std::int64_t>(input_shape.size());
-  const std::int64_t num_batch = ndim - static_cast<std::int64_t>(n + 1);
-  if (num_batch < 0)
-    throw ShapeError(fmt::format("{}: input of shape {} has rank {}, but kernel_size {} makes a {}-d convolution, "
-                                 "which needs (batch..., {} spatial dims, features): rank >= {}",
-                                 who, shape_str(input_shape), ndim, shape_str(k), n, n, n + 1));
-  plan.batch_shape.assign(input_shape.begin(), input_shape.begin() + num_batch);
-  plan.flat_input_shape = {numel(plan.batch_shape)};
-  plan.flat_input_shape.insert(plan.flat_input_shape.end(), input_shape.begin() + num_batch, input_shape.end());
+  std::tie(plan.batch_shape, plan.flat_input_shape) = check_kernel_and_split_batch(input_shape, k, spec.features, who);
 
   // 3. Strides and dilations.
   plan.strides = broadcast_per_dim(spec.strides, n);
@@ -82,7 +91,7 @@ ConvPlan plan_conv(const Shape& input_shape, const ConvSpec& spec, const std::op
         for (std::size_t j = 0; j < n; ++j) {
           const std::int64_t extent = (k[j] - 1) * plan.kernel_dilation[j] + 1;
           plan.prepad_pads[j] = {(extent - 1) / 2, extent / 2};
-          if (input_shape[static_cast<std::size_t>(num_batch) + j] == 0 && extent > 1)
+          if (plan.flat_input_shape[j + 1] == 0 && extent > 1)
             throw ValueError(fmt::format("{}: {} padding cannot pad the empty spatial dim {} of input {}", who, p, j,
                                          shape_str(input_shape)));
         }

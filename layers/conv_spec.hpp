@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/padding.hpp"
@@ -61,6 +62,14 @@ struct ConvPlan {
   std::int64_t rank() const { return static_cast<std::int64_t>(spec.kernel_size.size()); }
   std::int64_t in_features() const { return input_shape.back(); }
 };
+
+// The first checks of every Flax conv layer (Conv, ConvLocal, ConvTranspose): the
+// kernel size (non-empty, positive; its length n is the conv rank), features >= 0,
+// and an input of rank >= n + 1. Returns the input's batch axes (batch..., n spatial
+// dims, features) and its shape with them flattened into one axis (or a batch of 1
+// added where there are none). Errors are prefixed with `who`.
+std::pair<Shape, Shape> check_kernel_and_split_batch(const Shape& input_shape, const Shape& kernel_size,
+                                                     std::int64_t features, const char* who);
 
 // Resolves spec for inputs of `input_shape` ((batch..., spatial..., features)),
 // in _Conv.__call__'s order: kernel size, batch axes, strides and dilations,

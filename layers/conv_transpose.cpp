@@ -1,6 +1,7 @@
 #include "layers/conv_transpose.hpp"
 
 #include <algorithm>
+#include <tuple>
 #include <cctype>
 #include <limits>
 
@@ -11,6 +12,7 @@
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
 #include "core/kernels/conv_geometry.hpp"
+#include "layers/conv_spec.hpp"
 #include "layers/dtypes.hpp"
 
 namespace xgrad {
@@ -178,24 +180,8 @@ ConvTransposePlan plan_conv_transpose(const Shape& input_shape, const ConvTransp
   const char* who = "ConvTranspose";
   const Shape k(o.kernel_size.begin(), o.kernel_size.end());
   const std::size_t n = k.size();
-  if (n == 0)
-    throw NotImplementedError(fmt::format("{}: kernel_size is empty (a 0-d convolution); give one size per spatial "
-                                          "dim, e.g. {{3, 3}}",
-                                          who));
-  for (auto d : k)
-    if (d <= 0) throw ValueError(fmt::format("{}: kernel_size {} must be positive", who, shape_str(k)));
-  if (o.features < 0) throw ValueError(fmt::format("{}: features must be >= 0, got {}", who, o.features));
-
   ConvTransposePlan plan;
-  const auto ndim = static_cast<std::int64_t>(input_shape.size());
-  const std::int64_t num_batch = ndim - static_cast<std::int64_t>(n + 1);
-  if (num_batch < 0)
-    throw ShapeError(fmt::format("{}: input of shape {} has rank {}, but kernel_size {} makes a {}-d convolution, "
-                                 "which needs (batch..., {} spatial dims, features): rank >= {}",
-                                 who, shape_str(input_shape), ndim, shape_str(k), n, n, n + 1));
-  plan.batch_shape.assign(input_shape.begin(), input_shape.begin() + num_batch);
-  plan.flat_input_shape = {numel(plan.batch_shape)};
-  plan.flat_input_shape.insert(plan.flat_input_shape.end(), input_shape.begin() + num_batch, input_shape.end());
+  std::tie(plan.batch_shape, plan.flat_input_shape) = check_kernel_and_split_batch(input_shape, k, o.features, who);
 
   plan.strides = per_dim(broadcast(o.strides, n), n, "strides", who);
   plan.kernel_dilation = per_dim(broadcast(o.kernel_dilation, n), n, "kernel_dilation", who);
