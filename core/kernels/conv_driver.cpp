@@ -160,7 +160,7 @@ void forward(const Tensor& x, const Tensor& kernel, const ConvContraction& c, Te
     local_conv_forward<T, A>(x.data<T>(), k, nullptr, y, c);
   } else {
     A* patches = conv_scratch<A>(ConvScratch::Patches, patch_elements(g));
-    extract_patches<T, A>(x.data<T>(), g, patch_source_table(g), PatchRows::BatchMajor, patches);
+    extract_patches<T, A>(x.data<T>(), g, patch_source_table(g), patches);
     contract_forward<A>(patches, k, y, layout_of(c));
   }
   store_result<T, A>(y, out);
@@ -178,7 +178,7 @@ void input_vjp(const Tensor& gy, const Tensor& kernel, const ConvContraction& c,
   } else {
     A* dpatches = conv_scratch<A>(ConvScratch::Patches, patch_elements(g));
     contract_patches_vjp<A>(cot, k, dpatches, layout_of(c));
-    scatter_add_patches<A>(dpatches, g, patch_source_table(g), PatchRows::BatchMajor, d);
+    scatter_add_patches<A>(dpatches, g, patch_source_table(g), d);
   }
   store_result<T, A>(d, dx);
 }
@@ -194,7 +194,7 @@ void kernel_vjp(const Tensor& x, const Tensor& gy, const ConvContraction& c, Ten
     return;
   }
   A* patches = conv_scratch<A>(ConvScratch::Patches, patch_elements(g));
-  extract_patches<T, A>(x.data<T>(), g, patch_source_table(g), PatchRows::BatchMajor, patches);
+  extract_patches<T, A>(x.data<T>(), g, patch_source_table(g), patches);
   // Shared: the GEMM yields I-major rows ci*S + r; HWIO wants r*Cg + ci.
   const std::int64_t S = g.window_size(), Cg = g.channels / c.groups, F = c.features;
   A* dk = conv_scratch<A>(ConvScratch::Result, static_cast<std::size_t>(dkernel.numel()));
@@ -345,7 +345,7 @@ Tensor conv_patches(const Tensor& x, const ConvGeometry& g) {
   shape.push_back(g.patch_size());
   Tensor out = empty(shape, x.dtype());
   dispatch(x.dtype(), Precision::Default, [&]<class T, class A>() {
-    extract_patches<T, T>(x.data<T>(), g, patch_source_table(g), PatchRows::BatchMajor, out.data<T>());
+    extract_patches<T, T>(x.data<T>(), g, patch_source_table(g), out.data<T>());
   });
   return out;
 }
@@ -359,7 +359,7 @@ Tensor conv_patches_adjoint(const Tensor& patches, const ConvGeometry& g) {
     const A* src = as_compute<T, A>(patches, ConvScratch::Patches);
     A* d = result_buffer<T, A>(dx);
     std::fill(d, d + dx.numel(), A(0));
-    scatter_add_patches<A>(src, g, patch_source_table(g), PatchRows::BatchMajor, d);
+    scatter_add_patches<A>(src, g, patch_source_table(g), d);
     store_result<T, A>(d, dx);
   });
   return dx;

@@ -8,20 +8,6 @@ namespace xgrad::kernels {
 
 namespace {
 
-// Calls body(b, o, row) for every patch row in storage order, so the patch
-// matrix is written (or read) sequentially.
-template <class Body>
-void for_each_patch_row(const ConvGeometry& g, PatchRows rows, Body&& body) {
-  const std::int64_t N = g.batch, P = g.out_positions();
-  if (rows == PatchRows::PositionMajor) {
-    for (std::int64_t o = 0; o < P; ++o)
-      for (std::int64_t b = 0; b < N; ++b) body(b, o, o * N + b);
-  } else {
-    for (std::int64_t b = 0; b < N; ++b)
-      for (std::int64_t o = 0; o < P; ++o) body(b, o, b * P + o);
-  }
-}
-
 // Below this many channels a row is filled offset by offset (c-major order);
 // above it, channel runs are copied per window offset (one branch per offset).
 constexpr std::int64_t kChannelRunThreshold = 4;
@@ -134,27 +120,22 @@ void scatter_add_patch_row(const A* row, const std::int64_t* sources, std::int64
 }  // namespace
 
 template <class T, class A>
-void extract_patches(const T* x, const ConvGeometry& g, const std::vector<std::int64_t>& table, PatchRows rows,
-                     A* patches) {
-  const std::int64_t C = g.channels, S = g.window_size(), I = C * S;
+void extract_patches(const T* x, const ConvGeometry& g, const std::vector<std::int64_t>& table, A* patches) {
+  const std::int64_t N = g.batch, P = g.out_positions(), C = g.channels, S = g.window_size(), I = C * S;
   const std::int64_t image = g.in_positions() * C;
-  for_each_patch_row(g, rows, [&](std::int64_t b, std::int64_t o, std::int64_t row) {
-    fill_patch_row(x + b * image, table.data() + o * S, C, S, patches + row * I);
-  });
+  for (std::int64_t b = 0; b < N; ++b)
+    for (std::int64_t o = 0; o < P; ++o)
+      fill_patch_row(x + b * image, table.data() + o * S, C, S, patches + (b * P + o) * I);
 }
 
 template <class A>
 void scatter_add_patches(const A* patches, const ConvGeometry& g, const std::vector<std::int64_t>& table,
-                         PatchRows rows, A* dx) {
+                         A* dx) {
   const std::int64_t N = g.batch, P = g.out_positions(), C = g.channels, S = g.window_size(), I = C * S;
   const std::int64_t image = g.in_positions() * C;
-  const std::int64_t batch_step = rows == PatchRows::PositionMajor ? 1 : P;
-  const std::int64_t position_step = rows == PatchRows::PositionMajor ? N : 1;
-  // Batch entry outermost whatever the layout: the writes stay within one image.
   for (std::int64_t b = 0; b < N; ++b)
     for (std::int64_t o = 0; o < P; ++o)
-      scatter_add_patch_row(patches + (b * batch_step + o * position_step) * I, table.data() + o * S, C, S,
-                            dx + b * image);
+      scatter_add_patch_row(patches + (b * P + o) * I, table.data() + o * S, C, S, dx + b * image);
 }
 
 template <class T, class A>
@@ -174,7 +155,7 @@ void scatter_add_position_patches(const A* block, const ConvGeometry& g, const s
 
 #define XGRAD_INSTANTIATE_EXTRACT(T, A)                                                                  \
   template void extract_patches<T, A>(const T*, const ConvGeometry&, const std::vector<std::int64_t>&, \
-                                      PatchRows, A*);
+                                      A*);
 XGRAD_INSTANTIATE_EXTRACT(half, half)
 XGRAD_INSTANTIATE_EXTRACT(bfloat16, bfloat16)
 XGRAD_INSTANTIATE_EXTRACT(half, float)
@@ -204,8 +185,8 @@ template void scatter_add_position_patches<double>(const double*, const ConvGeom
                                                    const std::vector<std::int64_t>&, std::int64_t, double*);
 
 template void scatter_add_patches<float>(const float*, const ConvGeometry&, const std::vector<std::int64_t>&,
-                                         PatchRows, float*);
+                                         float*);
 template void scatter_add_patches<double>(const double*, const ConvGeometry&, const std::vector<std::int64_t>&,
-                                          PatchRows, double*);
+                                          double*);
 
 }  // namespace xgrad::kernels

@@ -12,23 +12,17 @@
 
 namespace xgrad::kernels {
 
-// Row order of a patch matrix. PositionMajor (row o*N + b) keeps each output
-// position's N rows contiguous, for the per-position GEMMs of the local conv;
-// BatchMajor (row b*P + o) is the (N, O..., C*S) layout of
-// conv_general_dilated_patches and of the one-GEMM shared conv.
-enum class PatchRows { PositionMajor, BatchMajor };
-
-// patches[row(b, o)][c*S + r] = x[b, source(o, r), c] (0 where the table says -1),
-// converted from T to A. `table` is patch_source_table(g).
+// The (N, O..., C*S) patch matrix of conv_general_dilated_patches and of the
+// shared conv's one GEMM: patches[b*P + o][c*S + r] = x[b, source(o, r), c] (0 where
+// the table says -1), converted from T to A. `table` is patch_source_table(g).
 template <class T, class A>
-void extract_patches(const T* x, const ConvGeometry& g, const std::vector<std::int64_t>& table, PatchRows rows,
-                     A* patches);
+void extract_patches(const T* x, const ConvGeometry& g, const std::vector<std::int64_t>& table, A* patches);
 
-// The adjoint: dx[b, source(o, r), c] += patches[row(b, o)][c*S + r]; entries that
+// The adjoint: dx[b, source(o, r), c] += patches[b*P + o][c*S + r]; entries that
 // read padding or dilation holes are dropped. dx is not cleared first.
 template <class A>
 void scatter_add_patches(const A* patches, const ConvGeometry& g, const std::vector<std::int64_t>& table,
-                         PatchRows rows, A* dx);
+                         A* dx);
 
 // One output position's N patch rows (row b = patch row (b, o)), for the local
 // conv's per-position pass.
