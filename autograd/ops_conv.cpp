@@ -15,6 +15,8 @@
 
 #include <memory>
 
+#include <string>
+
 #include <fmt/format.h>
 
 #include "autograd/grad_mode.hpp"
@@ -74,15 +76,12 @@ Tensor conv_op(const ConvPtr& c, const Tensor& x, const Tensor& w) {
                 [c, x, w](const Tensor& g, const Tensor&) -> Grads { return conv_grads(c, x, w, Tensor(), g); });
 }
 
-// Local conv plus a bias (O..., F) broadcast over the batch.
-Tensor local_conv_bias_op(const ConvPtr& c, const Tensor& x, const Tensor& w, const Tensor& b) {
-  return record(op_name(*c), kernels::conv_local_forward_biased(x, w, b, *c), {x, w, b},
-                [c, x, w, b](const Tensor& g, const Tensor&) -> Grads { return conv_grads(c, x, w, b, g); });
-}
-
-// Shared conv plus a bias (F) broadcast over the batch and the positions.
-Tensor shared_conv_bias_op(const ConvPtr& c, const Tensor& x, const Tensor& w, const Tensor& b) {
-  return record(op_name(*c), kernels::conv_shared_forward_biased(x, w, b, *c), {x, w, b},
+// Conv plus a bias broadcast over the batch: (O..., F) for the local conv; (F), also
+// broadcast over the positions, for the shared one.
+Tensor conv_bias_op(const ConvPtr& c, const Tensor& x, const Tensor& w, const Tensor& b) {
+  Tensor y = c->weights == ConvWeights::Local ? kernels::conv_local_forward_biased(x, w, b, *c)
+                                              : kernels::conv_shared_forward_biased(x, w, b, *c);
+  return record(op_name(*c), std::move(y), {x, w, b},
                 [c, x, w, b](const Tensor& g, const Tensor&) -> Grads { return conv_grads(c, x, w, b, g); });
 }
 
@@ -198,6 +197,23 @@ Tensor conv_general_dilated_local(const Tensor& lhs, const Tensor& rhs,
                  lhs, rhs);
 }
 
+namespace {
+
+// A conv bias must be floating, of lhs's dtype and of shape `expected` (`what` says
+// what that shape is).
+void check_bias(const Tensor& bias, const Tensor& lhs, const Shape& expected, const std::string& what,
+                const char* op) {
+  check_floating(bias, "bias", op);
+  if (bias.dtype() != lhs.dtype())
+    throw DTypeError(fmt::format("{}: bias {} is {} but lhs is {}; both must have the same dtype", op,
+                                 shape_str(bias.shape()), dtype_name(bias.dtype()), dtype_name(lhs.dtype())));
+  if (bias.shape() != expected)
+    throw ShapeError(fmt::format("{}: bias has shape {} but must be {} ({})", op, shape_str(bias.shape()),
+                                 shape_str(expected), what));
+}
+
+}  // namespace
+
 Tensor conv_general_dilated_local_bias(const Tensor& lhs, const Tensor& rhs, const Tensor& bias,
                                        const std::vector<std::int64_t>& window_strides, const Padding& padding,
                                        const std::vector<std::int64_t>& filter_shape,
@@ -207,15 +223,9 @@ Tensor conv_general_dilated_local_bias(const Tensor& lhs, const Tensor& rhs, con
   const char* op = "conv_general_dilated_local";
   const ConvPtr c = local_contraction(lhs, rhs, window_strides, padding, filter_shape, lhs_dilation, rhs_dilation,
                                       precision, feature_group_count, op);
-  check_floating(bias, "bias", op);
-  if (bias.dtype() != lhs.dtype())
-    throw DTypeError(fmt::format("{}: bias {} is {} but lhs is {}; both must have the same dtype", op,
-                                 shape_str(bias.shape()), dtype_name(bias.dtype()), dtype_name(lhs.dtype())));
   const Shape out = c->output_shape(), bias_shape(out.begin() + 1, out.end());
-  if (bias.shape() != bias_shape)
-    throw ShapeError(fmt::format("{}: bias has shape {} but must be {} (the output {} without the batch)", op,
-                                 shape_str(bias.shape()), shape_str(bias_shape), shape_str(out)));
-  return local_conv_bias_op(c, lhs, rhs, bias);
+  check_bias(bias, lhs, bias_shape, fmt::format("the output {} without the batch", shape_str(out)), op);
+  return conv_bias_op(c, lhs, rhs, bias);
 }
 
 namespace {
@@ -260,14 +270,8 @@ Tensor conv_general_dilated_bias(const Tensor& lhs, const Tensor& rhs, const Ten
   const char* op = "conv_general_dilated";
   const ConvPtr c = shared_contraction(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                        feature_group_count, precision, op);
-  check_floating(bias, "bias", op);
-  if (bias.dtype() != lhs.dtype())
-    throw DTypeError(fmt::format("{}: bias {} is {} but lhs is {}; both must have the same dtype", op,
-                                 shape_str(bias.shape()), dtype_name(bias.dtype()), dtype_name(lhs.dtype())));
-  if (bias.shape() != Shape{c->features})
-    throw ShapeError(fmt::format("{}: bias has shape {} but must be [{}] (the output features)", op,
-                                 shape_str(bias.shape()), c->features));
-  return shared_conv_bias_op(c, lhs, rhs, bias);
+  check_bias(bias, lhs, Shape{c->features}, "the output features", op);
+  return conv_bias_op(c, lhs, rhs, bias);
 }
 
 Tensor conv_general_dilated_input_vjp(const Tensor& g, const Tensor& rhs, const Shape& lhs_shape,
