@@ -1,6 +1,7 @@
 // The whole public API: #include <xgrad/xgrad.hpp>
 #pragma once
 
+#include "core/allocator.hpp"
 #include "core/dtype.hpp"
 #include "core/error.hpp"
 #include "core/format.hpp"

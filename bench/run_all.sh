@@ -2,9 +2,10 @@
 # The side-by-side suite: builds the xgrad benchmarks and their libtorch twins in their
 # own build dir, runs every workload at 1 and 2 threads and prints one table.
 #   bench/run_all.sh [build_dir=build-bench]
-# Every process (xgrad and libtorch alike) runs with glibc's mmap/trim thresholds raised,
-# so freed large buffers stay in the heap instead of being unmapped and re-faulted each
-# step. Each libtorch thread split (torch intra-op / OpenBLAS threads) runs in a fresh
+# Every process runs as a user runs it: no malloc tuning (xgrad's caching allocator
+# keeps its memory between steps; libtorch gets glibc's defaults, as its users do).
+# Where this machine sets OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (users' machines do
+# not), the whole suite runs twice: as set, then with both unset. Each libtorch thread split (torch intra-op / OpenBLAS threads) runs in a fresh
 # process; at T threads libtorch is credited with its best split using at most T cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,19 +16,26 @@ fi
 ninja -C "$build" -j2 bench/models_bench bench/conv_local_bench bench/models_torch_twin bench/conv_local_torch_twin
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-export MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=1000000000
-echo "load before: $(uptime)"
 
-for threads in 1 2; do
-  "$build/bench/models_bench" "$threads" | tee -a "$out/xgrad.txt"
-done
-"$build/bench/conv_local_bench" | tee -a "$out/xgrad.txt"
-for split in "1 1" "2 1" "1 2" "2 2"; do
-  "$build/bench/models_torch_twin" $split | tee -a "$out/torch.txt"
-  "$build/bench/conv_local_torch_twin" 50 $split | tee -a "$out/torch.txt"
-done
-echo "load after: $(uptime)"
-echo
+suite() {  # suite <label>: runs every workload, then prints the table
+  rm -f "$out/xgrad.txt" "$out/torch.txt"
+  echo "== $1"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-) ($(nproc) cores)"
+  echo "load before: $(uptime)"
+  for threads in 1 2; do
+    "$build/bench/models_bench" "$threads" | tee -a "$out/xgrad.txt"
+  done
+  "$build/bench/conv_local_bench" | tee -a "$out/xgrad.txt"
+  for split in "1 1" "2 1" "1 2" "2 2"; do
+    "$build/bench/models_torch_twin" $split | tee -a "$out/torch.txt"
+    "$build/bench/conv_local_torch_twin" 50 $split | tee -a "$out/torch.txt"
+  done
+  echo "load after: $(uptime)"
+  echo
+  table
+}
+
+table() {
 python3 - "$out/xgrad.txt" "$out/torch.txt" <<'PY'
 import sys
 def results(path):
@@ -61,3 +69,11 @@ for r in xg:
     else:
         print(f"{r.get('row', r['workload']):<19}{r['unit']:>6}{t:>8}{x:>11.4f}{'-':>11}{'-':>8}")
 PY
+}
+
+if [[ -n "${OPENBLAS_CORETYPE:-}${OPENBLAS_L2_SIZE:-}" ]]; then
+  suite "as this machine sets it: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-}"
+  (unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE; suite "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (as on users' machines)")
+else
+  suite "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (as on users' machines)"
+fi

@@ -27,8 +27,8 @@ std::shared_ptr<TensorImpl> make_impl(const Shape& shape, DType dtype) {
   impl->storage = std::make_shared<Storage>();
   visit_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    typename xt::xarray<T>::shape_type xshape(shape.begin(), shape.end());
-    impl->storage->array = xt::xarray<T>::from_shape(xshape);
+    typename StorageArray<T>::shape_type xshape(shape.begin(), shape.end());
+    impl->storage->array = StorageArray<T>::from_shape(xshape);
   });
   return impl;
 }

@@ -10,6 +10,7 @@
 
 #include <xtensor/xarray.hpp>
 
+#include "core/allocator.hpp"
 #include "core/dtype.hpp"
 #include "core/error.hpp"
 #include "core/shape.hpp"
@@ -17,13 +18,17 @@
 
 namespace xgrad {
 
+// A tensor's elements: an xtensor container over xgrad's caching allocator
+// (core/allocator.hpp), so that a training step reuses the previous step's memory.
+template <class T>
+using StorageArray = xt::xarray<T, xt::layout_type::row_major, CachingAllocator<T>>;
+
 // Element storage, shared between a tensor and its detach()ed aliases. The
 // version counter lives here so that an in-place write through any alias is seen
 // by the autograd engine (it checks saved tensors' versions at backward).
 struct Storage {
-  using Array = std::variant<xt::xarray<bool>, xt::xarray<std::int32_t>, xt::xarray<std::int64_t>,
-                             xt::xarray<half>, xt::xarray<bfloat16>, xt::xarray<float>,
-                             xt::xarray<double>>;
+  using Array = std::variant<StorageArray<bool>, StorageArray<std::int32_t>, StorageArray<std::int64_t>,
+                             StorageArray<half>, StorageArray<bfloat16>, StorageArray<float>, StorageArray<double>>;
   Array array;
   std::uint64_t version = 0;
 };
@@ -44,8 +49,8 @@ struct TensorImpl {
 std::shared_ptr<TensorImpl> make_impl(const Shape& shape, DType dtype);
 
 template <class T>
-xt::xarray<T>& storage_array(const TensorImpl& impl) {
-  return std::get<xt::xarray<T>>(impl.storage->array);
+StorageArray<T>& storage_array(const TensorImpl& impl) {
+  return std::get<StorageArray<T>>(impl.storage->array);
 }
 
 // Calls f(T{}) with T the C++ element type of `dtype` (bool, int32_t, ..., half, bfloat16, float, double).

@@ -6,9 +6,10 @@
 
 namespace xgrad {
 
-// Throws DTypeError unless T is the tensor's element type.
+// Throws DTypeError unless T is the tensor's element type. The container is an
+// xt::xarray over xgrad's caching allocator (StorageArray<T>, core/tensor_impl.hpp).
 template <class T>
-xt::xarray<T>& as_xarray(const Tensor& t) {
+StorageArray<T>& as_xarray(const Tensor& t) {
   if (!t.defined() || t.dtype() != dtype_v<T>)
     throw DTypeError("as_xarray: tensor is not of the requested element type");
   return storage_array<T>(*t.impl());

@@ -1,7 +1,9 @@
 // Per-thread scratch buffers for the conv kernels, kept between calls: a training
 // step reuses the pages of the previous one instead of touching fresh memory
-// (~2.2 us per 4 KiB page on this machine). A buffer only grows; it holds the
-// largest request seen on its thread.
+// (~2.2 us per 4 KiB page on this machine). The blocks come from the caching
+// allocator (core/allocator.hpp): a buffer grows to the largest request seen on
+// its thread, and release_cached_memory() makes every thread give its blocks back
+// at its next request.
 #pragma once
 
 #include <cstddef>
