@@ -1,6 +1,7 @@
 #include "core/threading.hpp"
 
 #include <pthread.h>
+#include <sched.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -10,11 +11,18 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cmath>
 #include <cstdlib>
 #include <exception>
+#include <fstream>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
+
+#include <fmt/format.h>
+
+#include "core/error.hpp"
 
 // OpenBLAS's own pool size; declared here rather than through <cblas.h>, which
 // clashes with xtensor-blas's bundled declarations.
@@ -25,15 +33,57 @@ namespace {
 
 std::atomic<int> current_threads{0};
 
-int default_threads() {
-  if (const char* env = std::getenv("XGRAD_NUM_THREADS")) {
-    char* end = nullptr;
-    const long n = std::strtol(env, &end, 10);
-    if (end != env && *end == '\0' && n > 0) return static_cast<int>(n);
-  }
-  const unsigned hw = std::thread::hardware_concurrency();
-  return hw > 0 ? static_cast<int>(hw) : 1;
+// A positive integer, or 0 when `text` is not one.
+int parse_positive(const char* text) {
+  if (text == nullptr || *text == '\0') return 0;
+  char* end = nullptr;
+  const long n = std::strtol(text, &end, 10);
+  return (*end == '\0' && n > 0 && n <= 1 << 16) ? static_cast<int>(n) : 0;
 }
+
+// The CPU quota of this process's cgroup in whole CPUs (rounded up), or 0 if none:
+// cgroup v2's cpu.max ("200000 100000" = 2 CPUs, "max 100000" = no quota), else v1's
+// cfs_quota_us / cfs_period_us.
+int cgroup_cpu_quota() {
+  double quota = 0, period = 0;
+  if (std::ifstream v2("/sys/fs/cgroup/cpu.max"); v2) {
+    std::string q;
+    if (v2 >> q >> period && q != "max") quota = std::atof(q.c_str());
+  } else {
+    std::ifstream q1("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), p1("/sys/fs/cgroup/cpu/cpu.cfs_period_us");
+    if (q1 && p1) q1 >> quota, p1 >> period;
+  }
+  if (quota <= 0 || period <= 0) return 0;
+  return std::max(1, static_cast<int>(std::ceil(quota / period)));
+}
+
+}  // namespace
+
+int available_cpus() {
+  int cpus = 0;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) cpus = CPU_COUNT(&set);
+  if (cpus <= 0) cpus = static_cast<int>(std::thread::hardware_concurrency());
+  if (const int quota = cgroup_cpu_quota(); quota > 0) cpus = cpus > 0 ? std::min(cpus, quota) : quota;
+  return std::max(cpus, 1);
+}
+
+namespace detail {
+
+int threads_from_environment(const char* xgrad_num_threads, const char* openblas_num_threads, int cpus) {
+  if (xgrad_num_threads != nullptr && *xgrad_num_threads != '\0') {
+    const int n = parse_positive(xgrad_num_threads);
+    if (n == 0)
+      throw ValueError(fmt::format("XGRAD_NUM_THREADS='{}': expected a positive integer", xgrad_num_threads));
+    return n;
+  }
+  if (const int n = parse_positive(openblas_num_threads); n > 0) return n;
+  return std::max(cpus, 1);
+}
+
+}  // namespace detail
+
+namespace {
 
 // One parallel_for call. It lives on the caller's stack: workers join it only
 // while the pool publishes it, and the caller waits for them to leave.
@@ -159,21 +209,33 @@ Pool& pool() {
 
 }  // namespace
 
+namespace {
+
+// OpenBLAS runs single-threaded inside xgrad's threads: xgrad splits its own GEMMs
+// over its pool (core/kernels/conv_gemm.cpp), so OpenBLAS's pool would only compete
+// with ours for the same cores. Done once, before xgrad's first GEMM; never mid-call.
+void make_blas_serial() {
+  static std::once_flag done;
+  std::call_once(done, [] { openblas_set_num_threads(1); });
+}
+
+}  // namespace
+
 int num_threads() {
   static std::once_flag initialised;
   std::call_once(initialised, [] {
+    make_blas_serial();
     int expected = 0;
-    const int n = default_threads();
-    // A set_num_threads() that ran before the first query wins.
-    if (current_threads.compare_exchange_strong(expected, n)) openblas_set_num_threads(n);
+    const int n = detail::threads_from_environment(std::getenv("XGRAD_NUM_THREADS"),
+                                                   std::getenv("OPENBLAS_NUM_THREADS"), available_cpus());
+    current_threads.compare_exchange_strong(expected, n);  // a set_num_threads() that ran first wins
   });
   return current_threads.load(std::memory_order_relaxed);
 }
 
 void set_num_threads(int n) {
-  if (n < 1) n = 1;
-  current_threads.store(n, std::memory_order_relaxed);
-  openblas_set_num_threads(n);
+  make_blas_serial();
+  current_threads.store(std::max(n, 1), std::memory_order_relaxed);
 }
 
 namespace detail {

@@ -1,6 +1,8 @@
-// The number of threads xgrad's own parallel kernels use, kept in step with
-// OpenBLAS's pool, and parallel_for: a small pool whose workers sleep between
-// calls, so they never spin next to OpenBLAS's threads.
+// The number of threads xgrad's kernels use, and parallel_for: the one small pool
+// every parallel kernel runs on (its workers sleep between calls). GEMMs are split
+// over this pool too, with OpenBLAS single-threaded inside each piece: xgrad sets
+// OpenBLAS to one thread once, at its first use, so two pools never compete for
+// the same cores.
 #pragma once
 
 #include <algorithm>
@@ -9,11 +11,16 @@
 
 namespace xgrad {
 
-// Defaults to the XGRAD_NUM_THREADS environment variable if set (a positive integer),
-// else std::thread::hardware_concurrency(). The first call also applies the value to OpenBLAS.
+// The CPUs this process may run on: its affinity mask (taskset, numactl), capped
+// by its cgroup's CPU quota (docker --cpus, Kubernetes limits), at least 1.
+int available_cpus();
+
+// The thread count of xgrad's kernels. It defaults to XGRAD_NUM_THREADS if set
+// (a positive integer; anything else is a ValueError), else OPENBLAS_NUM_THREADS
+// if it is a positive integer, else available_cpus().
 int num_threads();
 
-// Sets the thread count for xgrad's kernels and for OpenBLAS (n < 1 is treated as 1).
+// Sets the thread count of xgrad's kernels (n < 1 is treated as 1).
 void set_num_threads(int n);
 
 // The contiguous range [begin, end) of slot `slot` when `count` items are split
@@ -30,6 +37,8 @@ inline SlotRange static_slot_range(std::int64_t count, std::int64_t slots, std::
 }
 
 namespace detail {
+// num_threads()'s default from the two variables' values (null when unset).
+int threads_from_environment(const char* xgrad_num_threads, const char* openblas_num_threads, int cpus);
 void parallel_for(std::int64_t chunks, void (*run)(void* context, std::int64_t chunk), void* context);
 }  // namespace detail
 

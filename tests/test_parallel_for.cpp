@@ -1,6 +1,7 @@
 // xgrad::parallel_for: every chunk runs exactly once whatever the thread count,
 // nested and concurrent calls complete (serially), exceptions reach the caller, and
 // a forked child gets a working pool.
+#include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 
 #include <doctest/doctest.h>
 
+#include "core/error.hpp"
 #include "core/threading.hpp"
 
 using namespace xgrad;
@@ -90,4 +92,24 @@ TEST_CASE("parallel_for works in a child process forked after the pool started")
   REQUIRE(waitpid(child, &status, 0) == child);
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("the default thread count: XGRAD_NUM_THREADS, then OPENBLAS_NUM_THREADS, then the CPUs available") {
+  CHECK(detail::threads_from_environment("3", "5", 8) == 3);
+  CHECK(detail::threads_from_environment(nullptr, "5", 8) == 5);
+  CHECK(detail::threads_from_environment(nullptr, nullptr, 8) == 8);
+  CHECK(detail::threads_from_environment("", "junk", 2) == 2);  // OpenBLAS ignores junk as well
+  CHECK(detail::threads_from_environment(nullptr, "0", 0) == 1);
+  for (const char* bad : {"0", "-2", "two", "3x"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_WITH_AS(detail::threads_from_environment(bad, nullptr, 2),
+                         doctest::Contains("XGRAD_NUM_THREADS"), ValueError);
+  }
+}
+
+TEST_CASE("available_cpus respects the affinity mask") {
+  cpu_set_t set;
+  REQUIRE(sched_getaffinity(0, sizeof(set), &set) == 0);
+  CHECK(available_cpus() >= 1);
+  CHECK(available_cpus() <= CPU_COUNT(&set));
 }

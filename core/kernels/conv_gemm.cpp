@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <climits>
 #include <string>
 
@@ -19,6 +20,46 @@ blasint blas_int(std::int64_t v) {
   return static_cast<blasint>(v);
 }
 
+// One cblas call; OpenBLAS is single-threaded (core/threading.cpp).
+template <class T>
+void blas_gemm(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k, const T* a,
+               std::int64_t lda, const T* b, std::int64_t ldb, T* c, std::int64_t ldc, bool accumulate) {
+  const auto ta = transpose_a ? CblasTrans : CblasNoTrans;
+  const auto tb = transpose_b ? CblasTrans : CblasNoTrans;
+  if constexpr (std::is_same_v<T, float>)
+    cblas_sgemm(CblasRowMajor, ta, tb, blas_int(m), blas_int(n), blas_int(k), 1.0f, a, blas_int(lda), b,
+                blas_int(ldb), accumulate ? 1.0f : 0.0f, c, blas_int(ldc));
+  else
+    cblas_dgemm(CblasRowMajor, ta, tb, blas_int(m), blas_int(n), blas_int(k), 1.0, a, blas_int(lda), b,
+                blas_int(ldb), accumulate ? 1.0 : 0.0, c, blas_int(ldc));
+}
+
+// How a product is cut into pieces for the pool: along the longer of C's two sides,
+// into blocks of at least kMinBlock rows or columns (a multiple of 16, the widest
+// register tile), one per kMacsPerPiece multiply-adds, at most kMaxPieces. The cut
+// depends on the shape alone, never on the thread count, and each element of C is
+// computed by one piece over the whole of k: the result has the same bits at any
+// thread count.
+struct GemmSplit {
+  bool along_rows = false;
+  std::int64_t pieces = 1, block = 0;
+};
+
+constexpr std::int64_t kMacsPerPiece = std::int64_t{1} << 20;  // ~20 us on one core
+constexpr std::int64_t kMaxPieces = 8;
+constexpr std::int64_t kMinBlock = 64;
+
+GemmSplit split_gemm(std::int64_t m, std::int64_t n, std::int64_t k) {
+  GemmSplit s;
+  s.along_rows = m > n;
+  const std::int64_t side = s.along_rows ? m : n;
+  const std::int64_t by_work = (m * n * k) / kMacsPerPiece;  // m, n, k < 2^31 (blas_int)
+  s.pieces = std::clamp<std::int64_t>(std::min(by_work, side / kMinBlock), 1, kMaxPieces);
+  s.block = ((side + s.pieces - 1) / s.pieces + 15) / 16 * 16;
+  s.pieces = (side + s.block - 1) / s.block;
+  return s;
+}
+
 }  // namespace
 
 template <class T>
@@ -30,19 +71,25 @@ void conv_gemm(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t 
       for (std::int64_t j = 0; j < n; ++j) c[i * ldc + j] = T(0);
     return;
   }
-  const auto ta = transpose_a ? CblasTrans : CblasNoTrans;
-  const auto tb = transpose_b ? CblasTrans : CblasNoTrans;
-  if constexpr (std::is_same_v<T, float>)
-    cblas_sgemm(CblasRowMajor, ta, tb, blas_int(m), blas_int(n), blas_int(k), 1.0f, a, blas_int(lda), b,
-                blas_int(ldb), accumulate ? 1.0f : 0.0f, c, blas_int(ldc));
-  else
-    cblas_dgemm(CblasRowMajor, ta, tb, blas_int(m), blas_int(n), blas_int(k), 1.0, a, blas_int(lda), b,
-                blas_int(ldb), accumulate ? 1.0 : 0.0, c, blas_int(ldc));
+  (void)num_threads();  // sets OpenBLAS single-threaded before its first call
+  const GemmSplit s = split_gemm(m, n, k);
+  if (s.pieces == 1) {
+    blas_gemm(transpose_a, transpose_b, m, n, k, a, lda, b, ldb, c, ldc, accumulate);
+    return;
+  }
+  parallel_for(s.pieces, [&](std::int64_t piece) {
+    const std::int64_t begin = piece * s.block;
+    if (s.along_rows) {  // rows [begin, end) of op(A) and C
+      const std::int64_t rows = std::min(m, begin + s.block) - begin;
+      blas_gemm(transpose_a, transpose_b, rows, n, k, a + (transpose_a ? begin : begin * lda), lda, b, ldb,
+                c + begin * ldc, ldc, accumulate);
+    } else {  // columns [begin, end) of op(B) and C
+      const std::int64_t cols = std::min(n, begin + s.block) - begin;
+      blas_gemm(transpose_a, transpose_b, m, cols, k, a, lda, b + (transpose_b ? begin * ldb : begin), ldb, c + begin,
+                ldc, accumulate);
+    }
+  });
 }
-
-SerialBlasScope::SerialBlasScope() { openblas_set_num_threads(1); }
-
-SerialBlasScope::~SerialBlasScope() { openblas_set_num_threads(num_threads()); }
 
 template void conv_gemm<float>(bool, bool, std::int64_t, std::int64_t, std::int64_t, const float*, std::int64_t,
                                const float*, std::int64_t, float*, std::int64_t, bool);

@@ -1,5 +1,8 @@
 // Row-major C = op(A) * op(B) on raw float/double buffers through cblas (the only
-// place the conv kernels touch <cblas.h>; keep it out of TUs that include xtensor-blas).
+// place the kernels touch <cblas.h>; keep it out of TUs that include xtensor-blas).
+// Large products are cut into pieces fixed by the shape and run on xgrad's pool
+// (OpenBLAS single-threaded inside each), so the result is the same at any thread
+// count; called from inside a parallel_for it runs on its caller.
 #pragma once
 
 #include <cstdint>
@@ -12,15 +15,5 @@ template <class T>
 void conv_gemm(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k, const T* a,
                std::int64_t lda, const T* b, std::int64_t ldb, T* c, std::int64_t ldc, bool accumulate = false);
 
-// While alive, OpenBLAS runs single-threaded, for GEMMs issued from a parallel
-// region of the caller's own (its pool would oversubscribe the cores); restores
-// xgrad::num_threads() after.
-class SerialBlasScope {
- public:
-  SerialBlasScope();
-  ~SerialBlasScope();
-  SerialBlasScope(const SerialBlasScope&) = delete;
-  SerialBlasScope& operator=(const SerialBlasScope&) = delete;
-};
 
 }  // namespace xgrad::kernels

@@ -1,7 +1,6 @@
 #include "core/kernels/conv_local_general.hpp"
 
 #include <algorithm>
-#include <optional>
 
 #include "core/kernels/conv_gemm.hpp"
 #include "core/kernels/conv_patches.hpp"
@@ -27,14 +26,12 @@ struct LocalDims {
 std::int64_t position_slots(std::int64_t P) { return std::clamp<std::int64_t>(P, 1, num_threads()); }
 
 // Calls body(slot, begin, end) for each of position_slots(P) slots, slot owning the
-// contiguous positions [begin, end), on parallel_for with OpenBLAS single-threaded
-// meanwhile. Thread-local scratch taken inside body is the slot's own for the call:
+// contiguous positions [begin, end), on parallel_for (the GEMMs inside run on their
+// slot's thread). Thread-local scratch taken inside body is the slot's own for the call:
 // a thread runs one chunk at a time.
 template <class Body>
 void for_each_position_slot(std::int64_t P, Body&& body) {
   const std::int64_t slots = position_slots(P);
-  std::optional<SerialBlasScope> serial_blas;
-  if (slots > 1) serial_blas.emplace();
   parallel_for(slots, [&](std::int64_t slot) {
     const SlotRange range = static_slot_range(P, slots, slot);
     body(slot, range.begin, range.end);

@@ -1,15 +1,14 @@
-// cblas lives in this translation unit only: its declarations clash with the
-// ones xtensor-blas bundles (DESIGN.md).
 #include "core/kernels/matmul.hpp"
-
-#include <cblas.h>
 
 #include <algorithm>
 #include <climits>
+#include <type_traits>
+#include <vector>
 
 #include <fmt/format.h>
 
 #include "core/kernels/broadcast.hpp"
+#include "core/kernels/conv_gemm.hpp"
 #include "core/kernels/elementwise.hpp"
 #include "core/tensor_impl.hpp"
 
@@ -26,23 +25,19 @@ struct Gemm {
   std::int64_t a_size() const { return m * k; }
   std::int64_t b_size() const { return k * n; }
 
-  blasint lda() const { return static_cast<blasint>(std::max<std::int64_t>(transpose_a ? m : k, 1)); }
-  blasint ldb() const { return static_cast<blasint>(std::max<std::int64_t>(transpose_b ? k : n, 1)); }
-  CBLAS_TRANSPOSE flag(bool transposed) const { return transposed ? CblasTrans : CblasNoTrans; }
+  std::int64_t lda() const { return std::max<std::int64_t>(transpose_a ? m : k, 1); }
+  std::int64_t ldb() const { return std::max<std::int64_t>(transpose_b ? k : n, 1); }
 
-  void operator()(const float* a, const float* b, float* c, std::int64_t rows) const {
-    cblas_sgemm(CblasRowMajor, flag(transpose_a), flag(transpose_b), static_cast<blasint>(rows),
-                static_cast<blasint>(n), static_cast<blasint>(k), 1.0f, a, lda(), b, ldb(), 0.0f, c,
-                static_cast<blasint>(std::max<std::int64_t>(n, 1)));
-  }
-  void operator()(const double* a, const double* b, double* c, std::int64_t rows) const {
-    cblas_dgemm(CblasRowMajor, flag(transpose_a), flag(transpose_b), static_cast<blasint>(rows),
-                static_cast<blasint>(n), static_cast<blasint>(k), 1.0, a, lda(), b, ldb(), 0.0, c,
-                static_cast<blasint>(std::max<std::int64_t>(n, 1)));
+  // float and double: cblas, split over xgrad's threads (conv_gemm.hpp).
+  template <class T>
+    requires std::is_floating_point_v<T>
+  void operator()(const T* a, const T* b, T* c, std::int64_t rows) const {
+    conv_gemm<T>(transpose_a, transpose_b, rows, n, k, a, lda(), b, ldb(), c, std::max<std::int64_t>(n, 1));
   }
   // Integers and bool: row i of C accumulates a[i, p] * b[p, :] over p, a contiguous
   // (vectorisable) inner loop; bool sums through int64, so the result is OR of ANDs.
   template <class T>
+    requires(!std::is_floating_point_v<T>)
   void operator()(const T* a, const T* b, T* c, std::int64_t rows) const {
     std::vector<std::int64_t> row(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < rows; ++i) {
