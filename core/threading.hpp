@@ -68,4 +68,19 @@ void parallel_for_ranges(std::int64_t n, std::int64_t max_chunks, F&& fn) {
   });
 }
 
+// For a loop over n independent elements (an element-wise kernel): fn(begin, end)
+// over the whole range on the caller when n is small, else over num_threads()
+// ranges of at least 32 Ki elements (below that the hand-off to a worker costs
+// more than the memory traffic it shares). The result never depends on the split.
+template <class F>
+void parallel_for_elements(std::int64_t n, F&& fn) {
+  constexpr std::int64_t kMinElementsPerRange = std::int64_t{1} << 15;
+  const std::int64_t ranges = std::min<std::int64_t>(num_threads(), n / kMinElementsPerRange);
+  if (ranges <= 1) {
+    fn(std::int64_t{0}, n);
+    return;
+  }
+  parallel_for_ranges(n, ranges, fn);
+}
+
 }  // namespace xgrad

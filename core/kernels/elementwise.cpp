@@ -10,6 +10,7 @@
 #include "core/kernels/convert16.hpp"
 #include "core/kernels/elementwise.hpp"
 #include "core/tensor_impl.hpp"
+#include "core/threading.hpp"
 
 namespace xgrad::kernels {
 
@@ -401,12 +402,13 @@ Tensor relu_grad(const Tensor& g, const Tensor& out) {
     const T* __restrict gp = g.data<T>();
     const T* __restrict op = out.data<T>();
     T* __restrict rp = result.data<T>();
-    const std::int64_t n = g.numel();
-    // g is loaded unconditionally, so the select vectorises (a load under the condition does not).
-    for (std::int64_t i = 0; i < n; ++i) {
-      const T gi = gp[i];
-      rp[i] = static_cast<V>(op[i]) > V(0) ? gi : T(V(0));
-    }
+    parallel_for_elements(g.numel(), [&](std::int64_t begin, std::int64_t end) {
+      // g is loaded unconditionally, so the select vectorises (a load under the condition does not).
+      for (std::int64_t i = begin; i < end; ++i) {
+        const T gi = gp[i];
+        rp[i] = static_cast<V>(op[i]) > V(0) ? gi : T(V(0));
+      }
+    });
   });
   return result;
 }

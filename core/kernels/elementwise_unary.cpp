@@ -10,6 +10,7 @@
 #include "core/kernels/convert16.hpp"
 #include "core/kernels/elementwise.hpp"
 #include "core/tensor_impl.hpp"
+#include "core/threading.hpp"
 
 namespace xgrad::kernels {
 
@@ -25,21 +26,22 @@ Tensor map(const Tensor& x, DType out_dtype, F f) {
   Tensor out = empty(x.shape(), out_dtype);
   const In* px = x.data<In>();
   Out* po = out.data<Out>();
-  const std::int64_t n = x.numel();
-  if constexpr (!is_float16_v<In>) {
-    for (std::int64_t i = 0; i < n; ++i) po[i] = static_cast<Out>(f(px[i]));
-  } else {
-    using R = decltype(f(0.0f));
-    float xv[kStageLength];
-    R rv[kStageLength];
-    for (std::int64_t j = 0; j < n; j += kStageLength) {
-      const std::int64_t m = std::min(kStageLength, n - j);
-      widen(px + j, xv, m);
-      for (std::int64_t k = 0; k < m; ++k) rv[k] = f(xv[k]);
-      if constexpr (is_float16_v<Out>) narrow(rv, po + j, m);
-      else std::copy(rv, rv + m, po + j);
+  parallel_for_elements(x.numel(), [&](std::int64_t begin, std::int64_t end) {
+    if constexpr (!is_float16_v<In>) {
+      for (std::int64_t i = begin; i < end; ++i) po[i] = static_cast<Out>(f(px[i]));
+    } else {
+      using R = decltype(f(0.0f));
+      float xv[kStageLength];
+      R rv[kStageLength];
+      for (std::int64_t j = begin; j < end; j += kStageLength) {
+        const std::int64_t m = std::min(kStageLength, end - j);
+        widen(px + j, xv, m);
+        for (std::int64_t k = 0; k < m; ++k) rv[k] = f(xv[k]);
+        if constexpr (is_float16_v<Out>) narrow(rv, po + j, m);
+        else std::copy(rv, rv + m, po + j);
+      }
     }
-  }
+  });
   return out;
 }
 

@@ -8,11 +8,11 @@
 
 namespace fashion {
 
-// "local": Conv 3x3 (16) -> ReLU -> max-pool 2 -> ConvLocal 3x3 (32, VALID) -> ReLU
-//          -> max-pool 2 -> Dense 10. The locally connected layer follows a shared
+// "local": Conv 3x3 (16) -> max-pool 2 -> ReLU -> ConvLocal 3x3 (32, VALID) -> max-pool 2
+//          -> ReLU -> Dense 10. The locally connected layer follows a shared
 //          convolution, as in DeepFace: the convolution finds local features
 //          everywhere, the unshared layer learns where they matter.
-// "cnn":   Conv 3x3 (32) -> ReLU -> pool -> Conv 3x3 (64) -> ReLU -> pool -> Dense 10.
+// "cnn":   Conv 3x3 (32) -> pool -> ReLU -> Conv 3x3 (64) -> pool -> ReLU -> Dense 10.
 // "mlp":   784 -> 256 -> 128 -> 10 with ReLU.
 std::shared_ptr<xgrad::nn::Module> make_model(const std::string& name);
 
