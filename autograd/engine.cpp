@@ -240,6 +240,12 @@ Tensor record(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, S
   bool any = false;
   for (const Tensor& t : inputs) any = any || (t.defined() && t.requires_grad());
   if (!any) return out;
+  // An identity-like op (a gradient-reversal layer returns its input) must not take
+  // over a tensor that is already an input or on the tape: its output becomes a
+  // new handle on the same storage.
+  bool aliases_input = out.requires_grad();
+  for (const Tensor& t : inputs) aliases_input = aliases_input || (t.defined() && t.impl() == out.impl());
+  if (aliases_input) out = out.detach();
   auto node = std::make_shared<Node>();
   node->op = op;
   node->saves = saves;
