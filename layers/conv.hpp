@@ -54,6 +54,7 @@ class Conv : public Module {
  public:
   explicit Conv(ConvOptions options) : Conv(std::move(options), /*shared_weights=*/true) {}
   std::string describe() const override;  // "Conv, features=16, kernel_size=[3, 3]"
+  int feature_rank() const override { return static_cast<int>(options_.kernel_size.size()) + 1; }
   const ConvOptions& options() const { return options_; }
 
  protected:

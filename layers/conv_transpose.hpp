@@ -74,6 +74,7 @@ class ConvTranspose : public Module {
  public:
   explicit ConvTranspose(ConvTransposeOptions options);
   std::string describe() const override;  // "ConvTranspose, features=16, kernel_size=[3, 3]"
+  int feature_rank() const override { return static_cast<int>(options_.kernel_size.size()) + 1; }
   const ConvTransposeOptions& options() const { return options_; }
 
  protected:

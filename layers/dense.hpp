@@ -30,6 +30,7 @@ class Dense : public Module {
  public:
   explicit Dense(DenseOptions options);
   std::string describe() const override;  // "Dense, features=10"
+  int feature_rank() const override { return 1; }  // the kernel depends on the last input dim only
   const DenseOptions& options() const { return options_; }
 
  protected:

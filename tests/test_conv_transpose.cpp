@@ -328,7 +328,8 @@ TEST_CASE("ConvTranspose errors: typed, with the module path, raised before any 
   // kernel_size makes a 2-d conv, the input has no room for it.
   nn::ConvTranspose two_d({.features = 4, .kernel_size = {3, 3}});
   std::string msg = error_of<ShapeError>([&] { two_d(ones({5, 3})); });
-  CHECK(contains(msg, "ConvTranspose: input of shape [5, 3] has rank 2, but kernel_size [3, 3] makes a 2-d "
+  CHECK(contains(msg, "ConvTranspose, features=4, kernel_size=[3, 3]: input of shape [5, 3] has rank 2, but "
+                      "kernel_size [3, 3] makes a 2-d "
                       "convolution, which needs (batch..., 2 spatial dims, features): rank >= 3"));
   CHECK(two_d.named_parameters().empty());
 
@@ -362,7 +363,7 @@ TEST_CASE("ConvTranspose errors: typed, with the module path, raised before any 
   // Mask: the kernel is (k, F, C) with transpose_kernel.
   Net net({.features = 4, .kernel_size = {3}, .mask = ones({3, 3, 4}), .transpose_kernel = true});
   msg = error_of<ValueError>([&] { net(ones({1, 8, 3})); });
-  CHECK(contains(msg, "up (ConvTranspose, features=4, kernel_size=[3]): ConvTranspose: Mask needs to have the same "
+  CHECK(contains(msg, "up (ConvTranspose, features=4, kernel_size=[3]): Mask needs to have the same "
                       "shape as weights. Shapes are: (3, 3, 4), (3, 4, 3)"));
   CHECK(net.named_parameters().empty());
 
