@@ -1,0 +1,67 @@
+// Layer options are validated at construction with one rule for every layer.
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include "test_support.hpp"
+#include "xgrad.hpp"
+
+using namespace xgrad;
+using test_support::error_of;
+
+namespace {
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("conv layers check features, kernel_size, strides and dilations when constructed") {
+  for (bool local : {false, true}) {
+    auto make = [local](nn::ConvOptions o) {
+      if (local) nn::ConvLocal layer(std::move(o));
+      else nn::Conv layer(std::move(o));
+    };
+    const std::string who = local ? "ConvLocal" : "Conv";
+    CAPTURE(who);
+    // features = 0 gave an empty [4, 200, 0] output at the first call.
+    CHECK(error_of<ValueError>([&] { make({.features = 0, .kernel_size = {3}}); }) ==
+          who + ": features must be positive, got 0");
+    CHECK(error_of<ValueError>([&] { make({.features = -2, .kernel_size = {3}}); }) ==
+          who + ": features must be positive, got -2");
+    // An empty kernel_size is a ValueError (it was NotImplementedError, at the first call).
+    CHECK(contains(error_of<ValueError>([&] { make({.features = 4, .kernel_size = {}}); }),
+                   who + ": kernel_size is empty"));
+    CHECK(contains(error_of<ValueError>([&] { make({.features = 4, .kernel_size = {3, 0}}); }),
+                   who + ": kernel_size [3, 0] must be positive"));
+    CHECK(contains(error_of<ValueError>([&] { make({.features = 4, .kernel_size = {3}, .strides = -1}); }),
+                   who + ": strides [-1] must be positive"));
+    CHECK(contains(error_of<ValueError>([&] { make({.features = 4, .kernel_size = {3, 3}, .strides = {1, 1, 1}}); }),
+                   who + ": strides [1, 1, 1] has 3 entries but kernel_size [3, 3] makes a 2-d convolution"));
+    CHECK(contains(error_of<ValueError>([&] { make({.features = 4, .kernel_size = {3}, .input_dilation = 0}); }),
+                   who + ": input_dilation [0] must be positive"));
+    CHECK(contains(error_of<ValueError>([&] { make({.features = 4, .kernel_size = {3}, .kernel_dilation = {-2}}); }),
+                   who + ": kernel_dilation [-2] must be positive"));
+  }
+  // Dense has always checked at construction; it keeps the same wording.
+  CHECK(error_of<ValueError>([] { nn::Dense({.features = 0}); }) == "Dense: features must be positive, got 0");
+}
+
+TEST_CASE("a misspelt padding string fails at construction and lists every accepted form") {
+  const std::string msg = error_of<ValueError>([] { nn::ConvLocal({.features = 4, .kernel_size = {3}, .padding = "SMAE"}); });
+  CHECK(msg ==
+        "ConvLocal: padding 'SMAE' is not one of the accepted forms: 'SAME', 'VALID', 'SAME_LOWER' (any case), "
+        "'CIRCULAR', 'REFLECT', 'CAUSAL' (upper case; CAUSAL for 1-d kernels only), an int p (p on both sides of "
+        "every spatial dim), or one int or (lo, hi) pair per spatial dim");
+  CHECK(contains(error_of<ValueError>([] { nn::Conv({.features = 4, .kernel_size = {3}, .padding = "circular"}); }),
+                 "Conv: padding 'circular' is not one of the accepted forms"));
+  CHECK(contains(error_of<ValueError>([] { nn::Conv({.features = 4, .kernel_size = {3, 3}, .padding = "CAUSAL"}); }),
+                 "Conv: CAUSAL padding is only implemented for 1-d convolutions"));
+  CHECK(contains(error_of<ValueError>([] { nn::Conv({.features = 4, .kernel_size = {3, 3}, .padding = Padding{1, 2, 3}}); }),
+                 "Conv: Invalid padding format: [1, 2, 3]"));
+  // Every accepted form constructs.
+  for (const Padding& p : {Padding("SAME"), Padding("valid"), Padding("SAME_LOWER"), Padding("CIRCULAR"),
+                           Padding("REFLECT"), Padding("CAUSAL"), Padding(2), Padding{{1, 2}}, Padding{-1}}) {
+    CAPTURE(p.to_string());
+    CHECK_NOTHROW(nn::ConvLocal({.features = 4, .kernel_size = {3}, .padding = p}));
+  }
+}
