@@ -80,8 +80,9 @@ Tensor accumulate(const Tensor& total, const Tensor& g) { return total.defined()
 Tensor conform(const Node& node, std::size_t i, Tensor g) {
   const Tensor& input = node.inputs[i];
   if (g.shape() != input.shape())
-    throw AutogradError(fmt::format("backward: the VJP of '{}' returned a gradient of shape {} for input {} "
-                                    "of shape {} (an xgrad bug: please report it)",
+    throw AutogradError(fmt::format("backward: the VJP of '{}' returned a gradient of shape {} for its input {}, "
+                                    "expected that input's shape {} (a VJP returns one gradient per input, shaped "
+                                    "like it; sum_to(g, shape) undoes a broadcast)",
                                     node.op, shape_str(g.shape()), i, shape_str(input.shape())));
   if (g.dtype() != input.dtype()) g = cast(g, input.dtype());
   return g;
@@ -90,7 +91,8 @@ Tensor conform(const Node& node, std::size_t i, Tensor g) {
 Tensor default_cotangent(const Tensor& output, const char* what) {
   if (output.numel() != 1)
     throw AutogradError(fmt::format("{}: a cotangent is required for an output of shape {} ({} elements); "
-                                    "only one-element outputs default to a cotangent of 1",
+                                    "only one-element outputs default to a cotangent of 1 (reduce the loss, e.g. "
+                                    "Reduction::Mean, or pass a cotangent)",
                                     what, shape_str(output.shape()), output.numel()));
   return ones(output.shape(), output.dtype());
 }

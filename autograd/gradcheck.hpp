@@ -27,6 +27,7 @@ struct GradcheckOptions {
 };
 
 struct GradcheckReport {
+  std::string check = "gradcheck";    // or "gradgradcheck": names the check in to_string()
   bool ok = true;
   std::size_t checked = 0;            // Jacobian entries (or projections) compared
   // The worst entry (largest error relative to its tolerance):

@@ -73,3 +73,45 @@ TEST_CASE("record: a custom op with a forward under NoGradGuard passes gradcheck
   test_support::check_first_and_second_order(
       "scaled_tanh", [](const std::vector<Tensor>& in) { return scaled_tanh(in[0], 1.5); }, {x});
 }
+
+TEST_CASE("a user VJP returning the wrong shape is reported as that op's VJP, with the expected shape") {
+  Tensor x = from_vector({1, 2, 3}, {3}, DType::Float64).requires_grad_();
+  Tensor y = record("bad_vjp", x * 1.0, {x}, [](const Tensor& g, const Tensor&) -> Grads { return {g.sum()}; });
+  const std::string msg = error_of<AutogradError>([&] { y.sum().backward(); });
+  CHECK(msg ==
+        "backward: the VJP of 'bad_vjp' returned a gradient of shape [] for its input 0, expected that input's "
+        "shape [3] (a VJP returns one gradient per input, shaped like it; sum_to(g, shape) undoes a broadcast)");
+  CHECK(!contains(msg, "xgrad bug"));
+}
+
+TEST_CASE("backward on a non-scalar loss says how to reduce it") {
+  Tensor logits = from_vector({1, 2, 3, 4}, {2, 2}).requires_grad_();
+  Tensor loss = losses::softmax_cross_entropy(logits, from_vector({0, 1}, {2}, DType::Int64));  // Reduction::None
+  CHECK(contains(error_of<AutogradError>([&] { loss.backward(); }),
+                 "(reduce the loss, e.g. Reduction::Mean, or pass a cotangent)"));
+}
+
+TEST_CASE("gradgradcheck's report calls itself gradgradcheck") {
+  const auto f = [](const std::vector<Tensor>& in) { return (in[0] * in[0] * in[0]).sum(); };
+  const Tensor x = from_vector({0.5, -1.5}, {2}, DType::Float64);
+  const GradcheckReport second = gradgradcheck(f, {x});
+  CHECK(second.ok);
+  CHECK(second.to_string().rfind("gradgradcheck passed: ", 0) == 0);
+  CHECK(gradcheck(f, {x}).to_string().rfind("gradcheck passed: ", 0) == 0);
+  // A wrong second derivative is named too: d/dx of this VJP is wrong (6x expected, 0 given).
+  const auto wrong = [](const std::vector<Tensor>& in) {
+    Tensor cube;
+    {
+      NoGradGuard forward_only;
+      cube = in[0] * in[0] * in[0];
+    }
+    // First derivative 3x^2 computed from a detached x: correct values, but no second order.
+    return record("cube", cube, {in[0]}, [x = in[0].detach()](const Tensor& g, const Tensor&) -> Grads {
+      return {g * 3.0 * x * x};
+    }).sum();
+  };
+  const GradcheckReport bad = gradgradcheck(wrong, {x});
+  CHECK(!bad.ok);
+  CHECK(bad.to_string().rfind("gradgradcheck ", 0) == 0);
+
+}
