@@ -5,7 +5,10 @@
 //
 // sets every layer's param_dtype (storage; existing parameters are converted) and
 // dtype (computation), and makes the root cast its output. Modules without those
-// options (custom ones, Sequential) are left as they are.
+// options (custom ones, Sequential) are left as they are. Without an output= entry
+// the logits stay in the compute dtype, but the losses (layers/losses.hpp) always
+// compute in float32: float16 and bfloat16 inputs are cast up, so the loss, its
+// reduction and the first cotangent are float32 (jmp's and optax's practice).
 //
 // float16 training also needs loss scaling, since small gradients underflow:
 //

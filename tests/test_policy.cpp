@@ -133,3 +133,18 @@ TEST_CASE("an MLP with bfloat16 compute and float32 params trains like float32")
   CHECK(bf16.back() < 0.4 * bf16.front());
   CHECK(std::abs(bf16.back() - f32.back()) < 0.1 * f32.front());
 }
+
+TEST_CASE("with compute=bfloat16 and no output entry the logits are bfloat16 but the loss is float32") {
+  struct Tiny : nn::Module {
+    nn::Dense fc{{.features = 2}};
+    Tiny() { register_module("fc", fc); }
+    Tensor forward(const Tensor& x) override { return fc(x); }
+  } model;
+  nn::apply_policy(model, nn::parse_policy("params=float32,compute=bfloat16"));
+  const Tensor x = random_normal(make_key(5), {4, 3});
+  const Tensor logits = model(x);
+  CHECK(logits.dtype() == DType::BFloat16);
+  const Tensor loss = losses::softmax_cross_entropy(logits, from_vector({0, 1, 1, 0}, {4}, DType::Int64),
+                                                    losses::Reduction::Mean);
+  CHECK(loss.dtype() == DType::Float32);
+}
