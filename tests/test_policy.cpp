@@ -134,6 +134,38 @@ TEST_CASE("an MLP with bfloat16 compute and float32 params trains like float32")
   CHECK(std::abs(bf16.back() - f32.back()) < 0.1 * f32.front());
 }
 
+namespace {
+
+struct OneWeight : nn::Module {
+  Tensor forward(const Tensor& x) override {
+    return x * param("w", {1}, nn::initializers::constant(1.0), DType::Float32);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("DynamicLossScale::step unscales, steps the optimizer when finite and skips it otherwise") {
+  OneWeight model;
+  model.init(ones({1}));
+  optim::Optimizer opt(model, optim::sgd({.learning_rate = 0.5}));
+  nn::DynamicLossScale scaler({.initial_scale = 1024, .growth_interval = 100});
+  // loss = 3 w: the unscaled gradient is 3, so SGD moves w from 1 to 1 - 0.5 * 3.
+  opt.zero_grad();
+  scaler.scale((model(full({1}, 3.0))).sum()).backward();
+  CHECK(model.named_parameters()[0].second.grad().item() == 3 * 1024.0);
+  CHECK(scaler.step(opt, model));
+  CHECK(model.named_parameters()[0].second.item() == -0.5);
+  CHECK(opt.step_count() == 1);
+  CHECK(scaler.loss_scale() == 1024);
+  // An overflowing gradient: the step is skipped (w unchanged) and the scale halves.
+  opt.zero_grad();
+  scaler.scale((model(full({1}, INFINITY))).sum()).backward();
+  CHECK_FALSE(scaler.step(opt, model));
+  CHECK(model.named_parameters()[0].second.item() == -0.5);
+  CHECK(opt.step_count() == 1);
+  CHECK(scaler.loss_scale() == 512);
+}
+
 TEST_CASE("with compute=bfloat16 and no output entry the logits are bfloat16 but the loss is float32") {
   struct Tiny : nn::Module {
     nn::Dense fc{{.features = 2}};
