@@ -347,8 +347,10 @@ void Tensor::backward(const Tensor& cotangent, bool retain_graph, bool create_gr
                   {.retain_graph = retain_graph, .create_graph = create_graph});
 }
 
-Tensor Tensor::sum() const { return xgrad::sum(*this); }
-Tensor Tensor::mean() const { return xgrad::mean(*this); }
+Tensor Tensor::sum(const Axes& axes, bool keepdims) const { return xgrad::sum(*this, axes, keepdims); }
+Tensor Tensor::mean(const Axes& axes, bool keepdims) const { return xgrad::mean(*this, axes, keepdims); }
+Tensor Tensor::max(const Axes& axes, bool keepdims) const { return xgrad::max(*this, axes, keepdims); }
+Tensor Tensor::min(const Axes& axes, bool keepdims) const { return xgrad::min(*this, axes, keepdims); }
 Tensor Tensor::reshape(const Shape& shape) const { return xgrad::reshape(*this, shape); }
 Tensor Tensor::astype(DType dtype) const { return cast(*this, dtype); }
 

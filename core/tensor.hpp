@@ -63,9 +63,13 @@ class Tensor {
   void backward(const Tensor& cotangent = Tensor(), bool retain_graph = false,
                 bool create_graph = false) const;
 
-  // ---- a few differentiable ops as methods, for chaining (all ops: autograd/ops.hpp)
-  Tensor sum() const;
-  Tensor mean() const;
+  // ---- a few differentiable ops as methods, for chaining (all ops: autograd/ops.hpp).
+  // Reductions take axes (empty: every axis; negative count from the end) and keepdims,
+  // as the free functions: x.sum({1}, true), x.max({-1}).
+  Tensor sum(const std::vector<std::int64_t>& axes = {}, bool keepdims = false) const;
+  Tensor mean(const std::vector<std::int64_t>& axes = {}, bool keepdims = false) const;
+  Tensor max(const std::vector<std::int64_t>& axes = {}, bool keepdims = false) const;
+  Tensor min(const std::vector<std::int64_t>& axes = {}, bool keepdims = false) const;
   Tensor reshape(const Shape& shape) const;
 
   std::string to_string() const;  // shape, dtype and (abbreviated) values

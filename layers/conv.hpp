@@ -28,14 +28,19 @@ namespace xgrad::nn {
 // An int that broadcasts to every spatial dim (Flax's int) or one value per dim.
 struct IntOrInts {
   std::vector<std::int64_t> values;
+  IntOrInts() = default;                   // empty: Flax's None
   IntOrInts(int value) : values{value} {}  // NOLINT(google-explicit-constructor): Flax accepts ints
   IntOrInts(std::initializer_list<int> list) : values(list.begin(), list.end()) {}
   IntOrInts(const std::vector<int>& list) : values(list.begin(), list.end()) {}  // NOLINT
+  IntOrInts(const std::vector<std::int64_t>& list) : values(list) {}           // NOLINT
+  std::size_t size() const { return values.size(); }
+  auto begin() const { return values.begin(); }
+  auto end() const { return values.end(); }
 };
 
 struct ConvOptions {
-  std::int64_t features = 0;                       // required
-  std::vector<int> kernel_size;                    // required; {k} is a 1-D kernel
+  std::int64_t features = 0;                       // required, > 0
+  IntOrInts kernel_size;                           // required; an int k or {k} is a 1-D kernel (Flax's kernel_size=k)
   IntOrInts strides = 1;
   Padding padding = "SAME";                        // SAME, VALID, CIRCULAR, REFLECT, CAUSAL, SAME_LOWER, ints, pairs
   IntOrInts input_dilation = 1;

@@ -55,8 +55,8 @@ namespace xgrad::nn {
 // a VALID transposed conv whose overhang is summed back, modulo the output size
 // M * s), an int, or (lo, hi) pairs.
 struct ConvTransposeOptions {
-  std::int64_t features = 0;                       // required
-  std::vector<int> kernel_size;                    // required; {k} is a 1-D kernel
+  std::int64_t features = 0;                       // required, > 0
+  IntOrInts kernel_size;                           // required; an int k or {k} is a 1-D kernel
   IntOrInts strides = 1;
   Padding padding = "SAME";
   IntOrInts kernel_dilation = 1;

@@ -1,4 +1,5 @@
-// Layer options are validated at construction with one rule for every layer.
+// Layer options are validated at construction with one rule for every layer, and
+// kernel_size takes an int as Flax's does.
 #include <string>
 
 #include <doctest/doctest.h>
@@ -64,4 +65,17 @@ TEST_CASE("a misspelt padding string fails at construction and lists every accep
     CAPTURE(p.to_string());
     CHECK_NOTHROW(nn::ConvLocal({.features = 4, .kernel_size = {3}, .padding = p}));
   }
+}
+
+TEST_CASE("kernel_size accepts an int (a 1-d kernel, as Flax's kernel_size=3)") {
+  nn::ConvLocal by_int({.features = 2, .kernel_size = 3, .padding = "VALID"});
+  nn::ConvLocal by_list({.features = 2, .kernel_size = {3}, .padding = "VALID"});
+  CHECK(by_int.describe() == "ConvLocal, features=2, kernel_size=[3]");
+  const Tensor x = random_normal(make_key(3), {2, 8, 5});
+  CHECK(by_int(x).shape() == Shape{2, 6, 2});
+  CHECK(by_int.state_dict().at("kernel").shape() == Shape{6, 15, 2});
+  // Same seed and path, same kernel, same output.
+  CHECK(by_int(x).to_vector() == by_list(x).to_vector());
+  nn::ConvTranspose up({.features = 2, .kernel_size = 2, .strides = 2});
+  CHECK(up(x).shape() == Shape{2, 16, 2});
 }
