@@ -15,6 +15,7 @@
 
 namespace xgrad {
 
+// Designated initializers name the fields in this order: eps, atol, rtol, fast_mode, projections, seed.
 struct GradcheckOptions {
   double eps = 1e-6;
   double atol = 1e-5;

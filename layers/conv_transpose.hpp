@@ -54,6 +54,10 @@ namespace xgrad::nn {
 // spatial dim, or one per dim. padding: 'SAME', 'VALID', 'CIRCULAR' (periodic:
 // a VALID transposed conv whose overhang is summed back, modulo the output size
 // M * s), an int, or (lo, hi) pairs.
+//
+// Designated initializers must follow this declaration order: features, kernel_size,
+// strides, padding, kernel_dilation, use_bias, mask, dtype, param_dtype, precision,
+// kernel_init, bias_init, transpose_kernel. Checked at construction (ValueError).
 struct ConvTransposeOptions {
   std::int64_t features = 0;                       // required, > 0
   IntOrInts kernel_size;                           // required; an int k or {k} is a 1-D kernel

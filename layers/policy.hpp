@@ -50,6 +50,7 @@ void apply_policy(Module& root, const DTypePolicy& policy);
 // before backward; gradients are divided by it after. A step with a non-finite
 // gradient is to be skipped and halves the scale (down to min_scale); every
 // growth_interval finite steps in a row double it.
+// Designated initializers name the fields in this order: initial_scale, growth_interval, factor, min_scale.
 struct LossScaleOptions {
   double initial_scale = 32768.0;  // 2^15
   std::int64_t growth_interval = 2000;

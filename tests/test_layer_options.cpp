@@ -1,5 +1,5 @@
 // Layer options are validated at construction with one rule for every layer, and
-// kernel_size takes an int as Flax's does.
+// the conveniences of issue 19: kernel_size as an int, chainable setters.
 #include <string>
 
 #include <doctest/doctest.h>
@@ -78,4 +78,14 @@ TEST_CASE("kernel_size accepts an int (a 1-d kernel, as Flax's kernel_size=3)") 
   CHECK(by_int(x).to_vector() == by_list(x).to_vector());
   nn::ConvTranspose up({.features = 2, .kernel_size = 2, .strides = 2});
   CHECK(up(x).shape() == Shape{2, 16, 2});
+}
+
+TEST_CASE("ConvOptions' chainable setters build the same options in any order") {
+  const nn::ConvOptions chained =
+      nn::ConvOptions{}.set_padding("CAUSAL").set_kernel_size(9).set_features(8).set_use_bias(false);
+  nn::ConvLocal a(chained), b({.features = 8, .kernel_size = {9}, .padding = "CAUSAL", .use_bias = false});
+  CHECK(a.describe() == b.describe());
+  const Tensor x = random_normal(make_key(4), {1, 20, 3});
+  CHECK(a(x).to_vector() == b(x).to_vector());
+  CHECK(a.named_parameters().size() == 1);  // no bias
 }
