@@ -7,6 +7,7 @@
 
 namespace xgrad {
 
+// Designated initializers name the fields in this order: retain_graph, create_graph, allow_unused.
 struct GradOptions {
   bool retain_graph = false;  // keep the graph for another backward (implied by create_graph)
   bool create_graph = false;  // record the backward pass itself, for higher-order gradients

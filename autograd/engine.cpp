@@ -80,8 +80,9 @@ Tensor accumulate(const Tensor& total, const Tensor& g) { return total.defined()
 Tensor conform(const Node& node, std::size_t i, Tensor g) {
   const Tensor& input = node.inputs[i];
   if (g.shape() != input.shape())
-    throw AutogradError(fmt::format("backward: the VJP of '{}' returned a gradient of shape {} for input {} "
-                                    "of shape {} (an xgrad bug: please report it)",
+    throw AutogradError(fmt::format("backward: the VJP of '{}' returned a gradient of shape {} for its input {}, "
+                                    "expected that input's shape {} (a VJP returns one gradient per input, shaped "
+                                    "like it; sum_to(g, shape) undoes a broadcast)",
                                     node.op, shape_str(g.shape()), i, shape_str(input.shape())));
   if (g.dtype() != input.dtype()) g = cast(g, input.dtype());
   return g;
@@ -90,7 +91,8 @@ Tensor conform(const Node& node, std::size_t i, Tensor g) {
 Tensor default_cotangent(const Tensor& output, const char* what) {
   if (output.numel() != 1)
     throw AutogradError(fmt::format("{}: a cotangent is required for an output of shape {} ({} elements); "
-                                    "only one-element outputs default to a cotangent of 1",
+                                    "only one-element outputs default to a cotangent of 1 (reduce the loss, e.g. "
+                                    "Reduction::Mean, or pass a cotangent)",
                                     what, shape_str(output.shape()), output.numel()));
   return ones(output.shape(), output.dtype());
 }
@@ -240,6 +242,12 @@ Tensor record(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, S
   bool any = false;
   for (const Tensor& t : inputs) any = any || (t.defined() && t.requires_grad());
   if (!any) return out;
+  // An identity-like op (a gradient-reversal layer returns its input) must not take
+  // over a tensor that is already an input or on the tape: its output becomes a
+  // new handle on the same storage.
+  bool aliases_input = out.requires_grad();
+  for (const Tensor& t : inputs) aliases_input = aliases_input || (t.defined() && t.impl() == out.impl());
+  if (aliases_input) out = out.detach();
   auto node = std::make_shared<Node>();
   node->op = op;
   node->saves = saves;
@@ -339,8 +347,10 @@ void Tensor::backward(const Tensor& cotangent, bool retain_graph, bool create_gr
                   {.retain_graph = retain_graph, .create_graph = create_graph});
 }
 
-Tensor Tensor::sum() const { return xgrad::sum(*this); }
-Tensor Tensor::mean() const { return xgrad::mean(*this); }
+Tensor Tensor::sum(const Axes& axes, bool keepdims) const { return xgrad::sum(*this, axes, keepdims); }
+Tensor Tensor::mean(const Axes& axes, bool keepdims) const { return xgrad::mean(*this, axes, keepdims); }
+Tensor Tensor::max(const Axes& axes, bool keepdims) const { return xgrad::max(*this, axes, keepdims); }
+Tensor Tensor::min(const Axes& axes, bool keepdims) const { return xgrad::min(*this, axes, keepdims); }
 Tensor Tensor::reshape(const Shape& shape) const { return xgrad::reshape(*this, shape); }
 Tensor Tensor::astype(DType dtype) const { return cast(*this, dtype); }
 

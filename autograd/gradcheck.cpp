@@ -153,14 +153,14 @@ GradcheckReport fast_check(const GradcheckFunction& f, const std::vector<Tensor>
 }  // namespace
 
 std::string GradcheckReport::to_string() const {
-  if (!failure.empty()) return "gradcheck failed: " + failure;
+  if (!failure.empty()) return check + " failed: " + failure;
   const std::string where =
       input_element < 0 ? fmt::format("input {} (random projection)", input)
                         : fmt::format("input {}, element {}, output element {}", input, input_element, output_element);
   return fmt::format(
-      "gradcheck {}: {} entries compared; worst at {}: analytic {:.10g}, numeric {:.10g} (error {:.3g}, {:.3g}x the "
+      "{} {}: {} entries compared; worst at {}: analytic {:.10g}, numeric {:.10g} (error {:.3g}, {:.3g}x the "
       "tolerance)",
-      ok ? "passed" : "FAILED", checked, where, analytic, numeric, std::abs(analytic - numeric), error_ratio);
+      check, ok ? "passed" : "FAILED", checked, where, analytic, numeric, std::abs(analytic - numeric), error_ratio);
 }
 
 GradcheckReport gradcheck(const GradcheckFunction& f, const std::vector<Tensor>& inputs,
@@ -223,6 +223,7 @@ GradcheckReport gradgradcheck(const GradcheckFunction& f, const std::vector<Tens
     combined.ok = false;
     combined.failure = e.what();
   }
+  combined.check = "gradgradcheck";
   return combined;
 }
 

@@ -15,6 +15,7 @@
 
 namespace xgrad {
 
+// Designated initializers name the fields in this order: eps, atol, rtol, fast_mode, projections, seed.
 struct GradcheckOptions {
   double eps = 1e-6;
   double atol = 1e-5;
@@ -27,6 +28,7 @@ struct GradcheckOptions {
 };
 
 struct GradcheckReport {
+  std::string check = "gradcheck";    // or "gradgradcheck": names the check in to_string()
   bool ok = true;
   std::size_t checked = 0;            // Jacobian entries (or projections) compared
   // The worst entry (largest error relative to its tolerance):

@@ -1,17 +1,33 @@
 // A recorded op on the tape: its inputs (the graph's edges) and its
 // vector-Jacobian product. Ops are recorded with `record`, right after their
 // forward computation, the way micrograd's engine.py and Flashlight's
-// Functions.cpp keep the forward and the gradient side by side:
+// Functions.cpp keep the forward and the gradient side by side. A custom op
+// computes its forward with public ops under NoGradGuard (so only the op itself is
+// on the tape, not its pieces), then records it with its VJP:
 //
-//   Tensor mul(const Tensor& a, const Tensor& b) {
-//     Tensor out = kernels::mul(a, b);
-//     return record("mul", out, {a, b}, [a, b](const Tensor& g, const Tensor&) -> Grads {
-//       return {sum_to(g * b, a.shape()), sum_to(g * a, b.shape())};
-//     });
+//   Tensor scaled_tanh(const Tensor& x, double a) {        // a * tanh(x)
+//     Tensor out;
+//     {
+//       NoGradGuard forward_only;
+//       out = tanh(x) * a;
+//     }
+//     return record("scaled_tanh", out, {x}, [a](const Tensor& g, const Tensor& y) -> Grads {
+//       return {g * (a - y * y / a)};                       // d/dx a tanh x = a (1 - tanh^2 x)
+//     }, Saves::Output);
+//   }
+//
+// The output may be one of the inputs (an identity-like op): record then returns a
+// new handle on the same storage, and the input is left as it was:
+//
+//   Tensor grad_reverse(const Tensor& h) {                   // identity forward, -g backward
+//     return record("grad_reverse", h, {h}, [](const Tensor& g, const Tensor&) -> Grads { return {-g}; },
+//                   Saves::Nothing);
 //   }
 //
 // VJPs are written with differentiable ops, so backward with create_graph=true
-// records the gradient computation itself (higher-order derivatives).
+// records the gradient computation itself (higher-order derivatives). A VJP
+// returns one gradient per input, shaped like that input (sum_to undoes a
+// broadcast), or an undefined Tensor for "no gradient".
 #pragma once
 
 #include <cstdint>
@@ -57,7 +73,9 @@ struct Node : std::enable_shared_from_this<Node> {
 };
 
 // Attaches `out` to the tape as the result of `op` applied to `inputs`, unless
-// recording is off or no input requires grad. Returns `out`.
+// recording is off or no input requires grad, and returns it. When `out` is one of
+// `inputs` (or already on the tape) the returned tensor is a new handle on its
+// storage, so the original keeps its own gradient history.
 Tensor record(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves = Saves::Inputs);
 
 }  // namespace xgrad

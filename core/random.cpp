@@ -1,6 +1,10 @@
 #include "core/random.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
+#include <type_traits>
+#include <vector>
 #include <numbers>
 
 #include <fmt/format.h>
@@ -96,6 +100,78 @@ Tensor random_permutation(Key key, std::int64_t n) {
     const auto j = static_cast<std::int64_t>(random_bits(key, static_cast<std::uint64_t>(i)) %
                                              static_cast<std::uint64_t>(i + 1));
     std::swap(p[i], p[j]);
+  }
+  return t;
+}
+
+Tensor random_randint(Key key, const Shape& shape, std::int64_t low, std::int64_t high, DType dtype) {
+  if (dtype != DType::Int32 && dtype != DType::Int64)
+    throw DTypeError(fmt::format("random_randint: dtype must be int32 or int64, got {}", dtype_name(dtype)));
+  if (dtype == DType::Int32) {  // JAX clips the bounds to the dtype's range
+    using limits = std::numeric_limits<std::int32_t>;
+    low = std::clamp<std::int64_t>(low, limits::min(), limits::max());
+    high = std::clamp<std::int64_t>(high, limits::min(), limits::max());
+  }
+  // span >= 1 (high <= low gives low), computed without overflow.
+  const auto span = high > low ? static_cast<std::uint64_t>(high) - static_cast<std::uint64_t>(low) : std::uint64_t{1};
+  Tensor t = empty(shape, dtype);
+  visit_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, std::int32_t> || std::is_same_v<T, std::int64_t>) {
+      T* out = t.data<T>();
+      for (std::int64_t i = 0; i < t.numel(); ++i) {
+        // The high half of bits * span: uniform in [0, span) up to a bias below 2^-64 * span.
+        const auto bits = static_cast<unsigned __int128>(random_bits(key, static_cast<std::uint64_t>(i)));
+        const auto offset = static_cast<std::uint64_t>((bits * span) >> 64);
+        out[i] = static_cast<T>(static_cast<std::int64_t>(static_cast<std::uint64_t>(low) + offset));
+      }
+    }
+  });
+  return t;
+}
+
+Tensor random_categorical(Key key, const Tensor& logits, std::int64_t axis, const std::optional<Shape>& shape) {
+  if (!logits.defined()) throw ValueError("random_categorical: logits are undefined");
+  if (!is_floating(logits.dtype()))
+    throw DTypeError(fmt::format("random_categorical: logits must be floating, got {} {}",
+                                 dtype_name(logits.dtype()), shape_str(logits.shape())));
+  const Shape& s = logits.shape();
+  const auto rank = static_cast<std::int64_t>(s.size());
+  if (rank == 0 || axis < -rank || axis >= rank)
+    throw ShapeError(fmt::format("random_categorical: axis {} is out of range for logits of shape {}", axis,
+                                 shape_str(s)));
+  if (axis < 0) axis += rank;
+  const std::int64_t classes = s[static_cast<std::size_t>(axis)];
+  Shape batch = s;
+  batch.erase(batch.begin() + axis);
+  Shape out_shape = shape.value_or(batch);
+  const auto n_batch = static_cast<std::ptrdiff_t>(batch.size());
+  if (out_shape.size() < batch.size() || !std::equal(batch.begin(), batch.end(), out_shape.end() - n_batch))
+    throw ShapeError(fmt::format("random_categorical: shape {} must end with the logits' shape without axis {}: {}",
+                                 shape_str(out_shape), axis, shape_str(batch)));
+  if (classes == 0 && numel(out_shape) > 0)
+    throw ValueError(fmt::format("random_categorical: logits of shape {} have no category along axis {}",
+                                 shape_str(s), axis));
+  std::int64_t inner = 1;  // stride of the class axis
+  for (std::int64_t d = axis + 1; d < rank; ++d) inner *= s[static_cast<std::size_t>(d)];
+  const std::vector<double> values = logits.to_vector();
+  Tensor t = empty(out_shape, DType::Int64);
+  std::int64_t* out = t.data<std::int64_t>();
+  const std::int64_t per_sample = std::max<std::int64_t>(numel(batch), 1);
+  for (std::int64_t i = 0; i < t.numel(); ++i) {
+    const std::int64_t b = i % per_sample;  // the position in `batch`: (before axis, after axis)
+    const std::int64_t before = b / inner, after = b % inner;
+    std::int64_t best = 0;
+    double best_score = -std::numeric_limits<double>::infinity();
+    for (std::int64_t c = 0; c < classes; ++c) {
+      // u in (0, 1), never 0 or 1, so the Gumbel noise -log(-log u) is finite.
+      const auto bits = random_bits(key, static_cast<std::uint64_t>(i * classes + c));
+      const double u = (static_cast<double>(bits >> 11) + 0.5) * 0x1.0p-53;
+      const double logit = values[static_cast<std::size_t>((before * classes + c) * inner + after)];
+      const double score = logit - std::log(-std::log(u));
+      if (score > best_score) best_score = score, best = c;
+    }
+    out[i] = best;
   }
   return t;
 }

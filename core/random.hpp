@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string_view>
 #include <utility>
 
@@ -38,5 +39,18 @@ Tensor random_truncated_normal(Key key, const Shape& shape, DType dtype = DType:
 Tensor random_bernoulli(Key key, const Shape& shape, double p);
 // A permutation of 0..n-1 (Int64), Fisher-Yates driven by the key's stream.
 Tensor random_permutation(Key key, std::int64_t n);
+
+// Integers uniform in [low, high) (jax.random.randint(key, shape, minval, maxval,
+// dtype)): low and high are clipped to the dtype's range, and high <= low gives low
+// everywhere, as JAX does. dtype: Int32 or Int64.
+Tensor random_randint(Key key, const Shape& shape, std::int64_t low, std::int64_t high, DType dtype = DType::Int64);
+
+// Samples category indices from softmax(logits) along `axis`
+// (jax.random.categorical(key, logits, axis, shape)), by the Gumbel-max trick:
+// argmax(logits + Gumbel noise). -inf logits are never drawn. The result (Int64) has
+// logits' shape without `axis`; a given `shape` must end with that shape, its
+// leading dims drawing independent samples.
+Tensor random_categorical(Key key, const Tensor& logits, std::int64_t axis = -1,
+                          const std::optional<Shape>& shape = std::nullopt);
 
 }  // namespace xgrad

@@ -84,8 +84,23 @@ double Tensor::item() const {
   return element_as_double(impl, 0);
 }
 
-double Tensor::at(const Shape& index) const {
+IndexRef Tensor::at(const Shape& index) const {
+  // Checked here, so that a bad index fails where it is written (a shorter index is
+  // a sub-array, for get/set/add; reading a number needs a full one).
   const auto& impl = checked(*this, "at");
+  if (index.size() > impl.shape.size())
+    throw ShapeError(fmt::format("at: index {} has {} entries but the tensor has shape {}", shape_str(index),
+                                 index.size(), shape_str(impl.shape)));
+  for (std::size_t i = 0; i < index.size(); ++i)
+    if (index[i] < -impl.shape[i] || index[i] >= impl.shape[i])
+      throw ShapeError(fmt::format("at: index {} is out of bounds for shape {}", shape_str(index),
+                                   shape_str(impl.shape)));
+  return IndexRef(*this, index);
+}
+
+IndexRef::operator double() const {
+  const Shape& index = index_;
+  const auto& impl = checked(x_, "at");
   if (index.size() != impl.shape.size())
     throw ShapeError(fmt::format("at: index {} has {} entries but the tensor has shape {}", shape_str(index),
                                  index.size(), shape_str(impl.shape)));

@@ -19,6 +19,7 @@ namespace xgrad {
 
 struct TensorImpl;
 struct Node;
+class IndexRef;
 
 class Tensor {
  public:
@@ -38,7 +39,9 @@ class Tensor {
 
   // Element access converted to double (for tests, printing and small loops).
   double item() const;                         // one-element tensors only
-  double at(const Shape& index) const;         // full index, negative entries allowed
+  // JAX's x.at[index] (IndexRef below): reads one element as a double with a full
+  // index (double v = x.at({1, 2})), and gives functional updates x.at({1}).set(v).
+  IndexRef at(const Shape& index) const;
   std::vector<double> to_vector() const;       // all elements, row-major
 
   Tensor clone() const;                        // deep copy, not recorded on the tape
@@ -63,9 +66,13 @@ class Tensor {
   void backward(const Tensor& cotangent = Tensor(), bool retain_graph = false,
                 bool create_graph = false) const;
 
-  // ---- a few differentiable ops as methods, for chaining (all ops: autograd/ops.hpp)
-  Tensor sum() const;
-  Tensor mean() const;
+  // ---- a few differentiable ops as methods, for chaining (all ops: autograd/ops.hpp).
+  // Reductions take axes (empty: every axis; negative count from the end) and keepdims,
+  // as the free functions: x.sum({1}, true), x.max({-1}).
+  Tensor sum(const std::vector<std::int64_t>& axes = {}, bool keepdims = false) const;
+  Tensor mean(const std::vector<std::int64_t>& axes = {}, bool keepdims = false) const;
+  Tensor max(const std::vector<std::int64_t>& axes = {}, bool keepdims = false) const;
+  Tensor min(const std::vector<std::int64_t>& axes = {}, bool keepdims = false) const;
   Tensor reshape(const Shape& shape) const;
 
   std::string to_string() const;  // shape, dtype and (abbreviated) values
@@ -75,6 +82,33 @@ class Tensor {
 
  private:
   std::shared_ptr<TensorImpl> impl_;
+};
+
+// x.at(index), as JAX's x.at[index]: `index` gives integers for the leading axes
+// (negative ones count from the end) and selects x[i0, i1, ...], one element for a
+// full index or a sub-array for a shorter one. The updates are functional: they
+// return a new tensor of x's shape and dtype (the value is cast to it) and leave x
+// unchanged; like JAX's, they are differentiable in x and in the value.
+//
+//   Tensor y = x.at({0, 2}).set(1.0);     // y[0, 2] = 1, the rest as x
+//   Tensor z = x.at({1}).add(row);        // z[1] = x[1] + row (row broadcasts to x[1]'s shape)
+//   Tensor r = x.at({1}).get();           // x[1], differentiable
+//   double v = x.at({1, 2});              // one element as a double (full index only)
+//
+// An index out of range throws ShapeError naming the op, the index and the shape.
+class IndexRef {
+ public:
+  IndexRef(Tensor x, Shape index) : x_(std::move(x)), index_(std::move(index)) {}
+  operator double() const;  // NOLINT(google-explicit-constructor): reading x.at({i, j}) as a number
+  Tensor get() const;
+  Tensor set(const Tensor& value) const;
+  Tensor set(double value) const;
+  Tensor add(const Tensor& value) const;
+  Tensor add(double value) const;
+
+ private:
+  Tensor x_;
+  Shape index_;
 };
 
 // (path, tensor) pairs in a stable order: a model's parameters, an optimizer's state.

@@ -37,6 +37,8 @@
 
 namespace xgrad {
 
+// Designated initializers name the fields in this order: batch_size, shuffle, drop_last, seed,
+//   prefetch, num_shards, shard_index.
 struct DataLoaderOptions {
   std::size_t batch_size = 32;  // per shard
   bool shuffle = true;

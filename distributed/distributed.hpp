@@ -94,6 +94,7 @@ std::vector<double> all_reduce_sum(std::vector<double> values);
 // batch_size stays per rank, so the global batch is batch_size * world_size().
 DataLoaderOptions sharded(DataLoaderOptions options);
 
+// Designated initializers name the fields in this order: root, bucket_bytes.
 struct DataParallelOptions {
   int root = 0;  // the rank whose initial values everyone starts from
   std::size_t bucket_bytes = kDefaultBucketBytes;

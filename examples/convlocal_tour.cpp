@@ -23,7 +23,7 @@ int main() {
   const Tensor y = causal(x);
   slice(y, 1, 3, 4).sum().backward();
   fmt::print("CAUSAL 1-D: d y[t=3] / d x[t] for t = 0..5:");
-  for (std::int64_t t = 0; t < 6; ++t) fmt::print(" {:+.3f}", x.grad().at({0, t, 0}));
+  for (std::int64_t t = 0; t < 6; ++t) fmt::print(" {:+.3f}", double(x.grad().at({0, t, 0})));
   fmt::print("\n");
 
   // 2-D, the Flax docstring example: input (1, 8, 3) has no batch dim (2-D spatial

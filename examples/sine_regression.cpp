@@ -37,6 +37,6 @@ int main() {
   NoGradGuard no_grad;
   const Tensor probe = from_vector({0.5, 1.5}, {2, 1});
   const Tensor prediction = model(probe);
-  fmt::print("sin(0.5) = {:.4f}, model {:.4f}; sin(1.5) = {:.4f}, model {:.4f}\n", std::sin(0.5), prediction.at({0, 0}),
-             std::sin(1.5), prediction.at({1, 0}));
+  fmt::print("sin(0.5) = {:.4f}, model {:.4f}; sin(1.5) = {:.4f}, model {:.4f}\n", std::sin(0.5),
+             double(prediction.at({0, 0})), std::sin(1.5), double(prediction.at({1, 0})));
 }

@@ -38,6 +38,7 @@ Tensor glu(const Tensor& x, std::int64_t axis = -1);             // a sigmoid(b)
 // (x - mean) / sqrt(var + epsilon) over `axes`, var = E[x^2] - E[x]^2 (jax.nn.standardize).
 Tensor standardize(const Tensor& x, const std::vector<std::int64_t>& axes = {-1}, double epsilon = 1e-5);
 
+// Designated initializers name the fields in this order: param_dtype, negative_slope_init.
 struct PReLUOptions {
   DType param_dtype = DType::Float32;
   double negative_slope_init = 0.01;

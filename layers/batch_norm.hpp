@@ -15,6 +15,8 @@
 
 namespace xgrad::nn {
 
+// Designated initializers name the fields in this order: use_running_average, axis, momentum,
+//   epsilon, dtype, param_dtype, use_bias, use_scale, bias_init, scale_init, use_fast_variance.
 struct BatchNormOptions {
   // Empty: follow the module's mode (running averages in eval(), batch statistics in train()).
   std::optional<bool> use_running_average = std::nullopt;

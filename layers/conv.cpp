@@ -9,6 +9,15 @@
 namespace xgrad::nn {
 
 Conv::Conv(ConvOptions options, bool shared_weights) : options_(std::move(options)), shared_weights_(shared_weights) {
+  check_conv_layer_options(shared_weights_ ? "Conv" : "ConvLocal", ConvLayerKind::Conv, options_.features,
+                           {options_.kernel_size.begin(), options_.kernel_size.end()},
+                           {{"strides", options_.strides.values},
+                            {"input_dilation", options_.input_dilation.values},
+                            {"kernel_dilation", options_.kernel_dilation.values}},
+                           options_.padding);
+  if (options_.feature_group_count < 1)
+    throw ValueError(fmt::format("{}: feature_group_count must be >= 1, got {}", shared_weights_ ? "Conv" : "ConvLocal",
+                                 options_.feature_group_count));
   bind_dtype_options(options_.dtype, options_.param_dtype);
 }
 

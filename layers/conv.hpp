@@ -28,14 +28,27 @@ namespace xgrad::nn {
 // An int that broadcasts to every spatial dim (Flax's int) or one value per dim.
 struct IntOrInts {
   std::vector<std::int64_t> values;
+  IntOrInts() = default;                   // empty: Flax's None
   IntOrInts(int value) : values{value} {}  // NOLINT(google-explicit-constructor): Flax accepts ints
   IntOrInts(std::initializer_list<int> list) : values(list.begin(), list.end()) {}
   IntOrInts(const std::vector<int>& list) : values(list.begin(), list.end()) {}  // NOLINT
+  IntOrInts(const std::vector<std::int64_t>& list) : values(list) {}           // NOLINT
+  std::size_t size() const { return values.size(); }
+  auto begin() const { return values.begin(); }
+  auto end() const { return values.end(); }
 };
 
+// Designated initializers must name the fields in this declaration order (C++20):
+//   features, kernel_size, strides, padding, input_dilation, kernel_dilation,
+//   feature_group_count, use_bias, mask, dtype, param_dtype, precision, kernel_init, bias_init
+// e.g. {.features = 8, .kernel_size = 9, .padding = "CAUSAL", .use_bias = false}. Out of
+// order (or a misspelt field), g++ only says "no matching function for call to
+// ConvLocal::ConvLocal(<brace-enclosed initializer list>)". The setters below chain in
+// any order instead: ConvOptions{}.set_features(8).set_kernel_size(9).set_padding("CAUSAL").
+// Every option is checked when the layer is constructed (ValueError).
 struct ConvOptions {
-  std::int64_t features = 0;                       // required
-  std::vector<int> kernel_size;                    // required; {k} is a 1-D kernel
+  std::int64_t features = 0;                       // required, > 0
+  IntOrInts kernel_size;                           // required; an int k or {k} is a 1-D kernel (Flax's kernel_size=k)
   IntOrInts strides = 1;
   Padding padding = "SAME";                        // SAME, VALID, CIRCULAR, REFLECT, CAUSAL, SAME_LOWER, ints, pairs
   IntOrInts input_dilation = 1;
@@ -48,12 +61,28 @@ struct ConvOptions {
   Precision precision = Precision::Default;
   Initializer kernel_init = initializers::lecun_normal();
   Initializer bias_init = initializers::zeros();
+
+  ConvOptions& set_features(std::int64_t v) { features = v; return *this; }
+  ConvOptions& set_kernel_size(IntOrInts v) { kernel_size = std::move(v); return *this; }
+  ConvOptions& set_strides(IntOrInts v) { strides = std::move(v); return *this; }
+  ConvOptions& set_padding(Padding v) { padding = std::move(v); return *this; }
+  ConvOptions& set_input_dilation(IntOrInts v) { input_dilation = std::move(v); return *this; }
+  ConvOptions& set_kernel_dilation(IntOrInts v) { kernel_dilation = std::move(v); return *this; }
+  ConvOptions& set_feature_group_count(std::int64_t v) { feature_group_count = v; return *this; }
+  ConvOptions& set_use_bias(bool v) { use_bias = v; return *this; }
+  ConvOptions& set_mask(Tensor v) { mask = std::move(v); return *this; }
+  ConvOptions& set_dtype(std::optional<DType> v) { dtype = v; return *this; }
+  ConvOptions& set_param_dtype(DType v) { param_dtype = v; return *this; }
+  ConvOptions& set_precision(Precision v) { precision = v; return *this; }
+  ConvOptions& set_kernel_init(Initializer v) { kernel_init = std::move(v); return *this; }
+  ConvOptions& set_bias_init(Initializer v) { bias_init = std::move(v); return *this; }
 };
 
 class Conv : public Module {
  public:
   explicit Conv(ConvOptions options) : Conv(std::move(options), /*shared_weights=*/true) {}
   std::string describe() const override;  // "Conv, features=16, kernel_size=[3, 3]"
+  int feature_rank() const override { return static_cast<int>(options_.kernel_size.size()) + 1; }
   const ConvOptions& options() const { return options_; }
 
  protected:

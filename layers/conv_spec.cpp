@@ -1,5 +1,7 @@
 #include "layers/conv_spec.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <tuple>
 
 #include <fmt/format.h>
@@ -34,9 +36,9 @@ std::pair<Shape, Shape> check_kernel_and_split_batch(const Shape& input_shape, c
   const Shape& k = kernel_size;
   const std::size_t n = k.size();
   if (n == 0)
-    throw NotImplementedError(fmt::format("{}: kernel_size is empty (a 0-d convolution); give one size per spatial "
-                                          "dim, e.g. {{3, 3}}",
-                                          who));
+    throw ValueError(fmt::format("{}: kernel_size is empty (a 0-d convolution); give one size per spatial dim, "
+                                 "e.g. {{3, 3}}, or one int for a 1-d kernel",
+                                 who));
   for (auto d : k)
     if (d <= 0) throw ValueError(fmt::format("{}: kernel_size {} must be positive", who, shape_str(k)));
   if (features < 0) throw ValueError(fmt::format("{}: features must be >= 0, got {}", who, features));
@@ -51,6 +53,66 @@ std::pair<Shape, Shape> check_kernel_and_split_batch(const Shape& input_shape, c
   Shape flat_input_shape{numel(batch_shape)};
   flat_input_shape.insert(flat_input_shape.end(), input_shape.begin() + num_batch, input_shape.end());
   return {std::move(batch_shape), std::move(flat_input_shape)};
+}
+
+namespace {
+
+std::string upper_case(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  return s;
+}
+
+const char* accepted_padding_forms(ConvLayerKind kind) {
+  return kind == ConvLayerKind::Conv
+             ? "'SAME', 'VALID', 'SAME_LOWER' (any case), 'CIRCULAR', 'REFLECT', 'CAUSAL' (upper case; CAUSAL for "
+               "1-d kernels only), an int p (p on both sides of every spatial dim), or one int or (lo, hi) pair per "
+               "spatial dim"
+             : "'SAME', 'VALID', 'CIRCULAR' (upper case), 'SAME_LOWER' or lower-case 'same' / 'valid' (a plain "
+               "convolution's padding, strides 1 only), an int p (p on both sides of every spatial dim), or one int "
+               "or (lo, hi) pair per spatial dim";
+}
+
+}  // namespace
+
+void check_conv_layer_options(const char* who, ConvLayerKind kind, std::int64_t features, const Shape& kernel_size,
+                              const std::vector<std::pair<const char*, std::vector<std::int64_t>>>& per_dim,
+                              const Padding& padding) {
+  if (features <= 0) throw ValueError(fmt::format("{}: features must be positive, got {}", who, features));
+  const std::size_t n = kernel_size.size();
+  if (n == 0)
+    throw ValueError(fmt::format("{}: kernel_size is empty; give one size per spatial dim, e.g. {{3, 3}}, or one "
+                                 "int for a 1-d kernel",
+                                 who));
+  for (auto k : kernel_size)
+    if (k <= 0) throw ValueError(fmt::format("{}: kernel_size {} must be positive", who, shape_str(kernel_size)));
+  for (const auto& [name, values] : per_dim) {
+    if (values.size() > 1 && values.size() != n)
+      throw ValueError(fmt::format("{}: {} [{}] has {} entries but kernel_size {} makes a {}-d convolution; give one "
+                                   "int for every spatial dim or one per dim",
+                                   who, name, fmt::join(values, ", "), values.size(), shape_str(kernel_size), n));
+    for (auto v : values)
+      if (v <= 0) throw ValueError(fmt::format("{}: {} [{}] must be positive", who, name, fmt::join(values, ", ")));
+  }
+  if (padding.is_string()) {
+    const std::string& p = padding.name();
+    const std::string upper = upper_case(p);
+    const bool lax_form = upper == "SAME" || upper == "VALID" || upper == "SAME_LOWER";
+    const bool flax_form = kind == ConvLayerKind::Conv ? p == "CIRCULAR" || p == "REFLECT" || p == "CAUSAL"
+                                                       : p == "CIRCULAR";
+    if (!lax_form && !flax_form)
+      throw ValueError(fmt::format("{}: padding '{}' is not one of the accepted forms: {}", who, p,
+                                   accepted_padding_forms(kind)));
+    if (p == "CAUSAL" && n != 1)
+      throw ValueError(fmt::format("{}: CAUSAL padding is only implemented for 1-d convolutions, but kernel_size {} "
+                                   "makes a {}-d convolution; use 'SAME' or explicit (lo, hi) pairs",
+                                   who, shape_str(kernel_size), n));
+  } else {
+    try {
+      canonicalize_padding(padding, static_cast<int>(n));
+    } catch (const ValueError& e) {
+      throw ValueError(fmt::format("{}: {} Accepted forms: {}", who, e.what(), accepted_padding_forms(kind)));
+    }
+  }
 }
 
 ConvPlan plan_conv(const Shape& input_shape, const ConvSpec& spec, const std::optional<Shape>& mask_shape,

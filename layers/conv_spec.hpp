@@ -64,12 +64,24 @@ struct ConvPlan {
 };
 
 // The first checks of every Flax conv layer (Conv, ConvLocal, ConvTranspose): the
-// kernel size (non-empty, positive; its length n is the conv rank), features >= 0,
+// kernel size (non-empty, positive; its length n is the conv rank; ValueError), features >= 0,
 // and an input of rank >= n + 1. Returns the input's batch axes (batch..., n spatial
 // dims, features) and its shape with them flattened into one axis (or a batch of 1
 // added where there are none). Errors are prefixed with `who`.
 std::pair<Shape, Shape> check_kernel_and_split_batch(const Shape& input_shape, const Shape& kernel_size,
                                                      std::int64_t features, const char* who);
+
+// The options check every conv layer (Conv, ConvLocal, ConvTranspose) runs in its
+// constructor, so a typo fails where it is written rather than at the first call:
+// features > 0; kernel_size non-empty and positive (its length n is the conv rank);
+// each of `per_dim` (strides, dilations; name and values) empty, one int, or n
+// entries, all positive; `padding` a string the layer accepts (the error lists
+// every accepted form), an int, or n ints / (lo, hi) pairs. Throws ValueError
+// prefixed with `who`.
+enum class ConvLayerKind { Conv, ConvTranspose };
+void check_conv_layer_options(const char* who, ConvLayerKind kind, std::int64_t features, const Shape& kernel_size,
+                              const std::vector<std::pair<const char*, std::vector<std::int64_t>>>& per_dim,
+                              const Padding& padding);
 
 // Resolves spec for inputs of `input_shape` ((batch..., spatial..., features)),
 // in _Conv.__call__'s order: kernel size, batch axes, strides and dilations,

@@ -250,6 +250,18 @@ Tensor wrap_sum(Tensor y, const PadPairs& pads, const Shape& periods) {
 }  // namespace
 
 ConvTranspose::ConvTranspose(ConvTransposeOptions options) : options_(std::move(options)) {
+  const char* who = "ConvTranspose";
+  check_conv_layer_options(who, ConvLayerKind::ConvTranspose, options_.features,
+                           {options_.kernel_size.begin(), options_.kernel_size.end()},
+                           {{"strides", options_.strides.values}, {"kernel_dilation", options_.kernel_dilation.values}},
+                           options_.padding);
+  const auto& p = options_.padding;
+  if (p.is_string() && p.name() != "SAME" && p.name() != "VALID" && p.name() != "CIRCULAR" &&
+      !all_ones(options_.strides.values))
+    throw ValueError(fmt::format("{}: padding '{}' is a plain convolution's padding, which lax allows only with "
+                                 "strides 1 (got strides [{}]); write 'SAME' or 'VALID' for the transposed "
+                                 "convolution's padding",
+                                 who, p.name(), fmt::join(options_.strides.values, ", ")));
   bind_dtype_options(options_.dtype, options_.param_dtype);
 }
 

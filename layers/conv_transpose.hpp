@@ -54,9 +54,13 @@ namespace xgrad::nn {
 // spatial dim, or one per dim. padding: 'SAME', 'VALID', 'CIRCULAR' (periodic:
 // a VALID transposed conv whose overhang is summed back, modulo the output size
 // M * s), an int, or (lo, hi) pairs.
+//
+// Designated initializers must follow this declaration order: features, kernel_size,
+// strides, padding, kernel_dilation, use_bias, mask, dtype, param_dtype, precision,
+// kernel_init, bias_init, transpose_kernel. Checked at construction (ValueError).
 struct ConvTransposeOptions {
-  std::int64_t features = 0;                       // required
-  std::vector<int> kernel_size;                    // required; {k} is a 1-D kernel
+  std::int64_t features = 0;                       // required, > 0
+  IntOrInts kernel_size;                           // required; an int k or {k} is a 1-D kernel
   IntOrInts strides = 1;
   Padding padding = "SAME";
   IntOrInts kernel_dilation = 1;
@@ -74,6 +78,7 @@ class ConvTranspose : public Module {
  public:
   explicit ConvTranspose(ConvTransposeOptions options);
   std::string describe() const override;  // "ConvTranspose, features=16, kernel_size=[3, 3]"
+  int feature_rank() const override { return static_cast<int>(options_.kernel_size.size()) + 1; }
   const ConvTransposeOptions& options() const { return options_; }
 
  protected:

@@ -15,6 +15,8 @@
 
 namespace xgrad::nn {
 
+// Designated initializers name the fields in this order: features, use_bias, dtype, param_dtype,
+//   precision, kernel_init, bias_init.
 struct DenseOptions {
   std::int64_t features = 0;                  // required
   bool use_bias = true;
@@ -30,6 +32,7 @@ class Dense : public Module {
  public:
   explicit Dense(DenseOptions options);
   std::string describe() const override;  // "Dense, features=10"
+  int feature_rank() const override { return 1; }  // the kernel depends on the last input dim only
   const DenseOptions& options() const { return options_; }
 
  protected:
@@ -39,6 +42,8 @@ class Dense : public Module {
   DenseOptions options_;
 };
 
+// Designated initializers name the fields in this order: features, axis, batch_dims, use_bias,
+//   dtype, param_dtype, precision, kernel_init, bias_init.
 struct DenseGeneralOptions {
   Shape features = {};                        // required: output feature dims
   std::vector<std::int64_t> axis = {-1};      // input axes contracted, in kernel order

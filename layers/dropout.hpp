@@ -14,6 +14,7 @@
 
 namespace xgrad::nn {
 
+// Designated initializers name the fields in this order: rate, broadcast_dims, deterministic.
 struct DropoutOptions {
   double rate = 0.0;  // probability of dropping an element, in [0, 1]
   std::vector<std::int64_t> broadcast_dims = {};

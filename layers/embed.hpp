@@ -14,6 +14,7 @@
 
 namespace xgrad::nn {
 
+// Designated initializers name the fields in this order: num_embeddings, features, dtype, param_dtype.
 struct EmbedOptions {
   std::int64_t num_embeddings = 0;  // required
   std::int64_t features = 0;        // required

@@ -9,6 +9,7 @@
 
 namespace xgrad::nn {
 
+// Designated initializers name the fields in this order: start_axis, end_axis.
 struct FlattenOptions {
   std::int64_t start_axis = 1;
   std::int64_t end_axis = -1;

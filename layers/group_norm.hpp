@@ -12,6 +12,8 @@
 
 namespace xgrad::nn {
 
+// Designated initializers name the fields in this order: num_groups, group_size, epsilon, dtype,
+//   param_dtype, use_bias, use_scale, bias_init, scale_init, use_fast_variance.
 struct GroupNormOptions {
   std::optional<std::int64_t> num_groups = 32;  // exactly one of num_groups and group_size
   std::optional<std::int64_t> group_size = std::nullopt;

@@ -16,6 +16,8 @@
 
 namespace xgrad::nn {
 
+// Designated initializers name the fields in this order: epsilon, dtype, param_dtype, use_bias,
+//   use_scale, bias_init, scale_init, reduction_axes, feature_axes, use_fast_variance.
 struct LayerNormOptions {
   double epsilon = 1e-6;
   std::optional<DType> dtype = std::nullopt;
@@ -42,6 +44,8 @@ class LayerNorm : public Module {
   LayerNormOptions options_;
 };
 
+// Designated initializers name the fields in this order: epsilon, dtype, param_dtype, use_scale,
+//   scale_init, reduction_axes, feature_axes.
 struct RMSNormOptions {
   double epsilon = 1e-6;
   std::optional<DType> dtype = std::nullopt;

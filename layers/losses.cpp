@@ -23,6 +23,14 @@ Tensor reduce(const Tensor& loss, Reduction reduction) {
   return loss;
 }
 
+// Losses compute in float32 at least, whatever the inputs' dtype (jmp's and optax's
+// practice for mixed precision): a bfloat16 loss rounds away the differences training
+// follows. float16/bfloat16 inputs are cast up (differentiably: their gradients come
+// back in their own dtype); float32 and float64 stay as they are.
+Tensor at_least_float32(const Tensor& t) {
+  return t.dtype() == DType::Float16 || t.dtype() == DType::BFloat16 ? cast(t, DType::Float32) : t;
+}
+
 void check_same_shape(const char* op, const Tensor& a, const Tensor& b) {
   if (a.shape() != b.shape())
     throw ShapeError(fmt::format("{}: predictions {} and targets {} must have the same shape", op,
@@ -38,8 +46,9 @@ void check_label_shape(const char* op, const Tensor& logits, const Tensor& label
 
 }  // namespace
 
-Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits, const Tensor& labels, Reduction reduction) {
-  check_label_shape("softmax_cross_entropy", logits, labels);
+Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits_in, const Tensor& labels, Reduction reduction) {
+  check_label_shape("softmax_cross_entropy", logits_in, labels);
+  const Tensor logits = at_least_float32(logits_in);
   auto [loss, lse] = kernels::softmax_cross_entropy_forward(logits, labels);
   const std::int64_t classes = logits.shape().back();
   loss = record("softmax_cross_entropy", loss, {logits},
@@ -58,29 +67,30 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels, Reducti
     throw ShapeError(fmt::format("softmax_cross_entropy: targets {} must have the logits' shape {} (or be integer "
                                  "labels without the class axis)",
                                  shape_str(labels.shape()), shape_str(logits.shape())));
-  return reduce(-sum(labels * log_softmax(logits, -1), {-1}), reduction);
+  return reduce(-sum(at_least_float32(labels) * log_softmax(at_least_float32(logits), -1), {-1}), reduction);
 }
 
 Tensor sigmoid_binary_cross_entropy(const Tensor& logits, const Tensor& labels, Reduction reduction) {
   check_same_shape("sigmoid_binary_cross_entropy", logits, labels);
-  const Tensor log_p = nn::log_sigmoid(logits), log_not_p = nn::log_sigmoid(-logits);
-  return reduce(-labels * log_p - (1.0 - labels) * log_not_p, reduction);
+  const Tensor z = at_least_float32(logits), y = at_least_float32(labels);
+  const Tensor log_p = nn::log_sigmoid(z), log_not_p = nn::log_sigmoid(-z);
+  return reduce(-y * log_p - (1.0 - y) * log_not_p, reduction);
 }
 
 Tensor mse(const Tensor& predictions, const Tensor& targets, Reduction reduction) {
   check_same_shape("mse", predictions, targets);
-  return reduce(square(predictions - targets), reduction);
+  return reduce(square(at_least_float32(predictions) - at_least_float32(targets)), reduction);
 }
 
 Tensor l1(const Tensor& predictions, const Tensor& targets, Reduction reduction) {
   check_same_shape("l1", predictions, targets);
-  return reduce(abs(predictions - targets), reduction);
+  return reduce(abs(at_least_float32(predictions) - at_least_float32(targets)), reduction);
 }
 
 Tensor huber(const Tensor& predictions, const Tensor& targets, double delta, Reduction reduction) {
   check_same_shape("huber", predictions, targets);
   if (!(delta > 0)) throw ValueError(fmt::format("huber: delta must be positive, got {}", delta));
-  const Tensor error = abs(predictions - targets);
+  const Tensor error = abs(at_least_float32(predictions) - at_least_float32(targets));
   const Tensor quadratic = minimum(error, weak_scalar(delta, true, error));
   const Tensor linear = error - quadratic;
   return reduce(square(quadratic) * 0.5 + linear * delta, reduction);

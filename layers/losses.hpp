@@ -1,4 +1,7 @@
 // Losses, as optax's: each returns the per-example loss unless asked to reduce.
+// They compute in float32 whatever the inputs' dtype (float16 and bfloat16 inputs
+// are cast up, float64 stays float64), as jmp and optax recommend for mixed
+// precision: the loss of a bfloat16 model is a float32 tensor.
 //
 //   Tensor loss = losses::softmax_cross_entropy(logits, labels, losses::Reduction::Mean);
 //   double acc = losses::accuracy(logits, labels);

@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <string_view>
 #include <typeinfo>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "autograd/grad_mode.hpp"
 #include "autograd/ops.hpp"
@@ -29,8 +31,14 @@ template <class E>
 }
 
 // Rethrows `e` with `prefix` in front of its message, keeping its exception type.
-[[noreturn]] void rethrow_with_prefix(const Error& e, const std::string& prefix) {
-  const std::string message = fmt::format("{}: {}", prefix, e.what());
+// A message that already starts with the layer's type ("ConvLocal: ...", from the
+// functional code the layer runs) loses that part, since the prefix names it.
+[[noreturn]] void rethrow_with_prefix(const Error& e, const std::string& prefix, const std::string& type) {
+  std::string_view what = e.what();
+  if (!type.empty() && what.size() > type.size() + 2 && what.substr(0, type.size()) == type &&
+      what.substr(type.size(), 2) == ": ")
+    what.remove_prefix(type.size() + 2);
+  const std::string message = fmt::format("{}: {}", prefix, what);
   if (dynamic_cast<const ShapeError*>(&e)) rethrow_as<ShapeError>(message);
   if (dynamic_cast<const DTypeError*>(&e)) rethrow_as<DTypeError>(message);
   if (dynamic_cast<const ValueError*>(&e)) rethrow_as<ValueError>(message);
@@ -75,20 +83,75 @@ void retype_in_place(const Tensor& t, DType dtype) {
   ++t.impl()->storage->version;
 }
 
+// The modules whose forward is running on this thread, innermost last.
+thread_local std::vector<const Module*> t_running_forwards;
+
+// Pushes a module on t_running_forwards and points its current input at the call's,
+// undoing both however forward exits.
+class ForwardFrame {
+ public:
+  ForwardFrame(const Module* module, const Shape*& current_input, const Shape& input)
+      : current_input_(current_input), previous_input_(current_input) {
+    t_running_forwards.push_back(module);
+    current_input = &input;
+  }
+  ~ForwardFrame() {
+    t_running_forwards.pop_back();
+    current_input_ = previous_input_;
+  }
+  ForwardFrame(const ForwardFrame&) = delete;
+  ForwardFrame& operator=(const ForwardFrame&) = delete;
+
+ private:
+  const Shape*& current_input_;
+  const Shape* previous_input_;
+};
+
 }  // namespace
 
 Tensor Module::operator()(const Tensor& input) {
+  const bool called_by_another = !t_running_forwards.empty();
   Tensor out;
-  try {
-    out = forward(input);
-  } catch (const Error& e) {
-    if (t_annotated_message != e.what()) rethrow_with_prefix(e, label());
-    throw;
+  {
+    ForwardFrame frame(this, current_input_, input.shape());
+    try {
+      out = forward(input);
+    } catch (const Error& e) {
+      if (t_annotated_message != e.what()) {
+        const std::string description = describe();
+        rethrow_with_prefix(e, label(), description.substr(0, description.find(',')));
+      }
+      throw;
+    }
   }
+  // A root module called inside another module's forward was not registered: its
+  // parameters would silently stay out of training and checkpoints. The caller's
+  // operator() prefixes this error with its own path.
+  if (parent_ == nullptr && called_by_another) check_registered();
   if (parent_ == nullptr && output_dtype_ && out.dtype() != *output_dtype_) out = cast(out, *output_dtype_);
-  if (SummaryRecorder::active()) SummaryRecorder::active()->record(this, out);
+  if (SummaryRecorder::active()) SummaryRecorder::active()->record(this, input, out);
   return out;
 }
+
+void Module::check_registered() const {
+  std::vector<std::string> entries;
+  for (const auto& [name, t] : named_parameters()) entries.push_back(name + " " + shape_str(t.shape()));
+  for (const auto& [name, t] : named_buffers()) entries.push_back(name + " " + shape_str(t.shape()));
+  if (entries.empty()) return;
+  throw ValueError(fmt::format("a submodule ({}) with parameters or buffers [{}] ran inside this forward but was "
+                               "never registered, so they would be neither trained nor saved; register it in the "
+                               "constructor with register_module(\"name\", member)",
+                               describe(), fmt::join(entries, ", ")));
+}
+
+std::string Module::input_spec(const Shape& input) const {
+  const int rank = feature_rank();
+  if (rank < 0 || static_cast<std::size_t>(rank) > input.size()) return shape_str(input);
+  const Shape features(input.end() - rank, input.end());
+  return rank == 0 ? "[*]" : "[*, " + shape_str(features).substr(1);
+}
+
+std::string Module::initialised_for() const { return initialised_input_ ? input_spec(*initialised_input_) : ""; }
 
 std::string Module::describe() const { return demangled_class_name(typeid(*this)); }
 
@@ -261,21 +324,33 @@ Tensor create(const Initializer& init, Key key, const std::string& name, const S
 
 }  // namespace
 
+std::string Module::mismatch_context(std::string_view hint) const {
+  std::string context;
+  if (initialised_input_ && current_input_)
+    context = fmt::format("initialised for {}, got {}", initialised_for(), shape_str(*current_input_));
+  if (!hint.empty()) context += (context.empty() ? "" : ": ") + std::string(hint);
+  return context;
+}
+
 Tensor Module::param(const std::string& name, const Shape& shape, const Initializer& init, DType dtype,
                      std::string_view hint) {
   if (const Tensor* existing = find_entry(params_, name)) {
-    check_existing(*existing, "parameter", name, shape, dtype, hint);
+    if (existing->shape() != shape || existing->dtype() != dtype)
+      check_existing(*existing, "parameter", name, shape, dtype, mismatch_context(hint));
     return *existing;
   }
+  if (!initialised_input_ && current_input_) initialised_input_ = *current_input_;
   const Key key = fold_in(make_key(seed()), child_path(name));
   return register_parameter(name, create(init, key, name, shape, dtype));
 }
 
 Tensor Module::buffer(const std::string& name, const Shape& shape, const Initializer& init, DType dtype) {
   if (const Tensor* existing = find_entry(buffers_, name)) {
-    check_existing(*existing, "buffer", name, shape, dtype, "input shape changed?");
+    if (existing->shape() != shape || existing->dtype() != dtype)
+      check_existing(*existing, "buffer", name, shape, dtype, mismatch_context("input shape changed?"));
     return *existing;
   }
+  if (!initialised_input_ && current_input_) initialised_input_ = *current_input_;
   const Key key = fold_in(make_key(seed()), child_path(name));
   return register_buffer(name, create(init, key, name, shape, dtype));
 }

@@ -17,6 +17,11 @@
 // initial value is drawn with fold_in(make_key(seed), "fc1.kernel"), so it does
 // not depend on construction order, call order or thread count.
 //
+// Every submodule a forward calls must be registered (register_module), or its
+// parameters would be neither trained nor saved: a module with parameters that is
+// not registered and runs inside another module's forward throws ValueError
+// naming the calling module's path.
+//
 // Modules are neither copyable nor movable: children point at their parent.
 #pragma once
 
@@ -55,6 +60,13 @@ class Module {
   // The layer type and its defining options ("Dense, features=10"); by default
   // the C++ class name. Used in error messages and summary().
   virtual std::string describe() const;
+
+  // How many trailing input dims the parameters depend on (Dense: 1, a 2-D conv: 3);
+  // the leading ones are batch dims, printed as '*'. -1 (the default): all of them.
+  virtual int feature_rank() const { return -1; }
+  // The input shape the parameters were created for, batch dims as '*'
+  // ("[*, 200, 4]"); empty before the first call that created a parameter.
+  std::string initialised_for() const;
 
   // ---- the tree
   const std::string& name() const { return name_; }  // empty for a root
@@ -166,6 +178,9 @@ class Module {
   void check_new_name(const std::string& name, const char* what) const;
   std::string child_path(const std::string& name) const;
   std::string label() const;  // "path (describe())", or describe() for a root
+  std::string input_spec(const Shape& input) const;  // batch dims as '*' (feature_rank())
+  void check_registered() const;                      // throws if this root has parameters or buffers
+  std::string mismatch_context(std::string_view hint) const;  // "initialised for [*, 8, 4], got [8]: hint"
   void collect(NamedTensors Module::*list, const std::string& prefix, NamedTensors& out) const;
   Tensor* find_slot(const std::string& relative_path);  // a parameter or buffer, by dotted path
 
@@ -179,6 +194,8 @@ class Module {
   bool training_ = true;
   bool initializing_ = false;
   std::optional<DType> output_dtype_;
+  std::optional<Shape> initialised_input_;  // the input of the call that created the first parameter
+  const Shape* current_input_ = nullptr;    // while forward runs
   std::optional<DType>* bound_dtype_ = nullptr;
   DType* bound_param_dtype_ = nullptr;
 

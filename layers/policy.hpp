@@ -5,13 +5,19 @@
 //
 // sets every layer's param_dtype (storage; existing parameters are converted) and
 // dtype (computation), and makes the root cast its output. Modules without those
-// options (custom ones, Sequential) are left as they are.
+// options (custom ones, Sequential) are left as they are. Without an output= entry
+// the logits stay in the compute dtype, but the losses (layers/losses.hpp) always
+// compute in float32: float16 and bfloat16 inputs are cast up, so the loss, its
+// reduction and the first cotangent are float32 (jmp's and optax's practice).
 //
-// float16 training also needs loss scaling, since small gradients underflow:
+// float16 training also needs loss scaling, since small gradients underflow. The
+// loop, as torch's GradScaler:
 //
 //   nn::DynamicLossScale scaler;
+//   Tensor loss = losses::softmax_cross_entropy(model(x), y, losses::Reduction::Mean);
+//   opt.zero_grad();
 //   scaler.scale(loss).backward();
-//   if (scaler.unscale_and_check(model)) optimizer_step();   // else skip this step
+//   scaler.step(opt, model);   // unscale; opt.step() if every gradient is finite, else skip
 #pragma once
 
 #include <cstdint>
@@ -44,6 +50,7 @@ void apply_policy(Module& root, const DTypePolicy& policy);
 // before backward; gradients are divided by it after. A step with a non-finite
 // gradient is to be skipped and halves the scale (down to min_scale); every
 // growth_interval finite steps in a row double it.
+// Designated initializers name the fields in this order: initial_scale, growth_interval, factor, min_scale.
 struct LossScaleOptions {
   double initial_scale = 32768.0;  // 2^15
   std::int64_t growth_interval = 2000;
@@ -60,6 +67,17 @@ class DynamicLossScale {
   // true when every gradient is finite (apply the step), false to skip it.
   bool unscale_and_check(std::vector<Tensor>& grads);
   bool unscale_and_check(Module& model);  // the .grad() of every parameter that has one
+
+  // torch's GradScaler.step: unscales the gradients of `model`'s parameters and runs
+  // optimizer.step() only when all are finite; the scale is updated either way.
+  // Returns whether the step ran. `optimizer` is anything with step(), such as
+  // optim::Optimizer.
+  template <class Optimizer>
+  bool step(Optimizer& optimizer, Module& model) {
+    if (!unscale_and_check(model)) return false;
+    optimizer.step();
+    return true;
+  }
 
   double loss_scale() const { return scale_; }
   std::int64_t good_steps() const { return good_steps_; }

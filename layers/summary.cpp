@@ -38,13 +38,17 @@ std::string render(const std::vector<Row>& rows) {
 std::string Module::summary(const Tensor& sample_input) {
   SummaryRecorder recorder;
   init(sample_input);
-  std::vector<Row> rows{{"path", "module", "output", "parameters", "count", "dtype"}};
+  std::vector<Row> rows{{"path", "module", "input", "output", "parameters", "count", "dtype"}};
   std::int64_t total = 0, bytes = 0;
   for (auto& [p, m] : named_modules()) {
     const auto& outputs = recorder.outputs();
     const auto it = outputs.find(m);
     std::string output = it == outputs.end() ? "-" : shape_str(it->second.first) + " " +
                                                          std::string(dtype_name(it->second.second));
+    // What the parameters were created for (batch dims as '*'), else what this pass fed it.
+    const auto in = recorder.inputs().find(m);
+    std::string input = m->initialised_for();
+    if (input.empty()) input = in == recorder.inputs().end() ? "-" : m->input_spec(in->second);
     std::string shapes;
     std::set<std::string> dtypes;
     std::int64_t count = 0;
@@ -55,7 +59,7 @@ std::string Module::summary(const Tensor& sample_input) {
       bytes += t.numel() * static_cast<std::int64_t>(itemsize(t.dtype()));
     }
     total += count;
-    rows.push_back({p.empty() ? "(root)" : p, m->describe(), output, shapes.empty() ? "-" : shapes,
+    rows.push_back({p.empty() ? "(root)" : p, m->describe(), input, output, shapes.empty() ? "-" : shapes,
                     std::to_string(count), dtypes.empty() ? "-" : fmt::format("{}", fmt::join(dtypes, "/"))});
   }
   return render(rows) + fmt::format("Total: {} parameters, {} bytes\n", total, bytes);

@@ -20,8 +20,12 @@ class SummaryRecorder {
 
   static SummaryRecorder* active() { return current(); }
   // The last call wins for a module called several times.
-  void record(const Module* module, const Tensor& output) { outputs_[module] = {output.shape(), output.dtype()}; }
+  void record(const Module* module, const Tensor& input, const Tensor& output) {
+    inputs_[module] = input.shape();
+    outputs_[module] = {output.shape(), output.dtype()};
+  }
   const std::map<const Module*, std::pair<Shape, DType>>& outputs() const { return outputs_; }
+  const std::map<const Module*, Shape>& inputs() const { return inputs_; }
 
  private:
   static SummaryRecorder*& current() {
@@ -30,6 +34,7 @@ class SummaryRecorder {
   }
   SummaryRecorder* previous_;
   std::map<const Module*, std::pair<Shape, DType>> outputs_;
+  std::map<const Module*, Shape> inputs_;
 };
 
 }  // namespace xgrad::nn

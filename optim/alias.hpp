@@ -16,6 +16,7 @@
 namespace xgrad::optim {
 
 // chain(trace(momentum, nesterov) if momentum is set, scale_by_learning_rate).
+// Designated initializers name the fields in this order: learning_rate, momentum, nesterov, accumulator_dtype.
 struct SgdOptions {
   LearningRate learning_rate;
   std::optional<double> momentum = std::nullopt;
@@ -25,6 +26,7 @@ struct SgdOptions {
 GradientTransformation sgd(const SgdOptions& options);
 
 // chain(scale_by_adam, scale_by_learning_rate).
+// Designated initializers name the fields in this order: learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov.
 struct AdamOptions {
   LearningRate learning_rate;
   double b1 = 0.9;
@@ -37,6 +39,7 @@ struct AdamOptions {
 GradientTransformation adam(const AdamOptions& options);
 
 // adam with Nesterov momentum (Dozat 2016).
+// Designated initializers name the fields in this order: learning_rate, b1, b2, eps, eps_root, mu_dtype.
 struct NadamOptions {
   LearningRate learning_rate;
   double b1 = 0.9;
@@ -49,6 +52,8 @@ GradientTransformation nadam(const NadamOptions& options);
 
 // chain(scale_by_adam, add_decayed_weights(weight_decay, mask), scale_by_learning_rate):
 // decoupled decay, u = −lr·(adam direction + wd·p). mask selects the decayed parameters.
+// Designated initializers name the fields in this order: learning_rate, b1, b2, eps, eps_root,
+//   mu_dtype, weight_decay, mask, nesterov.
 struct AdamWOptions {
   LearningRate learning_rate;
   double b1 = 0.9;
@@ -63,6 +68,7 @@ struct AdamWOptions {
 GradientTransformation adamw(const AdamWOptions& options);
 
 // chain(scale_by_adamax, scale_by_learning_rate).
+// Designated initializers name the fields in this order: learning_rate, b1, b2, eps.
 struct AdamaxOptions {
   LearningRate learning_rate;
   double b1 = 0.9;
@@ -72,6 +78,7 @@ struct AdamaxOptions {
 GradientTransformation adamax(const AdamaxOptions& options);
 
 // chain(scale_by_amsgrad, scale_by_learning_rate).
+// Designated initializers name the fields in this order: learning_rate, b1, b2, eps, eps_root, mu_dtype.
 struct AmsgradOptions {
   LearningRate learning_rate;
   double b1 = 0.9;
@@ -84,6 +91,8 @@ GradientTransformation amsgrad(const AmsgradOptions& options);
 
 // chain(scale_by_rms, or scale_by_stddev if centered, then scale_by_learning_rate,
 // then trace(momentum, nesterov) if momentum is set): momentum acts after the lr.
+// Designated initializers name the fields in this order: learning_rate, decay, eps, initial_scale,
+//   eps_in_sqrt, centered, momentum, nesterov, bias_correction.
 struct RmspropOptions {
   LearningRate learning_rate;
   double decay = 0.9;
@@ -98,6 +107,7 @@ struct RmspropOptions {
 GradientTransformation rmsprop(const RmspropOptions& options);
 
 // chain(scale_by_rss(initial_accumulator_value, eps), scale_by_learning_rate).
+// Designated initializers name the fields in this order: learning_rate, initial_accumulator_value, eps.
 struct AdagradOptions {
   LearningRate learning_rate;
   double initial_accumulator_value = 0.1;
@@ -106,6 +116,7 @@ struct AdagradOptions {
 GradientTransformation adagrad(const AdagradOptions& options);
 
 // chain(scale_by_adam, add_decayed_weights, scale_by_trust_ratio, scale_by_learning_rate).
+// Designated initializers name the fields in this order: learning_rate, b1, b2, eps, eps_root, weight_decay, mask.
 struct LambOptions {
   LearningRate learning_rate;
   double b1 = 0.9;
@@ -118,6 +129,7 @@ struct LambOptions {
 GradientTransformation lamb(const LambOptions& options);
 
 // chain(scale_by_lion, add_decayed_weights, scale_by_learning_rate).
+// Designated initializers name the fields in this order: learning_rate, b1, b2, mu_dtype, weight_decay, mask.
 struct LionOptions {
   LearningRate learning_rate;
   double b1 = 0.9;
@@ -131,6 +143,8 @@ GradientTransformation lion(const LionOptions& options);
 // chain(add_decayed_weights(weight_decay, weight_decay_mask),
 //       masked(scale_by_trust_ratio(trust_coefficient, eps), trust_ratio_mask),
 //       scale_by_learning_rate, trace(momentum, nesterov)). Empty masks select all.
+// Designated initializers name the fields in this order: learning_rate, weight_decay,
+//   weight_decay_mask, trust_coefficient, eps, trust_ratio_mask, momentum, nesterov.
 struct LarsOptions {
   LearningRate learning_rate;
   double weight_decay = 0.0;

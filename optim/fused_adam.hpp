@@ -10,6 +10,7 @@ namespace xgrad::optim::detail {
 // The chain it runs: scale_by_adam(b1, b2, eps, eps_root, nesterov), then
 // add_decayed_weights(weight_decay, decay_mask) if weight_decay ≠ 0, then
 // scale_by_learning_rate(learning_rate), whose state is the chain's last.
+// Designated initializers name the fields in this order: eps_root, nesterov, weight_decay, decay_mask, learning_rate.
 struct FusedAdamOptions {
   double b1, b2, eps, eps_root;
   bool nesterov;

@@ -19,6 +19,8 @@ Schedule constant_schedule(double value);
 
 // (init − end)·(1 − c/T)^power + end with c = clip(step − transition_begin, 0, T).
 // transition_steps ≤ 0 gives the constant init_value; a negative begin counts as 0.
+// Designated initializers name the fields in this order: init_value, end_value, power, transition_steps,
+//  transition_begin.
 struct PolynomialScheduleOptions {
   double init_value;
   double end_value;
@@ -29,6 +31,7 @@ struct PolynomialScheduleOptions {
 Schedule polynomial_schedule(const PolynomialScheduleOptions& options);
 
 // polynomial_schedule with power 1.
+// Designated initializers name the fields in this order: init_value, end_value, transition_steps, transition_begin.
 struct LinearScheduleOptions {
   double init_value;
   double end_value;
@@ -38,6 +41,7 @@ struct LinearScheduleOptions {
 Schedule linear_schedule(const LinearScheduleOptions& options);
 
 // init·((1 − α)·(½(1 + cos(π·t'/T)))^exponent + α) with t' = min(step, T); T must be > 0.
+// Designated initializers name the fields in this order: init_value, decay_steps, alpha, exponent.
 struct CosineDecayScheduleOptions {
   double init_value;
   std::int64_t decay_steps;
@@ -48,6 +52,8 @@ Schedule cosine_decay_schedule(const CosineDecayScheduleOptions& options);
 
 // Linear warmup init → peak over warmup_steps, then cosine decay peak → end over
 // decay_steps − warmup_steps: decay_steps *includes* the warmup.
+// Designated initializers name the fields in this order: init_value, peak_value, warmup_steps,
+//   decay_steps, end_value, exponent.
 struct WarmupCosineDecayScheduleOptions {
   double init_value;
   double peak_value;
@@ -61,6 +67,8 @@ Schedule warmup_cosine_decay_schedule(const WarmupCosineDecayScheduleOptions& op
 // init·rate^((step − begin)/T) (exponent floored if staircase); init while step ≤ begin.
 // end_value bounds the decay: from below if rate < 1, from above otherwise.
 // transition_steps ≤ 0 or decay_rate == 0 give the constant init_value.
+// Designated initializers name the fields in this order: init_value, transition_steps, decay_rate,
+//   transition_begin, staircase, end_value.
 struct ExponentialDecayOptions {
   double init_value;
   std::int64_t transition_steps;
@@ -78,6 +86,7 @@ Schedule piecewise_constant_schedule(double init_value, std::map<std::int64_t, d
 Schedule join_schedules(std::vector<Schedule> schedules, std::vector<std::int64_t> boundaries);
 
 // Linear warmup init → peak over warmup_steps, then peak.
+// Designated initializers name the fields in this order: init_value, peak_value, warmup_steps.
 struct WarmupConstantScheduleOptions {
   double init_value;
   double peak_value;
@@ -87,6 +96,8 @@ Schedule warmup_constant_schedule(const WarmupConstantScheduleOptions& options);
 
 // One cycle: cosine from peak/div_factor up to peak over the first pct_start of the
 // steps, then cosine down to peak/(div_factor·final_div_factor) at transition_steps.
+// Designated initializers name the fields in this order: transition_steps, peak_value, pct_start, div_factor,
+//  final_div_factor.
 struct CosineOnecycleScheduleOptions {
   std::int64_t transition_steps;
   double peak_value;

@@ -24,6 +24,7 @@ GradientTransformation scale_by_learning_rate(LearningRate learning_rate, bool f
 // m̂ = m/(1−b1ᵗ), v̂ = v/(1−b2ᵗ); Nesterov: m̂ = b1·m/(1−b1ᵗ⁺¹) + (1−b1)g/(1−b1ᵗ).
 // State: mu (in mu_dtype if given), nu, count. One pass per tensor; the bias corrections
 // are applied as multipliers 1/(1 − bᵗ) (within an ulp of optax's divisions).
+// Designated initializers name the fields in this order: b1, b2, eps, eps_root, mu_dtype, nesterov.
 struct ScaleByAdamOptions {
   double b1 = 0.9;
   double b2 = 0.999;
@@ -35,6 +36,7 @@ struct ScaleByAdamOptions {
 GradientTransformation scale_by_adam(const ScaleByAdamOptions& options = {});
 
 // AMSGrad: Adam's moments, with v̂_max ← max(v̂_max, v̂) in place of v̂. State: mu, nu, nu_max, count.
+// Designated initializers name the fields in this order: b1, b2, eps, eps_root, mu_dtype.
 struct ScaleByAmsgradOptions {
   double b1 = 0.9;
   double b2 = 0.999;
@@ -45,6 +47,7 @@ struct ScaleByAmsgradOptions {
 GradientTransformation scale_by_amsgrad(const ScaleByAmsgradOptions& options = {});
 
 // Adamax: m as Adam, v ← max(b2·v, |g| + eps), u = m̂/v. State: mu, nu, count.
+// Designated initializers name the fields in this order: b1, b2, eps.
 struct ScaleByAdamaxOptions {
   double b1 = 0.9;
   double b2 = 0.999;
@@ -55,6 +58,7 @@ GradientTransformation scale_by_adamax(const ScaleByAdamaxOptions& options = {})
 // RMS: ν ← decay·ν + (1−decay)g² (ν starts at initial_scale), u = g/√(ν̂ + eps)
 // (g/(√ν̂ + eps) without eps_in_sqrt); ν̂ = ν/(1−decayᵗ) with bias_correction.
 // State: nu (+ count with bias_correction).
+// Designated initializers name the fields in this order: decay, eps, initial_scale, eps_in_sqrt, bias_correction.
 struct ScaleByRmsOptions {
   double decay = 0.9;
   double eps = 1e-8;
@@ -75,6 +79,7 @@ GradientTransformation trace(double decay, bool nesterov = false, std::optional<
 
 // Per parameter: u·trust_coefficient·‖p‖/(‖u‖ + eps), norms floored at min_norm;
 // the factor is 1 when either norm is 0. Needs params.
+// Designated initializers name the fields in this order: min_norm, trust_coefficient, eps.
 struct ScaleByTrustRatioOptions {
   double min_norm = 0.0;
   double trust_coefficient = 1.0;
@@ -83,6 +88,7 @@ struct ScaleByTrustRatioOptions {
 GradientTransformation scale_by_trust_ratio(const ScaleByTrustRatioOptions& options = {});
 
 // Lion: u = sign((1−b1)g + b1·m), then m ← b2·m + (1−b2)g. State: mu, count.
+// Designated initializers name the fields in this order: b1, b2, mu_dtype.
 struct ScaleByLionOptions {
   double b1 = 0.9;
   double b2 = 0.99;

@@ -249,3 +249,20 @@ TEST_CASE("16-bit kernels equal float32 kernels rounded once, across stage bound
     CHECK(logical_not(a).to_vector() == logical_not(af).to_vector());
   }
 }
+
+TEST_CASE("relu's gradient on 16-bit floats reads the sign from the bits: zeros, subnormals, infinities, NaN") {
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  const std::vector<double> values{1.5, -2, 0, -0.0, inf, -inf, nan, 1e-7, -1e-7, 65504, 3e38};
+  for (DType dtype : {DType::Float16, DType::BFloat16}) {
+    CAPTURE(dtype_name(dtype));
+    Tensor x = from_vector(values, {static_cast<std::int64_t>(values.size())}, dtype).requires_grad_();
+    Tensor g = from_vector(std::vector<double>(values.size(), 3.0), {static_cast<std::int64_t>(values.size())}, dtype);
+    relu(x).backward(g);
+    // The reference: the float32 rule (out > 0) on the same stored values.
+    const std::vector<double> stored = x.detach().to_vector(), grads = x.grad().to_vector();
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      CAPTURE(stored[i]);
+      CHECK(grads[i] == (stored[i] > 0 ? 3.0 : 0.0));
+    }
+  }
+}

@@ -186,3 +186,56 @@ TEST_CASE("one_hot: labels to rows, out-of-range labels give zero rows") {
                        DTypeError);
   CHECK_THROWS_WITH_AS(one_hot(ints({1}, {1}), -1), "one_hot: num_classes must be >= 0, got -1", ValueError);
 }
+
+TEST_CASE("x.at(index).set / .add / .get: functional updates as JAX's .at[]") {
+  const Tensor x = from_vector({1, 2, 3, 4, 5, 6}, {2, 3});
+  check_values(x.at({0, 2}).set(9.0), {2, 3}, {1, 2, 9, 4, 5, 6});
+  check_values(x.at({-1}).set(from_vector({7, 8, 9}, {3})), {2, 3}, {1, 2, 3, 7, 8, 9});
+  check_values(x.at({1}).set(0.0), {2, 3}, {1, 2, 3, 0, 0, 0});  // a scalar broadcasts
+  check_values(x.at({1}).add(from_vector({10, 20, 30}, {3})), {2, 3}, {1, 2, 3, 14, 25, 36});
+  check_values(x.at({0, 0}).add(0.5), {2, 3}, {1.5, 2, 3, 4, 5, 6});
+  check_values(x.at({1}).get(), {3}, {4, 5, 6});
+  check_values(x, {2, 3}, {1, 2, 3, 4, 5, 6});  // x itself is unchanged
+  CHECK(x.at({1, 2}) == 6.0);                    // reading one element, as before
+  // The value is cast to x's dtype.
+  const Tensor counts = zeros({3}, DType::Int64).at({1}).add(2.7);
+  CHECK(counts.dtype() == DType::Int64);
+  CHECK(counts.to_vector() == std::vector<double>{0, 2, 0});
+  // Building data without raw pointers.
+  Tensor onehots = zeros({2, 4});
+  onehots = onehots.at({0, 3}).set(1.0).at({1, 0}).set(1.0);
+  check_values(onehots, {2, 4}, {0, 0, 0, 1, 1, 0, 0, 0});
+}
+
+TEST_CASE("x.at(index) errors name the op, the index and the shapes") {
+  const Tensor x = zeros({2, 3});
+  CHECK(test_support::error_of<ShapeError>([&] { x.at({2}).set(1.0); }) == "at: index [2] is out of bounds for shape [2, 3]");
+  CHECK(test_support::error_of<ShapeError>([&] { x.at({0, -4}); }) == "at: index [0, -4] is out of bounds for shape [2, 3]");
+  CHECK(test_support::error_of<ShapeError>([&] { x.at({0}).add(ones({2})); }) ==
+        "at([0]).add: value of shape [2] does not broadcast to the selected [3] of the tensor of shape [2, 3]");
+  CHECK(test_support::error_of<ShapeError>([&] { x.at({0, 1, 2}).get(); }) ==
+        "at: index [0, 1, 2] has 3 entries but the tensor has shape [2, 3]");
+  CHECK(test_support::error_of<ShapeError>([&] { [[maybe_unused]] double v = x.at({0}); }) ==
+        "at: index [0] has 1 entries but the tensor has shape [2, 3]");  // reading a number needs a full index
+}
+
+TEST_CASE("gradcheck and gradgradcheck: at().set, at().add and at().get in x and in the value") {
+  const Tensor x = from_vector({0.5, -1, 2, 0.25, 3, -2}, {2, 3}, DType::Float64);
+  const Tensor row = from_vector({1.5, -0.5, 2}, {3}, DType::Float64);
+  const Tensor one = from_vector({0.7}, {}, DType::Float64);
+  // Squares make the second derivatives non-trivial.
+  test_support::check_first_and_second_order(
+      "set row", [](const std::vector<Tensor>& in) { return square(in[0].at({1}).set(in[1] * in[1])); }, {x, row});
+  test_support::check_first_and_second_order(
+      "set element (broadcast value)",
+      [](const std::vector<Tensor>& in) { return square(in[0]).at({0, 1}).set(in[1]); }, {x, one});
+  test_support::check_first_and_second_order(
+      "add row", [](const std::vector<Tensor>& in) { return square(in[0].at({-2}).add(in[1])); }, {x, row});
+  test_support::check_first_and_second_order(
+      "get", [](const std::vector<Tensor>& in) { return square(in[0].at({1}).get()); }, {x});
+  // The gradient of set: none into the overwritten block, all of it into the value.
+  Tensor xs = x.detach().requires_grad_(), r = row.detach().requires_grad_();
+  (xs.at({0}).set(r) * 2.0).sum().backward();
+  CHECK(xs.grad().to_vector() == std::vector<double>{0, 0, 0, 2, 2, 2});
+  CHECK(r.grad().to_vector() == std::vector<double>{2, 2, 2});
+}

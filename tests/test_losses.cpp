@@ -109,3 +109,29 @@ TEST_CASE("accuracy counts argmax hits") {
   CHECK_THROWS_WITH_AS(losses::accuracy(logits, ones({4})), "accuracy: labels must be integers, got float32",
                        DTypeError);
 }
+
+TEST_CASE("losses compute in float32 whatever the input dtype (bfloat16 and float16 logits)") {
+  const Tensor logits32 = from_vector({0.3, -1.7, 2.1, 0.9, 0.05, -0.4}, {2, 3});
+  const Tensor labels = from_vector({2, 0}, {2}, DType::Int64);
+  for (DType half : {DType::BFloat16, DType::Float16}) {
+    CAPTURE(dtype_name(half));
+    Tensor logits = logits32.astype(half).detach().requires_grad_();
+    // The float32 reference sees the same (rounded) logits.
+    const Tensor rounded = logits.detach().astype(DType::Float32);
+    Tensor loss = losses::softmax_cross_entropy(logits, labels, Reduction::Mean);
+    CHECK(loss.dtype() == DType::Float32);
+    CHECK(loss.item() == losses::softmax_cross_entropy(rounded, labels, Reduction::Mean).item());
+    loss.backward();
+    CHECK(logits.grad().dtype() == half);  // gradients come back in the logits' own dtype
+    const Tensor targets = one_hot(labels, 3, half);
+    CHECK(losses::softmax_cross_entropy(logits, targets).dtype() == DType::Float32);
+    CHECK(losses::sigmoid_binary_cross_entropy(logits, targets).dtype() == DType::Float32);
+    CHECK(losses::mse(logits, targets).dtype() == DType::Float32);
+    CHECK(losses::l1(logits, targets).dtype() == DType::Float32);
+    CHECK(losses::huber(logits, targets).dtype() == DType::Float32);
+    CHECK(losses::mse(logits, targets, Reduction::Sum).item() ==
+          losses::mse(rounded, targets.astype(DType::Float32), Reduction::Sum).item());
+  }
+  // float64 stays float64.
+  CHECK(losses::mse(ones({2}, DType::Float64), zeros({2}, DType::Float64)).dtype() == DType::Float64);
+}

@@ -2,6 +2,7 @@
 // summary and error messages that name the module path.
 #include <doctest/doctest.h>
 
+#include "test_support.hpp"
 #include "xgrad.hpp"
 
 using namespace xgrad;
@@ -120,7 +121,7 @@ TEST_CASE("a parameter shape mismatch names the module path and both shapes") {
   net.init(sample());
   CHECK_THROWS_WITH_AS(net(ones({2, 4})),
                        "encoder.a (Affine): parameter 'w' was created with shape [3] but this call needs [4] "
-                       "(input shape changed?)",
+                       "(initialised for [2, 3], got [2, 4]: input shape changed?)",
                        ShapeError);
 }
 
@@ -211,13 +212,13 @@ TEST_CASE("summary lists every module with its output shape and parameters") {
   Net net;
   const std::string table = net.summary(sample());
   CHECK(table ==
-        "path       module   output          parameters    count  dtype\n"
-        "---------  -------  --------------  ------------  -----  -------\n"
-        "(root)     Net      [2, 3] float32  -             0      -\n"
-        "encoder    Encoder  [2, 3] float32  -             0      -\n"
-        "encoder.a  Affine   [2, 3] float32  w [3], b [3]  6      float32\n"
-        "encoder.b  Affine   [2, 3] float32  w [3], b [3]  6      float32\n"
-        "head       Affine   [2, 3] float32  w [3], b [3]  6      float32\n"
+        "path       module   input   output          parameters    count  dtype\n"
+        "---------  -------  ------  --------------  ------------  -----  -------\n"
+        "(root)     Net      [2, 3]  [2, 3] float32  -             0      -\n"
+        "encoder    Encoder  [2, 3]  [2, 3] float32  -             0      -\n"
+        "encoder.a  Affine   [2, 3]  [2, 3] float32  w [3], b [3]  6      float32\n"
+        "encoder.b  Affine   [2, 3]  [2, 3] float32  w [3], b [3]  6      float32\n"
+        "head       Affine   [2, 3]  [2, 3] float32  w [3], b [3]  6      float32\n"
         "Total: 18 parameters, 72 bytes\n");
 }
 
@@ -242,4 +243,73 @@ TEST_CASE("the root casts its output to the output dtype when one is set") {
   net.set_output_dtype(DType::Float64);
   CHECK(net(sample()).dtype() == DType::Float64);
   CHECK(net.head(sample()).dtype() == DType::Float32);
+}
+
+namespace {
+
+// A module that calls a member it forgot to register.
+struct Forgetful : nn::Module {
+  Affine registered, forgotten;
+  Forgetful() { register_module("registered", registered); }
+  Tensor forward(const Tensor& x) override { return forgotten(registered(x)); }
+};
+
+struct Holder : nn::Module {
+  Forgetful inner;
+  Holder() { register_module("inner", inner); }
+  Tensor forward(const Tensor& x) override { return inner(x); }
+};
+
+// Calls a parameter-free module without registering it: harmless, allowed.
+struct UsesLambda : nn::Module {
+  nn::Lambda twice{"twice", [](const Tensor& x) { return x * 2.0; }};
+  Affine a;
+  UsesLambda() { register_module("a", a); }
+  Tensor forward(const Tensor& x) override { return a(twice(x)); }
+};
+
+}  // namespace
+
+TEST_CASE("an unregistered submodule with parameters is an error naming the calling module's path") {
+  Holder model;
+  CHECK_THROWS_WITH_AS(model.init(sample()),
+                       doctest::Contains("inner (Forgetful): a submodule (Affine) with parameters or buffers [w [3], "
+                                         "b [3]] ran inside this forward but was never registered"),
+                       ValueError);
+  // The same at a plain call, every time (not only at init).
+  CHECK_THROWS_AS(model(sample()), ValueError);
+  CHECK_THROWS_WITH_AS(model(sample()), doctest::Contains("register_module(\"name\", member)"), ValueError);
+  // Parameter-free helpers may stay unregistered; a module run on its own is a root, not an error.
+  UsesLambda ok;
+  CHECK(ok(sample()).shape() == sample().shape());
+  Affine alone;
+  CHECK(alone(sample()).shape() == sample().shape());
+}
+
+TEST_CASE("shape-mismatch errors and summary() state the input shape a layer was initialised for") {
+  struct Seq1d : nn::Module {
+    nn::ConvLocal local{{.features = 2, .kernel_size = {3}, .padding = "SAME"}};
+    Seq1d() { register_module("local", local); }
+    Tensor forward(const Tensor& x) override { return local(x); }
+  } model;
+  model.init(ones({200, 4}));  // unbatched: Flax treats it as a sequence of 200 positions
+  CHECK(model.local.initialised_for() == "[*, 200, 4]");
+  CHECK(model(ones({3, 200, 4})).shape() == Shape{3, 200, 2});  // batches of it are fine
+  CHECK_THROWS_WITH_AS(model(ones({4, 800})),
+                       "local (ConvLocal, features=2, kernel_size=[3]): parameter 'kernel' was created with shape "
+                       "[200, 12, 2] but this call needs [4, 2400, 2] (initialised for [*, 200, 4], got [4, 800]: "
+                       "input spatial size changed?)",
+                       ShapeError);
+  const std::string table = model.summary(ones({200, 4}));
+  CHECK(table.find("local   ConvLocal, features=2, kernel_size=[3]  [*, 200, 4]") != std::string::npos);
+}
+
+TEST_CASE("a module's error does not repeat the layer type the functional code already named") {
+  nn::ConvLocal local({.features = 8, .kernel_size = {9}});
+  // plan_conv reports "ConvLocal: input of shape ..."; the module prefix already says ConvLocal.
+  CHECK_THROWS_WITH_AS(local(ones({5})),
+                       doctest::Contains("ConvLocal, features=8, kernel_size=[9]: input of shape [5] has rank 1"),
+                       ShapeError);
+  const std::string message = test_support::error_of<ShapeError>([&] { local(ones({5})); });
+  CHECK(message.find("ConvLocal: ") == std::string::npos);
 }

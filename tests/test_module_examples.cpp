@@ -75,7 +75,8 @@ TEST_CASE("a ConvLocal-style kernel is created from the first input's spatial si
   CHECK(net(ones({1, 26, 26, 9})).shape() == Shape{1, 26, 26, 16});
   CHECK_THROWS_WITH_AS(net(ones({2, 12, 12, 9})),
                        "encoder.local (LocalScale): parameter 'kernel' was created with shape [26, 26, 9, 16] but this "
-                       "call needs [12, 12, 9, 16] (input spatial size changed?)",
+                       "call needs [12, 12, 9, 16] (initialised for [2, 26, 26, 9], got [2, 12, 12, 9]: input "
+                       "spatial size changed?)",
                        ShapeError);
 }
 
@@ -83,11 +84,11 @@ TEST_CASE("summary of a Dense MLP") {
   MLP model;
   const std::string table = model.summary(ones({4, 784}));
   CHECK(table ==
-        "path    module               output            parameters                     count   dtype\n"
-        "------  -------------------  ----------------  -----------------------------  ------  -------\n"
-        "(root)  MLP                  [4, 10] float32   -                              0       -\n"
-        "fc1     Dense, features=128  [4, 128] float32  kernel [784, 128], bias [128]  100480  float32\n"
-        "fc2     Dense, features=10   [4, 10] float32   kernel [128, 10], bias [10]    1290    float32\n"
+        "path    module               input     output            parameters                     count   dtype\n"
+        "------  -------------------  --------  ----------------  -----------------------------  ------  -------\n"
+        "(root)  MLP                  [4, 784]  [4, 10] float32   -                              0       -\n"
+        "fc1     Dense, features=128  [*, 784]  [4, 128] float32  kernel [784, 128], bias [128]  100480  float32\n"
+        "fc2     Dense, features=10   [*, 128]  [4, 10] float32   kernel [128, 10], bias [10]    1290    float32\n"
         "Total: 101770 parameters, 407080 bytes\n");
 }
 

@@ -113,8 +113,8 @@ TEST_CASE("apply_policy sets compute and param dtypes on every layer and casts t
   Classifier model;
   nn::apply_policy(model, nn::parse_policy("params=float32,compute=bfloat16,output=float32"));
   const std::string table = model.summary(ones({2, 16}));
-  CHECK(table.find("(root)  Classifier          [2, 4] float32") != std::string::npos);
-  CHECK(table.find("fc1     Dense, features=32  [2, 32] bfloat16") != std::string::npos);
+  CHECK(table.find("(root)  Classifier          [2, 16]  [2, 4] float32") != std::string::npos);
+  CHECK(table.find("fc1     Dense, features=32  [*, 16]  [2, 32] bfloat16") != std::string::npos);
   CHECK(model.fc1.options().dtype == DType::BFloat16);
   for (const Tensor& p : model.parameters()) CHECK(p.dtype() == DType::Float32);
   // Changing param_dtype after init converts the parameters in place: handles stay valid.
@@ -132,4 +132,51 @@ TEST_CASE("an MLP with bfloat16 compute and float32 params trains like float32")
   CHECK(f32.back() < 0.4 * f32.front());
   CHECK(bf16.back() < 0.4 * bf16.front());
   CHECK(std::abs(bf16.back() - f32.back()) < 0.1 * f32.front());
+}
+
+namespace {
+
+struct OneWeight : nn::Module {
+  Tensor forward(const Tensor& x) override {
+    return x * param("w", {1}, nn::initializers::constant(1.0), DType::Float32);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("DynamicLossScale::step unscales, steps the optimizer when finite and skips it otherwise") {
+  OneWeight model;
+  model.init(ones({1}));
+  optim::Optimizer opt(model, optim::sgd({.learning_rate = 0.5}));
+  nn::DynamicLossScale scaler({.initial_scale = 1024, .growth_interval = 100});
+  // loss = 3 w: the unscaled gradient is 3, so SGD moves w from 1 to 1 - 0.5 * 3.
+  opt.zero_grad();
+  scaler.scale((model(full({1}, 3.0))).sum()).backward();
+  CHECK(model.named_parameters()[0].second.grad().item() == 3 * 1024.0);
+  CHECK(scaler.step(opt, model));
+  CHECK(model.named_parameters()[0].second.item() == -0.5);
+  CHECK(opt.step_count() == 1);
+  CHECK(scaler.loss_scale() == 1024);
+  // An overflowing gradient: the step is skipped (w unchanged) and the scale halves.
+  opt.zero_grad();
+  scaler.scale((model(full({1}, INFINITY))).sum()).backward();
+  CHECK_FALSE(scaler.step(opt, model));
+  CHECK(model.named_parameters()[0].second.item() == -0.5);
+  CHECK(opt.step_count() == 1);
+  CHECK(scaler.loss_scale() == 512);
+}
+
+TEST_CASE("with compute=bfloat16 and no output entry the logits are bfloat16 but the loss is float32") {
+  struct Tiny : nn::Module {
+    nn::Dense fc{{.features = 2}};
+    Tiny() { register_module("fc", fc); }
+    Tensor forward(const Tensor& x) override { return fc(x); }
+  } model;
+  nn::apply_policy(model, nn::parse_policy("params=float32,compute=bfloat16"));
+  const Tensor x = random_normal(make_key(5), {4, 3});
+  const Tensor logits = model(x);
+  CHECK(logits.dtype() == DType::BFloat16);
+  const Tensor loss = losses::softmax_cross_entropy(logits, from_vector({0, 1, 1, 0}, {4}, DType::Int64),
+                                                    losses::Reduction::Mean);
+  CHECK(loss.dtype() == DType::Float32);
 }

@@ -203,3 +203,18 @@ TEST_CASE("sum_to inverts broadcasting") {
   check_values(sum_to(x, {}), {}, {15});
   CHECK_THROWS_WITH_AS(sum_to(x, {2, 2}), "sum_to: shape [2, 3] is not a broadcast of [2, 2]", ShapeError);
 }
+
+TEST_CASE("Tensor::sum/mean/max/min methods take axes and keepdims like the free functions") {
+  const Tensor x = from_vector({1, 5, 3, 4, 2, 6}, {2, 3});
+  CHECK(x.sum().item() == 21);
+  CHECK(x.sum({1}).to_vector() == std::vector<double>{9, 12});
+  CHECK(x.sum({0}, true).shape() == Shape{1, 3});
+  CHECK(x.mean({-1}).to_vector() == std::vector<double>{3, 4});
+  CHECK(x.max({1}).to_vector() == std::vector<double>{5, 6});
+  CHECK(x.min({0}, true).to_vector() == std::vector<double>{1, 2, 3});
+  CHECK(x.min({0}, true).shape() == Shape{1, 3});
+  CHECK(x.max().item() == 6);
+  Tensor w = x.astype(DType::Float64).detach().requires_grad_();
+  w.max({1}).sum().backward();
+  CHECK(w.grad().to_vector() == std::vector<double>{0, 1, 0, 0, 0, 1});
+}
