@@ -1,40 +1,38 @@
-// Locally connected layer (ConvLocal, VALID, stride 1, with bias) forward + backward, N = 64:
-//   A: 28×28×1 -> 3×3, F 16 (the input is an image: no input gradient)
-//   B: 14×14×16 -> 3×3, F 32 (with the input gradient)
-// Three paths, at 1 and 2 threads:
-//   raw      the AVX2 fast kernels called directly (forward, then one fused backward)
-//   layer    what a user runs: nn::ConvLocal forward, backward(dy) through the tape, zero_grad
-//   general  the same layer with the fast kernels switched off (patches + per-position GEMMs)
-// Reports per-step median (p10, p90), GFLOP/s, and as a yardstick OpenBLAS sgemm running
-// the same per-position GEMMs on pre-built patches (the "patches + GEMM" formulation minus
-// patch extraction) and one large square GEMM.
+// The ConvLocal suite (issue 13): forward + backward through nn::ConvLocal, as a user
+// runs it (the layer's forward, backward(dy) through the tape, zero_grad), at 1 and 2
+// threads, for the layers users write:
+//   A  28×28×1 -> 3×3, F 16, N 64, VALID and SAME (an image: no input gradient)
+//   B  14×14×16 -> 3×3, F 32, N 64: VALID, SAME, SAME stride 2, SAME kernel dilation 2,
+//      SAME with F = 20
+//   1-D  N 32, length 4096, 8 channels, kernel 9, F 16, SAME
+//   3-D  N 4, 16³×4, kernel 3×3×3, F 8, SAME
+// Reports per-step median (p10, p90), GFLOP/s, the ratio to B VALID's GFLOP/s at the same
+// thread count, and the time the bytes that must move would take at the STREAM-triad
+// bandwidth measured in this run (the memory roofline). With --general also the same
+// layer on the general path (patches + per-position GEMMs).
 // Lines starting with "RESULT" are parsed by bench/run_conv_local.sh.
-#include <cblas.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <functional>
-#include <random>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "core/kernels/conv_geometry.hpp"
 #include "core/kernels/conv_local_fast.hpp"
 #include "core/threading.hpp"
 #include "xgrad.hpp"
 
-using xgrad::kernels::ConvLocal2dFastShape;
-
 namespace {
-
-constexpr double kPeakPerCore = 102.0;  // GFLOP/s fp32 (Zen 3: 2 FMA × 8 lanes × 2 × ~3.2 GHz)
 
 struct Stats {
   double median, p10, p90;  // ms
 };
 
-Stats time_steps(const std::function<void()>& step, int steps, int warmup = 10) {
+Stats time_steps(const std::function<void()>& step, int steps, int warmup = 5) {
   for (int i = 0; i < warmup; ++i) step();
   std::vector<double> ms;
   for (int i = 0; i < steps; ++i) {
@@ -46,149 +44,139 @@ Stats time_steps(const std::function<void()>& step, int steps, int warmup = 10) 
   return {ms[ms.size() / 2], ms[ms.size() / 10], ms[ms.size() * 9 / 10]};
 }
 
-std::vector<float> random_vector(std::size_t size, std::mt19937& rng, float scale = 1.0f) {
-  std::normal_distribution<float> normal(0.0f, scale);
-  std::vector<float> v(size);
-  for (float& e : v) e = normal(rng);
-  return v;
+std::string cpu_model() {
+  std::ifstream info("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(info, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown";
 }
 
-struct Workload {
+// STREAM triad a = b + s·c over arrays far larger than the caches: GB/s at `threads`.
+double triad_bandwidth(int threads) {
+  const std::int64_t n = 1 << 24;  // 64 MiB per array
+  std::vector<float> a(n), b(n, 1.0f), c(n, 2.0f);
+  xgrad::set_num_threads(threads);
+  const Stats st = time_steps(
+      [&] {
+        xgrad::parallel_for_ranges(n, threads, [&](std::int64_t first, std::int64_t end) {
+          for (std::int64_t i = first; i < end; ++i) a[i] = b[i] + 3.0f * c[i];
+        });
+      },
+      10, 2);
+  return 3.0 * n * sizeof(float) / (st.median * 1e6);
+}
+
+struct Case {
   const char* name;
-  ConvLocal2dFastShape shape;
+  std::int64_t batch;
+  std::vector<std::int64_t> spatial;
+  std::int64_t channels;
+  std::vector<int> kernel;
+  int stride, dilation;
+  const char* padding;
+  std::int64_t features;
   bool input_gradient;
 };
 
-void bench_workload(const Workload& w, int steps) {
-  const ConvLocal2dFastShape& s = w.shape;
-  const std::size_t N = s.batch, P = s.out_height() * s.out_width(), I = s.patch_size(), F = s.features;
-  std::mt19937 rng(42);
-  auto x = random_vector(N * s.in_height * s.in_width * s.in_features, rng);
-  auto kernel = random_vector(P * I * F, rng, 0.1f);
-  auto bias = random_vector(P * F, rng);
-  auto dy = random_vector(N * P * F, rng);
-  std::vector<float> y(N * P * F), d_kernel(P * I * F), d_bias(P * F), d_x(w.input_gradient ? x.size() : 0);
-  const double gemm_flops = 2.0 * N * P * I * F;
-  const double total_flops = gemm_flops * (w.input_gradient ? 3 : 2);
-  std::printf("%s: N=%zu %lldx%lldx%lld -> %lldx%lld kernel, F=%zu, %zu positions, patch %zu, %s; %.1f MFLOP per step\n",
-              w.name, N, (long long)s.in_height, (long long)s.in_width, (long long)s.in_features,
-              (long long)s.kernel_height, (long long)s.kernel_width, F, P, I,
-              w.input_gradient ? "with input gradient" : "no input gradient", total_flops * 1e-6);
+const std::vector<Case> kSuite = {
+    {"A_VALID", 64, {28, 28}, 1, {3, 3}, 1, 1, "VALID", 16, false},
+    {"A_SAME", 64, {28, 28}, 1, {3, 3}, 1, 1, "SAME", 16, false},
+    {"B_VALID", 64, {14, 14}, 16, {3, 3}, 1, 1, "VALID", 32, true},
+    {"B_SAME", 64, {14, 14}, 16, {3, 3}, 1, 1, "SAME", 32, true},
+    {"B_SAME_s2", 64, {14, 14}, 16, {3, 3}, 2, 1, "SAME", 32, true},
+    {"B_SAME_d2", 64, {14, 14}, 16, {3, 3}, 1, 2, "SAME", 32, true},
+    {"B_SAME_F20", 64, {14, 14}, 16, {3, 3}, 1, 1, "SAME", 20, true},
+    {"1D", 32, {4096}, 8, {9}, 1, 1, "SAME", 16, true},
+    {"3D", 4, {16, 16, 16}, 4, {3, 3, 3}, 1, 1, "SAME", 8, true},
+};
 
-  for (int threads : {1, 2}) {
-    xgrad::set_num_threads(threads);
-    const Stats fwd = time_steps(
-        [&] { xgrad::kernels::conv_local2d_forward_fast(s, x.data(), kernel.data(), bias.data(), y.data()); }, steps);
-    const Stats both = time_steps(
-        [&] {
-          xgrad::kernels::conv_local2d_forward_fast(s, x.data(), kernel.data(), bias.data(), y.data());
-          if (w.input_gradient) std::memset(d_x.data(), 0, d_x.size() * sizeof(float));
-          xgrad::kernels::conv_local2d_backward_fast(s, x.data(), kernel.data(), dy.data(),
-                                                     w.input_gradient ? d_x.data() : nullptr, d_kernel.data(),
-                                                     d_bias.data());
-        },
-        steps);
-    const double gflops = total_flops / (both.median * 1e6);
-    std::printf("  xgrad  T=%d  fwd %7.3f ms (p10 %.3f, p90 %.3f) | fwd+bwd %7.3f ms (p10 %.3f, p90 %.3f)  "
-                "%6.1f GFLOP/s = %3.0f%% of %d-core peak\n",
-                threads, fwd.median, fwd.p10, fwd.p90, both.median, both.p10, both.p90, gflops,
-                100 * gflops / (kPeakPerCore * threads), threads);
-    std::printf("RESULT workload=%s path=raw threads=%d median_ms=%.4f p10_ms=%.4f p90_ms=%.4f gflops=%.1f\n", w.name,
-                threads, both.median, both.p10, both.p90, gflops);
-  }
+struct Measured {
+  double ms, gflops, roofline_ms;
+};
 
-  // The public path: the layer on tensors, the backward through the tape.
-  xgrad::nn::ConvLocal layer({.features = static_cast<std::int64_t>(F),
-                              .kernel_size = {static_cast<int>(s.kernel_height), static_cast<int>(s.kernel_width)},
-                              .padding = "VALID"});
-  xgrad::Tensor xt = xgrad::from_data(x.data(), {s.batch, s.in_height, s.in_width, s.in_features});
-  if (w.input_gradient) xt.requires_grad_();
-  const xgrad::Tensor dyt = xgrad::from_data(dy.data(), {s.batch, s.out_height(), s.out_width(), s.features});
-  const auto layer_step = [&] {
-    layer.zero_grad();
-    xt.zero_grad();
-    layer(xt).backward(dyt);
-  };
-  for (const bool fast : {true, false}) {
-    xgrad::kernels::set_conv_local_fast_enabled(fast);
-    for (int threads : {1, 2}) {
-      xgrad::set_num_threads(threads);
-      const Stats st = time_steps(layer_step, fast ? steps : steps / 4);
-      const double gflops = total_flops / (st.median * 1e6);
-      std::printf("  %-7s T=%d  fwd+bwd %7.3f ms (p10 %.3f, p90 %.3f)  %6.1f GFLOP/s\n", fast ? "layer" : "general",
-                  threads, st.median, st.p10, st.p90, gflops);
-      std::printf("RESULT workload=%s path=%s threads=%d median_ms=%.4f p10_ms=%.4f p90_ms=%.4f gflops=%.1f\n", w.name,
-                  fast ? "layer" : "general", threads, st.median, st.p10, st.p90, gflops);
-    }
-  }
-  xgrad::kernels::set_conv_local_fast_enabled(true);
+Measured bench_case(const Case& c, int threads, bool fast, int steps, double bandwidth) {
+  using namespace xgrad;
+  Shape input{c.batch};
+  input.insert(input.end(), c.spatial.begin(), c.spatial.end());
+  input.push_back(c.channels);
+  const std::vector<std::int64_t> kernel(c.kernel.begin(), c.kernel.end());
+  const std::vector<std::int64_t> strides(kernel.size(), c.stride), dilation(kernel.size(), c.dilation);
+  const auto g = kernels::make_conv_geometry(input, kernel, strides, c.padding, {}, dilation, "bench");
+  const double P = static_cast<double>(g.out_positions()), I = static_cast<double>(g.patch_size()),
+               N = static_cast<double>(c.batch), F = static_cast<double>(c.features);
+  const double flops = 2.0 * N * P * I * F * (c.input_gradient ? 3 : 2);
+  // Bytes that must move (float32): forward reads x, kernel, bias and writes y; the
+  // backward reads x, dy (and the kernel again for dx) and writes dkernel, dbias (and dx).
+  const double x_size = static_cast<double>(numel(input)), k_size = P * I * F, y_size = N * P * F;
+  const double bytes = 4.0 * ((x_size + k_size + P * F + y_size) +
+                              (x_size + y_size + k_size + P * F + (c.input_gradient ? k_size + x_size : 0)));
 
-  // The same GEMMs through OpenBLAS on contiguous per-position blocks (patch extraction not timed):
-  // forward [N×I]·[I×F], d_kernel [I×N]·[N×F], d_patches [N×F]·[F×I].
-  std::vector<float> patches(P * N * I), cot(P * N * F), out(P * N * F), dk(P * I * F), dp(P * N * I);
-  for (std::size_t p = 0; p < P; ++p)
-    for (std::size_t n = 0; n < N; ++n) {
-      std::copy_n(dy.data() + (n * P + p) * F, F, cot.data() + (p * N + n) * F);
-      for (std::size_t i = 0; i < I; ++i) patches[(p * N + n) * I + i] = x[(n * I + i) % x.size()];
-    }
-  const int m = static_cast<int>(N), k = static_cast<int>(I), f = static_cast<int>(F);
-  for (int threads : {1, 2}) {
-    openblas_set_num_threads(threads);
-    const Stats st = time_steps(
-        [&] {
-          for (std::size_t p = 0; p < P; ++p) {
-            const float* pa = patches.data() + p * N * I;
-            const float* kp = kernel.data() + p * I * F;
-            const float* g = cot.data() + p * N * F;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, f, k, 1.0f, pa, k, kp, f, 0.0f,
-                        out.data() + p * N * F, f);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, f, m, 1.0f, pa, k, g, f, 0.0f,
-                        dk.data() + p * I * F, f);
-            if (w.input_gradient)
-              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, f, 1.0f, g, f, kp, f, 0.0f,
-                          dp.data() + p * N * I, k);
-          }
-        },
-        steps);
-    std::printf("  sgemm  T=%d  same per-position GEMMs %7.3f ms (p10 %.3f, p90 %.3f)  %6.1f GFLOP/s\n", threads,
-                st.median, st.p10, st.p90, total_flops / (st.median * 1e6));
-  }
-}
-
-void bench_square_sgemm() {
-  const int n = 1024;
-  std::mt19937 rng(7);
-  auto a = random_vector(std::size_t(n) * n, rng), b = random_vector(std::size_t(n) * n, rng);
-  std::vector<float> c(std::size_t(n) * n);
-  for (int threads : {1, 2}) {
-    openblas_set_num_threads(threads);
-    const Stats st = time_steps(
-        [&] {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f,
-                      c.data(), n);
-        },
-        10, 2);
-    std::printf("sgemm %dx%dx%d T=%d: %7.3f ms  %6.1f GFLOP/s\n", n, n, n, threads, st.median,
-                2.0 * n * n * n / (st.median * 1e6));
-  }
+  nn::ConvLocal layer({.features = c.features, .kernel_size = c.kernel, .strides = c.stride, .padding = c.padding,
+                       .kernel_dilation = c.dilation});
+  Tensor x = random_normal(make_key(1), input);
+  if (c.input_gradient) x.requires_grad_();
+  Tensor y = layer(x);
+  const Tensor dy = random_normal(make_key(2), y.shape());
+  kernels::set_conv_local_fast_enabled(fast);
+  set_num_threads(threads);
+  const Stats st = time_steps(
+      [&] {
+        layer.zero_grad();
+        if (c.input_gradient) x.zero_grad();
+        layer(x).backward(dy);
+      },
+      steps);
+  kernels::set_conv_local_fast_enabled(true);
+  const double gflops = flops / (st.median * 1e6);
+  const double roofline_ms = bytes / (bandwidth * 1e6);
+  std::printf("  %-11s %-7s T=%d  fwd+bwd %8.3f ms (p10 %.3f, p90 %.3f)  %6.1f GFLOP/s  patch %4.0f  "
+              "memory roofline %.3f ms (%3.0f%%)\n",
+              c.name, fast ? "layer" : "general", threads, st.median, st.p10, st.p90, gflops, I, roofline_ms,
+              100 * roofline_ms / st.median);
+  std::printf("RESULT workload=%s path=%s threads=%d median_ms=%.4f p10_ms=%.4f p90_ms=%.4f gflops=%.2f patch=%.0f "
+              "roofline_ms=%.4f\n",
+              c.name, fast ? "layer" : "general", threads, st.median, st.p10, st.p90, gflops, I, roofline_ms);
+  std::fflush(stdout);
+  return {st.median, gflops, roofline_ms};
 }
 
 }  // namespace
 
-// usage: conv_local_bench [workload]   (A or B; default both, then the square sgemm)
+// usage: conv_local_bench [--general] [case ...]   (default: every case, fast path only)
 int main(int argc, char** argv) {
-  const std::string only = argc > 1 ? argv[1] : "";
-  const Workload workloads[] = {
-      {"A", {64, 28, 28, 1, 3, 3, 1, 1, 16}, false},
-      {"B", {64, 14, 14, 16, 3, 3, 1, 1, 32}, true},
-  };
-  for (const auto& w : workloads) {
-    if (!only.empty() && only != w.name) continue;
-    if (!xgrad::kernels::conv_local2d_fast_supported(w.shape)) {
-      std::printf("%s: fast path not supported on this CPU\n", w.name);
-      return 1;
-    }
-    bench_workload(w, w.input_gradient ? 100 : 200);
+  bool general = false;
+  std::vector<std::string> only;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--general") == 0) general = true;
+    else only.emplace_back(argv[i]);
   }
-  if (only.empty()) bench_square_sgemm();
+  std::printf("CPU: %s; %d hardware threads; AVX-512 tiles %s\n", cpu_model().c_str(), xgrad::num_threads(),
+              xgrad::kernels::conv_local_avx512_active() ? "on" : "off");
+  std::map<int, double> bandwidth;
+  for (int threads : {1, 2}) {
+    bandwidth[threads] = triad_bandwidth(threads);
+    std::printf("STREAM triad T=%d: %.1f GB/s\n", threads, bandwidth[threads]);
+  }
+  std::map<std::pair<std::string, int>, Measured> results;
+  for (const Case& c : kSuite) {
+    if (!only.empty() && std::find(only.begin(), only.end(), c.name) == only.end()) continue;
+    for (int threads : {1, 2}) {
+      const int steps = c.batch * c.spatial[0] > 5000 ? 20 : 60;
+      results[{c.name, threads}] = bench_case(c, threads, true, steps, bandwidth[threads]);
+      if (general) bench_case(c, threads, false, std::max(5, steps / 4), bandwidth[threads]);
+    }
+  }
+  // Ratios in this run: to B VALID's GFLOP/s at the same thread count, and 2 threads over 1.
+  std::printf("\n%-12s %8s %8s %9s %9s %11s %9s\n", "case", "T1 ms", "T2 ms", "T2/T1", "vs B T1", "vs B T2",
+              "roofline");
+  for (const Case& c : kSuite) {
+    const auto one = results.find({c.name, 1}), two = results.find({c.name, 2});
+    if (one == results.end() || two == results.end()) continue;
+    const auto b1 = results.find({"B_VALID", 1}), b2 = results.find({"B_VALID", 2});
+    const double r1 = b1 != results.end() ? one->second.gflops / b1->second.gflops : 0;
+    const double r2 = b2 != results.end() ? two->second.gflops / b2->second.gflops : 0;
+    std::printf("%-12s %8.3f %8.3f %8.2fx %8.0f%% %10.0f%% %8.0f%%\n", c.name, one->second.ms, two->second.ms,
+                one->second.ms / two->second.ms, 100 * r1, 100 * r2, 100 * one->second.roofline_ms / one->second.ms);
+  }
 }
