@@ -13,6 +13,7 @@
 // Lines starting with "RESULT" are parsed by bench/run_conv_local.sh.
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -29,19 +30,30 @@
 namespace {
 
 struct Stats {
-  double median, p10, p90;  // ms
+  double median, p10, p90;  // wall-clock ms
+  double cpu_median;        // CPU ms of the process (all threads): on a shared machine
+                            // the 1-thread figure is far steadier than the wall clock
 };
+
+double cpu_ms() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
+}
 
 Stats time_steps(const std::function<void()>& step, int steps, int warmup = 5) {
   for (int i = 0; i < warmup; ++i) step();
-  std::vector<double> ms;
+  std::vector<double> ms, cpu;
   for (int i = 0; i < steps; ++i) {
+    const double c0 = cpu_ms();
     const auto t0 = std::chrono::steady_clock::now();
     step();
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    cpu.push_back(cpu_ms() - c0);
   }
   std::sort(ms.begin(), ms.end());
-  return {ms[ms.size() / 2], ms[ms.size() / 10], ms[ms.size() * 9 / 10]};
+  std::sort(cpu.begin(), cpu.end());
+  return {ms[ms.size() / 2], ms[ms.size() / 10], ms[ms.size() * 9 / 10], cpu[cpu.size() / 2]};
 }
 
 std::string cpu_model() {
@@ -92,7 +104,7 @@ const std::vector<Case> kSuite = {
 };
 
 struct Measured {
-  double ms, gflops, roofline_ms;
+  double ms, gflops, roofline_ms, cpu_ms;
 };
 
 Measured bench_case(const Case& c, int threads, bool fast, int steps, double bandwidth) {
@@ -130,15 +142,16 @@ Measured bench_case(const Case& c, int threads, bool fast, int steps, double ban
   kernels::set_conv_local_fast_enabled(true);
   const double gflops = flops / (st.median * 1e6);
   const double roofline_ms = bytes / (bandwidth * 1e6);
-  std::printf("  %-11s %-7s T=%d  fwd+bwd %8.3f ms (p10 %.3f, p90 %.3f)  %6.1f GFLOP/s  patch %4.0f  "
+  std::printf("  %-11s %-7s T=%d  fwd+bwd %8.3f ms (p10 %.3f, p90 %.3f; CPU %.3f ms)  %6.1f GFLOP/s  patch %4.0f  "
               "memory roofline %.3f ms (%3.0f%%)\n",
-              c.name, fast ? "layer" : "general", threads, st.median, st.p10, st.p90, gflops, I, roofline_ms,
-              100 * roofline_ms / st.median);
-  std::printf("RESULT workload=%s path=%s threads=%d median_ms=%.4f p10_ms=%.4f p90_ms=%.4f gflops=%.2f patch=%.0f "
-              "roofline_ms=%.4f\n",
-              c.name, fast ? "layer" : "general", threads, st.median, st.p10, st.p90, gflops, I, roofline_ms);
+              c.name, fast ? "layer" : "general", threads, st.median, st.p10, st.p90, st.cpu_median, gflops, I,
+              roofline_ms, 100 * roofline_ms / st.median);
+  std::printf("RESULT workload=%s path=%s threads=%d median_ms=%.4f p10_ms=%.4f p90_ms=%.4f cpu_ms=%.4f gflops=%.2f "
+              "patch=%.0f roofline_ms=%.4f\n",
+              c.name, fast ? "layer" : "general", threads, st.median, st.p10, st.p90, st.cpu_median, gflops, I,
+              roofline_ms);
   std::fflush(stdout);
-  return {st.median, gflops, roofline_ms};
+  return {st.median, gflops, roofline_ms, st.cpu_median};
 }
 
 }  // namespace
@@ -168,15 +181,20 @@ int main(int argc, char** argv) {
     }
   }
   // Ratios in this run: to B VALID's GFLOP/s at the same thread count, and 2 threads over 1.
-  std::printf("\n%-12s %8s %8s %9s %9s %11s %9s\n", "case", "T1 ms", "T2 ms", "T2/T1", "vs B T1", "vs B T2",
-              "roofline");
+  std::printf("\n%-12s %8s %8s %9s %9s %11s %9s %10s %12s\n", "case", "T1 ms", "T2 ms", "T2/T1", "vs B T1",
+              "vs B T2", "roofline", "T1 CPU ms", "vs B T1 CPU");
   for (const Case& c : kSuite) {
     const auto one = results.find({c.name, 1}), two = results.find({c.name, 2});
     if (one == results.end() || two == results.end()) continue;
     const auto b1 = results.find({"B_VALID", 1}), b2 = results.find({"B_VALID", 2});
     const double r1 = b1 != results.end() ? one->second.gflops / b1->second.gflops : 0;
     const double r2 = b2 != results.end() ? two->second.gflops / b2->second.gflops : 0;
-    std::printf("%-12s %8.3f %8.3f %8.2fx %8.0f%% %10.0f%% %8.0f%%\n", c.name, one->second.ms, two->second.ms,
-                one->second.ms / two->second.ms, 100 * r1, 100 * r2, 100 * one->second.roofline_ms / one->second.ms);
+    // GFLOP/s per CPU second at 1 thread, relative to B VALID's.
+    const double rc = b1 != results.end() ? one->second.gflops * one->second.ms / one->second.cpu_ms /
+                                                (b1->second.gflops * b1->second.ms / b1->second.cpu_ms)
+                                          : 0;
+    std::printf("%-12s %8.3f %8.3f %8.2fx %8.0f%% %10.0f%% %8.0f%% %10.3f %11.0f%%\n", c.name, one->second.ms,
+                two->second.ms, one->second.ms / two->second.ms, 100 * r1, 100 * r2,
+                100 * one->second.roofline_ms / one->second.ms, one->second.cpu_ms, 100 * rc);
   }
 }
