@@ -6,7 +6,8 @@
 //      SAME with F = 20
 //   1-D  N 32, length 4096, 8 channels, kernel 9, F 16, SAME
 //   3-D  N 4, 16³×4, kernel 3×3×3, F 8, SAME
-// Reports per-step median (p10, p90), GFLOP/s, the ratio to B VALID's GFLOP/s at the same
+// The cases are timed round-robin (one step of each per round), so that a change in the
+// load of a shared machine hits them alike. Reports per-step median (p10, p90), GFLOP/s, the ratio to B VALID's GFLOP/s at the same
 // thread count, and the time the bytes that must move would take at the STREAM-triad
 // bandwidth measured in this run (the memory roofline). With --general also the same
 // layer on the general path (patches + per-position GEMMs).
@@ -19,6 +20,8 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -107,7 +110,22 @@ struct Measured {
   double ms, gflops, roofline_ms, cpu_ms;
 };
 
-Measured bench_case(const Case& c, int threads, bool fast, int steps, double bandwidth) {
+// One case set up for timing: its layer, operands and work.
+struct Bench {
+  const Case* c;
+  double flops, bytes;
+  std::unique_ptr<xgrad::nn::ConvLocal> layer;
+  xgrad::Tensor x, dy;
+  std::vector<double> ms, cpu;
+
+  void step() {
+    layer->zero_grad();
+    if (c->input_gradient) x.zero_grad();
+    (*layer)(x).backward(dy);
+  }
+};
+
+Bench setup(const Case& c) {
   using namespace xgrad;
   Shape input{c.batch};
   input.insert(input.end(), c.spatial.begin(), c.spatial.end());
@@ -117,51 +135,74 @@ Measured bench_case(const Case& c, int threads, bool fast, int steps, double ban
   const auto g = kernels::make_conv_geometry(input, kernel, strides, c.padding, {}, dilation, "bench");
   const double P = static_cast<double>(g.out_positions()), I = static_cast<double>(g.patch_size()),
                N = static_cast<double>(c.batch), F = static_cast<double>(c.features);
-  const double flops = 2.0 * N * P * I * F * (c.input_gradient ? 3 : 2);
+  Bench b;
+  b.c = &c;
+  b.flops = 2.0 * N * P * I * F * (c.input_gradient ? 3 : 2);
   // Bytes that must move (float32): forward reads x, kernel, bias and writes y; the
   // backward reads x, dy (and the kernel again for dx) and writes dkernel, dbias (and dx).
   const double x_size = static_cast<double>(numel(input)), k_size = P * I * F, y_size = N * P * F;
-  const double bytes = 4.0 * ((x_size + k_size + P * F + y_size) +
-                              (x_size + y_size + k_size + P * F + (c.input_gradient ? k_size + x_size : 0)));
+  b.bytes = 4.0 * ((x_size + k_size + P * F + y_size) +
+                   (x_size + y_size + k_size + P * F + (c.input_gradient ? k_size + x_size : 0)));
+  b.layer = std::make_unique<nn::ConvLocal>(nn::ConvOptions{.features = c.features, .kernel_size = c.kernel,
+                                                            .strides = c.stride, .padding = c.padding,
+                                                            .kernel_dilation = c.dilation});
+  b.x = random_normal(make_key(1), input);
+  if (c.input_gradient) b.x.requires_grad_();
+  const Tensor y = (*b.layer)(b.x);
+  b.dy = random_normal(make_key(2), y.shape());
+  return b;
+}
 
-  nn::ConvLocal layer({.features = c.features, .kernel_size = c.kernel, .strides = c.stride, .padding = c.padding,
-                       .kernel_dilation = c.dilation});
-  Tensor x = random_normal(make_key(1), input);
-  if (c.input_gradient) x.requires_grad_();
-  Tensor y = layer(x);
-  const Tensor dy = random_normal(make_key(2), y.shape());
-  kernels::set_conv_local_fast_enabled(fast);
-  set_num_threads(threads);
-  const Stats st = time_steps(
-      [&] {
-        layer.zero_grad();
-        if (c.input_gradient) x.zero_grad();
-        layer(x).backward(dy);
-      },
-      steps);
-  kernels::set_conv_local_fast_enabled(true);
-  const double gflops = flops / (st.median * 1e6);
-  const double roofline_ms = bytes / (bandwidth * 1e6);
-  std::printf("  %-11s %-7s T=%d  fwd+bwd %8.3f ms (p10 %.3f, p90 %.3f; CPU %.3f ms)  %6.1f GFLOP/s  patch %4.0f  "
-              "memory roofline %.3f ms (%3.0f%%)\n",
-              c.name, fast ? "layer" : "general", threads, st.median, st.p10, st.p90, st.cpu_median, gflops, I,
-              roofline_ms, 100 * roofline_ms / st.median);
-  std::printf("RESULT workload=%s path=%s threads=%d median_ms=%.4f p10_ms=%.4f p90_ms=%.4f cpu_ms=%.4f gflops=%.2f "
-              "patch=%.0f roofline_ms=%.4f\n",
-              c.name, fast ? "layer" : "general", threads, st.median, st.p10, st.p90, st.cpu_median, gflops, I,
-              roofline_ms);
+// Times `rounds` steps of every bench, one step of each per round (round-robin), so a
+// change in the machine's load hits every case alike: their ratios stay comparable.
+std::vector<Measured> run_round_robin(std::vector<Bench>& benches, int threads, int rounds, double bandwidth,
+                                      bool fast) {
+  xgrad::kernels::set_conv_local_fast_enabled(fast);
+  xgrad::set_num_threads(threads);
+  for (Bench& b : benches) {
+    b.ms.clear();
+    b.cpu.clear();
+    for (int i = 0; i < 3; ++i) b.step();  // warm-up
+  }
+  for (int round = 0; round < rounds; ++round)
+    for (Bench& b : benches) {
+      const double c0 = cpu_ms();
+      const auto t0 = std::chrono::steady_clock::now();
+      b.step();
+      b.ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      b.cpu.push_back(cpu_ms() - c0);
+    }
+  xgrad::kernels::set_conv_local_fast_enabled(true);
+  std::vector<Measured> out;
+  for (Bench& b : benches) {
+    std::sort(b.ms.begin(), b.ms.end());
+    std::sort(b.cpu.begin(), b.cpu.end());
+    const Stats st{b.ms[b.ms.size() / 2], b.ms[b.ms.size() / 10], b.ms[b.ms.size() * 9 / 10], b.cpu[b.cpu.size() / 2]};
+    const double gflops = b.flops / (st.median * 1e6), roofline_ms = b.bytes / (bandwidth * 1e6);
+    const char* path = fast ? "layer" : "general";
+    std::printf("  %-11s %-7s T=%d  fwd+bwd %8.3f ms (p10 %.3f, p90 %.3f; CPU %.3f ms)  %6.1f GFLOP/s  "
+                "memory roofline %.3f ms (%3.0f%%)\n",
+                b.c->name, path, threads, st.median, st.p10, st.p90, st.cpu_median, gflops, roofline_ms,
+                100 * roofline_ms / st.median);
+    std::printf("RESULT workload=%s path=%s threads=%d median_ms=%.4f p10_ms=%.4f p90_ms=%.4f cpu_ms=%.4f "
+                "gflops=%.2f roofline_ms=%.4f\n",
+                b.c->name, path, threads, st.median, st.p10, st.p90, st.cpu_median, gflops, roofline_ms);
+    out.push_back({st.median, gflops, roofline_ms, st.cpu_median});
+  }
   std::fflush(stdout);
-  return {st.median, gflops, roofline_ms, st.cpu_median};
+  return out;
 }
 
 }  // namespace
 
-// usage: conv_local_bench [--general] [case ...]   (default: every case, fast path only)
+// usage: conv_local_bench [--general] [--rounds=40] [case ...]   (default: every case, fast path only)
 int main(int argc, char** argv) {
   bool general = false;
+  int rounds = 40;
   std::vector<std::string> only;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--general") == 0) general = true;
+    else if (std::strncmp(argv[i], "--rounds=", 9) == 0) rounds = std::atoi(argv[i] + 9);
     else only.emplace_back(argv[i]);
   }
   std::printf("CPU: %s; %d hardware threads; AVX-512 tiles %s\n", cpu_model().c_str(), xgrad::num_threads(),
@@ -172,13 +213,13 @@ int main(int argc, char** argv) {
     std::printf("STREAM triad T=%d: %.1f GB/s\n", threads, bandwidth[threads]);
   }
   std::map<std::pair<std::string, int>, Measured> results;
-  for (const Case& c : kSuite) {
-    if (!only.empty() && std::find(only.begin(), only.end(), c.name) == only.end()) continue;
-    for (int threads : {1, 2}) {
-      const int steps = c.batch * c.spatial[0] > 5000 ? 20 : 60;
-      results[{c.name, threads}] = bench_case(c, threads, true, steps, bandwidth[threads]);
-      if (general) bench_case(c, threads, false, std::max(5, steps / 4), bandwidth[threads]);
-    }
+  std::vector<Bench> benches;
+  for (const Case& c : kSuite)
+    if (only.empty() || std::find(only.begin(), only.end(), c.name) != only.end()) benches.push_back(setup(c));
+  for (int threads : {1, 2}) {
+    const auto measured = run_round_robin(benches, threads, rounds, bandwidth[threads], true);
+    for (std::size_t i = 0; i < benches.size(); ++i) results[{benches[i].c->name, threads}] = measured[i];
+    if (general) run_round_robin(benches, threads, std::max(3, rounds / 10), bandwidth[threads], false);
   }
   // Ratios in this run: to B VALID's GFLOP/s at the same thread count, and 2 threads over 1.
   std::printf("\n%-12s %8s %8s %9s %9s %11s %9s %10s %12s\n", "case", "T1 ms", "T2 ms", "T2/T1", "vs B T1",

@@ -46,6 +46,7 @@ struct Plan {
   const Index* order_offset;
   const Index* order_kernel_offset;
   Index run_count, run_length, run_padded;  // run_padded = run_length rounded up to 8
+  Index kt_stride;                          // run_count·run_padded + 8 (see transpose_kernel_to_runs)
   const Index* run_offset;                  // run -> x offset from the patch origin
   Index taps, kernel_last;                  // S and k of the last axis
   bool merged;                              // a run is a whole kernel row (last axis undilated)
@@ -101,28 +102,39 @@ void transpose8x8(__m256 (&m)[8]) {
   }
 }
 
-// kt[f][run·run_padded + e] = kernel[i(run, e)][f]; padding columns stay zero.
+// kt[f][run·run_padded + e] = kernel[i(run, e)][f], rows kt_stride apart; padding
+// columns stay zero. Blocks of 8 channels × 8 features go through an 8×8 register
+// transpose. A partial block (C or F not a multiple of 8: the 3-D layer has C = 4)
+// loads under a mask with the missing channels zero, and stores whole vectors anyway:
+// the lanes past its channels are those zeros, and they land on columns that a later
+// tap overwrites, on run padding (zero anyway) or on the row's 8-column tail
+// (kt_stride = run_count·run_padded + 8). No vmaskmovps store, which is microcoded on AMD.
 // `next_kernel` (the next position's block, or null) is prefetched into L2 meanwhile.
 void transpose_kernel_to_runs(const Plan& p, const float* kernel, const float* next_kernel, float* kt) {
-  const Index row = p.run_count * p.run_padded, c8 = p.channels / 8 * 8, f8 = p.features / 8 * 8;
+  const Index row = p.kt_stride;
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (Index tap = 0; tap < p.taps; ++tap) {
     const Index column = p.merged ? (tap / p.kernel_last) * p.run_padded + (tap % p.kernel_last) * p.channels
                                   : tap * p.run_padded;
-    for (Index c0 = 0; c0 < c8; c0 += 8) {
-      for (Index f0 = 0; f0 < f8; f0 += 8) {
+    for (Index c0 = 0; c0 < p.channels; c0 += 8) {
+      const int channels = static_cast<int>(std::min<Index>(8, p.channels - c0));
+      for (Index f0 = 0; f0 < p.features; f0 += 8) {
+        const int features = static_cast<int>(std::min<Index>(8, p.features - f0));
+        const __m256i feature_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(features), iota);
         __m256 m[8];
         for (int q = 0; q < 8; ++q) {
+          if (q >= channels) {
+            m[q] = _mm256_setzero_ps();
+            continue;
+          }
           const Index offset = ((c0 + q) * p.taps + tap) * p.features + f0;
           if (next_kernel && f0 % 16 == 0) _mm_prefetch(reinterpret_cast<const char*>(next_kernel + offset), _MM_HINT_T1);
-          m[q] = _mm256_loadu_ps(kernel + offset);
+          m[q] = features == 8 ? _mm256_loadu_ps(kernel + offset) : _mm256_maskload_ps(kernel + offset, feature_mask);
         }
         transpose8x8(m);
-        for (int q = 0; q < 8; ++q) _mm256_storeu_ps(kt + (f0 + q) * row + column + c0, m[q]);
+        for (int q = 0; q < features; ++q) _mm256_storeu_ps(kt + (f0 + q) * row + column + c0, m[q]);
       }
     }
-    for (Index c = 0; c < p.channels; ++c)
-      for (Index f = c < c8 ? f8 : 0; f < p.features; ++f)
-        kt[f * row + column + c] = kernel[(c * p.taps + tap) * p.features + f];
   }
 }
 
@@ -152,7 +164,7 @@ void forward_position(const Plan& p, Index position) {
 }
 
 // d_bias, d_kernel and d_x of one position. `block` holds N × block_stride floats and
-// `kt` F × run_count·run_padded floats (zero in the padding columns).
+// `kt` F × kt_stride floats (zero in the padding columns).
 void backward_position(const Plan& p, Index position, float* block, float* kt) {
   const Index origin = p.position_origin[position];
   gather_cotangent(p, position, block);
@@ -174,7 +186,7 @@ void backward_position(const Plan& p, Index position, float* block, float* kt) {
   if (p.d_x) {
     const float* kernel = p.kernel + position * p.patch * p.features;
     transpose_kernel_to_runs(p, kernel, position + 1 < p.positions ? kernel + p.patch * p.features : nullptr, kt);
-    const Index row = p.run_count * p.run_padded;
+    const Index row = p.kt_stride;
     for (Index run = 0; run < p.run_count; ++run) {
       tiles::for_each_column_block(p.run_padded, [&](Index e0, int columns) {
         TileJob job;
@@ -228,6 +240,7 @@ struct Layout {
     plan.run_count = run_count;
     plan.run_length = run_length;
     plan.run_padded = (run_length + 7) / 8 * 8;
+    plan.kt_stride = run_count * plan.run_padded + 8;
     plan.run_offset = run_offset.data();
     plan.taps = taps;
     plan.kernel_last = k_last;
@@ -285,7 +298,7 @@ void conv_local_backward_fast(const ConvGeometry& geometry, std::int64_t feature
   plan.d_kernel = d_kernel;
   plan.d_bias = d_bias;
   const Index block_size = plan.batch * plan.block_stride;
-  const Index kt_size = d_x ? plan.features * plan.run_count * plan.run_padded : 0;
+  const Index kt_size = d_x ? plan.features * plan.kt_stride : 0;
 
   if (!d_x) {  // positions are independent: split them evenly
     const Index slots = std::min<Index>(num_threads(), plan.positions);

@@ -6,6 +6,7 @@
 //   AVX-512    up to 8 rows × 1 zmm (16 columns): fewer tiles per FLOP (less set-up
 //              and store work) and fewer loads per FMA than 6 × 2 ymm. Zen 4 runs a
 //              zmm FMA as two halves, so its peak is the same; the gain is overhead.
+//              Partial blocks of at most 8 columns run as ymm tiles with AVX-512VL masks.
 //
 // A tile never touches a column outside its block: the tail block of a feature count
 // that is not a multiple of 8 reads and writes its last vector under a mask (the
@@ -43,7 +44,7 @@ void split_rows(const TileJob& job, Index row_count, Index max_rows, Run&& run) 
 }  // namespace xgrad::kernels::tiles
 
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx2,fma")
+#pragma GCC target("avx512f,avx512vl,avx2,fma")
 
 namespace xgrad::kernels::tiles {
 namespace {
@@ -101,6 +102,67 @@ __attribute__((noinline)) void run_tiles_avx512(const TileJob& job, Index count)
         _mm512_mask_storeu_ps(out[r], mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out[r]), acc[r]));
     }
   }
+}
+
+// A partial block of at most 8 columns (the tail of F = 20, a C = 4 run of d_x) as
+// one ymm per row with AVX-512VL masked loads and stores: half the FMA lanes of a zmm
+// tile for the same useful work, and none of AVX2's slow vmaskmovps stores.
+template <int R, TileMode M>
+__attribute__((noinline)) void run_tiles_avx512_narrow(const TileJob& job, Index count) {
+  constexpr bool table = M == TileMode::Gather;
+  const Index steps = job.steps, a_step = job.a_step, b_step = job.b_step;
+  const Index* a_table = job.a_table;
+  const __mmask8 mask = job.columns >= 8 ? __mmask8(0xFF) : __mmask8((1u << job.columns) - 1);
+  for (Index tile = 0; tile < count; ++tile) {
+    const float* a[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const Index k = tile * R + r;
+      a[r] = job.a.base + (job.a.offsets ? job.a.offsets[k] : k * job.a.stride);
+      asm("" : "+r"(a[r]));
+      if (job.prefetch_distance)
+        _mm_prefetch(reinterpret_cast<const char*>(job.out.base + k * job.out.stride + job.prefetch_distance),
+                     _MM_HINT_T0);
+    }
+    __m256 acc[R];
+    __m256 start = _mm256_setzero_ps();
+    if (M == TileMode::Gather && job.init) start = _mm256_maskz_loadu_ps(mask, job.init);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[r] = start;
+    const float* b = job.b;
+    for (Index s = 0; s < steps; ++s) {
+      const Index ai = table ? a_table[s] : s * a_step;
+      const __m256 bv = _mm256_maskz_loadu_ps(mask, b);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(a[r] + ai), bv, acc[r]);
+      b += b_step;
+    }
+    float* out[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const Index k = tile * R + r;
+      out[r] = job.out.base + (job.out.offsets ? job.out.offsets[k] : k * job.out.stride);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      if constexpr (M != TileMode::Add) _mm256_mask_storeu_ps(out[r], mask, acc[r]);
+      else _mm256_mask_storeu_ps(out[r], mask, _mm256_add_ps(_mm256_maskz_loadu_ps(mask, out[r]), acc[r]));
+    }
+  }
+}
+
+template <TileMode M, int R = 1>
+void run_tiles_avx512_narrow_of(Index rows, const TileJob& job, Index count) {
+  if constexpr (R <= kMaxRowsAvx512) {
+    if (rows == R) run_tiles_avx512_narrow<R, M>(job, count);
+    else run_tiles_avx512_narrow_of<M, R + 1>(rows, job, count);
+  }
+}
+
+template <TileMode M>
+void run_avx512_narrow(const TileJob& job, Index row_count) {
+  split_rows(job, row_count, kMaxRowsAvx512,
+             [](Index rows, const TileJob& j, Index count) { run_tiles_avx512_narrow_of<M>(rows, j, count); });
 }
 
 // `count` tiles of exactly `rows` rows (1 ≤ rows ≤ kMaxRowsAvx512).
@@ -232,7 +294,8 @@ namespace xgrad::kernels::tiles {
 namespace {
 
 bool cpu_has_avx512() {
-  static const bool has = __builtin_cpu_supports("avx512f");
+  // VL for the narrow (ymm) tiles; every AVX-512 CPU since Skylake-SP has it.
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
   return has;
 }
 
@@ -244,8 +307,13 @@ template <TileMode M, bool Tail>
 void run_mode(const TileJob& job, Index row_count) {
   const int vectors = job.columns > 8 ? 2 : 1;
   // A 16-column block as one zmm, except for short contractions: the 3×3×1 image
-  // layer's forward (9 steps) measured ~20 % slower with AVX-512 tiles.
-  if (vectors == 2 && job.steps >= 16 && avx512_active()) run_avx512<M, Tail>(job, row_count);
+  // layer's forward (9 steps) measured ~20 % slower with AVX-512 tiles. A partial
+  // block always goes to the zmm tiles where it can: AVX-512 masked stores are cheap,
+  // AVX2's vmaskmovps stores are microcoded on AMD (the 3-D layer's d_x spent more in
+  // them than in its FMAs).
+  const bool partial = job.columns % 8 != 0;  // (so Tail, except in Add mode)
+  if (partial && vectors == 1 && avx512_active()) run_avx512_narrow<M>(job, row_count);
+  else if ((partial || (vectors == 2 && job.steps >= 16)) && avx512_active()) run_avx512<M, Tail>(job, row_count);
   else if (vectors == 2) run_avx2<2, M, Tail>(job, row_count);
   else run_avx2<1, M, Tail>(job, row_count);
 }

@@ -62,7 +62,7 @@ void for_each_column_block(Index count, Body&& body) {
 
 // True when the CPU has AVX2 and FMA (the engine's minimum).
 bool cpu_supported();
-// AVX-512 tiles are used where the CPU has AVX-512F unless disallowed
+// AVX-512 tiles are used where the CPU has AVX-512F and VL unless disallowed
 // (XGRAD_CONV_LOCAL_AVX2 set at start, or set_avx512_allowed(false)).
 void set_avx512_allowed(bool allowed);
 bool avx512_active();
