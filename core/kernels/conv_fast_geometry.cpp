@@ -108,6 +108,18 @@ float* padded_input_gradient(const FastGeometry& g, float* d_x) {
   return buffer;
 }
 
+float* padded_input_gradient_unzeroed(const FastGeometry& g, float* d_x) {
+  if (!g.needs_padding()) return d_x;
+  return conv_scratch<float>(ConvScratch::PatchGradBlock, static_cast<std::size_t>(g.batch * g.sample_stride()));
+}
+
+void crop_input_gradient_sample(const FastGeometry& g, const float* padded, float* d_x, Index n) {
+  if (!g.needs_padding()) return;
+  const std::array<Index, 3> back{-g.pad_lo[0], -g.pad_lo[1], -g.pad_lo[2]};
+  const Index sample = g.input[0] * g.input[1] * g.input[2] * g.channels;
+  copy_shifted(padded + n * g.sample_stride(), g.padded, d_x + n * sample, g.input, back, 1, g.channels);
+}
+
 void crop_input_gradient(const FastGeometry& g, const float* padded, float* d_x) {
   if (!g.needs_padding()) return;
   const std::array<Index, 3> back{-g.pad_lo[0], -g.pad_lo[1], -g.pad_lo[2]};

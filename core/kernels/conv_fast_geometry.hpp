@@ -45,5 +45,9 @@ const float* padded_input(const FastGeometry& g, const float* x);
 // no padding is needed, else scratch that crop_input_gradient() copies into d_x.
 float* padded_input_gradient(const FastGeometry& g, float* d_x);
 void crop_input_gradient(const FastGeometry& g, const float* padded, float* d_x);
+// The same per sample, for kernels whose tasks are samples (zero, accumulate and crop
+// one sample while it is in cache): the buffer is not zeroed; crop sample n of it.
+float* padded_input_gradient_unzeroed(const FastGeometry& g, float* d_x);
+void crop_input_gradient_sample(const FastGeometry& g, const float* padded, float* d_x, Index n);
 
 }  // namespace xgrad::kernels::tiles

@@ -187,9 +187,13 @@ void conv_shared_input_vjp_fast(const ConvGeometry& geometry, std::int64_t featu
     for (Index ch = 0; ch < c; ++ch)
       for (Index f = 0; f < f_count; ++f) kt[f * kt_row + column + ch] = kernel[(tap * c + ch) * f_count + f];
   }
-  float* dxp = tiles::padded_input_gradient(plan.g, d_x);
-  parallel_for(plan.g.batch, [&](Index n) { input_vjp_sample(plan, dy, kt, dxp, n); });
-  tiles::crop_input_gradient(plan.g, dxp, d_x);
+  // Each sample is zeroed, accumulated and cropped by one task, while it is in cache.
+  float* dxp = tiles::padded_input_gradient_unzeroed(plan.g, d_x);
+  parallel_for(plan.g.batch, [&](Index n) {
+    std::fill_n(dxp + n * plan.sample_stride, plan.sample_stride, 0.0f);
+    input_vjp_sample(plan, dy, kt, dxp, n);
+    tiles::crop_input_gradient_sample(plan.g, dxp, d_x, n);
+  });
 }
 
 void conv_shared_kernel_vjp_fast(const ConvGeometry& geometry, std::int64_t features, const float* x,
