@@ -46,7 +46,7 @@ struct Plan {
   const Index* order_offset;
   const Index* order_kernel_offset;
   Index run_count, run_length, run_padded;  // run_padded = run_length rounded up to 8
-  Index kt_stride;                          // run_count·run_padded + 8 (see transpose_kernel_to_runs)
+  Index kt_stride;                          // ≥ run_count·run_padded + 8 (see transpose_kernel_to_runs)
   const Index* run_offset;                  // run -> x offset from the patch origin
   Index taps, kernel_last;                  // S and k of the last axis
   bool merged;                              // a run is a whole kernel row (last axis undilated)
@@ -79,7 +79,10 @@ void gather_cotangent(const Plan& p, Index position, float* block) {
       _mm256_storeu_ps(block + n * p.block_stride + f0, v);
       sum = _mm256_add_ps(sum, v);
     }
-    if (p.d_bias) _mm256_maskstore_ps(p.d_bias + position * p.features + f0, mask, sum);
+    if (!p.d_bias) continue;
+    // (vmaskmovps stores are microcoded on AMD: only for a partial block)
+    if (lanes == 8) _mm256_storeu_ps(p.d_bias + position * p.features + f0, sum);
+    else _mm256_maskstore_ps(p.d_bias + position * p.features + f0, mask, sum);
   }
 }
 
@@ -108,7 +111,7 @@ void transpose8x8(__m256 (&m)[8]) {
 // loads under a mask with the missing channels zero, and stores whole vectors anyway:
 // the lanes past its channels are those zeros, and they land on columns that a later
 // tap overwrites, on run padding (zero anyway) or on the row's 8-column tail
-// (kt_stride = run_count·run_padded + 8). No vmaskmovps store, which is microcoded on AMD.
+// (kt_stride ≥ run_count·run_padded + 8). No vmaskmovps store, which is microcoded on AMD.
 // `next_kernel` (the next position's block, or null) is prefetched into L2 meanwhile.
 void transpose_kernel_to_runs(const Plan& p, const float* kernel, const float* next_kernel, float* kt) {
   const Index row = p.kt_stride;
@@ -240,7 +243,9 @@ struct Layout {
     plan.run_count = run_count;
     plan.run_length = run_length;
     plan.run_padded = (run_length + 7) / 8 * 8;
-    plan.kt_stride = run_count * plan.run_padded + 8;
+    // ≥ 8 spare columns (see transpose_kernel_to_runs), rounded up to 16 floats so every
+    // row starts on a 64-byte line: zmm loads of kt then never straddle two lines.
+    plan.kt_stride = (run_count * plan.run_padded + 8 + 15) / 16 * 16;
     plan.run_offset = run_offset.data();
     plan.taps = taps;
     plan.kernel_last = k_last;

@@ -40,6 +40,15 @@ void split_rows(const TileJob& job, Index row_count, Index max_rows, Run&& run) 
   run(small, rest, tiles - big_tiles);
 }
 
+// Row k's operand and output: Stride tiles always have listed rows, Add tiles strided
+// ones (compile-time: no per-row test in the tiles that run most); Gather tiles either.
+template <TileMode M, class T>
+inline T* row_of(const Rows<T>& rows, Index k) {
+  if constexpr (M == TileMode::Stride) return rows.base + rows.offsets[k];
+  else if constexpr (M == TileMode::Add) return rows.base + k * rows.stride;
+  else return rows.base + (rows.offsets ? rows.offsets[k] : k * rows.stride);
+}
+
 }  // namespace
 }  // namespace xgrad::kernels::tiles
 
@@ -62,11 +71,11 @@ __attribute__((noinline)) void run_tiles_avx512(const TileJob& job, Index count)
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const Index k = tile * R + r;
-      a[r] = job.a.base + (job.a.offsets ? job.a.offsets[k] : k * job.a.stride);
+      a[r] = row_of<M>(job.a, k);
       // Opaque to the optimiser, so each row keeps its own pointer register and the
       // broadcasts use plain base + index addressing.
       asm("" : "+r"(a[r]));
-      if (job.prefetch_distance)
+      if (M == TileMode::Gather && job.prefetch_distance)
         _mm_prefetch(reinterpret_cast<const char*>(job.out.base + k * job.out.stride + job.prefetch_distance),
                      _MM_HINT_T0);
     }
@@ -87,7 +96,7 @@ __attribute__((noinline)) void run_tiles_avx512(const TileJob& job, Index count)
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const Index k = tile * R + r;
-      out[r] = job.out.base + (job.out.offsets ? job.out.offsets[k] : k * job.out.stride);
+      out[r] = row_of<M>(job.out, k);
     }
     if constexpr (M != TileMode::Add) {
 #pragma GCC unroll 8
@@ -118,9 +127,9 @@ __attribute__((noinline)) void run_tiles_avx512_narrow(const TileJob& job, Index
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const Index k = tile * R + r;
-      a[r] = job.a.base + (job.a.offsets ? job.a.offsets[k] : k * job.a.stride);
+      a[r] = row_of<M>(job.a, k);
       asm("" : "+r"(a[r]));
-      if (job.prefetch_distance)
+      if (M == TileMode::Gather && job.prefetch_distance)
         _mm_prefetch(reinterpret_cast<const char*>(job.out.base + k * job.out.stride + job.prefetch_distance),
                      _MM_HINT_T0);
     }
@@ -141,7 +150,7 @@ __attribute__((noinline)) void run_tiles_avx512_narrow(const TileJob& job, Index
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const Index k = tile * R + r;
-      out[r] = job.out.base + (job.out.offsets ? job.out.offsets[k] : k * job.out.stride);
+      out[r] = row_of<M>(job.out, k);
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
@@ -207,9 +216,9 @@ __attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const Index k = tile * R + r;
-      a[r] = job.a.base + (job.a.offsets ? job.a.offsets[k] : k * job.a.stride);
+      a[r] = row_of<M>(job.a, k);
       asm("" : "+r"(a[r]));  // see run_tiles_avx512
-      if (job.prefetch_distance)
+      if (M == TileMode::Gather && job.prefetch_distance)
         _mm_prefetch(reinterpret_cast<const char*>(job.out.base + k * job.out.stride + job.prefetch_distance),
                      _MM_HINT_T0);
     }
@@ -242,7 +251,7 @@ __attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const Index k = tile * R + r;
-      out[r] = job.out.base + (job.out.offsets ? job.out.offsets[k] : k * job.out.stride);
+      out[r] = row_of<M>(job.out, k);
     }
     if constexpr (M != TileMode::Add) {
 #pragma GCC unroll 8

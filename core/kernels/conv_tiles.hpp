@@ -24,9 +24,9 @@ using Index = std::ptrdiff_t;
 // How a tile reads its rows' operand and what it does with the result. Fixed per
 // call so the inner loop is a handful of instructions.
 enum class TileMode {
-  Gather,  // a indexed through a_table, result stored (init = bias or zero)
-  Stride,  // a indexed s·a_step, result stored
-  Add,     // a indexed s·a_step, result added into out
+  Gather,  // a indexed through a_table, result stored (init = bias or zero; prefetch)
+  Stride,  // a indexed s·a_step, result stored; rows listed (a.offsets, out.offsets)
+  Add,     // a indexed s·a_step, result added into out; rows strided
 };
 
 // Where the rows of a tile live: row k at base + offsets[k], or base + k·stride.
