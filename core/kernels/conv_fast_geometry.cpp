@@ -56,6 +56,14 @@ FastGeometry fast_geometry(const ConvGeometry& g, std::int64_t features) {
     f.dilation[j] = unit ? 1 : g.rhs_dilation[s];
     f.out[j] = unit ? 1 : g.out_spatial[s];
   }
+  // The padded copy's samples start an odd number of 64-byte lines apart. The tiles
+  // read one row per sample at the same offset, so with a sample size that is a
+  // multiple of 4 KiB (B SAME: 16×16×16 floats = 16 KiB) all 64 rows would fall into
+  // one L1 set; an odd line count spreads them over every set.
+  const Index natural = f.padded[0] * f.padded[1] * f.padded[2] * f.channels;
+  Index lines = (natural + 15) / 16;
+  if (lines % 2 == 0) ++lines;
+  f.padded_sample_stride = lines * 16;
   return f;
 }
 
@@ -63,22 +71,23 @@ namespace {
 
 // Copies rows of the last spatial axis between two layouts of the same samples that
 // differ by an offset `shift` per axis (dst index = src index + shift): dst rows with
-// no source, and the parts of rows outside the source, become zero.
-void copy_shifted(const float* src, const std::array<Index, 3>& src_extent, float* dst,
-                  const std::array<Index, 3>& dst_extent, const std::array<Index, 3>& shift, Index batch,
-                  Index channels) {
-  const Index rows = batch * dst_extent[0] * dst_extent[1];
+// no source, and the parts of rows outside the source, become zero. Samples are
+// src_sample / dst_sample floats apart.
+void copy_shifted(const float* src, const std::array<Index, 3>& src_extent, Index src_sample, float* dst,
+                  const std::array<Index, 3>& dst_extent, Index dst_sample, const std::array<Index, 3>& shift,
+                  Index batch, Index channels) {
+  const Index rows_per_sample = dst_extent[0] * dst_extent[1];
+  const Index rows = batch * rows_per_sample;
   const Index row_len = dst_extent[2] * channels;
-  const Index src_sample = src_extent[0] * src_extent[1] * src_extent[2] * channels;
   // The part of a dst row that has a source: dst columns [first, last).
   const Index first = std::clamp<Index>(shift[2], 0, dst_extent[2]);
   const Index last = std::clamp<Index>(src_extent[2] + shift[2], first, dst_extent[2]);
   parallel_for_ranges(rows, num_threads(), [&](Index begin, Index end) {
     for (Index row = begin; row < end; ++row) {
-      const Index n = row / (dst_extent[0] * dst_extent[1]);
+      const Index n = row / rows_per_sample;
       const Index d0 = row / dst_extent[1] % dst_extent[0], d1 = row % dst_extent[1];
       const Index s0 = d0 - shift[0], s1 = d1 - shift[1];
-      float* out = dst + row * row_len;
+      float* out = dst + n * dst_sample + (row % rows_per_sample) * row_len;
       if (s0 < 0 || s0 >= src_extent[0] || s1 < 0 || s1 >= src_extent[1] || first == last) {
         std::fill(out, out + row_len, 0.0f);
         continue;
@@ -91,12 +100,14 @@ void copy_shifted(const float* src, const std::array<Index, 3>& src_extent, floa
   });
 }
 
+Index input_sample(const FastGeometry& g) { return g.input[0] * g.input[1] * g.input[2] * g.channels; }
+
 }  // namespace
 
 const float* padded_input(const FastGeometry& g, const float* x) {
   if (!g.needs_padding()) return x;
   float* xp = conv_scratch<float>(ConvScratch::Patches, static_cast<std::size_t>(g.batch * g.sample_stride()));
-  copy_shifted(x, g.input, xp, g.padded, g.pad_lo, g.batch, g.channels);
+  copy_shifted(x, g.input, input_sample(g), xp, g.padded, g.sample_stride(), g.pad_lo, g.batch, g.channels);
   return xp;
 }
 
@@ -116,14 +127,14 @@ float* padded_input_gradient_unzeroed(const FastGeometry& g, float* d_x) {
 void crop_input_gradient_sample(const FastGeometry& g, const float* padded, float* d_x, Index n) {
   if (!g.needs_padding()) return;
   const std::array<Index, 3> back{-g.pad_lo[0], -g.pad_lo[1], -g.pad_lo[2]};
-  const Index sample = g.input[0] * g.input[1] * g.input[2] * g.channels;
-  copy_shifted(padded + n * g.sample_stride(), g.padded, d_x + n * sample, g.input, back, 1, g.channels);
+  copy_shifted(padded + n * g.sample_stride(), g.padded, g.sample_stride(), d_x + n * input_sample(g), g.input,
+               input_sample(g), back, 1, g.channels);
 }
 
 void crop_input_gradient(const FastGeometry& g, const float* padded, float* d_x) {
   if (!g.needs_padding()) return;
   const std::array<Index, 3> back{-g.pad_lo[0], -g.pad_lo[1], -g.pad_lo[2]};
-  copy_shifted(padded, g.padded, d_x, g.input, back, g.batch, g.channels);
+  copy_shifted(padded, g.padded, g.sample_stride(), d_x, g.input, input_sample(g), back, g.batch, g.channels);
 }
 
 }  // namespace xgrad::kernels::tiles

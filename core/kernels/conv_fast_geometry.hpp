@@ -21,10 +21,16 @@ struct FastGeometry {
   std::array<Index, 3> input{}, padded{}, kernel{}, stride{}, dilation{}, out{};
   std::array<Index, 3> pad_lo{};  // padded index = input index + pad_lo (any sign)
 
+  Index padded_sample_stride = 0;  // see fast_geometry()
+
   bool needs_padding() const { return padded != input || pad_lo != std::array<Index, 3>{}; }
   // Element distance between neighbours along spatial axis j of the padded input.
   Index axis_stride(int j) const;
-  Index sample_stride() const { return padded[0] * padded[1] * padded[2] * channels; }
+  // Distance between samples in x as the kernels read it: x's own when no padding is
+  // needed, else the padded copy's.
+  Index sample_stride() const {
+    return needs_padding() ? padded_sample_stride : input[0] * input[1] * input[2] * channels;
+  }
   Index taps() const { return kernel[0] * kernel[1] * kernel[2]; }
   Index positions() const { return out[0] * out[1] * out[2]; }
   // tap t (row-major over the kernel) -> element offset in x from the patch origin.
