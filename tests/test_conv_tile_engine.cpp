@@ -36,7 +36,7 @@ struct FastPathGuard {
   bool avx512 = kernels::conv_local_avx512_active();
   ~FastPathGuard() {
     kernels::tiles::set_fast_enabled(fast);
-    kernels::tiles::set_avx512_allowed(avx512 || !__builtin_cpu_supports("avx512f"));
+    kernels::tiles::set_avx512_allowed(avx512 || !kernels::tiles::cpu_has_avx512());
   }
 };
 
@@ -48,8 +48,8 @@ bool engine_available() {
 
 // The tile kinds this CPU can run.
 std::vector<bool> avx512_settings() {
-  if (__builtin_cpu_supports("avx512f")) return {false, true};
-  MESSAGE("this CPU has no AVX-512F: only the AVX2 tiles are checked");
+  if (kernels::tiles::cpu_has_avx512()) return {false, true};
+  MESSAGE("this CPU has no AVX-512F/VL: only the AVX2 tiles are checked");
   return {false};
 }
 

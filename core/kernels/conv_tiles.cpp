@@ -302,12 +302,6 @@ void run_avx2(const TileJob& job, Index row_count) {
 namespace xgrad::kernels::tiles {
 namespace {
 
-bool cpu_has_avx512() {
-  // VL for the narrow (ymm) tiles; every AVX-512 CPU since Skylake-SP has it.
-  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
-  return has;
-}
-
 std::atomic<bool> avx512_allowed{std::getenv("XGRAD_CONV_LOCAL_AVX2") == nullptr};
 std::atomic<std::int64_t> fast_dispatches{0};
 std::atomic<bool> fast_path_enabled{std::getenv("XGRAD_CONV_GENERAL_PATH") == nullptr};
@@ -339,6 +333,12 @@ void run_tile_job(TileMode mode, const TileJob& job, Index row_count) {
                                        : run_mode<TileMode::Stride, false>(job, row_count);
     case TileMode::Add: return run_mode<TileMode::Add, false>(job, row_count);
   }
+}
+
+bool cpu_has_avx512() {
+  // VL for the narrow (ymm) tiles; every AVX-512 CPU since Skylake-SP has it.
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+  return has;
 }
 
 bool cpu_supported() {

@@ -66,6 +66,7 @@ bool cpu_supported();
 // (XGRAD_CONV_LOCAL_AVX2 set at start, or set_avx512_allowed(false)).
 void set_avx512_allowed(bool allowed);
 bool avx512_active();
+bool cpu_has_avx512();  // AVX-512F and VL, whatever is allowed
 
 // The fast kernels serve the conv driver unless disabled (XGRAD_CONV_GENERAL_PATH set
 // at start, or set_fast_enabled(false)): to time or test the general path.
