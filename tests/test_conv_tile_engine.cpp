@@ -163,7 +163,7 @@ Config random_config(std::mt19937& rng) {
       c.strides.push_back(pick(1, 3));
       c.dilation.push_back(pick(1, 2));
     }
-    c.input.push_back(pick(1, 6));
+    c.input.push_back(pick(0, 3) == 0 ? pick(7, 13) : pick(1, 6));  // C: partial blocks of 8 channels too
     c.features = pick(0, 2) == 0 ? 8 * pick(1, 3) : pick(1, 21);
     switch (pick(0, 4)) {
       case 0: c.padding = "SAME"; break;
