@@ -27,7 +27,7 @@
 #include "layers/batch_norm.hpp"
 #include "layers/checkpoint.hpp"
 #include "layers/conv.hpp"
-#include "layers/conv_spec.hpp"
+#include "layers/conv_plan.hpp"
 #include "layers/conv_transpose.hpp"
 #include "layers/dense.hpp"
 #include "layers/dropout.hpp"

@@ -5,7 +5,7 @@
 // `padding` is lax-level: "VALID", "SAME" or "SAME_LOWER" (any case), or
 // explicit (lo, hi) pairs per spatial dim, applied after the lhs dilation
 // (negative values crop). Flax-level forms (ints, 'CIRCULAR', 'REFLECT',
-// 'CAUSAL') are resolved by layers/conv_spec.hpp. Empty strides and dilations
+// 'CAUSAL') are resolved by layers/conv_plan.hpp. Empty strides and dilations
 // mean all ones.
 //
 // Operands must share one floating dtype, which the output keeps. float16 and
@@ -22,6 +22,10 @@
 #include "core/tensor.hpp"
 
 namespace xgrad {
+
+namespace kernels {
+struct ConvContraction;  // core/kernels/conv.hpp (internal)
+}  // namespace kernels
 
 // Every window of lhs as a flat patch: (N, O..., C*S), S = prod(filter_shape),
 // patch entry c*S + r = lhs value at channel c and window offset r (row-major),
@@ -87,5 +91,13 @@ Tensor conv_general_dilated_input_vjp(const Tensor& g, const Tensor& rhs, const 
                                       const std::vector<std::int64_t>& lhs_dilation = {},
                                       const std::vector<std::int64_t>& rhs_dilation = {},
                                       std::int64_t feature_group_count = 1, Precision precision = Precision::Default);
+
+// The op behind conv_general_dilated(_local)(_bias) on a contraction already resolved
+// (geometry, weights, groups, features, precision): the lax functions above resolve
+// theirs from their arguments; nn::conv_apply resolves it once per input shape in
+// nn::plan_conv. lhs must have c.input_shape() and rhs c.kernel_shape(), one floating
+// dtype; bias (undefined for none) that dtype and shape (O..., F) local or (F) shared.
+Tensor conv_general_dilated_resolved(const kernels::ConvContraction& c, const Tensor& lhs, const Tensor& rhs,
+                                     const Tensor& bias = Tensor());
 
 }  // namespace xgrad

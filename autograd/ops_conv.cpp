@@ -24,7 +24,6 @@
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
 #include "core/kernels/conv.hpp"
-#include "core/kernels/conv_shared_fast.hpp"
 
 namespace xgrad {
 
@@ -64,7 +63,7 @@ Grads conv_grads(const ConvPtr& c, const Tensor& x, const Tensor& w, const Tenso
   }
   // Shared: the kernel-VJP pass also sums the bias gradient.
   if (!GradMode::is_enabled() && c->weights == ConvWeights::Shared && want_dw && want_db)
-    if (auto fused = kernels::conv_shared_fast_param_vjp(x, g, *c))
+    if (auto fused = kernels::conv_shared_param_vjp_fused(x, g, *c))
       return {want_dx ? input_vjp_op(c, g, w) : Tensor(), fused->dkernel, fused->dbias};
   Grads grads{want_dx ? input_vjp_op(c, g, w) : Tensor(), want_dw ? kernel_vjp_op(c, x, g) : Tensor()};
   if (b.defined()) grads.push_back(want_db ? bias_grad(*c, g) : Tensor());
@@ -271,6 +270,30 @@ Tensor conv_general_dilated_bias(const Tensor& lhs, const Tensor& rhs, const Ten
   const ConvPtr c = shared_contraction(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                        feature_group_count, precision, op);
   check_bias(bias, lhs, Shape{c->features}, "the output features", op);
+  return conv_bias_op(c, lhs, rhs, bias);
+}
+
+Tensor conv_general_dilated_resolved(const kernels::ConvContraction& contraction, const Tensor& lhs,
+                                     const Tensor& rhs, const Tensor& bias) {
+  const char* op = op_name(contraction);
+  check_same_dtype(lhs, rhs, op);
+  check_groups(contraction.groups, contraction.geometry.channels, contraction.features, op);
+  if (lhs.shape() != contraction.input_shape())
+    throw ShapeError(fmt::format("{}: lhs has shape {} but the convolution was resolved for {}", op,
+                                 shape_str(lhs.shape()), shape_str(contraction.input_shape())));
+  check_rhs_shape(rhs, contraction,
+                  contraction.weights == ConvWeights::Local
+                      ? "out_spatial..., prod(filter_shape) * C / feature_group_count, features"
+                      : "HWIO: spatial..., C / feature_group_count, features",
+                  op);
+  const ConvPtr c = std::make_shared<const ConvContraction>(contraction);
+  if (!bias.defined()) return conv_op(c, lhs, rhs);
+  Shape bias_shape{c->features};
+  if (c->weights == ConvWeights::Local) {
+    const Shape out = c->output_shape();
+    bias_shape.assign(out.begin() + 1, out.end());
+  }
+  check_bias(bias, lhs, bias_shape, "the resolved convolution's bias", op);
   return conv_bias_op(c, lhs, rhs, bias);
 }
 

@@ -1,194 +1,241 @@
-// Locally connected layer (ConvLocal, VALID, stride 1, with bias) forward + backward, N = 64:
-//   A: 28×28×1 -> 3×3, F 16 (the input is an image: no input gradient)
-//   B: 14×14×16 -> 3×3, F 32 (with the input gradient)
-// Three paths, at 1 and 2 threads:
-//   raw      the AVX2 fast kernels called directly (forward, then one fused backward)
-//   layer    what a user runs: nn::ConvLocal forward, backward(dy) through the tape, zero_grad
-//   general  the same layer with the fast kernels switched off (patches + per-position GEMMs)
-// Reports per-step median (p10, p90), GFLOP/s, and as a yardstick OpenBLAS sgemm running
-// the same per-position GEMMs on pre-built patches (the "patches + GEMM" formulation minus
-// patch extraction) and one large square GEMM.
+// The ConvLocal suite (issue 13): forward + backward through nn::ConvLocal, as a user
+// runs it (the layer's forward, backward(dy) through the tape, zero_grad), at 1 and 2
+// threads, for the layers users write:
+//   A  28×28×1 -> 3×3, F 16, N 64, VALID and SAME (an image: no input gradient)
+//   B  14×14×16 -> 3×3, F 32, N 64: VALID, SAME, SAME stride 2, SAME kernel dilation 2,
+//      SAME with F = 20
+//   1-D  N 32, length 4096, 8 channels, kernel 9, F 16, SAME
+//   3-D  N 4, 16³×4, kernel 3×3×3, F 8, SAME
+// The cases are timed round-robin (one step of each per round), so that a change in the
+// load of a shared machine hits them alike. Reports per-step median (p10, p90), GFLOP/s, the ratio to B VALID's GFLOP/s at the same
+// thread count, and the time the bytes that must move would take at the STREAM-triad
+// bandwidth measured in this run (the memory roofline). With --general also the same
+// layer on the general path (patches + per-position GEMMs).
 // Lines starting with "RESULT" are parsed by bench/run_conv_local.sh.
-#include <cblas.h>
-
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <functional>
-#include <random>
+#include <map>
+#include <memory>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "core/kernels/conv_geometry.hpp"
 #include "core/kernels/conv_local_fast.hpp"
 #include "core/threading.hpp"
 #include "xgrad.hpp"
 
-using xgrad::kernels::ConvLocal2dFastShape;
-
 namespace {
 
-constexpr double kPeakPerCore = 102.0;  // GFLOP/s fp32 (Zen 3: 2 FMA × 8 lanes × 2 × ~3.2 GHz)
-
 struct Stats {
-  double median, p10, p90;  // ms
+  double median, p10, p90;  // wall-clock ms
+  double cpu_median;        // CPU ms of the process (all threads): on a shared machine
+                            // the 1-thread figure is far steadier than the wall clock
 };
 
-Stats time_steps(const std::function<void()>& step, int steps, int warmup = 10) {
+double cpu_ms() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
+}
+
+Stats time_steps(const std::function<void()>& step, int steps, int warmup = 5) {
   for (int i = 0; i < warmup; ++i) step();
-  std::vector<double> ms;
+  std::vector<double> ms, cpu;
   for (int i = 0; i < steps; ++i) {
+    const double c0 = cpu_ms();
     const auto t0 = std::chrono::steady_clock::now();
     step();
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    cpu.push_back(cpu_ms() - c0);
   }
   std::sort(ms.begin(), ms.end());
-  return {ms[ms.size() / 2], ms[ms.size() / 10], ms[ms.size() * 9 / 10]};
+  std::sort(cpu.begin(), cpu.end());
+  return {ms[ms.size() / 2], ms[ms.size() / 10], ms[ms.size() * 9 / 10], cpu[cpu.size() / 2]};
 }
 
-std::vector<float> random_vector(std::size_t size, std::mt19937& rng, float scale = 1.0f) {
-  std::normal_distribution<float> normal(0.0f, scale);
-  std::vector<float> v(size);
-  for (float& e : v) e = normal(rng);
-  return v;
+std::string cpu_model() {
+  std::ifstream info("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(info, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown";
 }
 
-struct Workload {
+// STREAM triad a = b + s·c over arrays far larger than the caches: GB/s at `threads`.
+double triad_bandwidth(int threads) {
+  const std::int64_t n = 1 << 24;  // 64 MiB per array
+  std::vector<float> a(n), b(n, 1.0f), c(n, 2.0f);
+  xgrad::set_num_threads(threads);
+  const Stats st = time_steps(
+      [&] {
+        xgrad::parallel_for_ranges(n, threads, [&](std::int64_t first, std::int64_t end) {
+          for (std::int64_t i = first; i < end; ++i) a[i] = b[i] + 3.0f * c[i];
+        });
+      },
+      10, 2);
+  return 3.0 * n * sizeof(float) / (st.median * 1e6);
+}
+
+struct Case {
   const char* name;
-  ConvLocal2dFastShape shape;
+  std::int64_t batch;
+  std::vector<std::int64_t> spatial;
+  std::int64_t channels;
+  std::vector<int> kernel;
+  int stride, dilation;
+  const char* padding;
+  std::int64_t features;
   bool input_gradient;
 };
 
-void bench_workload(const Workload& w, int steps) {
-  const ConvLocal2dFastShape& s = w.shape;
-  const std::size_t N = s.batch, P = s.out_height() * s.out_width(), I = s.patch_size(), F = s.features;
-  std::mt19937 rng(42);
-  auto x = random_vector(N * s.in_height * s.in_width * s.in_features, rng);
-  auto kernel = random_vector(P * I * F, rng, 0.1f);
-  auto bias = random_vector(P * F, rng);
-  auto dy = random_vector(N * P * F, rng);
-  std::vector<float> y(N * P * F), d_kernel(P * I * F), d_bias(P * F), d_x(w.input_gradient ? x.size() : 0);
-  const double gemm_flops = 2.0 * N * P * I * F;
-  const double total_flops = gemm_flops * (w.input_gradient ? 3 : 2);
-  std::printf("%s: N=%zu %lldx%lldx%lld -> %lldx%lld kernel, F=%zu, %zu positions, patch %zu, %s; %.1f MFLOP per step\n",
-              w.name, N, (long long)s.in_height, (long long)s.in_width, (long long)s.in_features,
-              (long long)s.kernel_height, (long long)s.kernel_width, F, P, I,
-              w.input_gradient ? "with input gradient" : "no input gradient", total_flops * 1e-6);
+const std::vector<Case> kSuite = {
+    {"A_VALID", 64, {28, 28}, 1, {3, 3}, 1, 1, "VALID", 16, false},
+    {"A_SAME", 64, {28, 28}, 1, {3, 3}, 1, 1, "SAME", 16, false},
+    {"B_VALID", 64, {14, 14}, 16, {3, 3}, 1, 1, "VALID", 32, true},
+    {"B_SAME", 64, {14, 14}, 16, {3, 3}, 1, 1, "SAME", 32, true},
+    {"B_SAME_s2", 64, {14, 14}, 16, {3, 3}, 2, 1, "SAME", 32, true},
+    {"B_SAME_d2", 64, {14, 14}, 16, {3, 3}, 1, 2, "SAME", 32, true},
+    {"B_SAME_F20", 64, {14, 14}, 16, {3, 3}, 1, 1, "SAME", 20, true},
+    {"1D", 32, {4096}, 8, {9}, 1, 1, "SAME", 16, true},
+    {"3D", 4, {16, 16, 16}, 4, {3, 3, 3}, 1, 1, "SAME", 8, true},
+};
 
-  for (int threads : {1, 2}) {
-    xgrad::set_num_threads(threads);
-    const Stats fwd = time_steps(
-        [&] { xgrad::kernels::conv_local2d_forward_fast(s, x.data(), kernel.data(), bias.data(), y.data()); }, steps);
-    const Stats both = time_steps(
-        [&] {
-          xgrad::kernels::conv_local2d_forward_fast(s, x.data(), kernel.data(), bias.data(), y.data());
-          if (w.input_gradient) std::memset(d_x.data(), 0, d_x.size() * sizeof(float));
-          xgrad::kernels::conv_local2d_backward_fast(s, x.data(), kernel.data(), dy.data(),
-                                                     w.input_gradient ? d_x.data() : nullptr, d_kernel.data(),
-                                                     d_bias.data());
-        },
-        steps);
-    const double gflops = total_flops / (both.median * 1e6);
-    std::printf("  xgrad  T=%d  fwd %7.3f ms (p10 %.3f, p90 %.3f) | fwd+bwd %7.3f ms (p10 %.3f, p90 %.3f)  "
-                "%6.1f GFLOP/s = %3.0f%% of %d-core peak\n",
-                threads, fwd.median, fwd.p10, fwd.p90, both.median, both.p10, both.p90, gflops,
-                100 * gflops / (kPeakPerCore * threads), threads);
-    std::printf("RESULT workload=%s path=raw threads=%d median_ms=%.4f p10_ms=%.4f p90_ms=%.4f gflops=%.1f\n", w.name,
-                threads, both.median, both.p10, both.p90, gflops);
-  }
+struct Measured {
+  double ms, gflops, roofline_ms, cpu_ms;
+};
 
-  // The public path: the layer on tensors, the backward through the tape.
-  xgrad::nn::ConvLocal layer({.features = static_cast<std::int64_t>(F),
-                              .kernel_size = {static_cast<int>(s.kernel_height), static_cast<int>(s.kernel_width)},
-                              .padding = "VALID"});
-  xgrad::Tensor xt = xgrad::from_data(x.data(), {s.batch, s.in_height, s.in_width, s.in_features});
-  if (w.input_gradient) xt.requires_grad_();
-  const xgrad::Tensor dyt = xgrad::from_data(dy.data(), {s.batch, s.out_height(), s.out_width(), s.features});
-  const auto layer_step = [&] {
-    layer.zero_grad();
-    xt.zero_grad();
-    layer(xt).backward(dyt);
-  };
-  for (const bool fast : {true, false}) {
-    xgrad::kernels::set_conv_local_fast_enabled(fast);
-    for (int threads : {1, 2}) {
-      xgrad::set_num_threads(threads);
-      const Stats st = time_steps(layer_step, fast ? steps : steps / 4);
-      const double gflops = total_flops / (st.median * 1e6);
-      std::printf("  %-7s T=%d  fwd+bwd %7.3f ms (p10 %.3f, p90 %.3f)  %6.1f GFLOP/s\n", fast ? "layer" : "general",
-                  threads, st.median, st.p10, st.p90, gflops);
-      std::printf("RESULT workload=%s path=%s threads=%d median_ms=%.4f p10_ms=%.4f p90_ms=%.4f gflops=%.1f\n", w.name,
-                  fast ? "layer" : "general", threads, st.median, st.p10, st.p90, gflops);
-    }
-  }
-  xgrad::kernels::set_conv_local_fast_enabled(true);
+// One case set up for timing: its layer, operands and work.
+struct Bench {
+  const Case* c;
+  double flops, bytes;
+  std::unique_ptr<xgrad::nn::ConvLocal> layer;
+  xgrad::Tensor x, dy;
+  std::vector<double> ms, cpu;
 
-  // The same GEMMs through OpenBLAS on contiguous per-position blocks (patch extraction not timed):
-  // forward [N×I]·[I×F], d_kernel [I×N]·[N×F], d_patches [N×F]·[F×I].
-  std::vector<float> patches(P * N * I), cot(P * N * F), out(P * N * F), dk(P * I * F), dp(P * N * I);
-  for (std::size_t p = 0; p < P; ++p)
-    for (std::size_t n = 0; n < N; ++n) {
-      std::copy_n(dy.data() + (n * P + p) * F, F, cot.data() + (p * N + n) * F);
-      for (std::size_t i = 0; i < I; ++i) patches[(p * N + n) * I + i] = x[(n * I + i) % x.size()];
-    }
-  const int m = static_cast<int>(N), k = static_cast<int>(I), f = static_cast<int>(F);
-  for (int threads : {1, 2}) {
-    openblas_set_num_threads(threads);
-    const Stats st = time_steps(
-        [&] {
-          for (std::size_t p = 0; p < P; ++p) {
-            const float* pa = patches.data() + p * N * I;
-            const float* kp = kernel.data() + p * I * F;
-            const float* g = cot.data() + p * N * F;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, f, k, 1.0f, pa, k, kp, f, 0.0f,
-                        out.data() + p * N * F, f);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, f, m, 1.0f, pa, k, g, f, 0.0f,
-                        dk.data() + p * I * F, f);
-            if (w.input_gradient)
-              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, f, 1.0f, g, f, kp, f, 0.0f,
-                          dp.data() + p * N * I, k);
-          }
-        },
-        steps);
-    std::printf("  sgemm  T=%d  same per-position GEMMs %7.3f ms (p10 %.3f, p90 %.3f)  %6.1f GFLOP/s\n", threads,
-                st.median, st.p10, st.p90, total_flops / (st.median * 1e6));
+  void step() {
+    layer->zero_grad();
+    if (c->input_gradient) x.zero_grad();
+    (*layer)(x).backward(dy);
   }
+};
+
+Bench setup(const Case& c) {
+  using namespace xgrad;
+  Shape input{c.batch};
+  input.insert(input.end(), c.spatial.begin(), c.spatial.end());
+  input.push_back(c.channels);
+  const std::vector<std::int64_t> kernel(c.kernel.begin(), c.kernel.end());
+  const std::vector<std::int64_t> strides(kernel.size(), c.stride), dilation(kernel.size(), c.dilation);
+  const auto g = kernels::make_conv_geometry(input, kernel, strides, c.padding, {}, dilation, "bench");
+  const double P = static_cast<double>(g.out_positions()), I = static_cast<double>(g.patch_size()),
+               N = static_cast<double>(c.batch), F = static_cast<double>(c.features);
+  Bench b;
+  b.c = &c;
+  b.flops = 2.0 * N * P * I * F * (c.input_gradient ? 3 : 2);
+  // Bytes that must move (float32): forward reads x, kernel, bias and writes y; the
+  // backward reads x, dy (and the kernel again for dx) and writes dkernel, dbias (and dx).
+  const double x_size = static_cast<double>(numel(input)), k_size = P * I * F, y_size = N * P * F;
+  b.bytes = 4.0 * ((x_size + k_size + P * F + y_size) +
+                   (x_size + y_size + k_size + P * F + (c.input_gradient ? k_size + x_size : 0)));
+  b.layer = std::make_unique<nn::ConvLocal>(nn::ConvOptions{.features = c.features, .kernel_size = c.kernel,
+                                                            .strides = c.stride, .padding = c.padding,
+                                                            .kernel_dilation = c.dilation});
+  b.x = random_normal(make_key(1), input);
+  if (c.input_gradient) b.x.requires_grad_();
+  const Tensor y = (*b.layer)(b.x);
+  b.dy = random_normal(make_key(2), y.shape());
+  return b;
 }
 
-void bench_square_sgemm() {
-  const int n = 1024;
-  std::mt19937 rng(7);
-  auto a = random_vector(std::size_t(n) * n, rng), b = random_vector(std::size_t(n) * n, rng);
-  std::vector<float> c(std::size_t(n) * n);
-  for (int threads : {1, 2}) {
-    openblas_set_num_threads(threads);
-    const Stats st = time_steps(
-        [&] {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f,
-                      c.data(), n);
-        },
-        10, 2);
-    std::printf("sgemm %dx%dx%d T=%d: %7.3f ms  %6.1f GFLOP/s\n", n, n, n, threads, st.median,
-                2.0 * n * n * n / (st.median * 1e6));
+// Times `rounds` steps of every bench, one step of each per round (round-robin), so a
+// change in the machine's load hits every case alike: their ratios stay comparable.
+std::vector<Measured> run_round_robin(std::vector<Bench>& benches, int threads, int rounds, double bandwidth,
+                                      bool fast) {
+  xgrad::kernels::set_conv_local_fast_enabled(fast);
+  xgrad::set_num_threads(threads);
+  for (Bench& b : benches) {
+    b.ms.clear();
+    b.cpu.clear();
+    for (int i = 0; i < 3; ++i) b.step();  // warm-up
   }
+  for (int round = 0; round < rounds; ++round)
+    for (Bench& b : benches) {
+      const double c0 = cpu_ms();
+      const auto t0 = std::chrono::steady_clock::now();
+      b.step();
+      b.ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      b.cpu.push_back(cpu_ms() - c0);
+    }
+  xgrad::kernels::set_conv_local_fast_enabled(true);
+  std::vector<Measured> out;
+  for (Bench& b : benches) {
+    std::sort(b.ms.begin(), b.ms.end());
+    std::sort(b.cpu.begin(), b.cpu.end());
+    const Stats st{b.ms[b.ms.size() / 2], b.ms[b.ms.size() / 10], b.ms[b.ms.size() * 9 / 10], b.cpu[b.cpu.size() / 2]};
+    const double gflops = b.flops / (st.median * 1e6), roofline_ms = b.bytes / (bandwidth * 1e6);
+    const char* path = fast ? "layer" : "general";
+    std::printf("  %-11s %-7s T=%d  fwd+bwd %8.3f ms (p10 %.3f, p90 %.3f; CPU %.3f ms)  %6.1f GFLOP/s  "
+                "memory roofline %.3f ms (%3.0f%%)\n",
+                b.c->name, path, threads, st.median, st.p10, st.p90, st.cpu_median, gflops, roofline_ms,
+                100 * roofline_ms / st.median);
+    std::printf("RESULT workload=%s path=%s threads=%d median_ms=%.4f p10_ms=%.4f p90_ms=%.4f cpu_ms=%.4f "
+                "gflops=%.2f roofline_ms=%.4f\n",
+                b.c->name, path, threads, st.median, st.p10, st.p90, st.cpu_median, gflops, roofline_ms);
+    out.push_back({st.median, gflops, roofline_ms, st.cpu_median});
+  }
+  std::fflush(stdout);
+  return out;
 }
 
 }  // namespace
 
-// usage: conv_local_bench [workload]   (A or B; default both, then the square sgemm)
+// usage: conv_local_bench [--general] [--rounds=40] [case ...]   (default: every case, fast path only)
 int main(int argc, char** argv) {
-  const std::string only = argc > 1 ? argv[1] : "";
-  const Workload workloads[] = {
-      {"A", {64, 28, 28, 1, 3, 3, 1, 1, 16}, false},
-      {"B", {64, 14, 14, 16, 3, 3, 1, 1, 32}, true},
-  };
-  for (const auto& w : workloads) {
-    if (!only.empty() && only != w.name) continue;
-    if (!xgrad::kernels::conv_local2d_fast_supported(w.shape)) {
-      std::printf("%s: fast path not supported on this CPU\n", w.name);
-      return 1;
-    }
-    bench_workload(w, w.input_gradient ? 100 : 200);
+  bool general = false;
+  int rounds = 40;
+  std::vector<std::string> only;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--general") == 0) general = true;
+    else if (std::strncmp(argv[i], "--rounds=", 9) == 0) rounds = std::atoi(argv[i] + 9);
+    else only.emplace_back(argv[i]);
   }
-  if (only.empty()) bench_square_sgemm();
+  std::printf("CPU: %s; %d hardware threads; AVX-512 tiles %s\n", cpu_model().c_str(), xgrad::num_threads(),
+              xgrad::kernels::conv_local_avx512_active() ? "on" : "off");
+  std::map<int, double> bandwidth;
+  for (int threads : {1, 2}) {
+    bandwidth[threads] = triad_bandwidth(threads);
+    std::printf("STREAM triad T=%d: %.1f GB/s\n", threads, bandwidth[threads]);
+  }
+  std::map<std::pair<std::string, int>, Measured> results;
+  std::vector<Bench> benches;
+  for (const Case& c : kSuite)
+    if (only.empty() || std::find(only.begin(), only.end(), c.name) != only.end()) benches.push_back(setup(c));
+  for (int threads : {1, 2}) {
+    const auto measured = run_round_robin(benches, threads, rounds, bandwidth[threads], true);
+    for (std::size_t i = 0; i < benches.size(); ++i) results[{benches[i].c->name, threads}] = measured[i];
+    if (general) run_round_robin(benches, threads, std::max(3, rounds / 10), bandwidth[threads], false);
+  }
+  // Ratios in this run: to B VALID's GFLOP/s at the same thread count, and 2 threads over 1.
+  std::printf("\n%-12s %8s %8s %9s %9s %11s %9s %10s %12s\n", "case", "T1 ms", "T2 ms", "T2/T1", "vs B T1",
+              "vs B T2", "roofline", "T1 CPU ms", "vs B T1 CPU");
+  for (const Case& c : kSuite) {
+    const auto one = results.find({c.name, 1}), two = results.find({c.name, 2});
+    if (one == results.end() || two == results.end()) continue;
+    const auto b1 = results.find({"B_VALID", 1}), b2 = results.find({"B_VALID", 2});
+    const double r1 = b1 != results.end() ? one->second.gflops / b1->second.gflops : 0;
+    const double r2 = b2 != results.end() ? two->second.gflops / b2->second.gflops : 0;
+    // GFLOP/s per CPU second at 1 thread, relative to B VALID's.
+    const double rc = b1 != results.end() ? one->second.gflops * one->second.ms / one->second.cpu_ms /
+                                                (b1->second.gflops * b1->second.ms / b1->second.cpu_ms)
+                                          : 0;
+    std::printf("%-12s %8.3f %8.3f %8.2fx %8.0f%% %10.0f%% %8.0f%% %10.3f %11.0f%%\n", c.name, one->second.ms,
+                two->second.ms, one->second.ms / two->second.ms, 100 * r1, 100 * r2,
+                100 * one->second.roofline_ms / one->second.ms, one->second.cpu_ms, 100 * rc);
+  }
 }

@@ -4,7 +4,7 @@
 #include <fmt/ranges.h>
 
 #include "core/error.hpp"
-#include "layers/conv_spec.hpp"
+#include "layers/conv_plan.hpp"
 
 namespace xgrad::nn {
 

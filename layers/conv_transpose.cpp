@@ -12,7 +12,7 @@
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
 #include "core/kernels/conv_geometry.hpp"
-#include "layers/conv_spec.hpp"
+#include "layers/conv_plan.hpp"
 #include "layers/dtypes.hpp"
 
 namespace xgrad {

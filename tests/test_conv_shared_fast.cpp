@@ -189,10 +189,11 @@ TEST_CASE("conv_shared2d fast path declines what it does not handle") {
   if (!fast_path_available()) return;
   using kernels::conv_shared2d_fast_supported;
   CHECK(conv_shared2d_fast_supported({4, 6, 6, 2, 3, 3, 1, 1, 0, 0, 0, 0, 16}));
-  CHECK_FALSE(conv_shared2d_fast_supported({4, 6, 6, 2, 3, 3, 1, 1, 0, 0, 0, 0, 12}));   // F not a multiple of 8
+  CHECK(conv_shared2d_fast_supported({4, 6, 6, 2, 3, 3, 1, 1, 0, 0, 0, 0, 12}));         // F not a multiple of 8: masked tails
   CHECK_FALSE(conv_shared2d_fast_supported({4, 6, 6, 2, 7, 3, 1, 1, 0, 0, 0, 0, 16}));   // kernel taller than input
   CHECK(conv_shared2d_fast_supported({4, 6, 6, 2, 7, 3, 1, 1, 1, 0, 0, 0, 16}));         // ... but not than padded
-  CHECK_FALSE(conv_shared2d_fast_supported({4, 6, 6, 2, 3, 3, 1, 1, -1, 0, 0, 0, 16}));  // negative padding (crop)
+  CHECK(conv_shared2d_fast_supported({4, 6, 6, 2, 3, 3, 1, 1, -1, 0, 0, 0, 16}));        // negative padding (crop)
+  CHECK_FALSE(conv_shared2d_fast_supported({4, 6, 6, 2, 3, 3, 1, 1, -5, 0, 0, 0, 16}));  // cropped below the kernel
   CHECK_FALSE(conv_shared2d_fast_supported({0, 6, 6, 2, 3, 3, 1, 1, 0, 0, 0, 0, 16}));   // empty batch
   CHECK_FALSE(conv_shared2d_fast_supported({4, 6, 6, 2, 3, 3, 0, 1, 0, 0, 0, 0, 16}));   // dilation 0
 }

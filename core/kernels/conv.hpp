@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "core/kernels/conv_geometry.hpp"
 #include "core/precision.hpp"
@@ -42,6 +43,15 @@ Tensor conv_local_forward_biased(const Tensor& x, const Tensor& kernel, const Te
 // Shared weights: conv_forward(x, kernel) + bias, bias (F) broadcast over the batch
 // and the positions; the fast kernels add it in their accumulators.
 Tensor conv_shared_forward_biased(const Tensor& x, const Tensor& kernel, const Tensor& bias, const ConvContraction& c);
+
+// Shared weights: the kernel and bias gradients of conv_forward(x, kernel) + bias for
+// cotangent g from ONE kernel-VJP pass, when the fast kernels handle this case, else
+// nullopt (then take conv_kernel_vjp and sum g).
+struct SharedConvParamGrads {
+  Tensor dkernel, dbias;
+};
+std::optional<SharedConvParamGrads> conv_shared_param_vjp_fused(const Tensor& x, const Tensor& g,
+                                                                const ConvContraction& c);
 
 // The wanted gradients of y = conv_forward(x, kernel) (+ bias) for a local conv from
 // ONE pass over each position's cotangent block, on either path (not

@@ -5,16 +5,17 @@
 // The shared conv writes batch-major patches (one big GEMM), then conv_contract's
 // GEMMs produce y, dkernel or dpatches, and col2im scatter-adds dpatches into dx.
 // All buffers come from conv_scratch.
-// 2-D float32 shared-weight convolutions first try the direct kernels of
-// conv_shared_fast.*.
+// Fast path: float32 convolutions the tile engine handles (conv_tiles.hpp) run the
+// direct kernels of conv_local_fast.* or conv_shared_fast.*, chosen by the same test.
 #include "core/kernels/conv.hpp"
-#include "core/kernels/conv_local_fast.hpp"
-#include "core/kernels/conv_shared_fast.hpp"
 
 #include <algorithm>
 #include <optional>
 
 #include "core/kernels/conv_contract.hpp"
+#include "core/kernels/conv_local_fast.hpp"
+#include "core/kernels/conv_shared_fast.hpp"
+#include "core/kernels/conv_tiles.hpp"
 #include "core/kernels/conv_local_general.hpp"
 #include "core/kernels/conv_patches.hpp"
 #include "core/kernels/conv_scratch.hpp"
@@ -47,50 +48,38 @@ Shape ConvContraction::output_shape() const {
 
 namespace {
 
-// The shape for the specialised local-conv kernels (the AVX2 path of
-// core/kernels/conv_local_fast.*) when they handle this conv with operands of
-// `dtype`, else nothing and the general path below runs: an already padded float32
-// NHWC input, stride 1, no lhs dilation, no feature groups, not Precision::Highest
-// (which asks for float64 accumulation).
-std::optional<ConvLocal2dFastShape> fast_local_shape(DType dtype, const ConvContraction& c) {
-  const ConvGeometry& g = c.geometry;
-  if (c.weights != ConvWeights::Local || !conv_local_fast_enabled()) return std::nullopt;
-  if (dtype != DType::Float32 || g.rank() != 2 || c.groups != 1 || c.precision == Precision::Highest)
-    return std::nullopt;
-  for (std::size_t d = 0; d < 2; ++d)
-    if (g.strides[d] != 1 || g.lhs_dilation[d] != 1 || g.pads[d].first != 0 || g.pads[d].second != 0)
-      return std::nullopt;
-  const ConvLocal2dFastShape shape{.batch = g.batch, .in_height = g.in_spatial[0], .in_width = g.in_spatial[1],
-                                   .in_features = g.channels, .kernel_height = g.window[0],
-                                   .kernel_width = g.window[1], .dilation_height = g.rhs_dilation[0],
-                                   .dilation_width = g.rhs_dilation[1], .features = c.features};
-  if (!conv_local2d_fast_supported(shape)) return std::nullopt;
-  return shape;
+// Whether the fast kernels (conv_local_fast / conv_shared_fast, both on the tile
+// engine of conv_tiles.hpp) serve `c` with operands of `a` and `b`'s dtypes: float32,
+// one feature group, not Precision::Highest (which asks for float64 accumulation), a
+// geometry they handle (rank 1..3, no lhs dilation, non-empty), an AVX2 CPU. The
+// local and the shared conv are asked the same question.
+bool takes_fast_path(const ConvContraction& c, DType a, DType b) {
+  if (a != DType::Float32 || b != DType::Float32 || c.groups != 1 || c.precision == Precision::Highest ||
+      !tiles::fast_enabled())
+    return false;
+  return c.weights == ConvWeights::Local ? conv_local_fast_supported(c.geometry, c.features)
+                                         : conv_shared_fast_supported(c.geometry, c.features);
 }
 
-enum class LocalPass { Forward, InputVJP, KernelVJP };
+// The three passes on the fast kernels (bias null or (O..., F) local / (F) shared).
+void fast_forward(const ConvContraction& c, const float* x, const float* kernel, const float* bias, float* y) {
+  tiles::count_fast_dispatch();
+  if (c.weights == ConvWeights::Local) conv_local_forward_fast(c.geometry, c.features, x, kernel, bias, y);
+  else conv_shared_forward_fast(c.geometry, c.features, x, kernel, bias, y);
+}
 
-// One pass through the fast kernels when fast_local_shape allows it (else false).
-// `a` and `b` are the operands of `pass` in the order of the public function (x or
-// g, then kernel or g); `out` is allocated with the right shape and dtype.
-bool try_fast_local_conv(LocalPass pass, const Tensor& a, const Tensor& b, const ConvContraction& c, Tensor& out) {
-  const auto shape = fast_local_shape(a.dtype(), c);
-  if (!shape) return false;
-  switch (pass) {
-    case LocalPass::Forward:  // a = x, b = kernel
-      conv_local2d_forward_fast(*shape, a.data<float>(), b.data<float>(), nullptr, out.data<float>());
-      return true;
-    case LocalPass::InputVJP:  // a = g, b = kernel; the kernel accumulates into dx
-      std::fill_n(out.data<float>(), out.numel(), 0.0f);
-      conv_local2d_backward_fast(*shape, nullptr, b.data<float>(), a.data<float>(), out.data<float>(), nullptr,
-                                 nullptr);
-      return true;
-    case LocalPass::KernelVJP:  // a = x, b = g
-      conv_local2d_backward_fast(*shape, a.data<float>(), nullptr, b.data<float>(), nullptr, out.data<float>(),
-                                 nullptr);
-      return true;
-  }
-  return false;
+void fast_input_vjp(const ConvContraction& c, const float* g, const float* kernel, float* dx) {
+  tiles::count_fast_dispatch();
+  if (c.weights == ConvWeights::Local)
+    conv_local_backward_fast(c.geometry, c.features, nullptr, kernel, g, dx, nullptr, nullptr);
+  else conv_shared_input_vjp_fast(c.geometry, c.features, g, kernel, dx);
+}
+
+void fast_kernel_vjp(const ConvContraction& c, const float* x, const float* g, float* dkernel, float* dbias) {
+  tiles::count_fast_dispatch();
+  if (c.weights == ConvWeights::Local)
+    conv_local_backward_fast(c.geometry, c.features, x, nullptr, g, nullptr, dkernel, dbias);
+  else conv_shared_kernel_vjp_fast(c.geometry, c.features, x, g, dkernel, dbias);
 }
 
 // The shared conv's contraction: N*P batch-major patch rows.
@@ -233,28 +222,28 @@ bool nothing_to_compute(const Shape& result, const Tensor& a, const Tensor& b) {
 
 Tensor conv_forward(const Tensor& x, const Tensor& kernel, const ConvContraction& c) {
   if (nothing_to_compute(c.output_shape(), x, kernel)) return zeros(c.output_shape(), x.dtype());
-  if (auto y = conv_shared_fast(ConvPass::Forward, x, kernel, c)) return *y;
   Tensor out = empty(c.output_shape(), x.dtype());
-  if (c.weights == ConvWeights::Local && try_fast_local_conv(LocalPass::Forward, x, kernel, c, out)) return out;
-  dispatch(x.dtype(), c.precision, [&]<class T, class A>() { forward<T, A>(x, kernel, c, out); });
+  if (takes_fast_path(c, x.dtype(), kernel.dtype()))
+    fast_forward(c, x.data<float>(), kernel.data<float>(), nullptr, out.data<float>());
+  else dispatch(x.dtype(), c.precision, [&]<class T, class A>() { forward<T, A>(x, kernel, c, out); });
   return out;
 }
 
 Tensor conv_input_vjp(const Tensor& g, const Tensor& kernel, const ConvContraction& c) {
   if (nothing_to_compute(c.input_shape(), g, kernel)) return zeros(c.input_shape(), g.dtype());
-  if (auto dx = conv_shared_fast(ConvPass::InputVJP, g, kernel, c)) return *dx;
   Tensor dx = empty(c.input_shape(), g.dtype());
-  if (c.weights == ConvWeights::Local && try_fast_local_conv(LocalPass::InputVJP, g, kernel, c, dx)) return dx;
-  dispatch(g.dtype(), c.precision, [&]<class T, class A>() { input_vjp<T, A>(g, kernel, c, dx); });
+  if (takes_fast_path(c, g.dtype(), kernel.dtype()))
+    fast_input_vjp(c, g.data<float>(), kernel.data<float>(), dx.data<float>());
+  else dispatch(g.dtype(), c.precision, [&]<class T, class A>() { input_vjp<T, A>(g, kernel, c, dx); });
   return dx;
 }
 
 Tensor conv_kernel_vjp(const Tensor& x, const Tensor& g, const ConvContraction& c) {
   if (nothing_to_compute(c.kernel_shape(), x, g)) return zeros(c.kernel_shape(), x.dtype());
-  if (auto dk = conv_shared_fast(ConvPass::KernelVJP, x, g, c)) return *dk;
   Tensor dk = empty(c.kernel_shape(), x.dtype());
-  if (c.weights == ConvWeights::Local && try_fast_local_conv(LocalPass::KernelVJP, x, g, c, dk)) return dk;
-  dispatch(x.dtype(), c.precision, [&]<class T, class A>() { kernel_vjp<T, A>(x, g, c, dk); });
+  if (takes_fast_path(c, x.dtype(), g.dtype()))
+    fast_kernel_vjp(c, x.data<float>(), g.data<float>(), dk.data<float>(), nullptr);
+  else dispatch(x.dtype(), c.precision, [&]<class T, class A>() { kernel_vjp<T, A>(x, g, c, dk); });
   return dk;
 }
 
@@ -267,8 +256,8 @@ Tensor conv_local_forward_biased(const Tensor& x, const Tensor& kernel, const Te
   if (nothing_to_compute(c.output_shape(), x, kernel) || !computes_in_storage_type)
     return binary(Binary::Add, conv_forward(x, kernel, c), bias);
   Tensor out = empty(c.output_shape(), x.dtype());
-  if (const auto fast = fast_local_shape(x.dtype(), c)) {
-    conv_local2d_forward_fast(*fast, x.data<float>(), kernel.data<float>(), bias.data<float>(), out.data<float>());
+  if (takes_fast_path(c, x.dtype(), kernel.dtype()) && bias.dtype() == DType::Float32) {
+    fast_forward(c, x.data<float>(), kernel.data<float>(), bias.data<float>(), out.data<float>());
     return out;
   }
   dispatch(x.dtype(), c.precision, [&]<class T, class A>() {
@@ -283,8 +272,21 @@ Tensor conv_local_forward_biased(const Tensor& x, const Tensor& kernel, const Te
 
 Tensor conv_shared_forward_biased(const Tensor& x, const Tensor& kernel, const Tensor& bias,
                                   const ConvContraction& c) {
-  if (auto y = conv_shared_fast_biased(x, kernel, bias, c)) return *y;
-  return binary(Binary::Add, conv_forward(x, kernel, c), bias);
+  if (nothing_to_compute(c.output_shape(), x, kernel) || !takes_fast_path(c, x.dtype(), kernel.dtype()) ||
+      bias.dtype() != DType::Float32)
+    return binary(Binary::Add, conv_forward(x, kernel, c), bias);
+  Tensor out = empty(c.output_shape(), x.dtype());
+  fast_forward(c, x.data<float>(), kernel.data<float>(), bias.data<float>(), out.data<float>());
+  return out;
+}
+
+std::optional<SharedConvParamGrads> conv_shared_param_vjp_fused(const Tensor& x, const Tensor& g,
+                                                                const ConvContraction& c) {
+  if (c.weights != ConvWeights::Shared || x.numel() == 0 || g.numel() == 0 || !takes_fast_path(c, x.dtype(), g.dtype()))
+    return std::nullopt;
+  SharedConvParamGrads grads{empty(c.kernel_shape(), DType::Float32), empty({c.features}, DType::Float32)};
+  fast_kernel_vjp(c, x.data<float>(), g.data<float>(), grads.dkernel.data<float>(), grads.dbias.data<float>());
+  return grads;
 }
 
 namespace {
@@ -324,18 +326,21 @@ LocalConvGrads general_local_vjp(const Tensor& x, const Tensor& kernel, const Te
 
 LocalConvGrads conv_local_vjp_fused(const Tensor& x, const Tensor& kernel, const Tensor& g, const ConvContraction& c,
                                     bool want_dx, bool want_dkernel, bool want_dbias) {
-  const auto fast = fast_local_shape(g.dtype(), c);
+  const bool fast = c.weights == ConvWeights::Local && x.numel() > 0 && kernel.numel() > 0 && g.numel() > 0 &&
+                    takes_fast_path(c, g.dtype(), x.dtype()) && kernel.dtype() == DType::Float32;
   if (!fast) return general_local_vjp(x, kernel, g, c, want_dx, want_dkernel, want_dbias);
-  LocalConvGrads grads;  // (the fast shape has no empty operand)
-  if (want_dx) grads.dx = zeros(c.input_shape(), g.dtype());  // the kernel accumulates into dx
+  LocalConvGrads grads;
+  if (want_dx) grads.dx = empty(c.input_shape(), g.dtype());
   if (want_dkernel) grads.dkernel = empty(c.kernel_shape(), g.dtype());
   if (want_dbias) {
     const Shape out = c.output_shape();
     grads.dbias = empty(Shape(out.begin() + 1, out.end()), g.dtype());
   }
+  if (!want_dx && !want_dkernel && !want_dbias) return grads;
   const auto data = [](Tensor& t) { return t.defined() ? t.data<float>() : nullptr; };
-  conv_local2d_backward_fast(*fast, x.data<float>(), kernel.data<float>(), g.data<float>(), data(grads.dx),
-                             data(grads.dkernel), data(grads.dbias));
+  tiles::count_fast_dispatch();
+  conv_local_backward_fast(c.geometry, c.features, x.data<float>(), kernel.data<float>(), g.data<float>(),
+                           data(grads.dx), data(grads.dkernel), data(grads.dbias));
   return grads;
 }
 

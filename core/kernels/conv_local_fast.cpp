@@ -1,8 +1,7 @@
-// Direct AVX2/FMA locally connected convolution. Every output position p owns a
-// small GEMM (forward: [N × C·kh·kw]·[C·kh·kw × F]); instead of materialising patches,
-// the micro-kernel broadcasts input values straight from x against vector loads of
-// the other operand and keeps an R×(8·V) tile of accumulators in registers
-// (6 rows × 16 columns = 12 ymm, or 8 × 8). The same micro-kernel serves three products:
+// Direct locally connected convolution on the tile engine (conv_tiles.hpp). Every
+// output position p owns a small GEMM (forward: [N × C·S]·[C·S × F]); instead of
+// materialising patches, the tiles broadcast input values straight from x against
+// vector loads of the other operand. The same tiles serve three products:
 //
 //   forward   rows = samples n,        columns = features f, contraction over patch i
 //   d_kernel  rows = patch elements i, columns = features f, contraction over samples n
@@ -11,308 +10,79 @@
 // The backward of one position does all three from one contiguous copy of its
 // cotangent block dy[:, p, :] (which also yields d_bias). For d_x the kernel block is
 // transposed into a per-thread buffer laid out in "runs": stretches of the patch that
-// are contiguous in x (a kernel row of kw·C values when dw = 1, else one tap of C
-// values), each padded to a multiple of 8, so the tile adds whole vectors into d_x.
+// are contiguous in x (a kernel row of kw·C values when the last axis is undilated,
+// else one tap of C values), each padded to a multiple of 8, so the tile adds whole
+// vectors into d_x.
 //
-// AVX2 and AVX-512 code is confined to the regions between the GCC target pragmas
-// and uses raw pointers only, so no inline library function is ever compiled for
-// them and the library still runs (and reports "unsupported") on older CPUs. The
-// AVX-512 tiles run only where the CPU has AVX-512F (chosen at run time).
+// Geometry: conv_fast_geometry.hpp turns 1-D/2-D into 3-D with unit axes and the
+// padding into a padded copy of x (and a padded d_x that is cropped at the end);
+// strides only move each position's patch origin.
 #include "core/kernels/conv_local_fast.hpp"
 
 #include <immintrin.h>
 
 #include <algorithm>
-#include <atomic>
-#include <cstddef>
 #include <cstdlib>
 #include <vector>
 
+#include "core/kernels/conv_fast_geometry.hpp"
+#include "core/kernels/conv_tiles.hpp"
 #include "core/threading.hpp"
 
 namespace xgrad::kernels {
 namespace {
 
-using Index = std::ptrdiff_t;
+using tiles::Index;
+using tiles::TileJob;
+using tiles::TileMode;
 
 // Everything the per-position routines need, as plain values and pointers.
 struct Plan {
-  Index batch, channels, features, out_width, positions, patch;
-  Index sample_stride;       // Hp·Wp·C: distance between samples in x
-  Index row_stride;          // Wp·C
-  const Index* patch_offset;  // natural patch index i -> x offset from the patch origin
-  // Run order j (runs one after another, unpadded): x offset and natural index.
+  Index batch, channels, features, block_stride, positions, patch;
+  Index sample_stride;          // distance between samples in the padded x
+  const Index* position_origin;  // position -> x offset of its patch origin
+  const Index* patch_offset;     // natural patch index i -> x offset from the patch origin
+  // Run order j (runs one after another, unpadded): x offset and natural index · F.
   const Index* order_offset;
-  const Index* order_kernel_offset;  // natural index · F: the row in a kernel block
+  const Index* order_kernel_offset;
   Index run_count, run_length, run_padded;  // run_padded = run_length rounded up to 8
+  Index kt_stride;                          // ≥ run_count·run_padded + 8 (see transpose_kernel_to_runs)
   const Index* run_offset;                  // run -> x offset from the patch origin
-  Index taps, kernel_width, dilation_width;
-  bool avx512;  // 16-column blocks run as AVX-512 tiles (run_tiles_avx512)
+  Index taps, kernel_last;                  // S and k of the last axis
+  bool merged;                              // a run is a whole kernel row (last axis undilated)
   const float *x, *kernel, *bias, *dy;
   float *y, *d_x, *d_kernel, *d_bias;
 };
 
-// The three products, which fix how a tile finds its rows and what it does with the
-// result (compile-time, so the per-tile work is a handful of instructions).
-enum class Product {
-  Forward,     // strided rows, a indexed through a table, init = bias, store, prefetch next rows
-  KernelGrad,  // listed rows, a indexed s·a_step, store
-  InputGrad,   // strided rows, a indexed s·a_step, accumulate (masked past `valid`)
-};
-
-// Where the rows of a tile live: row k at base + k·stride, or at base + offsets[k].
-template <class T>
-struct Rows {
-  T* base;
-  Index stride;
-  const Index* offsets;
-};
-
-// A run of register tiles over consecutive rows: for each row k,
-//   out(k)[0 .. 8V) (=|+=) init + Σ_s a(k)[index(s)] · b[s·b_step + 0 .. 8V),
-// index(s) = a_table[s] or s·a_step.
-struct TileJob {
-  Index steps;
-  Rows<const float> a;
-  const Index* a_table;
-  Index a_step;
-  const float* b;
-  Index b_step;
-  const float* init;  // shared by all rows; null means zero
-  Rows<float> out;
-  int valid;                // columns to write when accumulating (the rest is padding)
-  Index prefetch_distance;  // if non-zero, prefetch out(k) + distance (the next position's rows)
-};
-
 }  // namespace
-
-// AVX-512 tiles: one zmm (16 columns) × up to 8 rows. A 16-column block then takes
-// 8-row tiles of 8 FMAs per step instead of 6-row tiles of 12 half-width FMAs: fewer
-// tiles (less set-up and store work per FLOP) and fewer loads per FMA. Zen 4 runs a
-// zmm FMA as two 256-bit halves, so the peak is the same; the gain is the overhead.
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx2,fma")
-
-namespace {
-
-constexpr int kMaxRowsAvx512 = 8;
-
-template <int R, Product P>
-__attribute__((noinline)) void run_tiles_avx512(const TileJob& job, Index count) {
-  constexpr bool listed = P == Product::KernelGrad, table = P == Product::Forward;
-  const Index steps = job.steps, a_step = job.a_step, b_step = job.b_step;
-  const Index* a_table = job.a_table;
-  for (Index tile = 0; tile < count; ++tile) {
-    const float* a[R];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const Index k = tile * R + r;
-      a[r] = job.a.base + (listed ? job.a.offsets[k] : k * job.a.stride);
-      asm("" : "+r"(a[r]));  // as in run_tiles: one pointer register per row
-      if (P == Product::Forward && job.prefetch_distance)
-        _mm_prefetch(reinterpret_cast<const char*>(job.out.base + k * job.out.stride + job.prefetch_distance),
-                     _MM_HINT_T0);
-    }
-    __m512 acc[R];
-    const __m512 start = P == Product::Forward && job.init ? _mm512_loadu_ps(job.init) : _mm512_setzero_ps();
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) acc[r] = start;
-    const float* b = job.b;
-    for (Index k = 0; k < steps; ++k) {
-      const Index ai = table ? a_table[k] : k * a_step;
-      const __m512 bv = _mm512_loadu_ps(b);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[r][ai]), bv, acc[r]);
-      b += b_step;
-    }
-    float* out[R];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const Index k = tile * R + r;
-      out[r] = job.out.base + (listed ? job.out.offsets[k] : k * job.out.stride);
-    }
-    if (P != Product::InputGrad) {
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) _mm512_storeu_ps(out[r], acc[r]);
-      continue;
-    }
-    const __mmask16 mask = job.valid >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << job.valid) - 1);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r)
-      _mm512_mask_storeu_ps(out[r], mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out[r]), acc[r]));
-  }
-}
-
-// `count` tiles of exactly `rows` rows (1 ≤ rows ≤ kMaxRowsAvx512).
-template <Product P, int R = 1>
-void run_tiles_avx512_of(Index rows, const TileJob& job, Index count) {
-  if constexpr (R <= kMaxRowsAvx512) {
-    if (rows == R) run_tiles_avx512<R, P>(job, count);
-    else run_tiles_avx512_of<P, R + 1>(rows, job, count);
-  }
-}
-
-}  // namespace
-
-#pragma GCC pop_options
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 
 namespace {
 
-// 6 rows × 2 vectors or 8 rows × 1 vector: 12 or 8 accumulators, enough independent
-// FMAs to hide their latency, and with the b vectors and a broadcast within 16 ymm.
-constexpr int max_rows(int vectors) { return vectors == 2 ? 6 : 8; }
-
-// Tiles [first, first + count) of R rows each. Kept out of line: inlined into its
-// callers, the 15 live ymm registers spill.
-template <int R, int V, Product P>
-__attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
-  constexpr bool listed = P == Product::KernelGrad, table = P == Product::Forward;
-  const Index steps = job.steps, a_step = job.a_step, b_step = job.b_step;
-  const Index* a_table = job.a_table;
-  for (Index tile = 0; tile < count; ++tile) {
-    const float* a[R];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const Index k = tile * R + r;
-      a[r] = job.a.base + (listed ? job.a.offsets[k] : k * job.a.stride);
-      // Opaque to the optimiser, so each row keeps its own pointer register and the
-      // broadcasts use plain base + index addressing instead of recomputing addresses.
-      asm("" : "+r"(a[r]));
-      if (P == Product::Forward && job.prefetch_distance)
-        _mm_prefetch(reinterpret_cast<const char*>(job.out.base + k * job.out.stride + job.prefetch_distance),
-                     _MM_HINT_T0);
-    }
-    // Every loop over the tile is unrolled so that acc[][] lives in registers only.
-    __m256 acc[R][V];
-#pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) {
-      const __m256 start = P == Product::Forward && job.init ? _mm256_loadu_ps(job.init + 8 * v) : _mm256_setzero_ps();
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) acc[r][v] = start;
-    }
-    const float* b = job.b;
-    for (Index k = 0; k < steps; ++k) {
-      const Index ai = table ? a_table[k] : k * a_step;
-      __m256 bv[V];
-#pragma GCC unroll 2
-      for (int v = 0; v < V; ++v) bv[v] = _mm256_loadu_ps(b + 8 * v);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        const __m256 av = _mm256_broadcast_ss(a[r] + ai);
-#pragma GCC unroll 2
-        for (int v = 0; v < V; ++v) acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
-      }
-      b += b_step;
-    }
-    float* out[R];  // computed only now, to keep general registers free in the loop
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const Index k = tile * R + r;
-      out[r] = job.out.base + (listed ? job.out.offsets[k] : k * job.out.stride);
-    }
-    if (P != Product::InputGrad) {
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 2
-        for (int v = 0; v < V; ++v) _mm256_storeu_ps(out[r] + 8 * v, acc[r][v]);
-      }
-      continue;
-    }
-#pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) {
-      const int lanes = job.valid - 8 * v;
-      const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        float* o = out[r] + 8 * v;
-        if (lanes >= 8) _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[r][v]));
-        else if (lanes > 0) _mm256_maskstore_ps(o, mask, _mm256_add_ps(_mm256_maskload_ps(o, mask), acc[r][v]));
-      }
-    }
-  }
-}
-
-// `count` tiles of exactly `rows` rows (1 ≤ rows ≤ max_rows(V)).
-template <int V, Product P, int R = 1>
-void run_tiles_of(Index rows, const TileJob& job, Index count) {
-  if constexpr (R <= max_rows(V)) {
-    if (rows == R) run_tiles<R, V, P>(job, count);
-    else run_tiles_of<V, P, R + 1>(rows, job, count);
-  }
-}
-
-// Covers rows [0, row_count) with the fewest tiles, as even as possible (64 rows by
-// 6 -> 9×6 + 2×5: no latency-bound tail tile of 1 row).
-template <Product P>
-void run_job(const TileJob& job, int vectors, Index row_count, bool avx512) {
-  // A 16-column block as one zmm, except for short contractions: the 3×3×1 image
-  // layer's forward (9 steps) measured ~20 % slower with AVX-512 tiles.
-  const bool wide = avx512 && vectors == 2 && job.steps >= 16;
-  const Index limit = wide ? kMaxRowsAvx512 : max_rows(vectors);
-  const Index tiles = (row_count + limit - 1) / limit, small = row_count / tiles, big_tiles = row_count % tiles;
-  const auto run = [&](Index rows, const TileJob& j, Index count) {
-    if (wide) run_tiles_avx512_of<P>(rows, j, count);
-    else if (vectors == 2) run_tiles_of<2, P>(rows, j, count);
-    else run_tiles_of<1, P>(rows, j, count);
-  };
-  if (big_tiles > 0) run(small + 1, job, big_tiles);
-  TileJob rest = job;  // the small tiles start after the big ones' rows
-  const Index skip = big_tiles * (small + 1);
-  rest.a.base = job.a.offsets ? job.a.base : job.a.base + skip * job.a.stride;
-  rest.a.offsets = job.a.offsets ? job.a.offsets + skip : nullptr;
-  rest.out.base = job.out.offsets ? job.out.base : job.out.base + skip * job.out.stride;
-  rest.out.offsets = job.out.offsets ? job.out.offsets + skip : nullptr;
-  run(small, rest, tiles - big_tiles);
-}
-
-// Column blocks of 16 (two vectors), then one of 8 if `count` is an odd number of vectors.
-template <class Body>
-void for_each_column_block(Index count, Body&& body) {
-  for (Index start = 0; start < count; start += 16) body(start, count - start >= 16 ? 2 : 1);
-}
-
-Index patch_origin(const Plan& p, Index position) {
-  return (position / p.out_width) * p.row_stride + (position % p.out_width) * p.channels;
-}
-
-void forward_position(const Plan& p, Index position) {
-  const float* kernel = p.kernel + position * p.patch * p.features;
-  for_each_column_block(p.features, [&](Index f0, int vectors) {
-    TileJob job;
-    job.steps = p.patch;
-    job.a = {p.x + patch_origin(p, position), p.sample_stride, nullptr};  // rows: samples
-    job.a_table = p.patch_offset;
-    job.a_step = 0;
-    job.b = kernel + f0;
-    job.b_step = p.features;
-    job.init = p.bias ? p.bias + position * p.features + f0 : nullptr;
-    job.out = {p.y + position * p.features + f0, p.positions * p.features, nullptr};
-    job.valid = 8 * vectors;
-    // The output rows are N scattered lines per position, more streams than the
-    // hardware prefetcher follows: fetch the next position's while computing this one.
-    job.prefetch_distance = position + 1 < p.positions ? p.features : 0;
-    run_job<Product::Forward>(job, vectors, p.batch, p.avx512);
-  });
-}
-
-// Copies dy[:, position, :] into `block` (N × F) and sums it over N into d_bias.
-// Also prefetches the next position's block (N scattered rows, like the output's).
+// Copies dy[:, position, :] into `block` (N rows of block_stride ≥ F floats, zero past
+// F) and sums it over N into d_bias. Also prefetches the next position's block (N
+// scattered rows, more streams than the hardware prefetcher follows).
 void gather_cotangent(const Plan& p, Index position, float* block) {
   const bool prefetch = position + 1 < p.positions;
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (Index f0 = 0; f0 < p.features; f0 += 8) {
+    const int lanes = static_cast<int>(std::min<Index>(8, p.features - f0));
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), iota);
     __m256 sum = _mm256_setzero_ps();
     const float* src = p.dy + position * p.features + f0;
     for (Index n = 0; n < p.batch; ++n) {
       const float* row = src + n * p.positions * p.features;
       if (prefetch && f0 % 16 == 0) _mm_prefetch(reinterpret_cast<const char*>(row + p.features), _MM_HINT_T0);
-      const __m256 v = _mm256_loadu_ps(row);
-      _mm256_storeu_ps(block + n * p.features + f0, v);
+      const __m256 v = lanes == 8 ? _mm256_loadu_ps(row) : _mm256_maskload_ps(row, mask);
+      _mm256_storeu_ps(block + n * p.block_stride + f0, v);
       sum = _mm256_add_ps(sum, v);
     }
-    if (p.d_bias) _mm256_storeu_ps(p.d_bias + position * p.features + f0, sum);
+    if (!p.d_bias) continue;
+    // (vmaskmovps stores are microcoded on AMD: only for a partial block)
+    if (lanes == 8) _mm256_storeu_ps(p.d_bias + position * p.features + f0, sum);
+    else _mm256_maskstore_ps(p.d_bias + position * p.features + f0, mask, sum);
   }
 }
 
@@ -335,74 +105,38 @@ void transpose8x8(__m256 (&m)[8]) {
   }
 }
 
-// kt[f][run·run_padded + e] = kernel[i(run, e)][f]; padding columns stay zero.
+// kt[f][run·run_padded + e] = kernel[i(run, e)][f], rows kt_stride apart; padding
+// columns stay zero. Blocks of 8 channels × 8 features go through an 8×8 register
+// transpose. A partial block (C or F not a multiple of 8: the 3-D layer has C = 4)
+// loads under a mask with the missing channels zero, and stores whole vectors anyway:
+// the lanes past its channels are those zeros, and they land on columns that a later
+// tap overwrites, on run padding (zero anyway) or on the row's 8-column tail
+// (kt_stride ≥ run_count·run_padded + 8). No vmaskmovps store, which is microcoded on AMD.
 // `next_kernel` (the next position's block, or null) is prefetched into L2 meanwhile.
 void transpose_kernel_to_runs(const Plan& p, const float* kernel, const float* next_kernel, float* kt) {
-  const Index row = p.run_count * p.run_padded;
+  const Index row = p.kt_stride;
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (Index tap = 0; tap < p.taps; ++tap) {
-    const Index ky = tap / p.kernel_width, kx = tap % p.kernel_width;
-    const bool merged = p.dilation_width == 1;  // a run is a whole kernel row
-    const Index column = (merged ? ky : tap) * p.run_padded + (merged ? kx * p.channels : 0);
-    Index c0 = 0;
-    for (; c0 + 8 <= p.channels; c0 += 8) {
+    const Index column = p.merged ? (tap / p.kernel_last) * p.run_padded + (tap % p.kernel_last) * p.channels
+                                  : tap * p.run_padded;
+    for (Index c0 = 0; c0 < p.channels; c0 += 8) {
+      const int channels = static_cast<int>(std::min<Index>(8, p.channels - c0));
       for (Index f0 = 0; f0 < p.features; f0 += 8) {
+        const int features = static_cast<int>(std::min<Index>(8, p.features - f0));
+        const __m256i feature_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(features), iota);
         __m256 m[8];
         for (int q = 0; q < 8; ++q) {
+          if (q >= channels) {
+            m[q] = _mm256_setzero_ps();
+            continue;
+          }
           const Index offset = ((c0 + q) * p.taps + tap) * p.features + f0;
           if (next_kernel && f0 % 16 == 0) _mm_prefetch(reinterpret_cast<const char*>(next_kernel + offset), _MM_HINT_T1);
-          m[q] = _mm256_loadu_ps(kernel + offset);
+          m[q] = features == 8 ? _mm256_loadu_ps(kernel + offset) : _mm256_maskload_ps(kernel + offset, feature_mask);
         }
         transpose8x8(m);
-        for (int q = 0; q < 8; ++q) _mm256_storeu_ps(kt + (f0 + q) * row + column + c0, m[q]);
+        for (int q = 0; q < features; ++q) _mm256_storeu_ps(kt + (f0 + q) * row + column + c0, m[q]);
       }
-    }
-    for (Index c = c0; c < p.channels; ++c)
-      for (Index f = 0; f < p.features; ++f) kt[f * row + column + c] = kernel[(c * p.taps + tap) * p.features + f];
-  }
-}
-
-// d_bias, d_kernel and d_x of one position. `block` holds N × F floats and `kt`
-// F × run_count·run_padded floats (zero in the padding columns).
-void backward_position(const Plan& p, Index position, float* block, float* kt) {
-  const Index origin = patch_origin(p, position);
-  gather_cotangent(p, position, block);
-  if (p.d_kernel) {
-    // Rows are patch elements in run order (neighbours in x, so each sample's reads
-    // stay within a few cache lines), written to their natural kernel rows.
-    for_each_column_block(p.features, [&](Index f0, int vectors) {
-      TileJob job;
-      job.steps = p.batch;
-      job.a = {p.x + origin, 0, p.order_offset};
-      job.a_table = nullptr;
-      job.a_step = p.sample_stride;
-      job.b = block + f0;
-      job.b_step = p.features;
-      job.init = nullptr;
-      job.out = {p.d_kernel + position * p.patch * p.features + f0, 0, p.order_kernel_offset};
-      job.valid = 8 * vectors;
-      job.prefetch_distance = 0;
-      run_job<Product::KernelGrad>(job, vectors, p.patch, p.avx512);
-    });
-  }
-  if (p.d_x) {
-    const float* kernel = p.kernel + position * p.patch * p.features;
-    transpose_kernel_to_runs(p, kernel, position + 1 < p.positions ? kernel + p.patch * p.features : nullptr, kt);
-    const Index row = p.run_count * p.run_padded;
-    for (Index run = 0; run < p.run_count; ++run) {
-      for_each_column_block(p.run_padded, [&](Index e0, int vectors) {
-        TileJob job;
-        job.steps = p.features;
-        job.a = {block, p.features, nullptr};  // rows: samples
-        job.a_table = nullptr;
-        job.a_step = 1;
-        job.b = kt + run * p.run_padded + e0;
-        job.b_step = row;
-        job.init = nullptr;
-        job.out = {p.d_x + origin + p.run_offset[run] + e0, p.sample_stride, nullptr};
-        job.valid = static_cast<int>(p.run_length - e0 < 8 * vectors ? p.run_length - e0 : 8 * vectors);
-        job.prefetch_distance = 0;
-        run_job<Product::InputGrad>(job, vectors, p.batch, p.avx512);
-      });
     }
   }
 }
@@ -413,51 +147,109 @@ void backward_position(const Plan& p, Index position, float* block, float* kt) {
 
 namespace {
 
+void forward_position(const Plan& p, Index position) {
+  const float* kernel = p.kernel + position * p.patch * p.features;
+  tiles::for_each_column_block(p.features, [&](Index f0, int columns) {
+    TileJob job;
+    job.steps = p.patch;
+    job.a = {p.x + p.position_origin[position], p.sample_stride, nullptr};  // rows: samples
+    job.a_table = p.patch_offset;
+    job.b = kernel + f0;
+    job.b_step = p.features;
+    job.init = p.bias ? p.bias + position * p.features + f0 : nullptr;
+    job.out = {p.y + position * p.features + f0, p.positions * p.features, nullptr};
+    job.columns = columns;
+    // The output rows are N scattered lines per position: fetch the next position's
+    // while computing this one.
+    job.prefetch_distance = position + 1 < p.positions ? p.features : 0;
+    tiles::run_tile_job(TileMode::Gather, job, p.batch);
+  });
+}
+
+// d_bias, d_kernel and d_x of one position. `block` holds N × block_stride floats and
+// `kt` F × kt_stride floats (zero in the padding columns).
+void backward_position(const Plan& p, Index position, float* block, float* kt) {
+  const Index origin = p.position_origin[position];
+  gather_cotangent(p, position, block);
+  if (p.d_kernel) {
+    // Rows are patch elements in run order (neighbours in x, so each sample's reads
+    // stay within a few cache lines), written to their natural kernel rows.
+    tiles::for_each_column_block(p.features, [&](Index f0, int columns) {
+      TileJob job;
+      job.steps = p.batch;
+      job.a = {p.x + origin, 0, p.order_offset};
+      job.a_step = p.sample_stride;
+      job.b = block + f0;
+      job.b_step = p.block_stride;
+      job.out = {p.d_kernel + position * p.patch * p.features + f0, 0, p.order_kernel_offset};
+      job.columns = columns;
+      tiles::run_tile_job(TileMode::Stride, job, p.patch);
+    });
+  }
+  if (p.d_x) {
+    const float* kernel = p.kernel + position * p.patch * p.features;
+    transpose_kernel_to_runs(p, kernel, position + 1 < p.positions ? kernel + p.patch * p.features : nullptr, kt);
+    const Index row = p.kt_stride;
+    for (Index run = 0; run < p.run_count; ++run) {
+      tiles::for_each_column_block(p.run_padded, [&](Index e0, int columns) {
+        TileJob job;
+        job.steps = p.features;
+        job.a = {block, p.block_stride, nullptr};  // rows: samples
+        job.a_step = 1;
+        job.b = kt + run * p.run_padded + e0;
+        job.b_step = row;
+        job.out = {p.d_x + origin + p.run_offset[run] + e0, p.sample_stride, nullptr};
+        job.columns = static_cast<int>(std::min<Index>(p.run_length - e0, columns));
+        tiles::run_tile_job(TileMode::Add, job, p.batch);
+      });
+    }
+  }
+}
+
 // Offset tables behind a Plan.
 struct Layout {
-  std::vector<Index> patch_offset, order_offset, order_kernel_offset, run_offset;
+  std::vector<Index> position_origin, patch_offset, order_offset, order_kernel_offset, run_offset;
   Plan plan{};
 
-  explicit Layout(const ConvLocal2dFastShape& s) {
-    const Index taps = s.kernel_height * s.kernel_width, c = s.in_features;
-    const Index row_stride = s.in_width * c;
-    const bool merged = s.dilation_width == 1;
-    auto tap_offset = [&](Index tap) {
-      return ((tap / s.kernel_width) * s.dilation_height * s.in_width + (tap % s.kernel_width) * s.dilation_width) * c;
-    };
-    for (Index i = 0; i < c * taps; ++i) patch_offset.push_back(tap_offset(i % taps) + i / taps);
+  explicit Layout(const tiles::FastGeometry& g) {
+    const Index taps = g.taps(), c = g.channels, k_last = g.kernel[2];
+    const bool merged = g.dilation[2] == 1;
+    position_origin = g.position_origins();
+    for (Index i = 0; i < c * taps; ++i) patch_offset.push_back(g.tap_offset(i % taps) + i / taps);
     // Run order: kernel rows (merged) or taps, then within a run (kx,) c.
-    const Index run_count = merged ? s.kernel_height : taps;
+    const Index run_count = merged ? taps / k_last : taps;
     for (Index run = 0; run < run_count; ++run) {
-      run_offset.push_back(tap_offset(merged ? run * s.kernel_width : run));
-      for (Index kx = 0; kx < (merged ? s.kernel_width : 1); ++kx) {
-        const Index tap = merged ? run * s.kernel_width + kx : run;
+      run_offset.push_back(g.tap_offset(merged ? run * k_last : run));
+      for (Index kx = 0; kx < (merged ? k_last : 1); ++kx) {
+        const Index tap = merged ? run * k_last + kx : run;
         for (Index ch = 0; ch < c; ++ch) {
-          order_offset.push_back(tap_offset(tap) + ch);
-          order_kernel_offset.push_back((ch * taps + tap) * s.features);
+          order_offset.push_back(g.tap_offset(tap) + ch);
+          order_kernel_offset.push_back((ch * taps + tap) * g.features);
         }
       }
     }
-    const Index run_length = merged ? s.kernel_width * c : c;
-    plan.batch = s.batch;
+    const Index run_length = merged ? k_last * c : c;
+    plan.batch = g.batch;
     plan.channels = c;
-    plan.features = s.features;
-    plan.out_width = s.out_width();
-    plan.positions = s.out_height() * s.out_width();
+    plan.features = g.features;
+    plan.block_stride = (g.features + 7) / 8 * 8;
+    plan.positions = g.positions();
     plan.patch = c * taps;
-    plan.sample_stride = s.in_height * row_stride;
-    plan.row_stride = row_stride;
+    plan.sample_stride = g.sample_stride();
+    plan.position_origin = position_origin.data();
     plan.patch_offset = patch_offset.data();
     plan.order_offset = order_offset.data();
     plan.order_kernel_offset = order_kernel_offset.data();
     plan.run_count = run_count;
     plan.run_length = run_length;
     plan.run_padded = (run_length + 7) / 8 * 8;
+    // ≥ 8 spare columns (see transpose_kernel_to_runs), rounded up to 16 floats so every
+    // row starts on a 64-byte line: zmm loads of kt then never straddle two lines.
+    plan.kt_stride = (run_count * plan.run_padded + 8 + 15) / 16 * 16;
     plan.run_offset = run_offset.data();
     plan.taps = taps;
-    plan.kernel_width = s.kernel_width;
-    plan.dilation_width = s.dilation_width;
-    plan.avx512 = conv_local_avx512_active();
+    plan.kernel_last = k_last;
+    plan.merged = merged;
   }
 };
 
@@ -474,39 +266,18 @@ struct AlignedBuffer {
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
 };
 
-bool cpu_has_avx2_fma() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-}
-
-bool cpu_has_avx512() {
-  static const bool has = __builtin_cpu_supports("avx512f");
-  return has;
-}
-
-std::atomic<bool> fast_enabled{std::getenv("XGRAD_CONV_GENERAL_PATH") == nullptr};
-std::atomic<bool> avx512_allowed{std::getenv("XGRAD_CONV_LOCAL_AVX2") == nullptr};
-
 }  // namespace
 
-void set_conv_local_fast_enabled(bool enabled) { fast_enabled.store(enabled, std::memory_order_relaxed); }
-bool conv_local_fast_enabled() { return fast_enabled.load(std::memory_order_relaxed); }
-
-void set_conv_local_avx512_allowed(bool allowed) { avx512_allowed.store(allowed, std::memory_order_relaxed); }
-bool conv_local_avx512_active() { return cpu_has_avx512() && avx512_allowed.load(std::memory_order_relaxed); }
-
-bool conv_local2d_fast_supported(const ConvLocal2dFastShape& s) {
-  const bool positive = s.batch > 0 && s.in_height > 0 && s.in_width > 0 && s.in_features > 0 &&
-                        s.kernel_height > 0 && s.kernel_width > 0 && s.dilation_height > 0 &&
-                        s.dilation_width > 0 && s.features > 0;
-  return positive && s.out_height() > 0 && s.out_width() > 0 && s.features % 8 == 0 && cpu_has_avx2_fma();
+bool conv_local_fast_supported(const ConvGeometry& g, std::int64_t features) {
+  return tiles::fast_geometry_supported(g, features) && tiles::cpu_supported();
 }
 
-void conv_local2d_forward_fast(const ConvLocal2dFastShape& shape, const float* x, const float* kernel,
-                               const float* bias, float* y) {
-  Layout layout(shape);
+void conv_local_forward_fast(const ConvGeometry& geometry, std::int64_t features, const float* x,
+                             const float* kernel, const float* bias, float* y) {
+  const tiles::FastGeometry g = tiles::fast_geometry(geometry, features);
+  Layout layout(g);
   Plan& plan = layout.plan;
-  plan.x = x;
+  plan.x = tiles::padded_input(g, x);
   plan.kernel = kernel;
   plan.bias = bias;
   plan.y = y;
@@ -520,19 +291,19 @@ void conv_local2d_forward_fast(const ConvLocal2dFastShape& shape, const float* x
   });
 }
 
-void conv_local2d_backward_fast(const ConvLocal2dFastShape& shape, const float* x, const float* kernel,
-                                const float* dy, float* d_x, float* d_kernel, float* d_bias) {
-  Layout layout(shape);
+void conv_local_backward_fast(const ConvGeometry& geometry, std::int64_t features, const float* x,
+                              const float* kernel, const float* dy, float* d_x, float* d_kernel, float* d_bias) {
+  const tiles::FastGeometry g = tiles::fast_geometry(geometry, features);
+  Layout layout(g);
   Plan& plan = layout.plan;
-  plan.x = x;
+  plan.x = d_kernel ? tiles::padded_input(g, x) : nullptr;
   plan.kernel = kernel;
   plan.dy = dy;
-  plan.d_x = d_x;
+  plan.d_x = d_x ? tiles::padded_input_gradient(g, d_x) : nullptr;
   plan.d_kernel = d_kernel;
   plan.d_bias = d_bias;
-  const Index block_size = plan.batch * plan.features;
-  const Index kt_size = d_x ? plan.features * plan.run_count * plan.run_padded : 0;
-  const Index out_height = shape.out_height(), out_width = shape.out_width();
+  const Index block_size = plan.batch * plan.block_stride;
+  const Index kt_size = d_x ? plan.features * plan.kt_stride : 0;
 
   if (!d_x) {  // positions are independent: split them evenly
     const Index slots = std::min<Index>(num_threads(), plan.positions);
@@ -545,22 +316,67 @@ void conv_local2d_backward_fast(const ConvLocal2dFastShape& shape, const float* 
     return;
   }
 
-  // d_x: output row oy scatters into input rows [oy, oy + halo]. Each band of output
-  // rows first does the rows whose footprint stays inside its own input rows, then,
-  // once every band has (the second parallel_for), its last `halo` rows. Bands of at
-  // least 2·halo rows keep the second-phase footprints of neighbouring bands disjoint.
-  const Index halo = (shape.kernel_height - 1) * shape.dilation_height;
-  const Index max_bands = halo > 0 ? std::max<Index>(1, out_height / (2 * halo)) : out_height;
+  // d_x: split the outermost axis a with more than one output "row" (the axes before
+  // it have one). Row o reads input rows [o·s, o·s + K) along a, K = (k − 1)·d + 1, so
+  // rows less than h + 1 = ⌈K/s⌉ apart overlap in d_x. Each band of rows first does
+  // the rows whose footprint stays clear of the next band, then, once every band has
+  // (the second parallel_for), its last h rows. Bands of at least 2·h rows keep the
+  // second-phase footprints of neighbouring bands disjoint.
+  int axis = 0;
+  while (axis < 2 && g.out[static_cast<std::size_t>(axis)] == 1) ++axis;
+  const auto a = static_cast<std::size_t>(axis);
+  const Index rows_total = g.out[a], per_row = plan.positions / rows_total;
+  const Index extent = (g.kernel[a] - 1) * g.dilation[a] + 1, h = (extent + g.stride[a] - 1) / g.stride[a] - 1;
+  const Index max_bands = h > 0 ? std::max<Index>(1, rows_total / (2 * h)) : rows_total;
   const Index bands = std::min<Index>(num_threads(), max_bands);
   auto rows = [&](Index first, Index last) {
     AlignedBuffer block(block_size), kt(kt_size);
-    for (Index position = first * out_width; position < last * out_width; ++position)
+    for (Index position = first * per_row; position < last * per_row; ++position)
       backward_position(plan, position, block.data, kt.data);
   };
-  auto band_begin = [&](Index band) { return band * out_height / bands; };
-  auto band_split = [&](Index band) { return std::max(band_begin(band), band_begin(band + 1) - halo); };
+  auto band_begin = [&](Index band) { return band * rows_total / bands; };
+  auto band_split = [&](Index band) { return std::max(band_begin(band), band_begin(band + 1) - h); };
   parallel_for(bands, [&](Index band) { rows(band_begin(band), band_split(band)); });
   parallel_for(bands, [&](Index band) { rows(band_split(band), band_begin(band + 1)); });
+  tiles::crop_input_gradient(g, plan.d_x, d_x);
 }
+
+ConvGeometry ConvLocal2dFastShape::geometry() const {
+  ConvGeometry g;
+  g.batch = batch;
+  g.channels = in_features;
+  g.in_spatial = {in_height, in_width};
+  g.window = {kernel_height, kernel_width};
+  g.strides = {1, 1};
+  g.lhs_dilation = {1, 1};
+  g.rhs_dilation = {dilation_height, dilation_width};
+  g.pads = {{0, 0}, {0, 0}};
+  g.out_spatial = {out_height(), out_width()};
+  return g;
+}
+
+bool conv_local2d_fast_supported(const ConvLocal2dFastShape& s) {
+  if (s.kernel_height < 1 || s.kernel_width < 1 || s.dilation_height < 1 || s.dilation_width < 1) return false;
+  return conv_local_fast_supported(s.geometry(), s.features);
+}
+
+void conv_local2d_forward_fast(const ConvLocal2dFastShape& shape, const float* x, const float* kernel,
+                               const float* bias, float* y) {
+  conv_local_forward_fast(shape.geometry(), shape.features, x, kernel, bias, y);
+}
+
+void conv_local2d_backward_fast(const ConvLocal2dFastShape& shape, const float* x, const float* kernel,
+                                const float* dy, float* d_x, float* d_kernel, float* d_bias) {
+  std::vector<float> dx;
+  if (d_x) dx.resize(static_cast<std::size_t>(shape.batch * shape.in_height * shape.in_width * shape.in_features));
+  conv_local_backward_fast(shape.geometry(), shape.features, x, kernel, dy, d_x ? dx.data() : nullptr, d_kernel,
+                           d_bias);
+  for (std::size_t i = 0; i < dx.size(); ++i) d_x[i] += dx[i];
+}
+
+void set_conv_local_fast_enabled(bool enabled) { tiles::set_fast_enabled(enabled); }
+bool conv_local_fast_enabled() { return tiles::fast_enabled(); }
+void set_conv_local_avx512_allowed(bool allowed) { tiles::set_avx512_allowed(allowed); }
+bool conv_local_avx512_active() { return tiles::avx512_active(); }
 
 }  // namespace xgrad::kernels

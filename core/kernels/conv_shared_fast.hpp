@@ -1,76 +1,64 @@
-// Direct, register-tiled AVX2/FMA kernels for the common shared-weight (ordinary)
-// convolution: 2-D, float32, NHWC, HWIO kernel, stride 1, no input dilation, one
-// feature group, any kernel size, kernel dilation and non-negative padding,
-// F a multiple of 8. No patch (im2col) buffer: the micro-kernel broadcasts input
-// values straight from x against vector loads of the kernel.
-// Tape-free; conv_driver.cpp calls conv_shared_fast() first and takes the general
-// (patches + GEMM) path when it declines.
+// Direct, register-tiled AVX2/FMA (and AVX-512) kernels for the shared-weight
+// (ordinary) convolution on the tile engine (conv_tiles.hpp): float32, channels-last,
+// HWIO kernel, spatial rank 1..3, any padding (explicit (lo, hi) pairs, negative =
+// crop), strides, kernel dilation and feature count; no input (lhs) dilation, one
+// feature group. No patch (im2col) buffer: the tiles broadcast input values straight
+// from x against vector loads of the kernel.
+// Tape-free; conv_driver.cpp checks conv_shared_fast_supported() and otherwise takes
+// the general (patches + GEMM) path.
 #pragma once
 
 #include <cstdint>
-#include <optional>
 
-#include "core/kernels/conv.hpp"
+#include "core/kernels/conv_geometry.hpp"
 
 namespace xgrad::kernels {
 
+// True when the CPU has AVX2 and FMA and `g` is one the kernels handle (rank 1..3,
+// no lhs dilation, non-empty operands and output).
+bool conv_shared_fast_supported(const ConvGeometry& g, std::int64_t features);
+
+// Layouts (row-major): x (N, M..., C), kernel (k..., C, F), bias (F) or null,
+// y (N, O..., F), with xp the input padded by the geometry's (lo, hi) pairs:
+//   y[n,o,f] = bias[f] + Σ_{r,c} xp[n, o·s + r·d, c] · kernel[r,c,f]
+// (the bias starts the accumulators: no extra pass).
+void conv_shared_forward_fast(const ConvGeometry& g, std::int64_t features, const float* x, const float* kernel,
+                              const float* bias, float* y);
+
+// Given dy = ∂L/∂y (N, O..., F), overwrites d_x (N, M..., C) with the adjoint of the
+// forward in x. Each sample is one task, so the result does not depend on the thread count.
+void conv_shared_input_vjp_fast(const ConvGeometry& g, std::int64_t features, const float* dy, const float* kernel,
+                                float* d_x);
+
+// Overwrites d_kernel (k..., C, F) with Σ_{n,o} xp[n, o·s + r·d, c] · dy[n,o,f] and,
+// unless null, d_bias (F) with Σ_{n,o} dy[n,o,f]. The sums are split into fixed blocks
+// of samples whose partial sums are added in order, so the result does not depend on
+// the thread count.
+void conv_shared_kernel_vjp_fast(const ConvGeometry& g, std::int64_t features, const float* x, const float* dy,
+                                 float* d_kernel, float* d_bias);
+
+// The 2-D stride-1 form of the kernels above, for tests and benchmarks.
 struct ConvShared2dFastShape {
   std::int64_t batch = 1;                                // N
   std::int64_t in_height = 1, in_width = 1;              // H, W (unpadded)
   std::int64_t in_features = 1;                          // C
   std::int64_t kernel_height = 1, kernel_width = 1;      // kh, kw
   std::int64_t dilation_height = 1, dilation_width = 1;  // dh, dw (kernel / rhs dilation)
-  std::int64_t pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;  // zero padding, >= 0
+  std::int64_t pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;  // zero padding (negative: crop)
   std::int64_t features = 8;                             // F
 
   std::int64_t padded_height() const { return in_height + pad_top + pad_bottom; }
   std::int64_t padded_width() const { return in_width + pad_left + pad_right; }
   std::int64_t out_height() const { return padded_height() - (kernel_height - 1) * dilation_height; }
   std::int64_t out_width() const { return padded_width() - (kernel_width - 1) * dilation_width; }
+  ConvGeometry geometry() const;
 };
-
-// True when the CPU has AVX2 and FMA, every size is positive (pads non-negative),
-// the output is non-empty and F % 8 == 0.
 bool conv_shared2d_fast_supported(const ConvShared2dFastShape& shape);
-
-// Layouts (row-major): x (N, H, W, C), kernel (kh, kw, C, F), bias (F) or null,
-// y (N, OH, OW, F), with xp the zero-padded x:
-//   y[n,oy,ox,f] = bias[f] + Σ_{ky,kx,c} xp[n, oy+ky·dh, ox+kx·dw, c] · kernel[ky,kx,c,f]
-// (the bias starts the accumulators: no extra pass).
 void conv_shared2d_forward_fast(const ConvShared2dFastShape& shape, const float* x, const float* kernel,
                                 const float* bias, float* y);
-
-// Given dy = ∂L/∂y (N, OH, OW, F), overwrites d_x (N, H, W, C) with
-//   d_x[n,iy,ix,c] = Σ_{ky,kx,f} dy[n, iy+pt-ky·dh, ix+pl-kx·dw, f] · kernel[ky,kx,c,f]  (in-range terms)
 void conv_shared2d_input_vjp_fast(const ConvShared2dFastShape& shape, const float* dy, const float* kernel,
                                   float* d_x);
-
-// Overwrites d_kernel (kh, kw, C, F) with Σ_{n,oy,ox} xp[n, oy+ky·dh, ox+kx·dw, c] · dy[n,oy,ox,f]
-// and, unless null, d_bias (F) with Σ_{n,oy,ox} dy[n,oy,ox,f]. The sums are split into
-// fixed blocks of samples whose partial sums are added in order, so the result does
-// not depend on the thread count.
 void conv_shared2d_kernel_vjp_fast(const ConvShared2dFastShape& shape, const float* x, const float* dy,
                                    float* d_kernel, float* d_bias);
-
-enum class ConvPass { Forward, InputVJP, KernelVJP };
-
-// The tensor-level entry of conv_driver.cpp for shared-weight convolutions: the
-// result of `pass` when the fast kernels handle this case, else nullopt. `a` and `b`
-// are the operands in the order of the public function (x or g, then kernel or g).
-// XGRAD_CONV_GENERAL_PATH=1 in the environment always declines (to time the general path).
-std::optional<Tensor> conv_shared_fast(ConvPass pass, const Tensor& a, const Tensor& b, const ConvContraction& c);
-
-// conv(x, kernel) + bias, bias (F) added in the accumulators, when the fast kernels
-// handle this case (bias of x's dtype), else nullopt.
-std::optional<Tensor> conv_shared_fast_biased(const Tensor& x, const Tensor& kernel, const Tensor& bias,
-                                              const ConvContraction& c);
-
-// The kernel and bias gradients of conv(x, kernel) + bias for cotangent g from one
-// kernel-VJP pass, when the fast kernels handle this case, else nullopt.
-struct SharedConvParamGrads {
-  Tensor dkernel, dbias;
-};
-std::optional<SharedConvParamGrads> conv_shared_fast_param_vjp(const Tensor& x, const Tensor& g,
-                                                               const ConvContraction& c);
 
 }  // namespace xgrad::kernels

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "core/error.hpp"
-#include "layers/conv_spec.hpp"
+#include "layers/conv_plan.hpp"
 #include "tests/fuzz/fuzz_support.hpp"
 
 namespace {

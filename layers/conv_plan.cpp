@@ -1,4 +1,4 @@
-#include "layers/conv_spec.hpp"
+#include "layers/conv_plan.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -10,6 +10,7 @@
 #include "autograd/conv.hpp"
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
+#include "core/kernels/conv.hpp"
 #include "core/kernels/conv_geometry.hpp"
 #include "layers/dtypes.hpp"
 
@@ -183,6 +184,7 @@ ConvPlan plan_conv(const Shape& input_shape, const ConvSpec& spec, const std::op
                                                     plan.input_dilation, plan.kernel_dilation, who);
   plan.lax_pads = geometry.pads;
   plan.out_spatial = geometry.out_spatial;
+  plan.geometry = std::make_shared<const kernels::ConvGeometry>(geometry);
 
   // 8. Parameter shapes and the mask.
   if (spec.shared_weights) {
@@ -237,22 +239,15 @@ Tensor conv_apply(const ConvPlan& plan, const Tensor& inputs, const Tensor& kern
   x = promoted[0];
   k = promoted[1];
 
-  const auto& s = plan.spec;
-  const Tensor& b = promoted[2];
-  Tensor y;
-  if (s.shared_weights && b.defined()) {  // one op: the shared kernels add the bias and sum its gradient
-    y = conv_general_dilated_bias(x, k, b, plan.strides, plan.lax_padding, plan.input_dilation,
-                                  plan.kernel_dilation, s.feature_group_count, precision);
-  } else if (s.shared_weights) {
-    y = conv_general_dilated(x, k, plan.strides, plan.lax_padding, plan.input_dilation, plan.kernel_dilation,
-                             s.feature_group_count, precision);
-  } else if (b.defined()) {  // one op, so the local kernels add the bias and return its gradient in their pass
-    y = conv_general_dilated_local_bias(x, k, b, plan.strides, plan.lax_padding, s.kernel_size, plan.input_dilation,
-                                        plan.kernel_dilation, precision, s.feature_group_count);
-  } else {
-    y = conv_general_dilated_local(x, k, plan.strides, plan.lax_padding, s.kernel_size, plan.input_dilation,
-                                   plan.kernel_dilation, precision, s.feature_group_count);
-  }
+  // The lax op on the geometry resolved by plan_conv (one op with the bias, so the
+  // fast kernels add it in the forward and return its gradient in their backward pass).
+  kernels::ConvContraction contraction;
+  contraction.geometry = *plan.geometry;
+  contraction.weights = plan.spec.shared_weights ? kernels::ConvWeights::Shared : kernels::ConvWeights::Local;
+  contraction.groups = plan.spec.feature_group_count;
+  contraction.features = plan.spec.features;
+  contraction.precision = precision;
+  const Tensor y = conv_general_dilated_resolved(contraction, x, k, promoted[2]);
   return reshape(y, plan.output_shape);
 }
 

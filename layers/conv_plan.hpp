@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,6 +20,10 @@
 #include "core/padding.hpp"
 #include "core/precision.hpp"
 #include "core/tensor.hpp"
+
+namespace xgrad::kernels {
+struct ConvGeometry;  // core/kernels/conv_geometry.hpp (internal)
+}  // namespace xgrad::kernels
 
 namespace xgrad::nn {
 
@@ -54,6 +59,7 @@ struct ConvPlan {
   Shape prepadded_shape;              // (N, M~..., C)
   Padding lax_padding;                // what the lax op receives: a string or (lo, hi) pairs
   PadPairs lax_pads;                  // the lax padding resolved (padtype_to_pads)
+  std::shared_ptr<const kernels::ConvGeometry> geometry;  // the lax op's, resolved once here (conv_apply reuses it)
   Shape out_spatial;                  // O
   Shape kernel_shape;                 // (k..., C/G, F) shared; (O..., S*C/G, F) local
   Shape bias_shape;                   // (F,) shared; (O..., F) local

@@ -1,0 +1,86 @@
+// The register-tile engine behind the fast float32 convolutions (shared-weight and
+// local): one micro-kernel that keeps an R×(8·V) block of accumulators in registers
+// and, per contraction step s, broadcasts one value of each row's operand against
+// vector loads of the other:
+//
+//   out(k)[0 .. columns)  (= or +=)  init + Σ_s a(k)[index(s)] · b[s·b_step + 0 .. columns)
+//
+// with a(k) = a.base + a.offsets[k] (listed rows) or a.base + k·a.stride, and
+// index(s) = a_table[s] (Gather) or s·a_step. A block holds up to 16 columns; a block
+// narrower than its vectors (the tail of a feature count that is not a multiple of 8)
+// uses masked loads and stores, so no byte outside the block is read or written.
+//
+// Internal to core/kernels (not installed). Raw pointers only; the AVX2 and AVX-512
+// code lives in conv_tiles.cpp between GCC target pragmas, chosen at run time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace xgrad::kernels::tiles {
+
+using Index = std::ptrdiff_t;
+
+// How a tile reads its rows' operand and what it does with the result. Fixed per
+// call so the inner loop is a handful of instructions.
+enum class TileMode {
+  Gather,  // a indexed through a_table, result stored (init = bias or zero; prefetch)
+  Stride,  // a indexed s·a_step, result stored; rows listed (a.offsets, out.offsets)
+  Add,     // a indexed s·a_step, result added into out; rows strided
+};
+
+// Where the rows of a tile live: row k at base + offsets[k], or base + k·stride.
+template <class T>
+struct Rows {
+  T* base = nullptr;
+  Index stride = 0;
+  const Index* offsets = nullptr;
+};
+
+struct TileJob {
+  Index steps = 0;
+  Rows<const float> a;
+  const Index* a_table = nullptr;
+  Index a_step = 0;
+  const float* b = nullptr;
+  Index b_step = 0;
+  const float* init = nullptr;  // Gather: the starting value of every row (columns wide), or null for zero
+  Rows<float> out;
+  int columns = 16;             // 1..16: the width of this column block
+  Index prefetch_distance = 0;  // if non-zero, prefetch out(k) + distance (the next block's rows)
+};
+
+// Covers rows [0, row_count) of `job` with the fewest tiles, as even as possible
+// (64 rows by 6 -> 9×6 + 2×5: no latency-bound tail tile of one row).
+void run_tile_job(TileMode mode, const TileJob& job, Index row_count);
+
+// Column blocks of at most 16: body(first column, width).
+template <class Body>
+void for_each_column_block(Index count, Body&& body) {
+  for (Index start = 0; start < count; start += 16) body(start, static_cast<int>(count - start < 16 ? count - start : 16));
+}
+
+// True when the CPU has AVX2 and FMA (the engine's minimum).
+bool cpu_supported();
+// AVX-512 tiles are used where the CPU has AVX-512F and VL unless disallowed
+// (XGRAD_CONV_LOCAL_AVX2 set at start, or set_avx512_allowed(false)).
+void set_avx512_allowed(bool allowed);
+bool avx512_active();
+bool cpu_has_avx512();  // AVX-512F and VL, whatever is allowed
+
+// The fast kernels serve the conv driver unless disabled (XGRAD_CONV_GENERAL_PATH set
+// at start, or set_fast_enabled(false)): to time or test the general path.
+void set_fast_enabled(bool enabled);
+bool fast_enabled();
+
+// Counts the tensor-level convolution passes served by the fast kernels (tests
+// assert that the public ops reach them).
+void count_fast_dispatch();
+
+}  // namespace xgrad::kernels::tiles
+
+namespace xgrad::kernels {
+// The number of tensor-level conv passes (forward, input VJP, kernel VJP, fused
+// backward) that the fast kernels have served in this process.
+std::int64_t conv_fast_dispatch_count();
+}  // namespace xgrad::kernels

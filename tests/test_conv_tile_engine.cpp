@@ -1,0 +1,271 @@
+// The one tile engine behind the fast float32 convolutions (core/kernels/conv_tiles.*):
+//  - the public ops and layers reach it for every configuration users write (the
+//    ConvLocal suite of bench/: SAME, strides, kernel dilation, odd F, 1-D, 3-D), by a
+//    dispatch counter;
+//  - on a few hundred random configurations (explicit, SAME, SAME_LOWER and negative
+//    paddings, strides, dilations, 1-D/2-D/3-D, odd feature counts, local and shared,
+//    with and without bias) its values and all three gradients agree with the general
+//    path, for the AVX2 and the AVX-512 tiles and at 1 and 2 threads.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/kernels/conv.hpp"
+#include "core/kernels/conv_geometry.hpp"
+#include "core/kernels/conv_local_fast.hpp"
+#include "core/kernels/conv_tiles.hpp"
+#include "core/threading.hpp"
+#include "xgrad.hpp"
+
+using namespace xgrad;
+
+namespace {
+
+// RAII guards for the process-wide switches a test flips.
+struct ThreadsGuard {
+  int before = num_threads();
+  ~ThreadsGuard() { set_num_threads(before); }
+};
+struct FastPathGuard {
+  bool fast = kernels::tiles::fast_enabled();
+  bool avx512 = kernels::conv_local_avx512_active();
+  ~FastPathGuard() {
+    kernels::tiles::set_fast_enabled(fast);
+    kernels::tiles::set_avx512_allowed(avx512 || !kernels::tiles::cpu_has_avx512());
+  }
+};
+
+bool engine_available() {
+  if (kernels::tiles::cpu_supported()) return true;
+  MESSAGE("this CPU has no AVX2/FMA: the fast conv kernels are not available, nothing to check");
+  return false;
+}
+
+// The tile kinds this CPU can run.
+std::vector<bool> avx512_settings() {
+  if (kernels::tiles::cpu_has_avx512()) return {false, true};
+  MESSAGE("this CPU has no AVX-512F/VL: only the AVX2 tiles are checked");
+  return {false};
+}
+
+struct Case {
+  std::string name;
+  Shape input;  // (N, spatial..., C)
+  std::vector<int> kernel;
+  std::vector<int> strides, dilation;
+  Padding padding;
+  std::int64_t features;
+};
+
+// The ConvLocal suite of bench/conv_local_bench.cpp (batch reduced to keep the test fast).
+std::vector<Case> suite() {
+  return {
+      {"A VALID", {2, 28, 28, 1}, {3, 3}, {1, 1}, {1, 1}, "VALID", 16},
+      {"A SAME", {2, 28, 28, 1}, {3, 3}, {1, 1}, {1, 1}, "SAME", 16},
+      {"B VALID", {2, 14, 14, 16}, {3, 3}, {1, 1}, {1, 1}, "VALID", 32},
+      {"B SAME", {2, 14, 14, 16}, {3, 3}, {1, 1}, {1, 1}, "SAME", 32},
+      {"B SAME stride 2", {2, 14, 14, 16}, {3, 3}, {2, 2}, {1, 1}, "SAME", 32},
+      {"B dilation 2", {2, 14, 14, 16}, {3, 3}, {1, 1}, {2, 2}, "SAME", 32},
+      {"B F 20", {2, 14, 14, 16}, {3, 3}, {1, 1}, {1, 1}, "SAME", 20},
+      {"1-D", {1, 4096, 8}, {9}, {1}, {1}, "SAME", 16},
+      {"3-D", {1, 16, 16, 16, 4}, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, "SAME", 8},
+  };
+}
+
+}  // namespace
+
+TEST_CASE("nn::ConvLocal and nn::Conv reach the fast kernels for every case of the ConvLocal suite") {
+  if (!engine_available()) return;
+  FastPathGuard guard;
+  kernels::tiles::set_fast_enabled(true);
+  for (const Case& c : suite()) {
+    for (const bool local : {true, false}) {
+      CAPTURE(c.name);
+      CAPTURE(local);
+      nn::ConvOptions options{.features = c.features, .kernel_size = c.kernel, .strides = c.strides,
+                              .padding = c.padding, .kernel_dilation = c.dilation};
+      std::unique_ptr<nn::Conv> layer = local ? std::make_unique<nn::ConvLocal>(options)
+                                              : std::make_unique<nn::Conv>(options);
+      Tensor x = random_normal(make_key(1), c.input).requires_grad_();
+      const std::int64_t before = kernels::conv_fast_dispatch_count();
+      const Tensor y = (*layer)(x);
+      CHECK(kernels::conv_fast_dispatch_count() == before + 1);  // the biased forward
+      y.backward(random_normal(make_key(2), y.shape()));
+      // Local: one fused pass for dx, dkernel and dbias. Shared: the kernel VJP (with
+      // the bias gradient) and the input VJP.
+      CHECK(kernels::conv_fast_dispatch_count() == before + (local ? 2 : 3));
+      CHECK(x.grad().defined());
+    }
+  }
+}
+
+TEST_CASE("the float32 conv ops reach the fast kernels, and the general-path switch turns them off") {
+  if (!engine_available()) return;
+  FastPathGuard guard;
+  const Tensor x = random_normal(make_key(3), {2, 9, 7, 3});
+  const Tensor k = random_normal(make_key(4), {5, 4, 27, 12});
+  kernels::tiles::set_fast_enabled(true);
+  std::int64_t before = kernels::conv_fast_dispatch_count();
+  const Tensor fast = conv_general_dilated_local(x, k, {2, 2}, "SAME", {3, 3});
+  CHECK(kernels::conv_fast_dispatch_count() == before + 1);
+  kernels::tiles::set_fast_enabled(false);
+  before = kernels::conv_fast_dispatch_count();
+  const Tensor general = conv_general_dilated_local(x, k, {2, 2}, "SAME", {3, 3});
+  CHECK(kernels::conv_fast_dispatch_count() == before);
+  CHECK(max(abs(fast - general)).item() < 1e-4);
+  // Float64, Highest and lhs dilation stay on the general path.
+  kernels::tiles::set_fast_enabled(true);
+  before = kernels::conv_fast_dispatch_count();
+  (void)conv_general_dilated_local(cast(x, DType::Float64), cast(k, DType::Float64), {2, 2}, "SAME", {3, 3});
+  (void)conv_general_dilated_local(x, k, {2, 2}, "SAME", {3, 3}, {}, {}, Precision::Highest);
+  CHECK(kernels::conv_fast_dispatch_count() == before);
+}
+
+namespace {
+
+struct Config {
+  bool local = true, bias = true, create_graph = false;
+  Shape input;
+  std::vector<std::int64_t> kernel, strides, dilation;
+  Padding padding;
+  std::int64_t features = 1;
+  kernels::ConvGeometry geometry;
+};
+
+std::string describe(const Config& c) {
+  std::string s = std::string(c.local ? "local" : "shared") + (c.bias ? " +bias" : "") +
+                  (c.create_graph ? " create_graph" : "") + " input " + shape_str(c.input) + " kernel " +
+                  shape_str(c.kernel) + " strides " + shape_str(c.strides) + " dilation " + shape_str(c.dilation) +
+                  " pads";
+  for (const auto& [lo, hi] : c.geometry.pads) s += " (" + std::to_string(lo) + "," + std::to_string(hi) + ")";
+  return s + " F " + std::to_string(c.features);
+}
+
+// A random configuration with a non-empty output.
+Config random_config(std::mt19937& rng) {
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  for (;;) {
+    Config c;
+    c.local = pick(0, 2) > 0;
+    c.bias = pick(0, 1) > 0;
+    c.create_graph = pick(0, 5) == 0;
+    const int rank = pick(1, 3);
+    const int max_extent = rank == 1 ? 24 : rank == 2 ? 10 : 6;
+    c.input = {pick(1, 5)};
+    for (int j = 0; j < rank; ++j) {
+      c.input.push_back(pick(1, max_extent));
+      c.kernel.push_back(pick(1, 3));
+      c.strides.push_back(pick(1, 3));
+      c.dilation.push_back(pick(1, 2));
+    }
+    c.input.push_back(pick(0, 3) == 0 ? pick(7, 13) : pick(1, 6));  // C: partial blocks of 8 channels too
+    c.features = pick(0, 2) == 0 ? 8 * pick(1, 3) : pick(1, 21);
+    switch (pick(0, 4)) {
+      case 0: c.padding = "SAME"; break;
+      case 1: c.padding = "VALID"; break;
+      case 2: c.padding = "SAME_LOWER"; break;
+      default: {
+        std::vector<Padding::Entry> pairs;
+        for (int j = 0; j < rank; ++j) pairs.emplace_back(pick(-1, 2), pick(-1, 2));
+        c.padding = Padding(pairs);
+      }
+    }
+    try {
+      c.geometry = kernels::make_conv_geometry(c.input, c.kernel, c.strides, c.padding, {}, c.dilation, "test");
+    } catch (const std::exception&) {
+      continue;
+    }
+    if (c.geometry.out_positions() > 0) return c;
+  }
+}
+
+struct Outputs {
+  std::vector<Tensor> values;  // y, dx, dkernel, (dbias)
+};
+
+Outputs run(const Config& c, const Tensor& x0, const Tensor& k0, const Tensor& b0, const Tensor& g) {
+  Tensor x = x0.detach().requires_grad_(), k = k0.detach().requires_grad_(), b = b0.detach().requires_grad_();
+  Tensor y;
+  if (c.local)
+    y = c.bias ? conv_general_dilated_local_bias(x, k, b, c.strides, c.padding, c.kernel, {}, c.dilation)
+               : conv_general_dilated_local(x, k, c.strides, c.padding, c.kernel, {}, c.dilation);
+  else
+    y = c.bias ? conv_general_dilated_bias(x, k, b, c.strides, c.padding, {}, c.dilation)
+               : conv_general_dilated(x, k, c.strides, c.padding, {}, c.dilation);
+  std::vector<Tensor> inputs{x, k};
+  if (c.bias) inputs.push_back(b);
+  std::vector<Tensor> grads = grad({y}, inputs, {g}, {.create_graph = c.create_graph});
+  Outputs out{{y}};
+  for (const Tensor& t : grads) out.values.push_back(t.detach());
+  return out;
+}
+
+// Worst |got − want| over 1 + max |want|: float32 rounding stays far below 1e-4, a
+// wrong index or a missed tap gives O(1).
+double worst_error(const Tensor& got, const Tensor& want) {
+  const auto a = got.to_vector(), b = want.to_vector();
+  REQUIRE(a.size() == b.size());
+  double worst = 0, largest = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, std::abs(a[i] - b[i]));
+    largest = std::max(largest, std::abs(b[i]));
+  }
+  return worst / (1 + largest);
+}
+
+}  // namespace
+
+TEST_CASE("the fast conv kernels match the general path on random configurations") {
+  if (!engine_available()) return;
+  ThreadsGuard threads_guard;
+  FastPathGuard guard;
+  const std::vector<bool> tile_kinds = avx512_settings();
+  std::mt19937 rng(2026);
+  constexpr int kConfigs = 300;
+  int reached = 0;
+  for (int trial = 0; trial < kConfigs; ++trial) {
+    const Config c = random_config(rng);
+    CAPTURE(trial);
+    CAPTURE(describe(c));
+    const auto& g = c.geometry;
+    Shape kernel_shape = c.local ? g.out_spatial : Shape(c.kernel.begin(), c.kernel.end());
+    const std::int64_t C = c.input.back();
+    kernel_shape.push_back(c.local ? g.window_size() * C : C);
+    kernel_shape.push_back(c.features);
+    Shape out_shape{c.input[0]};
+    out_shape.insert(out_shape.end(), g.out_spatial.begin(), g.out_spatial.end());
+    out_shape.push_back(c.features);
+    Shape bias_shape = c.local ? Shape(out_shape.begin() + 1, out_shape.end()) : Shape{c.features};
+    const auto seed = static_cast<std::uint64_t>(4 * trial);
+    const Tensor x = random_normal(make_key(seed), c.input), k = random_normal(make_key(seed + 1), kernel_shape);
+    const Tensor b = random_normal(make_key(seed + 2), bias_shape), dy = random_normal(make_key(seed + 3), out_shape);
+
+    kernels::tiles::set_fast_enabled(false);
+    set_num_threads(1);
+    const Outputs want = run(c, x, k, b, dy);
+    kernels::tiles::set_fast_enabled(true);
+    for (const bool avx512 : tile_kinds) {
+      kernels::tiles::set_avx512_allowed(avx512);
+      for (const int threads : {1, 2}) {
+        CAPTURE(avx512);
+        CAPTURE(threads);
+        set_num_threads(threads);
+        const std::int64_t before = kernels::conv_fast_dispatch_count();
+        const Outputs got = run(c, x, k, b, dy);
+        CHECK(kernels::conv_fast_dispatch_count() > before);
+        reached += kernels::conv_fast_dispatch_count() > before;
+        REQUIRE(got.values.size() == want.values.size());
+        for (std::size_t i = 0; i < want.values.size(); ++i) {
+          CAPTURE(i);  // y, dx, dkernel, dbias
+          CHECK(worst_error(got.values[i], want.values[i]) < 1e-4);
+        }
+      }
+    }
+  }
+  CHECK(reached == kConfigs * static_cast<int>(tile_kinds.size()) * 2);
+}
