@@ -22,9 +22,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <vector>
 
+#include "core/allocator.hpp"
 #include "core/kernels/conv_fast_geometry.hpp"
 #include "core/kernels/conv_tiles.hpp"
 #include "core/threading.hpp"
@@ -253,15 +253,16 @@ struct Layout {
   }
 };
 
-// A 64-byte aligned float buffer, zero-filled.
+// A 64-byte aligned float buffer, zero-filled, from the caching allocator (a step
+// gets the previous step's pages back).
 struct AlignedBuffer {
   float* data;
-  explicit AlignedBuffer(Index count) {
-    const std::size_t bytes = (static_cast<std::size_t>(count) * sizeof(float) + 63) / 64 * 64;
-    data = static_cast<float*>(std::aligned_alloc(64, bytes == 0 ? 64 : bytes));
+  std::size_t bytes;
+  explicit AlignedBuffer(Index count) : bytes(static_cast<std::size_t>(count) * sizeof(float)) {
+    data = static_cast<float*>(detail::allocate_bytes(bytes));
     std::fill(data, data + count, 0.0f);
   }
-  ~AlignedBuffer() { std::free(data); }
+  ~AlignedBuffer() { detail::deallocate_bytes(data, bytes); }
   AlignedBuffer(const AlignedBuffer&) = delete;
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
 };
