@@ -23,6 +23,7 @@ enum class ConvScratch {
   KernelBlock,
   PatchGradBlock,
   Accumulator,
+  Input,
   Count
 };
 
