@@ -16,6 +16,7 @@
 #include "core/kernels/conv_local_fast.hpp"
 #include "core/kernels/conv_shared_fast.hpp"
 #include "core/kernels/conv_tiles.hpp"
+#include "core/kernels/convert16.hpp"
 #include "core/kernels/conv_local_general.hpp"
 #include "core/kernels/conv_patches.hpp"
 #include "core/kernels/conv_scratch.hpp"
@@ -102,7 +103,8 @@ const A* as_compute(const Tensor& t, ConvScratch slot) {
     const T* src = t.data<T>();
     const auto n = static_cast<std::size_t>(t.numel());
     A* dst = conv_scratch<A>(slot, n);
-    for (std::size_t i = 0; i < n; ++i) dst[i] = convert_element<A>(src[i]);
+    if constexpr (is_float16_v<T> && std::is_same_v<A, float>) widen(src, dst, static_cast<std::int64_t>(n));
+    else for (std::size_t i = 0; i < n; ++i) dst[i] = convert_element<A>(src[i]);
     return dst;
   }
 }
@@ -120,7 +122,8 @@ void store_result(const A* computed, Tensor& out) {
   if constexpr (!std::is_same_v<T, A>) {
     T* dst = out.data<T>();
     const auto n = static_cast<std::size_t>(out.numel());
-    for (std::size_t i = 0; i < n; ++i) dst[i] = convert_element<T>(computed[i]);
+    if constexpr (is_float16_v<T> && std::is_same_v<A, float>) narrow(computed, dst, static_cast<std::int64_t>(n));
+    else for (std::size_t i = 0; i < n; ++i) dst[i] = convert_element<T>(computed[i]);
   }
 }
 
@@ -146,7 +149,8 @@ void forward(const Tensor& x, const Tensor& kernel, const ConvContraction& c, Te
   const A* k = contraction_kernel<T, A>(kernel, c);
   A* y = result_buffer<T, A>(out);
   if (c.weights == ConvWeights::Local) {
-    local_conv_forward<T, A>(x.data<T>(), k, nullptr, y, c);
+    if constexpr (is_float16_v<T>) local_conv_forward<A, A>(as_compute<T, A>(x, ConvScratch::Input), k, nullptr, y, c);
+    else local_conv_forward<T, A>(x.data<T>(), k, nullptr, y, c);
   } else {
     A* patches = conv_scratch<A>(ConvScratch::Patches, patch_elements(g));
     extract_patches<T, A>(x.data<T>(), g, patch_source_table(g), patches);
@@ -178,7 +182,9 @@ void kernel_vjp(const Tensor& x, const Tensor& gy, const ConvContraction& c, Ten
   const A* cot = as_compute<T, A>(gy, ConvScratch::Cotangent);
   if (c.weights == ConvWeights::Local) {
     A* dk = result_buffer<T, A>(dkernel);
-    local_conv_backward<T, A>(x.data<T>(), nullptr, cot, nullptr, dk, nullptr, c);
+    if constexpr (is_float16_v<T>)
+      local_conv_backward<A, A>(as_compute<T, A>(x, ConvScratch::Input), nullptr, cot, nullptr, dk, nullptr, c);
+    else local_conv_backward<T, A>(x.data<T>(), nullptr, cot, nullptr, dk, nullptr, c);
     store_result<T, A>(dk, dkernel);
     return;
   }
@@ -264,7 +270,8 @@ Tensor conv_local_forward_biased(const Tensor& x, const Tensor& kernel, const Te
     const A* k = as_compute<T, A>(kernel, ConvScratch::Kernel);
     const A* b = as_compute<T, A>(bias, ConvScratch::Bias);
     A* y = result_buffer<T, A>(out);
-    local_conv_forward<T, A>(x.data<T>(), k, b, y, c);
+    if constexpr (is_float16_v<T>) local_conv_forward<A, A>(as_compute<T, A>(x, ConvScratch::Input), k, b, y, c);
+    else local_conv_forward<T, A>(x.data<T>(), k, b, y, c);
     store_result<T, A>(y, out);
   });
   return out;
@@ -314,7 +321,9 @@ LocalConvGrads general_local_vjp(const Tensor& x, const Tensor& kernel, const Te
     A* dk = with_dkernel ? result_buffer<T, A>(grads.dkernel, ConvScratch::KernelResult) : nullptr;
     A* db = with_dbias ? result_buffer<T, A>(grads.dbias, ConvScratch::Bias) : nullptr;
     if (dx) std::fill_n(dx, grads.dx.numel(), A(0));
-    local_conv_backward<T, A>(x.data<T>(), k, cot, dx, dk, db, c);
+    if constexpr (is_float16_v<T>)
+      local_conv_backward<A, A>(as_compute<T, A>(x, ConvScratch::Input), k, cot, dx, dk, db, c);
+    else local_conv_backward<T, A>(x.data<T>(), k, cot, dx, dk, db, c);
     if (dx) store_result<T, A>(dx, grads.dx);
     if (dk) store_result<T, A>(dk, grads.dkernel);
     if (db) store_result<T, A>(db, grads.dbias);

@@ -25,6 +25,7 @@ enum class ConvScratch {
   KernelBlock,
   PatchGradBlock,
   Accumulator,
+  Input,
   Count
 };
 
