@@ -212,7 +212,7 @@ Pool& pool() {
 namespace {
 
 // OpenBLAS runs single-threaded inside xgrad's threads: xgrad splits its own GEMMs
-// over its pool (core/kernels/conv_gemm.cpp), so OpenBLAS's pool would only compete
+// over its pool (core/kernels/gemm.cpp), so OpenBLAS's pool would only compete
 // with ours for the same cores. Done once, before xgrad's first GEMM; never mid-call.
 void make_blas_serial() {
   static std::once_flag done;

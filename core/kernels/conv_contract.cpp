@@ -1,6 +1,6 @@
 #include "core/kernels/conv_contract.hpp"
 
-#include "core/kernels/conv_gemm.hpp"
+#include "core/kernels/gemm.hpp"
 
 namespace xgrad::kernels {
 
@@ -13,7 +13,7 @@ template <class T>
 void contract_forward(const T* patches, const T* kernel, T* out, const ContractionLayout& l) {
   const std::int64_t Ig = l.patch_cols / l.groups, Fg = l.features / l.groups;
   for (std::int64_t g = 0; g < l.groups; ++g)
-    conv_gemm<T>(false, false, l.rows, Fg, Ig, patches + g * Ig, l.patch_cols, kernel + g * Fg, l.features,
+    gemm<T>(false, false, l.rows, Fg, Ig, patches + g * Ig, l.patch_cols, kernel + g * Fg, l.features,
                  out + g * Fg, l.features);
 }
 
@@ -21,7 +21,7 @@ template <class T>
 void contract_kernel_vjp(const T* patches, const T* g_out, T* dkernel, const ContractionLayout& l) {
   const std::int64_t Ig = l.patch_cols / l.groups, Fg = l.features / l.groups;
   for (std::int64_t g = 0; g < l.groups; ++g)
-    conv_gemm<T>(true, false, Ig, Fg, l.rows, patches + g * Ig, l.patch_cols, g_out + g * Fg, l.features,
+    gemm<T>(true, false, Ig, Fg, l.rows, patches + g * Ig, l.patch_cols, g_out + g * Fg, l.features,
                  dkernel + g * Fg, l.features);
 }
 
@@ -29,7 +29,7 @@ template <class T>
 void contract_patches_vjp(const T* g_out, const T* kernel, T* dpatches, const ContractionLayout& l) {
   const std::int64_t Ig = l.patch_cols / l.groups, Fg = l.features / l.groups;
   for (std::int64_t g = 0; g < l.groups; ++g)
-    conv_gemm<T>(false, true, l.rows, Ig, Fg, g_out + g * Fg, l.features, kernel + g * Fg, l.features,
+    gemm<T>(false, true, l.rows, Ig, Fg, g_out + g * Fg, l.features, kernel + g * Fg, l.features,
                  dpatches + g * Ig, l.patch_cols);
 }
 

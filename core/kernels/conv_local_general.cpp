@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "core/kernels/conv_gemm.hpp"
+#include "core/kernels/gemm.hpp"
 #include "core/kernels/conv_patches.hpp"
 #include "core/kernels/conv_scratch.hpp"
 #include "core/threading.hpp"
@@ -53,7 +53,7 @@ void local_conv_forward(const T* x, const A* kernel, const A* bias, A* y, const 
       if (bias)
         for (std::int64_t b = 0; b < d.N; ++b) std::copy_n(bias + o * d.F, d.F, y_o + b * d.P * d.F);
       for (std::int64_t gi = 0; gi < d.G; ++gi)
-        conv_gemm<A>(false, false, d.N, d.Fg, d.Ig, block + gi * d.Ig, d.I, kernel + o * d.Ig * d.F + gi * d.Fg, d.F,
+        gemm<A>(false, false, d.N, d.Fg, d.Ig, block + gi * d.Ig, d.I, kernel + o * d.Ig * d.F + gi * d.Fg, d.F,
                      y_o + gi * d.Fg, d.P * d.F, bias != nullptr);
     }
   });
@@ -95,7 +95,7 @@ void local_conv_backward(const T* x, const A* kernel, const A* g, A* dx, A* dker
       if (dkernel) {
         extract_position_patches<T, A>(x, c.geometry, table, o, patches);
         for (std::int64_t gi = 0; gi < d.G; ++gi)
-          conv_gemm<A>(true, false, d.Ig, d.Fg, d.N, patches + gi * d.Ig, d.I, g_o + gi * d.Fg, d.P * d.F,
+          gemm<A>(true, false, d.Ig, d.Fg, d.N, patches + gi * d.Ig, d.I, g_o + gi * d.Fg, d.P * d.F,
                        dkernel + o * d.Ig * d.F + gi * d.Fg, d.F);
       }
       if (dx) {
@@ -105,7 +105,7 @@ void local_conv_backward(const T* x, const A* kernel, const A* g, A* dx, A* dker
         for (std::int64_t i = 0; i < d.Ig; ++i)
           for (std::int64_t f = 0; f < d.F; ++f) kernel_t[f * d.Ig + i] = k_o[i * d.F + f];
         for (std::int64_t gi = 0; gi < d.G; ++gi)
-          conv_gemm<A>(false, false, d.N, d.Ig, d.Fg, g_o + gi * d.Fg, d.P * d.F, kernel_t + gi * d.Fg * d.Ig, d.Ig,
+          gemm<A>(false, false, d.N, d.Ig, d.Fg, g_o + gi * d.Fg, d.P * d.F, kernel_t + gi * d.Fg * d.Ig, d.Ig,
                        dpatches + gi * d.Ig, d.I);
         scatter_add_position_patches<A>(dpatches, c.geometry, table, o, dx_slot);
       }

@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 
 #include "core/kernels/broadcast.hpp"
-#include "core/kernels/conv_gemm.hpp"
+#include "core/kernels/gemm.hpp"
 #include "core/kernels/elementwise.hpp"
 #include "core/tensor_impl.hpp"
 
@@ -28,11 +28,11 @@ struct Gemm {
   std::int64_t lda() const { return std::max<std::int64_t>(transpose_a ? m : k, 1); }
   std::int64_t ldb() const { return std::max<std::int64_t>(transpose_b ? k : n, 1); }
 
-  // float and double: cblas, split over xgrad's threads (conv_gemm.hpp).
+  // float and double: cblas, split over xgrad's threads (gemm.hpp).
   template <class T>
     requires std::is_floating_point_v<T>
   void operator()(const T* a, const T* b, T* c, std::int64_t rows) const {
-    conv_gemm<T>(transpose_a, transpose_b, rows, n, k, a, lda(), b, ldb(), c, std::max<std::int64_t>(n, 1));
+    gemm<T>(transpose_a, transpose_b, rows, n, k, a, lda(), b, ldb(), c, std::max<std::int64_t>(n, 1));
   }
   // Integers and bool: row i of C accumulates a[i, p] * b[p, :] over p, a contiguous
   // (vectorisable) inner loop; bool sums through int64, so the result is OR of ANDs.
@@ -66,13 +66,13 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose
     throw ShapeError(fmt::format("matmul: the kernel needs operands of rank >= 2, got {} and {}", shape_str(as),
                                  shape_str(bs)));
   const std::size_t ar = as.size(), br = bs.size();
-  Gemm gemm{transpose_a, transpose_b, transpose_a ? as[ar - 1] : as[ar - 2], transpose_b ? bs[br - 2] : bs[br - 1],
+  Gemm product{transpose_a, transpose_b, transpose_a ? as[ar - 1] : as[ar - 2], transpose_b ? bs[br - 2] : bs[br - 1],
             transpose_a ? as[ar - 2] : as[ar - 1]};
   const std::int64_t kb = transpose_b ? bs[br - 1] : bs[br - 2];
-  if (gemm.k != kb)
+  if (product.k != kb)
     throw ShapeError(fmt::format("matmul: shapes {} and {} cannot be multiplied ({} != {})",
-                                 operand_str(as, transpose_a), operand_str(bs, transpose_b), gemm.k, kb));
-  for (std::int64_t d : {gemm.m, gemm.n, gemm.k})
+                                 operand_str(as, transpose_a), operand_str(bs, transpose_b), product.k, kb));
+  for (std::int64_t d : {product.m, product.n, product.k})
     if (d > INT_MAX) throw ShapeError(fmt::format("matmul: dimension {} exceeds the BLAS index range", d));
   const Shape a_batch(as.begin(), as.end() - 2), b_batch(bs.begin(), bs.end() - 2);
   Shape batch;
@@ -84,12 +84,12 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose
   }
   const DType dtype = promote_types(a.dtype(), b.dtype());
   Shape out_shape = batch;
-  out_shape.push_back(gemm.m);
-  out_shape.push_back(gemm.n);
+  out_shape.push_back(product.m);
+  out_shape.push_back(product.n);
   if (dtype == DType::Float16 || dtype == DType::BFloat16)
     return cast(matmul(cast(a, DType::Float32), cast(b, DType::Float32), transpose_a, transpose_b), dtype);
 
-  if (gemm.k == 0) return zeros(out_shape, dtype);  // sums of nothing
+  if (product.k == 0) return zeros(out_shape, dtype);  // sums of nothing
   Tensor out = empty(out_shape, dtype);  // beta = 0: the products overwrite every element
   if (out.numel() == 0) return out;
   const Tensor ca = cast(a, dtype), cb = cast(b, dtype);
@@ -99,19 +99,19 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose
       const T* pa = ca.data<T>();
       const T* pb = cb.data<T>();
       T* pc = out.data<T>();
-      const std::int64_t c_size = gemm.m * gemm.n;
+      const std::int64_t c_size = product.m * product.n;
       // A shared right operand and a full, untransposed left one: the batch folds
       // into the rows of a single product [batch * m, k] . [k, n].
       if (!transpose_a && numel(b_batch) == 1 && numel(a_batch) == numel(batch)) {
-        gemm(pa, pb, pc, numel(batch) * gemm.m);
+        product(pa, pb, pc, numel(batch) * product.m);
         return;
       }
       for_each_broadcast_run(batch, broadcast_strides(a_batch, batch), broadcast_strides(b_batch, batch),
                              [&](std::int64_t o, std::int64_t ia, std::int64_t ib, std::int64_t count, std::int64_t sa,
                                  std::int64_t sb) {
                                for (std::int64_t j = 0; j < count; ++j)
-                                 gemm(pa + (ia + j * sa) * gemm.a_size(), pb + (ib + j * sb) * gemm.b_size(),
-                                      pc + (o + j) * c_size, gemm.m);
+                                 product(pa + (ia + j * sa) * product.a_size(), pb + (ib + j * sb) * product.b_size(),
+                                      pc + (o + j) * c_size, product.m);
                              });
     }
   });

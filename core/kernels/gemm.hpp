@@ -12,7 +12,7 @@ namespace xgrad::kernels {
 // C (m x n, leading dimension ldc) = op(A) (m x k) * op(B) (k x n), where op
 // transposes when asked; with `accumulate`, C += op(A) * op(B). T is float or double.
 template <class T>
-void conv_gemm(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k, const T* a,
+void gemm(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k, const T* a,
                std::int64_t lda, const T* b, std::int64_t ldb, T* c, std::int64_t ldc, bool accumulate = false);
 
 

@@ -1,4 +1,4 @@
-#include "core/kernels/conv_gemm.hpp"
+#include "core/kernels/gemm.hpp"
 
 #include <cblas.h>
 
@@ -15,7 +15,7 @@ namespace {
 
 blasint blas_int(std::int64_t v) {
   if (v > INT_MAX)
-    throw ValueError("conv: a GEMM dimension of " + std::to_string(v) +
+    throw ValueError("gemm: a matrix dimension of " + std::to_string(v) +
                      " exceeds the BLAS integer range; use a smaller batch");
   return static_cast<blasint>(v);
 }
@@ -63,7 +63,7 @@ GemmSplit split_gemm(std::int64_t m, std::int64_t n, std::int64_t k) {
 }  // namespace
 
 template <class T>
-void conv_gemm(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k, const T* a,
+void gemm(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k, const T* a,
                std::int64_t lda, const T* b, std::int64_t ldb, T* c, std::int64_t ldc, bool accumulate) {
   if (m == 0 || n == 0 || (k == 0 && accumulate)) return;
   if (k == 0) {
@@ -91,9 +91,9 @@ void conv_gemm(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t 
   });
 }
 
-template void conv_gemm<float>(bool, bool, std::int64_t, std::int64_t, std::int64_t, const float*, std::int64_t,
+template void gemm<float>(bool, bool, std::int64_t, std::int64_t, std::int64_t, const float*, std::int64_t,
                                const float*, std::int64_t, float*, std::int64_t, bool);
-template void conv_gemm<double>(bool, bool, std::int64_t, std::int64_t, std::int64_t, const double*, std::int64_t,
+template void gemm<double>(bool, bool, std::int64_t, std::int64_t, std::int64_t, const double*, std::int64_t,
                                 const double*, std::int64_t, double*, std::int64_t, bool);
 
 }  // namespace xgrad::kernels
