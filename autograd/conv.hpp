@@ -1,4 +1,4 @@
-// Differentiable convolutions with the semantics of jax.lax (spec §5), in the
+// Differentiable convolutions with the semantics of jax.lax (docs/convlocal.md §5), in the
 // channels-last layout Flax uses: lhs (N, spatial..., C), outputs
 // (N, out_spatial..., features). Any number of spatial dims n >= 1.
 //
@@ -40,7 +40,7 @@ Tensor conv_general_dilated_patches(const Tensor& lhs, const std::vector<std::in
 // Locally connected ("unshared") convolution: a different kernel at every output
 // position. rhs is (O..., S*C, F) and
 //   y[b, o, f] = sum_i patches[b, o, i] * rhs[o, i, f].
-// feature_group_count G > 1 is an xgrad extension (spec §11): rhs is
+// feature_group_count G > 1 is an xgrad extension (docs/convlocal.md §11): rhs is
 // (O..., S*C/G, F) and output feature f reads only the input channels of group
 // f / (F/G), exactly as a grouped conv_general_dilated whose kernel is tiled over
 // the output positions.

@@ -14,7 +14,7 @@ constexpr std::array<std::string_view, kNumDTypes> kNames = {
 
 constexpr std::array<std::size_t, kNumDTypes> kItemSizes = {1, 4, 8, 2, 2, 4, 8};
 
-// JAX lattice restricted to xgrad's seven dtypes (spec §7.2, x64 enabled).
+// JAX lattice restricted to xgrad's seven dtypes (docs/convlocal.md §7.2, x64 enabled).
 // Rows and columns in DType order: b1 i32 i64 f16 bf16 f32 f64.
 using D = DType;
 constexpr D b1 = D::Bool, i32 = D::Int32, i64 = D::Int64, f16 = D::Float16, bf16 = D::BFloat16,

@@ -20,7 +20,7 @@ std::size_t itemsize(DType dtype);
 bool is_floating(DType dtype);                     // "inexact" in JAX terms
 bool is_integral(DType dtype);                     // Int32 / Int64 (not Bool)
 
-// Least upper bound of two dtypes on the JAX lattice (spec §7.2, x64 enabled).
+// Least upper bound of two dtypes on the JAX lattice (docs/convlocal.md §7.2, x64 enabled).
 DType promote_types(DType a, DType b);
 DType result_type(std::initializer_list<DType> dtypes);
 

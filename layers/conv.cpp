@@ -37,7 +37,7 @@ Tensor Conv::forward(const Tensor& x) {
                       .shared_weights = shared_weights_};
   const std::optional<Shape> mask_shape =
       options_.mask ? std::optional<Shape>(options_.mask->shape()) : std::nullopt;
-  // Every upstream check runs here, before any parameter exists (spec §2.4).
+  // Every upstream check runs here, before any parameter exists (docs/convlocal.md §2.4).
   const ConvPlan plan = plan_conv(x.shape(), spec, mask_shape, shared_weights_ ? "Conv" : "ConvLocal");
   const Tensor kernel = param("kernel", plan.kernel_shape, options_.kernel_init, options_.param_dtype,
                               shared_weights_ ? "input channels changed?" : "input spatial size changed?");

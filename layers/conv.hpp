@@ -8,7 +8,7 @@
 //   Tensor y = local(x);   // x: [batch..., H, W, C]; parameters created at the first call
 //
 // Parameters: `kernel` of shape (k..., C/G, F) for Conv and (O..., prod(k)*C/G, F) for
-// ConvLocal, whose patch axis is channel-major (spec §5.2); `bias` (F,) or (O..., F).
+// ConvLocal, whose patch axis is channel-major (docs/convlocal.md §5.2); `bias` (F,) or (O..., F).
 // A ConvLocal is tied to the input spatial size it was initialised for.
 #pragma once
 

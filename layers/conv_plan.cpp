@@ -172,7 +172,7 @@ ConvPlan plan_conv(const Shape& input_shape, const ConvSpec& spec, const std::op
   plan.prepadded_shape = plan.flat_input_shape;
   for (std::size_t j = 0; j < n; ++j) plan.prepadded_shape[j + 1] += plan.prepad_pads[j].first + plan.prepad_pads[j].second;
 
-  // 6. Feature groups (upstream ConvLocal rejects G != 1; xgrad defines it, spec §11).
+  // 6. Feature groups (upstream ConvLocal rejects G != 1; xgrad defines it, docs/convlocal.md §11).
   const std::int64_t C = input_shape.back(), F = spec.features, G = spec.feature_group_count;
   if (G < 1) throw ValueError(fmt::format("{}: feature_group_count must be >= 1, got {}", who, G));
   if (C % G != 0 || F % G != 0)

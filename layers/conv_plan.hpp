@@ -1,6 +1,6 @@
 // What flax.linen Conv / ConvLocal (`_Conv.__call__`) do, minus creating
 // parameters: plan_conv resolves the attributes for one input shape in the order
-// of spec §2.4 and raises every upstream error before any computation;
+// of docs/convlocal.md §2.4 and raises every upstream error before any computation;
 // conv_apply runs the layer on given kernel / bias / mask tensors.
 //
 //   auto plan = nn::plan_conv(x.shape(), {.features = 4, .kernel_size = {3, 3},
@@ -38,7 +38,7 @@ struct ConvSpec {
   Padding padding = "SAME";
   std::vector<std::int64_t> input_dilation = {1};
   std::vector<std::int64_t> kernel_dilation = {1};
-  std::int64_t feature_group_count = 1;  // > 1 with shared_weights = false is an xgrad extension (spec §11)
+  std::int64_t feature_group_count = 1;  // > 1 with shared_weights = false: an xgrad extension (docs/convlocal.md §11)
   bool shared_weights = true;            // false: ConvLocal
 };
 

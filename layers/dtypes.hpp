@@ -1,4 +1,4 @@
-// flax.linen.dtypes: the dtype a layer computes in (spec §7.1).
+// flax.linen.dtypes: the dtype a layer computes in (docs/convlocal.md §7.1).
 //
 // Every layer calls promote_dtype({inputs, params...}, options.dtype): with no
 // dtype the arguments' promoted dtype is used (at least float32 when they are

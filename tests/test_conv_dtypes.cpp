@@ -1,4 +1,4 @@
-// Conv dtypes follow flax promote_dtype (spec §7.1): the computation dtype is the
+// Conv dtypes follow flax promote_dtype (docs/convlocal.md §7.1): the computation dtype is the
 // JAX result type of inputs, (masked) kernel and bias, ints become float32, and a
 // given dtype must be floating. 16-bit floats compute in float32 and round once;
 // Precision::Highest computes float32 in float64.

@@ -1,4 +1,4 @@
-// The identity that ties the local conv to the ordinary one (spec §6.12, §11):
+// The identity that ties the local conv to the ordinary one (docs/convlocal.md §6.12, §11):
 // conv_general_dilated_local with the shared HWIO kernel tiled over every output
 // position, laid out I-major (row ci*S + r), equals conv_general_dilated, for
 // outputs and gradients, in 1-3 spatial dims with strides, both dilations, every

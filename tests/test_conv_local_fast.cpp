@@ -1,5 +1,5 @@
 // The AVX2 and AVX-512 locally connected kernels against a naive float64 loop of the
-// formula (spec/convlocal.md §5.4, §5.6), on shapes that exercise every tile size,
+// formula (docs/convlocal.md §5.4, §5.6), on shapes that exercise every tile size,
 // column block, run layout and thread split.
 #include <doctest/doctest.h>
 

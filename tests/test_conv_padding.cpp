@@ -1,4 +1,4 @@
-// Padding forms and their canonicalisation (spec §2.3), lax string paddings
+// Padding forms and their canonicalisation (docs/convlocal.md §2.3), lax string paddings
 // (padtype_to_pads), Precision names, and the pad properties the CIRCULAR /
 // REFLECT / CAUSAL pre-padding relies on.
 #include <doctest/doctest.h>

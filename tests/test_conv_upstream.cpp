@@ -1,6 +1,6 @@
-// The hard-coded expectations of the Flax and JAX test suites (spec §6), the
-// ConvLocal docstring's parameter shapes (spec §4.2) and the upstream errors of
-// spec §2.4, raised by plan_conv before any computation.
+// The hard-coded expectations of the Flax and JAX test suites (docs/convlocal.md §6), the
+// ConvLocal docstring's parameter shapes (docs/convlocal.md §4.2) and the upstream errors of
+// docs/convlocal.md §2.4, raised by plan_conv before any computation.
 #include <doctest/doctest.h>
 
 #include "test_support.hpp"
@@ -135,7 +135,7 @@ TEST_CASE("§6.8 test_int_kernel_equality: kernel_size {3} is Flax's int 3, a 1-
   const auto plan = nn::plan_conv({8, 3}, local(4, {3}));
   CHECK(plan.kernel_shape == Shape{8, 9, 4});
   CHECK(plan.batch_shape.empty());
-  // On a 2-d input (H, W, C) a 1-d kernel convolves along W with batch H (spec §2.1).
+  // On a 2-d input (H, W, C) a 1-d kernel convolves along W with batch H (docs/convlocal.md §2.1).
   const auto on_2d = nn::plan_conv({5, 8, 3}, local(4, {3}));
   CHECK(on_2d.batch_shape == Shape{5});
   CHECK(on_2d.kernel_shape == Shape{8, 9, 4});

@@ -1,6 +1,7 @@
 // ConvLocal against the reference vectors (tests/data/convlocal-vectors, float64,
-// computed from the spec): output and the gradients of L = sum(y * cotangent) with
-// respect to inputs, raw kernel and bias, in float64 and float32; the error cases.
+// computed from the semantics of docs/convlocal.md): output and the gradients of
+// L = sum(y * cotangent) with respect to inputs, raw kernel and bias, in float64 and
+// float32; the error cases.
 #include <doctest/doctest.h>
 
 #include <cmath>

@@ -1,4 +1,4 @@
-// dtype rules of the elementwise ops: the JAX lattice (spec §7.2), weak scalars,
+// dtype rules of the elementwise ops: the JAX lattice (docs/convlocal.md §7.2), weak scalars,
 // true division, bool arithmetic and the unary ops' result dtypes.
 #include <array>
 #include <map>
@@ -27,8 +27,8 @@ struct DefaultFloatGuard {
 
 }  // namespace
 
-TEST_CASE("promote_types and add follow the spec's JAX table, cell by cell") {
-  // Spec §7.2, the rows and columns of xgrad's seven dtypes, in the spec's order.
+TEST_CASE("promote_types and add follow JAX's table (docs/convlocal.md §7.2), cell by cell") {
+  // docs/convlocal.md §7.2: the rows and columns of xgrad's seven dtypes, in the order of that table.
   const std::array<std::string, 7> order = {"b1", "i32", "i64", "bf16", "f16", "f32", "f64"};
   const std::array<std::array<std::string, 7>, 7> table = {{
       {"b1", "i32", "i64", "bf16", "f16", "f32", "f64"},

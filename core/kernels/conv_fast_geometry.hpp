@@ -1,7 +1,7 @@
 // A convolution's geometry as the fast kernels (conv_local_fast, conv_shared_fast)
 // see it: exactly three spatial axes (a 1-D or 2-D conv gets leading unit axes, which
 // cost nothing: their loops run once) over an input that is already padded. Padding of
-// any form arrives here as explicit (lo, hi) pairs (spec §5.3; negative = crop); the
+// any form arrives here as explicit (lo, hi) pairs (docs/convlocal.md §5.3; negative = crop); the
 // kernels copy the input into a zero-bordered scratch buffer once per call and crop the
 // input gradient back, so the tiles only ever run VALID convolutions with strides and
 // kernel dilation. Internal to core/kernels.

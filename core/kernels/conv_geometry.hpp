@@ -1,4 +1,4 @@
-// The resolved geometry of one convolution, with XLA's semantics (spec §5.3):
+// The resolved geometry of one convolution, with XLA's semantics (docs/convlocal.md §5.3):
 // dilate the input by lhs_dilation, pad it by (lo, hi) (negative crops), then
 // read windows at o*stride + kappa*rhs_dilation. Any spatial rank n >= 1;
 // the input is (N, M..., C).

@@ -2,7 +2,7 @@
 // (unshared) convolution: float32, channels-last, spatial rank 1..3, any padding
 // (explicit (lo, hi) pairs, negative = crop), strides, kernel dilation and feature
 // count; no input (lhs) dilation, one feature group.
-// Semantics: spec/convlocal.md §5 (Flax ConvLocal; patch index channel-major).
+// Semantics: docs/convlocal.md §5 (Flax ConvLocal; patch index channel-major).
 // Tape-free; conv_driver.cpp checks conv_local_fast_supported() and otherwise takes
 // the general (patches + per-position GEMM) path.
 #pragma once

@@ -2,7 +2,7 @@
 //
 // A patch row holds, for one (batch entry b, output position o), the C*S input
 // values its window reads, channel-major: column c*S + r, r the row-major ravel
-// of the window offset (spec §5.2). Padding and lhs-dilation holes read as zero.
+// of the window offset (docs/convlocal.md §5.2). Padding and lhs-dilation holes read as zero.
 #pragma once
 
 #include <cstdint>

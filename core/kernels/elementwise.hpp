@@ -1,6 +1,6 @@
 // Elementwise kernels (no tape): dtype rules, broadcasting, tight loops.
 //
-// dtype rules follow jax.numpy (spec §7.2): binary ops promote both operands with
+// dtype rules follow jax.numpy (docs/convlocal.md §7.2): binary ops promote both operands with
 // promote_types; 16-bit floats compute in float32 and round on store.
 // Integer arithmetic wraps around (two's complement), as in JAX.
 #pragma once
