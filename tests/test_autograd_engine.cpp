@@ -68,6 +68,38 @@ TEST_CASE("grad() returns gradients without touching .grad and supports second o
   CHECK(d2y.item() == doctest::Approx(18.0));
 }
 
+TEST_CASE("no two gradients a backward or grad() hands out share storage (issue 14.1)") {
+  // add of equal shapes returns {g, g}: each leaf must still get a buffer of its own,
+  // so that writing one gradient in place leaves the other alone.
+  Tensor p1 = ones({4}).requires_grad_(), p2 = ones({4}).requires_grad_();
+  (p1 + p2).sum().backward();
+  CHECK(p1.grad().data<float>() != p2.grad().data<float>());
+  p1.grad().fill_(5.0);
+  CHECK(p2.grad().to_vector() == std::vector<double>(4, 1.0));
+
+  // A leaf that is itself the output gets a copy of the caller's cotangent, not the cotangent.
+  Tensor leaf = zeros({2}).requires_grad_();
+  Tensor cotangent = from_vector({3, 4}, {2});
+  leaf.backward(cotangent);
+  cotangent.fill_(0.0);
+  CHECK(leaf.grad().to_vector() == std::vector<double>{3, 4});
+
+  // Under create_graph the gradients stay differentiable and still do not alias.
+  Tensor q1 = ones({3}).requires_grad_(), q2 = ones({3}).requires_grad_();
+  ((q1 + q2) * (q1 + q2)).sum().backward({}, false, /*create_graph=*/true);
+  CHECK(q1.grad().data<float>() != q2.grad().data<float>());
+  CHECK(q1.grad().requires_grad());
+  CHECK(q2.grad().to_vector() == std::vector<double>(3, 4.0));
+  const std::vector<Tensor> second = grad({q1.grad().sum()}, {q1, q2});
+  CHECK(second[0].to_vector() == std::vector<double>(3, 2.0));  // d/dq (2 (q1 + q2)) = 2
+  CHECK(second[1].to_vector() == std::vector<double>(3, 2.0));
+
+  // grad() returns one buffer per input too.
+  Tensor r1 = ones({2}).requires_grad_(), r2 = ones({2}).requires_grad_();
+  const std::vector<Tensor> gs = grad({(r1 + r2).sum()}, {r1, r2});
+  CHECK(gs[0].data<float>() != gs[1].data<float>());
+}
+
 TEST_CASE("NoGradGuard stops recording") {
   Tensor x = scalar(2.0).requires_grad_();
   Tensor y;
