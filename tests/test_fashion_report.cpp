@@ -1,8 +1,11 @@
 // The Fashion-MNIST example's report: curves.png is drawn by gnuplot from paths
 // that come from --out, so they must reach gnuplot as data, never as code.
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <cmath>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +14,7 @@
 
 #include <doctest/doctest.h>
 
+#include "core/error.hpp"
 #include "examples/fashion_mnist/report.hpp"
 
 namespace fs = std::filesystem;
@@ -55,7 +59,66 @@ bool is_png(const fs::path& path) {
   return in && magic == "\x89PNG\r\n\x1a\n";
 }
 
+std::string contents(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Caps the size of files this process writes (RLIMIT_FSIZE), so that a write past
+// `bytes` fails with EFBIG as on a full disk; SIGXFSZ is ignored meanwhile.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) {
+    REQUIRE(::getrlimit(RLIMIT_FSIZE, &previous_) == 0);
+    previous_handler_ = std::signal(SIGXFSZ, SIG_IGN);
+    const rlimit limit{bytes, previous_.rlim_max};
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &limit) == 0);
+  }
+  ~FileSizeLimit() {
+    ::setrlimit(RLIMIT_FSIZE, &previous_);
+    std::signal(SIGXFSZ, previous_handler_);
+  }
+
+ private:
+  rlimit previous_{};
+  void (*previous_handler_)(int) = nullptr;
+};
+
 }  // namespace
+
+TEST_CASE("write_metrics_csv replaces the file whole or not at all, and says when it cannot write") {
+  ScratchDirectory scratch;
+  std::vector<fashion::EpochMetrics> rows{{1, 0.9, 0.7, 0.8, 0.72, 1.5}};
+  fashion::write_metrics_csv("metrics.csv", rows);
+  const std::string one_epoch =
+      "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds\n1,0.900000,0.700000,0.800000,0.720000,1.50\n";
+  CHECK(contents("metrics.csv") == one_epoch);
+  rows.push_back({2, 0.6, 0.8, 0.65, 0.78, std::nan("")});  // seconds unknown: an empty field
+  {
+    FileSizeLimit limit(one_epoch.size() / 2);  // as a full disk: writing in place would leave half a file
+    CHECK_THROWS_AS(fashion::write_metrics_csv("metrics.csv", rows), xgrad::IOError);
+  }
+  CHECK(contents("metrics.csv") == one_epoch);  // the old file, intact
+  CHECK(std::distance(fs::directory_iterator("."), fs::directory_iterator()) == 1);  // no temporary file left
+  fashion::write_metrics_csv("metrics.csv", rows);
+  CHECK(contents("metrics.csv") == one_epoch + "2,0.600000,0.800000,0.650000,0.780000,\n");
+  CHECK_THROWS_AS(fashion::write_metrics_csv("no such directory/metrics.csv", rows), xgrad::IOError);
+}
+
+TEST_CASE("recover_seconds takes the seconds of the rows a metrics.csv holds for the same epochs") {
+  ScratchDirectory scratch;
+  fashion::write_metrics_csv("metrics.csv", {{1, 0.9, 0.7, 0.8, 0.72, 1.5}, {2, 0.6, 0.8, 0.65, 0.78, 2.25}});
+  const double unknown = std::nan("");
+  // Epoch 1 as written; epoch 2 with another loss (a different run's row); epoch 3 absent.
+  std::vector<fashion::EpochMetrics> rows{
+      {1, 0.9, 0.7, 0.8, 0.72, unknown}, {2, 0.5, 0.8, 0.65, 0.78, unknown}, {3, 0.4, 0.9, 0.5, 0.8, unknown}};
+  fashion::recover_seconds("metrics.csv", rows);
+  CHECK(rows[0].seconds == 1.5);
+  CHECK(std::isnan(rows[1].seconds));
+  CHECK(std::isnan(rows[2].seconds));
+  fashion::recover_seconds("no such file.csv", rows);  // nothing to recover from: not an error
+  CHECK(rows[0].seconds == 1.5);
+}
 
 TEST_CASE("plot_curves draws at paths holding quotes, spaces, $(), ;, backquotes and newlines, and runs none of them") {
   if (!gnuplot_installed()) {

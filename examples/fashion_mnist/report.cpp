@@ -6,31 +6,60 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
+#include <map>
 
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/file_io.hpp"
 #include "data/fashion_mnist.hpp"
 
 namespace fashion {
 
+namespace {
+
+// A metrics.csv row without its seconds field (and without the comma before it).
+std::string row_prefix(const EpochMetrics& r) {
+  return fmt::format("{},{:.6f},{:.6f},{:.6f},{:.6f}", r.epoch, r.train_loss, r.train_accuracy, r.test_loss,
+                     r.test_accuracy);
+}
+
+}  // namespace
+
 void write_metrics_csv(const std::string& path, const std::vector<EpochMetrics>& rows) {
-  std::ofstream out(path);
-  if (!out) throw xgrad::IOError("cannot write " + path);
-  out << "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds\n";
+  std::string text = "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds\n";
   for (const auto& r : rows)
-    out << fmt::format("{},{:.6f},{:.6f},{:.6f},{:.6f},{:.2f}\n", r.epoch, r.train_loss, r.train_accuracy,
-                       r.test_loss, r.test_accuracy, r.seconds);
+    text += row_prefix(r) + (std::isnan(r.seconds) ? std::string(",\n") : fmt::format(",{:.2f}\n", r.seconds));
+  xgrad::AtomicFileWriter out(path);
+  out.write(text);
+  out.commit();
+}
+
+void recover_seconds(const std::string& path, std::vector<EpochMetrics>& rows) {
+  std::ifstream in(path);
+  std::map<std::string, double> seconds_by_prefix;
+  for (std::string line; std::getline(in, line);) {
+    const auto comma = line.rfind(',');
+    if (comma == std::string::npos || comma + 1 == line.size()) continue;
+    try {
+      seconds_by_prefix[line.substr(0, comma)] = std::stod(line.substr(comma + 1));
+    } catch (const std::exception&) {  // the header, or a row this function cannot use
+    }
+  }
+  for (auto& r : rows)
+    if (const auto it = seconds_by_prefix.find(row_prefix(r)); std::isnan(r.seconds) && it != seconds_by_prefix.end())
+      r.seconds = it->second;
 }
 
 void print_epoch_table(const std::vector<EpochMetrics>& rows) {
   fmt::print("\n{:>5} {:>11} {:>10} {:>10} {:>9} {:>8}\n", "epoch", "train loss", "train acc", "test loss",
              "test acc", "time");
   for (const auto& r : rows)
-    fmt::print("{:>5} {:>11.4f} {:>9.2f}% {:>10.4f} {:>8.2f}% {:>7.1f}s\n", r.epoch, r.train_loss,
-               100 * r.train_accuracy, r.test_loss, 100 * r.test_accuracy, r.seconds);
+    fmt::print("{:>5} {:>11.4f} {:>9.2f}% {:>10.4f} {:>8.2f}% {:>8}\n", r.epoch, r.train_loss, 100 * r.train_accuracy,
+               r.test_loss, 100 * r.test_accuracy, std::isnan(r.seconds) ? "?" : fmt::format("{:.1f}s", r.seconds));
 }
 
 void print_confusion_matrix(const std::vector<std::vector<long>>& counts) {
