@@ -1,9 +1,10 @@
 // The tape and the reverse sweep.
 //
-// Every recorded op is a Node holding its inputs; a tensor made by an op points at
-// its node (grad_fn). backward walks the nodes reachable from the outputs in a
-// topological order computed iteratively (Kahn's algorithm over dependency
-// counts), so a chain of any length runs without recursion.
+// Every recorded op is a Node holding its inputs until a backward without
+// retain_graph has run through it; a tensor made by an op points at its node
+// (grad_fn). backward walks the nodes reachable from the outputs in a topological
+// order computed iteratively (Kahn's algorithm over dependency counts), so a
+// chain of any length runs without recursion.
 #include <cmath>
 #include <deque>
 #include <unordered_map>
@@ -195,18 +196,21 @@ void run_backward(const std::vector<Tensor>& outputs, std::vector<Tensor> cotang
     }
   }
 
-  std::deque<Node*> ready;
+  // Owning handles: releasing a node below drops its inputs, which may hold the
+  // last reference to a node still waiting here.
+  std::deque<std::shared_ptr<Node>> ready;
   for (Node* r : roots)
-    if (pending[r] == 0) ready.push_back(r);
+    if (pending[r] == 0) ready.push_back(r->shared_from_this());
   while (!ready.empty()) {
-    Node* node = ready.front();
+    const std::shared_ptr<Node> owner = std::move(ready.front());
     ready.pop_front();
+    Node* node = owner.get();
     Tensor g = std::move(node_grads[node]);
     node_grads.erase(node);
     auto release_edges = [&] {
       for (const Tensor& input : node->inputs) {
         Node* next = input.defined() ? input.grad_fn().get() : nullptr;
-        if (next && --pending[next] == 0) ready.push_back(next);
+        if (next && --pending[next] == 0) ready.push_back(input.grad_fn());
       }
     };
     if (!g.defined()) {  // every consumer's VJP returned "no gradient" for it
@@ -238,10 +242,15 @@ void run_backward(const std::vector<Tensor>& outputs, std::vector<Tensor> cotang
     }
     release_edges();
     if (!retain) {
+      // Everything the node held for this backward goes: its VJP's captures, its
+      // output and its inputs. The inputs are the graph's edges, but a freed graph
+      // is never walked again, and keeping them would keep every activation alive
+      // for as long as anyone holds the output (a loss kept for logging).
       node->vjp = nullptr;
       node->output_storage.reset();
+      node->inputs.clear();
+      node->input_versions.clear();
       node->released = true;
-      // Inputs stay: they are the graph's edges (and cheap handles).
     }
   }
   cotangents.clear();  // the engine's handles on them are not owners that make a gradient shared

@@ -1,5 +1,6 @@
 // The tape: recording, accumulation, retain_graph, version checks, deep chains.
 #include <cmath>
+#include <memory>
 
 #include <doctest/doctest.h>
 
@@ -98,6 +99,32 @@ TEST_CASE("no two gradients a backward or grad() hands out share storage (issue 
   Tensor r1 = ones({2}).requires_grad_(), r2 = ones({2}).requires_grad_();
   const std::vector<Tensor> gs = grad({(r1 + r2).sum()}, {r1, r2});
   CHECK(gs[0].data<float>() != gs[1].data<float>());
+}
+
+TEST_CASE("after backward the tape holds no activation, though the loss is still held (issue 14.7)") {
+  Tensor x = from_vector({1, 2}, {1, 2});
+  Tensor w = from_vector({0.5, -1, 1, 0.5}, {2, 2}).requires_grad_();
+  Tensor b = from_vector({0.5, -1}, {2}).requires_grad_();
+  Tensor loss;
+  std::vector<std::weak_ptr<TensorImpl>> activations;
+  {
+    Tensor z = matmul(x, w);  // [2.5, 0]
+    Tensor a = z + b;         // [3, -1]: add's VJP needs neither input, yet its node held both
+    Tensor h = relu(a);       // [3, 0]
+    Tensor y = h * h;         // [9, 0]
+    loss = y.mean();          // 4.5
+    activations = {z.impl_ptr(), a.impl_ptr(), h.impl_ptr(), y.impl_ptr()};
+  }
+  for (const auto& activation : activations) CHECK_FALSE(activation.expired());  // backward will need them
+  loss.backward();
+  for (std::size_t i = 0; i < activations.size(); ++i) {
+    INFO("activation ", i);
+    CHECK(activations[i].expired());
+  }
+  CHECK(loss.item() == 4.5);
+  CHECK(b.grad().to_vector() == std::vector<double>{3, 0});  // d loss / d a = h * relu'(a)
+  CHECK(w.grad().to_vector() == std::vector<double>{3, 0, 6, 0});
+  CHECK_THROWS_AS(loss.backward(), AutogradError);  // the freed graph still says so
 }
 
 TEST_CASE("NoGradGuard stops recording") {
