@@ -7,7 +7,8 @@
 //
 // Prints a progress bar per epoch, a table of epochs, a confusion matrix and, as
 // its last line, "test accuracy: 91.23%". The run directory gets metrics.csv,
-// checkpoint.npz (model + optimizer + epoch, written atomically) and curves.png.
+// checkpoint.npz (model, optimizer, epoch and the run's history so far, so that
+// --resume continues it) and curves.png; both files are written atomically.
 #include <chrono>
 #include <filesystem>
 #include <limits>
