@@ -1,12 +1,14 @@
 // The tape and the reverse sweep.
 //
-// Every recorded op is a Node holding its inputs; a tensor made by an op points at
-// its node (grad_fn). backward walks the nodes reachable from the outputs in a
-// topological order computed iteratively (Kahn's algorithm over dependency
-// counts), so a chain of any length runs without recursion.
+// Every recorded op is a Node holding its inputs until a backward without
+// retain_graph has run through it; a tensor made by an op points at its node
+// (grad_fn). backward walks the nodes reachable from the outputs in a topological
+// order computed iteratively (Kahn's algorithm over dependency counts), so a
+// chain of any length runs without recursion.
 #include <cmath>
 #include <deque>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -103,7 +105,43 @@ struct Sweep {
   std::unordered_map<const Node*, std::size_t> node_slots;
   std::vector<Tensor> captured;
   bool accumulate_into_leaves = true;
+  // Leaves whose .grad() this sweep set, in delivery order (for give_leaves_own_gradients).
+  std::vector<Tensor> delivered_leaves;
 };
+
+// Gradients a sweep hands out must not share storage with each other or with
+// anything else. A VJP may hand one tensor to several inputs (add of equal shapes
+// returns {g, g}) or return the cotangent the caller passed, and a leaf's first
+// gradient is that very tensor: two leaves' .grad(), or a .grad() and a caller's
+// tensor, would alias, and an in-place consumer (loss-scale unscaling, clipping,
+// the all-reduce) would change them all, or one twice. Once the sweep is over its
+// temporaries are gone, so a gradient whose storage has another owner than the
+// engine's `handles` references to it is shared: only then is it copied (no copy
+// in the common case). Under create_graph the graph itself holds the gradients,
+// so there only storage already handed out earlier in the sweep is copied.
+bool must_copy(const Tensor& g, long handles, bool create_graph, std::unordered_set<const Storage*>& handed_out) {
+  const bool first = handed_out.insert(g.impl()->storage.get()).second;
+  if (create_graph) return !first;
+  return g.impl()->storage.use_count() > 1 || g.impl_ptr().use_count() > handles;
+}
+
+// A copy of g with storage of its own; under create_graph it is recorded as an
+// identity, so the copy stays connected to g's graph.
+Tensor private_copy(const Tensor& g, bool create_graph) {
+  if (!create_graph) return g.clone();
+  return record("copy", g.clone(), {g}, [](const Tensor& grad_output, const Tensor&) -> Grads { return {grad_output}; },
+                Saves::Nothing);
+}
+
+void give_leaves_own_gradients(Sweep& sweep, bool create_graph) {
+  std::unordered_set<const Storage*> handed_out;
+  std::unordered_set<const TensorImpl*> visited;  // a leaf reached twice is listed twice
+  for (Tensor& leaf : sweep.delivered_leaves) {
+    if (!visited.insert(leaf.impl()).second) continue;
+    const Tensor g = leaf.grad();  // the leaf's slot and this handle: 2 references
+    if (g.defined() && must_copy(g, 2, create_graph, handed_out)) leaf.set_grad(private_copy(g, create_graph));
+  }
+}
 
 void run_backward(const std::vector<Tensor>& outputs, std::vector<Tensor> cotangents, GradOptions options,
                   Sweep& sweep, const char* what) {
@@ -121,6 +159,7 @@ void run_backward(const std::vector<Tensor>& outputs, std::vector<Tensor> cotang
     } else if (sweep.accumulate_into_leaves && leaf.requires_grad()) {
       Tensor total = accumulate(leaf.grad(), options.create_graph ? g : g.detach());
       const_cast<Tensor&>(leaf).set_grad(total);
+      sweep.delivered_leaves.push_back(leaf);
     }
   };
 
@@ -159,18 +198,21 @@ void run_backward(const std::vector<Tensor>& outputs, std::vector<Tensor> cotang
     }
   }
 
-  std::deque<Node*> ready;
+  // Owning handles: releasing a node below drops its inputs, which may hold the
+  // last reference to a node still waiting here.
+  std::deque<std::shared_ptr<Node>> ready;
   for (Node* r : roots)
-    if (pending[r] == 0) ready.push_back(r);
+    if (pending[r] == 0) ready.push_back(r->shared_from_this());
   while (!ready.empty()) {
-    Node* node = ready.front();
+    const std::shared_ptr<Node> owner = std::move(ready.front());
     ready.pop_front();
+    Node* node = owner.get();
     Tensor g = std::move(node_grads[node]);
     node_grads.erase(node);
     auto release_edges = [&] {
       for (const Tensor& input : node->inputs) {
         Node* next = input.defined() ? input.grad_fn().get() : nullptr;
-        if (next && --pending[next] == 0) ready.push_back(next);
+        if (next && --pending[next] == 0) ready.push_back(input.grad_fn());
       }
     };
     if (!g.defined()) {  // every consumer's VJP returned "no gradient" for it
@@ -202,12 +244,19 @@ void run_backward(const std::vector<Tensor>& outputs, std::vector<Tensor> cotang
     }
     release_edges();
     if (!retain) {
+      // Everything the node held for this backward goes: its VJP's captures, its
+      // output and its inputs. The inputs are the graph's edges, but a freed graph
+      // is never walked again, and keeping them would keep every activation alive
+      // for as long as anyone holds the output (a loss kept for logging).
       node->vjp = nullptr;
       node->output_storage.reset();
+      node->inputs.clear();
+      node->input_versions.clear();
       node->released = true;
-      // Inputs stay: they are the graph's edges (and cheap handles).
     }
   }
+  cotangents.clear();  // the engine's handles on them are not owners that make a gradient shared
+  give_leaves_own_gradients(sweep, options.create_graph);
 }
 
 }  // namespace
@@ -288,6 +337,10 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
                                       i, shape_str(inputs[i].shape())));
     if (sweep.captured[i].defined() && !options.create_graph) sweep.captured[i] = sweep.captured[i].detach();
   }
+  GradModeGuard mode(options.create_graph);  // private_copy records under create_graph
+  std::unordered_set<const Storage*> handed_out;
+  for (Tensor& g : sweep.captured)
+    if (g.defined() && must_copy(g, 1, options.create_graph, handed_out)) g = private_copy(g, options.create_graph);
   return sweep.captured;
 }
 

@@ -8,6 +8,7 @@
 #include "autograd/backward.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/ops.hpp"
+#include "core/error.hpp"
 
 namespace xgrad {
 
@@ -66,11 +67,12 @@ std::vector<double> central_difference(const GradcheckFunction& f, const std::ve
   return fp;
 }
 
-GradcheckReport full_check(const GradcheckFunction& f, const std::vector<Tensor>& x, const GradcheckOptions& o) {
+GradcheckReport full_check(const GradcheckFunction& f, const std::vector<Tensor>& x, const GradcheckOptions& o,
+                           std::int64_t& output_elements) {
   GradcheckReport report;
   Worst worst;
   Tensor y = f(x);
-  const std::int64_t n_out = y.numel();
+  const std::int64_t n_out = output_elements = y.numel();
   std::vector<Tensor> differentiable;
   std::vector<std::size_t> which;
   for (std::size_t i = 0; i < x.size(); ++i)
@@ -111,12 +113,14 @@ GradcheckReport full_check(const GradcheckFunction& f, const std::vector<Tensor>
   return report;
 }
 
-GradcheckReport fast_check(const GradcheckFunction& f, const std::vector<Tensor>& x, const GradcheckOptions& o) {
+GradcheckReport fast_check(const GradcheckFunction& f, const std::vector<Tensor>& x, const GradcheckOptions& o,
+                           std::int64_t& output_elements) {
   GradcheckReport report;
   Worst worst;
   std::mt19937_64 rng(o.seed);
   std::normal_distribution<double> normal;
   Tensor y = f(x);
+  output_elements = y.numel();
   for (int p = 0; p < o.projections; ++p) {
     std::vector<double> v(static_cast<std::size_t>(y.numel()));
     for (double& e : v) e = normal(rng);
@@ -150,6 +154,28 @@ GradcheckReport fast_check(const GradcheckFunction& f, const std::vector<Tensor>
   return report;
 }
 
+// Why a check compared no entry at all (it then fails: a check of nothing proves nothing).
+std::string why_nothing_was_checked(const char* what, const std::vector<Tensor>& inputs,
+                                    std::int64_t output_elements) {
+  std::string listed;
+  std::int64_t floating_elements = 0;
+  bool any_floating = false;
+  for (const Tensor& t : inputs) {
+    listed += (listed.empty() ? "" : ", ") + fmt::format("{} {}", dtype_name(t.dtype()), shape_str(t.shape()));
+    if (is_floating(t.dtype())) {
+      any_floating = true;
+      floating_elements += t.numel();
+    }
+  }
+  if (listed.empty()) listed = "none";
+  if (!any_floating)
+    return fmt::format("{}: nothing was checked: no input is floating-point, so none has a gradient (inputs: {})",
+                       what, listed);
+  return fmt::format("{}: nothing was checked: the Jacobian is empty (the floating inputs have {} elements, the "
+                     "output {}; inputs: {})",
+                     what, floating_elements, output_elements, listed);
+}
+
 }  // namespace
 
 std::string GradcheckReport::to_string() const {
@@ -166,9 +192,18 @@ std::string GradcheckReport::to_string() const {
 GradcheckReport gradcheck(const GradcheckFunction& f, const std::vector<Tensor>& inputs,
                           const GradcheckOptions& options) {
   try {
+    if (options.fast_mode && options.projections < 1)
+      throw ValueError(fmt::format("gradcheck: fast mode needs at least one projection, got {}", options.projections));
     GradModeGuard enable(true);
     const auto x = to_float64_leaves(inputs);
-    return options.fast_mode ? fast_check(f, x, options) : full_check(f, x, options);
+    std::int64_t output_elements = 0;
+    GradcheckReport r = options.fast_mode ? fast_check(f, x, options, output_elements)
+                                          : full_check(f, x, options, output_elements);
+    if (r.checked == 0) {
+      r.ok = false;
+      r.failure = why_nothing_was_checked("gradcheck", inputs, output_elements);
+    }
+    return r;
   } catch (const std::exception& e) {
     GradcheckReport r;
     r.ok = false;
@@ -196,7 +231,7 @@ GradcheckReport gradgradcheck(const GradcheckFunction& f, const std::vector<Tens
     std::vector<Tensor> extended = x;
     extended.push_back(cotangent);
     for (std::size_t i = 0; i < x.size(); ++i) {
-      if (!x[i].requires_grad()) continue;
+      if (!x[i].requires_grad() || x[i].numel() == 0) continue;  // an empty input has no second derivative to check
       // vjp_i(inputs, v) = d<f(inputs), v>/d inputs_i, recorded so it can be differentiated again.
       auto vjp = [&f, i, n = x.size()](const std::vector<Tensor>& all) {
         std::vector<Tensor> in(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n));
@@ -218,6 +253,10 @@ GradcheckReport gradgradcheck(const GradcheckFunction& f, const std::vector<Tens
         combined = r;
       combined.checked = checked;
       combined.ok = ok;
+    }
+    if (combined.checked == 0 && combined.failure.empty()) {
+      combined.ok = false;
+      combined.failure = why_nothing_was_checked("gradgradcheck", inputs, y.numel());
     }
   } catch (const std::exception& e) {
     combined.ok = false;

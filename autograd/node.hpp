@@ -62,7 +62,7 @@ struct Node : std::enable_shared_from_this<Node> {
   Shape output_shape;
   DType output_dtype = DType::Float32;
   VJP vjp;
-  bool released = false;  // buffers freed by a backward without retain_graph
+  bool released = false;  // vjp, output and inputs freed by a backward without retain_graph
 
   Node() = default;
   Node(const Node&) = delete;

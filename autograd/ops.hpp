@@ -62,7 +62,7 @@ Tensor sigmoid(const Tensor& x);
 Tensor relu(const Tensor& x);  // slope 0 at 0, as jax.nn.relu
 Tensor softplus(const Tensor& x);  // log(1 + exp(x)), stable for large |x|
 Tensor gelu(const Tensor& x, bool approximate = true);  // tanh form by default (jax.nn.gelu)
-Tensor clip(const Tensor& x, double lo, double hi);  // min(max(x, lo), hi); slope 1 on [lo, hi]
+Tensor clip(const Tensor& x, double lo, double hi);  // min(max(x, lo), hi); slope 1/2 on a bound, as jnp.clip
 
 // ---- casts
 Tensor cast(const Tensor& x, DType dtype);  // gradient flows between floating dtypes

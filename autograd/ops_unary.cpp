@@ -154,10 +154,16 @@ Tensor gelu(const Tensor& x, bool approximate) {
                 });
 }
 
-// Slope 1 where x is inside [lo, hi] (bounds included, where clip(x) == x), else 0.
+// jnp.clip is minimum(maximum(x, lo), hi), and maximum and minimum split a tie's
+// gradient evenly: the slope is 1 strictly inside (lo, hi), 1/2 on a bound, 1/4
+// where lo == x == hi, and 0 outside, for NaN, and everywhere when lo > hi (the
+// result is then hi whatever x).
 Tensor clip(const Tensor& x, double lo, double hi) {
-  return record("clip", kernels::clip(x, lo, hi), {x}, [x](const Tensor& g, const Tensor& out) -> Grads {
-    return {where(equal(out, x), g, zero_like_scalar(g))};
+  return record("clip", kernels::clip(x, lo, hi), {x}, [x, lo, hi](const Tensor& g, const Tensor& out) -> Grads {
+    // The bounds as the forward compared them: weak scalars, in x's dtype.
+    const Tensor low = scalar(lo, x.dtype()), high = scalar(hi, x.dtype());
+    const Tensor raised = kernels::binary(kernels::Binary::Maximum, x, low);
+    return {g * (kernels::tie_weight(x, raised, low) * kernels::tie_weight(raised, out, high))};
   }, Saves::InputsAndOutput);
 }
 

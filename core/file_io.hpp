@@ -1,4 +1,5 @@
-// Whole-file reading and crash-safe writing for the serialisation formats (internal).
+// Whole-file reading and crash-safe writing: what the serialisation formats use,
+// and what a program uses for its own files (the Fashion-MNIST example's metrics.csv).
 #pragma once
 
 #include <cstdint>

@@ -74,9 +74,13 @@ PadPairs padtype_to_pads(std::string_view padding_type, const Shape& in_spatial,
                                  "'{}'. (Flax-level 'CIRCULAR', 'REFLECT' and 'CAUSAL' are upper-case only.)",
                                  op, padding_type));
   for (std::size_t j = 0; j < in_spatial.size(); ++j) {
-    const std::int64_t s = strides[j];
-    const std::int64_t out = (in_spatial[j] + s - 1) / s;
-    const std::int64_t total = std::max<std::int64_t>((out - 1) * s + window[j] - in_spatial[j], 0);
+    // out = ceil(in / s), total = (out - 1) s + window - in, computed so that no
+    // intermediate overflows whatever the sizes: in - (out - 1) s lies in [1, s]
+    // (and is s when in = 0).
+    const std::int64_t s = strides[j], in = in_spatial[j];
+    const std::int64_t out = in / s + (in % s != 0);
+    const std::int64_t last_step = out == 0 ? s : in - (out - 1) * s;
+    const std::int64_t total = std::max<std::int64_t>(window[j] - last_step, 0);
     const std::int64_t lo = upper == "SAME" ? total / 2 : total - total / 2;
     pads.emplace_back(lo, total - lo);
   }

@@ -1,6 +1,8 @@
 #include "core/shape.hpp"
 
 #include <algorithm>
+#include <cstddef>
+#include <limits>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -10,9 +12,40 @@
 namespace xgrad {
 
 std::int64_t numel(const Shape& shape) {
+  if (std::find(shape.begin(), shape.end(), 0) != shape.end()) return 0;
   std::int64_t n = 1;
-  for (auto d : shape) n *= d;
+  for (auto d : shape)
+    if (__builtin_mul_overflow(n, d, &n))
+      throw ShapeError(fmt::format("shape {} has more elements than an int64 can count", shape_str(shape)));
   return n;
+}
+
+std::int64_t checked_numel(const Shape& shape, std::size_t item_bytes, const char* op) {
+  for (auto d : shape)
+    if (d < 0) throw ShapeError(fmt::format("{}: negative dimension in shape {}", op, shape_str(shape)));
+  // numpy's rule: the zero dims aside, the bytes must fit, even when the count is 0.
+  // Strides are products of trailing dims, zero or not, and must not overflow either.
+  constexpr std::int64_t kMaxBytes = std::numeric_limits<std::ptrdiff_t>::max();
+  std::int64_t bytes = static_cast<std::int64_t>(item_bytes);
+  for (auto d : shape)
+    if (d != 0 && __builtin_mul_overflow(bytes, d, &bytes))
+      throw ShapeError(fmt::format("{}: shape {} of {}-byte elements is too big for one allocation (over {} bytes)",
+                                   op, shape_str(shape), item_bytes, kMaxBytes));
+  return numel(shape);
+}
+
+std::int64_t checked_add(std::int64_t a, std::int64_t b, const char* op, const char* what) {
+  std::int64_t r;
+  if (__builtin_add_overflow(a, b, &r))
+    throw ValueError(fmt::format("{}: {} overflows int64 ({} + {})", op, what, a, b));
+  return r;
+}
+
+std::int64_t checked_mul(std::int64_t a, std::int64_t b, const char* op, const char* what) {
+  std::int64_t r;
+  if (__builtin_mul_overflow(a, b, &r))
+    throw ValueError(fmt::format("{}: {} overflows int64 ({} * {})", op, what, a, b));
+  return r;
 }
 
 std::string shape_str(const Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }

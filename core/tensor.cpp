@@ -19,8 +19,7 @@ const TensorImpl& checked(const Tensor& t, const char* what) {
 }  // namespace
 
 std::shared_ptr<TensorImpl> make_impl(const Shape& shape, DType dtype) {
-  for (auto d : shape)
-    if (d < 0) throw ShapeError("tensor: negative dimension in shape " + shape_str(shape));
+  checked_numel(shape, itemsize(dtype), "tensor");
   auto impl = std::make_shared<TensorImpl>();
   impl->dtype = dtype;
   impl->shape = shape;

@@ -152,7 +152,9 @@ ConvPlan plan_conv(const Shape& input_shape, const ConvSpec& spec, const std::op
       // A kernel_dilation of the wrong length is reported by the lax checks (step 7).
       if (plan.kernel_dilation.size() == n) {
         for (std::size_t j = 0; j < n; ++j) {
-          const std::int64_t extent = (k[j] - 1) * plan.kernel_dilation[j] + 1;
+          const std::int64_t extent =
+              checked_add(checked_mul(k[j] - 1, plan.kernel_dilation[j], who, "the dilated kernel"), 1, who,
+                          "the dilated kernel");
           plan.prepad_pads[j] = {(extent - 1) / 2, extent / 2};
           if (plan.flat_input_shape[j + 1] == 0 && extent > 1)
             throw ValueError(fmt::format("{}: {} padding cannot pad the empty spatial dim {} of input {}", who, p, j,
@@ -166,11 +168,16 @@ ConvPlan plan_conv(const Shape& input_shape, const ConvSpec& spec, const std::op
                                      who, shape_str(k), n));
       plan.prepad = Prepad::Causal;
       plan.lax_padding = "VALID";
-      if (plan.kernel_dilation.size() == 1) plan.prepad_pads[0] = {plan.kernel_dilation[0] * (k[0] - 1), 0};
+      if (plan.kernel_dilation.size() == 1)
+        plan.prepad_pads[0] = {checked_mul(plan.kernel_dilation[0], k[0] - 1, who, "the causal padding"), 0};
     }
   }
   plan.prepadded_shape = plan.flat_input_shape;
-  for (std::size_t j = 0; j < n; ++j) plan.prepadded_shape[j + 1] += plan.prepad_pads[j].first + plan.prepad_pads[j].second;
+  for (std::size_t j = 0; j < n; ++j) {
+    std::int64_t& size = plan.prepadded_shape[j + 1];
+    size = checked_add(checked_add(size, plan.prepad_pads[j].first, who, "the pre-padded input"),
+                       plan.prepad_pads[j].second, who, "the pre-padded input");
+  }
 
   // 6. Feature groups (upstream ConvLocal rejects G != 1; xgrad defines it, docs/convlocal.md §11).
   const std::int64_t C = input_shape.back(), F = spec.features, G = spec.feature_group_count;
@@ -193,7 +200,7 @@ ConvPlan plan_conv(const Shape& input_shape, const ConvSpec& spec, const std::op
     plan.bias_shape = {F};
   } else {
     plan.kernel_shape = plan.out_spatial;
-    plan.kernel_shape.insert(plan.kernel_shape.end(), {numel(k) * C / G, F});
+    plan.kernel_shape.insert(plan.kernel_shape.end(), {checked_mul(numel(k), C / G, who, "the patch size"), F});
     plan.bias_shape = plan.out_spatial;
     plan.bias_shape.push_back(F);
   }
@@ -203,6 +210,11 @@ ConvPlan plan_conv(const Shape& input_shape, const ConvSpec& spec, const std::op
   plan.output_shape = plan.batch_shape;
   plan.output_shape.insert(plan.output_shape.end(), plan.out_spatial.begin(), plan.out_spatial.end());
   plan.output_shape.push_back(F);
+  // Each shape the plan hands out must be one a tensor can have, in any dtype.
+  for (const auto& [what, shape] : {std::pair{"kernel", &plan.kernel_shape}, std::pair{"bias", &plan.bias_shape},
+                                    std::pair{"output", &plan.output_shape},
+                                    std::pair{"pre-padded input", &plan.prepadded_shape}})
+    checked_numel(*shape, sizeof(double), fmt::format("{} {}", who, what).c_str());
   return plan;
 }
 

@@ -1,6 +1,7 @@
 #include "layers/policy.hpp"
 
 #include <cmath>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -86,8 +87,12 @@ Tensor DynamicLossScale::scale(const Tensor& loss) const { return loss * scale_;
 bool DynamicLossScale::unscale_and_check(std::vector<Tensor>& grads) {
   bool finite = true;
   const double inverse = 1.0 / scale_;
+  // Backward gives every leaf a gradient of its own, but a caller's list may still
+  // hold one storage twice (the same handle, or aliases): unscale each storage once.
+  std::unordered_set<const void*> unscaled;
   for (Tensor& g : grads) {
     if (!g.defined() || !is_floating(g.dtype())) continue;
+    if (!unscaled.insert(g.impl()->storage.get()).second) continue;
     visit_dtype(g.dtype(), [&](auto tag) {
       using T = decltype(tag);
       if constexpr (std::is_floating_point_v<compute_t<T>>) {

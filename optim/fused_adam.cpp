@@ -88,8 +88,9 @@ void run_range(const Operands& o, std::int64_t begin, std::int64_t end, bool nes
 
 // True if a written buffer is also another operand (e.g. a parameter listed twice
 // under two paths, or a gradient that is a parameter): the chain reads every
-// operand before apply_updates writes any, the fused pass does not. Gradients may
-// share storage with each other (add's VJP hands both inputs the same tensor).
+// operand before apply_updates writes any, the fused pass does not. Gradients are
+// only read, so two of them may share storage (backward never makes them so, but
+// set_grad can).
 bool shares_storage(const std::vector<Operands>& operands) {
   std::vector<const void*> written;
   for (const Operands& op : operands)

@@ -1,5 +1,6 @@
 // The tape: recording, accumulation, retain_graph, version checks, deep chains.
 #include <cmath>
+#include <memory>
 
 #include <doctest/doctest.h>
 
@@ -66,6 +67,64 @@ TEST_CASE("grad() returns gradients without touching .grad and supports second o
   CHECK_FALSE(x.grad().defined());
   Tensor d2y = grad({dy}, {x})[0];
   CHECK(d2y.item() == doctest::Approx(18.0));
+}
+
+TEST_CASE("no two gradients a backward or grad() hands out share storage (issue 14.1)") {
+  // add of equal shapes returns {g, g}: each leaf must still get a buffer of its own,
+  // so that writing one gradient in place leaves the other alone.
+  Tensor p1 = ones({4}).requires_grad_(), p2 = ones({4}).requires_grad_();
+  (p1 + p2).sum().backward();
+  CHECK(p1.grad().data<float>() != p2.grad().data<float>());
+  p1.grad().fill_(5.0);
+  CHECK(p2.grad().to_vector() == std::vector<double>(4, 1.0));
+
+  // A leaf that is itself the output gets a copy of the caller's cotangent, not the cotangent.
+  Tensor leaf = zeros({2}).requires_grad_();
+  Tensor cotangent = from_vector({3, 4}, {2});
+  leaf.backward(cotangent);
+  cotangent.fill_(0.0);
+  CHECK(leaf.grad().to_vector() == std::vector<double>{3, 4});
+
+  // Under create_graph the gradients stay differentiable and still do not alias.
+  Tensor q1 = ones({3}).requires_grad_(), q2 = ones({3}).requires_grad_();
+  ((q1 + q2) * (q1 + q2)).sum().backward({}, false, /*create_graph=*/true);
+  CHECK(q1.grad().data<float>() != q2.grad().data<float>());
+  CHECK(q1.grad().requires_grad());
+  CHECK(q2.grad().to_vector() == std::vector<double>(3, 4.0));
+  const std::vector<Tensor> second = grad({q1.grad().sum()}, {q1, q2});
+  CHECK(second[0].to_vector() == std::vector<double>(3, 2.0));  // d/dq (2 (q1 + q2)) = 2
+  CHECK(second[1].to_vector() == std::vector<double>(3, 2.0));
+
+  // grad() returns one buffer per input too.
+  Tensor r1 = ones({2}).requires_grad_(), r2 = ones({2}).requires_grad_();
+  const std::vector<Tensor> gs = grad({(r1 + r2).sum()}, {r1, r2});
+  CHECK(gs[0].data<float>() != gs[1].data<float>());
+}
+
+TEST_CASE("after backward the tape holds no activation, though the loss is still held (issue 14.7)") {
+  Tensor x = from_vector({1, 2}, {1, 2});
+  Tensor w = from_vector({0.5, -1, 1, 0.5}, {2, 2}).requires_grad_();
+  Tensor b = from_vector({0.5, -1}, {2}).requires_grad_();
+  Tensor loss;
+  std::vector<std::weak_ptr<TensorImpl>> activations;
+  {
+    Tensor z = matmul(x, w);  // [2.5, 0]
+    Tensor a = z + b;         // [3, -1]: add's VJP needs neither input, yet its node held both
+    Tensor h = relu(a);       // [3, 0]
+    Tensor y = h * h;         // [9, 0]
+    loss = y.mean();          // 4.5
+    activations = {z.impl_ptr(), a.impl_ptr(), h.impl_ptr(), y.impl_ptr()};
+  }
+  for (const auto& activation : activations) CHECK_FALSE(activation.expired());  // backward will need them
+  loss.backward();
+  for (std::size_t i = 0; i < activations.size(); ++i) {
+    INFO("activation ", i);
+    CHECK(activations[i].expired());
+  }
+  CHECK(loss.item() == 4.5);
+  CHECK(b.grad().to_vector() == std::vector<double>{3, 0});  // d loss / d a = h * relu'(a)
+  CHECK(w.grad().to_vector() == std::vector<double>{3, 0, 6, 0});
+  CHECK_THROWS_AS(loss.backward(), AutogradError);  // the freed graph still says so
 }
 
 TEST_CASE("NoGradGuard stops recording") {

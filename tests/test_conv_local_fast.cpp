@@ -10,6 +10,7 @@
 
 #include "core/kernels/conv_local_fast.hpp"
 #include "core/threading.hpp"
+#include "test_support.hpp"
 
 using xgrad::kernels::ConvLocal2dFastShape;
 
@@ -97,7 +98,7 @@ void check_against_reference(const ConvLocal2dFastShape& s, unsigned seed) {
   std::vector<float> y_one_thread, d_kernel_one_thread;
   for (int threads : {1, 2, 3}) {  // 3: more slots than cores
     CAPTURE(threads);
-    xgrad::set_num_threads(threads);
+    const test_support::ThreadCountGuard thread_count(threads);
     std::vector<float> y(out_size, NAN), d_kernel(kernel_size, NAN), d_bias(bias.size(), NAN);
     std::vector<float> d_x = d_x_start;
     xgrad::kernels::conv_local2d_forward_fast(s, x.data(), kernel.data(), bias.data(), y.data());
@@ -135,7 +136,6 @@ void check_against_reference(const ConvLocal2dFastShape& s, unsigned seed) {
                                                nullptr);
     CHECK(d_x_only == d_x);
   }
-  xgrad::set_num_threads(1);
 }
 
 }  // namespace
@@ -191,8 +191,8 @@ TEST_CASE("conv_local2d fast path rejects what it does not handle") {
 TEST_CASE("set_num_threads clamps to at least one thread") {
   const int before = xgrad::num_threads();
   CHECK(before >= 1);
-  xgrad::set_num_threads(0);
-  CHECK(xgrad::num_threads() == 1);
-  xgrad::set_num_threads(before);
+  {
+    const test_support::ThreadCountGuard thread_count(0);  // checks num_threads() == 1
+  }
   CHECK(xgrad::num_threads() == before);
 }

@@ -13,6 +13,7 @@
 #include "core/kernels/conv_local_fast.hpp"
 #include "core/threading.hpp"
 #include "xgrad.hpp"
+#include "test_support.hpp"
 
 using namespace xgrad;
 
@@ -30,15 +31,9 @@ double max_abs_diff(const Tensor& a, const Tensor& b) {
 
 // The general path at `threads` threads for the scope.
 struct GeneralPathThreads {
-  const int previous = num_threads();
-  explicit GeneralPathThreads(int threads) {
-    kernels::set_conv_local_fast_enabled(false);
-    set_num_threads(threads);
-  }
-  ~GeneralPathThreads() {
-    kernels::set_conv_local_fast_enabled(true);
-    set_num_threads(previous);
-  }
+  const test_support::ThreadCountGuard thread_count;
+  explicit GeneralPathThreads(int threads) : thread_count(threads) { kernels::set_conv_local_fast_enabled(false); }
+  ~GeneralPathThreads() { kernels::set_conv_local_fast_enabled(true); }
 };
 
 struct Geometry {

@@ -1,6 +1,8 @@
 // Padding forms and their canonicalisation (docs/convlocal.md §2.3), lax string paddings
 // (padtype_to_pads), Precision names, and the pad properties the CIRCULAR /
 // REFLECT / CAUSAL pre-padding relies on.
+#include <limits>
+
 #include <doctest/doctest.h>
 
 #include "test_support.hpp"
@@ -62,6 +64,58 @@ TEST_CASE("padtype_to_pads resolves VALID, SAME and SAME_LOWER in any case") {
   CHECK(padtype_to_pads("SAME", {7}, {2}, {4}, "t") == PadPairs{{0, 0}});  // max(.., 0)
   const std::string msg = test_support::error_of<ValueError>([] { padtype_to_pads("FULL", {5}, {3}, {1}, "conv"); });
   CHECK(msg.find("conv: Unrecognized padding type: expected 'VALID', 'SAME', or 'SAME_LOWER', got 'FULL'") == 0);
+}
+
+TEST_CASE("plan_conv rejects sizes, strides and dilations whose arithmetic overflows int64 (issue 14.9)") {
+  constexpr std::int64_t huge = std::int64_t{1} << 62;
+  const Shape input{1, 5, 2};
+  const auto plan = [&](nn::ConvSpec spec) { return nn::plan_conv(input, spec); };
+  const std::string kernel_error = test_support::error_of<ValueError>(
+      [&] { plan({.features = 1, .kernel_size = {3}, .kernel_dilation = {huge}}); });
+  CHECK(kernel_error == "Conv: a dilated size overflows int64 (2 * 4611686018427387904)");
+  CHECK(test_support::error_of<ValueError>([&] {
+          plan({.features = 1, .kernel_size = {2}, .padding = Padding(Pairs{{0, 0}}), .input_dilation = {huge}});
+        }) == "Conv: a dilated size overflows int64 (4 * 4611686018427387904)");
+  CHECK(test_support::error_of<ValueError>([&] {
+          plan({.features = 1, .kernel_size = {3}, .padding = "CIRCULAR", .kernel_dilation = {huge}});
+        }) == "Conv: the dilated kernel overflows int64 (2 * 4611686018427387904)");
+  CHECK(test_support::error_of<ValueError>([&] {
+          plan({.features = 1, .kernel_size = {3}, .padding = "CAUSAL", .kernel_dilation = {huge}});
+        }) == "Conv: the causal padding overflows int64 (4611686018427387904 * 2)");
+  // A ConvLocal kernel of 2^62 positions x 2 channels cannot be a tensor (nor, on an
+  // empty batch, can the output, whose strides would overflow).
+  CHECK(test_support::error_of<ShapeError>([&] {
+          nn::plan_conv({1, huge, 2}, {.features = 1, .kernel_size = {1}, .shared_weights = false});
+        }) == "ConvLocal kernel: shape [4611686018427387904, 2, 1] of 8-byte elements is too big for one allocation "
+              "(over 9223372036854775807 bytes)");
+  CHECK(test_support::error_of<ShapeError>([&] {
+          nn::plan_conv({0, huge, 2}, {.features = 1, .kernel_size = {1}});
+        }).find("Conv output: shape [0, 4611686018427387904, 1]") == 0);
+  // SAME with a stride near the int64 limit: one output position, no padding (was an overflow).
+  const auto far = plan({.features = 1, .kernel_size = {3}, .strides = {std::numeric_limits<std::int64_t>::max()}});
+  CHECK(far.out_spatial == Shape{1});
+  CHECK(far.lax_pads == PadPairs{{0, 0}});
+}
+
+TEST_CASE("pad: an empty result builds no tables, and a padded size past int64 is a typed error (issue 14.9)") {
+  // Found by fuzz_conv_plan with its cap lifted: a CIRCULAR pre-pad of a huge dilated
+  // kernel over an empty batch. The result has no element, so nothing may be allocated
+  // per padded position.
+  constexpr std::int64_t huge = std::int64_t{1} << 40;
+  const Tensor empty_batch = zeros({0, 3, 2});
+  for (PadMode mode : {PadMode::Constant, PadMode::Wrap, PadMode::Reflect, PadMode::Edge}) {
+    const Tensor padded = pad(empty_batch, {{0, 0}, {huge, huge}, {0, 0}}, mode);
+    CHECK(padded.shape() == Shape{0, 2 * huge + 3, 2});
+  }
+  // Its gradient, and a sum over the huge axis of an empty tensor, run no loop over it (a
+  // fuzz_conv_plan timeout: the bias gradient of an empty output).
+  Tensor x = empty_batch.detach().requires_grad_();
+  pad(x, {{0, 0}, {huge, huge}, {0, 0}}, PadMode::Wrap).sum().backward();
+  CHECK(x.grad().shape() == x.shape());
+  CHECK(sum(zeros({std::int64_t{1} << 60, 0}), {0}).shape() == Shape{0});
+  CHECK(test_support::error_of<ValueError>([] {
+          pad(zeros({2}), {{std::numeric_limits<std::int64_t>::max(), 1}});
+        }) == "pad: a padded axis overflows int64 (9223372036854775807 + 2)");
 }
 
 TEST_CASE("Precision parses the strings lax.canonicalize_precision accepts") {

@@ -14,6 +14,7 @@
 #include "core/kernels/conv_shared_fast.hpp"
 #include "core/threading.hpp"
 #include "xgrad.hpp"
+#include "test_support.hpp"
 
 using namespace xgrad;
 using kernels::ConvShared2dFastShape;
@@ -83,11 +84,10 @@ void check_against_general(const ConvShared2dFastShape& s, std::uint64_t seed) {
   const Tensor y_biased = add(y, bias), y_biased_scale = add(y_scale, abs(bias));
   const Tensor d_bias = sum(cast(dy, DType::Float64), {0, 1, 2}), d_bias_scale = sum(ady, {0, 1, 2});
 
-  const int threads_before = num_threads();
   Results one_thread;
   for (int threads : {1, 2}) {
     CAPTURE(threads);
-    set_num_threads(threads);
+    const test_support::ThreadCountGuard thread_count(threads);
     const Results r = run_fast(s, x, k, dy, bias), unbiased = run_fast(s, x, k, dy);
     CHECK(worst_error(r.y, y_biased, y_biased_scale) < 1e-5);
     CHECK(worst_error(unbiased.y, y, y_scale) < 1e-5);
@@ -104,7 +104,6 @@ void check_against_general(const ConvShared2dFastShape& s, std::uint64_t seed) {
       CHECK(r.d_bias == one_thread.d_bias);
     }
   }
-  set_num_threads(threads_before);
 }
 
 #define CAPTURE_SHAPE(s)                                                                                  \

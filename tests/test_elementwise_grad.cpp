@@ -169,11 +169,24 @@ TEST_CASE("conventions at non-smooth points match JAX") {
   CHECK(grad_of([](const Tensor& x) { return maximum(x, zeros({}, DType::Float64)); },
                 from_vector({-1, 0, 2}, {3}, DType::Float64))
             .to_vector() == std::vector<double>{0, 0.5, 1});
-  // relu and abs have slope 0 at 0; clip has slope 1 on its bounds.
+  // relu and abs have slope 0 at 0.
   const Tensor kinks = from_vector({-1, 0, 1}, {3}, DType::Float64);
   CHECK(grad_of([](const Tensor& x) { return relu(x); }, kinks).to_vector() == std::vector<double>{0, 0, 1});
   CHECK(grad_of([](const Tensor& x) { return abs(x); }, kinks).to_vector() == std::vector<double>{-1, 0, 1});
-  CHECK(grad_of([](const Tensor& x) { return clip(x, -1, 0.5); }, kinks).to_vector() == std::vector<double>{1, 1, 0});
+  // clip is jnp.clip = minimum(maximum(x, lo), hi): 1/2 on a bound, 1/4 where lo == x == hi,
+  // 0 outside, for NaN, and everywhere when lo > hi.
+  const Tensor around = from_vector({-2, -1, 0, 0.5, 1, std::nan("")}, {6}, DType::Float64);
+  CHECK(grad_of([](const Tensor& x) { return clip(x, -1, 0.5); }, around).to_vector() ==
+        std::vector<double>{0, 0.5, 1, 0.5, 0, 0});
+  const auto as_jax = [](const Tensor& x) {
+    return minimum(maximum(x, scalar(-1.0, DType::Float64)), scalar(0.5, DType::Float64));
+  };
+  CHECK(grad_of(as_jax, around).to_vector() == std::vector<double>{0, 0.5, 1, 0.5, 0, 0});
+  CHECK(grad_of([](const Tensor& x) { return clip(x, 0, 0); }, kinks).to_vector() == std::vector<double>{0, 0.25, 0});
+  CHECK(grad_of([](const Tensor& x) { return clip(x, 1, -1); }, kinks).to_vector() == std::vector<double>{0, 0, 0});
+  // A float16 bound is compared as it rounds in float16 (0.1 -> 0.0999755859375), as jnp.clip does.
+  const Tensor near = from_vector({0.1}, {1}, DType::Float16);
+  CHECK(grad_of([](const Tensor& x) { return clip(x, 0.1, 1); }, near).to_vector() == std::vector<double>{0.5});
   // pow at 0: slope 0 for a zero exponent (0^0), and no NaN for the exponent's gradient at a zero base.
   const Tensor base = from_vector({0, 0, 2}, {3}, DType::Float64).requires_grad_();
   const Tensor exponent = from_vector({0, 2, 3}, {3}, DType::Float64).requires_grad_();

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "xgrad.hpp"
+#include "test_support.hpp"
 
 using namespace xgrad;
 
@@ -179,17 +180,15 @@ TEST_CASE("float32 max_pool and min_pool over channel vectors route like the sca
 
 TEST_CASE("max_pool over a large float32 input gives the same values and gradients at 1 and 2 threads") {
   const Tensor x0 = random_normal(make_key(12), {8, 64, 64, 8});  // large enough to split over samples
-  const int threads_before = num_threads();
   std::vector<std::vector<double>> outs, grads;
   for (int threads : {1, 2}) {
-    set_num_threads(threads);
+    const test_support::ThreadCountGuard thread_count(threads);
     Tensor x = x0.detach().requires_grad_();
     Tensor y = nn::max_pool(x, {2, 2}, {2, 2});
     (y * y).sum().backward();
     outs.push_back(v(y));
     grads.push_back(v(x.grad()));
   }
-  set_num_threads(threads_before);
   CHECK(outs[0] == outs[1]);
   CHECK(grads[0] == grads[1]);
 }

@@ -9,6 +9,7 @@
 #include <doctest/doctest.h>
 
 #include "xgrad.hpp"
+#include "test_support.hpp"
 
 using namespace xgrad;
 
@@ -83,7 +84,7 @@ void check_fused_equals_unfused(const optim::GradientTransformation& tx, DType d
 
 TEST_CASE("fused adam equals the unfused chain, float32 and float64, 1 and 2 threads") {
   for (int threads : {1, 2}) {
-    set_num_threads(threads);
+    const test_support::ThreadCountGuard thread_count(threads);
     for (DType dtype : {DType::Float32, DType::Float64}) {
       CAPTURE(threads);
       CAPTURE(dtype_name(dtype));
@@ -102,7 +103,6 @@ TEST_CASE("fused adam equals the unfused chain, float32 and float64, 1 and 2 thr
           dtype, 5);
     }
   }
-  set_num_threads(1);
 }
 
 TEST_CASE("the fused step takes float32 and float64 parameters, with or without a gradient") {

@@ -15,17 +15,11 @@
 
 #include "core/error.hpp"
 #include "core/threading.hpp"
+#include "test_support.hpp"
 
 using namespace xgrad;
 
 namespace {
-
-// Restores the thread count a test changed.
-struct ThreadCount {
-  int saved = num_threads();
-  explicit ThreadCount(int n) { set_num_threads(n); }
-  ~ThreadCount() { set_num_threads(saved); }
-};
 
 std::vector<int> run_counts(std::int64_t chunks) {
   std::vector<std::atomic<int>> counts(static_cast<std::size_t>(chunks));
@@ -39,7 +33,7 @@ std::vector<int> run_counts(std::int64_t chunks) {
 
 TEST_CASE("parallel_for runs every chunk exactly once") {
   for (int threads : {1, 2, 4}) {
-    ThreadCount guard(threads);
+    test_support::ThreadCountGuard guard(threads);
     CAPTURE(threads);
     for (std::int64_t chunks : {0, 1, 2, 3, 100}) {
       CAPTURE(chunks);
@@ -49,7 +43,7 @@ TEST_CASE("parallel_for runs every chunk exactly once") {
 }
 
 TEST_CASE("parallel_for: a nested call and calls from several threads complete") {
-  ThreadCount guard(2);
+  test_support::ThreadCountGuard guard(2);
   std::atomic<int> inner_runs{0};
   parallel_for(4, [&](std::int64_t) { parallel_for(3, [&](std::int64_t) { inner_runs.fetch_add(1); }); });
   CHECK(inner_runs.load() == 12);
@@ -65,7 +59,7 @@ TEST_CASE("parallel_for: a nested call and calls from several threads complete")
 }
 
 TEST_CASE("parallel_for rethrows a chunk's exception after the others finish") {
-  ThreadCount guard(2);
+  test_support::ThreadCountGuard guard(2);
   std::atomic<int> finished{0};
   CHECK_THROWS_WITH_AS(parallel_for(64,
                                     [&](std::int64_t c) {
@@ -79,7 +73,7 @@ TEST_CASE("parallel_for rethrows a chunk's exception after the others finish") {
 }
 
 TEST_CASE("parallel_for works in a child process forked after the pool started") {
-  ThreadCount guard(2);
+  test_support::ThreadCountGuard guard(2);
   CHECK(run_counts(16) == std::vector<int>(16, 1));  // the pool's worker exists now
   const pid_t child = fork();
   REQUIRE(child >= 0);

@@ -59,6 +59,25 @@ TEST_CASE("DynamicLossScale unscales, skips non-finite steps, shrinks and grows"
                        ValueError);
 }
 
+TEST_CASE("DynamicLossScale unscales two leaves of one add once each (issue 14.1)") {
+  // add's VJP hands both inputs the same gradient tensor; were the leaves' .grad()
+  // to share it, unscaling p1's then p2's would divide it twice (1/32768 instead of 1).
+  Tensor p1 = ones({4}), p2 = ones({4});
+  p1.requires_grad_();
+  p2.requires_grad_();
+  nn::DynamicLossScale scaler;
+  scaler.scale((p1 + p2).sum()).backward();
+  std::vector<Tensor> grads{p1.grad(), p2.grad()};
+  CHECK(scaler.unscale_and_check(grads));
+  CHECK(p1.grad().to_vector() == std::vector<double>(4, 1.0));
+  CHECK(p2.grad().to_vector() == std::vector<double>(4, 1.0));
+  // A list that names one storage twice is unscaled once.
+  Tensor g = full({2}, 65536.0);
+  std::vector<Tensor> twice{g, g.detach()};
+  CHECK(scaler.unscale_and_check(twice));
+  CHECK(g.to_vector() == std::vector<double>{2, 2});
+}
+
 TEST_CASE("float16 gradients that underflow unscaled survive with loss scaling") {
   // float32 parameter, float16 compute: d/dw (w * 2^-14 * 2^-14) = 2^-28 underflows float16
   // (smallest subnormal 2^-24) on its way back; scaled by 2^15 it stays representable.

@@ -1,6 +1,7 @@
 // Helpers shared by the test files.
 #pragma once
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,23 @@ inline void check_module_gradients(xgrad::nn::Module& model, const xgrad::Tensor
   const xgrad::GradcheckReport r = xgrad::gradcheck(f, inputs);
   CHECK_MESSAGE(r.ok, r.to_string());
 }
+
+// Runs the scope at `threads` xgrad threads and restores the previous count
+// however the scope ends (a failed REQUIRE throws). set_num_threads is
+// process-wide: tests/main.cpp fails the run if a test case leaves it changed.
+class ThreadCountGuard {
+ public:
+  explicit ThreadCountGuard(int threads) : previous_(xgrad::num_threads()) {
+    xgrad::set_num_threads(threads);
+    REQUIRE(xgrad::num_threads() == std::max(threads, 1));
+  }
+  ~ThreadCountGuard() { xgrad::set_num_threads(previous_); }
+  ThreadCountGuard(const ThreadCountGuard&) = delete;
+  ThreadCountGuard& operator=(const ThreadCountGuard&) = delete;
+
+ private:
+  const int previous_;
+};
 
 // The message of the E that f throws, or a marker when it throws nothing of that type.
 template <class E>

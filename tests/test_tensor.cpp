@@ -77,3 +77,24 @@ TEST_CASE("bad input raises typed errors that name the operation and shapes") {
                        "requires_grad_: only floating tensors can require gradients, got int32 [2]", DTypeError);
   CHECK_THROWS_AS(dtype_from_name("complex64"), ValueError);
 }
+
+TEST_CASE("shapes whose element count or byte size overflows are typed errors (issue 14.9)") {
+  constexpr std::int64_t big = std::int64_t{1} << 40;
+  CHECK_THROWS_WITH_AS(numel({big, big}), "shape [1099511627776, 1099511627776] has more elements than an int64 can count",
+                       ShapeError);
+  CHECK(numel({big, big, 0}) == 0);  // a zero dim empties it, as np.empty((2**40, 2**40, 0))
+  CHECK(numel({big, 1024}) == big * 1024);
+  CHECK_THROWS_WITH_AS(empty({big, big}),
+                       "tensor: shape [1099511627776, 1099511627776] of 4-byte elements is too big for one allocation "
+                       "(over 9223372036854775807 bytes)",
+                       ShapeError);
+  // 2^60 float64 elements count in int64, but their 2^63 bytes do not fit in one allocation.
+  CHECK_THROWS_WITH_AS(empty({std::int64_t{1} << 60}, DType::Float64),
+                       "tensor: shape [1152921504606846976] of 8-byte elements is too big for one allocation (over "
+                       "9223372036854775807 bytes)",
+                       ShapeError);
+  // Empty, but its strides would overflow: refused, as numpy refuses np.empty((0, 2**40, 2**40)).
+  CHECK_THROWS_AS(empty({0, big, big}), ShapeError);
+  CHECK_THROWS_WITH_AS(zeros({2, -1}), "tensor: negative dimension in shape [2, -1]", ShapeError);
+  CHECK(zeros({big, 0}).numel() == 0);
+}

@@ -11,7 +11,10 @@ namespace xgrad::kernels {
 
 namespace {
 
-std::int64_t dilate(std::int64_t size, std::int64_t dilation) { return size == 0 ? 0 : (size - 1) * dilation + 1; }
+// The extent of `size` taps `dilation` apart; a ValueError naming `op` past int64.
+std::int64_t dilate(std::int64_t size, std::int64_t dilation, const char* op) {
+  return size == 0 ? 0 : checked_add(checked_mul(size - 1, dilation, op, "a dilated size"), 1, op, "a dilated size");
+}
 
 std::int64_t floor_div(std::int64_t a, std::int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 
@@ -82,18 +85,19 @@ ConvGeometry make_conv_geometry(const Shape& lhs_shape, const Shape& window, std
   g.rhs_dilation = rhs_dilation;
 
   Shape dilated_window(n);
-  for (std::size_t j = 0; j < n; ++j) dilated_window[j] = dilate(window[j], rhs_dilation[j]);
+  for (std::size_t j = 0; j < n; ++j) dilated_window[j] = dilate(window[j], rhs_dilation[j], op);
   g.pads = padding.is_string() ? padtype_to_pads(padding.name(), g.in_spatial, dilated_window, strides, op)
                                : explicit_pads(padding, n, op);
 
   for (std::size_t j = 0; j < n; ++j) {
-    const std::int64_t padded = dilate(g.in_spatial[j], lhs_dilation[j]) + g.pads[j].first + g.pads[j].second;
+    const std::int64_t dilated = dilate(g.in_spatial[j], lhs_dilation[j], op);
+    const std::int64_t padded =
+        checked_add(checked_add(dilated, g.pads[j].first, op, "a padded size"), g.pads[j].second, op, "a padded size");
     if (padded < 0)
       throw ValueError(fmt::format("{}: Negative padding is larger than the size of the corresponding dimension: "
                                    "got padding {} for input of shape {} (spatial dim {}: dilated size {} padded "
                                    "to {})",
-                                   op, padding.to_string(), shape_str(lhs_shape), j,
-                                   dilate(g.in_spatial[j], lhs_dilation[j]), padded));
+                                   op, padding.to_string(), shape_str(lhs_shape), j, dilated, padded));
     g.out_spatial.push_back(std::max<std::int64_t>(0, floor_div(padded - dilated_window[j], strides[j]) + 1));
   }
   return g;
@@ -106,7 +110,7 @@ std::vector<std::int64_t> patch_source_table(const ConvGeometry& g) {
   for (std::size_t j = 0; j < n; ++j) map_start[j + 1] = map_start[j] + g.out_spatial[j] * g.window[j];
   std::vector<std::int64_t> maps(static_cast<std::size_t>(map_start[n]));
   for (std::size_t j = 0; j < n; ++j) {
-    const std::int64_t dilated = dilate(g.in_spatial[j], g.lhs_dilation[j]);
+    const std::int64_t dilated = dilate(g.in_spatial[j], g.lhs_dilation[j], "conv patches");
     std::int64_t* map = maps.data() + map_start[j];
     for (std::int64_t o = 0; o < g.out_spatial[j]; ++o)
       for (std::int64_t k = 0; k < g.window[j]; ++k) {

@@ -72,21 +72,27 @@ PadPlan plan_pad(const Shape& x_shape, const Pads& pads, PadMode mode) {
     throw ShapeError(fmt::format("pad: {} (lo, hi) pairs given for a tensor of shape {} (rank {})", pads.size(),
                                  shape_str(x_shape), x_shape.size()));
   PadPlan plan;
-  const Shape strides = contiguous_strides(x_shape);
   for (std::size_t a = 0; a < x_shape.size(); ++a) {
     const auto [lo, hi] = pads[a];
-    const std::int64_t size = x_shape[a], out = lo + size + hi;
+    const std::int64_t size = x_shape[a];
+    const std::int64_t out = checked_add(checked_add(lo, size, "pad", "a padded axis"), hi, "pad", "a padded axis");
     if (out < 0)
       throw ShapeError(fmt::format("pad: pads ({}, {}) crop more than axis {} of shape {} holds", lo, hi, a,
                                    shape_str(x_shape)));
     if (size == 0 && out > 0 && mode != PadMode::Constant)
       throw ValueError(fmt::format("pad: cannot extend the empty axis {} of shape {} in {} mode", a,
                                    shape_str(x_shape), mode_name(mode)));
-    auto offsets = pad_sources(size, lo, hi, mode);
-    for (auto& s : offsets)
-      if (s >= 0) s *= strides[a];
     plan.out_shape.push_back(out);
-    plan.offsets.push_back(std::move(offsets));
+  }
+  // An empty output reads nothing, so it gets no tables: one axis padded by a huge
+  // amount next to an empty one would otherwise allocate a huge table for nothing.
+  plan.offsets.resize(x_shape.size());
+  if (numel(plan.out_shape) == 0) return plan;
+  const Shape strides = contiguous_strides(x_shape);
+  for (std::size_t a = 0; a < x_shape.size(); ++a) {
+    plan.offsets[a] = pad_sources(x_shape[a], pads[a].first, pads[a].second, mode);
+    for (auto& s : plan.offsets[a])
+      if (s >= 0) s *= strides[a];
   }
   return plan;
 }

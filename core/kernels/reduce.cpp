@@ -73,6 +73,9 @@ Reduction prepare(const Tensor& x, const Axes& axes) {
         }
     r.source = transpose(x, r.permutation);
   }
+  // An empty result reduces nothing. Without this, rows of zero width (inner == 0)
+  // would still be walked n times, and n can be huge for an empty tensor.
+  if (r.outer * r.inner == 0) r.n = 0;
   return r;
 }
 

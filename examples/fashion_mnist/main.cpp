@@ -7,9 +7,11 @@
 //
 // Prints a progress bar per epoch, a table of epochs, a confusion matrix and, as
 // its last line, "test accuracy: 91.23%". The run directory gets metrics.csv,
-// checkpoint.npz (model + optimizer + epoch, written atomically) and curves.png.
+// checkpoint.npz (model, optimizer, epoch and the run's history so far, so that
+// --resume continues it) and curves.png; both files are written atomically.
 #include <chrono>
 #include <filesystem>
+#include <limits>
 #include <optional>
 
 #include <CLI/CLI.hpp>
@@ -36,7 +38,8 @@ struct Flags {
   std::string data_dir = kFashionMnistDir;
   std::string out = "runs/fashion_mnist";
   std::string resume, eval, precision;
-  std::size_t limit = 0;  // use only the first N training images (smoke runs)
+  std::size_t limit = 0;       // use only the first N training images (smoke runs)
+  std::size_t test_limit = 0;  // evaluate on the first N test images only (smoke runs)
   bool distributed = false;
 };
 
@@ -85,16 +88,36 @@ Evaluation evaluate(nn::Module& model, const Dataset& test, std::size_t batch_si
   return e;
 }
 
-// checkpoint.npz: "model.<path>" parameters and buffers, "optimizer.<key>" state, "epoch".
-void save_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer& opt, int epoch) {
+// checkpoint.npz: "model.<path>" parameters and buffers, "optimizer.<key>" state,
+// "epoch", and the run's history so far as one array per metrics.csv column
+// ("history.<column>"), so that a resumed run still reports every epoch. The
+// seconds column stays out: with it, two runs that computed the same thing would
+// not leave the same checkpoint.
+void save_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer& opt, int epoch,
+                     const std::vector<fashion::EpochMetrics>& history) {
   std::map<std::string, Tensor> entries;
   for (const auto& [name, t] : model.state_dict()) entries["model." + name] = t;
   for (const auto& [name, t] : opt.state_dict()) entries["optimizer." + name] = t;
   entries["epoch"] = scalar(epoch, DType::Int64);
+  const Shape rows{static_cast<std::int64_t>(history.size())};
+  std::vector<double> epochs;
+  for (const auto& h : history) epochs.push_back(h.epoch);
+  entries["history.epoch"] = from_vector(epochs, rows, DType::Int64);
+  for (const auto& [column, field] : fashion::kHistoryColumns) {
+    std::vector<double> values;
+    for (const auto& h : history) values.push_back(h.*field);
+    entries[std::string("history.") + column] = from_vector(values, rows, DType::Float64);
+  }
   save_npz(path, entries);
 }
 
-int load_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer* opt) {
+struct Checkpoint {
+  int epoch = 0;
+  std::vector<fashion::EpochMetrics> history;  // seconds unknown (NaN)
+  bool has_history = false;                    // false for checkpoints written before the history was kept
+};
+
+Checkpoint load_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer* opt) {
   const auto entries = load_npz(path);
   nn::StateDict model_state;
   optim::NamedTensors opt_state;
@@ -106,7 +129,26 @@ int load_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer
   if (opt) opt->load_state_dict(opt_state);
   const auto epoch = entries.find("epoch");
   if (epoch == entries.end()) throw IOError(path + ": not an xgrad training checkpoint (no 'epoch' entry)");
-  return static_cast<int>(epoch->second.item());
+  Checkpoint c;
+  c.epoch = static_cast<int>(epoch->second.item());
+  const auto epochs = entries.find("history.epoch");
+  if (epochs == entries.end()) return c;
+  c.has_history = true;
+  const std::vector<double> numbers = epochs->second.to_vector();
+  c.history.resize(numbers.size());
+  for (std::size_t i = 0; i < numbers.size(); ++i) {
+    c.history[i].epoch = static_cast<int>(numbers[i]);
+    c.history[i].seconds = std::numeric_limits<double>::quiet_NaN();
+  }
+  for (const auto& [column, field] : fashion::kHistoryColumns) {
+    const auto it = entries.find(std::string("history.") + column);
+    if (it == entries.end() || it->second.shape() != epochs->second.shape())
+      throw IOError(fmt::format("{}: 'history.{}' is missing or does not have one entry per epoch ({})", path, column,
+                                numbers.size()));
+    const std::vector<double> values = it->second.to_vector();
+    for (std::size_t i = 0; i < values.size(); ++i) c.history[i].*field = values[i];
+  }
+  return c;
 }
 
 int run(const Flags& f) {
@@ -120,7 +162,8 @@ int run(const Flags& f) {
 
   const TensorDataset train = load_fashion_mnist(f.data_dir, Split::Train,
                                                  f.limit ? std::optional<std::size_t>(f.limit) : std::nullopt);
-  const TensorDataset test = load_fashion_mnist(f.data_dir, Split::Test);
+  const TensorDataset test = load_fashion_mnist(f.data_dir, Split::Test,
+                                                f.test_limit ? std::optional<std::size_t>(f.test_limit) : std::nullopt);
   auto model = fashion::make_model(f.model);
   model->set_seed(f.seed);
   if (!f.precision.empty()) nn::apply_policy(*model, nn::parse_policy(f.precision));
@@ -143,16 +186,23 @@ int run(const Flags& f) {
   if (f.distributed) data_parallel.emplace(model->named_parameters());
 
   int first_epoch = 0;
+  std::vector<fashion::EpochMetrics> history;
   if (!f.resume.empty()) {
-    first_epoch = load_checkpoint(f.resume, *model, &opt);
+    Checkpoint c = load_checkpoint(f.resume, *model, &opt);
+    first_epoch = c.epoch;
+    history = std::move(c.history);
     say(fmt::format("resumed from {} after epoch {}\n", f.resume, first_epoch));
+    if (!c.has_history)
+      say(fmt::format("(the checkpoint has no run history: metrics.csv starts at epoch {})\n", first_epoch + 1));
+    // The wall-clock column is not in the checkpoint; take it from this directory's
+    // metrics.csv where that file holds the same epochs.
+    if (lead) fashion::recover_seconds(f.out + "/metrics.csv", history);
   }
   if (lead) fs::create_directories(f.out);
   say(fmt::format("model {} ({} parameters), {} threads, {} training images, batch {}{}\n", f.model,
                   model->num_parameters(), num_threads(), train.size(), f.batch_size,
                   f.distributed ? fmt::format(" x {} ranks", distributed::world_size()) : ""));
 
-  std::vector<fashion::EpochMetrics> history;
   Evaluation last;
   for (int epoch = first_epoch; epoch < f.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
@@ -187,11 +237,11 @@ int run(const Flags& f) {
                     100 * last.accuracy, seconds));
     if (lead) {
       fashion::write_metrics_csv(f.out + "/metrics.csv", history);
-      save_checkpoint(f.out + "/checkpoint.npz", *model, opt, epoch + 1);
+      save_checkpoint(f.out + "/checkpoint.npz", *model, opt, epoch + 1, history);
     }
   }
   if (!lead) return 0;
-  if (history.empty()) last = evaluate(*model, test, 500);
+  if (first_epoch >= f.epochs) last = evaluate(*model, test, 500);  // no epoch ran: the checkpoint's accuracy
   fashion::print_epoch_table(history);
   fashion::print_confusion_matrix(last.confusion);
   if (!history.empty() && fashion::plot_curves(f.out + "/metrics.csv", f.out + "/curves.png", history.back().epoch))
@@ -222,6 +272,7 @@ int main(int argc, char** argv) {
   app.add_option("--eval", f.eval, "only evaluate a checkpoint.npz on the test set");
   app.add_option("--precision", f.precision, "dtype policy, e.g. params=float32,compute=bfloat16,output=float32");
   app.add_option("--limit", f.limit, "train on the first N images only (smoke runs)");
+  app.add_option("--test-limit", f.test_limit, "evaluate on the first N test images only (smoke runs)");
   app.add_flag("--distributed", f.distributed, "data parallel over MPI ranks (run under mpirun)");
   CLI11_PARSE(app, argc, argv);
   try {

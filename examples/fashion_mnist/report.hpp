@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.hpp"
@@ -10,11 +11,26 @@ namespace fashion {
 
 struct EpochMetrics {
   int epoch = 0;
-  double train_loss = 0, train_accuracy = 0, test_loss = 0, test_accuracy = 0, seconds = 0;
+  double train_loss = 0, train_accuracy = 0, test_loss = 0, test_accuracy = 0;
+  double seconds = 0;  // NaN when unknown (an epoch run before a resume whose metrics.csv is gone)
 };
 
-// Rewrites `path` with a header and one row per epoch.
+// The columns a checkpoint keeps besides the epoch (the deterministic ones: not seconds).
+inline constexpr std::pair<const char*, double EpochMetrics::*> kHistoryColumns[] = {
+    {"train_loss", &EpochMetrics::train_loss},
+    {"train_accuracy", &EpochMetrics::train_accuracy},
+    {"test_loss", &EpochMetrics::test_loss},
+    {"test_accuracy", &EpochMetrics::test_accuracy}};
+
+// Replaces `path`, atomically (a crash leaves the old file or the new one, never
+// a torn one), with a header and one row per epoch; an unknown seconds field is
+// left empty. Throws xgrad::IOError if the file cannot be written.
 void write_metrics_csv(const std::string& path, const std::vector<EpochMetrics>& rows);
+
+// Fills in the unknown seconds of `rows` from the metrics.csv at `path`, taking a
+// row's seconds only if its other fields are those `rows` would write. A missing
+// or foreign file leaves them unknown.
+void recover_seconds(const std::string& path, std::vector<EpochMetrics>& rows);
 void print_epoch_table(const std::vector<EpochMetrics>& rows);
 
 // counts[true][predicted], printed with the class names.
