@@ -1,6 +1,9 @@
 // Helpers shared by the test files.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -9,6 +12,38 @@
 #include "xgrad.hpp"
 
 namespace test_support {
+
+// Sets xgrad's thread count for a scope and restores the previous count after it
+// (the count is process-wide: a test that left it changed would change every later one).
+class ThreadCountGuard {
+ public:
+  explicit ThreadCountGuard(int threads) : previous_(xgrad::num_threads()) { xgrad::set_num_threads(threads); }
+  ~ThreadCountGuard() { xgrad::set_num_threads(previous_); }
+  ThreadCountGuard(const ThreadCountGuard&) = delete;
+  ThreadCountGuard& operator=(const ThreadCountGuard&) = delete;
+
+ private:
+  int previous_;
+};
+
+// How many elements of two same-shaped tensors differ in their bits, and by how much
+// at most (float32 values widen to double exactly, so comparing the doubles' bytes
+// compares the bits, signed zeros included).
+struct BitDifference {
+  std::size_t count = 0;
+  double largest = 0;
+};
+inline BitDifference bit_difference(const xgrad::Tensor& a, const xgrad::Tensor& b) {
+  REQUIRE(a.shape() == b.shape());
+  const std::vector<double> va = a.to_vector(), vb = b.to_vector();
+  BitDifference d;
+  for (std::size_t i = 0; i < va.size(); ++i)
+    if (std::memcmp(&va[i], &vb[i], sizeof(double)) != 0) {
+      ++d.count;
+      d.largest = std::max(d.largest, std::abs(va[i] - vb[i]));
+    }
+  return d;
+}
 
 // gradcheck and gradgradcheck of f at `inputs`, failing with the reports' text.
 inline void check_first_and_second_order(const char* what, const xgrad::GradcheckFunction& f,
