@@ -147,3 +147,21 @@ TEST_CASE("thread invariance: the fused AdamW step") {
     return result;
   });
 }
+
+TEST_CASE("set_deterministic(false): the general local conv's input gradient follows the thread count, to rounding") {
+  CHECK(deterministic());  // the default
+  struct DeterministicOff {
+    DeterministicOff() { set_deterministic(false); }
+    ~DeterministicOff() { set_deterministic(true); }
+  } off;
+  const auto input_gradient = [](int threads) {
+    ThreadCountGuard guard(threads);
+    const Tensor x = leaf(1, {16, 14, 14, 8}, DType::Float64), k = leaf(2, {12, 12, 72, 16}, DType::Float64);
+    const Tensor y = conv_general_dilated_local(x, k, {1, 1}, Padding("VALID"), {3, 3});
+    return grad({y}, {x}, {normal(4, y.shape(), DType::Float64)})[0];
+  };
+  const Tensor one = input_gradient(1), two = input_gradient(2);
+  // One slot per thread: the same terms grouped otherwise, so some last bits move.
+  CHECK(test_support::bit_difference(one, two).count > 0);
+  CHECK(test_support::bit_difference(one, two).largest < 1e-12);
+}
