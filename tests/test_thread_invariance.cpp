@@ -90,9 +90,23 @@ TEST_CASE("thread invariance: the local conv, fast path and general path") {
   check_local_conv("general (float64), SAME, stride 2", DType::Float64, {16, 16, 16, 8}, {2, 2}, "SAME");
 }
 
+TEST_CASE("thread invariance: the local conv's general path with feature groups, and in float16") {
+  check_thread_invariant("general, 2 feature groups", [] {
+    const Tensor x = leaf(1, {16, 14, 14, 8}), k = leaf(2, {12, 12, 36, 16});
+    const Tensor y = conv_general_dilated_local(x, k, {1, 1}, Padding("VALID"), {3, 3}, {}, {}, Precision::Default, 2);
+    return output_and_gradients(y, {x, k}, 3);
+  });
+  check_local_conv("general (float16), VALID", DType::Float16, {16, 14, 14, 8}, {1, 1}, "VALID");
+}
+
 TEST_CASE("thread invariance: the shared conv, fast path and general path") {
   check_shared_conv("fast", DType::Float32);
   check_shared_conv("general (float64)", DType::Float64);
+  check_thread_invariant("transposed (the input VJP as an op), stride 2", [] {
+    const Tensor g = leaf(1, {16, 8, 8, 16}), k = leaf(2, {3, 3, 8, 16});
+    const Tensor dx = conv_general_dilated_input_vjp(g, k, {16, 16, 16, 8}, {2, 2}, Padding("SAME"));
+    return output_and_gradients(dx, {g, k}, 3);
+  });
 }
 
 TEST_CASE("thread invariance: pooling, disjoint and overlapping windows") {
