@@ -32,6 +32,7 @@ namespace xgrad {
 namespace {
 
 std::atomic<int> current_threads{0};
+std::atomic<bool> deterministic_results{true};
 
 // A positive integer, or 0 when `text` is not one.
 int parse_positive(const char* text) {
@@ -237,6 +238,9 @@ void set_num_threads(int n) {
   make_blas_serial();
   current_threads.store(std::max(n, 1), std::memory_order_relaxed);
 }
+
+void set_deterministic(bool enabled) { deterministic_results.store(enabled, std::memory_order_relaxed); }
+bool deterministic() { return deterministic_results.load(std::memory_order_relaxed); }
 
 namespace detail {
 

@@ -23,6 +23,18 @@ int num_threads();
 // Sets the thread count of xgrad's kernels (n < 1 is treated as 1).
 void set_num_threads(int n);
 
+// Whether every result has the same bits at any thread count (default: true). Most
+// kernels are so at no cost and ignore this switch. Where it costs time, a kernel
+// runs the thread-count-invariant way only while it is on; today that is the local
+// conv's general path (configurations the fast AVX2 kernels do not take: float64,
+// 16-bit floats, feature groups, input dilation, ...), whose input gradient then sums
+// a fixed number of per-slot copies of it, which one thread pays for alone: its
+// forward + backward measured 6-8 % slower at 1 thread on 14x14x16 -> 3x3, F 32,
+// N 64 (VALID, SAME) and 26 % with stride 2. Off, that split follows the thread
+// count and the last bits of the input gradient may change with it.
+void set_deterministic(bool enabled);
+bool deterministic();
+
 // The contiguous range [begin, end) of slot `slot` when `count` items are split
 // over `slots` slots as OpenMP's schedule(static) splits them: the first
 // count % slots slots take one item more. Kernels whose result depends on which

@@ -84,6 +84,11 @@ void broadcast_parameters(NamedTensors& params, int root = 0);
 // buckets of at most bucket_bytes (float32 buffers for float32/16-bit floats,
 // float64 for float64), one in-place MPI_Allreduce per bucket. A gradient that
 // owns its storage is overwritten in place, otherwise it is replaced.
+// Bits: every rank receives the same sums, so the ranks' parameters stay identical
+// step after step. The average equals one process's gradient on the whole global
+// batch only to rounding: that process sums all the samples in its kernels' order,
+// here each rank sums its shard and MPI adds the shards' sums (in an order its
+// algorithm picks for the message size and world size).
 void all_reduce_gradients(const NamedTensors& params, std::size_t bucket_bytes = kDefaultBucketBytes);
 
 // Metrics: the mean over ranks of one value; the elementwise sum over ranks of a vector.

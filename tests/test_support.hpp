@@ -2,6 +2,8 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -10,6 +12,25 @@
 #include "xgrad.hpp"
 
 namespace test_support {
+
+// How many elements of two same-shaped tensors differ in their bits, and by how much
+// at most (float32 values widen to double exactly, so comparing the doubles' bytes
+// compares the bits, signed zeros included).
+struct BitDifference {
+  std::size_t count = 0;
+  double largest = 0;
+};
+inline BitDifference bit_difference(const xgrad::Tensor& a, const xgrad::Tensor& b) {
+  REQUIRE(a.shape() == b.shape());
+  const std::vector<double> va = a.to_vector(), vb = b.to_vector();
+  BitDifference d;
+  for (std::size_t i = 0; i < va.size(); ++i)
+    if (std::memcmp(&va[i], &vb[i], sizeof(double)) != 0) {
+      ++d.count;
+      d.largest = std::max(d.largest, std::abs(va[i] - vb[i]));
+    }
+  return d;
+}
 
 // gradcheck and gradgradcheck of f at `inputs`, failing with the reports' text.
 inline void check_first_and_second_order(const char* what, const xgrad::GradcheckFunction& f,

@@ -253,6 +253,9 @@ struct Layout {
   }
 };
 
+// The most bands the d_x pass is cut into (threads beyond it idle there).
+constexpr Index kMaxBands = 16;
+
 // A 64-byte aligned float buffer, zero-filled, from the caching allocator (a step
 // gets the previous step's pages back).
 struct AlignedBuffer {
@@ -323,13 +326,18 @@ void conv_local_backward_fast(const ConvGeometry& geometry, std::int64_t feature
   // the rows whose footprint stays clear of the next band, then, once every band has
   // (the second parallel_for), its last h rows. Bands of at least 2·h rows keep the
   // second-phase footprints of neighbouring bands disjoint.
+  // The bands fix the order in which rows add into a shared d_x element (a band's
+  // head before the previous band's tail), so their number depends on the shape
+  // alone, never on the thread count: d_x has the same bits at any thread count.
+  // A power of two, so that 2, 4, 8 or 16 threads get even shares of each phase.
   int axis = 0;
   while (axis < 2 && g.out[static_cast<std::size_t>(axis)] == 1) ++axis;
   const auto a = static_cast<std::size_t>(axis);
   const Index rows_total = g.out[a], per_row = plan.positions / rows_total;
   const Index extent = (g.kernel[a] - 1) * g.dilation[a] + 1, h = (extent + g.stride[a] - 1) / g.stride[a] - 1;
   const Index max_bands = h > 0 ? std::max<Index>(1, rows_total / (2 * h)) : rows_total;
-  const Index bands = std::min<Index>(num_threads(), max_bands);
+  Index bands = 1;
+  while (2 * bands <= std::min<Index>(kMaxBands, max_bands)) bands *= 2;
   auto rows = [&](Index first, Index last) {
     AlignedBuffer block(block_size), kt(kt_size);
     for (Index position = first * per_row; position < last * per_row; ++position)

@@ -22,16 +22,30 @@ struct LocalDims {
         G(c.groups), Ig(I / G), Fg(F / G) {}
 };
 
-// The slots a pass over P positions uses: num_threads(), at most one per position.
-std::int64_t position_slots(std::int64_t P) { return std::clamp<std::int64_t>(P, 1, num_threads()); }
+// The slots of a pass whose slots write disjoint outputs (the forward, a backward
+// without dx): one per thread, at most one per position.
+std::int64_t thread_slots(std::int64_t P) { return std::clamp<std::int64_t>(P, 1, num_threads()); }
 
-// Calls body(slot, begin, end) for each of position_slots(P) slots, slot owning the
-// contiguous positions [begin, end), on parallel_for (the GEMMs inside run on their
-// slot's thread). Thread-local scratch taken inside body is the slot's own for the call:
-// a thread runs one chunk at a time.
+// The slots of a backward with dx. Each slot but the first scatters into its own copy
+// of dx (`copy_bytes` bytes) and the copies are added in slot order, so the slot count
+// fixes how dx's sums are grouped. While deterministic() (the default) it depends on
+// the shape alone: kDeterministicSlots, at most one per position, no more copies than
+// fit in kCopyBudgetBytes; dx then has the same bits at any thread count (threads
+// beyond it idle here, and one thread pays for the copies: threading.hpp). Otherwise
+// one slot per thread.
+constexpr std::int64_t kDeterministicSlots = 4;
+constexpr std::int64_t kCopyBudgetBytes = std::int64_t{64} << 20;
+std::int64_t dx_slots(std::int64_t P, std::int64_t copy_bytes) {
+  if (!deterministic()) return thread_slots(P);
+  return std::max<std::int64_t>(1, std::min({P, kDeterministicSlots, 1 + kCopyBudgetBytes / copy_bytes}));
+}
+
+// Calls body(slot, begin, end) for each of `slots` slots, slot owning the contiguous
+// positions [begin, end) of P, on parallel_for (the GEMMs inside run on their slot's
+// thread). Thread-local scratch taken inside body is the slot's own for the call: a
+// thread runs one chunk at a time.
 template <class Body>
-void for_each_position_slot(std::int64_t P, Body&& body) {
-  const std::int64_t slots = position_slots(P);
+void for_each_position_slot(std::int64_t P, std::int64_t slots, Body&& body) {
   parallel_for(slots, [&](std::int64_t slot) {
     const SlotRange range = static_slot_range(P, slots, slot);
     body(slot, range.begin, range.end);
@@ -45,7 +59,7 @@ void local_conv_forward(const T* x, const A* kernel, const A* bias, A* y, const 
   const LocalDims d(c);
   const auto table = patch_source_table(c.geometry);
   const auto block_size = static_cast<std::size_t>(d.N * d.I);
-  for_each_position_slot(d.P, [&](std::int64_t, std::int64_t begin, std::int64_t end) {
+  for_each_position_slot(d.P, thread_slots(d.P), [&](std::int64_t, std::int64_t begin, std::int64_t end) {
     A* block = conv_scratch<A>(ConvScratch::PatchBlock, block_size);
     for (std::int64_t o = begin; o < end; ++o) {
       extract_position_patches<T, A>(x, c.geometry, table, o, block);
@@ -69,11 +83,12 @@ void local_conv_backward(const T* x, const A* kernel, const A* g, A* dx, A* dker
   // Slot 0 scatters into dx itself, slot u > 0 into its own zeroed copy; the copies
   // are summed into dx afterwards in slot order. They live in the caller's scratch,
   // not the slots' threads', so they outlive the slots' chunks.
-  const std::int64_t slots = position_slots(d.P);
+  const std::int64_t slots =
+      dx ? dx_slots(d.P, static_cast<std::int64_t>(dx_size * sizeof(A))) : thread_slots(d.P);
   A* copies = dx && slots > 1
                   ? conv_scratch<A>(ConvScratch::Accumulator, static_cast<std::size_t>(slots - 1) * dx_size)
                   : nullptr;
-  for_each_position_slot(d.P, [&](std::int64_t slot, std::int64_t begin, std::int64_t end) {
+  for_each_position_slot(d.P, slots, [&](std::int64_t slot, std::int64_t begin, std::int64_t end) {
     A* patches = dkernel ? conv_scratch<A>(ConvScratch::PatchBlock, block_size) : nullptr;
     A* kernel_t = nullptr;  // K_o transposed (F x Ig)
     A* dpatches = nullptr;
