@@ -3,7 +3,7 @@
 // (explicit (lo, hi) pairs, negative = crop), strides, kernel dilation and feature
 // count; no input (lhs) dilation, one feature group.
 // Semantics: docs/convlocal.md §5 (Flax ConvLocal; patch index channel-major).
-// Tape-free; conv_driver.cpp checks conv_local_fast_supported() and otherwise takes
+// Tape-free; conv.cpp checks conv_local_fast_supported() and otherwise takes
 // the general (patches + per-position GEMM) path.
 #pragma once
 

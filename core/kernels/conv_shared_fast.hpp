@@ -4,7 +4,7 @@
 // crop), strides, kernel dilation and feature count; no input (lhs) dilation, one
 // feature group. No patch (im2col) buffer: the tiles broadcast input values straight
 // from x against vector loads of the kernel.
-// Tape-free; conv_driver.cpp checks conv_shared_fast_supported() and otherwise takes
+// Tape-free; conv.cpp checks conv_shared_fast_supported() and otherwise takes
 // the general (patches + GEMM) path.
 #pragma once
 
