@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/kernels/conv.hpp"
+#include "core/kernels/conv_fast_geometry.hpp"
 #include "core/kernels/conv_geometry.hpp"
 #include "core/kernels/conv_local_fast.hpp"
 #include "core/kernels/conv_tiles.hpp"
@@ -268,4 +269,17 @@ TEST_CASE("the fast conv kernels match the general path on random configurations
     }
   }
   CHECK(reached == kConfigs * static_cast<int>(tile_kinds.size()) * 2);
+}
+
+TEST_CASE("tile engine: pads far larger than the input take the general path (no giant padded copy)") {
+  using kernels::tiles::fast_geometry_supported;
+  // A 1-D input of 5 positions, kernel 3, stride 2^20, pads of 2^30: legal in lax, and
+  // all but a few outputs read only padding. The padded copy would hold 2^31 positions.
+  const int huge = 1 << 30;
+  const kernels::ConvGeometry far = kernels::make_conv_geometry(
+      {2, 5, 3}, {3}, {std::int64_t{1} << 20}, Padding({{huge, huge}}), {}, {}, "test");
+  CHECK_FALSE(fast_geometry_supported(far, 4));
+  // SAME's border is small beside the input: the engine takes it.
+  const kernels::ConvGeometry same = kernels::make_conv_geometry({2, 5, 3}, {3}, {}, Padding("SAME"), {}, {}, "test");
+  CHECK(fast_geometry_supported(same, 4));
 }

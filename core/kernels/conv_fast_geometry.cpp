@@ -36,7 +36,21 @@ bool fast_geometry_supported(const ConvGeometry& g, std::int64_t features) {
     if (g.lhs_dilation[j] != 1 || g.strides[j] < 1 || g.rhs_dilation[j] < 1 || g.window[j] < 1) return false;
     if (g.in_spatial[j] <= 0 || g.out_spatial[j] <= 0) return false;
   }
-  return true;
+  // The tiles read a padded copy of each sample. Padding as layers use it adds a border;
+  // pads far larger than the input (legal in lax) would make that copy the whole cost,
+  // or overflow its size, so those take the general path, which never builds it.
+  Index padded = g.channels, input = g.channels, output = g.channels;
+  for (std::size_t j = 0; j < static_cast<std::size_t>(rank); ++j) {
+    Index extent = 0;
+    if (__builtin_add_overflow(g.in_spatial[j], g.pads[j].first, &extent) ||
+        __builtin_add_overflow(extent, g.pads[j].second, &extent) || extent <= 0 ||
+        __builtin_mul_overflow(padded, extent, &padded) || __builtin_mul_overflow(input, g.in_spatial[j], &input) ||
+        __builtin_mul_overflow(output, g.out_spatial[j], &output))
+      return false;
+  }
+  Index bound = 0;
+  if (__builtin_add_overflow(input, output, &bound) || __builtin_mul_overflow(bound, 4, &bound)) return false;
+  return padded <= bound + (Index{1} << 16);
 }
 
 FastGeometry fast_geometry(const ConvGeometry& g, std::int64_t features) {
