@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include "conv_fast_2d.hpp"
+
 #include "core/kernels/conv_local_fast.hpp"
 #include "xgrad.hpp"
 
@@ -33,7 +35,7 @@ Run run_local(DType dtype, const Tensor& x0, const Tensor& k0, const Tensor& g0,
 }  // namespace
 
 TEST_CASE("ConvLocal float32 fast path matches the float64 general path") {
-  const bool fast = kernels::conv_local2d_fast_supported({.batch = 2, .in_height = 9, .in_width = 8,
+  const bool fast = test_support::conv_local2d_fast_supported({.batch = 2, .in_height = 9, .in_width = 8,
                                                           .in_features = 3, .kernel_height = 3, .kernel_width = 3,
                                                           .features = 16});
   if (!fast) MESSAGE("this CPU has no AVX2/FMA: the dispatch falls back to the general path (still checked)");

@@ -3,6 +3,8 @@
 // column block, run layout and thread split.
 #include <doctest/doctest.h>
 
+#include "conv_fast_2d.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -12,7 +14,7 @@
 #include "core/threading.hpp"
 #include "test_support.hpp"
 
-using xgrad::kernels::ConvLocal2dFastShape;
+using test_support::Conv2dFastShape;
 
 namespace {
 
@@ -21,7 +23,7 @@ struct Reference {
   std::vector<double> d_x, d_x_scale, d_kernel, d_kernel_scale, d_bias, d_bias_scale;
 };
 
-Reference reference(const ConvLocal2dFastShape& s, const std::vector<float>& x, const std::vector<float>& kernel,
+Reference reference(const test_support::Conv2dFastShape& s, const std::vector<float>& x, const std::vector<float>& kernel,
                     const std::vector<float>& bias, const std::vector<float>& dy) {
   const std::int64_t oh = s.out_height(), ow = s.out_width(), P = s.patch_size(), F = s.features;
   const std::int64_t taps = s.kernel_height * s.kernel_width;
@@ -83,8 +85,8 @@ double worst_error(const std::vector<float>& got, const std::vector<double>& wan
   return worst;
 }
 
-void check_against_reference(const ConvLocal2dFastShape& s, unsigned seed) {
-  REQUIRE(xgrad::kernels::conv_local2d_fast_supported(s));
+void check_against_reference(const test_support::Conv2dFastShape& s, unsigned seed) {
+  REQUIRE(test_support::conv_local2d_fast_supported(s));
   std::mt19937 rng(seed);
   const std::size_t out_size = static_cast<std::size_t>(s.batch * s.out_height() * s.out_width() * s.features);
   const std::size_t kernel_size = static_cast<std::size_t>(s.out_height() * s.out_width() * s.patch_size() * s.features);
@@ -101,8 +103,8 @@ void check_against_reference(const ConvLocal2dFastShape& s, unsigned seed) {
     const test_support::ThreadCountGuard thread_count(threads);
     std::vector<float> y(out_size, NAN), d_kernel(kernel_size, NAN), d_bias(bias.size(), NAN);
     std::vector<float> d_x = d_x_start;
-    xgrad::kernels::conv_local2d_forward_fast(s, x.data(), kernel.data(), bias.data(), y.data());
-    xgrad::kernels::conv_local2d_backward_fast(s, x.data(), kernel.data(), dy.data(), d_x.data(), d_kernel.data(),
+    test_support::conv_local2d_forward_fast(s, x.data(), kernel.data(), bias.data(), y.data());
+    test_support::conv_local2d_backward_fast(s, x.data(), kernel.data(), dy.data(), d_x.data(), d_kernel.data(),
                                                d_bias.data());
     CHECK(worst_error(y, want.y, want.y_scale) < 1e-5);
     CHECK(worst_error(d_x, want.d_x, want.d_x_scale, d_x_start) < 1e-5);
@@ -118,8 +120,8 @@ void check_against_reference(const ConvLocal2dFastShape& s, unsigned seed) {
 
     // Without bias the forward starts from zero; without d_x only parameter gradients.
     std::vector<float> y_unbiased(out_size, NAN), d_kernel_only(kernel_size, NAN);
-    xgrad::kernels::conv_local2d_forward_fast(s, x.data(), kernel.data(), nullptr, y_unbiased.data());
-    xgrad::kernels::conv_local2d_backward_fast(s, x.data(), nullptr, dy.data(), nullptr, d_kernel_only.data(),
+    test_support::conv_local2d_forward_fast(s, x.data(), kernel.data(), nullptr, y_unbiased.data());
+    test_support::conv_local2d_backward_fast(s, x.data(), nullptr, dy.data(), nullptr, d_kernel_only.data(),
                                                nullptr);
     double worst_unbiased = 0;
     for (std::size_t k = 0; k < out_size; ++k) {
@@ -132,7 +134,7 @@ void check_against_reference(const ConvLocal2dFastShape& s, unsigned seed) {
     CHECK(worst_unbiased < 1e-5);
     CHECK(d_kernel_only == d_kernel);
     std::vector<float> d_x_only = d_x_start;
-    xgrad::kernels::conv_local2d_backward_fast(s, x.data(), kernel.data(), dy.data(), d_x_only.data(), nullptr,
+    test_support::conv_local2d_backward_fast(s, x.data(), kernel.data(), dy.data(), d_x_only.data(), nullptr,
                                                nullptr);
     CHECK(d_x_only == d_x);
   }
@@ -142,18 +144,18 @@ void check_against_reference(const ConvLocal2dFastShape& s, unsigned seed) {
 
 TEST_CASE("conv_local2d fast kernels match the float64 formula") {
   // {N, Hp, Wp, C, kh, kw, dh, dw, F}
-  const ConvLocal2dFastShape shapes[] = {
-      {1, 1, 1, 1, 1, 1, 1, 1, 8},     // one position, one sample, 1×1 kernel
-      {3, 5, 7, 1, 1, 1, 1, 1, 8},     // 1×1 kernel, N below every tile height
-      {7, 9, 6, 3, 3, 2, 1, 1, 16},    // odd C (runs of 6 padded to 8)
-      {13, 10, 11, 8, 3, 3, 2, 1, 24},  // row dilation, F = 16 + 8 column blocks
-      {9, 11, 10, 5, 2, 3, 1, 2, 8},   // column dilation: one run per tap
-      {6, 8, 9, 16, 5, 5, 1, 1, 32},   // 5×5, C multiple of 8 (vector transpose path)
-      {17, 12, 9, 12, 4, 4, 1, 1, 16},  // C = 8 + 4 (vector and scalar transpose), even kernel
-      {64, 8, 7, 1, 3, 3, 1, 1, 16},   // the image layer's geometry, smaller
-      {20, 13, 8, 16, 3, 3, 2, 2, 40},  // both dilations; 9 output rows < 2 bands of 2·halo: one band
-      {5, 14, 6, 8, 3, 3, 1, 1, 8},    // 12 output rows: two d_x bands of 6 at 2 threads
-      {64, 6, 7, 16, 3, 3, 1, 1, 32},  // the hidden layer's geometry, smaller
+  const test_support::Conv2dFastShape shapes[] = {
+      {.batch = 1, .in_height = 1, .in_width = 1, .in_features = 1, .kernel_height = 1, .kernel_width = 1, .dilation_height = 1, .dilation_width = 1, .features = 8},     // one position, one sample, 1×1 kernel
+      {.batch = 3, .in_height = 5, .in_width = 7, .in_features = 1, .kernel_height = 1, .kernel_width = 1, .dilation_height = 1, .dilation_width = 1, .features = 8},     // 1×1 kernel, N below every tile height
+      {.batch = 7, .in_height = 9, .in_width = 6, .in_features = 3, .kernel_height = 3, .kernel_width = 2, .dilation_height = 1, .dilation_width = 1, .features = 16},    // odd C (runs of 6 padded to 8)
+      {.batch = 13, .in_height = 10, .in_width = 11, .in_features = 8, .kernel_height = 3, .kernel_width = 3, .dilation_height = 2, .dilation_width = 1, .features = 24},  // row dilation, F = 16 + 8 column blocks
+      {.batch = 9, .in_height = 11, .in_width = 10, .in_features = 5, .kernel_height = 2, .kernel_width = 3, .dilation_height = 1, .dilation_width = 2, .features = 8},   // column dilation: one run per tap
+      {.batch = 6, .in_height = 8, .in_width = 9, .in_features = 16, .kernel_height = 5, .kernel_width = 5, .dilation_height = 1, .dilation_width = 1, .features = 32},   // 5×5, C multiple of 8 (vector transpose path)
+      {.batch = 17, .in_height = 12, .in_width = 9, .in_features = 12, .kernel_height = 4, .kernel_width = 4, .dilation_height = 1, .dilation_width = 1, .features = 16},  // C = 8 + 4 (vector and scalar transpose), even kernel
+      {.batch = 64, .in_height = 8, .in_width = 7, .in_features = 1, .kernel_height = 3, .kernel_width = 3, .dilation_height = 1, .dilation_width = 1, .features = 16},   // the image layer's geometry, smaller
+      {.batch = 20, .in_height = 13, .in_width = 8, .in_features = 16, .kernel_height = 3, .kernel_width = 3, .dilation_height = 2, .dilation_width = 2, .features = 40},  // both dilations; 9 output rows < 2 bands of 2·halo: one band
+      {.batch = 5, .in_height = 14, .in_width = 6, .in_features = 8, .kernel_height = 3, .kernel_width = 3, .dilation_height = 1, .dilation_width = 1, .features = 8},    // 12 output rows: two d_x bands of 6 at 2 threads
+      {.batch = 64, .in_height = 6, .in_width = 7, .in_features = 16, .kernel_height = 3, .kernel_width = 3, .dilation_height = 1, .dilation_width = 1, .features = 32},  // the hidden layer's geometry, smaller
   };
   // Both tile kinds where the CPU has AVX-512 (AVX-512 active, then forced AVX2).
   const bool has_avx512 = xgrad::kernels::conv_local_avx512_active();
@@ -179,13 +181,13 @@ TEST_CASE("conv_local2d fast kernels match the float64 formula") {
 }
 
 TEST_CASE("conv_local2d fast path rejects what it does not handle") {
-  using xgrad::kernels::conv_local2d_fast_supported;
-  CHECK(conv_local2d_fast_supported({4, 6, 6, 2, 3, 3, 1, 1, 16}));
-  CHECK(conv_local2d_fast_supported({4, 6, 6, 2, 3, 3, 1, 1, 12}));  // F not a multiple of 8: masked tails
-  CHECK_FALSE(conv_local2d_fast_supported({4, 6, 6, 2, 7, 3, 1, 1, 16}));  // kernel taller than the input
-  CHECK_FALSE(conv_local2d_fast_supported({4, 6, 6, 2, 3, 3, 3, 1, 16}));  // dilated kernel taller
-  CHECK_FALSE(conv_local2d_fast_supported({0, 6, 6, 2, 3, 3, 1, 1, 16}));  // empty batch
-  CHECK_FALSE(conv_local2d_fast_supported({4, 6, 6, 2, 3, 3, 0, 1, 16}));  // dilation 0
+  using test_support::conv_local2d_fast_supported;
+  CHECK(test_support::conv_local2d_fast_supported({.batch = 4, .in_height = 6, .in_width = 6, .in_features = 2, .kernel_height = 3, .kernel_width = 3, .dilation_height = 1, .dilation_width = 1, .features = 16}));
+  CHECK(test_support::conv_local2d_fast_supported({.batch = 4, .in_height = 6, .in_width = 6, .in_features = 2, .kernel_height = 3, .kernel_width = 3, .dilation_height = 1, .dilation_width = 1, .features = 12}));  // F not a multiple of 8: masked tails
+  CHECK_FALSE(test_support::conv_local2d_fast_supported({.batch = 4, .in_height = 6, .in_width = 6, .in_features = 2, .kernel_height = 7, .kernel_width = 3, .dilation_height = 1, .dilation_width = 1, .features = 16}));  // kernel taller than the input
+  CHECK_FALSE(test_support::conv_local2d_fast_supported({.batch = 4, .in_height = 6, .in_width = 6, .in_features = 2, .kernel_height = 3, .kernel_width = 3, .dilation_height = 3, .dilation_width = 1, .features = 16}));  // dilated kernel taller
+  CHECK_FALSE(test_support::conv_local2d_fast_supported({.batch = 0, .in_height = 6, .in_width = 6, .in_features = 2, .kernel_height = 3, .kernel_width = 3, .dilation_height = 1, .dilation_width = 1, .features = 16}));  // empty batch
+  CHECK_FALSE(test_support::conv_local2d_fast_supported({.batch = 4, .in_height = 6, .in_width = 6, .in_features = 2, .kernel_height = 3, .kernel_width = 3, .dilation_height = 0, .dilation_width = 1, .features = 16}));  // dilation 0
 }
 
 TEST_CASE("set_num_threads clamps to at least one thread") {

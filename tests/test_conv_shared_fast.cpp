@@ -5,6 +5,8 @@
 // the fast path.
 #include <doctest/doctest.h>
 
+#include "conv_fast_2d.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -17,22 +19,22 @@
 #include "test_support.hpp"
 
 using namespace xgrad;
-using kernels::ConvShared2dFastShape;
+using test_support::Conv2dFastShape;
 
 namespace {
 
-Shape input_shape(const ConvShared2dFastShape& s) { return {s.batch, s.in_height, s.in_width, s.in_features}; }
-Shape kernel_shape(const ConvShared2dFastShape& s) {
+Shape input_shape(const test_support::Conv2dFastShape& s) { return {s.batch, s.in_height, s.in_width, s.in_features}; }
+Shape kernel_shape(const test_support::Conv2dFastShape& s) {
   return {s.kernel_height, s.kernel_width, s.in_features, s.features};
 }
-Shape output_shape(const ConvShared2dFastShape& s) { return {s.batch, s.out_height(), s.out_width(), s.features}; }
+Shape output_shape(const test_support::Conv2dFastShape& s) { return {s.batch, s.out_height(), s.out_width(), s.features}; }
 
-Padding padding_of(const ConvShared2dFastShape& s) {
+Padding padding_of(const test_support::Conv2dFastShape& s) {
   return {Padding::Entry(static_cast<int>(s.pad_top), static_cast<int>(s.pad_bottom)),
           Padding::Entry(static_cast<int>(s.pad_left), static_cast<int>(s.pad_right))};
 }
 
-kernels::ConvContraction general_highest(const ConvShared2dFastShape& s) {
+kernels::ConvContraction general_highest(const test_support::Conv2dFastShape& s) {
   kernels::ConvContraction c;
   c.geometry = kernels::make_conv_geometry(input_shape(s), {s.kernel_height, s.kernel_width}, {1, 1}, padding_of(s),
                                            {}, {s.dilation_height, s.dilation_width}, "test");
@@ -55,23 +57,23 @@ struct Results {
 };
 
 // With a bias (F) the forward adds it and the kernel VJP also returns d_bias.
-Results run_fast(const ConvShared2dFastShape& s, const Tensor& x, const Tensor& k, const Tensor& dy,
+Results run_fast(const test_support::Conv2dFastShape& s, const Tensor& x, const Tensor& k, const Tensor& dy,
                  const Tensor& bias = Tensor()) {
   Results r{std::vector<float>(static_cast<std::size_t>(dy.numel()), NAN),
             std::vector<float>(static_cast<std::size_t>(x.numel()), NAN),
             std::vector<float>(static_cast<std::size_t>(k.numel()), NAN),
             std::vector<float>(static_cast<std::size_t>(s.features), NAN)};
   const bool biased = bias.defined();
-  kernels::conv_shared2d_forward_fast(s, x.data<float>(), k.data<float>(), biased ? bias.data<float>() : nullptr,
+  test_support::conv_shared2d_forward_fast(s, x.data<float>(), k.data<float>(), biased ? bias.data<float>() : nullptr,
                                       r.y.data());
-  kernels::conv_shared2d_input_vjp_fast(s, dy.data<float>(), k.data<float>(), r.d_x.data());
-  kernels::conv_shared2d_kernel_vjp_fast(s, x.data<float>(), dy.data<float>(), r.d_kernel.data(),
+  test_support::conv_shared2d_input_vjp_fast(s, dy.data<float>(), k.data<float>(), r.d_x.data());
+  test_support::conv_shared2d_kernel_vjp_fast(s, x.data<float>(), dy.data<float>(), r.d_kernel.data(),
                                          biased ? r.d_bias.data() : nullptr);
   return r;
 }
 
-void check_against_general(const ConvShared2dFastShape& s, std::uint64_t seed) {
-  REQUIRE(kernels::conv_shared2d_fast_supported(s));
+void check_against_general(const test_support::Conv2dFastShape& s, std::uint64_t seed) {
+  REQUIRE(test_support::conv_shared2d_fast_supported(s));
   const Tensor x = random_normal(make_key(seed), input_shape(s));
   const Tensor k = random_normal(make_key(seed + 1), kernel_shape(s));
   const Tensor dy = random_normal(make_key(seed + 2), output_shape(s));
@@ -122,7 +124,7 @@ void check_against_general(const ConvShared2dFastShape& s, std::uint64_t seed) {
   CAPTURE(s.features)
 
 bool fast_path_available() {
-  const bool available = kernels::conv_shared2d_fast_supported({});
+  const bool available = test_support::conv_shared2d_fast_supported({});
   if (!available) MESSAGE("this CPU has no AVX2/FMA: the shared conv fast kernels are not tested");
   return available;
 }
@@ -132,7 +134,7 @@ bool fast_path_available() {
 TEST_CASE("conv_shared2d fast kernels match the general path on edge cases") {
   if (!fast_path_available()) return;
   // {N, H, W, C, kh, kw, dh, dw, pad top, bottom, left, right, F}
-  const ConvShared2dFastShape shapes[] = {
+  const test_support::Conv2dFastShape shapes[] = {
       {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 8},        // one of everything
       {3, 5, 7, 2, 1, 1, 1, 1, 0, 0, 0, 0, 16},       // 1×1 kernel
       {4, 6, 5, 3, 6, 5, 1, 1, 0, 0, 0, 0, 24},       // kernel = input size: one output position
@@ -159,7 +161,7 @@ TEST_CASE("conv_shared2d fast kernels match the general path on random shapes") 
   std::mt19937 rng(7);
   auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
   for (int trial = 0; trial < 30; ++trial) {
-    ConvShared2dFastShape s;
+    test_support::Conv2dFastShape s;
     s.batch = pick(1, 6);
     s.in_features = pick(1, 20);
     s.features = 8 * pick(1, 5);
@@ -186,21 +188,21 @@ TEST_CASE("conv_shared2d fast kernels match the general path on random shapes") 
 
 TEST_CASE("conv_shared2d fast path declines what it does not handle") {
   if (!fast_path_available()) return;
-  using kernels::conv_shared2d_fast_supported;
-  CHECK(conv_shared2d_fast_supported({4, 6, 6, 2, 3, 3, 1, 1, 0, 0, 0, 0, 16}));
-  CHECK(conv_shared2d_fast_supported({4, 6, 6, 2, 3, 3, 1, 1, 0, 0, 0, 0, 12}));         // F not a multiple of 8: masked tails
-  CHECK_FALSE(conv_shared2d_fast_supported({4, 6, 6, 2, 7, 3, 1, 1, 0, 0, 0, 0, 16}));   // kernel taller than input
-  CHECK(conv_shared2d_fast_supported({4, 6, 6, 2, 7, 3, 1, 1, 1, 0, 0, 0, 16}));         // ... but not than padded
-  CHECK(conv_shared2d_fast_supported({4, 6, 6, 2, 3, 3, 1, 1, -1, 0, 0, 0, 16}));        // negative padding (crop)
-  CHECK_FALSE(conv_shared2d_fast_supported({4, 6, 6, 2, 3, 3, 1, 1, -5, 0, 0, 0, 16}));  // cropped below the kernel
-  CHECK_FALSE(conv_shared2d_fast_supported({0, 6, 6, 2, 3, 3, 1, 1, 0, 0, 0, 0, 16}));   // empty batch
-  CHECK_FALSE(conv_shared2d_fast_supported({4, 6, 6, 2, 3, 3, 0, 1, 0, 0, 0, 0, 16}));   // dilation 0
+  using test_support::conv_shared2d_fast_supported;
+  CHECK(test_support::conv_shared2d_fast_supported({4, 6, 6, 2, 3, 3, 1, 1, 0, 0, 0, 0, 16}));
+  CHECK(test_support::conv_shared2d_fast_supported({4, 6, 6, 2, 3, 3, 1, 1, 0, 0, 0, 0, 12}));         // F not a multiple of 8: masked tails
+  CHECK_FALSE(test_support::conv_shared2d_fast_supported({4, 6, 6, 2, 7, 3, 1, 1, 0, 0, 0, 0, 16}));   // kernel taller than input
+  CHECK(test_support::conv_shared2d_fast_supported({4, 6, 6, 2, 7, 3, 1, 1, 1, 0, 0, 0, 16}));         // ... but not than padded
+  CHECK(test_support::conv_shared2d_fast_supported({4, 6, 6, 2, 3, 3, 1, 1, -1, 0, 0, 0, 16}));        // negative padding (crop)
+  CHECK_FALSE(test_support::conv_shared2d_fast_supported({4, 6, 6, 2, 3, 3, 1, 1, -5, 0, 0, 0, 16}));  // cropped below the kernel
+  CHECK_FALSE(test_support::conv_shared2d_fast_supported({0, 6, 6, 2, 3, 3, 1, 1, 0, 0, 0, 0, 16}));   // empty batch
+  CHECK_FALSE(test_support::conv_shared2d_fast_supported({4, 6, 6, 2, 3, 3, 0, 1, 0, 0, 0, 0, 16}));   // dilation 0
 }
 
 TEST_CASE("float32 conv_general_dilated and its gradients run the shared fast kernels") {
   if (!fast_path_available()) return;
   // SAME padding with a dilated kernel: pads (2, 2) and (1, 1).
-  const ConvShared2dFastShape s{3, 7, 6, 5, 3, 2, 2, 2, 2, 2, 1, 1, 16};
+  const test_support::Conv2dFastShape s{3, 7, 6, 5, 3, 2, 2, 2, 2, 2, 1, 1, 16};
   const Tensor x0 = random_normal(make_key(1), input_shape(s));
   const Tensor k0 = random_normal(make_key(2), kernel_shape(s));
   const Tensor dy = random_normal(make_key(3), output_shape(s));

@@ -350,39 +350,6 @@ void conv_local_backward_fast(const ConvGeometry& geometry, std::int64_t feature
   tiles::crop_input_gradient(g, plan.d_x, d_x);
 }
 
-ConvGeometry ConvLocal2dFastShape::geometry() const {
-  ConvGeometry g;
-  g.batch = batch;
-  g.channels = in_features;
-  g.in_spatial = {in_height, in_width};
-  g.window = {kernel_height, kernel_width};
-  g.strides = {1, 1};
-  g.lhs_dilation = {1, 1};
-  g.rhs_dilation = {dilation_height, dilation_width};
-  g.pads = {{0, 0}, {0, 0}};
-  g.out_spatial = {out_height(), out_width()};
-  return g;
-}
-
-bool conv_local2d_fast_supported(const ConvLocal2dFastShape& s) {
-  if (s.kernel_height < 1 || s.kernel_width < 1 || s.dilation_height < 1 || s.dilation_width < 1) return false;
-  return conv_local_fast_supported(s.geometry(), s.features);
-}
-
-void conv_local2d_forward_fast(const ConvLocal2dFastShape& shape, const float* x, const float* kernel,
-                               const float* bias, float* y) {
-  conv_local_forward_fast(shape.geometry(), shape.features, x, kernel, bias, y);
-}
-
-void conv_local2d_backward_fast(const ConvLocal2dFastShape& shape, const float* x, const float* kernel,
-                                const float* dy, float* d_x, float* d_kernel, float* d_bias) {
-  std::vector<float> dx;
-  if (d_x) dx.resize(static_cast<std::size_t>(shape.batch * shape.in_height * shape.in_width * shape.in_features));
-  conv_local_backward_fast(shape.geometry(), shape.features, x, kernel, dy, d_x ? dx.data() : nullptr, d_kernel,
-                           d_bias);
-  for (std::size_t i = 0; i < dx.size(); ++i) d_x[i] += dx[i];
-}
-
 void set_conv_local_fast_enabled(bool enabled) { tiles::set_fast_enabled(enabled); }
 bool conv_local_fast_enabled() { return tiles::fast_enabled(); }
 void set_conv_local_avx512_allowed(bool allowed) { tiles::set_avx512_allowed(allowed); }

@@ -32,28 +32,6 @@ void conv_local_forward_fast(const ConvGeometry& g, std::int64_t features, const
 void conv_local_backward_fast(const ConvGeometry& g, std::int64_t features, const float* x, const float* kernel,
                               const float* dy, float* d_x, float* d_kernel, float* d_bias);
 
-// The 2-D VALID form of the kernels above, for tests and benchmarks.
-struct ConvLocal2dFastShape {
-  std::int64_t batch = 1;                        // N
-  std::int64_t in_height = 1, in_width = 1;      // Hp, Wp (after padding)
-  std::int64_t in_features = 1;                  // C
-  std::int64_t kernel_height = 1, kernel_width = 1;      // kh, kw
-  std::int64_t dilation_height = 1, dilation_width = 1;  // dh, dw (kernel / rhs dilation)
-  std::int64_t features = 8;                     // F
-
-  std::int64_t out_height() const { return in_height - (kernel_height - 1) * dilation_height; }
-  std::int64_t out_width() const { return in_width - (kernel_width - 1) * dilation_width; }
-  std::int64_t patch_size() const { return in_features * kernel_height * kernel_width; }  // C·kh·kw
-  ConvGeometry geometry() const;
-};
-bool conv_local2d_fast_supported(const ConvLocal2dFastShape& shape);
-void conv_local2d_forward_fast(const ConvLocal2dFastShape& shape, const float* x, const float* kernel,
-                               const float* bias, float* y);
-// As conv_local_backward_fast, except that d_x is accumulated into (pass a zeroed
-// buffer for a plain gradient).
-void conv_local2d_backward_fast(const ConvLocal2dFastShape& shape, const float* x, const float* kernel,
-                                const float* dy, float* d_x, float* d_kernel, float* d_bias);
-
 // Process-wide switches for benchmarks and tests (they act on the shared-weight fast
 // kernels too; see conv_tiles.hpp):
 //   disabled, the conv driver sends every conv down the general path (also when

@@ -231,37 +231,4 @@ void conv_shared_kernel_vjp_fast(const ConvGeometry& geometry, std::int64_t feat
   }
 }
 
-ConvGeometry ConvShared2dFastShape::geometry() const {
-  ConvGeometry g;
-  g.batch = batch;
-  g.channels = in_features;
-  g.in_spatial = {in_height, in_width};
-  g.window = {kernel_height, kernel_width};
-  g.strides = {1, 1};
-  g.lhs_dilation = {1, 1};
-  g.rhs_dilation = {dilation_height, dilation_width};
-  g.pads = {{pad_top, pad_bottom}, {pad_left, pad_right}};
-  g.out_spatial = {out_height(), out_width()};
-  return g;
-}
-
-bool conv_shared2d_fast_supported(const ConvShared2dFastShape& s) {
-  if (s.kernel_height < 1 || s.kernel_width < 1 || s.dilation_height < 1 || s.dilation_width < 1) return false;
-  return conv_shared_fast_supported(s.geometry(), s.features);
-}
-
-void conv_shared2d_forward_fast(const ConvShared2dFastShape& s, const float* x, const float* kernel,
-                                const float* bias, float* y) {
-  conv_shared_forward_fast(s.geometry(), s.features, x, kernel, bias, y);
-}
-
-void conv_shared2d_input_vjp_fast(const ConvShared2dFastShape& s, const float* dy, const float* kernel, float* d_x) {
-  conv_shared_input_vjp_fast(s.geometry(), s.features, dy, kernel, d_x);
-}
-
-void conv_shared2d_kernel_vjp_fast(const ConvShared2dFastShape& s, const float* x, const float* dy, float* d_kernel,
-                                   float* d_bias) {
-  conv_shared_kernel_vjp_fast(s.geometry(), s.features, x, dy, d_kernel, d_bias);
-}
-
 }  // namespace xgrad::kernels

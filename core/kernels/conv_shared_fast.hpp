@@ -37,28 +37,4 @@ void conv_shared_input_vjp_fast(const ConvGeometry& g, std::int64_t features, co
 void conv_shared_kernel_vjp_fast(const ConvGeometry& g, std::int64_t features, const float* x, const float* dy,
                                  float* d_kernel, float* d_bias);
 
-// The 2-D stride-1 form of the kernels above, for tests and benchmarks.
-struct ConvShared2dFastShape {
-  std::int64_t batch = 1;                                // N
-  std::int64_t in_height = 1, in_width = 1;              // H, W (unpadded)
-  std::int64_t in_features = 1;                          // C
-  std::int64_t kernel_height = 1, kernel_width = 1;      // kh, kw
-  std::int64_t dilation_height = 1, dilation_width = 1;  // dh, dw (kernel / rhs dilation)
-  std::int64_t pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;  // zero padding (negative: crop)
-  std::int64_t features = 8;                             // F
-
-  std::int64_t padded_height() const { return in_height + pad_top + pad_bottom; }
-  std::int64_t padded_width() const { return in_width + pad_left + pad_right; }
-  std::int64_t out_height() const { return padded_height() - (kernel_height - 1) * dilation_height; }
-  std::int64_t out_width() const { return padded_width() - (kernel_width - 1) * dilation_width; }
-  ConvGeometry geometry() const;
-};
-bool conv_shared2d_fast_supported(const ConvShared2dFastShape& shape);
-void conv_shared2d_forward_fast(const ConvShared2dFastShape& shape, const float* x, const float* kernel,
-                                const float* bias, float* y);
-void conv_shared2d_input_vjp_fast(const ConvShared2dFastShape& shape, const float* dy, const float* kernel,
-                                  float* d_x);
-void conv_shared2d_kernel_vjp_fast(const ConvShared2dFastShape& shape, const float* x, const float* dy,
-                                   float* d_kernel, float* d_bias);
-
 }  // namespace xgrad::kernels
