@@ -160,6 +160,21 @@ Tensor record_update(const char* op, Tensor out, const Tensor& x, const Tensor& 
                 Saves::Nothing);
 }
 
+// x.at(index).set(value) or, with `adds`, .add(value): the forward unrecorded, then
+// one recorded update.
+Tensor update(const Tensor& x, const Shape& index, const Tensor& value, bool adds) {
+  const std::string op = op_name(index, adds ? "add" : "set");
+  const IndexBlock b = resolve_index(x, index, op);
+  check_broadcasts_to(value, b, x, op);
+  Tensor out;
+  {
+    NoGradGuard forward_only;
+    const Tensor block = adds ? x.at(index).get() + value : value;
+    out = with_block(x, b, cast(broadcast_to(block, b.sub_shape), x.dtype()));
+  }
+  return record_update(adds ? "at_add" : "at_set", out, x, value, index, /*keeps_x_in_block=*/adds);
+}
+
 }  // namespace
 
 Tensor IndexRef::get() const {
@@ -167,30 +182,8 @@ Tensor IndexRef::get() const {
   return reshape(slice(reshape(x_, {b.rows, b.size}), 0, b.row, b.row + 1), b.sub_shape);
 }
 
-Tensor IndexRef::set(const Tensor& value) const {
-  const std::string op = op_name(index_, "set");
-  const IndexBlock b = resolve_index(x_, index_, op);
-  check_broadcasts_to(value, b, x_, op);
-  Tensor out;
-  {
-    NoGradGuard forward_only;
-    out = with_block(x_, b, cast(broadcast_to(value, b.sub_shape), x_.dtype()));
-  }
-  return record_update("at_set", out, x_, value, index_, /*keeps_x_in_block=*/false);
-}
-
-Tensor IndexRef::add(const Tensor& value) const {
-  const std::string op = op_name(index_, "add");
-  const IndexBlock b = resolve_index(x_, index_, op);
-  check_broadcasts_to(value, b, x_, op);
-  Tensor out;
-  {
-    NoGradGuard forward_only;
-    out = with_block(x_, b, cast(broadcast_to(get() + value, b.sub_shape), x_.dtype()));
-  }
-  return record_update("at_add", out, x_, value, index_, /*keeps_x_in_block=*/true);
-}
-
+Tensor IndexRef::set(const Tensor& value) const { return update(x_, index_, value, /*adds=*/false); }
+Tensor IndexRef::add(const Tensor& value) const { return update(x_, index_, value, /*adds=*/true); }
 Tensor IndexRef::set(double value) const { return set(scalar(value, x_.dtype())); }
 Tensor IndexRef::add(double value) const { return add(scalar(value, x_.dtype())); }
 
