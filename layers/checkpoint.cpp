@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
-#include "core/npz.hpp"
+#include "core/io/npz.hpp"
 
 namespace xgrad::nn {
 

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <limits>
 
-#include "core/file_io.hpp"
+#include "core/io/file_io.hpp"
 #include "io_test_support.hpp"
 
 using namespace xgrad;

@@ -1,7 +1,7 @@
 // .npz archives: round trips, names as plain keys, and damaged or hostile zip structure.
 #include <doctest/doctest.h>
 
-#include "core/zip.hpp"
+#include "core/io/zip.hpp"
 #include "io_test_support.hpp"
 
 using namespace xgrad;

@@ -14,7 +14,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
-#include "core/file_io.hpp"
+#include "core/io/file_io.hpp"
 #include "data/fashion_mnist.hpp"
 
 namespace fashion {

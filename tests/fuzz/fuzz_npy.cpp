@@ -4,7 +4,7 @@
 #include <cstdint>
 
 #include "core/error.hpp"
-#include "core/npy.hpp"
+#include "core/io/npy.hpp"
 #include "tests/fuzz/fuzz_support.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

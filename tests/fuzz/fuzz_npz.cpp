@@ -6,9 +6,9 @@
 #include <string>
 
 #include "core/error.hpp"
-#include "core/npy.hpp"
-#include "core/npz.hpp"
-#include "core/zip.hpp"
+#include "core/io/npy.hpp"
+#include "core/io/npz.hpp"
+#include "core/io/zip.hpp"
 #include "tests/fuzz/fuzz_support.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

@@ -1,4 +1,4 @@
-#include "core/zip.hpp"
+#include "core/io/zip.hpp"
 
 #include <zlib.h>
 

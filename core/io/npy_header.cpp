@@ -1,4 +1,4 @@
-#include "core/npy_header.hpp"
+#include "core/io/npy_header.hpp"
 
 #include <cstdint>
 #include <limits>

@@ -1,4 +1,4 @@
-#include "core/npy.hpp"
+#include "core/io/npy.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -6,8 +6,8 @@
 #include <limits>
 
 #include "core/error.hpp"
-#include "core/file_io.hpp"
-#include "core/npy_header.hpp"
+#include "core/io/file_io.hpp"
+#include "core/io/npy_header.hpp"
 #include "core/tensor_impl.hpp"
 
 namespace xgrad {

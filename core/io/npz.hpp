@@ -1,6 +1,6 @@
 // NumPy .npz archives: named tensors in a zip file, as numpy.savez / numpy.load use them.
 //
-// Each tensor is an entry "<key>.npy" in .npy format (see core/npy.hpp for dtypes,
+// Each tensor is an entry "<key>.npy" in .npy format (see core/io/npy.hpp for dtypes,
 // bfloat16 included). Loading returns keys without the ".npy" suffix, as numpy.load
 // does; entry names are only keys and never touch the filesystem. Archives may be
 // stored or deflated (numpy.savez_compressed); every entry's CRC is verified.

@@ -1,9 +1,9 @@
-#include "core/npz.hpp"
+#include "core/io/npz.hpp"
 
 #include "core/error.hpp"
-#include "core/file_io.hpp"
-#include "core/npy.hpp"
-#include "core/zip.hpp"
+#include "core/io/file_io.hpp"
+#include "core/io/npy.hpp"
+#include "core/io/zip.hpp"
 
 namespace xgrad {
 
