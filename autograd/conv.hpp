@@ -24,7 +24,7 @@
 namespace xgrad {
 
 namespace kernels {
-struct ConvContraction;  // core/kernels/conv.hpp (internal)
+struct ConvContraction;  // core/kernels/conv/conv.hpp (internal)
 }  // namespace kernels
 
 // Every window of lhs as a flat patch: (N, O..., C*S), S = prod(filter_shape),

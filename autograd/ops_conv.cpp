@@ -23,7 +23,7 @@
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
-#include "core/kernels/conv.hpp"
+#include "core/kernels/conv/conv.hpp"
 
 namespace xgrad {
 

@@ -11,7 +11,7 @@
 #include "autograd/conv.hpp"
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
-#include "core/kernels/conv_geometry.hpp"
+#include "core/kernels/conv/conv_geometry.hpp"
 #include "layers/conv_plan.hpp"
 #include "layers/dtypes.hpp"
 

@@ -10,7 +10,7 @@
 
 #include <doctest/doctest.h>
 
-#include "core/kernels/conv_local_fast.hpp"
+#include "core/kernels/conv/conv_local_fast.hpp"
 #include "test_support.hpp"
 #include "xgrad.hpp"
 

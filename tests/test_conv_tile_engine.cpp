@@ -15,11 +15,11 @@
 #include <string>
 #include <vector>
 
-#include "core/kernels/conv.hpp"
-#include "core/kernels/conv_fast_geometry.hpp"
-#include "core/kernels/conv_geometry.hpp"
-#include "core/kernels/conv_local_fast.hpp"
-#include "core/kernels/conv_tiles.hpp"
+#include "core/kernels/conv/conv.hpp"
+#include "core/kernels/conv/conv_fast_geometry.hpp"
+#include "core/kernels/conv/conv_geometry.hpp"
+#include "core/kernels/conv/conv_local_fast.hpp"
+#include "core/kernels/conv/conv_tiles.hpp"
 #include "core/threading.hpp"
 #include "xgrad.hpp"
 
