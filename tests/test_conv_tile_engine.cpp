@@ -123,7 +123,7 @@ TEST_CASE("the float32 conv ops reach the fast kernels, and the general-path swi
   kernels::tiles::set_fast_enabled(true);
   before = kernels::conv_fast_dispatch_count();
   (void)conv_general_dilated_local(cast(x, DType::Float64), cast(k, DType::Float64), {2, 2}, "SAME", {3, 3});
-  (void)conv_general_dilated_local(x, k, {2, 2}, "SAME", {3, 3}, {}, {}, Precision::Highest);
+  (void)conv_general_dilated_local(x, k, {2, 2}, "SAME", {3, 3}, {}, {}, 1, Precision::Highest);
   CHECK(kernels::conv_fast_dispatch_count() == before);
 }
 
