@@ -91,8 +91,9 @@ TEST_CASE("nn::ConvLocal and nn::Conv reach the fast kernels for every case of t
       CAPTURE(local);
       nn::ConvOptions options{.features = c.features, .kernel_size = c.kernel, .strides = c.strides,
                               .padding = c.padding, .kernel_dilation = c.dilation};
-      std::unique_ptr<nn::Conv> layer = local ? std::make_unique<nn::ConvLocal>(options)
-                                              : std::make_unique<nn::Conv>(options);
+      std::unique_ptr<nn::ConvBase> layer;
+      if (local) layer = std::make_unique<nn::ConvLocal>(options);
+      else layer = std::make_unique<nn::Conv>(options);
       Tensor x = random_normal(make_key(1), c.input).requires_grad_();
       const std::int64_t before = kernels::conv_fast_dispatch_count();
       const Tensor y = (*layer)(x);
