@@ -265,6 +265,7 @@ void run_backward(const std::vector<Tensor>& outputs, std::vector<Tensor> cotang
       // for as long as anyone holds the output (a loss kept for logging).
       node->vjp = nullptr;
       node->output_storage.reset();
+      node->output_tangent.reset();
       node->inputs.clear();
       node->input_versions.clear();
       node->released = true;

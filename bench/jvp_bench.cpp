@@ -4,9 +4,11 @@
 // tape (NoGradGuard) in both runs. Two jvps: along the input only, and along the
 // input and every parameter (each conv then computes conv(dx, w) + conv(x, dw)).
 //   usage: jvp_bench [threads=1] [reps=30]
-// Lines starting with "RESULT" follow models_bench's format.
+// Lines starting with "RESULT" follow models_bench's format (wall clock); the ratios
+// are also given in process CPU time, which other processes' load does not inflate.
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,6 +42,18 @@ void result(const char* workload, int threads, Stats s) {
   std::fflush(stdout);
 }
 
+// CPU milliseconds per call of `body` (the process's CPU clock: on a shared machine
+// a wall-clock run longer than a scheduler slice also counts other processes' turns).
+template <class F>
+double cpu_ms(F&& body, int reps) {
+  body();
+  timespec t0{}, t1{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+  for (int i = 0; i < reps; ++i) body();
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
+  return ((t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) * 1e-6) / reps;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -71,7 +85,18 @@ int main(int argc, char** argv) {
   result("cnn_forward_b64", threads, plain);
   result("cnn_jvp_input_b64", threads, along_input);
   result("cnn_jvp_input_and_params_b64", threads, along_all);
-  std::printf("jvp / forward: %.2fx along the input, %.2fx along the input and the parameters (target <= 2x)\n",
+  const double cpu_plain = cpu_ms([&] { forward(primals); }, reps);
+  const double cpu_input = cpu_ms([&] { jvp(forward, primals, input_tangent); }, reps);
+  const double cpu_all = cpu_ms([&] { jvp(forward, primals, all_tangents); }, reps);
+  std::printf("CPU time per call: forward %.3f ms, jvp along the input %.3f ms, along the input and parameters %.3f ms\n",
+              cpu_plain, cpu_input, cpu_all);
+  std::printf("jvp / forward (CPU time): %.2fx along the input, %.2fx along the input and the parameters\n",
+              cpu_input / cpu_plain, cpu_all / cpu_plain);
+  // On a shared machine the medians carry other processes' load; the 10th
+  // percentiles and the CPU times are the closer estimates of the cost itself.
+  std::printf("jvp / forward (median): %.2fx along the input, %.2fx along the input and the parameters (target <= 2x)\n",
               along_input.median / plain.median, along_all.median / plain.median);
+  std::printf("jvp / forward (p10):    %.2fx along the input, %.2fx along the input and the parameters\n",
+              along_input.p10 / plain.p10, along_all.p10 / plain.p10);
   return 0;
 }

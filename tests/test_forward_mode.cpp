@@ -99,6 +99,20 @@ TEST_CASE("jvp: tangent count, shape and dtype mismatches are typed errors namin
         }).find("inside another jvp") != std::string::npos);
 }
 
+TEST_CASE("jvp: a function that throws ends the scope: the next jvp starts clean, primals keep no tangent") {
+  const Tensor x = f64({1.0, 2.0}, {2});
+  CHECK(error_of<ValueError>([&] {
+          jvp([](const Inputs& in) -> Inputs {
+            (void)exp(in[0]);
+            throw ValueError("inside f");
+          }, {x}, {x});
+        }) == "inside f");
+  CHECK(forward_ad::level() == 0);
+  const JvpResult r = jvp([&](const Inputs& in) { return Inputs{in[0] * x}; }, {f64({3.0, 4.0}, {2})},
+                          {f64({1.0, 1.0}, {2})});
+  check_close(r.output_tangents[0], {1.0, 2.0});  // x is a constant here: its old tangent is gone
+}
+
 TEST_CASE("jvp: an op recorded without a JVP rule raises NotImplementedError naming it, never a zero tangent") {
   auto no_rule = [](const Tensor& t) {
     Tensor out;
