@@ -15,11 +15,11 @@
 #include <string>
 #include <vector>
 
-#include "core/kernels/conv.hpp"
-#include "core/kernels/conv_fast_geometry.hpp"
-#include "core/kernels/conv_geometry.hpp"
-#include "core/kernels/conv_local_fast.hpp"
-#include "core/kernels/conv_tiles.hpp"
+#include "core/kernels/conv/conv.hpp"
+#include "core/kernels/conv/conv_fast_geometry.hpp"
+#include "core/kernels/conv/conv_geometry.hpp"
+#include "core/kernels/conv/conv_local_fast.hpp"
+#include "core/kernels/conv/conv_tiles.hpp"
 #include "core/threading.hpp"
 #include "xgrad.hpp"
 
@@ -123,7 +123,7 @@ TEST_CASE("the float32 conv ops reach the fast kernels, and the general-path swi
   kernels::tiles::set_fast_enabled(true);
   before = kernels::conv_fast_dispatch_count();
   (void)conv_general_dilated_local(cast(x, DType::Float64), cast(k, DType::Float64), {2, 2}, "SAME", {3, 3});
-  (void)conv_general_dilated_local(x, k, {2, 2}, "SAME", {3, 3}, {}, {}, Precision::Highest);
+  (void)conv_general_dilated_local(x, k, {2, 2}, "SAME", {3, 3}, {}, {}, 1, Precision::Highest);
   CHECK(kernels::conv_fast_dispatch_count() == before);
 }
 

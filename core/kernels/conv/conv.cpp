@@ -7,19 +7,19 @@
 // All buffers come from conv_scratch.
 // Fast path: float32 convolutions the tile engine handles (conv_tiles.hpp) run the
 // direct kernels of conv_local_fast.* or conv_shared_fast.*, chosen by the same test.
-#include "core/kernels/conv.hpp"
+#include "core/kernels/conv/conv.hpp"
 
 #include <algorithm>
 #include <optional>
 
-#include "core/kernels/conv_contract.hpp"
-#include "core/kernels/conv_local_fast.hpp"
-#include "core/kernels/conv_shared_fast.hpp"
-#include "core/kernels/conv_tiles.hpp"
+#include "core/kernels/conv/conv_contract.hpp"
+#include "core/kernels/conv/conv_local_fast.hpp"
+#include "core/kernels/conv/conv_shared_fast.hpp"
+#include "core/kernels/conv/conv_tiles.hpp"
 #include "core/kernels/convert16.hpp"
-#include "core/kernels/conv_local_general.hpp"
-#include "core/kernels/conv_patches.hpp"
-#include "core/kernels/conv_scratch.hpp"
+#include "core/kernels/conv/conv_local_general.hpp"
+#include "core/kernels/conv/conv_patches.hpp"
+#include "core/kernels/conv/conv_scratch.hpp"
 #include "core/kernels/elementwise.hpp"
 #include "core/tensor_impl.hpp"
 

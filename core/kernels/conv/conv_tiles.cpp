@@ -15,7 +15,7 @@
 // Intrinsics appear only between the GCC target pragmas, in functions that take raw
 // pointers, so no inline library function is ever compiled for AVX2/AVX-512 and the
 // library still loads (and declines the fast path) on older CPUs.
-#include "core/kernels/conv_tiles.hpp"
+#include "core/kernels/conv/conv_tiles.hpp"
 
 #include <immintrin.h>
 
