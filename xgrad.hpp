@@ -17,6 +17,8 @@
 #include "autograd/anomaly.hpp"
 #include "autograd/backward.hpp"
 #include "autograd/conv.hpp"
+#include "autograd/custom_derivatives.hpp"
+#include "autograd/forward_mode.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/gradcheck.hpp"
 #include "autograd/node.hpp"

@@ -14,6 +14,7 @@
 
 #include "autograd/anomaly.hpp"
 #include "autograd/backward.hpp"
+#include "autograd/forward_mode.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
@@ -38,7 +39,21 @@ Tensor output_alias(Node& node) {
   impl->storage = node.output_storage;
   impl->requires_grad = true;
   impl->grad_fn = node.shared_from_this();
+  // Forward-over-reverse: a VJP run inside the jvp scope the op ran in sees the
+  // output's tangent too.
+  if (node.output_tangent && node.output_tangent_level == forward_ad::level() && forward_ad::level() != 0) {
+    impl->tangent = node.output_tangent;
+    impl->tangent_level = node.output_tangent_level;
+  }
   return Tensor(impl);
+}
+
+// `to` (a detached or cloned `from`) keeps from's tangent in the active jvp scope,
+// so gradients computed inside a jvp (hvp) carry theirs out of grad().
+Tensor keep_tangent(const Tensor& from, Tensor to) {
+  if (forward_ad::level() == 0) return to;
+  if (const Tensor t = forward_ad::tangent(from); t.defined()) forward_ad::set_tangent(to, t);
+  return to;
 }
 
 void check_saved_versions(const Node& node) {
@@ -128,9 +143,9 @@ bool must_copy(const Tensor& g, long handles, bool create_graph, std::unordered_
 // A copy of g with storage of its own; under create_graph it is recorded as an
 // identity, so the copy stays connected to g's graph.
 Tensor private_copy(const Tensor& g, bool create_graph) {
-  if (!create_graph) return g.clone();
+  if (!create_graph) return keep_tangent(g, g.clone());
   return record("copy", g.clone(), {g}, [](const Tensor& grad_output, const Tensor&) -> Grads { return {grad_output}; },
-                Saves::Nothing);
+                Saves::Nothing, [](const Grads&, const Grads& t, const Tensor&) { return t[0]; });
 }
 
 void give_leaves_own_gradients(Sweep& sweep, bool create_graph) {
@@ -250,6 +265,7 @@ void run_backward(const std::vector<Tensor>& outputs, std::vector<Tensor> cotang
       // for as long as anyone holds the output (a loss kept for logging).
       node->vjp = nullptr;
       node->output_storage.reset();
+      node->output_tangent.reset();
       node->inputs.clear();
       node->input_versions.clear();
       node->released = true;
@@ -287,6 +303,18 @@ bool GradMode::is_enabled() { return t_grad_enabled; }
 void GradMode::set_enabled(bool enabled) { t_grad_enabled = enabled; }
 
 Tensor record(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves) {
+  if (forward_ad::propagating())
+    for (std::size_t i = 0; i < inputs.size(); ++i)
+      if (forward_ad::tangent(inputs[i]).defined())
+        throw NotImplementedError(fmt::format(
+            "forward-mode AD: op '{}' has no JVP rule, but its input {} (shape {}) carries a tangent; record it "
+            "with a JVP rule (autograd/node.hpp) or wrap it in custom_jvp (autograd/custom_derivatives.hpp)",
+            op, i, shape_str(inputs[i].shape())));
+  return forward_ad::detail::record_on_tape(op, std::move(out), std::move(inputs), std::move(vjp), saves);
+}
+
+Tensor forward_ad::detail::record_on_tape(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp,
+                                          Saves saves) {
   if (!GradMode::is_enabled()) return out;
   bool any = false;
   for (const Tensor& t : inputs) any = any || (t.defined() && t.requires_grad());
@@ -335,7 +363,8 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
       throw AutogradError(fmt::format("grad: input {} (shape {}) is not used to compute the outputs; pass "
                                       "allow_unused=true to get an undefined gradient for it",
                                       i, shape_str(inputs[i].shape())));
-    if (sweep.captured[i].defined() && !options.create_graph) sweep.captured[i] = sweep.captured[i].detach();
+    if (sweep.captured[i].defined() && !options.create_graph)
+      sweep.captured[i] = keep_tangent(sweep.captured[i], sweep.captured[i].detach());
   }
   GradModeGuard mode(options.create_graph);  // private_copy records under create_graph
   std::unordered_set<const Storage*> handed_out;

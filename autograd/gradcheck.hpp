@@ -15,7 +15,8 @@
 
 namespace xgrad {
 
-// Designated initializers name the fields in this order: eps, atol, rtol, fast_mode, projections, seed.
+// Designated initializers name the fields in this order: eps, atol, rtol, fast_mode, projections, seed,
+// check_forward_ad, check_batched_grad.
 struct GradcheckOptions {
   double eps = 1e-6;
   double atol = 1e-5;
@@ -25,6 +26,11 @@ struct GradcheckOptions {
   bool fast_mode = false;
   int projections = 3;
   std::uint64_t seed = 0;
+  // gradcheck (and gradgradcheck, on its VJP function: forward-over-reverse) also
+  // runs check_forward_ad and check_batched_grad. Off by default, as in PyTorch:
+  // an op recorded without a JVP rule fails check_forward_ad.
+  bool check_forward_ad = false;
+  bool check_batched_grad = false;
 };
 
 struct GradcheckReport {
@@ -46,6 +52,19 @@ using GradcheckFunction = std::function<Tensor(const std::vector<Tensor>&)>;
 // Checks d f / d inputs for every floating input (others are passed through unchanged).
 GradcheckReport gradcheck(const GradcheckFunction& f, const std::vector<Tensor>& inputs,
                           const GradcheckOptions& options = {});
+
+// Forward mode: the JVP of f (xgrad::jvp) against central differences, column by
+// column (fast_mode: along `projections` random directions), and against the
+// reverse mode through <J v, u> = <v, J^T u> for `projections` random (v, u).
+GradcheckReport check_forward_ad(const GradcheckFunction& f, const std::vector<Tensor>& inputs,
+                                 const GradcheckOptions& options = {});
+
+// What pushing a batch of cotangents through one backward relies on (xgrad has no
+// vmap): for `projections` random cotangents v_b and weights c_b, the gradient for
+// sum_b c_b v_b equals sum_b c_b grad(v_b), so every VJP is linear in its cotangent,
+// and backward over a retained graph repeats itself exactly.
+GradcheckReport check_batched_grad(const GradcheckFunction& f, const std::vector<Tensor>& inputs,
+                                   const GradcheckOptions& options = {});
 
 // Second order: gradchecks (inputs, v) -> vjp_i = grad(f(inputs), inputs_i, v) for
 // each input i, with a random cotangent v, through create_graph.

@@ -28,6 +28,19 @@
 // records the gradient computation itself (higher-order derivatives). A VJP
 // returns one gradient per input, shaped like that input (sum_to undoes a
 // broadcast), or an undefined Tensor for "no gradient".
+//
+// Forward mode (autograd/forward_mode.hpp) needs a JVP rule next to the VJP: the
+// tangent of the output from the tangents of the inputs (an undefined tangent is
+// zero), written with differentiable ops so reverse-over-forward works:
+//
+//   return record("scaled_tanh", out, {x}, vjp, Saves::Output,
+//                 [a](const Grads& x, const Grads& t, const Tensor& y) -> Tensor {
+//                   return t[0] * (a - y * y / a);  // the same derivative, times the tangent
+//                 });
+//
+// The rule runs at once, inside record, and only inside a jvp scope, so it may
+// capture by reference. An op recorded without a rule raises NotImplementedError
+// naming it when a tangent reaches it: never a silently zero tangent.
 #pragma once
 
 #include <cstdint>
@@ -46,6 +59,12 @@ using Grads = std::vector<Tensor>;
 // (cotangent of the output, the output itself when the op saved it) -> input gradients.
 using VJP = std::function<Grads(const Tensor& grad_output, const Tensor& output)>;
 
+// (the op's inputs, their tangents (undefined = zero), the op's output) -> the
+// output's tangent, of the output's shape or one that broadcasts to it; undefined
+// means zero.
+using JVP = std::function<Tensor(const std::vector<Tensor>& inputs, const std::vector<Tensor>& tangents,
+                                 const Tensor& output)>;
+
 // What the VJP reads, so backward can check that nothing it needs was modified in
 // place after the forward pass (version counters), and so the output is kept.
 enum class Saves : std::uint8_t { Nothing = 0, Inputs = 1, Output = 2, InputsAndOutput = 3 };
@@ -62,6 +81,10 @@ struct Node : std::enable_shared_from_this<Node> {
   Shape output_shape;
   DType output_dtype = DType::Float32;
   VJP vjp;
+  // Forward-over-reverse: the output's tangent (without its graph) in the jvp scope
+  // that was active when the op ran, handed to the VJP with the output.
+  std::shared_ptr<TensorImpl> output_tangent;
+  std::uint64_t output_tangent_level = 0;
   bool released = false;  // vjp, output and inputs freed by a backward without retain_graph
 
   Node() = default;
@@ -76,6 +99,29 @@ struct Node : std::enable_shared_from_this<Node> {
 // recording is off or no input requires grad, and returns it. When `out` is one of
 // `inputs` (or already on the tape) the returned tensor is a new handle on its
 // storage, so the original keeps its own gradient history.
+// Inside a jvp scope, an input carrying a tangent makes this throw
+// NotImplementedError: the op has no JVP rule (use the overload below).
 Tensor record(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves = Saves::Inputs);
+
+namespace forward_ad {
+// True inside a jvp scope while tangents propagate (false while a JVP rule runs).
+bool propagating();
+// Records `out` on the tape and, inside a jvp scope, gives it the tangent `rule` computes.
+Tensor record_with_rule(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves,
+                        const JVP& rule);
+namespace detail {
+Tensor record_on_tape(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves);
+}
+}  // namespace forward_ad
+
+// record with a JVP rule. Outside a jvp scope the rule is never converted to a
+// std::function, so it costs nothing.
+template <class Rule>
+Tensor record(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves, Rule&& rule) {
+  if (!forward_ad::propagating()) [[likely]]
+    return forward_ad::detail::record_on_tape(op, std::move(out), std::move(inputs), std::move(vjp), saves);
+  return forward_ad::record_with_rule(op, std::move(out), std::move(inputs), std::move(vjp), saves,
+                                      JVP(std::forward<Rule>(rule)));
+}
 
 }  // namespace xgrad

@@ -4,12 +4,15 @@
 // broadcast) and skips inputs that need no gradient (integer operands, constants).
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/tangents.hpp"
 #include "core/error.hpp"
 #include "core/kernels/elementwise.hpp"
 
 namespace xgrad {
 
 using kernels::Binary;
+using tangents::plus;
+using tangents::times;
 
 namespace {
 
@@ -20,6 +23,12 @@ Tensor grad_for(const Tensor& input, F&& compute) {
 
 Tensor zero_like_scalar(const Tensor& t) { return scalar(0.0, t.dtype()); }
 
+// d(a + b) = da + db; d(a - b) = da - db.
+Tensor add_jvp(const Grads&, const Grads& t, const Tensor&) { return plus(t[0], t[1]); }
+Tensor sub_jvp(const Grads&, const Grads& t, const Tensor&) {
+  return plus(t[0], t[1].defined() ? neg(t[1]) : Tensor());
+}
+
 }  // namespace
 
 // With equal shapes (the common case) there is nothing to sum away, and a closure
@@ -28,10 +37,10 @@ Tensor add(const Tensor& a, const Tensor& b) {
   Tensor out = kernels::binary(Binary::Add, a, b);
   if (a.shape() == b.shape())
     return record("add", out, {a, b}, [](const Tensor& g, const Tensor&) -> Grads { return {g, g}; },
-                  Saves::Nothing);
+                  Saves::Nothing, add_jvp);
   return record("add", out, {a, b}, [a, b](const Tensor& g, const Tensor&) -> Grads {
     return {grad_for(a, [&] { return g; }), grad_for(b, [&] { return g; })};
-  }, Saves::Nothing);
+  }, Saves::Nothing, add_jvp);
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
@@ -39,15 +48,17 @@ Tensor sub(const Tensor& a, const Tensor& b) {
   if (a.shape() == b.shape())
     return record("sub", out, {a, b}, [b_needs = b.requires_grad()](const Tensor& g, const Tensor&) -> Grads {
       return {g, b_needs ? neg(g) : Tensor()};
-    }, Saves::Nothing);
+    }, Saves::Nothing, sub_jvp);
   return record("sub", out, {a, b}, [a, b](const Tensor& g, const Tensor&) -> Grads {
     return {grad_for(a, [&] { return g; }), grad_for(b, [&] { return neg(g); })};
-  }, Saves::Nothing);
+  }, Saves::Nothing, sub_jvp);
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
   return record("mul", kernels::binary(Binary::Mul, a, b), {a, b}, [a, b](const Tensor& g, const Tensor&) -> Grads {
     return {grad_for(a, [&] { return g * b; }), grad_for(b, [&] { return g * a; })};
+  }, Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) {  // product rule
+    return plus(times(t[0], [&] { return b; }), times(t[1], [&] { return a; }));
   });
 }
 
@@ -57,7 +68,9 @@ Tensor div(const Tensor& a, const Tensor& b) {
                 [a, b](const Tensor& g, const Tensor& out) -> Grads {
                   return {grad_for(a, [&] { return g / b; }), grad_for(b, [&] { return -(g * out / b); })};
                 },
-                Saves::InputsAndOutput);
+                Saves::InputsAndOutput, [&](const Grads&, const Grads& t, const Tensor& out) {
+                  return plus(t[0].defined() ? t[0] / b : Tensor(), t[1].defined() ? -(t[1] * out / b) : Tensor());
+                });
 }
 
 // JAX's pow rules: d/da = b a^(b-1), taken as 0 where b == 0 (so 0^0 has slope 0);
@@ -74,15 +87,36 @@ Tensor pow(const Tensor& a, const Tensor& b) {
                             return g * out * log(safe_a);
                           })};
                 },
-                Saves::InputsAndOutput);
+                Saves::InputsAndOutput, [&](const Grads&, const Grads& t, const Tensor& out) {
+                  return plus(times(t[0], [&] {
+                                const Tensor slope = b * pow(a, b - 1.0);
+                                return where(equal(b, zero_like_scalar(b)), zero_like_scalar(slope), slope);
+                              }),
+                              times(t[1], [&] {
+                                const Tensor safe_a = where(equal(a, zero_like_scalar(a)), ones({}, a.dtype()), a);
+                                return out * log(safe_a);
+                              }));
+                });
 }
 
 Tensor pow(const Tensor& x, double exponent) {
   return record("pow", kernels::pow_scalar(x, exponent), {x}, [x, exponent](const Tensor& g, const Tensor&) -> Grads {
     if (exponent == 0.0) return {zeros_like(g)};
     return {g * (pow(x, exponent - 1.0) * exponent)};
+  }, Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) {
+    return exponent == 0.0 ? Tensor() : t[0] * (pow(x, exponent - 1.0) * exponent);
   });
 }
+
+namespace {
+
+// The tangent follows the selected operand; a tie averages both (the balanced rule).
+Tensor extremum_jvp(const Grads& x, const Grads& t, const Tensor& out) {
+  return plus(times(t[0], [&] { return kernels::tie_weight(x[0], out, x[1]); }),
+              times(t[1], [&] { return kernels::tie_weight(x[1], out, x[0]); }));
+}
+
+}  // namespace
 
 // Ties split the gradient evenly (JAX's balanced rule), so maximum(x, x) has slope 1.
 Tensor maximum(const Tensor& a, const Tensor& b) {
@@ -91,7 +125,7 @@ Tensor maximum(const Tensor& a, const Tensor& b) {
                   return {grad_for(a, [&] { return g * kernels::tie_weight(a, out, b); }),
                           grad_for(b, [&] { return g * kernels::tie_weight(b, out, a); })};
                 },
-                Saves::InputsAndOutput);
+                Saves::InputsAndOutput, extremum_jvp);
 }
 
 Tensor minimum(const Tensor& a, const Tensor& b) {
@@ -100,7 +134,7 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
                   return {grad_for(a, [&] { return g * kernels::tie_weight(a, out, b); }),
                           grad_for(b, [&] { return g * kernels::tie_weight(b, out, a); })};
                 },
-                Saves::InputsAndOutput);
+                Saves::InputsAndOutput, extremum_jvp);
 }
 
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
@@ -108,6 +142,10 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
                 [condition, a, b](const Tensor& g, const Tensor&) -> Grads {
                   return {Tensor(), grad_for(a, [&] { return where(condition, g, zero_like_scalar(g)); }),
                           grad_for(b, [&] { return where(condition, zero_like_scalar(g), g); })};
+                }, Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor& out) {
+                  if (!t[1].defined() && !t[2].defined()) return Tensor();
+                  const Tensor zero = zero_like_scalar(out);
+                  return where(condition, t[1].defined() ? t[1] : zero, t[2].defined() ? t[2] : zero);
                 });
 }
 
@@ -117,21 +155,26 @@ Tensor scalar_op(ScalarOp op, const Tensor& t, double s, bool s_is_floating, boo
   switch (op) {
     case ScalarOp::Add:
       return record("add", kernels::binary_scalar(Binary::Add, t, s, s_is_floating, scalar_first), {t},
-                    [](const Tensor& g, const Tensor&) -> Grads { return {g}; }, Saves::Nothing);
+                    [](const Tensor& g, const Tensor&) -> Grads { return {g}; }, Saves::Nothing,
+                    [](const Grads&, const Grads& tt, const Tensor&) { return tt[0]; });
     case ScalarOp::Sub:
       return record("sub", kernels::binary_scalar(Binary::Sub, t, s, s_is_floating, scalar_first), {t},
                     [scalar_first](const Tensor& g, const Tensor&) -> Grads { return {scalar_first ? neg(g) : g}; },
-                    Saves::Nothing);
+                    Saves::Nothing,
+                    [&](const Grads&, const Grads& tt, const Tensor&) { return scalar_first ? neg(tt[0]) : tt[0]; });
     case ScalarOp::Mul:
       return record("mul", kernels::binary_scalar(Binary::Mul, t, s, s_is_floating, scalar_first), {t},
-                    [s](const Tensor& g, const Tensor&) -> Grads { return {g * s}; }, Saves::Nothing);
+                    [s](const Tensor& g, const Tensor&) -> Grads { return {g * s}; }, Saves::Nothing,
+                    [&](const Grads&, const Grads& tt, const Tensor&) { return tt[0] * s; });
     case ScalarOp::Div:
       if (!scalar_first)
         return record("div", kernels::binary_scalar(Binary::Div, t, s, s_is_floating, false), {t},
-                      [s](const Tensor& g, const Tensor&) -> Grads { return {g / s}; }, Saves::Nothing);
+                      [s](const Tensor& g, const Tensor&) -> Grads { return {g / s}; }, Saves::Nothing,
+                      [&](const Grads&, const Grads& tt, const Tensor&) { return tt[0] / s; });
       return record("div", kernels::binary_scalar(Binary::Div, t, s, s_is_floating, true), {t},
                     [t](const Tensor& g, const Tensor& out) -> Grads { return {-(g * out / t)}; },
-                    Saves::InputsAndOutput);
+                    Saves::InputsAndOutput,
+                    [&](const Grads&, const Grads& tt, const Tensor& out) { return -(tt[0] * out / t); });
   }
   throw ValueError("scalar_op: unknown op");
 }

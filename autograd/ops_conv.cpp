@@ -22,6 +22,7 @@
 #include "autograd/grad_mode.hpp"
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/tangents.hpp"
 #include "core/error.hpp"
 #include "core/kernels/conv/conv.hpp"
 
@@ -55,14 +56,17 @@ Tensor bias_grad(const ConvContraction& c, const Tensor& g) {
 // The gradients of conv(x, w) (+ b when `b` is defined) for cotangent g.
 Grads conv_grads(const ConvPtr& c, const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& g) {
   const bool want_dx = x.requires_grad(), want_dw = w.requires_grad(), want_db = b.defined() && b.requires_grad();
-  if (!GradMode::is_enabled() && c->weights == ConvWeights::Local) {
+  // The fused kernels are not differentiable: not under create_graph, nor inside a
+  // jvp scope, where the gradients' tangents are wanted (forward-over-reverse).
+  const bool fused = !GradMode::is_enabled() && !forward_ad::propagating();
+  if (fused && c->weights == ConvWeights::Local) {
     auto fused = kernels::conv_local_vjp_fused(x, w, g, *c, want_dx, want_dw, want_db);
     Grads grads{fused.dx, fused.dkernel};
     if (b.defined()) grads.push_back(fused.dbias);
     return grads;
   }
   // Shared: the kernel-VJP pass also sums the bias gradient.
-  if (!GradMode::is_enabled() && c->weights == ConvWeights::Shared && want_dw && want_db)
+  if (fused && c->weights == ConvWeights::Shared && want_dw && want_db)
     if (auto fused = kernels::conv_shared_param_vjp_fused(x, g, *c))
       return {want_dx ? input_vjp_op(c, g, w) : Tensor(), fused->dkernel, fused->dbias};
   Grads grads{want_dx ? input_vjp_op(c, g, w) : Tensor(), want_dw ? kernel_vjp_op(c, x, g) : Tensor()};
@@ -70,9 +74,16 @@ Grads conv_grads(const ConvPtr& c, const Tensor& x, const Tensor& w, const Tenso
   return grads;
 }
 
+// conv is bilinear: d conv(x, w) = conv(dx, w) + conv(x, dw).
+Tensor conv_jvp(const ConvPtr& c, const Tensor& x, const Tensor& w, const Grads& t) {
+  return tangents::plus(t[0].defined() ? conv_op(c, t[0], w) : Tensor(),
+                        t[1].defined() ? conv_op(c, x, t[1]) : Tensor());
+}
+
 Tensor conv_op(const ConvPtr& c, const Tensor& x, const Tensor& w) {
   return record(op_name(*c), kernels::conv_forward(x, w, *c), {x, w},
-                [c, x, w](const Tensor& g, const Tensor&) -> Grads { return conv_grads(c, x, w, Tensor(), g); });
+                [c, x, w](const Tensor& g, const Tensor&) -> Grads { return conv_grads(c, x, w, Tensor(), g); },
+                Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) { return conv_jvp(c, x, w, t); });
 }
 
 // Conv plus a bias broadcast over the batch: (O..., F) for the local conv; (F), also
@@ -81,7 +92,10 @@ Tensor conv_bias_op(const ConvPtr& c, const Tensor& x, const Tensor& w, const Te
   Tensor y = c->weights == ConvWeights::Local ? kernels::conv_local_forward_biased(x, w, b, *c)
                                               : kernels::conv_shared_forward_biased(x, w, b, *c);
   return record(op_name(*c), std::move(y), {x, w, b},
-                [c, x, w, b](const Tensor& g, const Tensor&) -> Grads { return conv_grads(c, x, w, b, g); });
+                [c, x, w, b](const Tensor& g, const Tensor&) -> Grads { return conv_grads(c, x, w, b, g); },
+                Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) {
+                  return tangents::plus(conv_jvp(c, x, w, t), t[2]);  // the bias tangent broadcasts like the bias
+                });
 }
 
 Tensor input_vjp_op(const ConvPtr& c, const Tensor& g, const Tensor& w) {
@@ -89,6 +103,9 @@ Tensor input_vjp_op(const ConvPtr& c, const Tensor& g, const Tensor& w) {
                 [c, g, w](const Tensor& h, const Tensor&) -> Grads {
                   return {g.requires_grad() ? conv_op(c, h, w) : Tensor(),
                           w.requires_grad() ? kernel_vjp_op(c, h, g) : Tensor()};
+                }, Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) {  // bilinear in (g, w)
+                  return tangents::plus(t[0].defined() ? input_vjp_op(c, t[0], w) : Tensor(),
+                                        t[1].defined() ? input_vjp_op(c, g, t[1]) : Tensor());
                 });
 }
 
@@ -97,6 +114,9 @@ Tensor kernel_vjp_op(const ConvPtr& c, const Tensor& x, const Tensor& g) {
                 [c, x, g](const Tensor& h, const Tensor&) -> Grads {
                   return {x.requires_grad() ? input_vjp_op(c, g, h) : Tensor(),
                           g.requires_grad() ? conv_op(c, x, h) : Tensor()};
+                }, Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) {  // bilinear in (x, g)
+                  return tangents::plus(t[0].defined() ? kernel_vjp_op(c, t[0], g) : Tensor(),
+                                        t[1].defined() ? kernel_vjp_op(c, x, t[1]) : Tensor());
                 });
 }
 
@@ -105,13 +125,15 @@ Tensor patches_adjoint_op(const GeometryPtr& geometry, const Tensor& patches);
 Tensor patches_op(const GeometryPtr& geometry, const Tensor& x) {
   return record("conv_general_dilated_patches", kernels::conv_patches(x, *geometry), {x},
                 [geometry](const Tensor& g, const Tensor&) -> Grads { return {patches_adjoint_op(geometry, g)}; },
-                Saves::Nothing);
+                Saves::Nothing,
+                [&](const Grads&, const Grads& t, const Tensor&) { return patches_op(geometry, t[0]); });
 }
 
 Tensor patches_adjoint_op(const GeometryPtr& geometry, const Tensor& patches) {
   return record("conv_patches_adjoint", kernels::conv_patches_adjoint(patches, *geometry), {patches},
                 [geometry](const Tensor& g, const Tensor&) -> Grads { return {patches_op(geometry, g)}; },
-                Saves::Nothing);
+                Saves::Nothing,
+                [&](const Grads&, const Grads& t, const Tensor&) { return patches_adjoint_op(geometry, t[0]); });
 }
 
 // ---- argument checks (before any computation)

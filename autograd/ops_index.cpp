@@ -9,6 +9,7 @@
 
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/tangents.hpp"
 #include "core/kernels/index.hpp"
 #include "core/tensor_impl.hpp"
 
@@ -39,14 +40,18 @@ Tensor pad_scatter_add(const Tensor& g, const Shape& x_shape, const PadPairs& pa
   Tensor out = kernels::pad_scatter_add(g, x_shape, pads, mode);
   return record("pad_scatter_add", out, {g}, [pads, mode](const Tensor& gg, const Tensor&) -> Grads {
     return {pad(gg, pads, mode, 0.0)};
-  }, Saves::Nothing);
+  }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) {
+    return pad_scatter_add(t[0], x_shape, pads, mode);
+  });
 }
 
 Tensor take_scatter_add(const Tensor& g, const SavedIndices& indices, const Shape& x_shape, std::int64_t axis) {
   Tensor out = kernels::take_scatter_add(g, indices.get(), x_shape, axis);
   return record("take_scatter_add", out, {g}, [indices, axis](const Tensor& gg, const Tensor&) -> Grads {
     return {take(gg, indices.get(), axis)};
-  }, Saves::Nothing);
+  }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) {
+    return take_scatter_add(t[0], indices, x_shape, axis);
+  });
 }
 
 Tensor take_along_axis_scatter_add(const Tensor& g, const SavedIndices& indices, const Shape& x_shape,
@@ -54,7 +59,9 @@ Tensor take_along_axis_scatter_add(const Tensor& g, const SavedIndices& indices,
   Tensor out = kernels::take_along_axis_scatter_add(g, indices.get(), x_shape, axis);
   return record("take_along_axis_scatter_add", out, {g}, [indices, axis](const Tensor& gg, const Tensor&) -> Grads {
     return {take_along_axis(gg, indices.get(), axis)};
-  }, Saves::Nothing);
+  }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) {
+    return take_along_axis_scatter_add(t[0], indices, x_shape, axis);
+  });
 }
 
 }  // namespace
@@ -66,7 +73,9 @@ Tensor pad(const Tensor& x, const PadPairs& pads, PadMode mode,
   // gradient adds each g element back into the element it was copied from.
   return record("pad", out, {x}, [shape = x.shape(), pads, mode](const Tensor& g, const Tensor&) -> Grads {
     return {pad_scatter_add(g, shape, pads, mode)};
-  }, Saves::Nothing);
+  }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) {
+    return pad(t[0], pads, mode, 0.0);  // the constant has no tangent
+  });
 }
 
 Tensor take(const Tensor& x, const Tensor& indices, std::int64_t axis) {
@@ -74,7 +83,7 @@ Tensor take(const Tensor& x, const Tensor& indices, std::int64_t axis) {
   return record("take", out, {x}, [shape = x.shape(), saved = SavedIndices(indices, "take"), axis](
                                       const Tensor& g, const Tensor&) -> Grads {
     return {take_scatter_add(g, saved, shape, axis)};
-  }, Saves::Nothing);
+  }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) { return take(t[0], indices, axis); });
 }
 
 Tensor take_along_axis(const Tensor& x, const Tensor& indices, std::int64_t axis) {
@@ -82,7 +91,9 @@ Tensor take_along_axis(const Tensor& x, const Tensor& indices, std::int64_t axis
   return record("take_along_axis", out, {x}, [shape = x.shape(), saved = SavedIndices(indices, "take_along_axis"),
                                               axis](const Tensor& g, const Tensor&) -> Grads {
     return {take_along_axis_scatter_add(g, saved, shape, axis)};
-  }, Saves::Nothing);
+  }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) {
+    return take_along_axis(t[0], indices, axis);
+  });
 }
 
 Tensor one_hot(const Tensor& labels, std::int64_t num_classes, DType dtype) {
@@ -157,7 +168,13 @@ Tensor record_update(const char* op, Tensor out, const Tensor& x, const Tensor& 
                   const Tensor g_block = g.at(index).get();
                   return {keeps_x_in_block ? g : g.at(index).set(0.0), sum_to(g_block, value_shape)};
                 },
-                Saves::Nothing);
+                Saves::Nothing, [&](const Grads& in, const Grads& t, const Tensor&) {
+                  // The same update applied to the tangents: x's tangent with the block set to
+                  // (or increased by) the value's tangent.
+                  const Tensor tx = tangents::or_zeros(t[0], in[0]);
+                  if (!t[1].defined()) return keeps_x_in_block ? tx : tx.at(index).set(0.0);
+                  return keeps_x_in_block ? tx.at(index).add(t[1]) : tx.at(index).set(t[1]);
+                });
 }
 
 // x.at(index).set(value) or, with `adds`, .add(value): the forward unrecorded, then

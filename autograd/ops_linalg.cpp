@@ -3,6 +3,7 @@
 
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/tangents.hpp"
 #include "core/kernels/matmul.hpp"
 #include "core/tensor_impl.hpp"
 
@@ -26,6 +27,9 @@ Tensor matmul_flagged(const Tensor& a, const Tensor& b, bool transpose_a, bool t
       gb = sum_to(transpose_b ? matmul_flagged(g, a, true, transpose_a) : matmul_flagged(a, g, !transpose_a, false),
                   b.shape());
     return {ga, gb};
+  }, Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) {  // product rule: dA.B + A.dB
+    return tangents::plus(t[0].defined() ? matmul_flagged(t[0], b, transpose_a, transpose_b) : Tensor(),
+                          t[1].defined() ? matmul_flagged(a, t[1], transpose_a, transpose_b) : Tensor());
   });
 }
 

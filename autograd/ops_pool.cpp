@@ -22,7 +22,7 @@ Tensor gather_at(const Tensor& x, const Tensor& indices, const Geometry& geometr
   Tensor out = kernels::gather_flat(x, indices);
   return record("pool_gather", out, {x}, [indices, geometry](const Tensor& g, const Tensor&) -> Grads {
     return {scatter_to(g, indices, geometry)};
-  }, Saves::Nothing);
+  }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) { return gather_at(t[0], indices, geometry); });
 }
 
 // Sends each output's cotangent to the element its window selected.
@@ -30,7 +30,7 @@ Tensor scatter_to(const Tensor& g, const Tensor& indices, const Geometry& geomet
   Tensor out = kernels::pool_select_transpose(g, indices, *geometry);
   return record("pool_scatter", out, {g}, [indices, geometry](const Tensor& gg, const Tensor&) -> Grads {
     return {gather_at(gg, indices, geometry)};
-  }, Saves::Nothing);
+  }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) { return scatter_to(t[0], indices, geometry); });
 }
 
 Tensor average(const Tensor& x, const Geometry& geometry, bool count_include_pad);
@@ -40,14 +40,18 @@ Tensor average_transpose(const Tensor& g, const Geometry& geometry, bool count_i
   Tensor out = kernels::avg_pool_transpose(g, *geometry, count_include_pad);
   return record("avg_pool_transpose", out, {g}, [geometry, count_include_pad](const Tensor& gg, const Tensor&) -> Grads {
     return {average(gg, geometry, count_include_pad)};
-  }, Saves::Nothing);
+  }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) {
+    return average_transpose(t[0], geometry, count_include_pad);
+  });
 }
 
 Tensor average(const Tensor& x, const Geometry& geometry, bool count_include_pad) {
   Tensor out = kernels::avg_pool(x, *geometry, count_include_pad);
   return record("avg_pool", out, {x}, [geometry, count_include_pad](const Tensor& g, const Tensor&) -> Grads {
     return {average_transpose(g, geometry, count_include_pad)};
-  }, Saves::Nothing);
+  }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) {
+    return average(t[0], geometry, count_include_pad);
+  });
 }
 
 }  // namespace
@@ -75,7 +79,9 @@ Tensor pool(const Tensor& x, PoolReduction reduction, const Shape& window, const
   return record(reduction == PoolReduction::Max ? "max_pool" : "min_pool", out, {x},
                 [indices = indices, geometry](const Tensor& g, const Tensor&) -> Grads {
                   return {scatter_to(g, indices, geometry)};
-                }, Saves::Nothing);
+                }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) {
+                  return gather_at(t[0], indices, geometry);  // the tangent at each window's selected element
+                });
 }
 
 }  // namespace xgrad

@@ -34,7 +34,9 @@ Tensor softmax_over(const Tensor& x, const Axes& axes) {
   Tensor out = kernels::softmax(x, axes);
   return record("softmax", out, {x}, [axes](const Tensor& g, const Tensor& y) -> Grads {
     return {y * (g - sum(g * y, axes, true))};
-  }, Saves::Output);
+  }, Saves::Output, [&](const Grads&, const Grads& t, const Tensor& y) {  // the Jacobian is symmetric
+    return y * (t[0] - sum(t[0] * y, axes, true));
+  });
 }
 
 template <class Kernel>
@@ -45,7 +47,9 @@ Tensor extremum(const char* op, Kernel kernel, const Tensor& x, const Axes& axes
   // ties; the split is piecewise constant in x, so it carries no gradient itself.
   return record(op, out, {x}, [x, norm](const Tensor& g, const Tensor& y) -> Grads {
     return {unreduce(g, x.shape(), norm) * kernels::extremum_weights(x, y, norm)};
-  }, Saves::InputsAndOutput);
+  }, Saves::InputsAndOutput, [&](const Grads&, const Grads& t, const Tensor& y) {  // the tangent at the extremum
+    return sum(t[0] * kernels::extremum_weights(x, y, norm), norm, keepdims);
+  });
 }
 
 }  // namespace
@@ -55,7 +59,7 @@ Tensor sum(const Tensor& x, const Axes& axes, bool keepdims) {
   Tensor out = kernels::sum(x, norm, keepdims);
   return record("sum", out, {x}, [shape = x.shape(), norm](const Tensor& g, const Tensor&) -> Grads {
     return {unreduce(g, shape, norm)};
-  }, Saves::Nothing);
+  }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) { return sum(t[0], norm, keepdims); });
 }
 
 Tensor mean(const Tensor& x, const Axes& axes, bool keepdims) {
@@ -63,7 +67,7 @@ Tensor mean(const Tensor& x, const Axes& axes, bool keepdims) {
   Tensor out = kernels::mean(x, norm, keepdims);
   return record("mean", out, {x}, [shape = x.shape(), norm](const Tensor& g, const Tensor&) -> Grads {
     return {unreduce(g, shape, norm) / static_cast<double>(reduced_count(shape, norm))};
-  }, Saves::Nothing);
+  }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) { return mean(t[0], norm, keepdims); });
 }
 
 Tensor max(const Tensor& x, const Axes& axes, bool keepdims) {
@@ -80,6 +84,8 @@ Tensor logsumexp(const Tensor& x, const Axes& axes, bool keepdims) {
   // d logsumexp(x) / dx = softmax(x) over the reduced axes.
   return record("logsumexp", out, {x}, [x, norm](const Tensor& g, const Tensor&) -> Grads {
     return {unreduce(g, x.shape(), norm) * softmax_over(x, norm)};
+  }, Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) {
+    return sum(t[0] * softmax_over(x, norm), norm, keepdims);
   });
 }
 
@@ -90,6 +96,9 @@ Tensor var(const Tensor& x, const Axes& axes, bool keepdims, std::int64_t ddof) 
   return record("var", out, {x}, [x, norm, ddof](const Tensor& g, const Tensor&) -> Grads {
     const auto divisor = static_cast<double>(std::max<std::int64_t>(reduced_count(x.shape(), norm) - ddof, 0));
     return {unreduce(g, x.shape(), norm) * (x - mean(x, norm, true)) * (2.0 / divisor)};
+  }, Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) {
+    const auto divisor = static_cast<double>(std::max<std::int64_t>(reduced_count(x.shape(), norm) - ddof, 0));
+    return sum(t[0] * (x - mean(x, norm, true)), norm, keepdims) * (2.0 / divisor);
   });
 }
 
@@ -103,6 +112,8 @@ Tensor log_softmax(const Tensor& x, std::int64_t axis) {
   // With y = log_softmax(x): dx = g - softmax(x) * sum(g) over the axis.
   return record("log_softmax", out, {x}, [x, axes](const Tensor& g, const Tensor&) -> Grads {
     return {g - softmax_over(x, axes) * sum(g, axes, true)};
+  }, Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) {
+    return t[0] - sum(t[0] * softmax_over(x, axes), axes, true);
   });
 }
 

@@ -6,6 +6,7 @@
 
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/tangents.hpp"
 #include "core/kernels/shape_ops.hpp"
 #include "core/tensor_impl.hpp"
 
@@ -20,14 +21,14 @@ Tensor scatter_slice(const Tensor& g, const Shape& shape, std::int64_t axis, con
   Tensor out = kernels::slice_scatter(g, shape, axis, range);
   return record("scatter_slice", out, {g}, [axis, range](const Tensor& gg, const Tensor&) -> Grads {
     return {slice_range(gg, axis, range)};
-  }, Saves::Nothing);
+  }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) { return scatter_slice(t[0], shape, axis, range); });
 }
 
 Tensor slice_range(const Tensor& x, std::int64_t axis, const kernels::SliceRange& range) {
   Tensor out = kernels::slice(x, axis, range);
   return record("slice", out, {x}, [shape = x.shape(), axis, range](const Tensor& g, const Tensor&) -> Grads {
     return {scatter_slice(g, shape, axis, range)};
-  }, Saves::Nothing);
+  }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) { return slice_range(t[0], axis, range); });
 }
 
 }  // namespace
@@ -36,7 +37,7 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
   Tensor out = kernels::reshape(x, shape);
   return record("reshape", out, {x}, [from = x.shape()](const Tensor& g, const Tensor&) -> Grads {
     return {reshape(g, from)};
-  }, Saves::Nothing);
+  }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) { return reshape(t[0], shape); });
 }
 
 Tensor transpose(const Tensor& x, const std::vector<std::int64_t>& permutation) {
@@ -48,7 +49,7 @@ Tensor transpose(const Tensor& x, const std::vector<std::int64_t>& permutation) 
   }
   return record("transpose", out, {x}, [inverse](const Tensor& g, const Tensor&) -> Grads {
     return {transpose(g, inverse)};
-  }, Saves::Nothing);
+  }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) { return transpose(t[0], permutation); });
 }
 
 Tensor transpose(const Tensor& x) {
@@ -71,7 +72,7 @@ Tensor broadcast_to(const Tensor& x, const Shape& shape) {
   Tensor out = x.shape() == shape ? x.detach() : kernels::broadcast_to(x, shape);
   return record("broadcast_to", out, {x}, [from = x.shape()](const Tensor& g, const Tensor&) -> Grads {
     return {sum_to(g, from)};
-  }, Saves::Nothing);
+  }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) { return broadcast_to(t[0], shape); });
 }
 
 Tensor squeeze(const Tensor& x, const Axes& axes) {
@@ -134,7 +135,11 @@ Tensor concat(const std::vector<Tensor>& xs, std::int64_t axis) {
       start += size;
     }
     return grads;
-  }, Saves::Nothing);
+  }, Saves::Nothing, [&](const Grads& in, const Grads& t, const Tensor&) {  // the inputs' tangents, concatenated
+    std::vector<Tensor> parts;
+    for (std::size_t i = 0; i < in.size(); ++i) parts.push_back(tangents::or_zeros(t[i], in[i]));
+    return concat(parts, a);
+  });
 }
 
 Tensor stack(const std::vector<Tensor>& xs, std::int64_t axis) {

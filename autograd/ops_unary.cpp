@@ -6,6 +6,7 @@
 
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/tangents.hpp"
 #include "core/kernels/elementwise.hpp"
 
 namespace xgrad {
@@ -21,43 +22,57 @@ Tensor zero_like_scalar(const Tensor& t) { return scalar(0.0, t.dtype()); }
 Tensor neg(const Tensor& x) {
   return record("neg", kernels::unary(Unary::Neg, x), {x}, [](const Tensor& g, const Tensor&) -> Grads {
     return {neg(g)};
-  }, Saves::Nothing);
+  }, Saves::Nothing, [](const Grads&, const Grads& t, const Tensor&) -> Tensor {
+    return neg(t[0]);
+  });
 }
 
 Tensor exp(const Tensor& x) {
   return record("exp", kernels::unary(Unary::Exp, x), {x}, [](const Tensor& g, const Tensor& out) -> Grads {
     return {g * out};
-  }, Saves::Output);
+  }, Saves::Output, [](const Grads&, const Grads& t, const Tensor& out) -> Tensor {
+    return t[0] * out;
+  });
 }
 
 Tensor log(const Tensor& x) {
   return record("log", kernels::unary(Unary::Log, x), {x}, [x](const Tensor& g, const Tensor&) -> Grads {
     return {g / x};
+  }, Saves::Inputs, [](const Grads& in, const Grads& t, const Tensor&) -> Tensor {
+    return t[0] / in[0];
   });
 }
 
 Tensor sqrt(const Tensor& x) {
   return record("sqrt", kernels::unary(Unary::Sqrt, x), {x}, [](const Tensor& g, const Tensor& out) -> Grads {
     return {g / (out * 2.0)};
-  }, Saves::Output);
+  }, Saves::Output, [](const Grads&, const Grads& t, const Tensor& out) -> Tensor {
+    return t[0] / (out * 2.0);
+  });
 }
 
 // d x^(-1/2) / dx = -1/2 x^(-3/2) = -1/2 rsqrt(x) / x.
 Tensor rsqrt(const Tensor& x) {
   return record("rsqrt", kernels::unary(Unary::Rsqrt, x), {x}, [x](const Tensor& g, const Tensor& out) -> Grads {
     return {g * (out / x * -0.5)};
-  }, Saves::InputsAndOutput);
+  }, Saves::InputsAndOutput, [](const Grads& in, const Grads& t, const Tensor& out) -> Tensor {
+    return t[0] * (out / in[0] * -0.5);
+  });
 }
 
 Tensor abs(const Tensor& x) {
   return record("abs", kernels::unary(Unary::Abs, x), {x}, [x](const Tensor& g, const Tensor&) -> Grads {
     return {g * sign(x)};
+  }, Saves::Inputs, [](const Grads& in, const Grads& t, const Tensor&) -> Tensor {
+    return t[0] * sign(in[0]);
   });
 }
 
 Tensor square(const Tensor& x) {
   return record("square", kernels::unary(Unary::Square, x), {x}, [x](const Tensor& g, const Tensor&) -> Grads {
     return {g * (x * 2.0)};
+  }, Saves::Inputs, [](const Grads& in, const Grads& t, const Tensor&) -> Tensor {
+    return t[0] * (in[0] * 2.0);
   });
 }
 
@@ -66,25 +81,33 @@ Tensor sign(const Tensor& x) { return kernels::unary(Unary::Sign, x); }
 Tensor sin(const Tensor& x) {
   return record("sin", kernels::unary(Unary::Sin, x), {x}, [x](const Tensor& g, const Tensor&) -> Grads {
     return {g * cos(x)};
+  }, Saves::Inputs, [](const Grads& in, const Grads& t, const Tensor&) -> Tensor {
+    return t[0] * cos(in[0]);
   });
 }
 
 Tensor cos(const Tensor& x) {
   return record("cos", kernels::unary(Unary::Cos, x), {x}, [x](const Tensor& g, const Tensor&) -> Grads {
     return {neg(g * sin(x))};
+  }, Saves::Inputs, [](const Grads& in, const Grads& t, const Tensor&) -> Tensor {
+    return neg(t[0] * sin(in[0]));
   });
 }
 
 Tensor tanh(const Tensor& x) {
   return record("tanh", kernels::unary(Unary::Tanh, x), {x}, [](const Tensor& g, const Tensor& out) -> Grads {
     return {g * (1.0 - square(out))};
-  }, Saves::Output);
+  }, Saves::Output, [](const Grads&, const Grads& t, const Tensor& out) -> Tensor {
+    return t[0] * (1.0 - square(out));
+  });
 }
 
 Tensor sigmoid(const Tensor& x) {
   return record("sigmoid", kernels::unary(Unary::Sigmoid, x), {x}, [](const Tensor& g, const Tensor& out) -> Grads {
     return {g * (out * (1.0 - out))};
-  }, Saves::Output);
+  }, Saves::Output, [](const Grads&, const Grads& t, const Tensor& out) -> Tensor {
+    return t[0] * (out * (1.0 - out));
+  });
 }
 
 namespace {
@@ -95,7 +118,8 @@ Tensor relu_mask(const Tensor& g, const Tensor& out) {
   if (g.shape() != out.shape() || g.dtype() != out.dtype())
     return where(greater(out, zero_like_scalar(out)), g, zero_like_scalar(g));
   return record("relu_mask", kernels::relu_grad(g, out), {g},
-                [out](const Tensor& gg, const Tensor&) -> Grads { return {relu_mask(gg, out)}; });
+                [out](const Tensor& gg, const Tensor&) -> Grads { return {relu_mask(gg, out)}; }, Saves::Inputs,
+                [&](const Grads&, const Grads& t, const Tensor&) { return relu_mask(t[0], out); });
 }
 
 }  // namespace
@@ -104,12 +128,16 @@ Tensor relu_mask(const Tensor& g, const Tensor& out) {
 Tensor relu(const Tensor& x) {
   return record("relu", kernels::unary(Unary::Relu, x), {x}, [](const Tensor& g, const Tensor& out) -> Grads {
     return {relu_mask(g, out)};
-  }, Saves::Output);
+  }, Saves::Output, [](const Grads&, const Grads& t, const Tensor& out) -> Tensor {
+    return relu_mask(t[0], out);
+  });
 }
 
 Tensor softplus(const Tensor& x) {
   return record("softplus", kernels::unary(Unary::Softplus, x), {x}, [x](const Tensor& g, const Tensor&) -> Grads {
     return {g * sigmoid(x)};
+  }, Saves::Inputs, [](const Grads& in, const Grads& t, const Tensor&) -> Tensor {
+    return t[0] * sigmoid(in[0]);
   });
 }
 
@@ -136,12 +164,22 @@ Tensor gelu_derivative(const Tensor& x, bool approximate) {
                     const Tensor bracket =
                         (1.0 + x2 * (6.0 * k)) * (4.0 * c) + x * square(slope) * (1.0 - s * 2.0) * (4.0 * c * c);
                     return {g * (s * (1.0 - s) * bracket)};
+                  }, Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) {
+                    const Tensor x2 = square(x);
+                    const Tensor s = sigmoid((x + x * x2 * k) * (2.0 * c));
+                    const Tensor slope = 1.0 + x2 * (3.0 * k);
+                    const Tensor bracket =
+                        (1.0 + x2 * (6.0 * k)) * (4.0 * c) + x * square(slope) * (1.0 - s * 2.0) * (4.0 * c * c);
+                    return t[0] * (s * (1.0 - s) * bracket);
                   });
   }
   return record("gelu_derivative", kernels::unary(Unary::GeluErfDerivative, x), {x},
                 [x](const Tensor& g, const Tensor&) -> Grads {
                   const Tensor x2 = square(x);
                   return {g * (exp(x2 * -0.5) * (0.5 * c) * (2.0 - x2))};  // 1/sqrt(2 pi) = c/2
+                }, Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) {
+                  const Tensor x2 = square(x);
+                  return t[0] * (exp(x2 * -0.5) * (0.5 * c) * (2.0 - x2));
                 });
 }
 
@@ -151,6 +189,8 @@ Tensor gelu(const Tensor& x, bool approximate) {
   return record("gelu", kernels::unary(approximate ? Unary::GeluTanh : Unary::GeluErf, x), {x},
                 [x, approximate](const Tensor& g, const Tensor&) -> Grads {
                   return {g * gelu_derivative(x, approximate)};
+                }, Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) {
+                  return t[0] * gelu_derivative(x, approximate);
                 });
 }
 
@@ -164,7 +204,11 @@ Tensor clip(const Tensor& x, double lo, double hi) {
     const Tensor low = scalar(lo, x.dtype()), high = scalar(hi, x.dtype());
     const Tensor raised = kernels::binary(kernels::Binary::Maximum, x, low);
     return {g * (kernels::tie_weight(x, raised, low) * kernels::tie_weight(raised, out, high))};
-  }, Saves::InputsAndOutput);
+  }, Saves::InputsAndOutput, [&](const Grads&, const Grads& t, const Tensor& out) {
+    const Tensor low = scalar(lo, x.dtype()), high = scalar(hi, x.dtype());
+    const Tensor raised = kernels::binary(kernels::Binary::Maximum, x, low);
+    return t[0] * (kernels::tie_weight(x, raised, low) * kernels::tie_weight(raised, out, high));
+  });
 }
 
 Tensor cast(const Tensor& x, DType dtype) {
@@ -173,7 +217,7 @@ Tensor cast(const Tensor& x, DType dtype) {
   if (!is_floating(dtype) || !is_floating(x.dtype())) return out;  // no gradient through int/bool casts
   return record("cast", out, {x}, [from = x.dtype()](const Tensor& g, const Tensor&) -> Grads {
     return {cast(g, from)};
-  }, Saves::Nothing);
+  }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) { return cast(t[0], dtype); });
 }
 
 }  // namespace xgrad

@@ -43,6 +43,11 @@ struct TensorImpl {
   bool requires_grad = false;
   std::shared_ptr<Node> grad_fn;
   std::shared_ptr<TensorImpl> grad;
+
+  // Forward-mode state (autograd/forward_mode.hpp): the tangent travelling with this
+  // primal inside the jvp scope numbered `tangent_level`; stale once that scope ends.
+  std::shared_ptr<TensorImpl> tangent;
+  std::uint64_t tangent_level = 0;
 };
 
 // A fresh tensor of the given shape and dtype; contents uninitialised.

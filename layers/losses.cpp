@@ -53,10 +53,15 @@ Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits_in, const 
   const std::int64_t classes = logits.shape().back();
   loss = record("softmax_cross_entropy", loss, {logits},
                 [logits, labels, lse, classes](const Tensor& g, const Tensor&) -> Grads {
-                  // Under create_graph the gradient must itself be differentiable.
-                  if (GradMode::is_enabled())
+                  // Under create_graph, and inside a jvp scope (forward-over-reverse), the
+                  // gradient must itself be differentiable.
+                  if (GradMode::is_enabled() || forward_ad::propagating())
                     return {unsqueeze(g, -1) * (softmax(logits, -1) - one_hot(labels, classes, logits.dtype()))};
                   return {kernels::softmax_cross_entropy_backward(logits, labels, lse, g)};
+                },
+                Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) {
+                  // d(logsumexp(z) - z[label]) = <softmax(z) - onehot(label), dz>
+                  return sum(t[0] * (softmax(logits, -1) - one_hot(labels, classes, logits.dtype())), {-1});
                 });
   return reduce(loss, reduction);
 }

@@ -124,7 +124,8 @@ TEST_CASE("conv_apply passes gradcheck on 240 random layers") {
   for (int i = 0; i < 240; ++i) {
     const RandomLayer layer = random_layer(rng);
     INFO(i, ": ", layer.description);
-    const auto report = gradcheck(as_function(layer), random_inputs(layer, static_cast<std::uint64_t>(i)));
+    const auto report = gradcheck(as_function(layer), random_inputs(layer, static_cast<std::uint64_t>(i)),
+                                  {.check_forward_ad = true, .check_batched_grad = true});
     CHECK_MESSAGE(report.ok, report.to_string());
     checked += report.checked;
     prepadded += layer.plan.prepad != nn::Prepad::None;
@@ -165,7 +166,7 @@ TEST_CASE("the lax ops are differentiable to second order in every argument") {
   };
   for (const auto& [f, inputs] : std::vector<std::pair<GradcheckFunction, std::vector<Tensor>>>{
            {local_fn, {x, local}}, {shared_fn, {x, shared}}, {patches_fn, {x}}}) {
-    const auto first = gradcheck(f, inputs);
+    const auto first = gradcheck(f, inputs, {.check_forward_ad = true, .check_batched_grad = true});
     CHECK_MESSAGE(first.ok, first.to_string());
     const auto second = gradgradcheck(f, inputs);
     CHECK_MESSAGE(second.ok, second.to_string());

@@ -1,5 +1,6 @@
 // Custom ops written the way autograd/node.hpp recommends: forward under
 // NoGradGuard, then record() with a VJP; identity-like ops; user VJP errors.
+#include <cmath>
 #include <string>
 
 #include <doctest/doctest.h>
@@ -18,7 +19,8 @@ Tensor grad_reverse(const Tensor& h, double lambda) {
                 Saves::Nothing);
 }
 
-// a * tanh(x), the VJP reading the saved output.
+// a * tanh(x), the VJP reading the saved output; the JVP rule (forward mode) is the
+// same derivative times the tangent.
 Tensor scaled_tanh(const Tensor& x, double a) {
   Tensor out;
   {
@@ -26,7 +28,8 @@ Tensor scaled_tanh(const Tensor& x, double a) {
     out = tanh(x) * a;
   }
   return record("scaled_tanh", out, {x},
-                [a](const Tensor& g, const Tensor& y) -> Grads { return {g * (a - y * y / a)}; }, Saves::Output);
+                [a](const Tensor& g, const Tensor& y) -> Grads { return {g * (a - y * y / a)}; }, Saves::Output,
+                [a](const Grads&, const Grads& t, const Tensor& y) { return t[0] * (a - y * y / a); });
 }
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
@@ -72,6 +75,12 @@ TEST_CASE("record: a custom op with a forward under NoGradGuard passes gradcheck
   CHECK(y.to_vector()[1] == doctest::Approx(1.5 * std::tanh(-1.2)));
   test_support::check_first_and_second_order(
       "scaled_tanh", [](const std::vector<Tensor>& in) { return scaled_tanh(in[0], 1.5); }, {x});
+  // Forward mode reaches it through its rule: d/dx 1.5 tanh(x) at x.
+  const JvpResult r = jvp([](const std::vector<Tensor>& in) { return std::vector<Tensor>{scaled_tanh(in[0], 1.5)}; },
+                          {x}, {ones({3}, DType::Float64)});
+  const std::vector<double> xs = x.to_vector(), ts = r.output_tangents[0].to_vector();
+  for (std::size_t i = 0; i < 3; ++i)
+    CHECK(ts[i] == doctest::Approx(1.5 * (1 - std::tanh(xs[i]) * std::tanh(xs[i]))).epsilon(1e-12));
 }
 
 TEST_CASE("a user VJP returning the wrong shape is reported as that op's VJP, with the expected shape") {

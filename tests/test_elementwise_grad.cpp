@@ -36,10 +36,10 @@ Tensor signed_spread(const Shape& shape, double offset) {
 
 void check_gradients(const std::string& name, const GradcheckFunction& f, const Inputs& inputs) {
   CAPTURE(name);
-  const GradcheckReport first = gradcheck(f, inputs);
+  const GradcheckReport first = gradcheck(f, inputs, {.check_forward_ad = true, .check_batched_grad = true});
   CHECK_MESSAGE(first.ok, name << ": " << first.to_string());
   CHECK(first.checked > 0);
-  const GradcheckReport second = gradgradcheck(f, inputs);
+  const GradcheckReport second = gradgradcheck(f, inputs, {.check_forward_ad = true, .check_batched_grad = true});
   CHECK_MESSAGE(second.ok, name << " (second order): " << second.to_string());
   CHECK(second.checked > 0);
 }

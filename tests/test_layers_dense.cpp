@@ -160,13 +160,14 @@ TEST_CASE("Embed looks up rows, attends with the shared table, and draws N(0, 1/
 
   // Gradients: the lookup scatters into the table rows; attend is a matmul.
   GradcheckReport r = gradcheck(
-      [&](const std::vector<Tensor>& in) { return embed.functional_call({{"embedding", in[0]}}, ids); }, {table});
+      [&](const std::vector<Tensor>& in) { return embed.functional_call({{"embedding", in[0]}}, ids); }, {table},
+      test_support::every_check);
   CHECK_MESSAGE(r.ok, r.to_string());
   GradcheckReport r2 = gradcheck(
       [&](const std::vector<Tensor>& in) {
         return embed.functional_call({{"embedding", in[1]}}, [&] { return embed.attend(in[0]); });
       },
-      {q, table});
+      {q, table}, test_support::every_check);
   CHECK_MESSAGE(r2.ok, r2.to_string());
 
   nn::Embed big({.num_embeddings = 2000, .features = 50});

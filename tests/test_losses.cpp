@@ -12,7 +12,7 @@ using losses::Reduction;
 namespace {
 
 void check_grad(const GradcheckFunction& f, const std::vector<Tensor>& inputs) {
-  GradcheckReport r = gradcheck(f, inputs);
+  GradcheckReport r = gradcheck(f, inputs, {.check_forward_ad = true, .check_batched_grad = true});
   CHECK_MESSAGE(r.ok, r.to_string());
 }
 

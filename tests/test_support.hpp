@@ -32,13 +32,18 @@ inline BitDifference bit_difference(const xgrad::Tensor& a, const xgrad::Tensor&
   return d;
 }
 
-// gradcheck and gradgradcheck of f at `inputs`, failing with the reports' text.
+// The per-op checks run everything gradcheck has: the VJP, the JVP (forward mode,
+// against finite differences and against the VJP) and the batched-cotangent check;
+// through gradgradcheck the JVP check also covers forward-over-reverse.
+inline const xgrad::GradcheckOptions every_check{.check_forward_ad = true, .check_batched_grad = true};
+
+// gradcheck and gradgradcheck of f at `inputs` (with every_check), failing with the reports' text.
 inline void check_first_and_second_order(const char* what, const xgrad::GradcheckFunction& f,
                                          const std::vector<xgrad::Tensor>& inputs) {
   INFO(what);
-  const xgrad::GradcheckReport first = xgrad::gradcheck(f, inputs);
+  const xgrad::GradcheckReport first = xgrad::gradcheck(f, inputs, every_check);
   CHECK_MESSAGE(first.ok, first.to_string());
-  const xgrad::GradcheckReport second = xgrad::gradgradcheck(f, inputs);
+  const xgrad::GradcheckReport second = xgrad::gradgradcheck(f, inputs, every_check);
   CHECK_MESSAGE(second.ok, second.to_string());
 }
 
@@ -54,7 +59,7 @@ inline void check_module_gradients(xgrad::nn::Module& model, const xgrad::Tensor
     for (std::size_t i = 0; i < param_names.size(); ++i) substitutes[param_names[i]] = in[i + 1];
     return model.functional_call(substitutes, in[0]);
   };
-  const xgrad::GradcheckReport r = xgrad::gradcheck(f, inputs);
+  const xgrad::GradcheckReport r = xgrad::gradcheck(f, inputs, every_check);
   CHECK_MESSAGE(r.ok, r.to_string());
 }
 

@@ -1,0 +1,299 @@
+// Forward mode: the jvp scope, tangent propagation through record, and the
+// transforms built on it (hvp, jacfwd, jacrev).
+#include "autograd/forward_mode.hpp"
+
+#include <atomic>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+#include "autograd/backward.hpp"
+#include "autograd/grad_mode.hpp"
+#include "autograd/node.hpp"
+#include "autograd/ops.hpp"
+#include "core/error.hpp"
+#include "core/tensor_impl.hpp"
+
+namespace xgrad {
+
+namespace {
+
+// The active jvp scope's number (0: none) and whether propagation is paused.
+// Scope numbers are never reused, so a tangent left on a tensor by an earlier
+// scope is stale, not wrong.
+thread_local std::uint64_t t_level = 0;
+thread_local bool t_suspended = false;
+std::atomic<std::uint64_t> next_level{0};
+// Every tensor given a tangent in the active scope. A tangent recorded on the tape
+// can reach its own primal (exp's tangent t * out keeps out), a reference cycle:
+// the scope's end drops them all.
+thread_local std::vector<std::weak_ptr<TensorImpl>> t_holders;
+
+// The tangent a rule returned, checked and shaped like the output.
+Tensor conform_tangent(const char* op, const Tensor& out, Tensor t) {
+  if (t.shape() != out.shape()) {
+    try {
+      t = broadcast_to(t, out.shape());
+    } catch (const ShapeError&) {
+      throw AutogradError(fmt::format("forward-mode AD: the JVP rule of '{}' returned a tangent of shape {} for an "
+                                      "output of shape {} (a rule returns the output's shape or one that broadcasts "
+                                      "to it)",
+                                      op, shape_str(t.shape()), shape_str(out.shape())));
+    }
+  }
+  if (t.dtype() != out.dtype()) t = cast(t, out.dtype());
+  return t;
+}
+
+}  // namespace
+
+namespace forward_ad {
+
+bool propagating() { return t_level != 0 && !t_suspended; }
+
+std::uint64_t level() { return t_level; }
+
+Tensor tangent(const Tensor& t) {
+  if (t_level == 0 || !t.defined()) return Tensor();
+  const TensorImpl* impl = t.impl();
+  return impl->tangent && impl->tangent_level == t_level ? Tensor(impl->tangent) : Tensor();
+}
+
+void set_tangent(const Tensor& primal, const Tensor& tangent) {
+  if (t_level == 0) throw AutogradError("forward_ad::set_tangent: no jvp scope is active");
+  if (!primal.defined()) throw ValueError("forward_ad::set_tangent: the primal is undefined");
+  primal.impl()->tangent = tangent.defined() ? tangent.impl_ptr() : nullptr;
+  primal.impl()->tangent_level = t_level;
+  t_holders.push_back(primal.impl_ptr());
+}
+
+SuspendGuard::SuspendGuard() : previous_(t_suspended) { t_suspended = true; }
+SuspendGuard::~SuspendGuard() { t_suspended = previous_; }
+
+Tensor record_with_rule(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves,
+                        const JVP& rule) {
+  std::vector<Tensor> tangents(inputs.size());
+  bool any = false;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    tangents[i] = tangent(inputs[i]);
+    any = any || tangents[i].defined();
+  }
+  if (!any) return detail::record_on_tape(op, std::move(out), std::move(inputs), std::move(vjp), saves);
+  std::vector<Tensor> primals = inputs;
+  out = detail::record_on_tape(op, std::move(out), std::move(inputs), std::move(vjp), saves);
+  if (!is_floating(out.dtype())) return out;  // integer and bool results carry no tangent
+  Tensor t;
+  {
+    SuspendGuard rule_only;  // the rule's own ops compute no tangents of tangents
+    t = rule(primals, tangents, out);
+    if (!t.defined()) return out;
+    t = conform_tangent(op, out, std::move(t));
+  }
+  // An identity-like op run without recording returns its input: the tangent then
+  // goes on a new handle, so the input keeps its own.
+  for (const Tensor& p : primals)
+    if (p.defined() && p.impl() == out.impl()) {
+      out = out.detach();
+      break;
+    }
+  set_tangent(out, t);
+  if (const auto& node = out.grad_fn(); node && node->output_storage == out.impl()->storage && !node->output_tangent) {
+    node->output_tangent = t.detach().impl_ptr();  // without its graph: the node must not own itself
+    node->output_tangent_level = t_level;
+  }
+  return out;
+}
+
+}  // namespace forward_ad
+
+namespace {
+
+// Ends the scope however f exits: clears the tangents it set, then the level.
+class JvpScope {
+ public:
+  JvpScope() {
+    if (t_level != 0)
+      throw NotImplementedError(
+          "jvp: a jvp inside another jvp (forward-over-forward) is not supported; compose forward-over-reverse "
+          "(hvp, jacfwd of jacrev) instead");
+    t_level = ++next_level;
+    t_suspended = false;
+  }
+  ~JvpScope() {
+    for (const auto& holder : t_holders)
+      if (const auto impl = holder.lock(); impl && impl->tangent_level == t_level) impl->tangent.reset();
+    t_holders.clear();
+    t_level = 0;
+  }
+  JvpScope(const JvpScope&) = delete;
+  JvpScope& operator=(const JvpScope&) = delete;
+};
+
+void check_primals(const char* what, const std::vector<Tensor>& primals, const std::vector<Tensor>& tangents) {
+  if (primals.size() != tangents.size())
+    throw ValueError(fmt::format("{}: {} primals but {} tangents (one tangent per primal; an undefined tangent is zero)",
+                                 what, primals.size(), tangents.size()));
+  std::unordered_set<const TensorImpl*> seen;
+  for (std::size_t i = 0; i < primals.size(); ++i) {
+    const Tensor& p = primals[i];
+    const Tensor& t = tangents[i];
+    if (!p.defined()) throw ValueError(fmt::format("{}: primal {} is undefined", what, i));
+    if (!t.defined()) continue;
+    if (!seen.insert(p.impl()).second)
+      throw ValueError(fmt::format("{}: primal {} (shape {}) is the same tensor as an earlier primal with a tangent; "
+                                   "pass a clone() so each primal carries its own tangent",
+                                   what, i, shape_str(p.shape())));
+    if (!is_floating(p.dtype()))
+      throw DTypeError(fmt::format("{}: primal {} ({} {}) is not floating, so it has no tangent (pass an undefined "
+                                   "tangent for it)",
+                                   what, i, dtype_name(p.dtype()), shape_str(p.shape())));
+    if (t.shape() != p.shape())
+      throw ShapeError(fmt::format("{}: tangent {} has shape {} but its primal has shape {}", what, i,
+                                   shape_str(t.shape()), shape_str(p.shape())));
+    if (t.dtype() != p.dtype())
+      throw DTypeError(fmt::format("{}: tangent {} ({} {}) must have its primal's dtype {}", what, i,
+                                   dtype_name(t.dtype()), shape_str(t.shape()), dtype_name(p.dtype())));
+  }
+}
+
+JvpResult run_jvp(const char* what, const MultiFunction& f, const std::vector<Tensor>& primals,
+                  const std::vector<Tensor>& tangents) {
+  check_primals(what, primals, tangents);
+  JvpScope scope;
+  for (std::size_t i = 0; i < primals.size(); ++i) {
+    if (!tangents[i].defined()) continue;  // zero: the fresh scope number already makes any old tangent stale
+    forward_ad::set_tangent(primals[i], tangents[i]);
+  }
+  JvpResult r;
+  r.outputs = f(primals);
+  for (const Tensor& out : r.outputs) {
+    if (!out.defined() || !is_floating(out.dtype())) {
+      r.output_tangents.emplace_back();
+      continue;
+    }
+    const Tensor t = forward_ad::tangent(out);
+    r.output_tangents.push_back(t.defined() ? t : zeros(out.shape(), out.dtype()));
+  }
+  return r;
+}
+
+}  // namespace
+
+JvpResult jvp(const MultiFunction& f, const std::vector<Tensor>& primals, const std::vector<Tensor>& tangents) {
+  return run_jvp("jvp", f, primals, tangents);
+}
+
+std::vector<Tensor> hvp(const std::function<Tensor(const std::vector<Tensor>&)>& f, const std::vector<Tensor>& primals,
+                        const std::vector<Tensor>& tangents) {
+  std::vector<Tensor> leaves;
+  for (std::size_t i = 0; i < primals.size(); ++i) {
+    if (!primals[i].defined()) throw ValueError(fmt::format("hvp: primal {} is undefined", i));
+    if (!is_floating(primals[i].dtype()))
+      throw DTypeError(fmt::format("hvp: primal {} is {} {}; a Hessian needs floating primals", i,
+                                   dtype_name(primals[i].dtype()), shape_str(primals[i].shape())));
+    leaves.push_back(primals[i].detach().requires_grad_());
+  }
+  // x -> grad f(x): its VJPs run inside the jvp scope, so their tangents are H v.
+  const MultiFunction gradient = [&f](const std::vector<Tensor>& xs) {
+    GradModeGuard on(true);
+    const Tensor y = f(xs);
+    if (!y.defined() || y.numel() != 1)
+      throw ShapeError(fmt::format("hvp: f must return a one-element tensor, got shape {}",
+                                   y.defined() ? shape_str(y.shape()) : "undefined"));
+    std::vector<Tensor> grads(xs.size());
+    if (y.requires_grad()) grads = grad({y}, xs, {}, {.allow_unused = true});
+    for (std::size_t i = 0; i < xs.size(); ++i)
+      if (!grads[i].defined()) grads[i] = zeros(xs[i].shape(), xs[i].dtype());
+    return grads;
+  };
+  std::vector<Tensor> out = run_jvp("hvp", gradient, leaves, tangents).output_tangents;
+  for (std::size_t i = 0; i < out.size(); ++i)
+    if (out[i].dtype() != primals[i].dtype()) out[i] = cast(out[i], primals[i].dtype());
+  return out;
+}
+
+Tensor hvp(const std::function<Tensor(const Tensor&)>& f, const Tensor& x, const Tensor& v) {
+  return hvp([&f](const std::vector<Tensor>& xs) { return f(xs[0]); }, std::vector<Tensor>{x},
+             std::vector<Tensor>{v})[0];
+}
+
+namespace {
+
+void check_jacobian_input(const char* what, const Tensor& x) {
+  if (!x.defined()) throw ValueError(fmt::format("{}: x is undefined", what));
+  if (!is_floating(x.dtype()))
+    throw DTypeError(fmt::format("{}: x is {} {}; a Jacobian needs a floating x", what, dtype_name(x.dtype()),
+                                 shape_str(x.shape())));
+}
+
+// Stacks per-element slices (each of shape `inner`) along a new axis at `axis`
+// and lays the result out as `shape`.
+Tensor assemble(const std::vector<Tensor>& slices, std::int64_t axis, const Shape& shape, DType dtype) {
+  if (slices.empty()) return zeros(shape, dtype);
+  return reshape(stack(slices, axis), shape);
+}
+
+Shape concat_shapes(const Shape& a, const Shape& b) {
+  Shape s = a;
+  s.insert(s.end(), b.begin(), b.end());
+  return s;
+}
+
+std::vector<double> unit(std::int64_t n, std::int64_t k) {
+  std::vector<double> e(static_cast<std::size_t>(n), 0.0);
+  e[static_cast<std::size_t>(k)] = 1.0;
+  return e;
+}
+
+}  // namespace
+
+Tensor jacfwd(const std::function<Tensor(const Tensor&)>& f, const Tensor& x) {
+  check_jacobian_input("jacfwd", x);
+  const MultiFunction g = [&f](const std::vector<Tensor>& xs) { return std::vector<Tensor>{f(xs[0])}; };
+  const std::int64_t n = x.numel();
+  Shape out_shape;
+  DType out_dtype = x.dtype();
+  std::vector<Tensor> columns;
+  for (std::int64_t k = 0; k < n; ++k) {
+    const JvpResult r = run_jvp("jacfwd", g, {x}, {from_vector(unit(n, k), x.shape(), x.dtype())});
+    if (!r.output_tangents[0].defined())
+      throw DTypeError(fmt::format("jacfwd: f returned a {} tensor, which has no derivative",
+                                   dtype_name(r.outputs[0].dtype())));
+    out_shape = r.outputs[0].shape();
+    out_dtype = r.outputs[0].dtype();
+    columns.push_back(reshape(r.output_tangents[0], {-1}));
+  }
+  if (n == 0) {
+    const Tensor y = f(x);
+    out_shape = y.shape();
+    out_dtype = y.dtype();
+  }
+  return assemble(columns, 1, concat_shapes(out_shape, x.shape()), out_dtype);
+}
+
+Tensor jacrev(const std::function<Tensor(const Tensor&)>& f, const Tensor& x) {
+  check_jacobian_input("jacrev", x);
+  GradModeGuard on(true);
+  Tensor leaf = x;
+  if (!x.requires_grad()) {
+    leaf = x.detach().requires_grad_();
+    // Inside a jvp scope x's tangent comes along (jacfwd of jacrev: forward-over-reverse).
+    if (const Tensor t = forward_ad::tangent(x); t.defined()) forward_ad::set_tangent(leaf, t);
+  }
+  const Tensor y = f(leaf);
+  if (!is_floating(y.dtype()))
+    throw DTypeError(fmt::format("jacrev: f returned a {} tensor, which has no derivative", dtype_name(y.dtype())));
+  const std::int64_t m = y.numel();
+  std::vector<Tensor> rows;
+  for (std::int64_t j = 0; j < m; ++j) {
+    Tensor row;
+    if (y.requires_grad())
+      row = grad({y}, {leaf}, {from_vector(unit(m, j), y.shape(), y.dtype())},
+                 {.retain_graph = true, .allow_unused = true})[0];
+    if (!row.defined()) row = zeros(x.shape(), x.dtype());
+    rows.push_back(reshape(row, {-1}));
+  }
+  return assemble(rows, 0, concat_shapes(y.shape(), x.shape()), x.dtype());
+}
+
+}  // namespace xgrad

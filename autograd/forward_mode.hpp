@@ -1,0 +1,77 @@
+// Forward-mode differentiation and the transforms built on it, as JAX's jax.jvp,
+// jax.hessian-style hvp, jax.jacfwd and jax.jacrev.
+//
+// Forward mode runs on dual numbers: inside a jvp scope each primal tensor may
+// carry a tangent, and every op, as it computes its output, also computes the
+// output's tangent with its JVP rule (autograd/node.hpp) from its inputs'
+// tangents. One forward pass thus gives J v, at the cost of the forward plus one
+// linearised forward (no tape, no backward). The rules are written with
+// differentiable ops: under grad mode they are recorded, so reverse-over-forward
+// (jacrev of a jvp) works, and VJPs run inside a jvp scope propagate tangents, so
+// forward-over-reverse (hvp) works.
+//
+// Tangents are checked: one per primal, of its shape and dtype (ShapeError,
+// DTypeError); an undefined tangent is zero. A jvp inside a jvp is not supported
+// (NotImplementedError): compose forward-over-reverse instead.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "core/tensor.hpp"
+
+namespace xgrad {
+
+// f: primals -> outputs.
+using MultiFunction = std::function<std::vector<Tensor>(const std::vector<Tensor>&)>;
+
+struct JvpResult {
+  std::vector<Tensor> outputs;          // f(primals)
+  std::vector<Tensor> output_tangents;  // J v, one per output (zeros where an output does not depend on the primals;
+                                        // undefined for an integer or bool output)
+};
+
+// (f(primals), J_f(primals) tangents) in one forward pass.
+JvpResult jvp(const MultiFunction& f, const std::vector<Tensor>& primals, const std::vector<Tensor>& tangents);
+
+// Hessian-vector product H v of a scalar function, forward-over-reverse: the jvp,
+// along v, of x -> grad f(x). f must return a one-element tensor.
+Tensor hvp(const std::function<Tensor(const Tensor&)>& f, const Tensor& x, const Tensor& v);
+std::vector<Tensor> hvp(const std::function<Tensor(const std::vector<Tensor>&)>& f, const std::vector<Tensor>& primals,
+                        const std::vector<Tensor>& tangents);
+
+// The Jacobian of f at x, of shape f(x).shape() + x.shape() (JAX's layout), built
+// column by column with jvps (jacfwd) or row by row with VJPs (jacrev). For small
+// functions: jacfwd costs x.numel() forward passes, jacrev f(x).numel() backwards.
+Tensor jacfwd(const std::function<Tensor(const Tensor&)>& f, const Tensor& x);
+Tensor jacrev(const std::function<Tensor(const Tensor&)>& f, const Tensor& x);
+
+namespace forward_ad {
+
+// The tangent `t` carries in the active jvp scope (undefined when none: zero).
+Tensor tangent(const Tensor& t);
+
+// The numbers of the active jvp scope (0 outside any).
+std::uint64_t level();
+
+// Gives `primal` the tangent `tangent` in the active scope (low level: jvp does it
+// for its primals; custom_jvp for its outputs).
+void set_tangent(const Tensor& primal, const Tensor& tangent);
+
+// RAII: stops tangent propagation for its scope (a JVP rule runs under it, so its
+// own ops do not compute tangents of tangents).
+class SuspendGuard {
+ public:
+  SuspendGuard();
+  ~SuspendGuard();
+  SuspendGuard(const SuspendGuard&) = delete;
+  SuspendGuard& operator=(const SuspendGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+}  // namespace forward_ad
+
+}  // namespace xgrad
