@@ -69,6 +69,15 @@ TEST_CASE("attention_scores and attention_values match the transpose-and-matmul 
   CHECK(max_abs_diff(attention_scores(q.astype(DType::Float32), k.astype(DType::Float32)),
                      reference_scores(q, k, 1.0)) < 1e-5);
   CHECK(attention_scores(q.astype(DType::BFloat16), k.astype(DType::BFloat16)).dtype() == DType::BFloat16);
+  // The compile-time head sizes (8, 16, 32, 64) of attention_values, in float64 and float32.
+  for (std::int64_t depth : {8, 16, 32, 64}) {
+    INFO("depth " << depth);
+    const Tensor wd = normal64(40 + static_cast<std::uint64_t>(depth), {2, 3, 5, 7});
+    const Tensor vd = normal64(41 + static_cast<std::uint64_t>(depth), {2, 7, 3, depth});
+    const Tensor expected_d = swapaxes(matmul(wd, swapaxes(vd, -3, -2)), -3, -2) * 0.5;
+    CHECK(max_abs_diff(attention_values(wd, vd, 0.5), expected_d) < 1e-12);
+    CHECK(max_abs_diff(attention_values(wd.astype(DType::Float32), vd.astype(DType::Float32), 0.5), expected_d) < 1e-4);
+  }
   // No batch dims, empty lengths.
   CHECK(attention_scores(normal64(5, {3, 1, 2}), normal64(6, {4, 1, 2})).shape() == Shape{1, 3, 4});
   CHECK(attention_values(zeros({1, 0, 4}, DType::Float64), zeros({4, 1, 2}, DType::Float64)).shape() == Shape{0, 1, 2});
