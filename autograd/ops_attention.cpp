@@ -2,6 +2,8 @@
 // [batch..., length, heads, depth] layout, and the masked softmax between them.
 // Each contraction's VJP is the other contraction (or itself on swapped axes), so
 // the VJPs are differentiable ops and second order comes for free.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "autograd/grad_mode.hpp"

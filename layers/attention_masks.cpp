@@ -1,5 +1,7 @@
 #include "layers/attention_masks.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "autograd/ops.hpp"

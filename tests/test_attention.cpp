@@ -81,6 +81,9 @@ TEST_CASE("attention_scores and attention_values match the transpose-and-matmul 
   // No batch dims, empty lengths.
   CHECK(attention_scores(normal64(5, {3, 1, 2}), normal64(6, {4, 1, 2})).shape() == Shape{1, 3, 4});
   CHECK(attention_values(zeros({1, 0, 4}, DType::Float64), zeros({4, 1, 2}, DType::Float64)).shape() == Shape{0, 1, 2});
+  // Empty sums are zero: depth 0 scores, no keys to weigh.
+  CHECK(attention_scores(ones({2, 3, 2, 0}), ones({2, 4, 2, 0})).to_vector() == std::vector<double>(48, 0.0));
+  CHECK(attention_values(ones({2, 2, 3, 0}), ones({2, 0, 2, 5})).to_vector() == std::vector<double>(60, 0.0));
 }
 
 TEST_CASE("attention kernels give the same bits at 1 and 2 threads") {

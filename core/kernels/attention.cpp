@@ -160,8 +160,8 @@ Tensor attention_scores(const Tensor& query, const Tensor& key, double scale) {
   const Shape& qs = query.shape();
   const std::size_t r = qs.size();
   const std::int64_t Q = qs[r - 3], H = qs[r - 2], D = qs[r - 1], K = key.shape()[r - 3];
-  const std::int64_t N = Q * H * D == 0 ? 0 : query.numel() / (Q * H * D);
   Shape out_shape(qs.begin(), qs.end() - 3);
+  const std::int64_t N = numel(out_shape);  // the batch dims
   out_shape.insert(out_shape.end(), {H, Q, K});
   Tensor out = empty(out_shape, query.dtype());
   if (out.numel() == 0) return out;
@@ -188,8 +188,8 @@ Tensor attention_values(const Tensor& weights, const Tensor& value, double scale
   const Shape& ws = weights.shape();
   const std::size_t r = ws.size();
   const std::int64_t H = ws[r - 3], Q = ws[r - 2], K = ws[r - 1], D = value.shape()[r - 1];
-  const std::int64_t N = H * Q * K == 0 ? 0 : weights.numel() / (H * Q * K);
   Shape out_shape(ws.begin(), ws.end() - 3);
+  const std::int64_t N = numel(out_shape);  // the batch dims
   out_shape.insert(out_shape.end(), {Q, H, D});
   Tensor out = empty(out_shape, weights.dtype());
   if (out.numel() == 0) return out;
