@@ -436,7 +436,7 @@ TEST_CASE("MultiHeadDotProductAttention errors") {
                        ValueError);
   const Tensor x = zeros({2, 4, 6});
   net(x);
-  net.mask = ones({2, 3, 4, 4});  // 3 heads, but batch 2 against... the heads axis broadcasts; the query length does not
+  net.mask = ones({2, 3, 4, 4});  // one mask per batch entry and head fits
   CHECK(net(x).shape() == Shape{2, 4, 6});
   net.mask = ones({2, 1, 5, 4});
   CHECK_THROWS_WITH_AS(net(x),
