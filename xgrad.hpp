@@ -26,6 +26,8 @@
 #include "autograd/pool.hpp"
 
 #include "layers/activations.hpp"
+#include "layers/attention.hpp"
+#include "layers/attention_masks.hpp"
 #include "layers/batch_norm.hpp"
 #include "layers/checkpoint.hpp"
 #include "layers/conv.hpp"
@@ -42,6 +44,7 @@
 #include "layers/losses.hpp"
 #include "layers/matmul.hpp"
 #include "layers/module.hpp"
+#include "layers/multi_head_attention.hpp"
 #include "layers/policy.hpp"
 #include "layers/pooling.hpp"
 #include "layers/sequential.hpp"

@@ -85,6 +85,21 @@ Tensor sum_to(const Tensor& x, const Shape& shape);
 // the batch dims broadcast. float32/float64 go to cblas.
 Tensor matmul(const Tensor& a, const Tensor& b);
 
+// ---- attention (flax.linen.dot_product_attention's pieces; layers/attention.hpp composes them)
+// In Flax's layout, with batch... the same for both operands:
+//   attention_scores(q [batch..., Q, H, D], k [batch..., K, H, D]) -> [batch..., H, Q, K]
+//     = scale * einsum('...qhd,...khd->...hqk', q, k)
+//   attention_values(w [batch..., H, Q, K], v [batch..., K, H, D]) -> [batch..., Q, H, D]
+//     = scale * einsum('...hqk,...khd->...qhd', w, v)
+// computed without transposes, in float32 for 16-bit floats. ShapeError on other shapes.
+Tensor attention_scores(const Tensor& query, const Tensor& key, double scale = 1.0);
+Tensor attention_values(const Tensor& weights, const Tensor& value, double scale = 1.0);
+// softmax over the last axis of where(mask, x, lowest) in one op, lowest the dtype's
+// most negative finite value (Flax fills masked scores with jnp.finfo(dtype).min; a
+// row masked everywhere is uniform). `mask`: any dtype, nonzero keeps, broadcastable
+// to x (ShapeError otherwise); undefined for none. Masked entries get no gradient.
+Tensor masked_softmax(const Tensor& x, const Tensor& mask);
+
 // ---- shape and indexing
 Tensor reshape(const Tensor& x, const Shape& shape);  // one -1 entry is inferred
 Tensor transpose(const Tensor& x, const std::vector<std::int64_t>& permutation);

@@ -1,8 +1,10 @@
 // Reductions and softmax, and their VJPs.
 #include <fmt/format.h>
 
+#include "autograd/grad_mode.hpp"
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+#include "core/kernels/attention.hpp"
 #include "core/kernels/reduce.hpp"
 #include "core/tensor_impl.hpp"
 
@@ -32,7 +34,12 @@ Axes single_axis(const Tensor& x, std::int64_t axis, const char* op) {
 // dx = y * (g - sum(g * y)) over the axes.
 Tensor softmax_over(const Tensor& x, const Axes& axes) {
   Tensor out = kernels::softmax(x, axes);
-  return record("softmax", out, {x}, [axes](const Tensor& g, const Tensor& y) -> Grads {
+  const bool last_axis = axes.size() == 1 && axes[0] == x.dim() - 1;
+  return record("softmax", out, {x}, [axes, last_axis](const Tensor& g, const Tensor& y) -> Grads {
+    // Over the last axis of float32/float64, without create_graph: the same formula as one fused pass.
+    if (last_axis && !GradMode::is_enabled() && g.dtype() == y.dtype() &&
+        (y.dtype() == DType::Float32 || y.dtype() == DType::Float64))
+      return {kernels::masked_softmax_backward(y, g, Tensor())};
     return {y * (g - sum(g * y, axes, true))};
   }, Saves::Output, [&](const Grads&, const Grads& t, const Tensor& y) {  // the Jacobian is symmetric
     return y * (t[0] - sum(t[0] * y, axes, true));

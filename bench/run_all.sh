@@ -13,7 +13,8 @@ build=${1:-build-bench}
 if [[ ! -d "$build" ]]; then
   meson setup "$build" -Dtorch_twin=enabled -Dtests=false
 fi
-ninja -C "$build" -j2 bench/models_bench bench/conv_local_bench bench/models_torch_twin bench/conv_local_torch_twin
+ninja -C "$build" -j2 bench/models_bench bench/conv_local_bench bench/attention_bench bench/models_torch_twin \
+  bench/conv_local_torch_twin bench/attention_torch_twin
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
@@ -24,11 +25,13 @@ suite() {  # suite <label>: runs every workload, then prints the table
   echo "load before: $(uptime)"
   for threads in 1 2; do
     "$build/bench/models_bench" "$threads" | tee -a "$out/xgrad.txt"
+    "$build/bench/attention_bench" "$threads" | tee -a "$out/xgrad.txt"
   done
   "$build/bench/conv_local_bench" | tee -a "$out/xgrad.txt"
   for split in "1 1" "2 1" "1 2" "2 2"; do
     "$build/bench/models_torch_twin" $split | tee -a "$out/torch.txt"
     "$build/bench/conv_local_torch_twin" 50 $split | tee -a "$out/torch.txt"
+    "$build/bench/attention_torch_twin" $split | tee -a "$out/torch.txt"
   done
   echo "load after: $(uptime)"
   echo

@@ -1,0 +1,102 @@
+// MultiHeadDotProductAttention and SelfAttention (flax.linen's).
+//
+//   nn::MultiHeadDotProductAttention attention({.num_heads = 4});
+//   Tensor y = attention(x);                      // self-attention: x [batch..., length, features]
+//   Tensor z = attention(q, kv, {}, {.mask = mask});  // cross-attention (value = key input)
+//
+// Projects the inputs to [batch..., length, num_heads, head_dim] with DenseGeneral
+// submodules `query`, `key` and `value` (kernel [in, num_heads, head_dim], bias
+// [num_heads, head_dim]), applies nn::dot_product_attention (layers/attention.hpp),
+// and projects back with DenseGeneral `out` (kernel [num_heads, head_dim,
+// out_features], bias [out_features]) over the last two axes. head_dim =
+// qkv_features / num_heads. Not implemented: Flax's decode (the autoregressive
+// cache), attention_fn, force_fp32_for_softmax and sow_weights.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/precision.hpp"
+#include "core/random.hpp"
+#include "layers/dense.hpp"
+#include "layers/initializers.hpp"
+#include "layers/layer_norm.hpp"
+#include "layers/module.hpp"
+
+namespace xgrad::nn {
+
+// Designated initializers name the fields in this order: num_heads, dtype, param_dtype,
+//   qkv_features, out_features, broadcast_dropout, dropout_rate, deterministic, precision,
+//   kernel_init, out_kernel_init, bias_init, out_bias_init, use_bias, normalize_qk.
+struct MultiHeadDotProductAttentionOptions {
+  std::int64_t num_heads = 0;  // required; must divide qkv_features
+  std::optional<DType> dtype = std::nullopt;
+  DType param_dtype = DType::Float32;
+  std::optional<std::int64_t> qkv_features = std::nullopt;  // empty: the query input's features
+  std::optional<std::int64_t> out_features = std::nullopt;  // empty: the query input's features
+  bool broadcast_dropout = true;  // one dropout mask shared by the batch dims and heads
+  double dropout_rate = 0.0;      // dropout of the attention weights, in [0, 1)
+  // Set here or per call, not both (Flax's merge_param); neither: deterministic in eval().
+  std::optional<bool> deterministic = std::nullopt;
+  Precision precision = Precision::Default;  // of the four projections
+  Initializer kernel_init = initializers::lecun_normal();
+  std::optional<Initializer> out_kernel_init = std::nullopt;  // empty: kernel_init
+  Initializer bias_init = initializers::zeros();
+  std::optional<Initializer> out_bias_init = std::nullopt;  // empty: bias_init
+  bool use_bias = true;
+  bool normalize_qk = false;  // LayerNorm (no bias) `query_ln` / `key_ln` on the projected query and key
+};
+
+// The keyword arguments of Flax's __call__.
+// Designated initializers name the fields in this order: mask, deterministic, dropout_rng.
+struct AttentionCall {
+  // Broadcastable to [batch..., num_heads, q_length, kv_length]; false (zero) drops a score.
+  Tensor mask = {};
+  std::optional<bool> deterministic = std::nullopt;
+  std::optional<Key> dropout_rng = std::nullopt;  // empty: the module's "dropout" stream
+};
+
+class MultiHeadDotProductAttention : public Module {
+ public:
+  explicit MultiHeadDotProductAttention(MultiHeadDotProductAttentionOptions options);
+  std::string describe() const override;  // "MultiHeadDotProductAttention, num_heads=4"
+  const MultiHeadDotProductAttentionOptions& options() const { return options_; }
+
+  using Module::operator();  // attention(inputs_q): self-attention
+  // inputs [batch..., length, features]. As Flax: an undefined inputs_k is inputs_q, an
+  // undefined inputs_v is inputs_k (inputs_v without inputs_k is a ValueError).
+  Tensor operator()(const Tensor& inputs_q, const Tensor& inputs_k, const Tensor& inputs_v = {},
+                    const AttentionCall& call = {});
+
+ protected:
+  Tensor forward(const Tensor& inputs_q) override;
+
+ private:
+  struct Pending {
+    const Tensor* inputs_k;
+    const Tensor* inputs_v;
+    const AttentionCall* call;
+  };
+  void build(std::int64_t in_features);  // creates the submodules at the first call, as Flax's compact
+  Tensor attend(const Tensor& inputs_q, const Tensor& inputs_k, const Tensor& inputs_v, const AttentionCall& call);
+
+  MultiHeadDotProductAttentionOptions options_;
+  std::shared_ptr<DenseGeneral> query_, key_, value_, out_;
+  std::shared_ptr<LayerNorm> query_ln_, key_ln_;
+  // The extra arguments of a call in flight: operator() passes inputs_q through
+  // Module::operator() (error prefixes, summaries) and forward picks these up.
+  const Pending* pending_ = nullptr;
+};
+
+// Self-attention (Flax's SelfAttention): attention(x, {.mask = m}) attends x to itself.
+class SelfAttention : public MultiHeadDotProductAttention {
+ public:
+  using MultiHeadDotProductAttention::MultiHeadDotProductAttention;
+  std::string describe() const override;  // "SelfAttention, num_heads=4"
+  using Module::operator();
+  Tensor operator()(const Tensor& inputs_q, const AttentionCall& call);
+};
+
+}  // namespace xgrad::nn
