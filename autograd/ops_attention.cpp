@@ -9,6 +9,7 @@
 #include "autograd/grad_mode.hpp"
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/tangents.hpp"
 #include "core/error.hpp"
 #include "core/kernels/attention.hpp"
 
@@ -58,6 +59,9 @@ Tensor attention_scores(const Tensor& query, const Tensor& key, double scale) {
     if (q.requires_grad()) gq = attention_values(g, k, scale);
     if (k.requires_grad()) gk = attention_values(swapaxes(g, -1, -2), q, scale);
     return {gq, gk};
+  }, Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) {  // bilinear: s(dq, k) + s(q, dk)
+    return tangents::plus(t[0].defined() ? attention_scores(t[0], k, scale) : Tensor(),
+                          t[1].defined() ? attention_scores(q, t[1], scale) : Tensor());
   });
 }
 
@@ -84,6 +88,9 @@ Tensor attention_values(const Tensor& weights, const Tensor& value, double scale
     if (w.requires_grad()) gw = attention_scores(g, v, scale);
     if (v.requires_grad()) gv = attention_values(swapaxes(w, -1, -2), g, scale);
     return {gw, gv};
+  }, Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) {  // bilinear: o(dw, v) + o(w, dv)
+    return tangents::plus(t[0].defined() ? attention_values(t[0], v, scale) : Tensor(),
+                          t[1].defined() ? attention_values(w, t[1], scale) : Tensor());
   });
 }
 
@@ -115,7 +122,13 @@ Tensor masked_softmax(const Tensor& x, const Tensor& mask) {
       return {keep.defined() ? where(keep, dx, zeros_like(dx)) : dx};
     }
     return {kernels::masked_softmax_backward(y, as_dtype(g, y.dtype()), keep)};
-  }, Saves::Output);
+  }, Saves::Output, [&](const Grads&, const Grads& t, const Tensor& y) {
+    // J t = y * (t' - sum(t' * y)) with t' = t where kept, 0 where masked: a masked
+    // score does not move the output (a fully masked row stays uniform).
+    if (!t[0].defined()) return Tensor();
+    const Tensor kept = keep.defined() ? where(keep, t[0], zeros_like(t[0])) : t[0];
+    return y * (kept - sum(kept * y, {-1}, true));
+  });
 }
 
 }  // namespace xgrad
