@@ -81,7 +81,26 @@ TEST_CASE("save_flax_msgpack refuses keys that cannot nest") {
   CHECK_THROWS_WITH_AS(save_flax_msgpack(path, {{"a..b", ones({1})}}), doctest::Contains("empty part"), ValueError);
   CHECK_THROWS_WITH_AS(save_flax_msgpack(path, {{"", ones({1})}}), doctest::Contains("empty part"), ValueError);
   CHECK_THROWS_AS(save_flax_msgpack(path, {{"u", Tensor()}}), ValueError);
+  std::string deep = "k";
+  for (int i = 0; i < 64; ++i) deep += ".k";  // 65 levels of maps: more than the reader accepts
+  CHECK_THROWS_WITH_AS(save_flax_msgpack(path, {{deep, ones({1})}}), doctest::Contains("nest deeper than the 64"),
+                       ValueError);
   CHECK(read_bytes(path) == before);
+}
+
+TEST_CASE("a tree the reader accepts saves only as deep as the reader accepts (fuzzer finding)") {
+  // {"a": [[...[x]...]]}: 63 levels of maps and lists around an ndarray. Chunking the
+  // leaf would add two levels, past kFlaxMaxDepth, so the saver refuses it.
+  std::string deep = "a";
+  for (int i = 0; i < 62; ++i) deep += ".0";
+  const std::map<std::string, Tensor> tensors = {{deep, arange(0, 4, 1, DType::Float32)}};
+  const std::string plain = serialize_flax_msgpack(tensors);
+  check_same(parse_flax_msgpack(plain), tensors);
+  CHECK_THROWS_WITH_AS(serialize_flax_msgpack(tensors, 4), doctest::Contains("nest deeper"), ValueError);
+  std::string shallower = "a";
+  for (int i = 0; i < 60; ++i) shallower += ".0";
+  check_same(parse_flax_msgpack(serialize_flax_msgpack({{shallower, arange(0, 4, 1, DType::Float32)}}, 4)),
+             {{shallower, arange(0, 4, 1, DType::Float32)}});
 }
 
 TEST_CASE("hostile msgpack files fail with an IOError naming the problem") {

@@ -5,6 +5,7 @@
 #define MSGPACK_DEFAULT_API_VERSION 3
 #include <msgpack.hpp>
 
+#include <algorithm>
 #include <limits>
 #include <vector>
 
@@ -308,6 +309,11 @@ struct Buffer {
   void write(const char* p, std::size_t n) { bytes.append(p, n); }
 };
 
+[[noreturn]] void too_deep() {
+  throw ValueError("save_flax_msgpack: the keys nest deeper than the " + std::to_string(kFlaxMaxDepth) +
+                   " levels of maps the reader accepts");
+}
+
 // The nested tree of dotted keys.
 struct SaveNode {
   const Tensor* leaf = nullptr;
@@ -318,6 +324,7 @@ SaveNode nest(const std::map<std::string, Tensor>& tensors) {
   SaveNode root;
   for (const auto& [key, t] : tensors) {
     if (!t.defined()) throw ValueError("save_flax_msgpack: tensor " + quoted_name(key) + " is undefined");
+    if (std::count(key.begin(), key.end(), '.') >= kFlaxMaxDepth) too_deep();
     SaveNode* node = &root;
     std::size_t start = 0;
     while (true) {
@@ -364,10 +371,13 @@ void pack_ndarray(msgpack::packer<Buffer>& pk, const Shape& shape, DType dtype, 
   pk.pack_ext_body(payload.data(), static_cast<std::uint32_t>(payload.size()));
 }
 
-void pack_tensor(msgpack::packer<Buffer>& pk, const Tensor& t, std::uint64_t max_chunk_bytes) {
+// `levels`: the maps around this tensor. A chunked array adds its own map and the
+// "shape"/"chunks" maps inside it.
+void pack_tensor(msgpack::packer<Buffer>& pk, const Tensor& t, std::uint64_t max_chunk_bytes, int levels) {
   std::string data;
   io_detail::append_little_endian(data, t);
   if (data.size() <= max_chunk_bytes) return pack_ndarray(pk, t.shape(), t.dtype(), data);
+  if (levels + 2 > kFlaxMaxDepth) too_deep();
   // flax.serialization._chunk: {marker: True, shape: {"0": d0, ...}, chunks: {"0": 1-D array, ...}}.
   const std::uint64_t item = itemsize(t.dtype());
   const std::uint64_t chunk_elements = std::max<std::uint64_t>(1, max_chunk_bytes / item);
@@ -391,12 +401,13 @@ void pack_tensor(msgpack::packer<Buffer>& pk, const Tensor& t, std::uint64_t max
   }
 }
 
-void pack_node(msgpack::packer<Buffer>& pk, const SaveNode& node, std::uint64_t max_chunk_bytes) {
-  if (node.leaf) return pack_tensor(pk, *node.leaf, max_chunk_bytes);
+void pack_node(msgpack::packer<Buffer>& pk, const SaveNode& node, std::uint64_t max_chunk_bytes, int levels) {
+  if (node.leaf) return pack_tensor(pk, *node.leaf, max_chunk_bytes, levels);
+  if (levels + 1 > kFlaxMaxDepth) too_deep();
   pk.pack_map(static_cast<std::uint32_t>(node.children.size()));
   for (const auto& [name, child] : node.children) {
     pack_str(pk, name);
-    pack_node(pk, child, max_chunk_bytes);
+    pack_node(pk, child, max_chunk_bytes, levels + 1);
   }
 }
 
@@ -407,7 +418,7 @@ std::string serialize_flax_msgpack(const std::map<std::string, Tensor>& tensors,
   const SaveNode root = nest(tensors);
   Buffer b;
   msgpack::packer<Buffer> pk(b);
-  pack_node(pk, root, max_chunk_bytes);
+  pack_node(pk, root, max_chunk_bytes, 0);
   return std::move(b.bytes);
 }
 
