@@ -26,22 +26,27 @@ struct StorageType {
 struct Value;
 using ValuePtr = std::shared_ptr<Value>;
 
+// The entries of a dict, in insertion order, with an index for SETITEM.
+struct DictData {
+  std::vector<std::pair<std::string, ValuePtr>> entries;
+  std::unordered_map<std::string, std::size_t> index;
+};
+
+// One unpickled value, kept small: a pickle of N bytes can make up to N of them.
 struct Value {
-  enum class Kind { None, Bool, Int, Float, String, Tuple, List, Dict, Global, Storage, Tensor } kind = Kind::None;
-  bool boolean = false;
-  std::int64_t integer = 0;
-  double real = 0;
-  std::string text;                                       // String; the Global's dotted name
-  std::vector<ValuePtr> items;                            // Tuple, List
-  std::vector<std::pair<std::string, ValuePtr>> entries;  // Dict, in insertion order
-  std::unordered_map<std::string, std::size_t> index;     // Dict: key -> position in entries
+  enum class Kind : std::uint8_t { None, Bool, Int, Float, String, Tuple, List, Dict, Global, Storage, Tensor };
+  Kind kind = Kind::None;
   Global global = Global::OrderedDict;
-  StorageType storage_type;            // Global StorageType, Storage
-  std::string storage_key;             // Storage
-  std::uint64_t storage_numel = 0;     // Storage
-  Tensor tensor;                       // Tensor (undefined: a dtype xgrad does not have)
-  int depth = 1;                       // nesting depth of containers below and including this
-  bool frozen = false;                 // inside another container: no longer mutable (rules out cycles)
+  bool boolean = false;
+  bool frozen = false;   // inside another container: no longer mutable (rules out cycles)
+  int depth = 1;         // nesting depth of containers below and including this
+  std::int64_t integer = 0;  // Int; a Storage's element count
+  double real = 0;
+  std::string text;          // String; a Global's dotted name; a Storage's key
+  std::vector<ValuePtr> items;                       // Tuple, List
+  std::unique_ptr<DictData> dict;                    // Dict (created at the first SETITEM)
+  std::shared_ptr<const StorageType> storage_type;   // Global StorageType, Storage, Tensor
+  Tensor tensor;  // Tensor (undefined: a dtype xgrad does not have)
 };
 
 ValuePtr make(Value::Kind kind) {
@@ -331,11 +336,13 @@ class Unpickler {
       else
         fail(std::string("a dict key that is ") + kind_name(kv[i]->kind) + " (expected a string)");
       adopt(*dict, *kv[i + 1]);
-      const auto [found, inserted] = dict->index.emplace(key, dict->entries.size());
+      if (!dict->dict) dict->dict = std::make_unique<DictData>();
+      DictData& d = *dict->dict;
+      const auto [found, inserted] = d.index.emplace(key, d.entries.size());
       if (inserted)
-        dict->entries.emplace_back(std::move(key), kv[i + 1]);
+        d.entries.emplace_back(std::move(key), kv[i + 1]);
       else
-        dict->entries[found->second].second = kv[i + 1];
+        d.entries[found->second].second = kv[i + 1];
     }
   }
 
@@ -352,7 +359,7 @@ class Unpickler {
       g->global = Global::RebuildParameterWithState;
     } else if (auto st = storage_type_of(module, name)) {
       g->global = Global::StorageType;
-      g->storage_type = *st;
+      g->storage_type = std::make_shared<const StorageType>(*st);
     } else {
       fail("global " + quoted_name(g->text) +
            " is not allowed (a state dict needs only collections.OrderedDict, torch._utils._rebuild_tensor_v2, "
@@ -409,8 +416,8 @@ class Unpickler {
       fail("a persistent id with a bad key, location or size");
     auto s = make(Value::Kind::Storage);
     s->storage_type = t[1]->storage_type;
-    s->storage_key = t[2]->text;
-    s->storage_numel = static_cast<std::uint64_t>(t[4]->integer);
+    s->text = t[2]->text;
+    s->integer = t[4]->integer;
     return s;
   }
 
@@ -425,13 +432,15 @@ class Unpickler {
     if (size.size() > 64) fail("_rebuild_tensor_v2: more than 64 dimensions");
     auto out = make(Value::Kind::Tensor);
     out->storage_type = s.storage_type;
-    if (!s.storage_type.dtype) return out;  // reported with its key when flattened
-    const DType dtype = *s.storage_type.dtype;
+    if (!s.storage_type->dtype) return out;  // reported with its key when flattened
+    const DType dtype = *s.storage_type->dtype;
+    const std::string& key = s.text;
+    const auto numel = static_cast<std::uint64_t>(s.integer);
     const std::uint64_t item = itemsize(dtype);
-    const std::string_view bytes = storage_bytes_(s.storage_key);
+    const std::string_view bytes = storage_bytes_(key);
     std::uint64_t storage_bytes = 0;
-    if (__builtin_mul_overflow(s.storage_numel, item, &storage_bytes) || storage_bytes > bytes.size())
-      fail("storage " + quoted_name(s.storage_key) + " claims " + std::to_string(s.storage_numel) + " elements of " +
+    if (__builtin_mul_overflow(numel, item, &storage_bytes) || storage_bytes > bytes.size())
+      fail("storage " + quoted_name(key) + " claims " + std::to_string(numel) + " elements of " +
            std::string(dtype_name(dtype)) + ", its record has " + std::to_string(bytes.size()) + " bytes");
     std::uint64_t out_bytes = 0;
     if (!io_detail::checked_nbytes(size, item, std::numeric_limits<std::int64_t>::max(), out_bytes))
@@ -450,10 +459,10 @@ class Unpickler {
             __builtin_add_overflow(last, span, &last))
           fail("_rebuild_tensor_v2: the view overflows");
       }
-      if (last >= s.storage_numel)
+      if (last >= numel)
         fail("_rebuild_tensor_v2: a view of size " + shape_str(size) + ", stride " + shape_str(stride) + " at offset " +
              std::to_string(offset) + " reaches element " + std::to_string(last) + " of storage " +
-             quoted_name(s.storage_key) + ", which has " + std::to_string(s.storage_numel));
+             quoted_name(key) + ", which has " + std::to_string(numel));
       gather(bytes.data(), static_cast<std::uint64_t>(offset), size, stride, item, io_detail::tensor_bytes(t));
       if (dtype == DType::Bool) {
         char* p = io_detail::tensor_bytes(t);
@@ -506,7 +515,8 @@ void flatten(const Value& v, const std::string& key, const std::string& what, st
   };
   switch (v.kind) {
     case Value::Kind::Dict:
-      for (const auto& [k, x] : v.entries) flatten(*x, child(k), what, out);
+      if (v.dict)
+        for (const auto& [k, x] : v.dict->entries) flatten(*x, child(k), what, out);
       return;
     case Value::Kind::List:
     case Value::Kind::Tuple:
@@ -514,7 +524,7 @@ void flatten(const Value& v, const std::string& key, const std::string& what, st
       return;
     case Value::Kind::Tensor:
       if (!v.tensor.defined())
-        throw unsupported("a tensor of " + v.storage_type.name +
+        throw unsupported("a tensor of " + v.storage_type->name +
                           ": xgrad reads bool, int32, int64, float16, bfloat16, float32, float64");
       return put(v.tensor);
     case Value::Kind::Bool: return put(scalar(v.boolean ? 1 : 0, DType::Bool));
