@@ -42,7 +42,7 @@ TEST_CASE("nn::save writes every format and nn::load recognises each one") {
   for (const auto& [format, name] : formats) {
     CAPTURE(name);
     const std::string path = dir.file(name);
-    nn::save(source, path, nn::SaveOptions{.format = format});
+    nn::save(source, path, {.format = format});
     CHECK(nn::detect_checkpoint_format(path) == format);
     TwoLayer target;
     init(target, 2);
@@ -82,7 +82,7 @@ TEST_CASE("nn::load strips a prefix and renames keys") {
   // The batch_stats entry keeps its key, so strict loading refuses it; non-strict skips it.
   CHECK_THROWS_WITH_AS(nn::load(target, dir.file("p.msgpack"), nn::LoadOptions{.strip_prefix = "params."}),
                        doctest::Contains("batch_stats.unused.mean"), Error);
-  nn::load(target, dir.file("p.msgpack"), nn::LoadOptions{.strict = false, .strip_prefix = "params."});
+  nn::load(target, dir.file("p.msgpack"), {.strict = false, .strip_prefix = "params."});  // as docs/weights_interop.md writes it
   check_same_state(target, source);
 
   // PyTorch-style names mapped onto xgrad's with rename.

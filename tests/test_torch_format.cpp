@@ -213,6 +213,19 @@ TEST_CASE("a hand-made pickle with storage offset and strides rebuilds like torc
   CHECK(got.at("x").to_vector() == std::vector<double>{1, 3, 4, 6, 7, 9});
 }
 
+TEST_CASE("load_torch reads a checkpoint whose records were deflated (re-zipped by another tool)") {
+  const auto tensors = all_dtypes();
+  std::list<std::string> inflated;
+  const std::string stored = serialize_torch(tensors);
+  const auto entries = read_zip_entries(stored, "m.pt", inflated);
+  std::string deflated;
+  ZipWriter zip([&](std::string_view b) { deflated += b; }, "re-zipped.pt");
+  for (const std::string& name : zip_entry_names(stored, "m.pt")) zip.add(name, entries.at(name), true);
+  zip.finish();
+  CHECK(deflated.size() < stored.size());
+  check_same(parse_torch(deflated, "re-zipped.pt"), tensors);
+}
+
 TEST_CASE("save_torch refuses undefined tensors and keeps the previous file") {
   TempDir dir;
   const std::string path = dir.file("m.pt");
