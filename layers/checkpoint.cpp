@@ -38,6 +38,7 @@ bool is_msgpack_map(std::string_view head) {
 CheckpointFormat detect(std::string_view bytes, const std::string& path) {
   const std::string_view head = bytes.substr(0, 16);
   if (is_zip(head)) return is_torch_zip(bytes, path) ? CheckpointFormat::Torch : CheckpointFormat::Npz;
+  if (is_legacy_torch(head)) return CheckpointFormat::Torch;  // parse_torch explains what to do
   if (head.starts_with(kHdf5Magic))
     throw IOError("load " + path + ": an HDF5 file (Keras weights); xgrad does not read HDF5 checkpoints yet");
   if (is_safetensors(head, bytes.size())) return CheckpointFormat::Safetensors;

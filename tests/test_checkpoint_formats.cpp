@@ -109,6 +109,8 @@ TEST_CASE("nn::load errors: unknown formats, HDF5, bad renames, mismatches; the 
   CHECK_THROWS_WITH_AS(nn::load(model, dir.file("w.h5")), doctest::Contains("HDF5"), IOError);
   write_bytes(dir.file("junk"), "hello world, not a checkpoint");
   CHECK_THROWS_WITH_AS(nn::load(model, dir.file("junk")), doctest::Contains("unrecognised checkpoint format"), IOError);
+  write_bytes(dir.file("legacy.pt"), std::string("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19\x2e"));
+  CHECK_THROWS_WITH_AS(nn::load(model, dir.file("legacy.pt")), doctest::Contains("torch >= 1.6"), IOError);
   write_bytes(dir.file("empty"), "");
   CHECK_THROWS_AS(nn::load(model, dir.file("empty")), IOError);
   CHECK_THROWS_AS(nn::load(model, dir.file("missing")), IOError);

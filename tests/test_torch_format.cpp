@@ -192,6 +192,8 @@ TEST_CASE("hostile PyTorch checkpoints fail with an IOError and execute nothing"
        }(),
        "not a PyTorch checkpoint"},
       {"not a zip", "\x80\x02}.", "not a zip archive"},
+      {"legacy format", std::string("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19\x2e"),
+       "the legacy format of torch < 1.6"},
   };
   for (const Case& c : cases) {
     CAPTURE(c.name);

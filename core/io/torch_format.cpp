@@ -32,11 +32,20 @@ std::string archive_prefix(const std::vector<std::string>& names) {
 
 }  // namespace
 
+bool is_legacy_torch(std::string_view bytes) {
+  // Before 1.6 torch.save pickled a magic number first: LONG1 0x1950a86a20f9469cfc6c.
+  constexpr std::string_view kLegacyMagic{"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19", 14};
+  return bytes.starts_with(kLegacyMagic);
+}
+
 bool is_torch_zip(std::string_view zip_bytes, const std::string& what) {
   return !archive_prefix(zip_entry_names(zip_bytes, what)).empty();
 }
 
 std::map<std::string, Tensor> parse_torch(std::string_view bytes, const std::string& what) {
+  if (is_legacy_torch(bytes))
+    throw IOError("unsupported PyTorch checkpoint " + what +
+                  ": the legacy format of torch < 1.6; re-save it with torch.save under torch >= 1.6 (the zip format)");
   std::list<std::string> inflated;
   const auto entries = read_zip_entries(bytes, what, inflated);
   std::vector<std::string> names;

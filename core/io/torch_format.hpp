@@ -33,5 +33,7 @@ std::string serialize_torch(const std::map<std::string, Tensor>& tensors);
 
 // Whether zip entry names look like a PyTorch checkpoint (one "<archive>/data.pkl").
 bool is_torch_zip(std::string_view zip_bytes, const std::string& what);
+// Whether the bytes start like torch.save's legacy (torch < 1.6) format, which xgrad does not read.
+bool is_legacy_torch(std::string_view bytes);
 
 }  // namespace xgrad
