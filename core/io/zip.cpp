@@ -19,6 +19,7 @@ constexpr std::uint32_t kZip64LocatorSignature = 0x07064b50;
 constexpr std::uint64_t kLocalSize = 30, kCentralSize = 46, kEndSize = 22, kZip64EndSize = 56,
                         kZip64LocatorSize = 20, kMaxCommentSize = 0xffff;
 constexpr std::uint16_t kZip64ExtraId = 0x0001;
+constexpr std::uint16_t kPaddingExtraId = 0x4246;  // "FB", PyTorch's alignment padding
 constexpr std::uint32_t kZip64Marker = 0xffffffff;
 constexpr std::uint16_t kStored = 0, kDeflated = 8;
 constexpr std::uint16_t kFlagEncrypted = 0x0001, kFlagUtf8Name = 0x0800;
@@ -296,6 +297,27 @@ void read_zip(std::string_view archive, const std::string& what,
   for (const Entry& e : reader.entries()) visit(e.name, reader.contents(e, scratch));
 }
 
+std::map<std::string, std::string_view> read_zip_entries(std::string_view archive, const std::string& what,
+                                                         std::list<std::string>& inflated) {
+  ZipReader reader(archive, what);
+  std::map<std::string, std::string_view> out;
+  for (const Entry& e : reader.entries()) {
+    std::string scratch;
+    std::string_view contents = reader.contents(e, scratch);
+    if (e.method != kStored) contents = inflated.emplace_back(std::move(scratch));
+    if (!out.emplace(e.name, contents).second)
+      throw IOError("corrupt zip archive " + what + ": entry " + quoted_name(e.name) + " appears twice");
+  }
+  return out;
+}
+
+std::vector<std::string> zip_entry_names(std::string_view archive, const std::string& what) {
+  ZipReader reader(archive, what);
+  std::vector<std::string> names;
+  for (const Entry& e : reader.entries()) names.push_back(e.name);
+  return names;
+}
+
 ZipWriter::ZipWriter(Sink sink, std::string what) : sink_(std::move(sink)), what_(std::move(what)) {}
 
 void ZipWriter::emit(std::string_view bytes) {
@@ -332,7 +354,7 @@ bool is_ascii(std::string_view s) {
 
 }  // namespace
 
-void ZipWriter::add(const std::string& name, std::string_view contents, bool compress) {
+void ZipWriter::add(const std::string& name, std::string_view contents, bool compress, std::size_t align) {
   constexpr std::uint64_t kLimit = std::numeric_limits<std::uint32_t>::max();
   if (name.size() > 0xffff) throw IOError("cannot write " + what_ + ": entry name longer than 65535 bytes");
   if (records_.size() == 0xffff) throw IOError("cannot write " + what_ + ": more than 65535 entries");
@@ -350,7 +372,14 @@ void ZipWriter::add(const std::string& name, std::string_view contents, bool com
     r.method = kDeflated;
   }
   r.compressed_size = static_cast<std::uint32_t>(payload.size());
-  if (offset_ + kLocalSize + name.size() + payload.size() >= kLimit) throw needs_zip64(what_);
+  // The padding field: 2-byte id, 2-byte size, then `pad` bytes, so that the data is aligned.
+  std::size_t extra_size = 0;
+  if (align > 0) {
+    const std::uint64_t unpadded = offset_ + kLocalSize + name.size() + 4;
+    extra_size = 4 + (align - unpadded % align) % align;
+    if (extra_size > 0xffff) throw IOError("cannot write " + what_ + ": alignment " + std::to_string(align) + " too large");
+  }
+  if (offset_ + kLocalSize + name.size() + extra_size + payload.size() >= kLimit) throw needs_zip64(what_);
   r.offset = static_cast<std::uint32_t>(offset_);
 
   std::string header;
@@ -364,8 +393,13 @@ void ZipWriter::add(const std::string& name, std::string_view contents, bool com
   put(header, r.compressed_size, 4);
   put(header, r.size, 4);
   put(header, name.size(), 2);
-  put(header, 0, 2);  // no extra field
+  put(header, extra_size, 2);
   header += name;
+  if (extra_size > 0) {
+    put(header, kPaddingExtraId, 2);
+    put(header, extra_size - 4, 2);
+    header.append(extra_size - 4, 'Z');
+  }
   emit(header);
   emit(payload);
   records_.push_back(std::move(r));

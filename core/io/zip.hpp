@@ -1,4 +1,5 @@
-// A minimal zip reader and writer on zlib, for .npz archives (internal).
+// A minimal zip reader and writer on zlib, for .npz archives and PyTorch's zip
+// checkpoints (internal).
 //
 // Reading follows the central directory (ZIP64 records included, as Python's
 // zipfile writes them for NumPy), supports stored and deflated entries, verifies
@@ -9,6 +10,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <list>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,13 +28,25 @@ std::string describe_zip_entry(std::string_view name, const std::string& archive
 void read_zip(std::string_view archive, const std::string& what,
               const std::function<void(const std::string& name, std::string_view contents)>& visit);
 
+// Every entry by name, for formats that look entries up (PyTorch's zip checkpoints).
+// Stored contents are views into `archive`; deflated ones are inflated into
+// `inflated`, which must outlive the returned views. A repeated name is an IOError.
+std::map<std::string, std::string_view> read_zip_entries(std::string_view archive, const std::string& what,
+                                                         std::list<std::string>& inflated);
+
+// The entry names in central-directory order, without inflating or checking any
+// contents: enough to recognise what kind of archive it is.
+std::vector<std::string> zip_entry_names(std::string_view archive, const std::string& what);
+
 class ZipWriter {
  public:
   using Sink = std::function<void(std::string_view)>;
   ZipWriter(Sink sink, std::string what);
 
-  // Deflates (zlib's default level) when `compress`, else stores.
-  void add(const std::string& name, std::string_view contents, bool compress);
+  // Deflates (zlib's default level) when `compress`, else stores. With `align` > 0
+  // the data starts at a multiple of `align` bytes in the archive, padded through an
+  // extra field of the local header (id "FB", as PyTorch pads its records to 64).
+  void add(const std::string& name, std::string_view contents, bool compress, std::size_t align = 0);
   // Writes the central directory; the archive is complete afterwards.
   void finish();
 
