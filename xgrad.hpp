@@ -40,6 +40,7 @@
 #include "layers/losses.hpp"
 #include "layers/matmul.hpp"
 #include "layers/module.hpp"
+#include "layers/per_example_grads.hpp"
 #include "layers/policy.hpp"
 #include "layers/pooling.hpp"
 #include "layers/sequential.hpp"

@@ -20,6 +20,7 @@
 
 #include "core/padding.hpp"
 #include "core/precision.hpp"
+#include "layers/conv_plan.hpp"
 #include "layers/initializers.hpp"
 #include "layers/module.hpp"
 
@@ -83,6 +84,12 @@ class Conv : public Module {
   explicit Conv(ConvOptions options) : Conv(std::move(options), /*shared_weights=*/true) {}
   std::string describe() const override;  // "Conv, features=16, kernel_size=[3, 3]"
   int feature_rank() const override { return static_cast<int>(options_.kernel_size.size()) + 1; }
+  // Per example, from the input's patches (conv_general_dilated_patches) and g_b: Conv's
+  // kernel = Σ_positions patchᵀ g, ConvLocal's = patch ⊗ g at each position; bias likewise.
+  // One leading batch axis, one feature group, no mask and no CIRCULAR / REFLECT / CAUSAL
+  // pre-padding; otherwise none (the loop fallback runs).
+  std::optional<StateDict> per_example_param_grads(const Tensor& input, const Tensor& output,
+                                                   const Tensor& output_grad) const override;
   const ConvOptions& options() const { return options_; }
 
  protected:
@@ -90,6 +97,8 @@ class Conv : public Module {
   Tensor forward(const Tensor& x) override;
 
  private:
+  ConvSpec spec() const;
+
   ConvOptions options_;
   bool shared_weights_;
 };

@@ -1,5 +1,8 @@
 #include "layers/layer_norm.hpp"
 
+#include <algorithm>
+
+#include "autograd/ops.hpp"
 #include "layers/norm_stats.hpp"
 
 namespace xgrad::nn {
@@ -18,6 +21,31 @@ Tensor LayerNorm::forward(const Tensor& x) {
   const Tensor bias = options_.use_bias ? param("bias", param_shape, options_.bias_init, options_.param_dtype) : Tensor();
   return normalize(x, stats, scale, bias, broadcast_feature_shape(x.shape(), features), options_.epsilon,
                    options_.dtype);
+}
+
+std::optional<StateDict> LayerNorm::per_example_param_grads(const Tensor& x, const Tensor&, const Tensor& g) const {
+  if (x.dim() < 2 || (!options_.use_scale && !options_.use_bias)) return std::nullopt;
+  const auto reduction = normalize_axes(options_.reduction_axes, x.dim(), "reduction_axes");
+  const auto features = normalize_axes(options_.feature_axes, x.dim(), "feature_axes");
+  // The batch axis must stay out of the parameters, and the parameter's axes must be
+  // in x's order for the sum below to lay them out as the parameter does.
+  if (!std::is_sorted(features.begin(), features.end()) || features.front() == 0) return std::nullopt;
+  Axes summed;
+  for (std::int64_t a = 1; a < x.dim(); ++a)
+    if (std::find(features.begin(), features.end(), a) == features.end()) summed.push_back(a);
+  Shape param_shape = reduced_feature_shape(x.shape(), features);
+  param_shape.insert(param_shape.begin(), x.size(0));
+  // (sum with no axes would sum everything: an input of [B, features] has nothing to sum)
+  const auto sum_per_example = [&](const Tensor& t) { return summed.empty() ? t : sum(t, summed); };
+  StateDict out;
+  if (options_.use_scale) {
+    const NormStats stats = compute_stats(x, reduction, options_.dtype, true, options_.use_fast_variance);
+    const Tensor normalized = cast(normalize(x, stats, Tensor(), Tensor(), broadcast_feature_shape(x.shape(), features),
+                                             options_.epsilon, options_.dtype), g.dtype());
+    out["scale"] = cast(reshape(sum_per_example(g * normalized), param_shape), find_parameter("scale").dtype());
+  }
+  if (options_.use_bias) out["bias"] = cast(reshape(sum_per_example(g), param_shape), find_parameter("bias").dtype());
+  return out;
 }
 
 RMSNorm::RMSNorm(RMSNormOptions options) : options_(std::move(options)) {

@@ -119,6 +119,16 @@ class Module {
   // description, output shape, own parameter shapes, count and dtype.
   std::string summary(const Tensor& sample_input);
 
+  // ---- per-example gradients (layers/per_example_grads.hpp)
+  // Each of this module's own parameters' gradients, one per example (leading batch
+  // axis), from one call's `input`, `output` and the gradient `output_grad` of the
+  // summed per-example losses with respect to that output, computed for the whole
+  // batch at once. Keys are the parameter names ("kernel"). Empty (the default):
+  // the layer has no rule for this call, and per_example_grads falls back to a
+  // loop over the examples for its parameters.
+  virtual std::optional<StateDict> per_example_param_grads(const Tensor& input, const Tensor& output,
+                                                           const Tensor& output_grad) const;
+
   // ---- registration
   // `value` becomes a leaf that requires grad (floating dtypes).
   Tensor register_parameter(const std::string& name, Tensor value);
