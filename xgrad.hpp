@@ -16,6 +16,7 @@
 
 #include "autograd/anomaly.hpp"
 #include "autograd/backward.hpp"
+#include "autograd/checkpoint.hpp"
 #include "autograd/conv.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/gradcheck.hpp"
@@ -43,6 +44,7 @@
 #include "layers/per_example_grads.hpp"
 #include "layers/policy.hpp"
 #include "layers/pooling.hpp"
+#include "layers/remat.hpp"
 #include "layers/sequential.hpp"
 
 #include "optim/alias.hpp"

@@ -25,6 +25,7 @@ namespace {
 
 thread_local bool t_grad_enabled = true;
 thread_local bool t_anomaly_enabled = false;
+thread_local std::uint64_t t_sequence_nr = 0;
 
 bool saves_inputs(Saves s) { return (static_cast<int>(s) & 1) != 0; }
 bool saves_output(Saves s) { return (static_cast<int>(s) & 2) != 0; }
@@ -283,6 +284,8 @@ Node::~Node() {
 bool AnomalyMode::is_enabled() { return t_anomaly_enabled; }
 void AnomalyMode::set_enabled(bool enabled) { t_anomaly_enabled = enabled; }
 
+std::uint64_t next_sequence_nr() { return t_sequence_nr; }
+
 bool GradMode::is_enabled() { return t_grad_enabled; }
 void GradMode::set_enabled(bool enabled) { t_grad_enabled = enabled; }
 
@@ -299,6 +302,7 @@ Tensor record(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, S
   if (aliases_input) out = out.detach();
   auto node = std::make_shared<Node>();
   node->op = op;
+  node->sequence_nr = t_sequence_nr++;
   node->saves = saves;
   if (saves_inputs(saves)) {
     node->input_versions.reserve(inputs.size());

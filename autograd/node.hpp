@@ -63,6 +63,9 @@ struct Node : std::enable_shared_from_this<Node> {
   DType output_dtype = DType::Float32;
   VJP vjp;
   bool released = false;  // vjp, output and inputs freed by a backward without retain_graph
+  // Recording order on this thread (as torch's sequence_nr): xgrad::checkpoint tells
+  // the nodes its function recorded from those that were there before.
+  std::uint64_t sequence_nr = 0;
 
   Node() = default;
   Node(const Node&) = delete;
@@ -77,5 +80,8 @@ struct Node : std::enable_shared_from_this<Node> {
 // `inputs` (or already on the tape) the returned tensor is a new handle on its
 // storage, so the original keeps its own gradient history.
 Tensor record(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves = Saves::Inputs);
+
+// The sequence_nr the next node recorded on this thread will get.
+std::uint64_t next_sequence_nr();
 
 }  // namespace xgrad

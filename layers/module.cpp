@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "autograd/checkpoint.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
@@ -117,7 +118,11 @@ Tensor Module::operator()(const Tensor& input) {
   {
     ForwardFrame frame(this, current_input_, input.shape());
     try {
-      out = forward(input);
+      if (remat_ && GradMode::is_enabled()) {
+        out = checkpoint([this](const std::vector<Tensor>& x) { return std::vector<Tensor>{forward(x[0])}; })({input})[0];
+      } else {
+        out = forward(input);
+      }
     } catch (const Error& e) {
       if (t_annotated_message != e.what()) {
         const std::string description = describe();

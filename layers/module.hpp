@@ -84,6 +84,11 @@ class Module {
   void init(const Tensor& sample_input);
   bool is_initializing() const { return root().initializing_; }
 
+  // Rematerialisation (layers/remat.hpp, nn::remat): every call of this module then
+  // runs under xgrad::checkpoint, keeping only its input and output for backward.
+  void set_remat(bool enabled) { remat_ = enabled; }
+  bool is_remat() const { return remat_; }
+
   void train(bool training = true);  // recursive
   void eval() { train(false); }
   bool is_training() const { return training_; }
@@ -203,6 +208,7 @@ class Module {
   std::uint64_t rng_counter_ = 0;
   bool training_ = true;
   bool initializing_ = false;
+  bool remat_ = false;
   std::optional<DType> output_dtype_;
   std::optional<Shape> initialised_input_;  // the input of the call that created the first parameter
   const Shape* current_input_ = nullptr;    // while forward runs

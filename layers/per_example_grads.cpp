@@ -28,6 +28,26 @@ Tensor per_example_losses(const PerExampleLoss& loss_fn, const Tensor& outputs, 
   return losses;
 }
 
+// Turns nn::remat off in a module tree for its lifetime, then restores it.
+class RematOff {
+ public:
+  explicit RematOff(nn::Module& model) {
+    for (auto& [path, module] : model.named_modules())
+      if (module->is_remat()) {
+        module->set_remat(false);
+        switched_.push_back(module);
+      }
+  }
+  ~RematOff() {
+    for (nn::Module* module : switched_) module->set_remat(true);
+  }
+  RematOff(const RematOff&) = delete;
+  RematOff& operator=(const RematOff&) = delete;
+
+ private:
+  std::vector<nn::Module*> switched_;
+};
+
 std::string join_path(const std::string& prefix, const std::string& name) {
   return prefix.empty() ? name : prefix + "." + name;
 }
@@ -43,6 +63,9 @@ nn::StateDict per_example_grads(nn::Module& model, const PerExampleLoss& loss_fn
                                  shape_str(inputs.shape()), targets.defined() ? shape_str(targets.shape()) : "undefined"));
   const std::int64_t batch = inputs.size(0);
   GradModeGuard recording(true);
+  // Rematerialised modules run plainly here: under checkpoint the outputs of the
+  // layers inside would not be on the tape the loss is differentiated on.
+  const RematOff remat_off(model);
 
   // 1. One batched forward, every module call captured.
   Tensor total;

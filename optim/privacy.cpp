@@ -1,5 +1,4 @@
 // optax.contrib.differentially_private_aggregate (DP-SGD, Abadi et al. 2016).
-#include <bit>
 #include <cmath>
 #include <vector>
 
@@ -28,6 +27,18 @@ std::int64_t check_batch_axis(const NamedTensors& updates) {
   return batch;
 }
 
+void store_key(OptState& state, Key key) {
+  const auto hi = static_cast<std::int64_t>(key.state >> 32), lo = static_cast<std::int64_t>(key.state & 0xffffffffu);
+  if (state.counters.empty()) state.counters = {{"rng_key_hi", hi}, {"rng_key_lo", lo}};
+  state.counter("rng_key_hi") = hi;
+  state.counter("rng_key_lo") = lo;
+}
+
+Key load_key(const OptState& state) {
+  return Key{(static_cast<std::uint64_t>(state.counter("rng_key_hi")) << 32) |
+             static_cast<std::uint64_t>(state.counter("rng_key_lo"))};
+}
+
 }  // namespace
 
 GradientTransformation differentially_private_aggregate(double l2_norm_clip, double noise_multiplier,
@@ -39,8 +50,10 @@ GradientTransformation differentially_private_aggregate(double l2_norm_clip, dou
   const double noise_std = l2_norm_clip * noise_multiplier;
   GradientTransformation tx;
   tx.init = [seed](const NamedTensors&) {
+    // optax's state is the PRNG key: here its 64 bits as two 32-bit counters, which
+    // a checkpoint holds exactly (state_to_named_tensors goes through double).
     OptState state;
-    state.counter("rng_key") = std::bit_cast<std::int64_t>(make_key(seed).state);
+    store_key(state, make_key(seed));
     return state;
   };
   tx.update = [l2_norm_clip, noise_std](NamedTensors& updates, OptState& state, const NamedTensors&) {
@@ -58,7 +71,7 @@ GradientTransformation differentially_private_aggregate(double l2_norm_clip, dou
       const double m = std::min(l2_norm_clip / std::sqrt(squares[b]), 1.0);
       multipliers[b] = std::isnan(m) ? 1.0 : m;
     }
-    const Key key{std::bit_cast<std::uint64_t>(state.counter("rng_key"))};
+    const Key key = load_key(state);
     const auto [next_key, step_key] = split(key);
     for (auto& [path, g] : updates) {
       // Σ_b multiplier_b · g_b as one [1, B] · [B, n] product, in g's dtype.
@@ -69,7 +82,7 @@ GradientTransformation differentially_private_aggregate(double l2_norm_clip, dou
         clipped_sum = clipped_sum + random_normal(fold_in(step_key, path), param_shape, g.dtype(), 0.0, noise_std);
       g = clipped_sum / static_cast<double>(batch);
     }
-    state.counter("rng_key") = std::bit_cast<std::int64_t>(next_key.state);
+    store_key(state, next_key);
   };
   return tx;
 }

@@ -171,6 +171,16 @@ TEST_CASE("per_example_grads: a whole CNN under softmax cross-entropy equals a l
   }
 }
 
+TEST_CASE("per_example_grads: rematerialised layers keep their batched rules") {
+  auto inner = std::make_shared<nn::Dense>(nn::DenseOptions{.features = 3, .param_dtype = DType::Float64});
+  nn::Sequential model{nn::remat(inner),
+                       std::make_shared<nn::Dense>(nn::DenseOptions{.features = 2, .param_dtype = DType::Float64})};
+  nn::remat(model);
+  check_against_loop(model, squared_error, normal(25, {4, 5}, DType::Float64), normal(26, {4, 2}, DType::Float64));
+  CHECK(model.is_remat());  // restored afterwards
+  CHECK(inner->is_remat());
+}
+
 TEST_CASE("per_example_grads: typed errors for a batch mismatch and a loss of the wrong shape") {
   nn::Dense dense({.features = 2});
   const Tensor x = normal(24, {4, 3}, DType::Float32);
