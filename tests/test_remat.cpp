@@ -148,12 +148,7 @@ TEST_CASE("checkpoint: higher-order gradients under grad(create_graph)") {
     const std::vector<Tensor> gg = grad({sum(square(gx))}, {x, w});
     return std::vector<Tensor>{gx.detach(), gg[0], gg[1]};
   };
-  const std::vector<Tensor> got = run(true), want = run(false);
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    INFO("result " << i);
-    const std::vector<double> a = got[i].to_vector(), b = want[i].to_vector();
-    for (std::size_t j = 0; j < a.size(); ++j) CHECK(a[j] == doctest::Approx(b[j]).epsilon(1e-12));
-  }
+  check_bitwise(run(true), run(false));
   // And against finite differences, to first and second order, in x and a parameter it reads.
   Tensor w = w0.detach();
   w.requires_grad_(true);
