@@ -65,6 +65,9 @@ class RMSNorm : public Module {
   explicit RMSNorm(RMSNormOptions options = {});
   std::string describe() const override { return "RMSNorm"; }
   const RMSNormOptions& options() const { return options_; }
+  // Per example: scale = Σ g_b · x_b / √(E[x²] + ε), as LayerNorm's.
+  std::optional<StateDict> per_example_param_grads(const Tensor& input, const Tensor& output,
+                                                   const Tensor& output_grad) const override;
 
  protected:
   Tensor forward(const Tensor& x) override;

@@ -121,7 +121,7 @@ TEST_CASE("per_example_grads: ConvLocal equals a loop over examples") {
   }
 }
 
-TEST_CASE("per_example_grads: LayerNorm scale and bias equal a loop over examples") {
+TEST_CASE("per_example_grads: LayerNorm and RMSNorm scale and bias equal a loop over examples") {
   for (DType dtype : {DType::Float64, DType::Float32}) {
     INFO(dtype_name(dtype));
     nn::LayerNorm norm({.param_dtype = dtype});
@@ -133,18 +133,22 @@ TEST_CASE("per_example_grads: LayerNorm scale and bias equal a loop over example
     check_against_loop(norm, squared_error, x, normal(18, {5, 3, 4}, dtype));
     nn::LayerNorm flat({.param_dtype = dtype});  // [B, features]: nothing to sum per example
     check_against_loop(flat, squared_error, normal(19, {4, 6}, dtype), normal(20, {4, 6}, dtype));
+    nn::RMSNorm rms({.param_dtype = dtype});
+    rms.init(x);
+    rms.state_dict().at("scale").copy_(normal(27, {4}, dtype));
+    check_against_loop(rms, squared_error, x, normal(28, {5, 3, 4}, dtype));
   }
 }
 
 TEST_CASE("per_example_grads: layers without a rule take the loop fallback") {
-  // RMSNorm has no rule, a CIRCULAR conv and a masked conv decline theirs: all go
-  // through the per-example loop, next to Dense's batched rule.
+  // GroupNorm has no rule and a CIRCULAR conv declines its: both go through the
+  // per-example loop, next to Dense's batched rule.
   for (DType dtype : {DType::Float64, DType::Float32}) {
     INFO(dtype_name(dtype));
     nn::Sequential model{
         std::make_shared<nn::Conv>(nn::ConvOptions{.features = 2, .kernel_size = {3, 3}, .padding = "CIRCULAR",
                                                    .param_dtype = dtype}),
-        std::make_shared<nn::RMSNorm>(nn::RMSNormOptions{.param_dtype = dtype}),
+        std::make_shared<nn::GroupNorm>(nn::GroupNormOptions{.num_groups = 2, .param_dtype = dtype}),
         std::make_shared<nn::Lambda>("flatten", [](const Tensor& h) { return reshape(h, {h.size(0), -1}); }),
         std::make_shared<nn::Dense>(nn::DenseOptions{.features = 3, .param_dtype = dtype})};
     check_against_loop(model, squared_error, normal(21, {3, 4, 4, 1}, dtype), normal(22, {3, 3}, dtype));
