@@ -19,6 +19,7 @@
 
 #include "autograd/anomaly.hpp"
 #include "autograd/backward.hpp"
+#include "autograd/checkpoint.hpp"
 #include "autograd/conv.hpp"
 #include "autograd/custom_derivatives.hpp"
 #include "autograd/forward_mode.hpp"
@@ -48,8 +49,10 @@
 #include "layers/matmul.hpp"
 #include "layers/module.hpp"
 #include "layers/multi_head_attention.hpp"
+#include "layers/per_example_grads.hpp"
 #include "layers/policy.hpp"
 #include "layers/pooling.hpp"
+#include "layers/remat.hpp"
 #include "layers/sequential.hpp"
 
 #include "optim/alias.hpp"

@@ -26,6 +26,7 @@ namespace {
 
 thread_local bool t_grad_enabled = true;
 thread_local bool t_anomaly_enabled = false;
+thread_local std::uint64_t t_sequence_nr = 0;
 
 bool saves_inputs(Saves s) { return (static_cast<int>(s) & 1) != 0; }
 bool saves_output(Saves s) { return (static_cast<int>(s) & 2) != 0; }
@@ -299,6 +300,8 @@ Node::~Node() {
 bool AnomalyMode::is_enabled() { return t_anomaly_enabled; }
 void AnomalyMode::set_enabled(bool enabled) { t_anomaly_enabled = enabled; }
 
+std::uint64_t next_sequence_nr() { return t_sequence_nr; }
+
 bool GradMode::is_enabled() { return t_grad_enabled; }
 void GradMode::set_enabled(bool enabled) { t_grad_enabled = enabled; }
 
@@ -327,6 +330,7 @@ Tensor forward_ad::detail::record_on_tape(const char* op, Tensor out, std::vecto
   if (aliases_input) out = out.detach();
   auto node = std::make_shared<Node>();
   node->op = op;
+  node->sequence_nr = t_sequence_nr++;
   node->saves = saves;
   if (saves_inputs(saves)) {
     node->input_versions.reserve(inputs.size());

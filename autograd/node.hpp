@@ -86,6 +86,9 @@ struct Node : std::enable_shared_from_this<Node> {
   std::shared_ptr<TensorImpl> output_tangent;
   std::uint64_t output_tangent_level = 0;
   bool released = false;  // vjp, output and inputs freed by a backward without retain_graph
+  // Recording order on this thread (as torch's sequence_nr): xgrad::checkpoint tells
+  // the nodes its function recorded from those that were there before.
+  std::uint64_t sequence_nr = 0;
 
   Node() = default;
   Node(const Node&) = delete;
@@ -123,5 +126,7 @@ Tensor record(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, S
   return forward_ad::record_with_rule(op, std::move(out), std::move(inputs), std::move(vjp), saves,
                                       JVP(std::forward<Rule>(rule)));
 }
+// The sequence_nr the next node recorded on this thread will get.
+std::uint64_t next_sequence_nr();
 
 }  // namespace xgrad

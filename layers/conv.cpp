@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "autograd/conv.hpp"
+#include "autograd/ops.hpp"
 #include "core/error.hpp"
 #include "layers/conv_plan.hpp"
 
@@ -26,19 +28,53 @@ std::string ConvBase::describe() const {
                      fmt::join(options_.kernel_size, ", "));
 }
 
+ConvSpec ConvBase::spec() const {
+  return {.features = options_.features,
+          .kernel_size = {options_.kernel_size.begin(), options_.kernel_size.end()},
+          .strides = options_.strides.values,
+          .padding = options_.padding,
+          .input_dilation = options_.input_dilation.values,
+          .kernel_dilation = options_.kernel_dilation.values,
+          .feature_group_count = options_.feature_group_count,
+          .shared_weights = shared_weights_};
+}
+
+std::optional<StateDict> ConvBase::per_example_param_grads(const Tensor& x, const Tensor&, const Tensor& g) const {
+  if (options_.mask || options_.feature_group_count != 1 || !is_floating(g.dtype()) || itemsize(g.dtype()) < 4)
+    return std::nullopt;
+  const ConvPlan plan = plan_conv(x.shape(), spec(), std::nullopt, layer_name());
+  if (plan.prepad != Prepad::None || plan.batch_shape.size() != 1) return std::nullopt;
+  const Tensor kernel = find_parameter("kernel");
+  const std::int64_t batch = x.size(0), features = options_.features, channels = plan.in_features();
+  const std::int64_t window = numel(Shape(plan.spec.kernel_size.begin(), plan.spec.kernel_size.end()));
+  // (B, O..., C·S), patch entry c·S + r: exactly the operand the lax conv contracts.
+  const Tensor patches =
+      conv_general_dilated_patches(cast(x, g.dtype()), plan.spec.kernel_size, plan.strides, plan.lax_padding,
+                                   plan.input_dilation, plan.kernel_dilation);
+  StateDict out;
+  if (shared_weights_) {
+    // Σ over positions of patchᵀ g: one batched product [B, C·S, P] · [B, P, F], then
+    // the patch axis (c, r) reordered to the kernel's (r..., c).
+    const Tensor rows = reshape(patches, {batch, -1, channels * window});
+    const Tensor grads = reshape(g, {batch, -1, features});
+    Shape kernel_shape = plan.kernel_shape;
+    kernel_shape.insert(kernel_shape.begin(), batch);
+    const Tensor per_patch = reshape(matmul(swapaxes(rows, 1, 2), grads), {batch, channels, window, features});
+    out["kernel"] = cast(reshape(transpose(per_patch, {0, 2, 1, 3}), kernel_shape), kernel.dtype());
+    if (options_.use_bias) out["bias"] = cast(sum(grads, {1}), find_parameter("bias").dtype());
+  } else {
+    // A kernel per position: its gradient at (b, o) is the outer product patch ⊗ g.
+    out["kernel"] = cast(unsqueeze(patches, -1) * unsqueeze(g, -2), kernel.dtype());
+    if (options_.use_bias) out["bias"] = cast(g, find_parameter("bias").dtype());
+  }
+  return out;
+}
+
 Tensor ConvBase::forward(const Tensor& x) {
-  const ConvSpec spec{.features = options_.features,
-                      .kernel_size = {options_.kernel_size.begin(), options_.kernel_size.end()},
-                      .strides = options_.strides.values,
-                      .padding = options_.padding,
-                      .input_dilation = options_.input_dilation.values,
-                      .kernel_dilation = options_.kernel_dilation.values,
-                      .feature_group_count = options_.feature_group_count,
-                      .shared_weights = shared_weights_};
   const std::optional<Shape> mask_shape =
       options_.mask ? std::optional<Shape>(options_.mask->shape()) : std::nullopt;
   // Every upstream check runs here, before any parameter exists (docs/convlocal.md §2.4).
-  const ConvPlan plan = plan_conv(x.shape(), spec, mask_shape, layer_name());
+  const ConvPlan plan = plan_conv(x.shape(), spec(), mask_shape, layer_name());
   const Tensor kernel = param("kernel", plan.kernel_shape, options_.kernel_init, options_.param_dtype,
                               shared_weights_ ? "input channels changed?" : "input spatial size changed?");
   std::optional<Tensor> bias;

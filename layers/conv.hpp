@@ -20,6 +20,7 @@
 
 #include "core/padding.hpp"
 #include "core/precision.hpp"
+#include "layers/conv_plan.hpp"
 #include "layers/initializers.hpp"
 #include "layers/module.hpp"
 
@@ -85,6 +86,12 @@ class ConvBase : public Module {
  public:
   std::string describe() const override;  // "Conv, features=16, kernel_size=[3, 3]"
   int feature_rank() const override { return static_cast<int>(options_.kernel_size.size()) + 1; }
+  // Per example, from the input's patches (conv_general_dilated_patches) and g_b: Conv's
+  // kernel = Σ_positions patchᵀ g, ConvLocal's = patch ⊗ g at each position; bias likewise.
+  // One leading batch axis, one feature group, no mask and no CIRCULAR / REFLECT / CAUSAL
+  // pre-padding; otherwise none (the loop fallback runs).
+  std::optional<StateDict> per_example_param_grads(const Tensor& input, const Tensor& output,
+                                                   const Tensor& output_grad) const override;
   const ConvOptions& options() const { return options_; }
   bool shared_weights() const { return shared_weights_; }
 
@@ -94,6 +101,8 @@ class ConvBase : public Module {
 
  private:
   const char* layer_name() const { return shared_weights_ ? "Conv" : "ConvLocal"; }
+  ConvSpec spec() const;
+
   ConvOptions options_;
   bool shared_weights_;
 };

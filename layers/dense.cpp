@@ -40,6 +40,19 @@ Tensor Dense::forward(const Tensor& x) {
   return options_.use_bias ? y + p[2] : y;
 }
 
+std::optional<StateDict> Dense::per_example_param_grads(const Tensor& x, const Tensor&, const Tensor& g) const {
+  if (x.dim() < 2) return std::nullopt;  // no batch axis
+  const Tensor kernel = find_parameter("kernel");
+  const std::int64_t batch = x.size(0), in = x.size(-1);
+  // [B, rows, in]ᵀ · [B, rows, F]: one batched product, the rows of an example summed.
+  const Tensor rows_in = reshape(cast(x, g.dtype()), {batch, -1, in});
+  const Tensor rows_out = reshape(g, {batch, -1, options_.features});
+  StateDict out;
+  out["kernel"] = cast(matmul(swapaxes(rows_in, 1, 2), rows_out), kernel.dtype());
+  if (options_.use_bias) out["bias"] = cast(sum(rows_out, {1}), find_parameter("bias").dtype());
+  return out;
+}
+
 DenseGeneral::DenseGeneral(DenseGeneralOptions options) : options_(std::move(options)) {
   if (options_.features.empty() || std::any_of(options_.features.begin(), options_.features.end(),
                                                [](std::int64_t f) { return f <= 0; }))

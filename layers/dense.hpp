@@ -34,6 +34,9 @@ class Dense : public Module {
   std::string describe() const override;  // "Dense, features=10"
   int feature_rank() const override { return 1; }  // the kernel depends on the last input dim only
   const DenseOptions& options() const { return options_; }
+  // Per example: kernel = x_bᵀ g_b (summed over any middle axes), bias = sum of g_b.
+  std::optional<StateDict> per_example_param_grads(const Tensor& input, const Tensor& output,
+                                                   const Tensor& output_grad) const override;
 
  protected:
   Tensor forward(const Tensor& x) override;

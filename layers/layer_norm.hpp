@@ -36,6 +36,10 @@ class LayerNorm : public Module {
   explicit LayerNorm(LayerNormOptions options = {});
   std::string describe() const override { return "LayerNorm"; }
   const LayerNormOptions& options() const { return options_; }
+  // Per example: scale = Σ g_b · x̂_b, bias = Σ g_b over the axes that are neither the
+  // batch axis 0 nor feature axes, x̂ = (x − mean) / √(var + ε) recomputed from the input.
+  std::optional<StateDict> per_example_param_grads(const Tensor& input, const Tensor& output,
+                                                   const Tensor& output_grad) const override;
 
  protected:
   Tensor forward(const Tensor& x) override;
@@ -61,6 +65,9 @@ class RMSNorm : public Module {
   explicit RMSNorm(RMSNormOptions options = {});
   std::string describe() const override { return "RMSNorm"; }
   const RMSNormOptions& options() const { return options_; }
+  // Per example: scale = Σ g_b · x_b / √(E[x²] + ε), as LayerNorm's.
+  std::optional<StateDict> per_example_param_grads(const Tensor& input, const Tensor& output,
+                                                   const Tensor& output_grad) const override;
 
  protected:
   Tensor forward(const Tensor& x) override;

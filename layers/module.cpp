@@ -10,10 +10,13 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "autograd/checkpoint.hpp"
 #include "autograd/grad_mode.hpp"
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
+#include "core/rng_replay.hpp"
 #include "core/tensor_impl.hpp"
+#include "layers/per_example_capture.hpp"
 #include "layers/summary_recorder.hpp"
 
 namespace xgrad::nn {
@@ -115,7 +118,11 @@ Tensor Module::operator()(const Tensor& input) {
   {
     ForwardFrame frame(this, current_input_, input.shape());
     try {
-      out = forward(input);
+      if (remat_ && GradMode::is_enabled()) {
+        out = checkpoint([this](const std::vector<Tensor>& x) { return std::vector<Tensor>{forward(x[0])}; })({input})[0];
+      } else {
+        out = forward(input);
+      }
     } catch (const Error& e) {
       if (t_annotated_message != e.what()) {
         const std::string description = describe();
@@ -128,6 +135,7 @@ Tensor Module::operator()(const Tensor& input) {
   // parameters would silently stay out of training and checkpoints. The caller's
   // operator() prefixes this error with its own path.
   if (parent_ == nullptr && called_by_another) check_registered();
+  if (PerExampleCapture* capture = PerExampleCapture::active()) capture->record(this, input, out);
   if (parent_ == nullptr && output_dtype_ && out.dtype() != *output_dtype_) out = cast(out, *output_dtype_);
   if (SummaryRecorder::active()) SummaryRecorder::active()->record(this, input, out);
   return out;
@@ -355,8 +363,13 @@ Tensor Module::buffer(const std::string& name, const Shape& shape, const Initial
   return register_buffer(name, create(init, key, name, shape, dtype));
 }
 
+std::optional<StateDict> Module::per_example_param_grads(const Tensor&, const Tensor&, const Tensor&) const {
+  return std::nullopt;
+}
+
 Key Module::next_rng(std::string_view stream) {
-  return fold_in(fold_in(fold_in(make_key(seed()), stream), path()), rng_counter_++);
+  // Under xgrad::checkpoint the keys are recorded, and replayed when it recomputes.
+  return RngReplay::next_key([&] { return fold_in(fold_in(fold_in(make_key(seed()), stream), path()), rng_counter_++); });
 }
 
 void Module::set_dtypes(std::optional<DType> dtype, DType param_dtype) {

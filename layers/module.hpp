@@ -84,6 +84,11 @@ class Module {
   void init(const Tensor& sample_input);
   bool is_initializing() const { return root().initializing_; }
 
+  // Rematerialisation (layers/remat.hpp, nn::remat): every call of this module then
+  // runs under xgrad::checkpoint, keeping only its input and output for backward.
+  void set_remat(bool enabled) { remat_ = enabled; }
+  bool is_remat() const { return remat_; }
+
   void train(bool training = true);  // recursive
   void eval() { train(false); }
   bool is_training() const { return training_; }
@@ -118,6 +123,16 @@ class Module {
   // Initialises with `sample_input` and returns a table of every module: path,
   // description, output shape, own parameter shapes, count and dtype.
   std::string summary(const Tensor& sample_input);
+
+  // ---- per-example gradients (layers/per_example_grads.hpp)
+  // Each of this module's own parameters' gradients, one per example (leading batch
+  // axis), from one call's `input`, `output` and the gradient `output_grad` of the
+  // summed per-example losses with respect to that output, computed for the whole
+  // batch at once. Keys are the parameter names ("kernel"). Empty (the default):
+  // the layer has no rule for this call, and per_example_grads falls back to a
+  // loop over the examples for its parameters.
+  virtual std::optional<StateDict> per_example_param_grads(const Tensor& input, const Tensor& output,
+                                                           const Tensor& output_grad) const;
 
   // ---- registration
   // `value` becomes a leaf that requires grad (floating dtypes).
@@ -193,6 +208,7 @@ class Module {
   std::uint64_t rng_counter_ = 0;
   bool training_ = true;
   bool initializing_ = false;
+  bool remat_ = false;
   std::optional<DType> output_dtype_;
   std::optional<Shape> initialised_input_;  // the input of the call that created the first parameter
   const Shape* current_input_ = nullptr;    // while forward runs

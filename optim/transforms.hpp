@@ -4,6 +4,7 @@
 // parameters are computed in float32.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 
 #include "core/dtype.hpp"
@@ -99,6 +100,18 @@ GradientTransformation scale_by_lion(const ScaleByLionOptions& options = {});
 // u + weight_decay·p on the parameters `mask` selects (all if empty). Needs params.
 // A weight decay of exactly 0 is skipped entirely (identity).
 GradientTransformation add_decayed_weights(double weight_decay = 0.0, PathPredicate mask = {});
+
+// DP-SGD's aggregation (optax.contrib.differentially_private_aggregate): takes
+// per-example gradients [B, param shape...] (xgrad::per_example_grads) and returns
+// param-shaped updates. Each example's gradient is scaled by min(l2_norm_clip / ‖g_b‖, 1)
+// (‖·‖ over all parameters jointly; 0/0 counts as 1), the scaled gradients are summed,
+// Gaussian noise of std l2_norm_clip · noise_multiplier is added, and the result is
+// divided by B. Noise: with (k_next, k_step) = split(k) of the state's key
+// (make_key(seed) at init; counters "rng_key_hi", "rng_key_lo"), parameter `path` gets
+// random_normal(fold_in(k_step, path), shape, dtype) · std, and k_next is kept. It must
+// come first in a chain. Throws ShapeError unless every update has the same batch axis 0.
+GradientTransformation differentially_private_aggregate(double l2_norm_clip, double noise_multiplier,
+                                                        std::uint64_t seed);
 
 // Elementwise clip to [−max_delta, max_delta].
 GradientTransformation clip(double max_delta);

@@ -4,6 +4,7 @@
 //   build/examples/fashion_mnist --model cnn --epochs 5 --out runs/cnn
 //   build/examples/fashion_mnist --eval runs/local/checkpoint.npz
 //   mpirun -np 2 build/examples/fashion_mnist --distributed
+//   build/examples/fashion_mnist --model cnn --dp-sgd --l2-norm-clip 1 --noise-multiplier 1.1
 //
 // Prints a progress bar per epoch, a table of epochs, a confusion matrix and, as
 // its last line, "test accuracy: 91.23%". The run directory gets metrics.csv,
@@ -41,6 +42,11 @@ struct Flags {
   std::size_t limit = 0;       // use only the first N training images (smoke runs)
   std::size_t test_limit = 0;  // evaluate on the first N test images only (smoke runs)
   bool distributed = false;
+  // DP-SGD (Abadi et al. 2016): per-example gradients clipped and noised by
+  // optim::differentially_private_aggregate before the optimizer, as optax's dpsgd.
+  bool dp_sgd = false;
+  double l2_norm_clip = 1.0;
+  double noise_multiplier = 1.1;
 };
 
 optim::GradientTransformation make_optimizer(const Flags& f, std::int64_t total_steps) {
@@ -185,6 +191,13 @@ int run(const Flags& f) {
   std::optional<distributed::DataParallel> data_parallel;
   if (f.distributed) data_parallel.emplace(model->named_parameters());
 
+  if (f.dp_sgd && f.distributed) throw ValueError("--dp-sgd does not combine with --distributed");
+  // DP-SGD: the aggregation runs first, then the optimizer on its output, which is
+  // optax.dpsgd's chain. Its noise key restarts from the seed on --resume.
+  const optim::GradientTransformation dp_aggregate =
+      optim::differentially_private_aggregate(f.l2_norm_clip, f.noise_multiplier, f.seed);
+  optim::OptState dp_state = dp_aggregate.init({});
+
   int first_epoch = 0;
   std::vector<fashion::EpochMetrics> history;
   if (!f.resume.empty()) {
@@ -202,6 +215,9 @@ int run(const Flags& f) {
   say(fmt::format("model {} ({} parameters), {} threads, {} training images, batch {}{}\n", f.model,
                   model->num_parameters(), num_threads(), train.size(), f.batch_size,
                   f.distributed ? fmt::format(" x {} ranks", distributed::world_size()) : ""));
+  if (f.dp_sgd)
+    say(fmt::format("DP-SGD: per-example gradients clipped to L2 norm {}, noise multiplier {}\n", f.l2_norm_clip,
+                    f.noise_multiplier));
 
   Evaluation last;
   for (int epoch = first_epoch; epoch < f.epochs; ++epoch) {
@@ -211,10 +227,28 @@ int run(const Flags& f) {
     double loss_sum = 0, correct = 0;
     std::int64_t seen = 0, batches = 0;
     for (Batch& b : loader.epoch(static_cast<std::uint64_t>(epoch))) {
-      const Tensor logits = (*model)(b.inputs);
-      const Tensor loss = losses::softmax_cross_entropy(logits, b.targets, losses::Reduction::Mean);
-      opt.zero_grad();
-      loss.backward();
+      Tensor logits, loss;
+      if (f.dp_sgd) {
+        const nn::StateDict per_example = per_example_grads(
+            *model,
+            [&](const Tensor& out, const Tensor& targets) {
+              Tensor losses = losses::softmax_cross_entropy(out, targets);
+              if (!logits.defined()) logits = out.detach(), loss = mean(losses.detach());  // the batched pass
+              return losses;
+            },
+            b.inputs, b.targets);
+        optim::NamedTensors updates;
+        nn::NamedTensors params = model->named_parameters();
+        for (const auto& [path, p] : params) updates.emplace_back(path, per_example.at(path));
+        dp_aggregate.update(updates, dp_state, {});
+        opt.zero_grad();
+        for (std::size_t i = 0; i < params.size(); ++i) params[i].second.set_grad(updates[i].second);
+      } else {
+        logits = (*model)(b.inputs);
+        loss = losses::softmax_cross_entropy(logits, b.targets, losses::Reduction::Mean);
+        opt.zero_grad();
+        loss.backward();
+      }
       if (data_parallel) data_parallel->average_gradients();
       opt.step();
       const auto n = b.targets.numel();
@@ -274,6 +308,13 @@ int main(int argc, char** argv) {
   app.add_option("--limit", f.limit, "train on the first N images only (smoke runs)");
   app.add_option("--test-limit", f.test_limit, "evaluate on the first N test images only (smoke runs)");
   app.add_flag("--distributed", f.distributed, "data parallel over MPI ranks (run under mpirun)");
+  app.add_flag("--dp-sgd", f.dp_sgd, "differentially private SGD: clip and noise per-example gradients");
+  app.add_option("--l2-norm-clip", f.l2_norm_clip, "DP-SGD: each example's gradient is clipped to this L2 norm")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--noise-multiplier", f.noise_multiplier, "DP-SGD: noise std = l2-norm-clip x noise-multiplier")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
     return run(f);

@@ -1,0 +1,41 @@
+// Internal: while a PerExampleCapture lives on this thread, Module::operator()
+// reports every call (module, input, output) to it. per_example_grads
+// (layers/per_example_grads.hpp) builds its batched rules from these calls.
+#pragma once
+
+#include <vector>
+
+#include "core/tensor.hpp"
+
+namespace xgrad::nn {
+
+class Module;
+
+class PerExampleCapture {
+ public:
+  struct Call {
+    const Module* module;
+    Tensor input, output;
+  };
+
+  PerExampleCapture() : previous_(current()) { current() = this; }
+  ~PerExampleCapture() { current() = previous_; }
+  PerExampleCapture(const PerExampleCapture&) = delete;
+  PerExampleCapture& operator=(const PerExampleCapture&) = delete;
+
+  static PerExampleCapture* active() { return current(); }
+  void record(const Module* module, const Tensor& input, const Tensor& output) {
+    calls_.push_back({module, input, output});
+  }
+  const std::vector<Call>& calls() const { return calls_; }
+
+ private:
+  static PerExampleCapture*& current() {
+    thread_local PerExampleCapture* capture = nullptr;
+    return capture;
+  }
+  PerExampleCapture* previous_;
+  std::vector<Call> calls_;
+};
+
+}  // namespace xgrad::nn

@@ -1,0 +1,44 @@
+// Per-example gradients: the gradient of each example's loss with respect to every
+// parameter, as jax.vmap(jax.grad(per_example_loss), in_axes=(None, 0, 0)) gives.
+//
+//   auto grads = xgrad::per_example_grads(model, [](const Tensor& logits, const Tensor& labels) {
+//     return losses::softmax_cross_entropy(logits, labels);    // Reduction::None: [B]
+//   }, images, labels);
+//   grads["conv1.kernel"];   // [B, 3, 3, 1, 32]: one kernel gradient per image
+//
+// Convention: loss_fn returns one loss per example, shape [B]; example b's
+// gradient is that of losses[b] alone (their sum, not their mean, is what is
+// differentiated), so the mean over b of the result is the gradient of
+// Reduction::Mean's loss, and its sum that of Reduction::Sum's.
+//
+// How: one batched forward and backward. During the forward every module call is
+// captured (input, output); the backward gives the gradient at each output; then
+// each layer's rule (Module::per_example_param_grads) turns input and output
+// gradient into per-example parameter gradients for the whole batch at once:
+// Dense (x_bᵀ g_b), Conv and ConvLocal (from the input's patches), LayerNorm and
+// RMSNorm (scale and bias). The parameters of any other layer (or of a call its rule
+// declines) are computed by a loop over the examples, one forward and backward
+// each on a batch of one.
+//
+// The model must treat examples independently (no BatchNorm in training mode: its
+// batch statistics mix them); dropout draws other masks in the loop fallback than
+// in the batched pass, so keep the model in eval() where exact agreement matters.
+#pragma once
+
+#include <functional>
+
+#include "layers/module.hpp"
+
+namespace xgrad {
+
+// (model outputs, targets) -> one loss per example, shape [B].
+using PerExampleLoss = std::function<Tensor(const Tensor& outputs, const Tensor& targets)>;
+
+// Each parameter's per-example gradient, [B, parameter shape...] in the
+// parameter's dtype, keyed by its dotted path (model.named_parameters()). inputs
+// and targets have the batch on axis 0. Throws ShapeError when their batch sizes
+// differ or loss_fn does not return shape [B]. Leaves every .grad() untouched.
+nn::StateDict per_example_grads(nn::Module& model, const PerExampleLoss& loss_fn, const Tensor& inputs,
+                                const Tensor& targets);
+
+}  // namespace xgrad

@@ -1,0 +1,200 @@
+// per_example_grads against a loop over single examples (the definition: example
+// b's gradient is that of its own loss), for every layer with a batched rule, for
+// the loop fallback and a whole model; a hand-computed Dense case; the errors.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <memory>
+
+#include "test_support.hpp"
+#include "xgrad.hpp"
+
+using namespace xgrad;
+
+namespace {
+
+// Sum of squared errors per example: [B, ...] -> [B].
+Tensor squared_error(const Tensor& out, const Tensor& target) {
+  Axes rest;
+  for (std::int64_t a = 1; a < out.dim(); ++a) rest.push_back(a);
+  return sum(square(out - target), rest);
+}
+
+// The definition: one forward and backward per example, on a batch of one.
+nn::StateDict loop_reference(nn::Module& model, const PerExampleLoss& loss_fn, const Tensor& x, const Tensor& y) {
+  const nn::NamedTensors params = model.named_parameters();
+  std::vector<Tensor> leaves;
+  for (const auto& [path, p] : params) leaves.push_back(p);
+  std::vector<std::vector<Tensor>> rows(params.size());
+  for (std::int64_t b = 0; b < x.size(0); ++b) {
+    const Tensor loss = sum(loss_fn(model(slice(x, 0, b, b + 1)), slice(y, 0, b, b + 1)));
+    const std::vector<Tensor> g = grad({loss}, leaves, {}, {.allow_unused = true});
+    for (std::size_t i = 0; i < g.size(); ++i) rows[i].push_back(g[i].defined() ? g[i] : zeros_like(leaves[i]));
+  }
+  nn::StateDict out;
+  for (std::size_t i = 0; i < params.size(); ++i) out[params[i].first] = stack(rows[i]);
+  return out;
+}
+
+void check_close(const nn::StateDict& got, const nn::StateDict& want, double tolerance) {
+  REQUIRE(got.size() == want.size());
+  for (const auto& [path, w] : want) {
+    INFO(path);
+    REQUIRE(got.count(path) == 1);
+    const Tensor& g = got.at(path);
+    REQUIRE(g.shape() == w.shape());
+    CHECK(g.dtype() == w.dtype());
+    const std::vector<double> a = g.to_vector(), b = w.to_vector();
+    double worst = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - b[i]) / (1.0 + std::abs(b[i])));
+    CHECK(worst <= tolerance);
+  }
+}
+
+double tolerance_for(DType dtype) { return dtype == DType::Float64 ? 1e-12 : 1e-6; }
+
+// Runs both and compares; also checks the batch gradient is the per-example sum.
+void check_against_loop(nn::Module& model, const PerExampleLoss& loss_fn, const Tensor& x, const Tensor& y) {
+  model.init(slice(x, 0, 0, 1));
+  const nn::StateDict got = per_example_grads(model, loss_fn, x, y);
+  for (const auto& [path, p] : model.named_parameters()) CHECK_FALSE(p.grad().defined());  // untouched
+  const DType dtype = model.named_parameters().front().second.dtype();
+  check_close(got, loop_reference(model, loss_fn, x, y), tolerance_for(dtype));
+  sum(loss_fn(model(x), y)).backward();
+  nn::StateDict summed;
+  for (const auto& [path, g] : got) summed[path] = sum(g, {0});
+  nn::StateDict batch_grads;
+  for (const auto& [path, p] : model.named_parameters()) batch_grads[path] = p.grad();
+  check_close(summed, batch_grads, dtype == DType::Float64 ? 1e-11 : 1e-5);
+  model.zero_grad();
+}
+
+Tensor normal(std::uint64_t seed, const Shape& shape, DType dtype) { return random_normal(make_key(seed), shape, dtype); }
+
+}  // namespace
+
+TEST_CASE("per_example_grads: Dense by hand, x W + b under a squared error") {
+  // One feature, W = [1, 2], b = 0.5: example b's kernel gradient is 2 (y_b - t_b) x_b.
+  nn::Dense dense({.features = 1, .param_dtype = DType::Float64});
+  const Tensor x = from_vector({1, 0, 2, -1, 0, 3}, {3, 2}, DType::Float64);
+  const Tensor t = from_vector({0, 1, 2}, {3, 1}, DType::Float64);
+  dense.init(x);
+  dense.state_dict().at("kernel").copy_(from_vector({1, 2}, {2, 1}, DType::Float64));
+  dense.state_dict().at("bias").copy_(from_vector({0.5}, {1}, DType::Float64));
+  // y = [1.5, 0.5, 6.5]; residuals r = y - t = [1.5, -0.5, 4.5]
+  const nn::StateDict g = per_example_grads(dense, squared_error, x, t);
+  CHECK(g.at("kernel").shape() == Shape{3, 2, 1});
+  CHECK(g.at("kernel").to_vector() == std::vector<double>{3, 0, -2, 1, 0, 27});
+  CHECK(g.at("bias").to_vector() == std::vector<double>{3, -1, 9});
+}
+
+TEST_CASE("per_example_grads: Dense equals a loop over examples") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    nn::Dense dense({.features = 4, .param_dtype = dtype});
+    check_against_loop(dense, squared_error, normal(1, {5, 3}, dtype), normal(2, {5, 4}, dtype));
+    nn::Dense over_rows({.features = 2, .param_dtype = dtype});  // middle axes are summed per example
+    check_against_loop(over_rows, squared_error, normal(3, {4, 3, 5}, dtype), normal(4, {4, 3, 2}, dtype));
+  }
+}
+
+TEST_CASE("per_example_grads: Conv equals a loop over examples") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    nn::Conv same({.features = 3, .kernel_size = {3, 3}, .param_dtype = dtype});
+    check_against_loop(same, squared_error, normal(5, {4, 6, 5, 2}, dtype), normal(6, {4, 6, 5, 3}, dtype));
+    nn::Conv strided({.features = 2, .kernel_size = {2, 3}, .strides = {2, 1}, .padding = "VALID",
+                      .kernel_dilation = {1, 2}, .param_dtype = dtype});
+    check_against_loop(strided, squared_error, normal(7, {3, 7, 8, 3}, dtype), normal(8, {3, 3, 4, 2}, dtype));
+    nn::Conv conv1d({.features = 2, .kernel_size = 3, .use_bias = false, .param_dtype = dtype});
+    check_against_loop(conv1d, squared_error, normal(9, {3, 9, 2}, dtype), normal(10, {3, 9, 2}, dtype));
+  }
+}
+
+TEST_CASE("per_example_grads: ConvLocal equals a loop over examples") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    nn::ConvLocal local({.features = 3, .kernel_size = {3, 3}, .padding = "VALID", .param_dtype = dtype});
+    check_against_loop(local, squared_error, normal(11, {4, 5, 6, 2}, dtype), normal(12, {4, 3, 4, 3}, dtype));
+    nn::ConvLocal strided({.features = 2, .kernel_size = {3, 2}, .strides = 2, .padding = "SAME", .param_dtype = dtype});
+    check_against_loop(strided, squared_error, normal(13, {3, 6, 5, 2}, dtype), normal(14, {3, 3, 3, 2}, dtype));
+  }
+}
+
+TEST_CASE("per_example_grads: LayerNorm and RMSNorm scale and bias equal a loop over examples") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    nn::LayerNorm norm({.param_dtype = dtype});
+    // Non-trivial scale and bias, so the check does not pass by symmetry.
+    const Tensor x = normal(15, {5, 3, 4}, dtype);
+    norm.init(x);
+    norm.state_dict().at("scale").copy_(normal(16, {4}, dtype));
+    norm.state_dict().at("bias").copy_(normal(17, {4}, dtype));
+    check_against_loop(norm, squared_error, x, normal(18, {5, 3, 4}, dtype));
+    nn::LayerNorm flat({.param_dtype = dtype});  // [B, features]: nothing to sum per example
+    check_against_loop(flat, squared_error, normal(19, {4, 6}, dtype), normal(20, {4, 6}, dtype));
+    nn::RMSNorm rms({.param_dtype = dtype});
+    rms.init(x);
+    rms.state_dict().at("scale").copy_(normal(27, {4}, dtype));
+    check_against_loop(rms, squared_error, x, normal(28, {5, 3, 4}, dtype));
+  }
+}
+
+TEST_CASE("per_example_grads: layers without a rule take the loop fallback") {
+  // GroupNorm has no rule and a CIRCULAR conv declines its: both go through the
+  // per-example loop, next to Dense's batched rule.
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    nn::Sequential model{
+        std::make_shared<nn::Conv>(nn::ConvOptions{.features = 2, .kernel_size = {3, 3}, .padding = "CIRCULAR",
+                                                   .param_dtype = dtype}),
+        std::make_shared<nn::GroupNorm>(nn::GroupNormOptions{.num_groups = 2, .param_dtype = dtype}),
+        std::make_shared<nn::Lambda>("flatten", [](const Tensor& h) { return reshape(h, {h.size(0), -1}); }),
+        std::make_shared<nn::Dense>(nn::DenseOptions{.features = 3, .param_dtype = dtype})};
+    check_against_loop(model, squared_error, normal(21, {3, 4, 4, 1}, dtype), normal(22, {3, 3}, dtype));
+  }
+}
+
+TEST_CASE("per_example_grads: a whole CNN under softmax cross-entropy equals a loop over examples") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    auto dense = std::make_shared<nn::Dense>(nn::DenseOptions{.features = 5, .param_dtype = dtype});
+    nn::Sequential model{
+        std::make_shared<nn::Conv>(nn::ConvOptions{.features = 4, .kernel_size = {3, 3}, .param_dtype = dtype}),
+        std::make_shared<nn::Lambda>("pool_relu", [](const Tensor& h) { return nn::relu(nn::max_pool(h, {2, 2}, {2, 2})); }),
+        std::make_shared<nn::ConvLocal>(
+            nn::ConvOptions{.features = 3, .kernel_size = {2, 2}, .padding = "VALID", .param_dtype = dtype}),
+        std::make_shared<nn::Lambda>("flatten", [](const Tensor& h) { return nn::relu(reshape(h, {h.size(0), -1})); }),
+        std::make_shared<nn::LayerNorm>(nn::LayerNormOptions{.param_dtype = dtype}),
+        dense};
+    const Tensor labels = from_vector({0, 3, 1, 4, 2, 3}, {6}, DType::Int64);
+    const PerExampleLoss cross_entropy = [](const Tensor& logits, const Tensor& y) {
+      return losses::softmax_cross_entropy_with_integer_labels(logits, y);
+    };
+    check_against_loop(model, cross_entropy, normal(23, {6, 8, 8, 2}, dtype), labels);
+  }
+}
+
+TEST_CASE("per_example_grads: rematerialised layers keep their batched rules") {
+  auto inner = std::make_shared<nn::Dense>(nn::DenseOptions{.features = 3, .param_dtype = DType::Float64});
+  nn::Sequential model{nn::remat(inner),
+                       std::make_shared<nn::Dense>(nn::DenseOptions{.features = 2, .param_dtype = DType::Float64})};
+  nn::remat(model);
+  check_against_loop(model, squared_error, normal(25, {4, 5}, DType::Float64), normal(26, {4, 2}, DType::Float64));
+  CHECK(model.is_remat());  // restored afterwards
+  CHECK(inner->is_remat());
+}
+
+TEST_CASE("per_example_grads: typed errors for a batch mismatch and a loss of the wrong shape") {
+  nn::Dense dense({.features = 2});
+  const Tensor x = normal(24, {4, 3}, DType::Float32);
+  CHECK_THROWS_WITH_AS(per_example_grads(dense, squared_error, x, zeros({3, 2})),
+                       doctest::Contains("inputs [4, 3] and targets [3, 2] must have the same batch size"), ShapeError);
+  CHECK_THROWS_AS(per_example_grads(dense, squared_error, scalar(1.0), zeros({3, 2})), ShapeError);
+  const PerExampleLoss averaged = [](const Tensor& out, const Tensor& t) { return mean(square(out - t)); };
+  CHECK_THROWS_WITH_AS(per_example_grads(dense, averaged, x, zeros({4, 2})),
+                       doctest::Contains("loss_fn must return one loss per example, shape [4], got []"), ShapeError);
+  const PerExampleLoss elementwise = [](const Tensor& out, const Tensor& t) { return square(out - t); };
+  CHECK_THROWS_WITH_AS(per_example_grads(dense, elementwise, x, zeros({4, 2})),
+                       doctest::Contains("got [4, 2]"), ShapeError);
+}
