@@ -124,7 +124,10 @@ Grads recompute_and_backward(const Segment& segment, const Tensor& cotangent) {
 }
 
 std::vector<Tensor> run_checkpointed(const CheckpointFunction& f, const std::vector<Tensor>& inputs) {
-  if (!GradMode::is_enabled()) return f(inputs);
+  // Nothing is recorded without grad mode; under a jvp f runs as it is, its ops
+  // carrying the tangents (the jvp keeps no tape to save memory on; JAX's checkpoint
+  // is likewise transparent to forward mode).
+  if (!GradMode::is_enabled() || forward_ad::propagating()) return f(inputs);
   auto segment = std::make_shared<Segment>();
   segment->f = f;
   segment->inputs = inputs;
