@@ -255,8 +255,8 @@ int run(const Flags& f) {
 int main(int argc, char** argv) {
   Flags f;
   CLI::App app{"Train a small network on Fashion-MNIST with xgrad"};
-  app.add_option("--model", f.model, "local (Conv -> ConvLocal -> Dense), cnn or mlp")
-      ->check(CLI::IsMember({"local", "cnn", "mlp"}))
+  app.add_option("--model", f.model, "local (Conv -> ConvLocal -> Dense), cnn, mlp or lstm")
+      ->check(CLI::IsMember({"local", "cnn", "mlp", "lstm"}))
       ->capture_default_str();
   app.add_option("--epochs", f.epochs, "training epochs")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--batch-size", f.batch_size, "batch size (per rank with --distributed)")

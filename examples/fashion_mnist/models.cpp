@@ -5,7 +5,9 @@
 #include "layers/conv.hpp"
 #include "layers/dense.hpp"
 #include "layers/flatten.hpp"
+#include "layers/lstm_cell.hpp"
 #include "layers/pooling.hpp"
+#include "layers/rnn.hpp"
 #include "layers/sequential.hpp"
 
 namespace fashion {
@@ -25,6 +27,27 @@ std::shared_ptr<nn::Module> relu_layer() {
 std::shared_ptr<nn::Module> pool2() {
   return std::make_shared<nn::Lambda>("max_pool 2x2", [](const Tensor& x) { return nn::max_pool(x, {2, 2}, {2, 2}); });
 }
+
+// Each image read row by row: 28 steps of 28 pixels through an LSTM of 128 units;
+// its last hidden state goes to Dense 10.
+class RowLSTM : public nn::Module {
+ public:
+  RowLSTM() {
+    register_module("rnn", rnn_);
+    register_module("head", head_);
+  }
+  std::string describe() const override { return "RowLSTM"; }
+
+ protected:
+  Tensor forward(const Tensor& images) override {  // [N, 28, 28, 1]
+    const Tensor rows = reshape(images, {images.size(0), images.size(1), -1});
+    return head_(rnn_(rows, {.return_carry = true}).carry[1]);
+  }
+
+ private:
+  nn::RNN rnn_{std::make_shared<nn::LSTMCell>(nn::LSTMCellOptions{.features = 128})};
+  nn::Dense head_{{.features = 10}};
+};
 
 }  // namespace
 
@@ -48,7 +71,8 @@ std::shared_ptr<nn::Module> make_model(const std::string& name) {
         relu_layer(), std::make_shared<nn::Dense>(nn::DenseOptions{.features = 128}), relu_layer(),
         std::make_shared<nn::Dense>(nn::DenseOptions{.features = 10})});
   }
-  throw ValueError("unknown model '" + name + "' (expected local, cnn or mlp)");
+  if (name == "lstm") return std::make_shared<RowLSTM>();
+  throw ValueError("unknown model '" + name + "' (expected local, cnn, mlp or lstm)");
 }
 
 }  // namespace fashion

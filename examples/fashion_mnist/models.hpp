@@ -1,4 +1,4 @@
-// The three example networks for 28x28x1 Fashion-MNIST images.
+// The example networks for 28x28x1 Fashion-MNIST images.
 #pragma once
 
 #include <memory>
@@ -14,6 +14,7 @@ namespace fashion {
 //          everywhere, the unshared layer learns where they matter.
 // "cnn":   Conv 3x3 (32) -> pool -> ReLU -> Conv 3x3 (64) -> pool -> ReLU -> Dense 10.
 // "mlp":   784 -> 256 -> 128 -> 10 with ReLU.
+// "lstm":  each image as 28 time steps of 28 pixels -> LSTM 128 -> last hidden state -> Dense 10.
 std::shared_ptr<xgrad::nn::Module> make_model(const std::string& name);
 
 }  // namespace fashion
