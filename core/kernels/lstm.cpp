@@ -1,7 +1,15 @@
+// The clamps in exp_kernel are compares that may raise FP exceptions, which GCC
+// will not if-convert under its default -ftrapping-math, and so would not
+// vectorise the activation loops. xgrad never reads the FP exception flags.
+#pragma GCC optimize("no-trapping-math")
+
 #include "core/kernels/lstm.hpp"
 
+#include <bit>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
+#include <vector>
 
 #include "core/kernels/gemm.hpp"
 #include "core/tensor.hpp"
@@ -11,9 +19,36 @@ namespace xgrad::kernels {
 
 namespace {
 
+// float: exp by range reduction and a degree-6 polynomial (Cephes' expf, about 2 ulp),
+// written so that the compiler vectorises the loops that call it; glibc's expf and
+// tanhf are scalar calls and took over half of an LSTM training step. double keeps
+// the library functions (reference precision for the float64 checks).
+inline float exp_kernel(float x) {
+  x = x > 88.0f ? 88.0f : x;
+  x = x < -87.0f ? -87.0f : x;
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;           // x - n ln 2, ln 2 in two parts
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const std::int32_t bits = (static_cast<std::int32_t>(n) + 127) << 23;
+  return p * std::bit_cast<float>(bits);
+}
+inline double exp_kernel(double x) { return std::exp(x); }
+
 template <class T>
 T sigmoid(T x) {
-  return T(1) / (T(1) + std::exp(-x));
+  return T(1) / (T(1) + exp_kernel(-x));
+}
+
+template <class T>
+T tanh_kernel(T x) {
+  if constexpr (std::is_same_v<T, double>) return std::tanh(x);
+  else return T(2) / (T(1) + exp_kernel(T(-2) * x)) - T(1);  // absolute error ~1e-7
 }
 
 // Row chunks for the elementwise parts: each row is independent, so any split
@@ -25,54 +60,49 @@ void for_rows(std::int64_t rows, std::int64_t hidden, F&& fn) {
   parallel_for_ranges(rows, chunks, fn);
 }
 
-// Activates the gates of rows [r0, r1) in place (z may alias gates) and updates the cell.
+// Activates the gates of rows [r0, r1) (z may alias gates; gates may be null) and
+// updates the cell. Loops over contiguous blocks, so they vectorise.
 template <class T>
 void step_rows(const T* z, const T* c, T* c_out, T* h_out, T* gates, std::int64_t r0, std::int64_t r1,
                std::int64_t hidden) {
   const std::int64_t h4 = 4 * hidden;
+  std::vector<T> scratch(gates ? 0 : static_cast<std::size_t>(h4));
   for (std::int64_t r = r0; r < r1; ++r) {
     const T* zr = z + r * h4;
-    T* gr = gates ? gates + r * h4 : nullptr;
-    for (std::int64_t j = 0; j < hidden; ++j) {
-      const T i = sigmoid(zr[j]), f = sigmoid(zr[hidden + j]), g = std::tanh(zr[2 * hidden + j]),
-              o = sigmoid(zr[3 * hidden + j]);
-      const T cn = f * c[r * hidden + j] + i * g;
-      c_out[r * hidden + j] = cn;
-      h_out[r * hidden + j] = o * std::tanh(cn);
-      if (gr) {
-        gr[j] = i;
-        gr[hidden + j] = f;
-        gr[2 * hidden + j] = g;
-        gr[3 * hidden + j] = o;
-      }
-    }
+    T* a = gates ? gates + r * h4 : scratch.data();
+    for (std::int64_t j = 0; j < 2 * hidden; ++j) a[j] = sigmoid(zr[j]);                  // i, f
+    for (std::int64_t j = 2 * hidden; j < 3 * hidden; ++j) a[j] = tanh_kernel(zr[j]);     // g
+    for (std::int64_t j = 3 * hidden; j < h4; ++j) a[j] = sigmoid(zr[j]);                 // o
+    const T *i = a, *f = a + hidden, *g = a + 2 * hidden, *o = a + 3 * hidden, *cr = c + r * hidden;
+    T *cn = c_out + r * hidden, *hn = h_out + r * hidden;
+    for (std::int64_t j = 0; j < hidden; ++j) cn[j] = f[j] * cr[j] + i[j] * g[j];
+    for (std::int64_t j = 0; j < hidden; ++j) hn[j] = o[j] * tanh_kernel(cn[j]);
   }
 }
 
-// The step VJP from activated gates, rows [r0, r1). grad_c / grad_h may be null;
-// dc_carry / dh_carry (may be null) are added to them (the cotangents flowing back
-// from the next step). dc may alias dc_carry: each element is read before written.
-template <class T>
+// The step VJP from activated gates, rows [r0, r1). With `Carry`, dc_carry and
+// dh_carry (the cotangents flowing back from the next step) are added to grad_c and
+// grad_h. No output aliases an input, so the loops vectorise.
+template <bool Carry, class T>
 void step_backward_rows(const T* gates, const T* c, const T* c_new, const T* grad_c, const T* grad_h,
-                        const T* dc_carry, const T* dh_carry, T* dz, T* dc, std::int64_t r0, std::int64_t r1,
-                        std::int64_t hidden) {
+                        const T* dc_carry, const T* dh_carry, T* __restrict__ dz, T* __restrict__ dc,
+                        std::int64_t r0, std::int64_t r1, std::int64_t hidden) {
   const std::int64_t h4 = 4 * hidden;
   for (std::int64_t r = r0; r < r1; ++r) {
-    const T* gr = gates + r * h4;
-    T* dzr = dz + r * h4;
+    const std::int64_t off = r * hidden;
+    const T *i = gates + r * h4, *f = i + hidden, *g = i + 2 * hidden, *o = i + 3 * hidden;
+    T *dzi = dz + r * h4, *dzf = dzi + hidden, *dzg = dzi + 2 * hidden, *dzo = dzi + 3 * hidden;
     for (std::int64_t j = 0; j < hidden; ++j) {
-      const std::int64_t k = r * hidden + j;
-      const T i = gr[j], f = gr[hidden + j], g = gr[2 * hidden + j], o = gr[3 * hidden + j];
-      T gc = grad_c ? grad_c[k] : T(0), gh = grad_h ? grad_h[k] : T(0);
-      if (dc_carry) gc += dc_carry[k];
-      if (dh_carry) gh += dh_carry[k];
-      const T tc = std::tanh(c_new[k]);
-      const T dct = gc + gh * o * (T(1) - tc * tc);  // dL/dc' through c' and through h' = o tanh(c')
-      dzr[j] = dct * g * i * (T(1) - i);
-      dzr[hidden + j] = dct * c[k] * f * (T(1) - f);
-      dzr[2 * hidden + j] = dct * i * (T(1) - g * g);
-      dzr[3 * hidden + j] = gh * tc * o * (T(1) - o);
-      dc[k] = dct * f;
+      const std::int64_t k = off + j;
+      const T gc = Carry ? grad_c[k] + dc_carry[k] : grad_c[k];
+      const T gh = Carry ? grad_h[k] + dh_carry[k] : grad_h[k];
+      const T tc = tanh_kernel(c_new[k]);
+      const T dct = gc + gh * o[j] * (T(1) - tc * tc);  // dL/dc' through c' and through h' = o tanh(c')
+      dzi[j] = dct * g[j] * i[j] * (T(1) - i[j]);
+      dzf[j] = dct * c[k] * f[j] * (T(1) - f[j]);
+      dzg[j] = dct * i[j] * (T(1) - g[j] * g[j]);
+      dzo[j] = gh * tc * o[j] * (T(1) - o[j]);
+      dc[k] = dct * f[j];
     }
   }
 }
@@ -83,7 +113,7 @@ void activate(const T* z, T* gates, std::int64_t r0, std::int64_t r1, std::int64
   for (std::int64_t r = r0; r < r1; ++r)
     for (std::int64_t j = 0; j < h4; ++j) {
       const T v = z[r * h4 + j];
-      gates[r * h4 + j] = (j >= 2 * hidden && j < 3 * hidden) ? std::tanh(v) : sigmoid(v);
+      gates[r * h4 + j] = (j >= 2 * hidden && j < 3 * hidden) ? tanh_kernel(v) : sigmoid(v);
     }
 }
 
@@ -98,11 +128,11 @@ void lstm_step_forward(const T* z, const T* c, T* c_out, T* h_out, T* gates, std
 template <class T>
 void lstm_step_backward(const T* z, const T* c, const T* c_new, const T* grad_c, const T* grad_h, T* dz, T* dc,
                         std::int64_t rows, std::int64_t hidden) {
-  // dz doubles as the activated gates' buffer: each row's gates are read before its dz is written.
+  std::vector<T> gates(static_cast<std::size_t>(rows * 4 * hidden));
   for_rows(rows, hidden, [&](std::int64_t r0, std::int64_t r1) {
-    activate(z, dz, r0, r1, hidden);
-    step_backward_rows(dz, c, c_new, grad_c, grad_h, static_cast<const T*>(nullptr),
-                       static_cast<const T*>(nullptr), dz, dc, r0, r1, hidden);
+    activate(z, gates.data(), r0, r1, hidden);
+    step_backward_rows<false>(gates.data(), c, c_new, grad_c, grad_h, static_cast<const T*>(nullptr),
+                              static_cast<const T*>(nullptr), dz, dc, r0, r1, hidden);
   });
 }
 
@@ -132,7 +162,11 @@ void lstm_sequence_backward(const T* wh, const T* c0, const T* h0, const T* stat
                             const T* grad_states, T* dxp, T* dwh, T* dbias, T* dc0, T* dh0, std::int64_t steps,
                             std::int64_t rows, std::int64_t hidden) {
   const std::int64_t h4 = 4 * hidden, plane = rows * hidden;
-  // dc0 / dh0 carry the cotangents flowing from step t+1 back into step t.
+  // The cotangents flowing from step t+1 back into step t: dh in dh0, dc in two
+  // buffers used in turn (a step reads one and writes the other), ending in dc0.
+  Tensor dc_scratch = empty({rows, hidden}, dtype_v<T>);
+  T* dc_in = dc0;
+  T* dc_out = dc_scratch.data<T>();
   std::fill(dc0, dc0 + plane, T(0));
   std::fill(dh0, dh0 + plane, T(0));
   for (std::int64_t t = steps - 1; t >= 0; --t) {
@@ -142,10 +176,12 @@ void lstm_sequence_backward(const T* wh, const T* c0, const T* h0, const T* stat
     T* dz = dxp + t * rows * h4;
     const T* gt = gates + t * rows * h4;
     for_rows(rows, hidden, [&](std::int64_t r0, std::int64_t r1) {
-      step_backward_rows(gt, c_prev, c_new, g_c, g_c + plane, dc0, dh0, dz, dc0, r0, r1, hidden);
+      step_backward_rows<true>(gt, c_prev, c_new, g_c, g_c + plane, dc_in, dh0, dz, dc_out, r0, r1, hidden);
     });
+    std::swap(dc_in, dc_out);
     gemm<T>(false, true, rows, hidden, h4, dz, h4, wh, h4, dh0, hidden);  // dh_{t-1} = dz_t W_h^T
   }
+  if (dc_in != dc0) std::memcpy(dc0, dc_in, sizeof(T) * static_cast<std::size_t>(plane));
   // dW_h = sum_t h_{t-1}^T dz_t: the previous hidden states gathered into one
   // [steps * rows, H] matrix make it a single GEMM.
   Tensor h_prev_all = empty({steps * rows, hidden}, dtype_v<T>);

@@ -17,7 +17,7 @@ template <class T>
 void lstm_step_forward(const T* z, const T* c, T* c_out, T* h_out, T* gates, std::int64_t rows,
                        std::int64_t hidden);
 
-// The VJP of one step: from the cotangents of c' and h' (either may be null = zero),
+// The VJP of one step: from the cotangents of c' and h',
 // the pre-activations' cotangent dz [rows, 4H] and the old cell's dc [rows, H].
 // Gates are recomputed from `z`; `c_new` is the step's c'.
 template <class T>
