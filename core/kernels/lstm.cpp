@@ -56,7 +56,7 @@ T tanh_kernel(T x) {
 template <class F>
 void for_rows(std::int64_t rows, std::int64_t hidden, F&& fn) {
   const std::int64_t work = rows * hidden;
-  const std::int64_t chunks = work < 16384 ? 1 : num_threads();
+  const std::int64_t chunks = work < 2048 ? 1 : num_threads();
   parallel_for_ranges(rows, chunks, fn);
 }
 
