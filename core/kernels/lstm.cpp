@@ -23,7 +23,7 @@ namespace {
 // written so that the compiler vectorises the loops that call it; glibc's expf and
 // tanhf are scalar calls and took over half of an LSTM training step. double keeps
 // the library functions (reference precision for the float64 checks).
-inline float exp_kernel(float x) {
+[[gnu::always_inline]] inline float exp_kernel(float x) {
   x = x > 88.0f ? 88.0f : x;
   x = x < -87.0f ? -87.0f : x;
   const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
@@ -41,12 +41,12 @@ inline float exp_kernel(float x) {
 inline double exp_kernel(double x) { return std::exp(x); }
 
 template <class T>
-T sigmoid(T x) {
+[[gnu::always_inline]] inline T sigmoid(T x) {
   return T(1) / (T(1) + exp_kernel(-x));
 }
 
 template <class T>
-T tanh_kernel(T x) {
+[[gnu::always_inline]] inline T tanh_kernel(T x) {
   if constexpr (std::is_same_v<T, double>) return std::tanh(x);
   else return T(2) / (T(1) + exp_kernel(T(-2) * x)) - T(1);  // absolute error ~1e-7
 }
@@ -63,7 +63,7 @@ void for_rows(std::int64_t rows, std::int64_t hidden, F&& fn) {
 // Activates the gates of rows [r0, r1) (z may alias gates; gates may be null) and
 // updates the cell. Loops over contiguous blocks, so they vectorise.
 template <class T>
-void step_rows(const T* z, const T* c, T* c_out, T* h_out, T* gates, std::int64_t r0, std::int64_t r1,
+[[gnu::always_inline]] inline void step_rows(const T* z, const T* c, T* c_out, T* h_out, T* gates, std::int64_t r0, std::int64_t r1,
                std::int64_t hidden) {
   const std::int64_t h4 = 4 * hidden;
   std::vector<T> scratch(gates ? 0 : static_cast<std::size_t>(h4));
@@ -84,7 +84,7 @@ void step_rows(const T* z, const T* c, T* c_out, T* h_out, T* gates, std::int64_
 // dh_carry (the cotangents flowing back from the next step) are added to grad_c and
 // grad_h. No output aliases an input, so the loops vectorise.
 template <bool Carry, class T>
-void step_backward_rows(const T* gates, const T* c, const T* c_new, const T* grad_c, const T* grad_h,
+[[gnu::always_inline]] inline void step_backward_rows(const T* gates, const T* c, const T* c_new, const T* grad_c, const T* grad_h,
                         const T* dc_carry, const T* dh_carry, T* __restrict__ dz, T* __restrict__ dc,
                         std::int64_t r0, std::int64_t r1, std::int64_t hidden) {
   const std::int64_t h4 = 4 * hidden;
@@ -119,10 +119,48 @@ void activate(const T* z, T* gates, std::int64_t r0, std::int64_t r1, std::int64
 
 }  // namespace
 
+// The float rows compiled twice, for AVX2 and for the baseline, the one for
+// this CPU picked at load time (GCC function multiversioning; the helpers above are
+// always inlined into each clone). double keeps one baseline version.
+namespace lstm_rows {
+
+__attribute__((target_clones("avx2", "default"))) void forward_f32(
+    const float* z, const float* c, float* c_out, float* h_out, float* gates, std::int64_t r0, std::int64_t r1,
+    std::int64_t hidden) {
+  step_rows(z, c, c_out, h_out, gates, r0, r1, hidden);
+}
+
+__attribute__((target_clones("avx2", "default"))) void backward_f32(
+    bool carry, const float* gates, const float* c, const float* c_new, const float* grad_c, const float* grad_h,
+    const float* dc_carry, const float* dh_carry, float* dz, float* dc, std::int64_t r0, std::int64_t r1,
+    std::int64_t hidden) {
+  if (carry) step_backward_rows<true>(gates, c, c_new, grad_c, grad_h, dc_carry, dh_carry, dz, dc, r0, r1, hidden);
+  else step_backward_rows<false>(gates, c, c_new, grad_c, grad_h, dc_carry, dh_carry, dz, dc, r0, r1, hidden);
+}
+
+template <class T>
+void forward(const T* z, const T* c, T* c_out, T* h_out, T* gates, std::int64_t r0, std::int64_t r1,
+             std::int64_t hidden) {
+  if constexpr (std::is_same_v<T, float>) forward_f32(z, c, c_out, h_out, gates, r0, r1, hidden);
+  else step_rows(z, c, c_out, h_out, gates, r0, r1, hidden);
+}
+
+template <bool Carry, class T>
+void backward(const T* gates, const T* c, const T* c_new, const T* grad_c, const T* grad_h, const T* dc_carry,
+              const T* dh_carry, T* dz, T* dc, std::int64_t r0, std::int64_t r1, std::int64_t hidden) {
+  if constexpr (std::is_same_v<T, float>)
+    backward_f32(Carry, gates, c, c_new, grad_c, grad_h, dc_carry, dh_carry, dz, dc, r0, r1, hidden);
+  else step_backward_rows<Carry>(gates, c, c_new, grad_c, grad_h, dc_carry, dh_carry, dz, dc, r0, r1, hidden);
+}
+
+}  // namespace lstm_rows
+
 template <class T>
 void lstm_step_forward(const T* z, const T* c, T* c_out, T* h_out, T* gates, std::int64_t rows,
                        std::int64_t hidden) {
-  for_rows(rows, hidden, [&](std::int64_t r0, std::int64_t r1) { step_rows(z, c, c_out, h_out, gates, r0, r1, hidden); });
+  for_rows(rows, hidden, [&](std::int64_t r0, std::int64_t r1) {
+    lstm_rows::forward(z, c, c_out, h_out, gates, r0, r1, hidden);
+  });
 }
 
 template <class T>
@@ -131,7 +169,7 @@ void lstm_step_backward(const T* z, const T* c, const T* c_new, const T* grad_c,
   std::vector<T> gates(static_cast<std::size_t>(rows * 4 * hidden));
   for_rows(rows, hidden, [&](std::int64_t r0, std::int64_t r1) {
     activate(z, gates.data(), r0, r1, hidden);
-    step_backward_rows<false>(gates.data(), c, c_new, grad_c, grad_h, static_cast<const T*>(nullptr),
+    lstm_rows::backward<false>(gates.data(), c, c_new, grad_c, grad_h, static_cast<const T*>(nullptr),
                               static_cast<const T*>(nullptr), dz, dc, r0, r1, hidden);
   });
 }
@@ -176,7 +214,7 @@ void lstm_sequence_backward(const T* wh, const T* c0, const T* h0, const T* stat
     T* dz = dxp + t * rows * h4;
     const T* gt = gates + t * rows * h4;
     for_rows(rows, hidden, [&](std::int64_t r0, std::int64_t r1) {
-      step_backward_rows<true>(gt, c_prev, c_new, g_c, g_c + plane, dc_in, dh0, dz, dc_out, r0, r1, hidden);
+      lstm_rows::backward<true>(gt, c_prev, c_new, g_c, g_c + plane, dc_in, dh0, dz, dc_out, r0, r1, hidden);
     });
     std::swap(dc_in, dc_out);
     gemm<T>(false, true, rows, hidden, h4, dz, h4, wh, h4, dh0, hidden);  // dh_{t-1} = dz_t W_h^T
