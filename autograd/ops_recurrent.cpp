@@ -11,6 +11,7 @@
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
+#include "core/kernels/gru.hpp"
 #include "core/kernels/lstm.hpp"
 #include "core/tensor_impl.hpp"
 
@@ -65,7 +66,57 @@ void check_cell_operands(const Tensor& gates, const Tensor& c) {
                                  shape_str(gates.shape()), shape_str(c.shape())));
 }
 
+struct GruGates {
+  Tensor r, z, n, hp_n;
+};
+GruGates gru_gates(const Tensor& xp, const Tensor& hp, std::int64_t hidden) {
+  const auto part = [hidden](const Tensor& t, std::int64_t k) { return slice(t, -1, k * hidden, (k + 1) * hidden); };
+  const Tensor r = sigmoid(part(xp, 0) + part(hp, 0)), z = sigmoid(part(xp, 1) + part(hp, 1));
+  const Tensor hp_n = part(hp, 2);
+  return {r, z, tanh(part(xp, 2) + r * hp_n), hp_n};
+}
+
 }  // namespace
+
+Tensor gru_cell_update(const Tensor& xp, const Tensor& hp, const Tensor& h) {
+  if (!xp.defined() || !hp.defined() || !h.defined()) throw ValueError("gru_cell_update: xp, hp and h must be defined");
+  if (xp.dtype() != h.dtype() || hp.dtype() != h.dtype() || !is_floating(h.dtype()))
+    throw DTypeError(fmt::format("gru_cell_update: xp ({}), hp ({}) and h ({}) must share one floating dtype",
+                                 dtype_name(xp.dtype()), dtype_name(hp.dtype()), dtype_name(h.dtype())));
+  Shape expected = h.shape();
+  if (!expected.empty()) expected.back() *= 3;
+  if (h.dim() == 0 || xp.shape() != expected || hp.shape() != expected)
+    throw ShapeError(fmt::format("gru_cell_update: xp {} and hp {} must be h {} with a last dim 3 times as large",
+                                 shape_str(xp.shape()), shape_str(hp.shape()), shape_str(h.shape())));
+  const std::int64_t hidden = h.size(-1), rows = h.numel() / std::max<std::int64_t>(hidden, 1);
+  if (!fused_dtype(h.dtype())) {
+    const GruGates s = gru_gates(xp, hp, hidden);
+    return (1.0 - s.z) * s.n + s.z * h;
+  }
+  Tensor out = empty(h.shape(), h.dtype());
+  visit_dtype(h.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+      kernels::gru_step_forward<T>(xp.data<T>(), hp.data<T>(), h.data<T>(), out.data<T>(), rows, hidden);
+  });
+  return record("gru_cell_update", out, {xp, hp, h}, [xp, hp, h, rows, hidden](const Tensor& g, const Tensor&) -> Grads {
+    if (GradMode::is_enabled()) {  // create_graph: differentiable in xp, hp, h and g
+      const GruGates s = gru_gates(xp, hp, hidden);
+      const Tensor dn = g * (1.0 - s.z) * (1.0 - s.n * s.n);
+      const Tensor dr = dn * s.hp_n * s.r * (1.0 - s.r);
+      const Tensor dz = g * (h - s.n) * s.z * (1.0 - s.z);
+      return {concat({dr, dz, dn}, -1), concat({dr, dz, dn * s.r}, -1), g * s.z};
+    }
+    Tensor dxp = empty(xp.shape(), xp.dtype()), dhp = empty(hp.shape(), hp.dtype()), dh = empty(h.shape(), h.dtype());
+    visit_dtype(h.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+        kernels::gru_step_backward<T>(xp.data<T>(), hp.data<T>(), h.data<T>(), g.data<T>(), dxp.data<T>(),
+                                      dhp.data<T>(), dh.data<T>(), rows, hidden);
+    });
+    return {dxp, dhp, dh};
+  }, Saves::Inputs);
+}
 
 Tensor lstm_cell_update(const Tensor& gates, const Tensor& c) {
   check_cell_operands(gates, c);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "autograd/ops.hpp"
+#include "autograd/recurrent.hpp"
 #include "core/error.hpp"
 #include "layers/dtypes.hpp"
 
@@ -39,15 +40,16 @@ CellOutput GRUCell::step(const Carry& carry, const Tensor& inputs) {
   };
   const auto ir = input(ir_), hr = recurrent(hr_), iz = input(iz_), hz = recurrent(hz_), in_p = input(in_),
              hn = recurrent(hn_);
-  // Promoted together: x, h, then the three gates' (input kernel, input bias, recurrent kernel), then b_hn.
-  const auto p = promote_dtype({reshape(inputs, {-1, in}), reshape(carry[0], {-1, hidden}), ir.kernel, ir.bias,
-                                hr.kernel, iz.kernel, iz.bias, hz.kernel, in_p.kernel, in_p.bias, hn.kernel, hn.bias},
+  // Promoted together: x, h, then the input kernels and biases of r, z, n, the
+  // recurrent kernels of r, z, n, and b_hn.
+  const auto p = promote_dtype({reshape(inputs, {-1, in}), reshape(carry[0], {-1, hidden}), ir.kernel, iz.kernel,
+                                in_p.kernel, ir.bias, iz.bias, in_p.bias, hr.kernel, hz.kernel, hn.kernel, hn.bias},
                                o.dtype);
   const Tensor &x = p[0], &h = p[1];
-  const Tensor r = sigmoid(matmul(x, p[2]) + p[3] + matmul(h, p[4]));
-  const Tensor z = sigmoid(matmul(x, p[5]) + p[6] + matmul(h, p[7]));
-  const Tensor n = tanh(matmul(x, p[8]) + p[9] + r * (matmul(h, p[10]) + p[11]));
-  const Tensor h_new = reshape((1.0 - z) * n + z * h, carry[0].shape());
+  // Each side as one product over the three gates, then the fused gate op.
+  const Tensor xp = matmul(x, concat({p[2], p[3], p[4]}, -1)) + concat({p[5], p[6], p[7]}, -1);
+  const Tensor hp = matmul(h, concat({p[8], p[9], p[10]}, -1)) + concat({zeros_like(p[11]), zeros_like(p[11]), p[11]}, -1);
+  const Tensor h_new = reshape(gru_cell_update(xp, hp, h), carry[0].shape());
   return {{h_new}, h_new};
 }
 

@@ -8,7 +8,8 @@
 // The reset gate multiplies the recurrent product including its bias, as in
 // PyTorch's nn.GRU; Flax's update is h' = (1 - z) n + z h, PyTorch's the same.
 // Parameters as Flax's: submodules ir, iz, in (kernel [in, H], bias [H]) and hr, hz
-// (kernel [H, H], no bias), hn (kernel [H, H], bias [H]).
+// (kernel [H, H], no bias), hn (kernel [H, H], bias [H]). Each side runs as one
+// product over the three gates, the gates and update as one fused op (gru_cell_update).
 #pragma once
 
 #include <cstdint>

@@ -231,6 +231,33 @@ TEST_CASE("lstm_cell_update: the fused kernel matches the elementwise formula an
   CHECK_THROWS_AS(lstm_cell_update(z, c.astype(DType::Float32)), DTypeError);
 }
 
+TEST_CASE("gru_cell_update: the fused kernel matches the elementwise formula and its gradients") {
+  const Tensor xp = pattern({3, 6}, 0.3, 1.5), hp = pattern({3, 6}, 1.9, 1.2), h = pattern({3, 2}, 0.8);
+  const Tensor out = gru_cell_update(xp, hp, h);
+  REQUIRE(out.shape() == Shape{3, 2});
+  for (std::int64_t r = 0; r < 3; ++r)
+    for (std::int64_t j = 0; j < 2; ++j) {
+      const double rg = sigmoid(xp.at({r, j}) + hp.at({r, j})), z = sigmoid(xp.at({r, 2 + j}) + hp.at({r, 2 + j}));
+      const double n = std::tanh(xp.at({r, 4 + j}) + rg * hp.at({r, 4 + j}));
+      CHECK(out.at({r, j}) == doctest::Approx((1 - z) * n + z * h.at({r, j})).epsilon(1e-14));
+    }
+  test_support::check_first_and_second_order(
+      "gru_cell_update", [](const std::vector<Tensor>& in) { return gru_cell_update(in[0], in[1], in[2]); },
+      {xp, hp, h});
+  const std::vector<double> v64 = out.to_vector();
+  const std::vector<double> v32 =
+      gru_cell_update(xp.astype(DType::Float32), hp.astype(DType::Float32), h.astype(DType::Float32)).to_vector();
+  const Tensor out16 = gru_cell_update(xp.astype(DType::BFloat16), hp.astype(DType::BFloat16), h.astype(DType::BFloat16));
+  CHECK(out16.dtype() == DType::BFloat16);
+  const std::vector<double> v16 = out16.to_vector();
+  for (std::size_t k = 0; k < v64.size(); ++k) {
+    CHECK(v32[k] == doctest::Approx(v64[k]).epsilon(1e-6));
+    CHECK(v16[k] == doctest::Approx(v64[k]).epsilon(0.05));
+  }
+  CHECK_THROWS_AS(gru_cell_update(xp, zeros({3, 5}, DType::Float64), h), ShapeError);
+  CHECK_THROWS_AS(gru_cell_update(xp, hp, h.astype(DType::Float32)), DTypeError);
+}
+
 TEST_CASE("recurrent cells: typed errors for wrong carries and changed feature counts") {
   nn::LSTMCell cell({.features = 4});
   const Tensor x = ones({2, 3});
