@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -58,7 +59,9 @@ namespace detail {
 // one product, as Flax's DenseParams does.
 class DenseParams : public Module {
  public:
-  explicit DenseParams(bool use_bias) : use_bias_(use_bias) {}
+  // Binds dtype options so that a precision policy applied after the parameters
+  // exist converts them with the cell's (the cell passes its param_dtype to get()).
+  explicit DenseParams(bool use_bias) : use_bias_(use_bias) { bind_dtype_options(dtype_, param_dtype_); }
   struct Params {
     Tensor kernel, bias;  // bias undefined without use_bias
   };
@@ -71,6 +74,8 @@ class DenseParams : public Module {
 
  private:
   bool use_bias_;
+  std::optional<DType> dtype_;
+  DType param_dtype_ = DType::Float32;
 };
 
 }  // namespace detail

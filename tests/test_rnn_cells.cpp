@@ -258,6 +258,19 @@ TEST_CASE("gru_cell_update: the fused kernel matches the elementwise formula and
   CHECK_THROWS_AS(gru_cell_update(xp, hp, h.astype(DType::Float32)), DTypeError);
 }
 
+TEST_CASE("a precision policy applied after init converts the cells' parameters") {
+  nn::RNN rnn(std::make_shared<nn::LSTMCell>(nn::LSTMCellOptions{.features = 3}));
+  const Tensor x = pattern({2, 4, 5}, 0.2);
+  rnn(x);
+  nn::apply_policy(rnn, nn::parse_policy("params=float64,compute=float64,output=float64"));
+  for (const auto& [name, t] : rnn.named_parameters()) CHECK_MESSAGE(t.dtype() == DType::Float64, name);
+  CHECK(rnn(x).dtype() == DType::Float64);
+  nn::GRUCell gru({.features = 2});
+  gru({zeros({1, 2})}, ones({1, 3}));
+  nn::apply_policy(gru, nn::parse_policy("params=float64,compute=float64,output=float64"));
+  CHECK(gru({zeros({1, 2}, DType::Float64)}, ones({1, 3}, DType::Float64)).output.dtype() == DType::Float64);
+}
+
 TEST_CASE("recurrent cells: typed errors for wrong carries and changed feature counts") {
   nn::LSTMCell cell({.features = 4});
   const Tensor x = ones({2, 3});
