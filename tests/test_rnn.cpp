@@ -381,3 +381,26 @@ TEST_CASE("RNN: typed errors for carries, feature counts and seq_lengths") {
   CHECK_THROWS_AS(rnn(x, {.seq_lengths = from_vector({4, 4}, {2}, DType::Float32)}), ShapeError);
   CHECK_THROWS_AS(nn::RNN(std::shared_ptr<nn::RNNCellBase>()), ValueError);
 }
+
+TEST_CASE("RNN: the fused LSTM and the GRU give the same bits at 1 and 2 threads") {
+  const Tensor x = pattern({64, 7, 28}, 0.3).astype(DType::Float32);
+  for (int kind = 0; kind < 2; ++kind) {
+    CAPTURE(kind);
+    std::shared_ptr<nn::RNNCellBase> cell;
+    if (kind == 0) cell = std::make_shared<nn::LSTMCell>(nn::LSTMCellOptions{.features = 128});
+    else cell = std::make_shared<nn::GRUCell>(nn::GRUCellOptions{.features = 128});
+    nn::RNN rnn(cell);
+    rnn.init(x);
+    auto run = [&](int threads) {
+      test_support::ThreadCountGuard guard(threads);
+      rnn.zero_grad();
+      const Tensor y = rnn(x);
+      sum(square(y)).backward();
+      std::vector<Tensor> out{y.detach()};
+      for (const Tensor& p : rnn.parameters()) out.push_back(p.grad());
+      return out;
+    };
+    const auto one = run(1), two = run(2);
+    for (std::size_t k = 0; k < one.size(); ++k) CHECK(test_support::bit_difference(one[k], two[k]).count == 0);
+  }
+}
