@@ -65,6 +65,23 @@ std::shared_ptr<nn::Module> make_localnet() {
       std::make_shared<nn::Dense>(nn::DenseOptions{.features = 10})});
 }
 
+// 28 steps of 28 inputs through an LSTM of 128 units, the last hidden state into Dense 10
+// (the fashion_mnist --model lstm network).
+class RowLSTM : public nn::Module {
+ public:
+  RowLSTM() {
+    register_module("rnn", rnn_);
+    register_module("head", head_);
+  }
+
+ protected:
+  Tensor forward(const Tensor& x) override { return head_(rnn_(x, {.return_carry = true}).carry[1]); }
+
+ private:
+  nn::RNN rnn_{std::make_shared<nn::LSTMCell>(nn::LSTMCellOptions{.features = 128})};
+  nn::Dense head_{{.features = 10}};
+};
+
 // Runs `step` `profile_steps` times untimed (for callgrind), or times it.
 void run(const char* workload, const std::function<void()>& step, int reps, int profile_steps, double scale = 1.0,
          const char* unit = "ms") {
@@ -138,6 +155,10 @@ int main(int argc, char** argv) {
     if (want(m.name)) training_step(m.name, *make_mlp(), {m.batch, 784}, m.reps, profile_steps);
   if (want("cnn_b64")) training_step("cnn_b64", *make_cnn(), {64, 28, 28, 1}, 60, profile_steps);
   if (want("localnet_b64")) training_step("localnet_b64", *make_localnet(), {64, 28, 28, 1}, 60, profile_steps);
+  if (want("lstm_b64")) {
+    RowLSTM lstm;
+    training_step("lstm_b64", lstm, {64, 28, 28}, 60, profile_steps);
+  }
   if (want("adam_1M")) adam_1m("adam_1M", true, profile_steps);
   if (only == "adam_1M_chain") adam_1m("adam_1M_chain", false, profile_steps);
 }

@@ -106,6 +106,21 @@ struct LocalNetImpl : torch::nn::Module {
 };
 TORCH_MODULE(LocalNet);
 
+// LSTM 128 over 28 steps of 28 inputs, the last hidden state into Linear 10.
+struct RowLSTMImpl : torch::nn::Module {
+  torch::nn::LSTM lstm{nullptr};
+  torch::nn::Linear fc{nullptr};
+  RowLSTMImpl() {
+    lstm = register_module("lstm", torch::nn::LSTM(torch::nn::LSTMOptions(28, 128).batch_first(true)));
+    fc = register_module("fc", torch::nn::Linear(128, 10));
+  }
+  torch::Tensor forward(torch::Tensor x) {
+    auto out = lstm->forward(x);
+    return fc->forward(std::get<0>(std::get<1>(out))[0]);  // h_n of the one layer
+  }
+};
+TORCH_MODULE(RowLSTM);
+
 template <class Net>
 void training_step(const char* workload, Net net, const std::vector<int64_t>& input_shape, int reps) {
   torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(1e-3));
@@ -167,5 +182,6 @@ int main(int argc, char** argv) {
     if (want(m.name)) training_step(m.name, MLP(), {m.batch, 784}, m.reps);
   if (want("cnn_b64")) training_step("cnn_b64", CNN(), {64, 1, 28, 28}, 60);
   if (want("localnet_b64")) training_step("localnet_b64", LocalNet(), {64, 1, 28, 28}, 60);
+  if (want("lstm_b64")) training_step("lstm_b64", RowLSTM(), {64, 28, 28}, 60);
   if (want("adam_1M")) adam_1m();
 }

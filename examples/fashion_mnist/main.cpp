@@ -289,8 +289,8 @@ int run(const Flags& f) {
 int main(int argc, char** argv) {
   Flags f;
   CLI::App app{"Train a small network on Fashion-MNIST with xgrad"};
-  app.add_option("--model", f.model, "local (Conv -> ConvLocal -> Dense), cnn, mlp or vit")
-      ->check(CLI::IsMember({"local", "cnn", "mlp", "vit"}))
+  app.add_option("--model", f.model, "local (Conv -> ConvLocal -> Dense), cnn, mlp, lstm or vit")
+      ->check(CLI::IsMember({"local", "cnn", "mlp", "lstm", "vit"}))
       ->capture_default_str();
   app.add_option("--epochs", f.epochs, "training epochs")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--batch-size", f.batch_size, "batch size (per rank with --distributed)")

@@ -10,7 +10,9 @@
 #include "layers/initializers.hpp"
 #include "layers/layer_norm.hpp"
 #include "layers/multi_head_attention.hpp"
+#include "layers/lstm_cell.hpp"
 #include "layers/pooling.hpp"
+#include "layers/rnn.hpp"
 #include "layers/sequential.hpp"
 
 namespace fashion {
@@ -101,6 +103,25 @@ class VisionTransformer : public nn::Module {
   std::vector<std::shared_ptr<EncoderBlock>> blocks_;
   nn::LayerNorm encoder_norm_;
   nn::Dense head_;
+// Each image read row by row: 28 steps of 28 pixels through an LSTM of 128 units;
+// its last hidden state goes to Dense 10.
+class RowLSTM : public nn::Module {
+ public:
+  RowLSTM() {
+    register_module("rnn", rnn_);
+    register_module("head", head_);
+  }
+  std::string describe() const override { return "RowLSTM"; }
+
+ protected:
+  Tensor forward(const Tensor& images) override {  // [N, 28, 28, 1]
+    const Tensor rows = reshape(images, {images.size(0), images.size(1), -1});
+    return head_(rnn_(rows, {.return_carry = true}).carry[1]);
+  }
+
+ private:
+  nn::RNN rnn_{std::make_shared<nn::LSTMCell>(nn::LSTMCellOptions{.features = 128})};
+  nn::Dense head_{{.features = 10}};
 };
 
 }  // namespace
@@ -125,8 +146,9 @@ std::shared_ptr<nn::Module> make_model(const std::string& name) {
         relu_layer(), std::make_shared<nn::Dense>(nn::DenseOptions{.features = 128}), relu_layer(),
         std::make_shared<nn::Dense>(nn::DenseOptions{.features = 10})});
   }
+  if (name == "lstm") return std::make_shared<RowLSTM>();
   if (name == "vit") return std::make_shared<VisionTransformer>(7, 64, 2, 4, 128, 10);
-  throw ValueError("unknown model '" + name + "' (expected local, cnn, mlp or vit)");
+  throw ValueError("unknown model '" + name + "' (expected local, cnn, mlp, lstm or vit)");
 }
 
 }  // namespace fashion

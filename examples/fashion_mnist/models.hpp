@@ -14,6 +14,7 @@ namespace fashion {
 //          everywhere, the unshared layer learns where they matter.
 // "cnn":   Conv 3x3 (32) -> pool -> ReLU -> Conv 3x3 (64) -> pool -> ReLU -> Dense 10.
 // "mlp":   784 -> 256 -> 128 -> 10 with ReLU.
+// "lstm":  each image as 28 time steps of 28 pixels -> LSTM 128 -> last hidden state -> Dense 10.
 // "vit":   a small Vision Transformer: 7x7 patches -> 16 tokens of width 64 with a learned
 //          position embedding -> 2 pre-LayerNorm encoder blocks (4 heads, MLP 128, gelu)
 //          -> LayerNorm -> mean over tokens -> Dense 10.

@@ -1,0 +1,53 @@
+// GRU cell (flax.linen.GRUCell). Carry h.
+//
+//   r = sigmoid(x W_ir + b_ir + h W_hr)
+//   z = sigmoid(x W_iz + b_iz + h W_hz)
+//   n = tanh(x W_in + b_in + r * (h W_hn + b_hn))
+//   h' = (1 - z) * n + z * h                  output h'
+//
+// The reset gate multiplies the recurrent product including its bias, as in
+// PyTorch's nn.GRU; Flax's update is h' = (1 - z) n + z h, PyTorch's the same.
+// Parameters as Flax's: submodules ir, iz, in (kernel [in, H], bias [H]) and hr, hz
+// (kernel [H, H], no bias), hn (kernel [H, H], bias [H]). Each side runs as one
+// product over the three gates, the gates and update as one fused op (gru_cell_update).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "layers/initializers.hpp"
+#include "layers/rnn_cell.hpp"
+
+namespace xgrad::nn {
+
+// Designated initializers name the fields in this order: features, kernel_init,
+//   recurrent_kernel_init, bias_init, dtype, param_dtype, carry_init.
+// (Flax's gate_fn / activation_fn are fixed to sigmoid / tanh.)
+struct GRUCellOptions {
+  std::int64_t features = 0;  // required: H
+  Initializer kernel_init = initializers::lecun_normal();
+  Initializer recurrent_kernel_init = initializers::orthogonal();
+  Initializer bias_init = initializers::zeros();
+  std::optional<DType> dtype = std::nullopt;
+  DType param_dtype = DType::Float32;
+  Initializer carry_init = initializers::zeros();
+};
+
+class GRUCell : public RNNCellBase {
+ public:
+  explicit GRUCell(GRUCellOptions options);
+  std::string describe() const override;  // "GRUCell, features=64"
+  Carry initialize_carry(Key key, const Shape& input_shape) const override;  // {h}
+  std::int64_t features() const override { return options_.features; }
+  const GRUCellOptions& options() const { return options_; }
+
+ protected:
+  CellOutput step(const Carry& carry, const Tensor& inputs) override;
+
+ private:
+  GRUCellOptions options_;
+  detail::DenseParams ir_{true}, hr_{false}, iz_{true}, hz_{false}, in_{true}, hn_{true};
+};
+
+}  // namespace xgrad::nn

@@ -1,0 +1,80 @@
+// LSTM cells (flax.linen.LSTMCell, OptimizedLSTMCell). Carry {c, h}.
+//
+//   i = sigmoid(x W_ii + h W_hi + b_hi)     f = sigmoid(x W_if + h W_hf + b_hf)
+//   g = tanh(x W_ig + h W_hg + b_hg)        o = sigmoid(x W_io + h W_ho + b_ho)
+//   c' = f * c + i * g                      h' = o * tanh(c')       output h'
+//
+// Parameters as Flax's: submodules ii, if, ig, io (kernel [in, H], no bias: the
+// input and recurrent products are summed, so one bias suffices) and hi, hf, hg, ho
+// (kernel [H, H], bias [H]). The gate nonlinearities and the cell update run as one
+// fused op (lstm_cell_update, autograd/recurrent.hpp).
+//
+//   nn::RNN lstm(std::make_shared<nn::LSTMCell>(nn::LSTMCellOptions{.features = 128}));
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "layers/initializers.hpp"
+#include "layers/rnn_cell.hpp"
+
+namespace xgrad::nn {
+
+// Designated initializers name the fields in this order: features, kernel_init,
+//   recurrent_kernel_init, bias_init, dtype, param_dtype, carry_init.
+// (Flax's gate_fn / activation_fn are fixed to sigmoid / tanh here: the fused kernel computes them.)
+struct LSTMCellOptions {
+  std::int64_t features = 0;                                   // required: H
+  Initializer kernel_init = initializers::lecun_normal();      // input kernels W_i*
+  Initializer recurrent_kernel_init = initializers::orthogonal();  // recurrent kernels W_h*
+  Initializer bias_init = initializers::zeros();
+  std::optional<DType> dtype = std::nullopt;  // computation dtype; empty: promoted from inputs, carry and params
+  DType param_dtype = DType::Float32;
+  Initializer carry_init = initializers::zeros();
+};
+
+// The kernels of the four gates side by side, in i, f, g, o order.
+struct FusedLSTMWeights {
+  Tensor input_kernel;      // [in, 4H]
+  Tensor recurrent_kernel;  // [H, 4H]
+  Tensor bias;              // [4H]
+};
+
+class LSTMCell : public RNNCellBase {
+ public:
+  explicit LSTMCell(LSTMCellOptions options);
+  std::string describe() const override;  // "LSTMCell, features=128"
+  Carry initialize_carry(Key key, const Shape& input_shape) const override;  // {c, h}
+  std::int64_t features() const override { return options_.features; }
+  const LSTMCellOptions& options() const { return options_; }
+  // The parameters (created on first use for `in_features` inputs) concatenated
+  // per gate; nn::RNN runs a whole sequence on them.
+  FusedLSTMWeights fused_weights(std::int64_t in_features);
+
+ protected:
+  CellOutput step(const Carry& carry, const Tensor& inputs) override;
+  // Both cells: check the carry, flatten the batch dims, run `gates(x, h)` ->
+  // pre-activations [rows, 4H], then the fused update.
+  template <class Gates>
+  CellOutput run(const Carry& carry, const Tensor& inputs, Gates&& gates);
+  detail::DenseParams::Params input_params(int gate, std::int64_t in_features);
+  detail::DenseParams::Params recurrent_params(int gate);
+
+  LSTMCellOptions options_;
+  detail::DenseParams ii_{false}, hi_{true}, if_{false}, hf_{true}, ig_{false}, hg_{true}, io_{false}, ho_{true};
+};
+
+// The same function and parameter tree, computed as two fused products per step
+// (inputs times the four input kernels side by side, carry times the four recurrent
+// ones) instead of eight.
+class OptimizedLSTMCell : public LSTMCell {
+ public:
+  explicit OptimizedLSTMCell(LSTMCellOptions options) : LSTMCell(std::move(options)) {}
+  std::string describe() const override;  // "OptimizedLSTMCell, features=128"
+
+ protected:
+  CellOutput step(const Carry& carry, const Tensor& inputs) override;
+};
+
+}  // namespace xgrad::nn
