@@ -89,7 +89,8 @@ Tensor gru_cell_update(const Tensor& xp, const Tensor& hp, const Tensor& h) {
     throw ShapeError(fmt::format("gru_cell_update: xp {} and hp {} must be h {} with a last dim 3 times as large",
                                  shape_str(xp.shape()), shape_str(hp.shape()), shape_str(h.shape())));
   const std::int64_t hidden = h.size(-1), rows = h.numel() / std::max<std::int64_t>(hidden, 1);
-  if (!fused_dtype(h.dtype())) {
+  // Under a jvp the composed form runs: its ops carry the tangents (no fused JVP rule).
+  if (!fused_dtype(h.dtype()) || forward_ad::propagating()) {
     const GruGates s = gru_gates(xp, hp, hidden);
     return (1.0 - s.z) * s.n + s.z * h;
   }
@@ -120,7 +121,7 @@ Tensor gru_cell_update(const Tensor& xp, const Tensor& hp, const Tensor& h) {
 
 Tensor lstm_cell_update(const Tensor& gates, const Tensor& c) {
   check_cell_operands(gates, c);
-  if (!fused_dtype(gates.dtype())) {
+  if (!fused_dtype(gates.dtype()) || forward_ad::propagating()) {  // (as gru_cell_update)
     auto [c_new, h_new] = composed_update(gates, c);
     return stack({c_new, h_new}, 0);
   }
@@ -175,6 +176,15 @@ Tensor lstm_sequence(const Tensor& xp, const Tensor& wh, const Tensor& bias, con
                                  describe()));
   // A missing bias is a zero one that nothing differentiates: one kernel signature.
   const Tensor b = bias.defined() ? bias : zeros({4 * hidden}, dtype);
+  if (forward_ad::propagating()) {  // under a jvp: the steps as composed ops, which carry the tangents
+    std::vector<Tensor> per_step;
+    Tensor c = c0, h = h0;
+    for (std::int64_t t = 0; t < steps; ++t) {
+      std::tie(c, h) = composed_update(take_index(xp, t) + matmul(h, wh) + b, c);
+      per_step.push_back(stack({c, h}, 0));
+    }
+    return stack(per_step, 0);
+  }
   Tensor states = empty({steps, 2, rows, hidden}, dtype);
   Tensor gates = empty({steps, rows, 4 * hidden}, dtype);
   visit_dtype(dtype, [&](auto tag) {

@@ -103,6 +103,8 @@ class VisionTransformer : public nn::Module {
   std::vector<std::shared_ptr<EncoderBlock>> blocks_;
   nn::LayerNorm encoder_norm_;
   nn::Dense head_;
+};
+
 // Each image read row by row: 28 steps of 28 pixels through an LSTM of 128 units;
 // its last hidden state goes to Dense 10.
 class RowLSTM : public nn::Module {
