@@ -29,6 +29,7 @@
 #include "layers/conv.hpp"
 #include "layers/conv_plan.hpp"
 #include "layers/conv_transpose.hpp"
+#include "layers/conv_local_transpose.hpp"
 #include "layers/dense.hpp"
 #include "layers/dropout.hpp"
 #include "layers/dtypes.hpp"
