@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """Writes the Keras 2 HDF5 fixtures of tests/test_keras_h5.cpp (needs numpy and h5py;
-Debian: python3-h5py). Run from anywhere: /usr/bin/python3 tests/data/keras/make_keras_fixtures.py
+Debian: python3-h5py). Run from anywhere: /usr/bin/python3 tests/data/keras/make_keras_fixtures.py [output dir]
+(default: this script's directory; tests/test_keras_h5.cpp regenerates them into a
+temporary directory when h5py is present)
 
 The files reproduce Keras 2's layout (tf_keras/saving/legacy/hdf5_format.py,
 save_weights_to_hdf5_group and save_attributes_to_hdf5_group): the weights group has
@@ -18,11 +20,12 @@ inputs and expected outputs go to lc_reference.npz.
 """
 import json
 import os
+import sys
 
 import h5py
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
 rng = np.random.default_rng(15)
 
 
