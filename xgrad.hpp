@@ -7,6 +7,7 @@
 #include "core/format.hpp"
 #include "core/io/npy.hpp"
 #include "core/io/keras_h5.hpp"
+#include "core/io_config.hpp"
 #include "core/io/npz.hpp"
 #include "core/padding.hpp"
 #include "core/precision.hpp"

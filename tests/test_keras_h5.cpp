@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/io_config.hpp"
 #include "io_test_support.hpp"
 #include "test_support.hpp"
 #include "xgrad.hpp"
@@ -205,6 +206,8 @@ TEST_CASE("load_keras_h5: hostile and damaged files give typed errors naming the
   CHECK(contains(msg, "is not a Keras 2 weights file"));
   msg = error_of<ValueError>([&] { load_keras_h5(bad + "layer_names_int.h5"); });
   CHECK(contains(msg, "attribute 'layer_names' of / is not a list of strings"));
+  msg = error_of<ValueError>([&] { load_keras_h5(bad + "variable_length_names.h5"); });
+  CHECK(contains(msg, "attribute 'layer_names' of / holds variable-length strings"));
   msg = error_of<IOError>([&] { load_keras_h5(bad + "truncated.h5"); });
   CHECK(contains(msg, "truncated.h5"));
   msg = error_of<IOError>([&] { load_keras_h5(bad + "no_such_file.h5"); });

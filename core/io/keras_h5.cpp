@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <utility>
@@ -21,22 +22,38 @@ namespace xgrad {
 
 namespace {
 
-// libhdf5 prints an error stack to stderr on every failed call by default; a
-// hostile file would flood it. Silenced for the reader's lifetime, then restored.
-class SilenceHdf5Errors {
+// libhdf5's process-wide settings while a file is read, restored afterwards:
+// - its error stack printing (to stderr on every failed call by default; a hostile
+//   file would flood it) is off;
+// - dynamically loaded filter plugins are off, so a file cannot make the library
+//   load and run a shared object of its choosing from the plugin path. Keras never
+//   writes plugin filters (deflate and the other built-in filters still work).
+class Hdf5ReaderSettings {
  public:
-  SilenceHdf5Errors() {
+  Hdf5ReaderSettings() {
     H5Eget_auto2(H5E_DEFAULT, &function_, &data_);
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    H5PLget_loading_state(&plugins_);
+    H5PLset_loading_state(0);
   }
-  ~SilenceHdf5Errors() { H5Eset_auto2(H5E_DEFAULT, function_, data_); }
-  SilenceHdf5Errors(const SilenceHdf5Errors&) = delete;
-  SilenceHdf5Errors& operator=(const SilenceHdf5Errors&) = delete;
+  ~Hdf5ReaderSettings() {
+    H5PLset_loading_state(plugins_);
+    H5Eset_auto2(H5E_DEFAULT, function_, data_);
+  }
+  Hdf5ReaderSettings(const Hdf5ReaderSettings&) = delete;
+  Hdf5ReaderSettings& operator=(const Hdf5ReaderSettings&) = delete;
 
  private:
   H5E_auto2_t function_ = nullptr;
   void* data_ = nullptr;
+  unsigned int plugins_ = 0;
 };
+
+// Debian's libhdf5 is the serial build, which is not thread-safe: one reader at a time.
+std::mutex& hdf5_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
 
 // An HDF5 identifier closed by `close` (H5Fclose, H5Oclose, ...) when it goes.
 class Handle {
@@ -154,8 +171,8 @@ class Reader {
                                  kMaxChunkedNames));
   }
 
-  // A 1-d attribute of strings, fixed-length (numpy bytes, as h5py writes Keras's
-  // lists) or variable-length. An empty attribute of any type (h5py writes
+  // A 1-d attribute of fixed-length strings (numpy bytes, as h5py writes Keras's
+  // lists). An empty attribute of any type (h5py writes
   // np.asarray([]), float64, for a layer without weights) is an empty list.
   std::vector<std::string> read_string_attribute(hid_t object, const std::string& name, const std::string& where) {
     const std::string what = fmt::format("attribute '{}' of {}", name, where);
@@ -177,30 +194,27 @@ class Reader {
     const auto n = static_cast<std::size_t>(count);
     std::vector<std::string> names;
     names.reserve(n);
-    if (H5Tis_variable_str(type.get()) > 0) {
-      Handle memory(H5Tcopy(H5T_C_S1), H5Tclose);
-      H5Tset_size(memory.get(), H5T_VARIABLE);
-      H5Tset_cset(memory.get(), H5Tget_cset(type.get()));  // h5py writes UTF-8; HDF5 will not convert ASCII <-> UTF-8
-      std::vector<char*> buffer(n, nullptr);
-      if (H5Aread(attribute.get(), memory.get(), buffer.data()) < 0)
-        throw IOError(fmt::format("load_keras_h5: {}: cannot read {}", path_, what));
-      for (char* s : buffer) names.emplace_back(s ? std::string(s, strnlen(s, kMaxNameBytes)) : std::string());
-      H5Dvlen_reclaim(memory.get(), space.get(), H5P_DEFAULT, buffer.data());
-    } else {
-      const std::size_t size = H5Tget_size(type.get());
-      if (size == 0 || size > kMaxNameBytes || n * size > kMaxAttributeBytes)
-        throw ValueError(fmt::format("load_keras_h5: {}: {} has strings of {} bytes", path_, what, size));
-      Handle memory(H5Tcopy(H5T_C_S1), H5Tclose);
-      H5Tset_size(memory.get(), size);
-      H5Tset_strpad(memory.get(), H5T_STR_NULLPAD);
-      H5Tset_cset(memory.get(), H5Tget_cset(type.get()));
-      std::vector<char> buffer(n * size);
-      if (H5Aread(attribute.get(), memory.get(), buffer.data()) < 0)
-        throw IOError(fmt::format("load_keras_h5: {}: cannot read {}", path_, what));
-      for (std::size_t i = 0; i < n; ++i) {
-        const char* s = buffer.data() + i * size;
-        names.emplace_back(s, strnlen(s, size));
-      }
+    // Keras writes numpy bytes arrays, which h5py stores as fixed-length strings.
+    // Variable-length strings live in the global heap, whose claimed sizes libhdf5
+    // 1.10 allocates before checking them against the file (a 14 KiB file made it
+    // allocate and fill 4 GiB); they are not Keras's layout, so they are refused.
+    if (H5Tis_variable_str(type.get()) != 0)
+      throw ValueError(fmt::format("load_keras_h5: {}: {} holds variable-length strings; Keras 2 writes fixed-length "
+                                   "ones (numpy bytes)",
+                                   path_, what));
+    const std::size_t size = H5Tget_size(type.get());
+    if (size == 0 || size > kMaxNameBytes || n * size > kMaxAttributeBytes)
+      throw ValueError(fmt::format("load_keras_h5: {}: {} has strings of {} bytes", path_, what, size));
+    Handle memory(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(memory.get(), size);
+    H5Tset_strpad(memory.get(), H5T_STR_NULLPAD);
+    H5Tset_cset(memory.get(), H5Tget_cset(type.get()));
+    std::vector<char> buffer(n * size);
+    if (H5Aread(attribute.get(), memory.get(), buffer.data()) < 0)
+      throw IOError(fmt::format("load_keras_h5: {}: cannot read {}", path_, what));
+    for (std::size_t i = 0; i < n; ++i) {
+      const char* s = buffer.data() + i * size;
+      names.emplace_back(s, strnlen(s, size));
     }
     return names;
   }
@@ -346,7 +360,8 @@ class Reader {
 }  // namespace
 
 std::map<std::string, Tensor> load_keras_h5(const std::string& path) {
-  SilenceHdf5Errors silence;
+  const std::lock_guard lock(hdf5_mutex());
+  const Hdf5ReaderSettings settings;
   return Reader(path).load();
 }
 

@@ -24,18 +24,23 @@
 // FALSE = 0, TRUE = 1 over int8). Any other type is a DTypeError naming the dataset.
 // Every size is checked against the file before anything is allocated; a damaged or
 // hostile file (truncated, a listed weight missing, impossible dims) gives IOError or
-// ValueError naming the file and the dataset. libhdf5's own error printing is
-// silenced while the file is read (and restored afterwards).
+// ValueError naming the file and the dataset. While a file is read, libhdf5's own
+// error printing and its loading of filter plugins are off (both restored
+// afterwards), and calls are serialised (Debian's libhdf5 is not thread-safe).
+//
+// Trust: the reader checks every size it hands to libhdf5, but libhdf5 parses the
+// file's object headers itself, and Debian 12's libhdf5 1.10.8 has memory-safety bugs
+// on crafted headers (tests/fuzz/README.md, fuzz_keras_h5). Open .h5 files from
+// trusted sources only.
 //
 // Built only when libhdf5 is found (meson -Dhdf5=auto, the default); otherwise
-// load_keras_h5 throws NotImplementedError. core/io_config.hpp defines XGRAD_HAVE_HDF5
-// when the reader is built.
+// load_keras_h5 throws NotImplementedError. core/io_config.hpp (generated; included
+// by xgrad.hpp) defines XGRAD_HAVE_HDF5 when the reader is built.
 #pragma once
 
 #include <map>
 #include <string>
 
-#include "core/io_config.hpp"
 #include "core/tensor.hpp"
 
 namespace xgrad {

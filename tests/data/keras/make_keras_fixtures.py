@@ -146,7 +146,7 @@ def main():
              y2_impl2=y2d.astype(f32), y1_impl2=y1d.astype(f32))
 
     # Every dtype Keras / h5py writes, a scalar, a nested weight path and one
-    # without the layer prefix; the weight names variable-length this time.
+    # without the layer prefix.
     with h5py.File(os.path.join(HERE, "dtypes.h5"), "w") as f:
         f.attrs["layer_names"] = names(["mixed"])
         g = f.create_group("mixed")
@@ -162,7 +162,7 @@ def main():
             "count:0": np.int64(3),
             "mixed/empty:0": np.zeros((0, 4), np.float32),
         }
-        g.attrs.create("weight_names", list(values), dtype=h5py.string_dtype())
+        g.attrs["weight_names"] = names(list(values))
         for w, v in values.items():
             g.create_dataset(w, data=v)
 
@@ -202,6 +202,8 @@ def main():
     f.close()
     with h5py.File(os.path.join(bad, "not_keras.h5"), "w") as f:
         f.create_dataset("data", data=np.ones(3))
+    with h5py.File(os.path.join(bad, "variable_length_names.h5"), "w") as f:  # h5py's str: not Keras's layout
+        f.attrs.create("layer_names", ["lc"], dtype=h5py.string_dtype())
     with h5py.File(os.path.join(bad, "layer_names_int.h5"), "w") as f:
         f.attrs["layer_names"] = np.arange(3)
     # A valid file cut short: the superblock survives, the data does not.
