@@ -51,7 +51,7 @@
 #include "optim/alias.hpp"
 #include "optim/optimizer.hpp"
 #include "optim/schedule.hpp"
-#include "optim/transformation.hpp"
+#include "optim/base.hpp"
 #include "optim/transforms.hpp"
 
 #include "data/data_loader.hpp"

@@ -24,7 +24,7 @@
 namespace xgrad {
 
 namespace kernels {
-struct ConvContraction;  // core/kernels/conv.hpp (internal)
+struct ConvContraction;  // core/kernels/conv/conv.hpp (internal)
 }  // namespace kernels
 
 // Every window of lhs as a flat patch: (N, O..., C*S), S = prod(filter_shape),
@@ -36,6 +36,9 @@ Tensor conv_general_dilated_patches(const Tensor& lhs, const std::vector<std::in
                                     const std::vector<std::int64_t>& lhs_dilation = {},
                                     const std::vector<std::int64_t>& rhs_dilation = {},
                                     Precision precision = Precision::Default);
+
+// Every convolution here takes its trailing options in lax.conv_general_dilated's
+// order: lhs_dilation, rhs_dilation, feature_group_count, precision.
 
 // Locally connected ("unshared") convolution: a different kernel at every output
 // position. rhs is (O..., S*C, F) and
@@ -49,7 +52,7 @@ Tensor conv_general_dilated_local(const Tensor& lhs, const Tensor& rhs,
                                   const std::vector<std::int64_t>& filter_shape,
                                   const std::vector<std::int64_t>& lhs_dilation = {},
                                   const std::vector<std::int64_t>& rhs_dilation = {},
-                                  Precision precision = Precision::Default, std::int64_t feature_group_count = 1);
+                                  std::int64_t feature_group_count = 1, Precision precision = Precision::Default);
 
 // conv_general_dilated_local(lhs, rhs, ...) + bias, with bias (O..., F) of lhs's
 // dtype broadcast over the batch, as one op (ConvLocal layers use it): the fast
@@ -60,8 +63,8 @@ Tensor conv_general_dilated_local_bias(const Tensor& lhs, const Tensor& rhs, con
                                        const std::vector<std::int64_t>& filter_shape,
                                        const std::vector<std::int64_t>& lhs_dilation = {},
                                        const std::vector<std::int64_t>& rhs_dilation = {},
-                                       Precision precision = Precision::Default,
-                                       std::int64_t feature_group_count = 1);
+                                       std::int64_t feature_group_count = 1,
+                                       Precision precision = Precision::Default);
 
 // Ordinary (shared-kernel) convolution, cross-correlation as in lax: rhs is HWIO
 // (k..., C/G, F) with G = feature_group_count dividing C and F.

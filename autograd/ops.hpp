@@ -103,7 +103,7 @@ Tensor stack(const std::vector<Tensor>& xs, std::int64_t axis = 0);
 // pads[i] = (lo, hi) for axis i; negative values crop. Wrap and Reflect follow
 // numpy.pad (mode="wrap" / "reflect") including pads larger than the axis.
 // PadMode: core/pad_mode.hpp.
-Tensor pad(const Tensor& x, const std::vector<std::pair<std::int64_t, std::int64_t>>& pads,
+Tensor pad(const Tensor& x, const PadPairs& pads,
            PadMode mode = PadMode::Constant, double value = 0.0);
 
 // take(x, indices, axis): numpy.take with integer indices (negative wrap once; out of range throws).

@@ -23,7 +23,7 @@
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
-#include "core/kernels/conv.hpp"
+#include "core/kernels/conv/conv.hpp"
 
 namespace xgrad {
 
@@ -168,7 +168,7 @@ namespace {
 ConvPtr local_contraction(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& window_strides,
                           const Padding& padding, const std::vector<std::int64_t>& filter_shape,
                           const std::vector<std::int64_t>& lhs_dilation, const std::vector<std::int64_t>& rhs_dilation,
-                          Precision precision, std::int64_t feature_group_count, const char* op) {
+                          std::int64_t feature_group_count, Precision precision, const char* op) {
   check_same_dtype(lhs, rhs, op);
   ConvContraction c;
   c.geometry =
@@ -188,11 +188,11 @@ Tensor conv_general_dilated_local(const Tensor& lhs, const Tensor& rhs,
                                   const std::vector<std::int64_t>& window_strides, const Padding& padding,
                                   const std::vector<std::int64_t>& filter_shape,
                                   const std::vector<std::int64_t>& lhs_dilation,
-                                  const std::vector<std::int64_t>& rhs_dilation, Precision precision,
-                                  std::int64_t feature_group_count) {
+                                  const std::vector<std::int64_t>& rhs_dilation, std::int64_t feature_group_count,
+                                  Precision precision) {
   const char* op = "conv_general_dilated_local";
   return conv_op(local_contraction(lhs, rhs, window_strides, padding, filter_shape, lhs_dilation, rhs_dilation,
-                                   precision, feature_group_count, op),
+                                   feature_group_count, precision, op),
                  lhs, rhs);
 }
 
@@ -217,11 +217,11 @@ Tensor conv_general_dilated_local_bias(const Tensor& lhs, const Tensor& rhs, con
                                        const std::vector<std::int64_t>& window_strides, const Padding& padding,
                                        const std::vector<std::int64_t>& filter_shape,
                                        const std::vector<std::int64_t>& lhs_dilation,
-                                       const std::vector<std::int64_t>& rhs_dilation, Precision precision,
-                                       std::int64_t feature_group_count) {
+                                       const std::vector<std::int64_t>& rhs_dilation, std::int64_t feature_group_count,
+                                       Precision precision) {
   const char* op = "conv_general_dilated_local";
   const ConvPtr c = local_contraction(lhs, rhs, window_strides, padding, filter_shape, lhs_dilation, rhs_dilation,
-                                      precision, feature_group_count, op);
+                                      feature_group_count, precision, op);
   const Shape out = c->output_shape(), bias_shape(out.begin() + 1, out.end());
   check_bias(bias, lhs, bias_shape, fmt::format("the output {} without the batch", shape_str(out)), op);
   return conv_bias_op(c, lhs, rhs, bias);

@@ -35,7 +35,7 @@ struct SavedIndices {
   }
 };
 
-Tensor pad_scatter_add(const Tensor& g, const Shape& x_shape, const kernels::Pads& pads, PadMode mode) {
+Tensor pad_scatter_add(const Tensor& g, const Shape& x_shape, const PadPairs& pads, PadMode mode) {
   Tensor out = kernels::pad_scatter_add(g, x_shape, pads, mode);
   return record("pad_scatter_add", out, {g}, [pads, mode](const Tensor& gg, const Tensor&) -> Grads {
     return {pad(gg, pads, mode, 0.0)};
@@ -59,7 +59,7 @@ Tensor take_along_axis_scatter_add(const Tensor& g, const SavedIndices& indices,
 
 }  // namespace
 
-Tensor pad(const Tensor& x, const std::vector<std::pair<std::int64_t, std::int64_t>>& pads, PadMode mode,
+Tensor pad(const Tensor& x, const PadPairs& pads, PadMode mode,
            double value) {
   Tensor out = kernels::pad(x, pads, mode, value);
   // Every output element is a copy of one x element (or the constant), so the

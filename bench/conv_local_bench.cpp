@@ -25,8 +25,8 @@
 #include <string>
 #include <vector>
 
-#include "core/kernels/conv_geometry.hpp"
-#include "core/kernels/conv_local_fast.hpp"
+#include "core/kernels/conv/conv_geometry.hpp"
+#include "core/kernels/conv/conv_local_fast.hpp"
 #include "core/threading.hpp"
 #include "xgrad.hpp"
 

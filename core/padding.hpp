@@ -62,9 +62,6 @@ class Padding {
 // ints expanded to pairs. Anything else throws ValueError("Invalid padding format: ...").
 Padding canonicalize_padding(const Padding& padding, int rank);
 
-// Explicit (lo, hi) pads per spatial dim, after resolution.
-using PadPairs = std::vector<std::pair<std::int64_t, std::int64_t>>;
-
 // jax.lax.padtype_to_pads for a string padding, upper-cased first as lax does:
 // VALID -> no pads; SAME / SAME_LOWER -> out = ceil(in / stride) and total pad
 // max((out - 1) * stride + window - in, 0), the odd unit at the end (SAME) or the

@@ -4,11 +4,16 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace xgrad {
 
 using Shape = std::vector<std::int64_t>;
+
+// (lo, hi) pads per axis: what padding resolves to, and what pad() and the pooling
+// and conv geometries take.
+using PadPairs = std::vector<std::pair<std::int64_t, std::int64_t>>;
 
 // The element count; ShapeError if it does not fit in int64. A zero dim makes it 0
 // whatever the others (as numpy: np.empty((0, 2**62, 2**62)) is fine).

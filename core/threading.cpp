@@ -115,13 +115,19 @@ struct Job {
 
 thread_local bool inside_pool_worker = false;
 
-// Waking a thread blocked on a condition variable costs tens of microseconds here,
+// Waking a thread blocked on a condition variable costs tens of microseconds on an
+// idle machine and far more on a busy one (the woken thread waits for a time slice),
 // about the length of a whole small kernel. So a worker that finishes a job, and a
 // caller waiting for its helpers, first poll for up to this long (with PAUSE, so
-// the sibling hyperthread keeps running) before they block; kernels called back to
-// back then hand over without a sleep. Bounded, so an idle pool stops burning CPU
-// at once and never spins next to OpenBLAS for long.
-constexpr auto kSpinBeforeBlocking = std::chrono::microseconds(50);
+// the sibling hyperthread keeps running) before they block. A training step's
+// kernels come less than a millisecond apart (the serial tape work between them,
+// the next batch), so during training the workers never sleep; with 50 µs they
+// slept between most kernels, came late to the next one, and the caller ran most
+// chunks alone (Fashion-MNIST's main job at 2 threads: 1.54x its 1-thread speed with
+// 50 µs, measured in bench/README "Threads that stay awake"). Bounded, so an idle
+// pool stops burning CPU after a millisecond, as OpenMP runtimes do after their
+// spin count.
+constexpr auto kSpinBeforeBlocking = std::chrono::microseconds(1000);
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)

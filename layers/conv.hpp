@@ -1,6 +1,6 @@
 // Conv and ConvLocal modules (flax.linen.Conv / flax.linen.ConvLocal).
 //
-// Both are Flax's _Conv: the same attributes, defaults and checks, differing only
+// Both derive from ConvBase (Flax's _Conv): the same attributes, defaults and checks, differing only
 // in whether the kernel is shared across output positions.
 //
 //   nn::ConvLocal local({.features = 16, .kernel_size = {3, 3}, .strides = 2,
@@ -78,25 +78,36 @@ struct ConvOptions {
   ConvOptions& set_bias_init(Initializer v) { bias_init = std::move(v); return *this; }
 };
 
-class Conv : public Module {
+// What Conv and ConvLocal share (Flax's _Conv): the options, their checks and the
+// forward pass; they differ only in whether the kernel is shared across positions.
+// Neither is the other: a ConvLocal is not a Conv.
+class ConvBase : public Module {
  public:
-  explicit Conv(ConvOptions options) : Conv(std::move(options), /*shared_weights=*/true) {}
   std::string describe() const override;  // "Conv, features=16, kernel_size=[3, 3]"
   int feature_rank() const override { return static_cast<int>(options_.kernel_size.size()) + 1; }
   const ConvOptions& options() const { return options_; }
+  bool shared_weights() const { return shared_weights_; }
 
  protected:
-  Conv(ConvOptions options, bool shared_weights);
+  ConvBase(ConvOptions options, bool shared_weights);
   Tensor forward(const Tensor& x) override;
 
  private:
+  const char* layer_name() const { return shared_weights_ ? "Conv" : "ConvLocal"; }
   ConvOptions options_;
   bool shared_weights_;
 };
 
-class ConvLocal : public Conv {
+// flax.linen.Conv: one kernel (k..., C/G, F) for every output position.
+class Conv : public ConvBase {
  public:
-  explicit ConvLocal(ConvOptions options) : Conv(std::move(options), /*shared_weights=*/false) {}
+  explicit Conv(ConvOptions options) : ConvBase(std::move(options), /*shared_weights=*/true) {}
+};
+
+// flax.linen.ConvLocal: a kernel block per output position, (O..., prod(k)*C/G, F).
+class ConvLocal : public ConvBase {
+ public:
+  explicit ConvLocal(ConvOptions options) : ConvBase(std::move(options), /*shared_weights=*/false) {}
 };
 
 }  // namespace xgrad::nn

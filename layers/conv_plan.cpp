@@ -10,8 +10,8 @@
 #include "autograd/conv.hpp"
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
-#include "core/kernels/conv.hpp"
-#include "core/kernels/conv_geometry.hpp"
+#include "core/kernels/conv/conv.hpp"
+#include "core/kernels/conv/conv_geometry.hpp"
 #include "layers/dtypes.hpp"
 
 namespace xgrad::nn {
@@ -238,7 +238,7 @@ Tensor conv_apply(const ConvPlan& plan, const Tensor& inputs, const Tensor& kern
 
   Tensor x = reshape(inputs, plan.flat_input_shape);
   if (plan.prepad != Prepad::None) {
-    std::vector<std::pair<std::int64_t, std::int64_t>> pads{{0, 0}};
+    PadPairs pads{{0, 0}};
     pads.insert(pads.end(), plan.prepad_pads.begin(), plan.prepad_pads.end());
     pads.emplace_back(0, 0);
     const PadMode mode = plan.prepad == Prepad::Wrap      ? PadMode::Wrap

@@ -22,7 +22,7 @@
 #include "core/tensor.hpp"
 
 namespace xgrad::kernels {
-struct ConvGeometry;  // core/kernels/conv_geometry.hpp (internal)
+struct ConvGeometry;  // core/kernels/conv/conv_geometry.hpp (internal)
 }  // namespace xgrad::kernels
 
 namespace xgrad::nn {

@@ -11,7 +11,7 @@
 #include "autograd/conv.hpp"
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
-#include "core/kernels/conv_geometry.hpp"
+#include "core/kernels/conv/conv_geometry.hpp"
 #include "layers/conv_plan.hpp"
 #include "layers/dtypes.hpp"
 
@@ -233,7 +233,7 @@ ConvTransposePlan plan_conv_transpose(const Shape& input_shape, const ConvTransp
 
 // y (N, O..., F) padded by `pads` and folded to (N, P..., F) by summing the periods.
 Tensor wrap_sum(Tensor y, const PadPairs& pads, const Shape& periods) {
-  std::vector<std::pair<std::int64_t, std::int64_t>> all{{0, 0}};
+  PadPairs all{{0, 0}};
   all.insert(all.end(), pads.begin(), pads.end());
   all.emplace_back(0, 0);
   y = pad(y, all);

@@ -11,7 +11,7 @@
 
 #include "core/dtype.hpp"
 #include "optim/schedule.hpp"
-#include "optim/transformation.hpp"
+#include "optim/base.hpp"
 
 namespace xgrad::optim {
 

@@ -15,7 +15,7 @@
 #include "core/dtype.hpp"
 #include "core/error.hpp"
 #include "core/tensor.hpp"
-#include "optim/transformation.hpp"
+#include "optim/base.hpp"
 
 namespace xgrad::optim::detail {
 

@@ -3,7 +3,7 @@
 #pragma once
 
 #include "optim/schedule.hpp"
-#include "optim/transformation.hpp"
+#include "optim/base.hpp"
 
 namespace xgrad::optim::detail {
 

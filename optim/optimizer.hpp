@@ -13,7 +13,7 @@
 #include <functional>
 #include <optional>
 
-#include "optim/transformation.hpp"
+#include "optim/base.hpp"
 
 namespace xgrad::optim {
 

@@ -1,4 +1,4 @@
-// The 2-D stride-1 form of the fast conv kernels (core/kernels/conv_local_fast.hpp,
+// The 2-D stride-1 form of the fast conv kernels (core/kernels/conv/conv_local_fast.hpp,
 // conv_shared_fast.hpp), which the kernel tests write their cases in: one shape for
 // both, turned into the ConvGeometry the kernels take.
 #pragma once
@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/kernels/conv_local_fast.hpp"
-#include "core/kernels/conv_shared_fast.hpp"
+#include "core/kernels/conv/conv_local_fast.hpp"
+#include "core/kernels/conv/conv_shared_fast.hpp"
 
 namespace test_support {
 

@@ -6,7 +6,7 @@
 
 #include "conv_fast_2d.hpp"
 
-#include "core/kernels/conv_local_fast.hpp"
+#include "core/kernels/conv/conv_local_fast.hpp"
 #include "xgrad.hpp"
 
 using namespace xgrad;

@@ -80,7 +80,7 @@ void check_identity(const Case& c, std::uint64_t seed) {
   const Shape out_spatial(y.shape().begin() + 1, y.shape().end() - 1);
   Tensor local = tile_over_positions(w.detach(), out_spatial).requires_grad_();
   Tensor y_local = conv_general_dilated_local(x, local, c.strides, c.padding, c.window, c.lhs_dilation,
-                                              c.rhs_dilation, Precision::Default, c.groups);
+                                              c.rhs_dilation, c.groups, Precision::Default);
   REQUIRE(y_local.shape() == y.shape());
   check_all_close(y_local.to_vector(), y.to_vector(), "output");
 

@@ -10,7 +10,7 @@
 #include <random>
 #include <vector>
 
-#include "core/kernels/conv_local_fast.hpp"
+#include "core/kernels/conv/conv_local_fast.hpp"
 #include "core/threading.hpp"
 #include "test_support.hpp"
 

@@ -10,7 +10,7 @@
 
 #include <doctest/doctest.h>
 
-#include "core/kernels/conv_local_fast.hpp"
+#include "core/kernels/conv/conv_local_fast.hpp"
 #include "test_support.hpp"
 #include "xgrad.hpp"
 
@@ -187,9 +187,9 @@ TEST_CASE("Biased ConvLocal op keeps the dtype rules: float16 and Highest take t
   CHECK(max_abs_diff(fused, separate) == 0.0);
   const Tensor x32 = x.astype(DType::Float32), k32 = k.astype(DType::Float32), b32 = b.astype(DType::Float32);
   const Tensor highest =
-      conv_general_dilated_local_bias(x32, k32, b32, {1, 1}, "VALID", {3, 3}, {}, {}, Precision::Highest);
+      conv_general_dilated_local_bias(x32, k32, b32, {1, 1}, "VALID", {3, 3}, {}, {}, 1, Precision::Highest);
   const Tensor highest_separate =
-      add(conv_general_dilated_local(x32, k32, {1, 1}, "VALID", {3, 3}, {}, {}, Precision::Highest), b32);
+      add(conv_general_dilated_local(x32, k32, {1, 1}, "VALID", {3, 3}, {}, {}, 1, Precision::Highest), b32);
   CHECK(max_abs_diff(highest, highest_separate) == 0.0);
 }
 

@@ -10,7 +10,7 @@
 
 #include <doctest/doctest.h>
 
-#include "core/kernels/conv_local_fast.hpp"
+#include "core/kernels/conv/conv_local_fast.hpp"
 #include "core/threading.hpp"
 #include "xgrad.hpp"
 #include "test_support.hpp"
@@ -73,7 +73,7 @@ LocalGrads run(const Geometry& s, DType dtype, int threads, bool create_graph) {
   Tensor b = normal(3, b_shape, dtype).requires_grad_();
   const Tensor g = normal(4, out_shape, dtype);
   const Tensor y = conv_general_dilated_local_bias(x, k, b, s.strides, s.padding, s.window, s.lhs_dilation,
-                                                   s.rhs_dilation, Precision::Default, s.groups);
+                                                   s.rhs_dilation, s.groups, Precision::Default);
   const auto grads = grad({y}, {x, k, b}, {g}, {.create_graph = create_graph});
   return {y.detach(), grads[0].detach(), grads[1].detach(), grads[2].detach()};
 }

@@ -12,8 +12,8 @@
 #include <random>
 #include <vector>
 
-#include "core/kernels/conv.hpp"
-#include "core/kernels/conv_shared_fast.hpp"
+#include "core/kernels/conv/conv.hpp"
+#include "core/kernels/conv/conv_shared_fast.hpp"
 #include "core/threading.hpp"
 #include "xgrad.hpp"
 #include "test_support.hpp"

@@ -5,7 +5,8 @@
 //  - on a few hundred random configurations (explicit, SAME, SAME_LOWER and negative
 //    paddings, strides, dilations, 1-D/2-D/3-D, odd feature counts, local and shared,
 //    with and without bias) its values and all three gradients agree with the general
-//    path, for the AVX2 and the AVX-512 tiles and at 1 and 2 threads.
+//    path, for the AVX2 and the AVX-512 tiles and at 1 and 2 threads;
+//  - float16 and bfloat16 operands run on it too (widened to float32 once).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -15,11 +16,11 @@
 #include <string>
 #include <vector>
 
-#include "core/kernels/conv.hpp"
-#include "core/kernels/conv_fast_geometry.hpp"
-#include "core/kernels/conv_geometry.hpp"
-#include "core/kernels/conv_local_fast.hpp"
-#include "core/kernels/conv_tiles.hpp"
+#include "core/kernels/conv/conv.hpp"
+#include "core/kernels/conv/conv_fast_geometry.hpp"
+#include "core/kernels/conv/conv_geometry.hpp"
+#include "core/kernels/conv/conv_local_fast.hpp"
+#include "core/kernels/conv/conv_tiles.hpp"
 #include "core/threading.hpp"
 #include "xgrad.hpp"
 
@@ -90,8 +91,9 @@ TEST_CASE("nn::ConvLocal and nn::Conv reach the fast kernels for every case of t
       CAPTURE(local);
       nn::ConvOptions options{.features = c.features, .kernel_size = c.kernel, .strides = c.strides,
                               .padding = c.padding, .kernel_dilation = c.dilation};
-      std::unique_ptr<nn::Conv> layer = local ? std::make_unique<nn::ConvLocal>(options)
-                                              : std::make_unique<nn::Conv>(options);
+      std::unique_ptr<nn::ConvBase> layer;
+      if (local) layer = std::make_unique<nn::ConvLocal>(options);
+      else layer = std::make_unique<nn::Conv>(options);
       Tensor x = random_normal(make_key(1), c.input).requires_grad_();
       const std::int64_t before = kernels::conv_fast_dispatch_count();
       const Tensor y = (*layer)(x);
@@ -123,7 +125,7 @@ TEST_CASE("the float32 conv ops reach the fast kernels, and the general-path swi
   kernels::tiles::set_fast_enabled(true);
   before = kernels::conv_fast_dispatch_count();
   (void)conv_general_dilated_local(cast(x, DType::Float64), cast(k, DType::Float64), {2, 2}, "SAME", {3, 3});
-  (void)conv_general_dilated_local(x, k, {2, 2}, "SAME", {3, 3}, {}, {}, Precision::Highest);
+  (void)conv_general_dilated_local(x, k, {2, 2}, "SAME", {3, 3}, {}, {}, 1, Precision::Highest);
   CHECK(kernels::conv_fast_dispatch_count() == before);
 }
 
@@ -269,6 +271,62 @@ TEST_CASE("the fast conv kernels match the general path on random configurations
     }
   }
   CHECK(reached == kConfigs * static_cast<int>(tile_kinds.size()) * 2);
+}
+
+TEST_CASE("float16 and bfloat16 convs compute in float32 on the fast kernels and match the general path") {
+  if (!engine_available()) return;
+  FastPathGuard guard;
+  // Both paths widen to float32, accumulate in float32 and round each result once, so
+  // they differ by at most an ulp of the 16-bit result (float32 sums in another order).
+  struct Dtype16 {
+    DType dtype;
+    double ulp;  // relative spacing at 1: 2^-10 (float16), 2^-7 (bfloat16)
+  };
+  for (const Dtype16 d : {Dtype16{DType::Float16, 0x1p-10}, Dtype16{DType::BFloat16, 0x1p-7}}) {
+    for (const bool local : {true, false}) {
+      for (const Padding& padding : {Padding("SAME"), Padding("VALID")}) {
+        Config c;
+        c.local = local;
+        c.input = {3, 9, 8, 5};
+        c.kernel = {3, 3};
+        c.strides = {2, 1};
+        c.dilation = {1, 2};
+        c.padding = padding;
+        c.features = 11;
+        c.geometry = kernels::make_conv_geometry(c.input, c.kernel, c.strides, c.padding, {}, c.dilation, "test");
+        CAPTURE(dtype_name(d.dtype));
+        CAPTURE(describe(c));
+        const auto& g = c.geometry;
+        Shape kernel_shape = local ? g.out_spatial : Shape{3, 3};
+        kernel_shape.push_back(local ? g.window_size() * 5 : 5);
+        kernel_shape.push_back(c.features);
+        Shape out_shape{3};
+        out_shape.insert(out_shape.end(), g.out_spatial.begin(), g.out_spatial.end());
+        out_shape.push_back(c.features);
+        const Shape bias_shape = local ? Shape(out_shape.begin() + 1, out_shape.end()) : Shape{c.features};
+        const Tensor x = cast(random_normal(make_key(1), c.input), d.dtype);
+        const Tensor k = cast(random_normal(make_key(2), kernel_shape), d.dtype);
+        const Tensor b = cast(random_normal(make_key(3), bias_shape), d.dtype);
+        const Tensor dy = cast(random_normal(make_key(4), out_shape), d.dtype);
+        for (const bool bias : {false, true}) {
+          c.bias = bias;
+          CAPTURE(bias);
+          kernels::tiles::set_fast_enabled(false);
+          const Outputs want = run(c, x, k, b, dy);
+          kernels::tiles::set_fast_enabled(true);
+          const std::int64_t before = kernels::conv_fast_dispatch_count();
+          const Outputs got = run(c, x, k, b, dy);
+          CHECK(kernels::conv_fast_dispatch_count() > before);
+          REQUIRE(got.values.size() == want.values.size());
+          for (std::size_t i = 0; i < want.values.size(); ++i) {
+            CAPTURE(i);  // y, dx, dkernel, dbias
+            CHECK(got.values[i].dtype() == d.dtype);
+            CHECK(worst_error(got.values[i], want.values[i]) <= 2 * d.ulp);
+          }
+        }
+      }
+    }
+  }
 }
 
 TEST_CASE("tile engine: pads far larger than the input take the general path (no giant padded copy)") {

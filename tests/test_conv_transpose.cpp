@@ -519,7 +519,7 @@ Tensor circular_fold(Tensor y, const Shape& periods, bool transpose_kernel) {
     const std::int64_t P = periods[j], O = y.size(axis);
     const std::int64_t diff = ((P - O) % (2 * P) + 2 * P) % (2 * P);
     const std::int64_t front = transpose_kernel ? diff / 2 : (diff + 1) / 2;
-    std::vector<std::pair<std::int64_t, std::int64_t>> pads(static_cast<std::size_t>(y.dim()), {0, 0});
+    PadPairs pads(static_cast<std::size_t>(y.dim()), {0, 0});
     pads[j + 1] = {front, diff - front};
     y = pad(y, pads);
     Shape split = y.shape();

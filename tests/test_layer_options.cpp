@@ -112,3 +112,18 @@ TEST_CASE("ConvOptions' chainable setters build the same options in any order") 
   CHECK(a(x).to_vector() == b(x).to_vector());
   CHECK(a.named_parameters().size() == 1);  // no bias
 }
+
+TEST_CASE("Conv and ConvLocal are siblings over ConvBase (Flax's _Conv): neither is the other") {
+  nn::Conv conv(nn::ConvOptions{.features = 4, .kernel_size = {3, 3}});
+  nn::ConvLocal local(nn::ConvOptions{.features = 4, .kernel_size = {3, 3}});
+  nn::Module* a = &conv;
+  nn::Module* b = &local;
+  CHECK(dynamic_cast<nn::Conv*>(b) == nullptr);
+  CHECK(dynamic_cast<nn::ConvLocal*>(a) == nullptr);
+  REQUIRE(dynamic_cast<nn::ConvBase*>(a) != nullptr);
+  REQUIRE(dynamic_cast<nn::ConvBase*>(b) != nullptr);
+  CHECK(dynamic_cast<nn::ConvBase*>(a)->shared_weights());
+  CHECK_FALSE(dynamic_cast<nn::ConvBase*>(b)->shared_weights());
+  CHECK(conv.describe() == "Conv, features=4, kernel_size=[3, 3]");
+  CHECK(local.describe() == "ConvLocal, features=4, kernel_size=[3, 3]");
+}

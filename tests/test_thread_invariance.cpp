@@ -93,7 +93,7 @@ TEST_CASE("thread invariance: the local conv, fast path and general path") {
 TEST_CASE("thread invariance: the local conv's general path with feature groups, and in float16") {
   check_thread_invariant("general, 2 feature groups", [] {
     const Tensor x = leaf(1, {16, 14, 14, 8}), k = leaf(2, {12, 12, 36, 16});
-    const Tensor y = conv_general_dilated_local(x, k, {1, 1}, Padding("VALID"), {3, 3}, {}, {}, Precision::Default, 2);
+    const Tensor y = conv_general_dilated_local(x, k, {1, 1}, Padding("VALID"), {3, 3}, {}, {}, 2, Precision::Default);
     return output_and_gradients(y, {x, k}, 3);
   });
   check_local_conv("general (float16), VALID", DType::Float16, {16, 14, 14, 8}, {1, 1}, "VALID");

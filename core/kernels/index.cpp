@@ -67,7 +67,7 @@ struct PadPlan {
   std::vector<std::vector<std::int64_t>> offsets;
 };
 
-PadPlan plan_pad(const Shape& x_shape, const Pads& pads, PadMode mode) {
+PadPlan plan_pad(const Shape& x_shape, const PadPairs& pads, PadMode mode) {
   if (pads.size() != x_shape.size())
     throw ShapeError(fmt::format("pad: {} (lo, hi) pairs given for a tensor of shape {} (rank {})", pads.size(),
                                  shape_str(x_shape), x_shape.size()));
@@ -221,7 +221,7 @@ Tensor scatter_add(const Tensor& g, const Shape& shape, Walk&& walk) {
 
 }  // namespace
 
-Tensor pad(const Tensor& x, const Pads& pads, PadMode mode, double value) {
+Tensor pad(const Tensor& x, const PadPairs& pads, PadMode mode, double value) {
   const PadPlan plan = plan_pad(x.shape(), pads, mode);
   Tensor out = empty(plan.out_shape, x.dtype());
   visit_dtype(x.dtype(), [&](auto tag) {
@@ -234,7 +234,7 @@ Tensor pad(const Tensor& x, const Pads& pads, PadMode mode, double value) {
   return out;
 }
 
-Tensor pad_scatter_add(const Tensor& g, const Shape& x_shape, const Pads& pads, PadMode mode) {
+Tensor pad_scatter_add(const Tensor& g, const Shape& x_shape, const PadPairs& pads, PadMode mode) {
   const PadPlan plan = plan_pad(x_shape, pads, mode);
   return scatter_add(g, x_shape, [&](auto add) { for_each_padded(plan, add); });
 }

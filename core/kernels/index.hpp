@@ -11,13 +11,12 @@
 
 namespace xgrad::kernels {
 
-using Pads = std::vector<std::pair<std::int64_t, std::int64_t>>;  // (lo, hi) per axis
 
 // numpy.pad semantics for positive pads, any pad size; negative pads crop (the
 // result is the window [-lo, M + hi) of x's infinite extension by `mode`).
-Tensor pad(const Tensor& x, const Pads& pads, PadMode mode, double value);
+Tensor pad(const Tensor& x, const PadPairs& pads, PadMode mode, double value);
 // Adds every element of g (pad's output shape) into the x element it was read from.
-Tensor pad_scatter_add(const Tensor& g, const Shape& x_shape, const Pads& pads, PadMode mode);
+Tensor pad_scatter_add(const Tensor& g, const Shape& x_shape, const PadPairs& pads, PadMode mode);
 
 // numpy.take along `axis` with integer indices of any shape; negative indices
 // count from the end once; out of range throws ShapeError.

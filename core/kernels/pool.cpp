@@ -14,7 +14,7 @@
 namespace xgrad::kernels {
 
 PoolGeometry pool_geometry(const Shape& x_shape, const Shape& window, const Shape& strides,
-                           const std::vector<std::pair<std::int64_t, std::int64_t>>& pads) {
+                           const PadPairs& pads) {
   const std::size_t n = window.size();
   PoolGeometry g;
   g.batch = x_shape.front();

@@ -28,7 +28,7 @@ struct PoolGeometry {
 // `x_shape` is [batch, spatial..., channels]; pads are (lo, hi) per spatial dim.
 // Output size per dim: max(0, floor((in + lo + hi - window) / stride) + 1).
 PoolGeometry pool_geometry(const Shape& x_shape, const Shape& window, const Shape& strides,
-                           const std::vector<std::pair<std::int64_t, std::int64_t>>& pads);
+                           const PadPairs& pads);
 
 // Max (or min) over each window; also the flat index into x of the first extreme
 // element of each output (Int32 when x has at most 2^31 - 1 elements, else Int64;

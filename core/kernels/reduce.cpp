@@ -89,6 +89,16 @@ void with_inner(std::int64_t inner, F&& f) {
   else f(inner);
 }
 
+// The skeleton of every reduction below: r.source is r.outer blocks of [n, inner]
+// (the reduced axes in the middle); calls block(base, o, inner) for each, base
+// pointing at block o of `in`, with inner as in with_inner.
+template <class T, class Block>
+void for_each_block(const Reduction& r, const T* in, Block&& block) {
+  with_inner(r.inner, [&](auto inner) {
+    for (std::int64_t o = 0; o < r.outer; ++o) block(in + o * r.n * inner, o, inner);
+  });
+}
+
 // Calls f(T{}) for the four floating element types only.
 template <class F>
 void visit_floating(DType dtype, F&& f) {
@@ -248,8 +258,8 @@ Tensor extremum(const Tensor& x, const Axes& axes, bool keepdims, const char* op
     using C = compute_t<T>;
     const T* in = r.source.data<T>();
     with_accumulator<C>(out.data<T>(), out.numel(), [&](C* acc) {
-      with_inner(r.inner, [&](auto inner) {
-        for (std::int64_t o = 0; o < r.outer; ++o) extremum_rows<Pick>(in + o * r.n * inner, acc + o * inner, r.n, inner);
+      for_each_block(r, in, [&](const T* base, std::int64_t o, auto inner) {
+        extremum_rows<Pick>(base, acc + o * inner, r.n, inner);
       });
     });
   });
@@ -332,9 +342,7 @@ Tensor sum(const Tensor& x, const Axes& axes, bool keepdims) {
     using C = sum_t<T>;
     const T* in = r.source.data<T>();
     with_accumulator<C>(out.data<O>(), out.numel(), [&](C* acc) {
-      with_inner(r.inner, [&](auto inner) {
-        for (std::int64_t o = 0; o < r.outer; ++o) sum_rows(in + o * r.n * inner, acc + o * inner, r.n, inner);
-      });
+      for_each_block(r, in, [&](const T* base, std::int64_t o, auto inner) { sum_rows(base, acc + o * inner, r.n, inner); });
     });
   });
   return out;
@@ -349,9 +357,7 @@ Tensor mean(const Tensor& x_in, const Axes& axes, bool keepdims) {
     using C = compute_t<T>;
     const T* in = r.source.data<T>();
     with_accumulator<C>(out.data<T>(), out.numel(), [&](C* acc) {
-      with_inner(r.inner, [&](auto inner) {
-        for (std::int64_t o = 0; o < r.outer; ++o) sum_rows(in + o * r.n * inner, acc + o * inner, r.n, inner);
-      });
+      for_each_block(r, in, [&](const T* base, std::int64_t o, auto inner) { sum_rows(base, acc + o * inner, r.n, inner); });
       for (std::int64_t k = 0; k < r.outer * r.inner; ++k) acc[k] /= static_cast<C>(r.n);
     });
   });
@@ -376,24 +382,21 @@ Tensor argmax(const Tensor& x, std::int64_t axis) {
     const T* in = r.source.data<T>();
     std::int64_t* po = out.data<std::int64_t>();
     std::vector<C> best(static_cast<std::size_t>(r.inner));
-    with_inner(r.inner, [&](auto inner) {
-      for (std::int64_t o = 0; o < r.outer; ++o) {
-        const T* base = in + o * r.n * inner;
-        std::int64_t* index = po + o * inner;
-        for (std::int64_t i = 0; i < inner; ++i) {
-          best[i] = static_cast<C>(base[i]);
-          index[i] = 0;
-        }
-        for (std::int64_t j = 1; j < r.n; ++j)
-          for (std::int64_t i = 0; i < inner; ++i) {
-            const C v = static_cast<C>(base[j * inner + i]);
-            // Strictly larger keeps the first maximum; the first NaN beats everything.
-            if (v > best[i] || (v != v && best[i] == best[i])) {
-              best[i] = v;
-              index[i] = j;
-            }
-          }
+    for_each_block(r, in, [&](const T* base, std::int64_t o, auto inner) {
+      std::int64_t* index = po + o * inner;
+      for (std::int64_t i = 0; i < inner; ++i) {
+        best[i] = static_cast<C>(base[i]);
+        index[i] = 0;
       }
+      for (std::int64_t j = 1; j < r.n; ++j)
+        for (std::int64_t i = 0; i < inner; ++i) {
+          const C v = static_cast<C>(base[j * inner + i]);
+          // Strictly larger keeps the first maximum; the first NaN beats everything.
+          if (v > best[i] || (v != v && best[i] == best[i])) {
+            best[i] = v;
+            index[i] = j;
+          }
+        }
     });
   });
   return out;
@@ -409,18 +412,15 @@ Tensor extremum_weights(const Tensor& x, const Tensor& extremum, const Axes& axe
     const T* ext = extremum.data<T>();
     T* pw = weights.data<T>();
     std::vector<C> count(static_cast<std::size_t>(r.inner));
-    with_inner(r.inner, [&](auto inner) {
-      for (std::int64_t o = 0; o < r.outer; ++o) {
-        const T* base = in + o * r.n * inner;
-        const T* e = ext + o * inner;
-        std::fill(count.begin(), count.end(), C(0));
-        for (std::int64_t j = 0; j < r.n; ++j)
-          for (std::int64_t i = 0; i < inner; ++i) count[i] += C(static_cast<C>(base[j * inner + i]) == static_cast<C>(e[i]));
-        for (std::int64_t j = 0; j < r.n; ++j)
-          for (std::int64_t i = 0; i < inner; ++i)
-            pw[(o * r.n + j) * inner + i] =
-                T(static_cast<C>(base[j * inner + i]) == static_cast<C>(e[i]) ? C(1) / count[i] : C(0));
-      }
+    for_each_block(r, in, [&](const T* base, std::int64_t o, auto inner) {
+      const T* e = ext + o * inner;
+      std::fill(count.begin(), count.end(), C(0));
+      for (std::int64_t j = 0; j < r.n; ++j)
+        for (std::int64_t i = 0; i < inner; ++i) count[i] += C(static_cast<C>(base[j * inner + i]) == static_cast<C>(e[i]));
+      for (std::int64_t j = 0; j < r.n; ++j)
+        for (std::int64_t i = 0; i < inner; ++i)
+          pw[(o * r.n + j) * inner + i] =
+              T(static_cast<C>(base[j * inner + i]) == static_cast<C>(e[i]) ? C(1) / count[i] : C(0));
     });
   });
   return r.restore(weights);
@@ -436,13 +436,10 @@ Tensor logsumexp(const Tensor& x_in, const Axes& axes, bool keepdims) {
     const T* in = r.source.data<T>();
     T* po = out.data<T>();
     std::vector<C> shift(static_cast<std::size_t>(r.inner)), total(static_cast<std::size_t>(r.inner));
-    with_inner(r.inner, [&](auto inner) {
-      for (std::int64_t o = 0; o < r.outer; ++o) {
-        const T* base = in + o * r.n * inner;
-        softmax_shift(base, shift.data(), r.n, inner);
-        sum_rows(base, total.data(), r.n, inner, [&](C v, std::int64_t i) { return std::exp(v - shift[i]); });
-        for (std::int64_t i = 0; i < inner; ++i) po[o * inner + i] = T(shift[i] + std::log(total[i]));
-      }
+    for_each_block(r, in, [&](const T* base, std::int64_t o, auto inner) {
+      softmax_shift(base, shift.data(), r.n, inner);
+      sum_rows(base, total.data(), r.n, inner, [&](C v, std::int64_t i) { return std::exp(v - shift[i]); });
+      for (std::int64_t i = 0; i < inner; ++i) po[o * inner + i] = T(shift[i] + std::log(total[i]));
     });
   });
   return out;
@@ -459,14 +456,11 @@ Tensor var(const Tensor& x_in, const Axes& axes, bool keepdims, std::int64_t ddo
     T* po = out.data<T>();
     const C divisor = static_cast<C>(std::max<std::int64_t>(r.n - ddof, 0));
     std::vector<C> mean(static_cast<std::size_t>(r.inner)), squares(static_cast<std::size_t>(r.inner));
-    with_inner(r.inner, [&](auto inner) {
-      for (std::int64_t o = 0; o < r.outer; ++o) {
-        const T* base = in + o * r.n * inner;
-        sum_rows(base, mean.data(), r.n, inner);
-        for (std::int64_t i = 0; i < inner; ++i) mean[i] /= static_cast<C>(r.n);
-        sum_rows(base, squares.data(), r.n, inner, [&](C v, std::int64_t i) { return (v - mean[i]) * (v - mean[i]); });
-        for (std::int64_t i = 0; i < inner; ++i) po[o * inner + i] = T(squares[i] / divisor);
-      }
+    for_each_block(r, in, [&](const T* base, std::int64_t o, auto inner) {
+      sum_rows(base, mean.data(), r.n, inner);
+      for (std::int64_t i = 0; i < inner; ++i) mean[i] /= static_cast<C>(r.n);
+      sum_rows(base, squares.data(), r.n, inner, [&](C v, std::int64_t i) { return (v - mean[i]) * (v - mean[i]); });
+      for (std::int64_t i = 0; i < inner; ++i) po[o * inner + i] = T(squares[i] / divisor);
     });
   });
   return out;

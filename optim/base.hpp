@@ -1,4 +1,5 @@
-// Gradient transformations, the optax model of an optimizer: an init/update pair
+// Gradient transformations, the optax model of an optimizer (optax._src.base: the type
+// and chain; the building blocks are in optim/transforms.hpp): an init/update pair
 // that turns gradients into parameter updates. Small transformations compose
 // with chain(); the named optimizers (optim/alias.hpp) are short chains, and
 // optim::Optimizer (optim/optimizer.hpp) wraps one for the everyday loop.

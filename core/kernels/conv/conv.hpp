@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <optional>
 
-#include "core/kernels/conv_geometry.hpp"
+#include "core/kernels/conv/conv_geometry.hpp"
 #include "core/precision.hpp"
 #include "core/tensor.hpp"
 

@@ -1,4 +1,4 @@
-#include "core/kernels/conv_patches.hpp"
+#include "core/kernels/conv/conv_patches.hpp"
 
 #include <immintrin.h>
 

@@ -11,8 +11,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/kernels/conv_geometry.hpp"
-#include "core/kernels/conv_tiles.hpp"
+#include "core/kernels/conv/conv_geometry.hpp"
+#include "core/kernels/conv/conv_tiles.hpp"
 
 namespace xgrad::kernels::tiles {
 

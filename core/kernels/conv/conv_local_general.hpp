@@ -7,7 +7,7 @@
 // Buffers are raw, in the accumulation type A; x is read in its storage type T.
 #pragma once
 
-#include "core/kernels/conv.hpp"
+#include "core/kernels/conv/conv.hpp"
 
 namespace xgrad::kernels {
 

@@ -17,16 +17,16 @@
 // Work is split over output lines (forward), samples (d_x: a sample's lines overlap
 // in d_x) and fixed sample blocks (d_kernel, reduced in block order), so every result
 // is the same for any thread count.
-#include "core/kernels/conv_shared_fast.hpp"
+#include "core/kernels/conv/conv_shared_fast.hpp"
 
 #include <immintrin.h>
 
 #include <algorithm>
 #include <vector>
 
-#include "core/kernels/conv_fast_geometry.hpp"
-#include "core/kernels/conv_scratch.hpp"
-#include "core/kernels/conv_tiles.hpp"
+#include "core/kernels/conv/conv_fast_geometry.hpp"
+#include "core/kernels/conv/conv_scratch.hpp"
+#include "core/kernels/conv/conv_tiles.hpp"
 #include "core/threading.hpp"
 
 namespace xgrad::kernels {

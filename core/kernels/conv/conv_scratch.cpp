@@ -1,4 +1,4 @@
-#include "core/kernels/conv_scratch.hpp"
+#include "core/kernels/conv/conv_scratch.hpp"
 
 #include <array>
 

@@ -12,7 +12,7 @@ namespace xgrad::kernels {
 
 // Kernels use distinct slots for buffers that are alive at the same time.
 // PatchBlock, KernelBlock, PatchGradBlock and Accumulator are the per-thread buffers of the
-// local conv's per-position pass (core/kernels/conv_local_general.cpp);
+// local conv's per-position pass (core/kernels/conv/conv_local_general.cpp);
 // KernelResult and Bias hold the kernel and bias (or their gradients) next to Result.
 enum class ConvScratch {
   Patches,

@@ -1,8 +1,8 @@
-#include "core/kernels/conv_fast_geometry.hpp"
+#include "core/kernels/conv/conv_fast_geometry.hpp"
 
 #include <algorithm>
 
-#include "core/kernels/conv_scratch.hpp"
+#include "core/kernels/conv/conv_scratch.hpp"
 #include "core/threading.hpp"
 
 namespace xgrad::kernels::tiles {

@@ -6,7 +6,8 @@
 //   AVX-512    up to 8 rows × 1 zmm (16 columns): fewer tiles per FLOP (less set-up
 //              and store work) and fewer loads per FMA than 6 × 2 ymm. Zen 4 runs a
 //              zmm FMA as two halves, so its peak is the same; the gain is overhead.
-//              Partial blocks of at most 8 columns run as ymm tiles with AVX-512VL masks.
+//              Partial blocks of at most 8 columns run as ymm tiles with AVX-512VL masks
+//              (one template over the vector type: Zmm, YmmMasked).
 //
 // A tile never touches a column outside its block: the tail block of a feature count
 // that is not a multiple of 8 reads and writes its last vector under a mask (the
@@ -15,7 +16,7 @@
 // Intrinsics appear only between the GCC target pragmas, in functions that take raw
 // pointers, so no inline library function is ever compiled for AVX2/AVX-512 and the
 // library still loads (and declines the fast path) on older CPUs.
-#include "core/kernels/conv_tiles.hpp"
+#include "core/kernels/conv/conv_tiles.hpp"
 
 #include <immintrin.h>
 
@@ -60,12 +61,49 @@ namespace {
 
 constexpr int kMaxRowsAvx512 = 8;
 
-template <int R, TileMode M, bool Tail>
+// The two AVX-512 tile widths as one set of operations: a full block of 16 columns
+// in a zmm, and a partial block of at most 8 columns (the tail of F = 20, a C = 4 run
+// of d_x) in a ymm with AVX-512VL masks: half the FMA lanes of a zmm tile for the
+// same useful work, and none of AVX2's slow vmaskmovps stores.
+struct Zmm {
+  using Vector = __m512;
+  using Mask = __mmask16;
+  static constexpr int lanes = 16;
+  static Vector zero() { return _mm512_setzero_ps(); }
+  static Vector load(const float* p) { return _mm512_loadu_ps(p); }
+  static Vector load(Mask m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+  static void store(float* p, Vector v) { _mm512_storeu_ps(p, v); }
+  static void store(Mask m, float* p, Vector v) { _mm512_mask_storeu_ps(p, m, v); }
+  static Vector broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static Vector fma(Vector a, Vector b, Vector c) { return _mm512_fmadd_ps(a, b, c); }
+  static Vector add(Vector a, Vector b) { return _mm512_add_ps(a, b); }
+};
+
+struct YmmMasked {
+  using Vector = __m256;
+  using Mask = __mmask8;
+  static constexpr int lanes = 8;
+  static Vector zero() { return _mm256_setzero_ps(); }
+  static Vector load(const float* p) { return _mm256_loadu_ps(p); }
+  static Vector load(Mask m, const float* p) { return _mm256_maskz_loadu_ps(m, p); }
+  static void store(float* p, Vector v) { _mm256_storeu_ps(p, v); }
+  static void store(Mask m, float* p, Vector v) { _mm256_mask_storeu_ps(p, m, v); }
+  static Vector broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static Vector fma(Vector a, Vector b, Vector c) { return _mm256_fmadd_ps(a, b, c); }
+  static Vector add(Vector a, Vector b) { return _mm256_add_ps(a, b); }
+};
+
+// R rows × one vector of W (Zmm or YmmMasked). Masked loads and stores where Tail
+// (the block has fewer columns than the vector); Add mode always masks its
+// read-modify-write by `columns`.
+template <class W, int R, TileMode M, bool Tail>
 __attribute__((noinline)) void run_tiles_avx512(const TileJob& job, Index count) {
+  using V = typename W::Vector;
+  using Mask = typename W::Mask;
   constexpr bool table = M == TileMode::Gather;
   const Index steps = job.steps, a_step = job.a_step, b_step = job.b_step;
   const Index* a_table = job.a_table;
-  const __mmask16 mask = job.columns >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << job.columns) - 1);
+  const Mask mask = job.columns >= W::lanes ? Mask(~Mask(0)) : Mask((1u << job.columns) - 1);
   for (Index tile = 0; tile < count; ++tile) {
     const float* a[R];
 #pragma GCC unroll 8
@@ -79,17 +117,17 @@ __attribute__((noinline)) void run_tiles_avx512(const TileJob& job, Index count)
         _mm_prefetch(reinterpret_cast<const char*>(job.out.base + k * job.out.stride + job.prefetch_distance),
                      _MM_HINT_T0);
     }
-    __m512 acc[R];
-    __m512 start = _mm512_setzero_ps();
-    if (M == TileMode::Gather && job.init) start = Tail ? _mm512_maskz_loadu_ps(mask, job.init) : _mm512_loadu_ps(job.init);
+    V acc[R];
+    V start = W::zero();
+    if (M == TileMode::Gather && job.init) start = Tail ? W::load(mask, job.init) : W::load(job.init);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) acc[r] = start;
     const float* b = job.b;
     for (Index s = 0; s < steps; ++s) {
       const Index ai = table ? a_table[s] : s * a_step;
-      const __m512 bv = Tail ? _mm512_maskz_loadu_ps(mask, b) : _mm512_loadu_ps(b);
+      const V bv = Tail ? W::load(mask, b) : W::load(b);
 #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[r][ai]), bv, acc[r]);
+      for (int r = 0; r < R; ++r) acc[r] = W::fma(W::broadcast(a[r] + ai), bv, acc[r]);
       b += b_step;
     }
     float* out[R];  // computed only now, to keep general registers free in the loop
@@ -101,92 +139,30 @@ __attribute__((noinline)) void run_tiles_avx512(const TileJob& job, Index count)
     if constexpr (M != TileMode::Add) {
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
-        if (Tail) _mm512_mask_storeu_ps(out[r], mask, acc[r]);
-        else _mm512_storeu_ps(out[r], acc[r]);
+        if (Tail) W::store(mask, out[r], acc[r]);
+        else W::store(out[r], acc[r]);
       }
     } else {
       // Rows in order: neighbouring rows' footprints may overlap.
 #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r)
-        _mm512_mask_storeu_ps(out[r], mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out[r]), acc[r]));
+      for (int r = 0; r < R; ++r) W::store(mask, out[r], W::add(W::load(mask, out[r]), acc[r]));
     }
   }
-}
-
-// A partial block of at most 8 columns (the tail of F = 20, a C = 4 run of d_x) as
-// one ymm per row with AVX-512VL masked loads and stores: half the FMA lanes of a zmm
-// tile for the same useful work, and none of AVX2's slow vmaskmovps stores.
-template <int R, TileMode M>
-__attribute__((noinline)) void run_tiles_avx512_narrow(const TileJob& job, Index count) {
-  constexpr bool table = M == TileMode::Gather;
-  const Index steps = job.steps, a_step = job.a_step, b_step = job.b_step;
-  const Index* a_table = job.a_table;
-  const __mmask8 mask = job.columns >= 8 ? __mmask8(0xFF) : __mmask8((1u << job.columns) - 1);
-  for (Index tile = 0; tile < count; ++tile) {
-    const float* a[R];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const Index k = tile * R + r;
-      a[r] = row_of<M>(job.a, k);
-      asm("" : "+r"(a[r]));
-      if (M == TileMode::Gather && job.prefetch_distance)
-        _mm_prefetch(reinterpret_cast<const char*>(job.out.base + k * job.out.stride + job.prefetch_distance),
-                     _MM_HINT_T0);
-    }
-    __m256 acc[R];
-    __m256 start = _mm256_setzero_ps();
-    if (M == TileMode::Gather && job.init) start = _mm256_maskz_loadu_ps(mask, job.init);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) acc[r] = start;
-    const float* b = job.b;
-    for (Index s = 0; s < steps; ++s) {
-      const Index ai = table ? a_table[s] : s * a_step;
-      const __m256 bv = _mm256_maskz_loadu_ps(mask, b);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(a[r] + ai), bv, acc[r]);
-      b += b_step;
-    }
-    float* out[R];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const Index k = tile * R + r;
-      out[r] = row_of<M>(job.out, k);
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      if constexpr (M != TileMode::Add) _mm256_mask_storeu_ps(out[r], mask, acc[r]);
-      else _mm256_mask_storeu_ps(out[r], mask, _mm256_add_ps(_mm256_maskz_loadu_ps(mask, out[r]), acc[r]));
-    }
-  }
-}
-
-template <TileMode M, int R = 1>
-void run_tiles_avx512_narrow_of(Index rows, const TileJob& job, Index count) {
-  if constexpr (R <= kMaxRowsAvx512) {
-    if (rows == R) run_tiles_avx512_narrow<R, M>(job, count);
-    else run_tiles_avx512_narrow_of<M, R + 1>(rows, job, count);
-  }
-}
-
-template <TileMode M>
-void run_avx512_narrow(const TileJob& job, Index row_count) {
-  split_rows(job, row_count, kMaxRowsAvx512,
-             [](Index rows, const TileJob& j, Index count) { run_tiles_avx512_narrow_of<M>(rows, j, count); });
 }
 
 // `count` tiles of exactly `rows` rows (1 ≤ rows ≤ kMaxRowsAvx512).
-template <TileMode M, bool Tail, int R = 1>
+template <class W, TileMode M, bool Tail, int R = 1>
 void run_tiles_avx512_of(Index rows, const TileJob& job, Index count) {
   if constexpr (R <= kMaxRowsAvx512) {
-    if (rows == R) run_tiles_avx512<R, M, Tail>(job, count);
-    else run_tiles_avx512_of<M, Tail, R + 1>(rows, job, count);
+    if (rows == R) run_tiles_avx512<W, R, M, Tail>(job, count);
+    else run_tiles_avx512_of<W, M, Tail, R + 1>(rows, job, count);
   }
 }
 
-template <TileMode M, bool Tail>
+template <class W, TileMode M, bool Tail>
 void run_avx512(const TileJob& job, Index row_count) {
   split_rows(job, row_count, kMaxRowsAvx512,
-             [](Index rows, const TileJob& j, Index count) { run_tiles_avx512_of<M, Tail>(rows, j, count); });
+             [](Index rows, const TileJob& j, Index count) { run_tiles_avx512_of<W, M, Tail>(rows, j, count); });
 }
 
 }  // namespace
@@ -315,8 +291,8 @@ void run_mode(const TileJob& job, Index row_count) {
   // AVX2's vmaskmovps stores are microcoded on AMD (the 3-D layer's d_x spent more in
   // them than in its FMAs).
   const bool partial = job.columns % 8 != 0;  // (so Tail, except in Add mode)
-  if (partial && vectors == 1 && avx512_active()) run_avx512_narrow<M>(job, row_count);
-  else if ((partial || (vectors == 2 && job.steps >= 16)) && avx512_active()) run_avx512<M, Tail>(job, row_count);
+  if (partial && vectors == 1 && avx512_active()) run_avx512<YmmMasked, M, true>(job, row_count);
+  else if ((partial || (vectors == 2 && job.steps >= 16)) && avx512_active()) run_avx512<Zmm, M, Tail>(job, row_count);
   else if (vectors == 2) run_avx2<2, M, Tail>(job, row_count);
   else run_avx2<1, M, Tail>(job, row_count);
 }

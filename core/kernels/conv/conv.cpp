@@ -7,19 +7,19 @@
 // All buffers come from conv_scratch.
 // Fast path: float32 convolutions the tile engine handles (conv_tiles.hpp) run the
 // direct kernels of conv_local_fast.* or conv_shared_fast.*, chosen by the same test.
-#include "core/kernels/conv.hpp"
+#include "core/kernels/conv/conv.hpp"
 
 #include <algorithm>
 #include <optional>
 
-#include "core/kernels/conv_contract.hpp"
-#include "core/kernels/conv_local_fast.hpp"
-#include "core/kernels/conv_shared_fast.hpp"
-#include "core/kernels/conv_tiles.hpp"
+#include "core/kernels/conv/conv_contract.hpp"
+#include "core/kernels/conv/conv_local_fast.hpp"
+#include "core/kernels/conv/conv_shared_fast.hpp"
+#include "core/kernels/conv/conv_tiles.hpp"
 #include "core/kernels/convert16.hpp"
-#include "core/kernels/conv_local_general.hpp"
-#include "core/kernels/conv_patches.hpp"
-#include "core/kernels/conv_scratch.hpp"
+#include "core/kernels/conv/conv_local_general.hpp"
+#include "core/kernels/conv/conv_patches.hpp"
+#include "core/kernels/conv/conv_scratch.hpp"
 #include "core/kernels/elementwise.hpp"
 #include "core/tensor_impl.hpp"
 
@@ -54,12 +54,30 @@ namespace {
 // one feature group, not Precision::Highest (which asks for float64 accumulation), a
 // geometry they handle (rank 1..3, no lhs dilation, non-empty), an AVX2 CPU. The
 // local and the shared conv are asked the same question.
-bool takes_fast_path(const ConvContraction& c, DType a, DType b) {
-  if (a != DType::Float32 || b != DType::Float32 || c.groups != 1 || c.precision == Precision::Highest ||
-      !tiles::fast_enabled())
-    return false;
+bool fast_kernels_serve(const ConvContraction& c) {
+  if (c.groups != 1 || c.precision == Precision::Highest || !tiles::fast_enabled()) return false;
   return c.weights == ConvWeights::Local ? conv_local_fast_supported(c.geometry, c.features)
                                          : conv_shared_fast_supported(c.geometry, c.features);
+}
+
+bool takes_fast_path(const ConvContraction& c, DType a, DType b) {
+  return a == DType::Float32 && b == DType::Float32 && fast_kernels_serve(c);
+}
+
+// float16 and bfloat16 operands compute in float32, as on the general path (which
+// widens them per block): on the fast kernels they are widened once into scratch and
+// the results rounded once to their dtype.
+bool takes_widened_fast_path(const ConvContraction& c, DType a, DType b) {
+  return (a == DType::Float16 || a == DType::BFloat16) && a == b && fast_kernels_serve(c);
+}
+
+// Calls fn.template operator()<T>() with T the 16-bit float type of `dtype`.
+template <class Fn>
+void visit_float16(DType dtype, Fn&& fn) {
+  visit_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (is_float16_v<T>) fn.template operator()<T>();
+  });
 }
 
 // The three passes on the fast kernels (bias null or (O..., F) local / (F) shared).
@@ -200,6 +218,33 @@ void kernel_vjp(const Tensor& x, const Tensor& gy, const ConvContraction& c, Ten
       for (std::int64_t f = 0; f < F; ++f) out[(r * Cg + ci) * F + f] = convert_element<T>(dk[(ci * S + r) * F + f]);
 }
 
+// The three passes of takes_widened_fast_path (T = half or bfloat16). The widened
+// operands and float results live in scratch slots the fast kernels never use
+// (they take Patches, PatchGradBlock, Kernel and Result for padding and transposes).
+template <class T>
+void widened_fast_forward(const Tensor& x, const Tensor& kernel, const ConvContraction& c, Tensor& out) {
+  float* y = result_buffer<T, float>(out, ConvScratch::Accumulator);
+  fast_forward(c, as_compute<T, float>(x, ConvScratch::Input), as_compute<T, float>(kernel, ConvScratch::KernelBlock),
+               nullptr, y);
+  store_result<T, float>(y, out);
+}
+
+template <class T>
+void widened_fast_input_vjp(const Tensor& g, const Tensor& kernel, const ConvContraction& c, Tensor& dx) {
+  float* d = result_buffer<T, float>(dx, ConvScratch::Accumulator);
+  fast_input_vjp(c, as_compute<T, float>(g, ConvScratch::Cotangent), as_compute<T, float>(kernel, ConvScratch::KernelBlock),
+                 d);
+  store_result<T, float>(d, dx);
+}
+
+template <class T>
+void widened_fast_kernel_vjp(const Tensor& x, const Tensor& g, const ConvContraction& c, Tensor& dkernel) {
+  float* dk = result_buffer<T, float>(dkernel, ConvScratch::KernelResult);
+  fast_kernel_vjp(c, as_compute<T, float>(x, ConvScratch::Input), as_compute<T, float>(g, ConvScratch::Cotangent), dk,
+                  nullptr);
+  store_result<T, float>(dk, dkernel);
+}
+
 // Calls fn.template operator()<T, A>() with T the storage type of `dtype` and A
 // the accumulation type: double for float64 and for Precision::Highest, else float.
 template <class Fn>
@@ -231,6 +276,8 @@ Tensor conv_forward(const Tensor& x, const Tensor& kernel, const ConvContraction
   Tensor out = empty(c.output_shape(), x.dtype());
   if (takes_fast_path(c, x.dtype(), kernel.dtype()))
     fast_forward(c, x.data<float>(), kernel.data<float>(), nullptr, out.data<float>());
+  else if (takes_widened_fast_path(c, x.dtype(), kernel.dtype()))
+    visit_float16(x.dtype(), [&]<class T>() { widened_fast_forward<T>(x, kernel, c, out); });
   else dispatch(x.dtype(), c.precision, [&]<class T, class A>() { forward<T, A>(x, kernel, c, out); });
   return out;
 }
@@ -240,6 +287,8 @@ Tensor conv_input_vjp(const Tensor& g, const Tensor& kernel, const ConvContracti
   Tensor dx = empty(c.input_shape(), g.dtype());
   if (takes_fast_path(c, g.dtype(), kernel.dtype()))
     fast_input_vjp(c, g.data<float>(), kernel.data<float>(), dx.data<float>());
+  else if (takes_widened_fast_path(c, g.dtype(), kernel.dtype()))
+    visit_float16(g.dtype(), [&]<class T>() { widened_fast_input_vjp<T>(g, kernel, c, dx); });
   else dispatch(g.dtype(), c.precision, [&]<class T, class A>() { input_vjp<T, A>(g, kernel, c, dx); });
   return dx;
 }
@@ -249,6 +298,8 @@ Tensor conv_kernel_vjp(const Tensor& x, const Tensor& g, const ConvContraction& 
   Tensor dk = empty(c.kernel_shape(), x.dtype());
   if (takes_fast_path(c, x.dtype(), g.dtype()))
     fast_kernel_vjp(c, x.data<float>(), g.data<float>(), dk.data<float>(), nullptr);
+  else if (takes_widened_fast_path(c, x.dtype(), g.dtype()))
+    visit_float16(x.dtype(), [&]<class T>() { widened_fast_kernel_vjp<T>(x, g, c, dk); });
   else dispatch(x.dtype(), c.precision, [&]<class T, class A>() { kernel_vjp<T, A>(x, g, c, dk); });
   return dk;
 }
@@ -331,13 +382,41 @@ LocalConvGrads general_local_vjp(const Tensor& x, const Tensor& kernel, const Te
   return grads;
 }
 
+// conv_local_vjp_fused for float16 / bfloat16 on the fast kernels (see
+// takes_widened_fast_path; scratch slots as in widened_fast_forward): one backward
+// pass in float32, each result rounded once.
+LocalConvGrads widened_fast_local_vjp(const Tensor& x, const Tensor& kernel, const Tensor& g,
+                                      const ConvContraction& c, bool want_dx, bool want_dkernel, bool want_dbias) {
+  const Shape out = c.output_shape(), bias_shape(out.begin() + 1, out.end());
+  LocalConvGrads grads{want_dx ? empty(c.input_shape(), g.dtype()) : Tensor(),
+                       want_dkernel ? empty(c.kernel_shape(), g.dtype()) : Tensor(),
+                       want_dbias ? empty(bias_shape, g.dtype()) : Tensor()};
+  if (!want_dx && !want_dkernel && !want_dbias) return grads;
+  visit_float16(g.dtype(), [&]<class T>() {
+    float* dx = want_dx ? result_buffer<T, float>(grads.dx, ConvScratch::Accumulator) : nullptr;
+    float* dk = want_dkernel ? result_buffer<T, float>(grads.dkernel, ConvScratch::KernelResult) : nullptr;
+    float* db = want_dbias ? result_buffer<T, float>(grads.dbias, ConvScratch::Bias) : nullptr;
+    tiles::count_fast_dispatch();
+    conv_local_backward_fast(c.geometry, c.features, want_dkernel ? as_compute<T, float>(x, ConvScratch::Input) : nullptr,
+                             want_dx ? as_compute<T, float>(kernel, ConvScratch::KernelBlock) : nullptr,
+                             as_compute<T, float>(g, ConvScratch::Cotangent), dx, dk, db);
+    if (dx) store_result<T, float>(dx, grads.dx);
+    if (dk) store_result<T, float>(dk, grads.dkernel);
+    if (db) store_result<T, float>(db, grads.dbias);
+  });
+  return grads;
+}
+
 }  // namespace
 
 LocalConvGrads conv_local_vjp_fused(const Tensor& x, const Tensor& kernel, const Tensor& g, const ConvContraction& c,
                                     bool want_dx, bool want_dkernel, bool want_dbias) {
-  const bool fast = c.weights == ConvWeights::Local && x.numel() > 0 && kernel.numel() > 0 && g.numel() > 0 &&
-                    takes_fast_path(c, g.dtype(), x.dtype()) && kernel.dtype() == DType::Float32;
-  if (!fast) return general_local_vjp(x, kernel, g, c, want_dx, want_dkernel, want_dbias);
+  const bool operands = c.weights == ConvWeights::Local && x.numel() > 0 && kernel.numel() > 0 && g.numel() > 0 &&
+                        x.dtype() == kernel.dtype();
+  if (operands && takes_widened_fast_path(c, g.dtype(), x.dtype()))
+    return widened_fast_local_vjp(x, kernel, g, c, want_dx, want_dkernel, want_dbias);
+  if (!operands || !takes_fast_path(c, g.dtype(), x.dtype()))
+    return general_local_vjp(x, kernel, g, c, want_dx, want_dkernel, want_dbias);
   LocalConvGrads grads;
   if (want_dx) grads.dx = empty(c.input_shape(), g.dtype());
   if (want_dkernel) grads.dkernel = empty(c.kernel_shape(), g.dtype());

@@ -1,5 +1,5 @@
 // The combinators (identity, chain, masked), apply_updates and state (de)serialisation.
-#include "optim/transformation.hpp"
+#include "optim/base.hpp"
 
 #include <map>
 #include <set>

@@ -1,4 +1,4 @@
-#include "core/kernels/conv_geometry.hpp"
+#include "core/kernels/conv/conv_geometry.hpp"
 
 #include <algorithm>
 

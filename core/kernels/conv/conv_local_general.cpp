@@ -1,10 +1,10 @@
-#include "core/kernels/conv_local_general.hpp"
+#include "core/kernels/conv/conv_local_general.hpp"
 
 #include <algorithm>
 
 #include "core/kernels/gemm.hpp"
-#include "core/kernels/conv_patches.hpp"
-#include "core/kernels/conv_scratch.hpp"
+#include "core/kernels/conv/conv_patches.hpp"
+#include "core/kernels/conv/conv_scratch.hpp"
 #include "core/threading.hpp"
 
 namespace xgrad::kernels {

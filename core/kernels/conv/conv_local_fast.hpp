@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "core/kernels/conv_geometry.hpp"
+#include "core/kernels/conv/conv_geometry.hpp"
 
 namespace xgrad::kernels {
 

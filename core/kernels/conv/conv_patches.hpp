@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/kernels/conv_geometry.hpp"
+#include "core/kernels/conv/conv_geometry.hpp"
 
 namespace xgrad::kernels {
 

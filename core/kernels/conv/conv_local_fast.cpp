@@ -17,7 +17,7 @@
 // Geometry: conv_fast_geometry.hpp turns 1-D/2-D into 3-D with unit axes and the
 // padding into a padded copy of x (and a padded d_x that is cropped at the end);
 // strides only move each position's patch origin.
-#include "core/kernels/conv_local_fast.hpp"
+#include "core/kernels/conv/conv_local_fast.hpp"
 
 #include <immintrin.h>
 
@@ -25,8 +25,8 @@
 #include <vector>
 
 #include "core/allocator.hpp"
-#include "core/kernels/conv_fast_geometry.hpp"
-#include "core/kernels/conv_tiles.hpp"
+#include "core/kernels/conv/conv_fast_geometry.hpp"
+#include "core/kernels/conv/conv_tiles.hpp"
 #include "core/threading.hpp"
 
 namespace xgrad::kernels {

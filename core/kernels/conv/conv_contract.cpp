@@ -1,4 +1,4 @@
-#include "core/kernels/conv_contract.hpp"
+#include "core/kernels/conv/conv_contract.hpp"
 
 #include "core/kernels/gemm.hpp"
 
