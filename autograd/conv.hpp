@@ -107,8 +107,8 @@ Tensor conv_general_dilated_local_input_vjp(const Tensor& g, const Tensor& rhs, 
                                             const std::vector<std::int64_t>& filter_shape,
                                             const std::vector<std::int64_t>& lhs_dilation = {},
                                             const std::vector<std::int64_t>& rhs_dilation = {},
-                                            Precision precision = Precision::Default,
-                                            std::int64_t feature_group_count = 1);
+                                            std::int64_t feature_group_count = 1,
+                                            Precision precision = Precision::Default);
 
 // The op behind conv_general_dilated(_local)(_bias) on a contraction already resolved
 // (geometry, weights, groups, features, precision): the lax functions above resolve

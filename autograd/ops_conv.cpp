@@ -354,8 +354,8 @@ Tensor conv_general_dilated_local_input_vjp(const Tensor& g, const Tensor& rhs, 
                                             const std::vector<std::int64_t>& window_strides, const Padding& padding,
                                             const std::vector<std::int64_t>& filter_shape,
                                             const std::vector<std::int64_t>& lhs_dilation,
-                                            const std::vector<std::int64_t>& rhs_dilation, Precision precision,
-                                            std::int64_t feature_group_count) {
+                                            const std::vector<std::int64_t>& rhs_dilation,
+                                            std::int64_t feature_group_count, Precision precision) {
   const char* op = "conv_general_dilated_local_input_vjp";
   check_floating(rhs, "rhs", op);
   ConvContraction c;

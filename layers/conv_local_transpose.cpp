@@ -10,8 +10,8 @@
 #include "autograd/conv.hpp"
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
-#include "core/kernels/conv.hpp"
-#include "core/kernels/conv_geometry.hpp"
+#include "core/kernels/conv/conv.hpp"
+#include "core/kernels/conv/conv_geometry.hpp"
 #include "layers/conv_plan.hpp"
 #include "layers/dtypes.hpp"
 
