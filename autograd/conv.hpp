@@ -95,6 +95,21 @@ Tensor conv_general_dilated_input_vjp(const Tensor& g, const Tensor& rhs, const 
                                       const std::vector<std::int64_t>& rhs_dilation = {},
                                       std::int64_t feature_group_count = 1, Precision precision = Precision::Default);
 
+// The transpose of conv_general_dilated_local in lhs, as a differentiable op: for the
+// local conv of an input of shape lhs_shape (N, M..., C) with rhs (O..., S*C/G, F)
+// and these arguments, maps a cotangent g (N, O..., F) to (N, M..., C), the VJP in
+// lhs. On the fast float32 kernels it costs what that conv's input gradient costs.
+// Its VJPs are the local conv itself (in g) and the local kernel gradient (in rhs),
+// so it is differentiable to any order. nn::ConvLocalTranspose
+// (layers/conv_local_transpose.hpp) runs on it.
+Tensor conv_general_dilated_local_input_vjp(const Tensor& g, const Tensor& rhs, const Shape& lhs_shape,
+                                            const std::vector<std::int64_t>& window_strides, const Padding& padding,
+                                            const std::vector<std::int64_t>& filter_shape,
+                                            const std::vector<std::int64_t>& lhs_dilation = {},
+                                            const std::vector<std::int64_t>& rhs_dilation = {},
+                                            std::int64_t feature_group_count = 1,
+                                            Precision precision = Precision::Default);
+
 // The op behind conv_general_dilated(_local)(_bias) on a contraction already resolved
 // (geometry, weights, groups, features, precision): the lax functions above resolve
 // theirs from their arguments; nn::conv_apply resolves it once per input shape in
@@ -102,5 +117,10 @@ Tensor conv_general_dilated_input_vjp(const Tensor& g, const Tensor& rhs, const 
 // dtype; bias (undefined for none) that dtype and shape (O..., F) local or (F) shared.
 Tensor conv_general_dilated_resolved(const kernels::ConvContraction& c, const Tensor& lhs, const Tensor& rhs,
                                      const Tensor& bias = Tensor());
+
+// The input-VJP (transpose in lhs) of the contraction already resolved: g must have
+// c.output_shape() and rhs c.kernel_shape(), one floating dtype; the result has
+// c.input_shape(). Differentiable in g and rhs to any order.
+Tensor conv_input_vjp_resolved(const kernels::ConvContraction& c, const Tensor& g, const Tensor& rhs);
 
 }  // namespace xgrad

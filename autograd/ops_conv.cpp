@@ -350,4 +350,44 @@ Tensor conv_general_dilated_input_vjp(const Tensor& g, const Tensor& rhs, const 
   return input_vjp_op(std::make_shared<const ConvContraction>(std::move(c)), g, rhs);
 }
 
+Tensor conv_input_vjp_resolved(const kernels::ConvContraction& contraction, const Tensor& g, const Tensor& rhs) {
+  const char* op = contraction.weights == ConvWeights::Local ? "conv_general_dilated_local_input_vjp"
+                                                             : "conv_general_dilated_input_vjp";
+  check_floating(g, "g", op);
+  check_floating(rhs, "rhs", op);
+  if (g.dtype() != rhs.dtype())
+    throw DTypeError(fmt::format("{}: g {} is {} but rhs {} is {}; both must have the same dtype", op,
+                                 shape_str(g.shape()), dtype_name(g.dtype()), shape_str(rhs.shape()),
+                                 dtype_name(rhs.dtype())));
+  check_groups(contraction.groups, contraction.geometry.channels, contraction.features, op);
+  check_rhs_shape(rhs, contraction,
+                  contraction.weights == ConvWeights::Local
+                      ? "out_spatial..., prod(filter_shape) * C / feature_group_count, features"
+                      : "HWIO: spatial..., C / feature_group_count, features",
+                  op);
+  if (g.shape() != contraction.output_shape())
+    throw ShapeError(fmt::format("{}: g has shape {} but the convolution of an input of shape {} has output shape {}",
+                                 op, shape_str(g.shape()), shape_str(contraction.input_shape()),
+                                 shape_str(contraction.output_shape())));
+  return input_vjp_op(std::make_shared<const ConvContraction>(contraction), g, rhs);
+}
+
+Tensor conv_general_dilated_local_input_vjp(const Tensor& g, const Tensor& rhs, const Shape& lhs_shape,
+                                            const std::vector<std::int64_t>& window_strides, const Padding& padding,
+                                            const std::vector<std::int64_t>& filter_shape,
+                                            const std::vector<std::int64_t>& lhs_dilation,
+                                            const std::vector<std::int64_t>& rhs_dilation,
+                                            std::int64_t feature_group_count, Precision precision) {
+  const char* op = "conv_general_dilated_local_input_vjp";
+  check_floating(rhs, "rhs", op);
+  ConvContraction c;
+  c.geometry =
+      kernels::make_conv_geometry(lhs_shape, filter_shape, window_strides, padding, lhs_dilation, rhs_dilation, op);
+  c.weights = ConvWeights::Local;
+  c.groups = feature_group_count;
+  c.features = rhs.dim() > 0 ? rhs.shape().back() : 0;
+  c.precision = precision;
+  return conv_input_vjp_resolved(c, g, rhs);
+}
+
 }  // namespace xgrad

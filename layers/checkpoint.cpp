@@ -8,6 +8,7 @@
 #include "core/io/file_io.hpp"
 #include "core/io/flax_msgpack.hpp"
 #include "core/io/npz.hpp"
+#include "core/io/keras_h5.hpp"
 #include "core/io/safetensors.hpp"
 #include "core/io/torch_format.hpp"
 #include "core/io/zip.hpp"
@@ -39,13 +40,12 @@ CheckpointFormat detect(std::string_view bytes, const std::string& path) {
   const std::string_view head = bytes.substr(0, 16);
   if (is_zip(head)) return is_torch_zip(bytes, path) ? CheckpointFormat::Torch : CheckpointFormat::Npz;
   if (is_legacy_torch(head)) return CheckpointFormat::Torch;  // parse_torch explains what to do
-  if (head.starts_with(kHdf5Magic))
-    throw IOError("load " + path + ": an HDF5 file (Keras weights); xgrad does not read HDF5 checkpoints yet");
+  if (head.starts_with(kHdf5Magic)) return CheckpointFormat::KerasH5;
   if (is_safetensors(head, bytes.size())) return CheckpointFormat::Safetensors;
   if (is_msgpack_map(head)) return CheckpointFormat::FlaxMsgpack;
   throw IOError("load " + path +
-                ": unrecognised checkpoint format (xgrad reads .npz, PyTorch zip checkpoints, safetensors and Flax "
-                "msgpack)");
+                ": unrecognised checkpoint format (xgrad reads .npz, PyTorch zip checkpoints, safetensors, Flax "
+                "msgpack and Keras HDF5)");
 }
 
 std::map<std::string, Tensor> read(std::string_view bytes, const std::string& path, CheckpointFormat format) {
@@ -54,6 +54,7 @@ std::map<std::string, Tensor> read(std::string_view bytes, const std::string& pa
     case CheckpointFormat::Safetensors: return parse_safetensors(bytes, path);
     case CheckpointFormat::FlaxMsgpack: return parse_flax_msgpack(bytes, path);
     case CheckpointFormat::Torch: return parse_torch(bytes, path);
+    case CheckpointFormat::KerasH5: return load_keras_h5(path);  // libhdf5 reads the file itself
   }
   throw ValueError("load: unknown checkpoint format");
 }
@@ -93,6 +94,9 @@ void save(const Module& model, const std::string& path, const SaveOptions& optio
     case CheckpointFormat::Safetensors: return save_safetensors(path, state);
     case CheckpointFormat::FlaxMsgpack: return save_flax_msgpack(path, state);
     case CheckpointFormat::Torch: return save_torch(path, state);
+    case CheckpointFormat::KerasH5:
+      throw ValueError("save " + path + ": xgrad reads Keras HDF5 weights but does not write them (use safetensors, "
+                       "msgpack, torch or npz)");
   }
   throw ValueError("save: unknown checkpoint format");
 }

@@ -67,6 +67,29 @@ TEST_CASE("a misspelt padding string fails at construction and lists every accep
   }
 }
 
+TEST_CASE("ConvLocalTranspose checks its options when constructed, as the other conv layers") {
+  using Options = nn::ConvLocalTransposeOptions;
+  auto make = [](Options o) { nn::ConvLocalTranspose layer(std::move(o)); };
+  CHECK(error_of<ValueError>([&] { make({.features = 0, .kernel_size = {3}}); }) ==
+        "ConvLocalTranspose: features must be positive, got 0");
+  CHECK(contains(error_of<ValueError>([&] { make({.features = 4, .kernel_size = {3, 0}}); }),
+                 "ConvLocalTranspose: kernel_size [3, 0] must be positive"));
+  CHECK(contains(error_of<ValueError>([&] { make({.features = 4, .kernel_size = {3}, .strides = -1}); }),
+                 "ConvLocalTranspose: strides [-1] must be positive"));
+  CHECK(contains(error_of<ValueError>([&] { make({.features = 4, .kernel_size = {3, 3}, .kernel_dilation = {1, 1, 1}}); }),
+                 "ConvLocalTranspose: kernel_dilation [1, 1, 1] has 3 entries but kernel_size [3, 3] makes a 2-d "
+                 "convolution"));
+  CHECK(contains(error_of<ValueError>([&] { make({.features = 4, .kernel_size = {3}, .padding = "CIRCLE"}); }),
+                 "ConvLocalTranspose: padding 'CIRCLE' is not one of the accepted forms"));
+  CHECK(contains(error_of<ValueError>([&] { make({.features = 4, .kernel_size = {3, 3}, .padding = Padding{1, 2, 3}}); }),
+                 "ConvLocalTranspose: Invalid padding format: [1, 2, 3]"));
+  for (const Padding& p : {Padding("SAME"), Padding("VALID"), Padding("CIRCULAR"), Padding(2), Padding{{1, 2}},
+                           Padding{-1}}) {
+    CAPTURE(p.to_string());
+    CHECK_NOTHROW(make({.features = 4, .kernel_size = {3}, .padding = p}));
+  }
+}
+
 TEST_CASE("kernel_size accepts an int (a 1-d kernel, as Flax's kernel_size=3)") {
   nn::ConvLocal by_int({.features = 2, .kernel_size = 3, .padding = "VALID"});
   nn::ConvLocal by_list({.features = 2, .kernel_size = {3}, .padding = "VALID"});

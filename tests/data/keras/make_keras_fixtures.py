@@ -1,0 +1,217 @@
+#!/usr/bin/python3
+"""Writes the Keras 2 HDF5 fixtures of tests/test_keras_h5.cpp (needs numpy and h5py;
+Debian: python3-h5py). Run from anywhere: /usr/bin/python3 tests/data/keras/make_keras_fixtures.py [output dir]
+(default: this script's directory; tests/test_keras_h5.cpp regenerates them into a
+temporary directory when h5py is present)
+
+The files reproduce Keras 2's layout (tf_keras/saving/legacy/hdf5_format.py,
+save_weights_to_hdf5_group and save_attributes_to_hdf5_group): the weights group has
+`layer_names` (numpy bytes, as h5py stores Keras's lists: fixed-length strings), each
+layer a group with `weight_names` and one dataset per weight at that relative path
+("lc2d/kernel:0" under group "lc2d"); a layer without weights has
+weight_names = np.asarray([]) (an empty float64 array). model.save("m.h5") puts the same
+under `model_weights`, beside the model_config attribute; a too-large attribute is
+split into layer_names0, layer_names1, ...
+
+The LocallyConnected outputs follow Keras 2's math (backend.local_conv for
+implementation 1, locally_connected_utils.local_conv_matmul with the
+conv_kernel_mask for implementation 2), channels_last, VALID, plus the bias; the
+inputs and expected outputs go to lc_reference.npz.
+"""
+import json
+import os
+import sys
+
+import h5py
+import numpy as np
+
+HERE = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
+rng = np.random.default_rng(15)
+
+
+def names(items):
+    return np.array([s.encode("utf8") for s in items])
+
+
+def out_len(m, k, s):
+    return (m - k) // s + 1
+
+
+def local_conv_impl1(x, kernel, k, s, out_shape):
+    # backend.local_conv, channels_last: positions row-major, each patch
+    # x[:, o*s : o*s + k, :] flattened (kernel offsets, then channel fastest).
+    n = len(k)
+    rows = []
+    for pos in np.ndindex(*out_shape):
+        sl = (slice(None),) + tuple(slice(pos[d] * s[d], pos[d] * s[d] + k[d]) for d in range(n)) + (slice(None),)
+        rows.append(x[sl].reshape(x.shape[0], -1))
+    patches = np.stack(rows, 0)                        # (P, N, S*C)
+    y = np.einsum("pni,pif->pnf", patches, kernel)     # batch_dot over positions
+    return np.moveaxis(y, 1, 0).reshape((x.shape[0],) + tuple(out_shape) + (kernel.shape[-1],))
+
+
+def kernel_mask(in_shape, k, s):
+    # conv_utils.conv_kernel_mask, 'valid': input m feeds output o iff o*s <= m < o*s + k.
+    out_shape = tuple(out_len(m, kk, ss) for m, kk, ss in zip(in_shape, k, s))
+    mask = np.zeros(tuple(in_shape) + out_shape, bool)
+    for o in np.ndindex(*out_shape):
+        sl = tuple(slice(o[d] * s[d], o[d] * s[d] + k[d]) for d in range(len(k))) + o
+        mask[sl] = True
+    return mask
+
+
+def local_conv_impl2(x, kernel, k, s):
+    # local_conv_matmul: (mask * kernel) as a dense (M*C, O*F) matrix, channels_last.
+    n = len(k)
+    in_shape = x.shape[1:-1]
+    mask = kernel_mask(in_shape, k, s)
+    c = x.shape[-1]
+    mask = mask.reshape(tuple(in_shape) + (1,) + mask.shape[n:] + (1,))
+    dense = (kernel * mask).reshape(int(np.prod(in_shape)) * c, -1)
+    out_shape = mask.shape[n + 1:-1]
+    y = x.reshape(x.shape[0], -1) @ dense
+    return y.reshape((x.shape[0],) + tuple(out_shape) + (kernel.shape[-1],))
+
+
+def write_layer(group, layer, weights, chunks=1):
+    g = group.create_group(layer)
+    wn = [w for w, _ in weights]
+    if not wn:
+        g.attrs["weight_names"] = np.asarray([])
+    elif chunks == 1:
+        g.attrs["weight_names"] = names(wn)
+    else:
+        for i, part in enumerate(np.array_split(names(wn), chunks)):
+            g.attrs["weight_names%d" % i] = part
+    for w, value in weights:
+        d = g.create_dataset(w, value.shape, dtype=value.dtype)
+        if value.shape:
+            d[:] = value
+        else:
+            d[()] = value
+
+
+def write_weights_group(group, layers, chunks=1):
+    order = [name for name, _ in layers]
+    if chunks == 1:
+        group.attrs["layer_names"] = names(order)
+    else:
+        for i, part in enumerate(np.array_split(names(order), chunks)):
+            group.attrs["layer_names%d" % i] = part
+    group.attrs["backend"] = b"tensorflow"
+    group.attrs["keras_version"] = b"2.13.1"
+    for name, weights in sorted(layers, key=lambda l: l[0]):  # Keras sorts the groups by name
+        write_layer(group, name, weights, chunks=2 if (chunks > 1 and len(weights) > 1) else 1)
+    write_layer(group, "top_level_model_weights", [])
+
+
+def main():
+    f32 = np.float32
+    # LocallyConnected2D(4, (3, 2), strides=(2, 1)) on (5, 6, 3): O = (2, 5).
+    x2 = rng.standard_normal((2, 5, 6, 3)).astype(f32)
+    k2, s2, o2 = (3, 2), (2, 1), (2, 5)
+    kernel2 = rng.standard_normal((10, 3 * 2 * 3, 4)).astype(f32)
+    bias2 = rng.standard_normal((2, 5, 4)).astype(f32)
+    y2 = local_conv_impl1(x2.astype(np.float64), kernel2.astype(np.float64), k2, s2, o2) + bias2
+    # LocallyConnected1D(5, 3, strides=2) on (7, 2): O = 3.
+    x1 = rng.standard_normal((2, 7, 2)).astype(f32)
+    kernel1 = rng.standard_normal((3, 3 * 2, 5)).astype(f32)
+    bias1 = rng.standard_normal((3, 5)).astype(f32)
+    y1 = local_conv_impl1(x1.astype(np.float64), kernel1.astype(np.float64), (3,), (2,), (3,)) + bias1
+    # implementation=2: the dense kernel (M..., C, O..., F); entries outside the
+    # mask are random too (Keras keeps them; the mask zeroes them in the call).
+    kernel2d = rng.standard_normal((5, 6, 3, 2, 5, 4)).astype(f32)
+    y2d = local_conv_impl2(x2.astype(np.float64), kernel2d.astype(np.float64), k2, s2) + bias2
+    # 1-D implementation 2, strides 3 on length 7 with k 2: O = 2 (strides 3, 4 and 5 all give 2).
+    kernel1d = rng.standard_normal((7, 2, 2, 5)).astype(f32)
+    bias1d = rng.standard_normal((2, 5)).astype(f32)
+    y1d = local_conv_impl2(x1.astype(np.float64), kernel1d.astype(np.float64), (2,), (3,)) + bias1d
+
+    layers = [
+        ("lc2d", [("lc2d/kernel:0", kernel2), ("lc2d/bias:0", bias2)]),
+        ("flatten", []),
+        ("lc1d", [("lc1d/kernel:0", kernel1), ("lc1d/bias:0", bias1)]),
+        ("lc2d_impl2", [("lc2d_impl2/kernel:0", kernel2d), ("lc2d_impl2/bias:0", bias2)]),
+        ("lc1d_impl2", [("lc1d_impl2/kernel:0", kernel1d), ("lc1d_impl2/bias:0", bias1d)]),
+    ]
+    with h5py.File(os.path.join(HERE, "lc_weights.h5"), "w") as f:   # model.save_weights("w.h5")
+        write_weights_group(f, layers)
+    with h5py.File(os.path.join(HERE, "lc_model.h5"), "w") as f:     # model.save("m.h5"), chunked names
+        f.attrs["keras_version"] = b"2.13.1"
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": {"name": "lc"}}).encode("utf8")
+        write_weights_group(f.create_group("model_weights"), layers, chunks=2)
+        f.create_group("optimizer_weights")
+    np.savez(os.path.join(HERE, "lc_reference.npz"), x2=x2, y2=y2.astype(f32), x1=x1, y1=y1.astype(f32),
+             y2_impl2=y2d.astype(f32), y1_impl2=y1d.astype(f32))
+
+    # Every dtype Keras / h5py writes, a scalar, a nested weight path and one
+    # without the layer prefix.
+    with h5py.File(os.path.join(HERE, "dtypes.h5"), "w") as f:
+        f.attrs["layer_names"] = names(["mixed"])
+        g = f.create_group("mixed")
+        values = {
+            "mixed/f16:0": np.array([1.5, -2.25, 65504.0], np.float16),
+            "mixed/f32:0": np.array([[1.0, 2.5], [-3.0, 0.125]], np.float32),
+            "mixed/f64:0": np.array([0.1, 1e300], np.float64),
+            "mixed/i32:0": np.array([-7, 2147483647], np.int32),
+            "mixed/i64:0": np.array([[-9007199254740993]], np.int64),
+            "mixed/flag:0": np.array([True, False, True]),
+            "mixed/step:0": np.float64(42.0),
+            "mixed/sub/w:0": np.arange(6, dtype=np.float32).reshape(2, 3),
+            "count:0": np.int64(3),
+            "mixed/empty:0": np.zeros((0, 4), np.float32),
+        }
+        g.attrs["weight_names"] = names(list(values))
+        for w, v in values.items():
+            g.create_dataset(w, data=v)
+
+    bad = os.path.join(HERE, "hostile")
+    os.makedirs(bad, exist_ok=True)
+
+    def keras_file(name, weights, layer="lc"):
+        f = h5py.File(os.path.join(bad, name), "w")
+        f.attrs["layer_names"] = names([layer])
+        g = f.create_group(layer)
+        g.attrs["weight_names"] = names(weights)
+        return f, g
+
+    f, g = keras_file("missing_dataset.h5", ["lc/kernel:0", "lc/bias:0"])
+    g.create_dataset("lc/kernel:0", data=np.ones((2, 2), np.float32))
+    f.close()
+    with h5py.File(os.path.join(bad, "missing_layer.h5"), "w") as f:
+        f.attrs["layer_names"] = names(["ghost"])
+    f, g = keras_file("huge_chunked.h5", ["lc/kernel:0"])
+    g.create_dataset("lc/kernel:0", shape=(1 << 40, 1 << 12), dtype=np.float32, chunks=(16, 16))
+    f.close()
+    f, g = keras_file("huge_contiguous.h5", ["lc/kernel:0"])
+    g.create_dataset("lc/kernel:0", shape=(1 << 30, 1 << 8), dtype=np.float32)  # never written: no storage
+    f.close()
+    f, g = keras_file("uint8.h5", ["lc/kernel:0"])
+    g.create_dataset("lc/kernel:0", data=np.arange(4, dtype=np.uint8))
+    f.close()
+    f, g = keras_file("complex.h5", ["lc/kernel:0"])
+    g.create_dataset("lc/kernel:0", data=np.array([1 + 2j], np.complex64))
+    f.close()
+    f, g = keras_file("weight_is_group.h5", ["lc/kernel:0"])
+    g.create_group("lc/kernel:0")
+    f.close()
+    f, g = keras_file("duplicate_key.h5", ["lc/kernel:0", "kernel:0"])
+    g.create_dataset("lc/kernel:0", data=np.ones(2, np.float32))
+    g.create_dataset("kernel:0", data=np.ones(2, np.float32))
+    f.close()
+    with h5py.File(os.path.join(bad, "not_keras.h5"), "w") as f:
+        f.create_dataset("data", data=np.ones(3))
+    with h5py.File(os.path.join(bad, "variable_length_names.h5"), "w") as f:  # h5py's str: not Keras's layout
+        f.attrs.create("layer_names", ["lc"], dtype=h5py.string_dtype())
+    with h5py.File(os.path.join(bad, "layer_names_int.h5"), "w") as f:
+        f.attrs["layer_names"] = np.arange(3)
+    # A valid file cut short: the superblock survives, the data does not.
+    with open(os.path.join(HERE, "lc_weights.h5"), "rb") as src:
+        data = src.read()
+    with open(os.path.join(bad, "truncated.h5"), "wb") as dst:
+        dst.write(data[: len(data) // 2])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+// load_keras_h5 on fixtures in Keras 2's layout (tests/data/keras, written by
+// make_keras_fixtures.py with h5py) and nn::from_keras_locally_connected: a Keras
+// LocallyConnected1D / 2D (implementations 1 and 2) converted to ConvLocal gives the
+// NumPy reference's outputs. Hostile files give typed errors.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/io_config.hpp"
+#include "io_test_support.hpp"
+#include "test_support.hpp"
+#include "xgrad.hpp"
+
+using namespace xgrad;
+using test_support::error_of;
+
+namespace {
+
+using V = std::vector<double>;
+
+const std::string kDir = std::string(XGRAD_TEST_DATA) + "/keras/";
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  REQUIRE(a.shape() == b.shape());
+  const V x = a.to_vector(), y = b.to_vector();
+  double m = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
+  return m;
+}
+
+std::vector<std::string> keys_of(const std::map<std::string, Tensor>& m) {
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : m) keys.push_back(k);
+  return keys;
+}
+
+// ConvLocal (VALID) with the converted Keras weights, run on x.
+Tensor run_converted(const std::map<std::string, Tensor>& converted, const Tensor& x, std::int64_t features,
+                     std::vector<std::int64_t> kernel_size, std::vector<std::int64_t> strides) {
+  nn::ConvLocal local({.features = features, .kernel_size = kernel_size, .strides = strides, .padding = "VALID"});
+  local.init(x);
+  local.load_state_dict(converted);
+  return local(x);
+}
+
+}  // namespace
+
+TEST_CASE("keras_h5_key: layer name, then the weight name without ':0' and its layer prefix, '/' as '.'") {
+  CHECK(keras_h5_key("dense", "dense/kernel:0") == "dense.kernel");
+  CHECK(keras_h5_key("lc", "kernel:0") == "lc.kernel");
+  CHECK(keras_h5_key("encoder", "encoder/dense/bias:0") == "encoder.dense.bias");
+  CHECK(keras_h5_key("model", "dense_1/kernel:12") == "model.dense_1.kernel");
+  CHECK(keras_h5_key("bn", "bn/moving_mean") == "bn.moving_mean");
+  CHECK(keras_h5_key("a", "a/b:x") == "a.b:x");  // only a numeric suffix is TensorFlow's output index
+}
+
+#ifdef XGRAD_HAVE_HDF5
+
+TEST_CASE("load_keras_h5 reads save_weights and whole-model files (chunked layer_names / weight_names alike)") {
+  const auto weights = load_keras_h5(kDir + "lc_weights.h5");
+  CHECK(keys_of(weights) == std::vector<std::string>{"lc1d.bias", "lc1d.kernel", "lc1d_impl2.bias",
+                                                     "lc1d_impl2.kernel", "lc2d.bias", "lc2d.kernel",
+                                                     "lc2d_impl2.bias", "lc2d_impl2.kernel"});
+  CHECK(weights.at("lc2d.kernel").shape() == Shape{10, 18, 4});
+  CHECK(weights.at("lc2d.bias").shape() == Shape{2, 5, 4});
+  CHECK(weights.at("lc1d.kernel").shape() == Shape{3, 6, 5});
+  CHECK(weights.at("lc2d_impl2.kernel").shape() == Shape{5, 6, 3, 2, 5, 4});
+  CHECK(weights.at("lc1d_impl2.kernel").shape() == Shape{7, 2, 2, 5});
+  for (const auto& [key, t] : weights) CHECK(t.dtype() == DType::Float32);
+
+  // model.save layout: the same weights under model_weights, names split in chunks.
+  const auto model = load_keras_h5(kDir + "lc_model.h5");
+  REQUIRE(keys_of(model) == keys_of(weights));
+  for (const auto& [key, t] : weights) {
+    CAPTURE(key);
+    CHECK(model.at(key).to_vector() == t.to_vector());
+  }
+}
+
+TEST_CASE("nn::load recognises Keras HDF5 by its signature and reads it through load_keras_h5") {
+  CHECK(nn::detect_checkpoint_format(kDir + "lc_model.h5") == nn::CheckpointFormat::KerasH5);
+  const auto direct = load_keras_h5(kDir + "lc_weights.h5");
+  const auto via_load = nn::load_checkpoint_tensors(kDir + "lc_weights.h5", {.strip_prefix = "lc2d."});
+  CHECK(via_load.count("kernel") == 1);
+  CHECK(via_load.at("kernel").to_vector() == direct.at("lc2d.kernel").to_vector());
+  CHECK(via_load.count("lc1d.kernel") == 1);
+}
+
+TEST_CASE("load_keras_h5 keeps every dtype h5py writes: float16/32/64, int32/64, bool, scalars, empty") {
+  const auto w = load_keras_h5(kDir + "dtypes.h5");
+  CHECK(keys_of(w) == std::vector<std::string>{"mixed.count", "mixed.empty", "mixed.f16", "mixed.f32", "mixed.f64",
+                                               "mixed.flag", "mixed.i32", "mixed.i64", "mixed.step", "mixed.sub.w"});
+  CHECK(w.at("mixed.f16").dtype() == DType::Float16);
+  CHECK(w.at("mixed.f16").to_vector() == V{1.5, -2.25, 65504.0});
+  CHECK(w.at("mixed.f32").dtype() == DType::Float32);
+  CHECK(w.at("mixed.f32").shape() == Shape{2, 2});
+  CHECK(w.at("mixed.f32").to_vector() == V{1.0, 2.5, -3.0, 0.125});
+  CHECK(w.at("mixed.f64").dtype() == DType::Float64);
+  CHECK(w.at("mixed.f64").to_vector() == V{0.1, 1e300});
+  CHECK(w.at("mixed.i32").dtype() == DType::Int32);
+  CHECK(w.at("mixed.i32").data<std::int32_t>()[1] == 2147483647);
+  CHECK(w.at("mixed.i64").dtype() == DType::Int64);
+  CHECK(w.at("mixed.i64").shape() == Shape{1, 1});
+  CHECK(w.at("mixed.i64").data<std::int64_t>()[0] == -9007199254740993LL);  // not a double
+  CHECK(w.at("mixed.flag").dtype() == DType::Bool);
+  CHECK(w.at("mixed.flag").to_vector() == V{1, 0, 1});
+  CHECK(w.at("mixed.step").shape() == Shape{});
+  CHECK(w.at("mixed.step").to_vector() == V{42.0});
+  CHECK(w.at("mixed.count").dtype() == DType::Int64);
+  CHECK(w.at("mixed.sub.w").to_vector() == V{0, 1, 2, 3, 4, 5});
+  CHECK(w.at("mixed.empty").shape() == Shape{0, 4});
+}
+
+namespace {
+
+// Implementation 1 layers of the fixtures in `dir` against their NumPy reference.
+void check_implementation_1(const std::string& dir) {
+  const auto weights = load_keras_h5(dir + "lc_weights.h5");
+  const auto reference = load_npz(dir + "lc_reference.npz");
+  // LocallyConnected2D(4, (3, 2), strides=(2, 1)) on (2, 5, 6, 3).
+  const auto p2 = nn::from_keras_locally_connected(weights.at("lc2d.kernel"), weights.at("lc2d.bias"), {3, 2});
+  CHECK(p2.at("kernel").shape() == Shape{2, 5, 18, 4});
+  CHECK(p2.at("bias").shape() == Shape{2, 5, 4});
+  const Tensor y2 = run_converted(p2, reference.at("x2"), 4, {3, 2}, {2, 1});
+  CHECK(max_abs_diff(y2, reference.at("y2")) < 1e-4);
+  CHECK(max_abs_diff(reference.at("y2"), zeros_like(reference.at("y2"))) > 0.5);
+  // LocallyConnected1D(5, 3, strides=2) on (2, 7, 2).
+  const auto p1 = nn::from_keras_locally_connected(weights.at("lc1d.kernel"), weights.at("lc1d.bias"), 3);
+  CHECK(p1.at("kernel").shape() == Shape{3, 6, 5});
+  CHECK(max_abs_diff(run_converted(p1, reference.at("x1"), 5, {3}, {2}), reference.at("y1")) < 1e-4);
+  // Without the patch reordering (Keras's rows used as they are) the outputs differ.
+  const Tensor as_is = reshape(weights.at("lc2d.kernel"), {2, 5, 18, 4});
+  CHECK(max_abs_diff(run_converted({{"kernel", as_is}, {"bias", weights.at("lc2d.bias")}}, reference.at("x2"), 4,
+                                   {3, 2}, {2, 1}),
+                     reference.at("y2")) > 0.1);
+}
+
+// Implementation 2 (dense masked kernel) layers of the fixtures in `dir`.
+void check_implementation_2(const std::string& dir) {
+  const auto weights = load_keras_h5(dir + "lc_weights.h5");
+  const auto reference = load_npz(dir + "lc_reference.npz");
+  // Strides (2, 1) are the only ones that map (5, 6) to (2, 5) with a (3, 2) window.
+  const auto p2 =
+      nn::from_keras_locally_connected(weights.at("lc2d_impl2.kernel"), weights.at("lc2d_impl2.bias"), {3, 2});
+  CHECK(p2.at("kernel").shape() == Shape{2, 5, 18, 4});
+  CHECK(max_abs_diff(run_converted(p2, reference.at("x2"), 4, {3, 2}, {2, 1}), reference.at("y2_impl2")) < 1e-4);
+  // 1-D: length 7, k 2, 2 outputs: strides 3, 4 and 5 all fit, so they must be given.
+  CHECK(contains(error_of<ValueError>([&] {
+                   nn::from_keras_locally_connected(weights.at("lc1d_impl2.kernel"), weights.at("lc1d_impl2.bias"), 2);
+                 }),
+                 "strides [3, 4, 5] all give 2 outputs from 7 inputs in spatial dim 0; pass the Keras layer's strides"));
+  const auto p1 = nn::from_keras_locally_connected(weights.at("lc1d_impl2.kernel"), weights.at("lc1d_impl2.bias"), 2,
+                                                   {.strides = 3});
+  CHECK(p1.at("kernel").shape() == Shape{2, 4, 5});
+  CHECK(max_abs_diff(run_converted(p1, reference.at("x1"), 5, {2}, {3}), reference.at("y1_impl2")) < 1e-4);
+  CHECK(contains(error_of<ShapeError>([&] {
+                   nn::from_keras_locally_connected(weights.at("lc1d_impl2.kernel"), std::nullopt, 2, {.strides = 2});
+                 }),
+                 "a VALID window of 2 with stride 2 gives 3 outputs"));
+}
+
+}  // namespace
+
+TEST_CASE("Keras LocallyConnected2D / 1D (implementation 1) converted to ConvLocal give Keras's outputs") {
+  check_implementation_1(kDir);
+}
+
+TEST_CASE("Keras LocallyConnected2D / 1D (implementation 2, dense masked kernel) converted to ConvLocal") {
+  check_implementation_2(kDir);
+}
+
+TEST_CASE("Keras fixtures regenerated by h5py now read and convert the same (needs python3-h5py)") {
+  if (std::system("/usr/bin/python3 -c 'import h5py' >/dev/null 2>&1") != 0) {
+    MESSAGE("skipped: /usr/bin/python3 cannot import h5py");
+    return;
+  }
+  io_test::TempDir dir;
+  const std::string command = "/usr/bin/python3 " + kDir + "make_keras_fixtures.py " + dir.path().string();
+  REQUIRE(std::system(command.c_str()) == 0);
+  const std::string fresh = dir.path().string() + "/";
+  check_implementation_1(fresh);
+  check_implementation_2(fresh);
+  const auto weights = load_keras_h5(fresh + "lc_weights.h5"), model = load_keras_h5(fresh + "lc_model.h5");
+  CHECK(keys_of(weights) == keys_of(model));
+  CHECK(load_keras_h5(fresh + "dtypes.h5").at("mixed.f16").dtype() == DType::Float16);
+  CHECK(contains(error_of<ValueError>([&] { load_keras_h5(fresh + "hostile/missing_dataset.h5"); }),
+                 "is listed but missing"));
+}
+
+TEST_CASE("load_keras_h5: hostile and damaged files give typed errors naming the file and the dataset") {
+  const std::string bad = kDir + "hostile/";
+  std::string msg = error_of<ValueError>([&] { load_keras_h5(bad + "missing_dataset.h5"); });
+  CHECK(contains(msg, "dataset /lc/lc/bias:0 is listed but missing from the file"));
+  msg = error_of<ValueError>([&] { load_keras_h5(bad + "missing_layer.h5"); });
+  CHECK(contains(msg, "layer group '/ghost' is listed but missing"));
+  msg = error_of<ValueError>([&] { load_keras_h5(bad + "huge_chunked.h5"); });
+  CHECK(contains(msg, "dataset /lc/lc/kernel:0 of shape [1099511627776, 4096]"));
+  CHECK(contains(msg, "is larger than a"));
+  msg = error_of<ValueError>([&] { load_keras_h5(bad + "huge_contiguous.h5"); });
+  CHECK(contains(msg, "has no data stored"));
+  msg = error_of<DTypeError>([&] { load_keras_h5(bad + "uint8.h5"); });
+  CHECK(contains(msg, "dataset /lc/lc/kernel:0 has HDF5 type unsigned integer of 1 bytes"));
+  msg = error_of<DTypeError>([&] { load_keras_h5(bad + "complex.h5"); });
+  CHECK(contains(msg, "has HDF5 type compound of 8 bytes"));
+  msg = error_of<ValueError>([&] { load_keras_h5(bad + "weight_is_group.h5"); });
+  CHECK(contains(msg, "dataset /lc/lc/kernel:0 is not a dataset"));
+  msg = error_of<ValueError>([&] { load_keras_h5(bad + "duplicate_key.h5"); });
+  CHECK(contains(msg, "weight 'kernel:0' of layer 'lc' gives the key 'lc.kernel' a second time"));
+  msg = error_of<ValueError>([&] { load_keras_h5(bad + "not_keras.h5"); });
+  CHECK(contains(msg, "is not a Keras 2 weights file"));
+  msg = error_of<ValueError>([&] { load_keras_h5(bad + "layer_names_int.h5"); });
+  CHECK(contains(msg, "attribute 'layer_names' of / is not a list of strings"));
+  msg = error_of<ValueError>([&] { load_keras_h5(bad + "variable_length_names.h5"); });
+  CHECK(contains(msg, "attribute 'layer_names' of / holds variable-length strings"));
+  msg = error_of<IOError>([&] { load_keras_h5(bad + "truncated.h5"); });
+  CHECK(contains(msg, "truncated.h5"));
+  msg = error_of<IOError>([&] { load_keras_h5(bad + "no_such_file.h5"); });
+  CHECK(contains(msg, "no_such_file.h5"));
+
+  // Not HDF5 at all, and a valid file cut at many lengths: always a typed error.
+  io_test::TempDir dir;
+  io_test::write_bytes(dir.file("text.h5"), "PK\x03\x04 not an hdf5 file");
+  CHECK(contains(error_of<IOError>([&] { load_keras_h5(dir.file("text.h5")); }), "is not an HDF5 file"));
+  const std::string whole = io_test::read_bytes(kDir + "lc_weights.h5");
+  for (std::size_t length : {std::size_t{0}, std::size_t{8}, std::size_t{96}, std::size_t{800}, std::size_t{2048},
+                             whole.size() / 3, whole.size() - 4000, whole.size() - 1}) {
+    CAPTURE(length);
+    io_test::write_bytes(dir.file("cut.h5"), whole.substr(0, length));
+    bool typed = false;
+    try {
+      load_keras_h5(dir.file("cut.h5"));
+    } catch (const Error&) {
+      typed = true;
+    }
+    CHECK(typed);
+  }
+}
+
+#else
+
+TEST_CASE("load_keras_h5 without libhdf5: NotImplementedError saying how to get it") {
+  CHECK(contains(error_of<NotImplementedError>([] { load_keras_h5(kDir + "lc_weights.h5"); }),
+                 "built without libhdf5"));
+}
+
+#endif
+
+TEST_CASE("from_keras_locally_connected: patch order by hand, data_format, and its errors") {
+  // One position, kernel 2, C = 2, F = 1. Keras channels_last rows are (offset, channel)
+  // with the channel fastest: [k0c0, k0c1, k1c0, k1c1] = [1, 2, 3, 4]; ConvLocal's are
+  // channel-major: [c0k0, c0k1, c1k0, c1k1] = [1, 3, 2, 4].
+  const Tensor k = from_vector({1, 2, 3, 4}, {1, 4, 1}, DType::Float64);
+  auto p = nn::from_keras_locally_connected(k, std::nullopt, 2);
+  CHECK(p.count("bias") == 0);
+  CHECK(p.at("kernel").shape() == Shape{1, 4, 1});
+  CHECK(p.at("kernel").dtype() == DType::Float64);
+  CHECK(p.at("kernel").to_vector() == V{1, 3, 2, 4});
+  // channels_first already has ConvLocal's order.
+  p = nn::from_keras_locally_connected(k, std::nullopt, 2, {.data_format = "channels_first"});
+  CHECK(p.at("kernel").to_vector() == V{1, 2, 3, 4});
+  // Implementation 2, 1-D channels_first (C, M, F, O) = (1, 3, 1, 2), k 2, stride 1:
+  // output o reads inputs o and o + 1.
+  const Tensor dense = from_vector({10, 20, 11, 21, 12, 22}, {1, 3, 1, 2}, DType::Float32);
+  p = nn::from_keras_locally_connected(dense, std::nullopt, 2, {.data_format = "channels_first"});
+  CHECK(p.at("kernel").shape() == Shape{2, 2, 1});
+  CHECK(p.at("kernel").to_vector() == V{10, 11, 21, 22});
+
+  CHECK(contains(error_of<ValueError>([&] { nn::from_keras_locally_connected(ones({12}), std::nullopt, {2, 2}); }),
+                 "implementation 3"));
+  CHECK(contains(error_of<ValueError>([&] { nn::from_keras_locally_connected(ones({4, 8, 2}), std::nullopt, {2, 2}); }),
+                 "does not say the output's spatial shape; pass the bias or options.output_shape"));
+  CHECK(nn::from_keras_locally_connected(ones({4, 8, 2}), std::nullopt, {2, 2}, {.output_shape = {2, 2}})
+            .at("kernel")
+            .shape() == Shape{2, 2, 8, 2});
+  CHECK(contains(error_of<ShapeError>([&] { nn::from_keras_locally_connected(ones({4, 8, 2}), ones({3, 2}), {2, 2}); }),
+                 "bias [3, 2] must be (output spatial..., F), rank 3"));
+  CHECK(contains(error_of<ShapeError>([&] { nn::from_keras_locally_connected(ones({4, 8, 2}), ones({2, 2, 3}), {2, 2}); }),
+                 "bias [2, 2, 3] must be (output spatial..., F) = [2, 2, 2]"));
+  CHECK(contains(error_of<ShapeError>([&] { nn::from_keras_locally_connected(ones({4, 7, 2}), std::nullopt, 2); }),
+                 "axis 1 (7) is not a multiple of prod(kernel_size [2]) = 2"));
+  CHECK(contains(error_of<ShapeError>([&] { nn::from_keras_locally_connected(ones({4, 4, 2, 2, 2}), std::nullopt, 2); }),
+                 "is neither implementation 1's"));
+  CHECK(contains(error_of<ValueError>(
+                     [&] { nn::from_keras_locally_connected(k, std::nullopt, 2, {.data_format = "NHWC"}); }),
+                 "data_format must be 'channels_last' or 'channels_first', got 'NHWC'"));
+}
