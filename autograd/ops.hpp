@@ -100,6 +100,13 @@ Tensor attention_values(const Tensor& weights, const Tensor& value, double scale
 // to x (ShapeError otherwise); undefined for none. Masked entries get no gradient.
 Tensor masked_softmax(const Tensor& x, const Tensor& mask);
 
+// -log softmax(logits)[label] per example, as one op: logits (..., K) float32 or
+// float64, integer labels (...) in [0, K), result (...) in logits' dtype. The fused
+// kernel computes loss and log-normaliser in one pass; the VJP is
+// g * (softmax(logits) - one_hot(label)). losses::softmax_cross_entropy builds on it
+// (shape checks, float32 at least, reductions).
+Tensor integer_label_cross_entropy(const Tensor& logits, const Tensor& labels);
+
 // ---- shape and indexing
 Tensor reshape(const Tensor& x, const Shape& shape);  // one -1 entry is inferred
 Tensor transpose(const Tensor& x, const std::vector<std::int64_t>& permutation);

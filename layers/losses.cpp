@@ -2,11 +2,8 @@
 
 #include <fmt/format.h>
 
-#include "autograd/grad_mode.hpp"
-#include "autograd/node.hpp"
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
-#include "core/kernels/cross_entropy.hpp"
 #include "core/tensor_impl.hpp"
 #include "layers/activations.hpp"
 
@@ -49,20 +46,7 @@ void check_label_shape(const char* op, const Tensor& logits, const Tensor& label
 Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits_in, const Tensor& labels, Reduction reduction) {
   check_label_shape("softmax_cross_entropy", logits_in, labels);
   const Tensor logits = at_least_float32(logits_in);
-  auto [loss, lse] = kernels::softmax_cross_entropy_forward(logits, labels);
-  const std::int64_t classes = logits.shape().back();
-  loss = record("softmax_cross_entropy", loss, {logits},
-                [logits, labels, lse, classes](const Tensor& g, const Tensor&) -> Grads {
-                  // Under create_graph, and inside a jvp scope (forward-over-reverse), the
-                  // gradient must itself be differentiable.
-                  if (GradMode::is_enabled() || forward_ad::propagating())
-                    return {unsqueeze(g, -1) * (softmax(logits, -1) - one_hot(labels, classes, logits.dtype()))};
-                  return {kernels::softmax_cross_entropy_backward(logits, labels, lse, g)};
-                },
-                Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) {
-                  // d(logsumexp(z) - z[label]) = <softmax(z) - onehot(label), dz>
-                  return sum(t[0] * (softmax(logits, -1) - one_hot(labels, classes, logits.dtype())), {-1});
-                });
+  const Tensor loss = integer_label_cross_entropy(logits, labels);
   return reduce(loss, reduction);
 }
 
