@@ -10,11 +10,13 @@
 
 namespace xgrad {
 
+// Whether backward checks gradients for NaN and Inf, per thread (off by default; see above).
 struct AnomalyMode {
-  static bool is_enabled();
-  static void set_enabled(bool enabled);
+  static bool is_enabled();               // this thread's switch
+  static void set_enabled(bool enabled);  // sets this thread's switch; prefer DetectAnomalyGuard
 };
 
+// RAII: turns anomaly detection on for its scope on this thread (torch.autograd.detect_anomaly).
 class DetectAnomalyGuard {
  public:
   DetectAnomalyGuard() : previous_(AnomalyMode::is_enabled()) { AnomalyMode::set_enabled(true); }

@@ -4,9 +4,10 @@
 
 namespace xgrad {
 
+// Whether ops record themselves on the tape, per thread (on by default; torch.autograd's grad mode).
 struct GradMode {
-  static bool is_enabled();
-  static void set_enabled(bool enabled);
+  static bool is_enabled();               // this thread's switch
+  static void set_enabled(bool enabled);  // sets this thread's switch; prefer the guards below
 };
 
 // RAII: disables recording for its scope (inference, optimizer updates).
@@ -24,6 +25,7 @@ class NoGradGuard {
 // RAII: sets recording on or off for its scope (backward uses it for create_graph).
 class GradModeGuard {
  public:
+  // Sets recording to `enabled`; the destructor restores the previous setting.
   explicit GradModeGuard(bool enabled) : previous_(GradMode::is_enabled()) { GradMode::set_enabled(enabled); }
   ~GradModeGuard() { GradMode::set_enabled(previous_); }
   GradModeGuard(const GradModeGuard&) = delete;

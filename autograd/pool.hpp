@@ -9,6 +9,7 @@
 
 namespace xgrad {
 
+// The reduction of a pooling window: its maximum, minimum or mean.
 enum class PoolReduction { Max, Min, Mean };
 
 // `pads` holds (lo, hi) per spatial dim. For Mean, count_include_pad divides by

@@ -19,6 +19,7 @@
 
 namespace xgrad {
 
+// Counters of the caching allocator behind tensor storage (see the top of this file).
 struct MemoryStats {
   std::size_t bytes_in_use = 0;       // blocks handed out and not yet freed (size-class bytes)
   std::size_t peak_bytes_in_use = 0;  // since start or reset_peak_memory_stats()
@@ -42,6 +43,7 @@ void release_cached_memory();
 // Bounds the cache (blocks freed past the bound go back to the system) and trims
 // the cache to the new bound at once.
 void set_memory_cache_limit(std::size_t bytes);
+// Sets peak_bytes_in_use to the current bytes_in_use.
 void reset_peak_memory_stats();
 
 namespace detail {
@@ -61,15 +63,19 @@ void set_caching_enabled(bool enabled);
 // AVX-512 register). Tensor storage is xt::xarray<T, row_major, CachingAllocator<T>>.
 template <class T>
 struct CachingAllocator {
-  using value_type = T;
+  using value_type = T;  // the element type allocated
   CachingAllocator() noexcept = default;
+  // Rebinding copy: the allocator is stateless.
   template <class U>
   CachingAllocator(const CachingAllocator<U>&) noexcept {}
+  // Room for n elements, from the cache or the system; std::bad_array_new_length if n * sizeof(T) overflows.
   T* allocate(std::size_t n) {
     if (n > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_array_new_length();
     return static_cast<T*>(detail::allocate_bytes(n * sizeof(T)));
   }
+  // Returns a block from allocate(n) to the cache (or the system past the cache limit).
   void deallocate(T* block, std::size_t n) noexcept { detail::deallocate_bytes(block, n * sizeof(T)); }
+  // Always true: any CachingAllocator frees another's blocks.
   template <class U>
   bool operator==(const CachingAllocator<U>&) const noexcept {
     return true;

@@ -84,22 +84,30 @@ constexpr float double_to_float_round_to_odd(double v) {
 
 // IEEE 754 binary16.
 struct half {
-  std::uint16_t bits = 0;
+  std::uint16_t bits = 0;  // the binary16 encoding: sign, 5-bit exponent, 10-bit mantissa
   constexpr half() = default;
+  // Rounds to nearest even; beyond ±65504 gives ±inf; NaN stays NaN.
   constexpr explicit half(float v) : bits(detail::float_to_half_bits(v)) {}
+  // Rounds the double once to nearest even (not twice, via float).
   constexpr explicit half(double v) : bits(detail::float_to_half_bits(detail::double_to_float_round_to_odd(v))) {}
+  // The half with these binary16 bits.
   static constexpr half from_bits(std::uint16_t b) { half h; h.bits = b; return h; }
+  // The exact float value.
   constexpr operator float() const { return detail::half_bits_to_float(bits); }
 };
 
 // Brain float: float32's exponent with a 7-bit mantissa.
 struct bfloat16 {
-  std::uint16_t bits = 0;
+  std::uint16_t bits = 0;  // the top 16 bits of the float32 encoding
   constexpr bfloat16() = default;
+  // Rounds to nearest even; NaN stays a quiet NaN.
   constexpr explicit bfloat16(float v) : bits(detail::float_to_bfloat16_bits(v)) {}
+  // Rounds the double once to nearest even (not twice, via float).
   constexpr explicit bfloat16(double v)
       : bits(detail::float_to_bfloat16_bits(detail::double_to_float_round_to_odd(v))) {}
+  // The bfloat16 with these bits.
   static constexpr bfloat16 from_bits(std::uint16_t b) { bfloat16 h; h.bits = b; return h; }
+  // The exact float value.
   constexpr operator float() const { return detail::bfloat16_bits_to_float(bits); }
 };
 

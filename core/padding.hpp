@@ -21,33 +21,47 @@
 
 namespace xgrad {
 
+// A padding spec: a string, an int, or a sequence of Entry (see the top of this file).
 class Padding {
  public:
   // One element of a padding sequence: an int p (both sides) or a (lo, hi) pair.
   struct Entry {
-    int lo = 0;
-    int hi = 0;
+    int lo = 0;            // padding before the first element of the dim
+    int hi = 0;            // padding after the last element
     bool is_pair = false;  // only changes how the entry prints
+    // An int entry: p on both sides.
     Entry(int p) : lo(p), hi(p) {}
+    // A (low, high) pair entry.
     Entry(int low, int high) : lo(low), hi(high), is_pair(true) {}
+    // A (low, high) pair entry from a std::pair.
     Entry(std::pair<int, int> p) : Entry(p.first, p.second) {}
   };
 
   Padding() : Padding("SAME") {}  // Flax's default
+  // A string padding, e.g. "SAME", "VALID", "CIRCULAR"; checked only when resolved.
   Padding(const char* name) : form_(std::string(name)) {}
+  // A string padding (as above).
   Padding(std::string name) : form_(std::move(name)) {}
+  // An int padding: (p, p) on every spatial dim.
   Padding(int p) : form_(p) {}
+  // A sequence, one entry per spatial dim, written in braces.
   Padding(std::initializer_list<Entry> entries) : form_(std::vector<Entry>(entries)) {}
+  // A sequence, one entry per spatial dim.
   Padding(std::vector<Entry> entries) : form_(std::move(entries)) {}
+  // A sequence of (lo, hi) pairs, one per spatial dim.
   Padding(const std::vector<std::pair<int, int>>& pairs);
+  // A sequence of ints, one per spatial dim, each meaning (p, p).
   Padding(const std::vector<int>& per_dim);
 
+  // True for a string padding.
   bool is_string() const { return std::holds_alternative<std::string>(form_); }
+  // True for an int padding.
   bool is_int() const { return std::holds_alternative<int>(form_); }
+  // True for a sequence padding.
   bool is_sequence() const { return std::holds_alternative<std::vector<Entry>>(form_); }
-  const std::string& name() const;            // is_string() only
-  int value() const;                          // is_int() only
-  const std::vector<Entry>& entries() const;  // is_sequence() only
+  const std::string& name() const;            // is_string() only (ValueError otherwise)
+  int value() const;                          // is_int() only (ValueError otherwise)
+  const std::vector<Entry>& entries() const;  // is_sequence() only (ValueError otherwise)
   // The sequence as (lo, hi) pairs, ints expanded to (p, p); is_sequence() only.
   std::vector<std::pair<int, int>> pairs() const;
 

@@ -10,6 +10,7 @@
 
 namespace xgrad {
 
+// The precision of a matmul or conv (see above): Default and High accumulate float32 in float32, Highest in float64.
 enum class Precision { Default, High, Highest };
 
 // The strings lax.canonicalize_precision accepts: "default", "bfloat16", "fastest"

@@ -14,22 +14,31 @@
 
 namespace xgrad {
 
+// A random key (jax.random's PRNG key): a value, cheap to copy; equal keys give equal streams.
 struct Key {
-  std::uint64_t state = 0;
+  std::uint64_t state = 0;  // the 64-bit state all values derive from
+  // Keys are equal when their states are.
   bool operator==(const Key&) const = default;
 };
 
+// The key for `seed` (jax.random.key(seed)), its state mixed so nearby seeds give unrelated streams.
 Key make_key(std::uint64_t seed);
+// A key derived from `key` and an integer (jax.random.fold_in): independent of `key` and of other data.
 Key fold_in(Key key, std::uint64_t data);
+// A key derived from `key` and a name, e.g. a parameter's module path (FNV-1a of the bytes, then mixed).
 Key fold_in(Key key, std::string_view name);
+// Two new independent keys (jax.random.split into 2): fold_in(key, 1) and fold_in(key, 2).
 std::pair<Key, Key> split(Key key);
 
 // The i-th 64 random bits of a key's stream, and a double uniform in [0, 1).
 std::uint64_t random_bits(Key key, std::uint64_t counter);
+// The top 53 bits of random_bits(key, counter) as a double in [0, 1).
 double random_unit(Key key, std::uint64_t counter);
 
+// Uniform in [low, high), element i from counter i (jax.random.uniform); DTypeError unless dtype is floating.
 Tensor random_uniform(Key key, const Shape& shape, DType dtype = DType::Float32, double low = 0.0,
                       double high = 1.0);
+// Normal with `mean` and `stddev` (Box-Muller; jax.random.normal scaled); DTypeError unless dtype is floating.
 Tensor random_normal(Key key, const Shape& shape, DType dtype = DType::Float32, double mean = 0.0,
                      double stddev = 1.0);
 // Standard normal truncated to [lower, upper] (jax.random.truncated_normal).

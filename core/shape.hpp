@@ -9,6 +9,7 @@
 
 namespace xgrad {
 
+// The extents of a tensor's axes, outermost first (also used for indices, strides and window sizes).
 using Shape = std::vector<std::int64_t>;
 
 // (lo, hi) pads per axis: what padding resolves to, and what pad() and the pooling
@@ -29,6 +30,7 @@ std::int64_t checked_numel(const Shape& shape, std::size_t item_bytes, const cha
 // result beyond int64 is the caller's error (ValueError naming `op` and `what`),
 // not undefined behaviour.
 std::int64_t checked_add(std::int64_t a, std::int64_t b, const char* op, const char* what);
+// a * b, checked as checked_add is.
 std::int64_t checked_mul(std::int64_t a, std::int64_t b, const char* op, const char* what);
 
 // Row-major (C order) element strides, in elements.

@@ -21,20 +21,25 @@ struct TensorImpl;
 struct Node;
 class IndexRef;
 
+// An n-dimensional array handle (see the top of this file). Accessors of an undefined tensor throw ValueError.
 class Tensor {
  public:
   Tensor() = default;  // an undefined tensor: defined() is false
+  // Wraps an implementation object (for kernels and ops; users create tensors with zeros(), from_vector(), ...).
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
+  // False for a default-constructed Tensor.
   bool defined() const { return impl_ != nullptr; }
-  DType dtype() const;
-  const Shape& shape() const;
+  DType dtype() const;                         // the element type
+  const Shape& shape() const;                  // the extent of each axis
+  // The number of axes.
   std::int64_t dim() const { return static_cast<std::int64_t>(shape().size()); }
-  std::int64_t numel() const;
+  std::int64_t numel() const;                  // the number of elements (1 for a 0-d tensor)
   std::int64_t size(std::int64_t axis) const;  // negative axes count from the end
 
-  // Raw row-major element pointer; T must be the tensor's exact element type.
+  // Raw row-major element pointer; T must be the tensor's exact element type (DTypeError otherwise).
   template <class T> T* data();
+  // Read-only raw row-major element pointer; DTypeError unless T is the tensor's element type.
   template <class T> const T* data() const;
 
   // Element access converted to double (for tests, printing and small loops).
@@ -50,7 +55,9 @@ class Tensor {
   // ---- in-place writes (bump the version counter; no gradient flows through them)
   Tensor& fill_(double value);
   Tensor& copy_(const Tensor& source);         // same shape; converts dtype
+  // Counts in-place writes to the storage (shared by views such as detach()); the tape checks it.
   std::uint64_t version() const;
+  // Marks an in-place write done through data<T>() so saved-for-backward checks see it.
   void bump_version();
 
   // ---- autograd
@@ -58,9 +65,9 @@ class Tensor {
   Tensor& requires_grad_(bool enabled = true);  // leaves only; floating dtypes only
   bool is_leaf() const;                          // not produced by a recorded op
   Tensor grad() const;                           // accumulated gradient (undefined if none)
-  void set_grad(const Tensor& grad);
+  void set_grad(const Tensor& grad);             // replaces .grad(); ShapeError unless shapes match
   void zero_grad();                              // drops the accumulated gradient
-  const std::shared_ptr<Node>& grad_fn() const;
+  const std::shared_ptr<Node>& grad_fn() const;  // the recorded op that made it; null for a leaf
   Tensor detach() const;                         // same storage, cut from the graph
   // Reverse-mode sweep from this tensor. Without a cotangent the tensor must have one element.
   void backward(const Tensor& cotangent = Tensor(), bool retain_graph = false,
@@ -70,14 +77,20 @@ class Tensor {
   // Reductions take axes (empty: every axis; negative count from the end) and keepdims,
   // as the free functions: x.sum({1}, true), x.max({-1}).
   Tensor sum(const std::vector<std::int64_t>& axes = {}, bool keepdims = false) const;
+  // The mean over `axes`; xgrad::mean.
   Tensor mean(const std::vector<std::int64_t>& axes = {}, bool keepdims = false) const;
+  // The maximum over `axes`; xgrad::max.
   Tensor max(const std::vector<std::int64_t>& axes = {}, bool keepdims = false) const;
+  // The minimum over `axes`; xgrad::min.
   Tensor min(const std::vector<std::int64_t>& axes = {}, bool keepdims = false) const;
+  // The same elements in a new shape of equal numel; xgrad::reshape (ShapeError if they differ).
   Tensor reshape(const Shape& shape) const;
 
   std::string to_string() const;  // shape, dtype and (abbreviated) values
 
+  // The implementation object (storage, autograd links), for kernels and ops; null if undefined.
   TensorImpl* impl() const { return impl_.get(); }
+  // The shared implementation pointer, for kernels and ops that keep the tensor alive.
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
 
  private:
@@ -98,13 +111,14 @@ class Tensor {
 // An index out of range throws ShapeError naming the op, the index and the shape.
 class IndexRef {
  public:
+  // The view of `x` at `index`; made by Tensor::at.
   IndexRef(Tensor x, Shape index) : x_(std::move(x)), index_(std::move(index)) {}
   operator double() const;  // NOLINT(google-explicit-constructor): reading x.at({i, j}) as a number
-  Tensor get() const;
-  Tensor set(const Tensor& value) const;
-  Tensor set(double value) const;
-  Tensor add(const Tensor& value) const;
-  Tensor add(double value) const;
+  Tensor get() const;                     // x[index], differentiable
+  Tensor set(const Tensor& value) const;  // x with x[index] = value (value broadcasts to x[index]'s shape)
+  Tensor set(double value) const;         // x with x[index] = value
+  Tensor add(const Tensor& value) const;  // x with x[index] += value (value broadcasts to x[index]'s shape)
+  Tensor add(double value) const;         // x with x[index] += value
 
  private:
   Tensor x_;
@@ -116,14 +130,15 @@ using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 // ---- creation (not recorded on the tape)
 Tensor empty(const Shape& shape, DType dtype = DType::Float32);  // uninitialised
-Tensor zeros(const Shape& shape, DType dtype = DType::Float32);
-Tensor ones(const Shape& shape, DType dtype = DType::Float32);
-Tensor full(const Shape& shape, double value, DType dtype = DType::Float32);
+Tensor zeros(const Shape& shape, DType dtype = DType::Float32);               // all 0
+Tensor ones(const Shape& shape, DType dtype = DType::Float32);                // all 1
+Tensor full(const Shape& shape, double value, DType dtype = DType::Float32);  // all `value`, cast to dtype
 Tensor scalar(double value, DType dtype = DType::Float32);        // 0-d tensor
-Tensor zeros_like(const Tensor& t);
-Tensor ones_like(const Tensor& t);
-// [start, stop) with step, like numpy.arange; dtype Float32 unless given.
+Tensor zeros_like(const Tensor& t);  // zeros of t's shape and dtype
+Tensor ones_like(const Tensor& t);   // ones of t's shape and dtype
+// [start, stop) with step, like numpy.arange; dtype Float32 unless given; ValueError if step is 0.
 Tensor arange(double start, double stop, double step = 1.0, DType dtype = DType::Float32);
+// 0, 1, ..., stop − 1, Int64 unless given.
 Tensor arange(std::int64_t stop, DType dtype = DType::Int64);
 // Copies values (converted to dtype) into a tensor of the given shape.
 Tensor from_vector(const std::vector<double>& values, const Shape& shape,

@@ -33,6 +33,7 @@ void set_num_threads(int n);
 // N 64 (VALID, SAME) and 26 % with stride 2. Off, that split follows the thread
 // count and the last bits of the input gradient may change with it.
 void set_deterministic(bool enabled);
+// The switch set_deterministic sets (process-wide; default true).
 bool deterministic();
 
 // The contiguous range [begin, end) of slot `slot` when `count` items are split
@@ -40,8 +41,11 @@ bool deterministic();
 // count % slots slots take one item more. Kernels whose result depends on which
 // slot did what (a summation order) rely on this exact split.
 struct SlotRange {
-  std::int64_t begin, end;
+  // \var begin
+  // The first item of the slot.
+  std::int64_t begin, end;  // one past the slot's last item
 };
+// The SlotRange of `slot` (0 <= slot < slots, slots >= 1) described above.
 inline SlotRange static_slot_range(std::int64_t count, std::int64_t slots, std::int64_t slot) {
   const std::int64_t q = count / slots, r = count % slots;
   const std::int64_t begin = slot * q + (slot < r ? slot : r);

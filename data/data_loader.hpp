@@ -41,12 +41,12 @@ namespace xgrad {
 //   prefetch, num_shards, shard_index.
 struct DataLoaderOptions {
   std::size_t batch_size = 32;  // per shard
-  bool shuffle = true;
+  bool shuffle = true;          // visit a fresh permutation each epoch; false: dataset order
   bool drop_last = false;       // drop the last global batch when it is partial
-  std::uint64_t seed = 0;
-  bool prefetch = true;
-  std::size_t num_shards = 1;
-  std::size_t shard_index = 0;
+  std::uint64_t seed = 0;       // with the epoch, determines the permutation
+  bool prefetch = true;         // gather the next batches on a background thread
+  std::size_t num_shards = 1;   // S: data-parallel processes sharing each global batch
+  std::size_t shard_index = 0;  // this process's shard, in [0, num_shards)
 };
 
 // A permutation of 0..n-1 determined by (seed, epoch) alone: std::mt19937_64
@@ -54,6 +54,7 @@ struct DataLoaderOptions {
 // bounded draws, so it is identical with every standard library.
 std::vector<std::size_t> epoch_permutation(std::size_t n, std::uint64_t seed, std::uint64_t epoch);
 
+// Splits a Dataset into batches per epoch (see the top of this file for order, sharding and prefetch).
 class DataLoader {
  public:
   class Epoch;
@@ -63,6 +64,7 @@ class DataLoader {
   DataLoader(const Dataset& dataset, DataLoaderOptions options);
   DataLoader(const Dataset&&, DataLoaderOptions) = delete;  // would dangle
 
+  // The options it was built with.
   const DataLoaderOptions& options() const { return options_; }
   std::size_t num_batches() const;  // batches per epoch (the same on every shard)
   // This shard's batches of epoch e, as dataset indices.
@@ -77,15 +79,17 @@ class DataLoader {
   DataLoaderOptions options_;
 };
 
+// One pass over the data (DataLoader::epoch), move-only; iterate it once with a range-for.
 class DataLoader::Epoch {
  public:
   class Iterator;
 
-  Epoch(Epoch&&) noexcept;
-  Epoch& operator=(Epoch&&) noexcept;
+  Epoch(Epoch&&) noexcept;             // moves the pass (and its prefetch thread)
+  Epoch& operator=(Epoch&&) noexcept;  // stops this pass's thread, then takes the other's
   ~Epoch();
 
   Iterator begin();  // starts the pass (and the prefetch thread); call once
+  // The end marker of the range.
   std::default_sentinel_t end() const { return {}; }
   std::size_t size() const;  // number of batches
 
@@ -96,17 +100,20 @@ class DataLoader::Epoch {
   std::unique_ptr<State> state_;
 };
 
+// A single-pass input iterator over an Epoch's batches.
 class DataLoader::Epoch::Iterator {
  public:
-  using value_type = Batch;
-  using difference_type = std::ptrdiff_t;
+  using value_type = Batch;                // the element type
+  using difference_type = std::ptrdiff_t;  // required of an input iterator
 
   Iterator() = default;
-  Batch& operator*() const;
+  Batch& operator*() const;                        // the current batch, valid until the next ++
+  // Member access to the current batch.
   Batch* operator->() const { return &**this; }
-  Iterator& operator++();
+  Iterator& operator++();                          // moves to the next batch (waits for it under prefetch)
+  // Moves to the next batch (input iterators return nothing from post-increment).
   void operator++(int) { ++*this; }
-  bool operator==(std::default_sentinel_t) const;
+  bool operator==(std::default_sentinel_t) const;  // true once every batch has been visited
 
  private:
   friend class Epoch;

@@ -11,8 +11,8 @@ namespace xgrad {
 // A batch of examples stacked along a new leading axis. Structured bindings
 // work: `auto [x, y] = batch;`.
 struct Batch {
-  Tensor inputs;
-  Tensor targets;
+  Tensor inputs;   // examples, [batch, ...]
+  Tensor targets;  // their labels or targets, [batch, ...]
 };
 
 // The contract a DataLoader relies on. get_batch gathers whole batches at once
@@ -22,7 +22,7 @@ struct Batch {
 class Dataset {
  public:
   virtual ~Dataset() = default;
-  virtual std::size_t size() const = 0;
+  virtual std::size_t size() const = 0;  // the number of examples
   // Examples at `indices`, in that order; repeated indices are allowed.
   virtual Batch get_batch(const std::vector<std::size_t>& indices) const = 0;
 };
@@ -34,10 +34,12 @@ class TensorDataset : public Dataset {
  public:
   TensorDataset(Tensor inputs, Tensor targets);  // throws ShapeError unless both have rank >= 1 and equal N
 
-  std::size_t size() const override;
+  std::size_t size() const override;  // N, the length of the first axis
   Batch get_batch(const std::vector<std::size_t>& indices) const override;  // ValueError on an index >= size()
 
+  // All inputs, [N, ...].
   const Tensor& inputs() const { return inputs_; }
+  // All targets, [N, ...].
   const Tensor& targets() const { return targets_; }
 
  private:

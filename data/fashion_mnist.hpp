@@ -11,8 +11,10 @@
 
 namespace xgrad {
 
+// Which part of the dataset: the 60000 training or the 10000 test examples.
 enum class Split { Train, Test };
 
+// Where Debian's dataset-fashion-mnist package installs the files.
 inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
 
 // Class names by label.

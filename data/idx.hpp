@@ -17,7 +17,7 @@ namespace xgrad {
 // xgrad has no uint8 dtype, so the raw bytes come back as they are; callers
 // convert (see load_fashion_mnist).
 struct IdxArray {
-  Shape shape;
+  Shape shape;                      // the dimensions from the header
   std::vector<std::uint8_t> bytes;  // numel(shape) elements, row-major
 };
 

@@ -53,6 +53,7 @@ bool is_available();  // whether xgrad was built with MPI
 // prefetcher, may exist but never call MPI) unless MPI is already initialised;
 // finalize() ends MPI only if init() started it.
 void init(int* argc = nullptr, char*** argv = nullptr);
+// Frees xgrad's communicator, and calls MPI_Finalize if init() started MPI; a no-op when not initialised.
 void finalize();
 bool is_initialized();  // init() has run and finalize() has not
 
@@ -62,6 +63,7 @@ bool is_initialized();  // init() has run and finalize() has not
 // So report errors inside the Session's scope: the abort ends the whole job.
 class Session {
  public:
+  // init(argc, argv); the destructor finalizes (or aborts, see above).
   explicit Session(int* argc = nullptr, char*** argv = nullptr);
   ~Session();
   Session(const Session&) = delete;
@@ -72,7 +74,7 @@ class Session {
 };
 
 int rank();        // 0 .. world_size() - 1
-int world_size();
+int world_size();  // the number of ranks; Error before init()
 
 // Overwrites every tensor with rank root's values (all dtypes, bit-exact); call
 // once at the start so all ranks begin from the same initialisation.
@@ -93,7 +95,7 @@ void all_reduce_gradients(const NamedTensors& params, std::size_t bucket_bytes =
 
 // Metrics: the mean over ranks of one value; the elementwise sum over ranks of a vector.
 double all_reduce_mean(double value);
-std::vector<double> all_reduce_sum(std::vector<double> values);
+std::vector<double> all_reduce_sum(std::vector<double> values);  // every rank must pass the same count
 
 // `options` with this rank's shard: num_shards = world_size(), shard_index = rank().
 // batch_size stays per rank, so the global batch is batch_size * world_size().
@@ -102,7 +104,7 @@ DataLoaderOptions sharded(DataLoaderOptions options);
 // Designated initializers name the fields in this order: root, bucket_bytes.
 struct DataParallelOptions {
   int root = 0;  // the rank whose initial values everyone starts from
-  std::size_t bucket_bytes = kDefaultBucketBytes;
+  std::size_t bucket_bytes = kDefaultBucketBytes;  // the largest gradient bucket per MPI_Allreduce
 };
 
 // Broadcast at the start plus gradient averaging per step, for one model. The
@@ -114,6 +116,7 @@ class DataParallel {
   explicit DataParallel(NamedTensors params, DataParallelOptions options = {});
 
   void average_gradients() const;  // after backward, before the optimizer step
+  // The parameters it averages the gradients of.
   const NamedTensors& parameters() const { return params_; }
 
  private:

@@ -27,11 +27,13 @@ Tensor elu(const Tensor& x, double alpha = 1.0);                 // x > 0 ? x : 
 Tensor celu(const Tensor& x, double alpha = 1.0);                // max(x, 0) + alpha (e^(min(x, 0) / alpha) - 1)
 Tensor selu(const Tensor& x);                                    // 1.0507... elu(x, 1.6732...)
 Tensor silu(const Tensor& x);                                    // x sigmoid(x)
+// silu under its other name.
 inline Tensor swish(const Tensor& x) { return silu(x); }
 Tensor soft_sign(const Tensor& x);                               // x / (|x| + 1)
 Tensor hard_tanh(const Tensor& x);                               // clamp to [-1, 1]
 Tensor hard_sigmoid(const Tensor& x);                            // relu6(x + 3) / 6
 Tensor hard_silu(const Tensor& x);                               // x hard_sigmoid(x)
+// hard_silu under its other name.
 inline Tensor hard_swish(const Tensor& x) { return hard_silu(x); }
 Tensor log_sigmoid(const Tensor& x);                             // -softplus(-x), stable
 Tensor glu(const Tensor& x, std::int64_t axis = -1);             // a sigmoid(b) for the halves [a, b] along axis
@@ -40,17 +42,19 @@ Tensor standardize(const Tensor& x, const std::vector<std::int64_t>& axes = {-1}
 
 // Designated initializers name the fields in this order: param_dtype, negative_slope_init.
 struct PReLUOptions {
-  DType param_dtype = DType::Float32;
-  double negative_slope_init = 0.01;
+  DType param_dtype = DType::Float32;  // dtype of the parameter "negative_slope"
+  double negative_slope_init = 0.01;   // the slope's initial value
 };
 
 // x >= 0 ? x : a x with a learnt scalar a (flax.linen.PReLU; parameter "negative_slope").
 class PReLU : public Module {
  public:
+  // Stores the options; the slope is created at the first call.
   explicit PReLU(PReLUOptions options = {}) : options_(options) {}
   std::string describe() const override { return "PReLU"; }
 
  protected:
+  // x >= 0 ? x : a x, elementwise, any shape.
   Tensor forward(const Tensor& x) override;
 
  private:

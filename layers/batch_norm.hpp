@@ -21,24 +21,30 @@ struct BatchNormOptions {
   // Empty: follow the module's mode (running averages in eval(), batch statistics in train()).
   std::optional<bool> use_running_average = std::nullopt;
   std::vector<std::int64_t> axis = {-1};  // feature axes
-  double momentum = 0.99;
-  double epsilon = 1e-5;
-  std::optional<DType> dtype = std::nullopt;
-  DType param_dtype = DType::Float32;
-  bool use_bias = true;
-  bool use_scale = true;
-  Initializer bias_init = initializers::zeros();
-  Initializer scale_init = initializers::ones();
-  bool use_fast_variance = true;
+  double momentum = 0.99;  // decay rate of the running statistics
+  double epsilon = 1e-5;  // added to the variance before the inverse square root
+  std::optional<DType> dtype = std::nullopt;  // computation dtype; empty: promoted from the input and the parameters
+  DType param_dtype = DType::Float32;  // dtype of scale and bias
+  bool use_bias = true;  // learn a bias (offset) per feature, initialised by bias_init
+  bool use_scale = true;  // learn a scale per feature, initialised by scale_init
+  Initializer bias_init = initializers::zeros();  // initializer of "bias"
+  Initializer scale_init = initializers::ones();  // initializer of "scale"
+  bool use_fast_variance = true;  // var = max(E[x²] − E[x]², 0), else E[(x − E[x])²]
 };
 
+// Batch normalisation (see the top of this file). Parameters "scale" and "bias" and buffers "mean" and "var",
+// each of the feature axes' shape, are created at the first call.
 class BatchNorm : public Module {
  public:
+  // Stores the options; nothing is checked until the first call.
   explicit BatchNorm(BatchNormOptions options = {});
   std::string describe() const override { return "BatchNorm"; }
+  // The options it was built with.
   const BatchNormOptions& options() const { return options_; }
 
  protected:
+  // (x − mean) / sqrt(var + epsilon) · scale + bias, with batch or running statistics (see the top of this file);
+  // ShapeError for an `axis` out of range for x.
   Tensor forward(const Tensor& x) override;
 
  private:

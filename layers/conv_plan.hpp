@@ -32,12 +32,12 @@ namespace xgrad::nn {
 // broadcast to every spatial dim; {} is Flax's None (= 1). kernel_size {k} is a
 // 1-d kernel, as Flax's int k.
 struct ConvSpec {
-  std::int64_t features = 0;
-  std::vector<std::int64_t> kernel_size;
-  std::vector<std::int64_t> strides = {1};
-  Padding padding = "SAME";
-  std::vector<std::int64_t> input_dilation = {1};
-  std::vector<std::int64_t> kernel_dilation = {1};
+  std::int64_t features = 0;                        // F: output features
+  std::vector<std::int64_t> kernel_size;            // the window extent per spatial dim; its length is the rank
+  std::vector<std::int64_t> strides = {1};          // window strides
+  Padding padding = "SAME";                         // Flax's padding: a string, an int or (lo, hi) pairs
+  std::vector<std::int64_t> input_dilation = {1};   // lhs dilation (Flax's input_dilation)
+  std::vector<std::int64_t> kernel_dilation = {1};  // rhs (atrous) dilation
   std::int64_t feature_group_count = 1;  // > 1 with shared_weights = false: an xgrad extension (docs/convlocal.md §11)
   bool shared_weights = true;            // false: ConvLocal
 };
@@ -47,14 +47,17 @@ enum class Prepad { None, Wrap, Reflect, Causal };
 
 // Everything _Conv.__call__ resolves for one input shape.
 struct ConvPlan {
-  ConvSpec spec;
+  ConvSpec spec;                      // the attributes as given
   std::string name;                   // prefixes errors: "Conv", "ConvLocal" or a module path
-  Shape input_shape;
+  Shape input_shape;                  // (batch..., M..., C) as given
   Shape batch_shape;                  // the leading batch axes (empty when there are none)
   Shape flat_input_shape;             // (N, M..., C): batch axes flattened, or a batch of 1 added
+  // strides, input_dilation and kernel_dilation, each broadcast to the n spatial dims.
   std::vector<std::int64_t> strides, input_dilation, kernel_dilation;  // broadcast to the n spatial dims
+  // \var input_dilation
+  // The lhs dilation broadcast to the n spatial dims.
   Padding padding;                    // canonicalize_padding(spec.padding, n)
-  Prepad prepad = Prepad::None;
+  Prepad prepad = Prepad::None;       // the padding applied before the lax op, if any
   PadPairs prepad_pads;               // per spatial dim
   Shape prepadded_shape;              // (N, M~..., C)
   Padding lax_padding;                // what the lax op receives: a string or (lo, hi) pairs
@@ -65,7 +68,9 @@ struct ConvPlan {
   Shape bias_shape;                   // (F,) shared; (O..., F) local
   Shape output_shape;                 // batch_shape + (O..., F)
 
+  // n, the number of spatial dims.
   std::int64_t rank() const { return static_cast<std::int64_t>(spec.kernel_size.size()); }
+  // C, the input's feature count.
   std::int64_t in_features() const { return input_shape.back(); }
 };
 
@@ -85,6 +90,7 @@ std::pair<Shape, Shape> check_kernel_and_split_batch(const Shape& input_shape, c
 // every accepted form), an int, or n ints / (lo, hi) pairs. Throws ValueError
 // prefixed with `who`.
 enum class ConvLayerKind { Conv, ConvTranspose };
+// Checks a conv layer's options as described above; ConvLayerKind selects which padding strings are accepted.
 void check_conv_layer_options(const char* who, ConvLayerKind kind, std::int64_t features, const Shape& kernel_size,
                               const std::vector<std::pair<const char*, std::vector<std::int64_t>>>& per_dim,
                               const Padding& padding);

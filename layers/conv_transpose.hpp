@@ -61,27 +61,33 @@ namespace xgrad::nn {
 struct ConvTransposeOptions {
   std::int64_t features = 0;                       // required, > 0
   IntOrInts kernel_size;                           // required; an int k or {k} is a 1-D kernel
-  IntOrInts strides = 1;
-  Padding padding = "SAME";
-  IntOrInts kernel_dilation = 1;
-  bool use_bias = true;
+  IntOrInts strides = 1;                           // the upsampling factor: lhs dilation of the equivalent conv
+  Padding padding = "SAME";                        // 'SAME', 'VALID', 'CIRCULAR', an int or (lo, hi) pairs
+  IntOrInts kernel_dilation = 1;                   // rhs (atrous) dilation of the kernel
+  bool use_bias = true;                            // add a learned bias of shape (F,)
   std::optional<Tensor> mask = std::nullopt;       // multiplies the kernel; must have the kernel's shape
   std::optional<DType> dtype = std::nullopt;       // computation dtype; empty: promoted from input and params
-  DType param_dtype = DType::Float32;
-  Precision precision = Precision::Default;
-  Initializer kernel_init = initializers::lecun_normal();
-  Initializer bias_init = initializers::zeros();
-  bool transpose_kernel = false;
+  DType param_dtype = DType::Float32;              // dtype of kernel and bias
+  Precision precision = Precision::Default;        // matmul precision of the conv (core/precision.hpp)
+  Initializer kernel_init = initializers::lecun_normal();  // initializer of `kernel`
+  Initializer bias_init = initializers::zeros();   // initializer of `bias`
+  bool transpose_kernel = false;                   // kernel (k..., F, C), flipped: the gradient of a Conv
 };
 
+// flax.linen.ConvTranspose: a transposed convolution over the last n + 1 axes of its input (n spatial dims and
+// the features), with parameters `kernel` and `bias` created at the first call from the input's feature count.
 class ConvTranspose : public Module {
  public:
+  // Checks the options (ValueError for bad features, kernel_size, strides, dilation or padding).
   explicit ConvTranspose(ConvTransposeOptions options);
   std::string describe() const override;  // "ConvTranspose, features=16, kernel_size=[3, 3]"
   int feature_rank() const override { return static_cast<int>(options_.kernel_size.size()) + 1; }
+  // The options it was built with.
   const ConvTransposeOptions& options() const { return options_; }
 
  protected:
+  // y = conv_transpose(x, kernel [* mask]) + bias for x (batch..., M..., C); ShapeError if x has rank < n + 1,
+  // ValueError for a mask not of the kernel's shape.
   Tensor forward(const Tensor& x) override;
 
  private:

@@ -17,18 +17,22 @@ namespace xgrad::nn {
 // Designated initializers name the fields in this order: rate, broadcast_dims, deterministic.
 struct DropoutOptions {
   double rate = 0.0;  // probability of dropping an element, in [0, 1]
-  std::vector<std::int64_t> broadcast_dims = {};
+  std::vector<std::int64_t> broadcast_dims = {};  // axes along which one mask value is shared
   // Empty: follow the module's mode (deterministic in eval()).
   std::optional<bool> deterministic = std::nullopt;
 };
 
+// Random zeroing of inputs in training (see the top of this file); no parameters.
 class Dropout : public Module {
  public:
+  // ValueError unless rate is in [0, 1].
   explicit Dropout(DropoutOptions options);
   std::string describe() const override;  // "Dropout, rate=0.5"
+  // The options it was built with.
   const DropoutOptions& options() const { return options_; }
 
  protected:
+  // x * mask / (1 − rate) in training (zeros for rate 1), x otherwise (see the top of this file).
   Tensor forward(const Tensor& x) override;
 
  private:

@@ -18,8 +18,8 @@ namespace xgrad::nn {
 struct EmbedOptions {
   std::int64_t num_embeddings = 0;  // required
   std::int64_t features = 0;        // required
-  std::optional<DType> dtype = std::nullopt;
-  DType param_dtype = DType::Float32;
+  std::optional<DType> dtype = std::nullopt;  // computation dtype; empty: param_dtype (attend: promoted with query)
+  DType param_dtype = DType::Float32;         // dtype of "embedding"
   // N(0, 1 / features): variance_scaling(1, fan_in, normal, out_axis=0).
   Initializer embedding_init =
       initializers::variance_scaling(1.0, initializers::FanMode::FanIn, initializers::Distribution::Normal, -2, 0);
@@ -28,8 +28,10 @@ struct EmbedOptions {
 // Parameter: embedding [num_embeddings, features].
 class Embed : public Module {
  public:
+  // ValueError unless num_embeddings and features are positive.
   explicit Embed(EmbedOptions options);
   std::string describe() const override;  // "Embed, num_embeddings=1000, features=64"
+  // The options it was built with.
   const EmbedOptions& options() const { return options_; }
 
   // query @ embedding^T: similarity of each query with every embedding.

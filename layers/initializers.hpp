@@ -14,6 +14,7 @@
 
 namespace xgrad::nn {
 
+// A parameter initializer (jax.nn.initializers): a tensor of `shape` and `dtype` drawn from `key`.
 using Initializer = std::function<Tensor(Key key, const Shape& shape, DType dtype)>;
 
 namespace initializers {

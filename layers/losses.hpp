@@ -11,6 +11,7 @@
 
 namespace xgrad::losses {
 
+// How a loss reduces the per-example losses: keep them (None), average them (Mean) or add them (Sum).
 enum class Reduction { None, Mean, Sum };  // None: one loss per example (per element for regression losses)
 
 // logits [..., classes]. Integer labels [...] use the fused kernel (one pass
@@ -18,6 +19,8 @@ enum class Reduction { None, Mean, Sum };  // None: one loss per example (per el
 // or probabilities) give -sum(targets * log_softmax(logits)). Both are stable for
 // large logits (computed through logsumexp).
 Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels, Reduction reduction = Reduction::None);
+// optax.softmax_cross_entropy_with_integer_labels: the integer-label case above, labels [...] of class indices;
+// ShapeError unless labels have the logits' shape without the class axis.
 Tensor softmax_cross_entropy_with_integer_labels(const Tensor& logits, const Tensor& labels,
                                                  Reduction reduction = Reduction::None);
 

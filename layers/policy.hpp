@@ -32,8 +32,9 @@ namespace xgrad::nn {
 
 class Module;
 
+// A mixed-precision policy: the dtypes of parameters, computation and the root's output.
 struct DTypePolicy {
-  DType param_dtype = DType::Float32;
+  DType param_dtype = DType::Float32;                  // storage dtype of every parameter
   std::optional<DType> compute_dtype = std::nullopt;  // empty: promoted (Flax's dtype=None)
   std::optional<DType> output_dtype = std::nullopt;   // empty: no cast at the root
   std::string to_string() const;       // "params=float32,compute=bfloat16,output=float32"
@@ -44,6 +45,8 @@ struct DTypePolicy {
 // short forms f16, bf16, f32, f64, half (float16) and full (float32). Throws ValueError.
 DTypePolicy parse_policy(std::string_view spec);
 
+// Sets dtype = compute_dtype and param_dtype on every module of `root`'s tree that has them (existing
+// parameters are converted) and makes `root` cast its output to output_dtype.
 void apply_policy(Module& root, const DTypePolicy& policy);
 
 // Dynamic loss scaling (jmp.DynamicLossScale): the loss is multiplied by `scale`
@@ -53,13 +56,15 @@ void apply_policy(Module& root, const DTypePolicy& policy);
 // Designated initializers name the fields in this order: initial_scale, growth_interval, factor, min_scale.
 struct LossScaleOptions {
   double initial_scale = 32768.0;  // 2^15
-  std::int64_t growth_interval = 2000;
-  double factor = 2.0;
-  double min_scale = 1.0;
+  std::int64_t growth_interval = 2000;  // finite steps in a row before the scale grows
+  double factor = 2.0;                  // the scale is multiplied / divided by it
+  double min_scale = 1.0;               // the scale never drops below it
 };
 
+// The loss scale state (see above): scale the loss, then unscale and check the gradients each step.
 class DynamicLossScale {
  public:
+  // ValueError unless initial_scale > 0, factor > 1, growth_interval >= 1 and min_scale > 0.
   explicit DynamicLossScale(LossScaleOptions options = {});
 
   Tensor scale(const Tensor& loss) const;  // loss * loss_scale(), differentiable
@@ -79,7 +84,9 @@ class DynamicLossScale {
     return true;
   }
 
+  // The current scale.
   double loss_scale() const { return scale_; }
+  // Finite steps in a row since the last growth or skipped step.
   std::int64_t good_steps() const { return good_steps_; }
 
  private:

@@ -19,6 +19,7 @@ namespace xgrad::nn {
 // (or min); the gradient goes to the first extreme element of each window.
 Tensor max_pool(const Tensor& x, const Shape& window_shape, const Shape& strides = {},
                 const Padding& padding = "VALID");
+// As max_pool, with the minimum of each window.
 Tensor min_pool(const Tensor& x, const Shape& window_shape, const Shape& strides = {},
                 const Padding& padding = "VALID");
 // count_include_pad: divide by the window size (true) or by the number of

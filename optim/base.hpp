@@ -35,15 +35,21 @@ using PathPredicate = std::function<bool(const std::string& path)>;
 // counters, and the states of inner transformations (chain: "0", "1", ...;
 // masked: "inner"). Names follow optax's state fields (mu, nu, trace, count).
 struct OptState {
-  std::vector<std::pair<std::string, NamedTensors>> buffers = {};
-  std::vector<std::pair<std::string, std::int64_t>> counters = {};
-  std::vector<std::pair<std::string, OptState>> inner = {};
+  std::vector<std::pair<std::string, NamedTensors>> buffers = {};  // per-parameter buffers by name, e.g. "mu"
+  std::vector<std::pair<std::string, std::int64_t>> counters = {};  // integer counters by name, e.g. "count"
+  std::vector<std::pair<std::string, OptState>> inner = {};  // states of inner transformations by name
 
+  // The buffer called `name`; ValueError if there is none (a state from another transformation's init).
   NamedTensors& buffer(std::string_view name);
+  // The counter called `name`, writable; ValueError if there is none.
   std::int64_t& counter(std::string_view name);
+  // The counter called `name`; ValueError if there is none.
   std::int64_t counter(std::string_view name) const;
 };
 
+// An optimizer as optax models it: a pure init/update pair (optax.GradientTransformation), plus the
+// learning rate it uses and an optional fused step. Build them with the functions of optim/transforms.hpp
+// and optim/alias.hpp rather than by hand.
 struct GradientTransformation {
   // The initial state for these parameters.
   std::function<OptState(const NamedTensors& params)> init;
@@ -67,6 +73,7 @@ GradientTransformation identity();
 
 // Applies the transformations in order; state is one inner state per element.
 GradientTransformation chain(std::vector<GradientTransformation> transformations);
+// chain(a, b, ...) of GradientTransformation values: the same as chain({a, b, ...}).
 template <class... Ts>
   requires(sizeof...(Ts) > 0 && (std::same_as<std::remove_cvref_t<Ts>, GradientTransformation> && ...))
 GradientTransformation chain(Ts&&... transformations) {

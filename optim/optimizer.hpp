@@ -17,13 +17,17 @@
 
 namespace xgrad::optim {
 
+// A model the Optimizer can take: it has named_parameters() returning (path, tensor) pairs.
 template <class Model>
 concept HasNamedParameters = requires(Model& model) {
   { model.named_parameters() } -> std::convertible_to<NamedTensors>;
 };
 
+// Owns a GradientTransformation and its state and steps a fixed set of parameters (or a model's, fetched
+// lazily) with their .grad(): the PyTorch-style loop over an optax transformation.
 class Optimizer {
  public:
+  // Steps `params` (the state is initialised now) with `transformation`.
   Optimizer(NamedTensors params, GradientTransformation transformation);
   // Parameters are fetched from `model` (which must outlive the optimizer) at the
   // first use, since models create them lazily at their first call.
@@ -42,6 +46,7 @@ class Optimizer {
 
   // The learning rate of the next step; throws ValueError if the transformation has none.
   double learning_rate() const;
+  // The number of step() calls so far (restored by load_state_dict).
   std::int64_t step_count() const { return step_count_; }
   const NamedTensors& params();  // fetched from the model first if need be
 

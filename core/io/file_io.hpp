@@ -11,11 +11,13 @@ namespace xgrad {
 // A regular file opened for positional reads. Errors are IOErrors naming the path.
 class InputFile {
  public:
+  // Opens `path`; IOError if it cannot be opened or is not a regular file.
   explicit InputFile(const std::string& path);
   ~InputFile();
   InputFile(const InputFile&) = delete;
   InputFile& operator=(const InputFile&) = delete;
 
+  // The file's size in bytes when it was opened.
   std::uint64_t size() const { return size_; }
   // Reads exactly n bytes at offset (the caller has checked offset + n <= size()).
   void read_at(std::uint64_t offset, void* dst, std::size_t n) const;
@@ -26,6 +28,7 @@ class InputFile {
   std::uint64_t size_ = 0;
 };
 
+// The whole contents of `path`; IOError naming the path on failure.
 std::string read_file(const std::string& path);
 
 // Writes `path` so that it holds either its previous contents or the complete new
@@ -34,12 +37,15 @@ std::string read_file(const std::string& path);
 // without commit() (an exception mid-way) removes the temporary file.
 class AtomicFileWriter {
  public:
+  // Creates the temporary file next to `path`; IOError if it cannot.
   explicit AtomicFileWriter(const std::string& path);
   ~AtomicFileWriter();
   AtomicFileWriter(const AtomicFileWriter&) = delete;
   AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
 
+  // Appends `bytes` to the temporary file; IOError on a write error (e.g. disk full).
   void write(std::string_view bytes);
+  // fsyncs and renames the temporary file over `path`; IOError if either fails (then `path` is unchanged).
   void commit();
 
  private:

@@ -27,12 +27,13 @@
 
 namespace xgrad {
 
+// The tensor in the .npy file at `path`; IOError naming the file for anything unreadable or malformed.
 Tensor load_npy(const std::string& path);
 // Atomic: a crash while saving leaves the previous file (if any) intact.
 void save_npy(const std::string& path, const Tensor& t);
 
 // In-memory forms; `what` names the source in error messages.
 Tensor parse_npy(std::string_view bytes, const std::string& what = "npy");
-std::string serialize_npy(const Tensor& t);
+std::string serialize_npy(const Tensor& t);  // the bytes save_npy writes
 
 }  // namespace xgrad

@@ -15,6 +15,7 @@
 
 namespace xgrad {
 
+// The tensors of the archive at `path` by key; IOError naming the file for anything malformed (duplicate keys too).
 std::map<std::string, Tensor> load_npz(const std::string& path);
 // Atomic: a crash while saving leaves the previous file (if any) intact.
 void save_npz(const std::string& path, const std::map<std::string, Tensor>& arrays, bool compress = false);
