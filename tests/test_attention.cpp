@@ -20,13 +20,7 @@ namespace {
 Tensor normal64(std::uint64_t seed, const Shape& shape) { return random_normal(make_key(seed), shape, DType::Float64); }
 
 // max |a - b| over two same-shaped tensors.
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  const auto va = a.to_vector(), vb = b.to_vector();
-  double m = 0;
-  for (std::size_t i = 0; i < va.size(); ++i) m = std::max(m, std::abs(va[i] - vb[i]));
-  return m;
-}
+using test_support::max_abs_diff;
 
 // The straightforward path, with transposes and batched matmuls: q, k, v
 // [batch..., L, H, D] -> scores [batch..., H, Lq, Lk].

@@ -7,18 +7,14 @@
 #include "conv_fast_2d.hpp"
 
 #include "core/kernels/conv/conv_local_fast.hpp"
+#include "test_support.hpp"
 #include "xgrad.hpp"
 
 using namespace xgrad;
 
 namespace {
 
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  const auto va = a.to_vector(), vb = b.to_vector();
-  double m = 0;
-  for (std::size_t i = 0; i < va.size(); ++i) m = std::max(m, std::abs(va[i] - vb[i]));
-  return m;
-}
+using test_support::max_abs_diff;
 
 struct Run {
   Tensor y, dx, dk;

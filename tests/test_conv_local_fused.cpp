@@ -19,13 +19,7 @@ using test_support::error_of;
 
 namespace {
 
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  const auto va = a.to_vector(), vb = b.to_vector();
-  double m = 0;
-  for (std::size_t i = 0; i < va.size(); ++i) m = std::max(m, std::abs(va[i] - vb[i]));
-  return m;
-}
+using test_support::max_abs_diff;
 
 // Restores the fast kernels when a test ends, also on failure.
 struct GeneralPathGuard {

@@ -31,13 +31,7 @@ nn::Initializer fixed(V values) {
 
 nn::Initializer fixed(const Tensor& t) { return fixed(t.to_vector()); }
 
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  const V x = a.to_vector(), y = b.to_vector();
-  double m = 0;
-  for (std::size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
-  return m;
-}
+using test_support::max_abs_diff;
 
 Tensor random64(std::uint64_t seed, const Shape& shape) { return random_normal(make_key(seed), shape, DType::Float64); }
 

@@ -25,13 +25,7 @@ const std::string kDir = std::string(XGRAD_TEST_DATA) + "/keras/";
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  const V x = a.to_vector(), y = b.to_vector();
-  double m = 0;
-  for (std::size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
-  return m;
-}
+using test_support::max_abs_diff;
 
 std::vector<std::string> keys_of(const std::map<std::string, Tensor>& m) {
   std::vector<std::string> keys;

@@ -13,6 +13,18 @@
 
 namespace test_support {
 
+// The largest |a - b| over all elements (as doubles); a and b must be defined and
+// have one shape.
+inline double max_abs_diff(const xgrad::Tensor& a, const xgrad::Tensor& b) {
+  REQUIRE(a.defined());
+  REQUIRE(b.defined());
+  REQUIRE(a.shape() == b.shape());
+  const std::vector<double> va = a.to_vector(), vb = b.to_vector();
+  double m = 0;
+  for (std::size_t i = 0; i < va.size(); ++i) m = std::max(m, std::abs(va[i] - vb[i]));
+  return m;
+}
+
 // How many elements of two same-shaped tensors differ in their bits, and by how much
 // at most (float32 values widen to double exactly, so comparing the doubles' bytes
 // compares the bits, signed zeros included).
