@@ -9,7 +9,10 @@
 namespace xgrad {
 
 Tensor integer_label_cross_entropy(const Tensor& logits, const Tensor& labels) {
-  auto [loss, lse] = kernels::softmax_cross_entropy_forward(logits, labels);
+  // Named, not a structured binding: clang before 16 cannot capture one in a lambda.
+  const auto forward = kernels::softmax_cross_entropy_forward(logits, labels);
+  const Tensor& loss = forward.first;
+  const Tensor& lse = forward.second;
   const std::int64_t classes = logits.shape().back();
   return record("softmax_cross_entropy", loss, {logits},
                 [logits, labels, lse, classes](const Tensor& g, const Tensor&) -> Grads {

@@ -74,10 +74,12 @@ Tensor pool(const Tensor& x, PoolReduction reduction, const Shape& window, const
     const Tensor input = is_floating(x.dtype()) ? x : cast(x, default_float_dtype());
     return average(input, geometry, count_include_pad);
   }
-  auto [out, indices] = kernels::pool_select(x, *geometry, reduction == PoolReduction::Max);
-  // `indices = indices`: clang before 16 cannot capture a structured binding.
+  // Named, not a structured binding: clang before 16 cannot capture one in a lambda.
+  const std::pair<Tensor, Tensor> selected = kernels::pool_select(x, *geometry, reduction == PoolReduction::Max);
+  const Tensor& out = selected.first;
+  const Tensor& indices = selected.second;
   return record(reduction == PoolReduction::Max ? "max_pool" : "min_pool", out, {x},
-                [indices = indices, geometry](const Tensor& g, const Tensor&) -> Grads {
+                [indices, geometry](const Tensor& g, const Tensor&) -> Grads {
                   return {scatter_to(g, indices, geometry)};
                 }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) {
                   return gather_at(t[0], indices, geometry);  // the tangent at each window's selected element
