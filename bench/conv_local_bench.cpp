@@ -17,7 +17,6 @@
 #include <ctime>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -28,6 +27,7 @@
 #include "core/kernels/conv/conv_geometry.hpp"
 #include "core/kernels/conv/conv_local_fast.hpp"
 #include "core/threading.hpp"
+#include "bench/timing.hpp"
 #include "xgrad.hpp"
 
 namespace {
@@ -59,13 +59,7 @@ Stats time_steps(const std::function<void()>& step, int steps, int warmup = 5) {
   return {ms[ms.size() / 2], ms[ms.size() / 10], ms[ms.size() * 9 / 10], cpu[cpu.size() / 2]};
 }
 
-std::string cpu_model() {
-  std::ifstream info("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(info, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
+using xgrad::bench::cpu_model;
 
 // STREAM triad a = b + s·c over arrays far larger than the caches: GB/s at `threads`.
 double triad_bandwidth(int threads) {

@@ -7,10 +7,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <vector>
 
+#include "bench/timing.hpp"
 #include "xgrad.hpp"
 
 using namespace xgrad;
@@ -27,12 +27,7 @@ struct SequenceClassifier : nn::Module {
   Tensor forward(const Tensor& x) override { return head(flatten(relu(local(x)), 1)); }
 };
 
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
+using xgrad::bench::cpu_model;
 
 // Seconds for `steps` training steps under `policy`.
 double run(const std::string& policy, int steps) {

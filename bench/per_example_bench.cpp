@@ -5,7 +5,6 @@
 //   build/bench/per_example_bench [reps]
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <string>
 
 #include "bench/timing.hpp"
@@ -16,12 +15,7 @@ using namespace xgrad;
 
 namespace {
 
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
+using xgrad::bench::cpu_model;
 
 Tensor per_example_loss(const Tensor& logits, const Tensor& labels) { return losses::softmax_cross_entropy(logits, labels); }
 

@@ -5,7 +5,6 @@
 //   build/bench/remat_bench [reps]
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <memory>
 #include <string>
 
@@ -16,12 +15,7 @@ using namespace xgrad;
 
 namespace {
 
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
+using xgrad::bench::cpu_model;
 
 constexpr std::int64_t kWidth = 256, kHidden = 1024, kBatch = 256;
 

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <string>
 #include <vector>
 
 namespace xgrad::bench {
@@ -26,6 +28,15 @@ Stats time_ms(F&& body, int reps = 50, int warmup = 5) {
   std::sort(samples.begin(), samples.end());
   const auto at = [&](double q) { return samples[static_cast<std::size_t>(q * static_cast<double>(samples.size() - 1))]; };
   return {at(0.5), at(0.1), at(0.9)};
+}
+
+// The CPU's model name from /proc/cpuinfo ("unknown" where there is none): every
+// benchmark prints it, as figures only travel with the machine they came from.
+inline std::string cpu_model() {
+  std::ifstream info("/proc/cpuinfo");
+  for (std::string line; std::getline(info, line);)
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown";
 }
 
 inline void print_row(const char* workload, int threads, Stats s, double scale = 1.0, const char* unit = "ms") {
