@@ -57,18 +57,18 @@ void check_thread_invariant(const std::string& what, const std::function<std::ve
 }
 
 void check_local_conv(const std::string& what, DType dtype, const Shape& x_shape, std::vector<std::int64_t> strides,
-                      const char* padding) {
+                      const char* padding, std::vector<std::int64_t> kernel_dilation = {}) {
   check_thread_invariant(what, [&] {
     const Tensor x = leaf(1, x_shape, dtype);
     const std::int64_t c = x_shape.back(), f = 16;
     // The output's spatial shape, from a forward on a kernel of any size.
-    const Tensor probe = conv_general_dilated_patches(x.detach(), {3, 3}, strides, Padding(padding));
+    const Tensor probe = conv_general_dilated_patches(x.detach(), {3, 3}, strides, Padding(padding), {}, kernel_dilation);
     Shape kernel_shape(probe.shape().begin() + 1, probe.shape().end() - 1);
     Shape bias_shape = kernel_shape;
     kernel_shape.insert(kernel_shape.end(), {9 * c, f});
     bias_shape.push_back(f);
     const Tensor k = leaf(2, kernel_shape, dtype), b = leaf(3, bias_shape, dtype);
-    const Tensor y = conv_general_dilated_local_bias(x, k, b, strides, Padding(padding), {3, 3});
+    const Tensor y = conv_general_dilated_local_bias(x, k, b, strides, Padding(padding), {3, 3}, {}, kernel_dilation);
     return output_and_gradients(y, {x, k, b}, 4);
   });
 }
@@ -86,6 +86,10 @@ void check_shared_conv(const std::string& what, DType dtype) {
 TEST_CASE("thread invariance: the local conv, fast path and general path") {
   check_local_conv("fast, VALID", DType::Float32, {16, 14, 14, 8}, {1, 1}, "VALID");
   check_local_conv("fast, SAME, stride 2", DType::Float32, {16, 16, 16, 8}, {2, 2}, "SAME");
+  // Too few output rows for bands of d_x (kernel dilation 2: footprints of 5 rows in
+  // 14; stride 2: 7 rows): d_x split by samples, 7 of them, so 3 threads split unevenly.
+  check_local_conv("fast, SAME, kernel dilation 2", DType::Float32, {7, 14, 14, 8}, {1, 1}, "SAME", {2, 2});
+  check_local_conv("fast, SAME, stride 2, 7 output rows", DType::Float32, {7, 14, 14, 8}, {2, 2}, "SAME");
   check_local_conv("general (float64), VALID", DType::Float64, {16, 14, 14, 8}, {1, 1}, "VALID");
   check_local_conv("general (float64), SAME, stride 2", DType::Float64, {16, 16, 16, 8}, {2, 2}, "SAME");
 }

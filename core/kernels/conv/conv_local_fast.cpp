@@ -166,6 +166,34 @@ void forward_position(const Plan& p, Index position) {
   });
 }
 
+// Adds position `position`'s share of d_x for `rows` samples: row k of `cotangent`
+// (a sample's F cotangent values, consecutive) times the position's kernel, transposed
+// into `kt` (F × kt_stride floats, zero in the padding columns) by the caller, into the
+// sample's patch in d_x (`d_x` is the first row's padded sample).
+void add_input_gradient(const Plan& p, Index position, tiles::Rows<const float> cotangent, Index rows, float* d_x,
+                        const float* kt) {
+  const Index origin = p.position_origin[position];
+  for (Index run = 0; run < p.run_count; ++run) {
+    tiles::for_each_column_block(p.run_padded, [&](Index e0, int columns) {
+      TileJob job;
+      job.steps = p.features;
+      job.a = cotangent;  // rows: samples
+      job.a_step = 1;
+      job.b = kt + run * p.run_padded + e0;
+      job.b_step = p.kt_stride;
+      job.out = {d_x + origin + p.run_offset[run] + e0, p.sample_stride, nullptr};
+      job.columns = static_cast<int>(std::min<Index>(p.run_length - e0, columns));
+      tiles::run_tile_job(TileMode::Add, job, rows);
+    });
+  }
+}
+
+// The kernel block of `position`, transposed into runs (the next one prefetched).
+void transpose_position_kernel(const Plan& p, Index position, float* kt) {
+  const float* kernel = p.kernel + position * p.patch * p.features;
+  transpose_kernel_to_runs(p, kernel, position + 1 < p.positions ? kernel + p.patch * p.features : nullptr, kt);
+}
+
 // d_bias, d_kernel and d_x of one position. `block` holds N × block_stride floats and
 // `kt` F × kt_stride floats (zero in the padding columns).
 void backward_position(const Plan& p, Index position, float* block, float* kt) {
@@ -187,22 +215,20 @@ void backward_position(const Plan& p, Index position, float* block, float* kt) {
     });
   }
   if (p.d_x) {
-    const float* kernel = p.kernel + position * p.patch * p.features;
-    transpose_kernel_to_runs(p, kernel, position + 1 < p.positions ? kernel + p.patch * p.features : nullptr, kt);
-    const Index row = p.kt_stride;
-    for (Index run = 0; run < p.run_count; ++run) {
-      tiles::for_each_column_block(p.run_padded, [&](Index e0, int columns) {
-        TileJob job;
-        job.steps = p.features;
-        job.a = {block, p.block_stride, nullptr};  // rows: samples
-        job.a_step = 1;
-        job.b = kt + run * p.run_padded + e0;
-        job.b_step = row;
-        job.out = {p.d_x + origin + p.run_offset[run] + e0, p.sample_stride, nullptr};
-        job.columns = static_cast<int>(std::min<Index>(p.run_length - e0, columns));
-        tiles::run_tile_job(TileMode::Add, job, p.batch);
-      });
-    }
+    transpose_position_kernel(p, position, kt);
+    add_input_gradient(p, position, {block, p.block_stride, nullptr}, p.batch, p.d_x, kt);
+  }
+}
+
+// d_x of samples [first, last), every position in order, the cotangent read from dy
+// in place. Each element of d_x receives the same terms in the same order as from
+// backward_position over the positions in order: the same bits.
+void input_gradient_of_samples(const Plan& p, Index first, Index last, float* kt) {
+  const Index row_stride = p.positions * p.features;
+  for (Index position = 0; position < p.positions; ++position) {
+    transpose_position_kernel(p, position, kt);
+    add_input_gradient(p, position, {p.dy + first * row_stride + position * p.features, row_stride, nullptr},
+                       last - first, p.d_x + first * p.sample_stride, kt);
   }
 }
 
@@ -253,8 +279,9 @@ struct Layout {
   }
 };
 
-// The most bands the d_x pass is cut into (threads beyond it idle there).
-constexpr Index kMaxBands = 16;
+// The most bands the d_x pass is cut into (threads beyond it idle there), and the
+// fewest worth it: below, d_x is split by samples instead (see conv_local_backward_fast).
+constexpr Index kMaxBands = 16, kMinBands = 4;
 
 // A 64-byte aligned float buffer, zero-filled, from the caching allocator (a step
 // gets the previous step's pages back).
@@ -309,14 +336,20 @@ void conv_local_backward_fast(const ConvGeometry& geometry, std::int64_t feature
   const Index block_size = plan.batch * plan.block_stride;
   const Index kt_size = d_x ? plan.features * plan.kt_stride : 0;
 
-  if (!d_x) {  // positions are independent: split them evenly
+  // Positions are independent for d_kernel and d_bias: split them evenly.
+  auto kernel_gradients = [&] {
+    Plan without_dx = plan;
+    without_dx.d_x = nullptr;
     const Index slots = std::min<Index>(num_threads(), plan.positions);
     parallel_for(slots, [&](Index slot) {
       AlignedBuffer block(block_size);
       const SlotRange range = static_slot_range(plan.positions, slots, slot);
       for (Index position = range.begin; position < range.end; ++position)
-        backward_position(plan, position, block.data, nullptr);
+        backward_position(without_dx, position, block.data, nullptr);
     });
+  };
+  if (!d_x) {
+    kernel_gradients();
     return;
   }
 
@@ -338,6 +371,29 @@ void conv_local_backward_fast(const ConvGeometry& geometry, std::int64_t feature
   const Index max_bands = h > 0 ? std::max<Index>(1, rows_total / (2 * h)) : rows_total;
   Index bands = 1;
   while (2 * bands <= std::min<Index>(kMaxBands, max_bands)) bands *= 2;
+  const Index threads = std::min<Index>(num_threads(), plan.batch);
+  if (bands < kMinBands) {
+    // Too few rows for bands that keep two threads busy (B SAME with kernel dilation 2:
+    // 14 rows with footprints of 5, one band; stride 2: 7 rows, two uneven bands). d_x
+    // takes the positions in order, as one band would, so the bits are those of one
+    // band at any thread count: on one thread the fused pass, on more the kernel
+    // gradients split by positions and then d_x split by samples, whose footprints
+    // never overlap.
+    if (threads <= 1) {
+      AlignedBuffer block(block_size), kt(kt_size);
+      for (Index position = 0; position < plan.positions; ++position)
+        backward_position(plan, position, block.data, kt.data);
+    } else {
+      if (d_kernel || d_bias) kernel_gradients();
+      parallel_for(threads, [&](Index slot) {
+        AlignedBuffer kt(kt_size);
+        const SlotRange range = static_slot_range(plan.batch, threads, slot);
+        input_gradient_of_samples(plan, range.begin, range.end, kt.data);
+      });
+    }
+    tiles::crop_input_gradient(g, plan.d_x, d_x);
+    return;
+  }
   auto rows = [&](Index first, Index last) {
     AlignedBuffer block(block_size), kt(kt_size);
     for (Index position = first * per_row; position < last * per_row; ++position)
