@@ -189,20 +189,23 @@ std::vector<Measured> run_round_robin(std::vector<Bench>& benches, int threads, 
 
 }  // namespace
 
-// usage: conv_local_bench [--general] [--rounds=40] [case ...]   (default: every case, fast path only)
+// usage: conv_local_bench [--general] [--rounds=40] [--threads=T] [case ...]
+// (default: every case, fast path only, at 1 and 2 threads; --threads=1 for a profile of one thread count)
 int main(int argc, char** argv) {
   bool general = false;
   int rounds = 40;
+  std::vector<int> thread_counts{1, 2};
   std::vector<std::string> only;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--general") == 0) general = true;
     else if (std::strncmp(argv[i], "--rounds=", 9) == 0) rounds = std::atoi(argv[i] + 9);
+    else if (std::strncmp(argv[i], "--threads=", 10) == 0) thread_counts = {std::max(1, std::atoi(argv[i] + 10))};
     else only.emplace_back(argv[i]);
   }
   std::printf("CPU: %s; %d hardware threads; AVX-512 tiles %s\n", cpu_model().c_str(), xgrad::num_threads(),
               xgrad::kernels::conv_local_avx512_active() ? "on" : "off");
   std::map<int, double> bandwidth;
-  for (int threads : {1, 2}) {
+  for (int threads : thread_counts) {
     bandwidth[threads] = triad_bandwidth(threads);
     std::printf("STREAM triad T=%d: %.1f GB/s\n", threads, bandwidth[threads]);
   }
@@ -210,7 +213,7 @@ int main(int argc, char** argv) {
   std::vector<Bench> benches;
   for (const Case& c : kSuite)
     if (only.empty() || std::find(only.begin(), only.end(), c.name) != only.end()) benches.push_back(setup(c));
-  for (int threads : {1, 2}) {
+  for (int threads : thread_counts) {
     const auto measured = run_round_robin(benches, threads, rounds, bandwidth[threads], true);
     for (std::size_t i = 0; i < benches.size(); ++i) results[{benches[i].c->name, threads}] = measured[i];
     if (general) run_round_robin(benches, threads, std::max(3, rounds / 10), bandwidth[threads], false);
