@@ -1,5 +1,7 @@
 #include "core/kernels/conv/conv_fast_geometry.hpp"
 
+#include <xmmintrin.h>
+
 #include <algorithm>
 
 #include "core/kernels/conv/conv_scratch.hpp"
@@ -83,6 +85,25 @@ FastGeometry fast_geometry(const ConvGeometry& g, std::int64_t features) {
 
 namespace {
 
+// Short rows are copied and zeroed inline: on a 28×28×1 image padded to 30×30 (rows of
+// 30 floats), one memmove and two memset calls per row cost more than the bytes they
+// move (~25 % of the image layer's SAME step at 2 threads). SSE is the x86-64 baseline.
+constexpr Index kShortRow = 128;
+
+void zero_floats(float* dst, Index n) {
+  if (n >= kShortRow) return void(std::fill(dst, dst + n, 0.0f));
+  Index i = 0;
+  for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, _mm_setzero_ps());
+  for (; i < n; ++i) dst[i] = 0.0f;
+}
+
+void copy_floats(const float* src, float* dst, Index n) {
+  if (n >= kShortRow) return void(std::copy(src, src + n, dst));
+  Index i = 0;
+  for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, _mm_loadu_ps(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
 // Copies rows of the last spatial axis between two layouts of the same samples that
 // differ by an offset `shift` per axis (dst index = src index + shift): dst rows with
 // no source, and the parts of rows outside the source, become zero. Samples are
@@ -103,13 +124,13 @@ void copy_shifted(const float* src, const std::array<Index, 3>& src_extent, Inde
       const Index s0 = d0 - shift[0], s1 = d1 - shift[1];
       float* out = dst + n * dst_sample + (row % rows_per_sample) * row_len;
       if (s0 < 0 || s0 >= src_extent[0] || s1 < 0 || s1 >= src_extent[1] || first == last) {
-        std::fill(out, out + row_len, 0.0f);
+        zero_floats(out, row_len);
         continue;
       }
       const float* in = src + n * src_sample + (s0 * src_extent[1] + s1) * src_extent[2] * channels;
-      std::fill(out, out + first * channels, 0.0f);
-      std::copy(in + (first - shift[2]) * channels, in + (last - shift[2]) * channels, out + first * channels);
-      std::fill(out + last * channels, out + row_len, 0.0f);
+      zero_floats(out, first * channels);
+      copy_floats(in + (first - shift[2]) * channels, out + first * channels, (last - first) * channels);
+      zero_floats(out + last * channels, row_len - last * channels);
     }
   });
 }
