@@ -92,16 +92,29 @@ constexpr Index kShortRow = 128;
 
 void zero_floats(float* dst, Index n) {
   if (n >= kShortRow) return void(std::fill(dst, dst + n, 0.0f));
+  // (The empty asm keeps the compiler from turning the loop back into a memset call.)
   Index i = 0;
-  for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, _mm_setzero_ps());
-  for (; i < n; ++i) dst[i] = 0.0f;
+  for (; i + 4 <= n; i += 4) {
+    _mm_storeu_ps(dst + i, _mm_setzero_ps());
+    asm("" : "+r"(i));
+  }
+  for (; i < n; ++i) {
+    dst[i] = 0.0f;
+    asm("" : "+r"(i));
+  }
 }
 
 void copy_floats(const float* src, float* dst, Index n) {
   if (n >= kShortRow) return void(std::copy(src, src + n, dst));
   Index i = 0;
-  for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, _mm_loadu_ps(src + i));
-  for (; i < n; ++i) dst[i] = src[i];
+  for (; i + 4 <= n; i += 4) {
+    _mm_storeu_ps(dst + i, _mm_loadu_ps(src + i));
+    asm("" : "+r"(i));
+  }
+  for (; i < n; ++i) {
+    dst[i] = src[i];
+    asm("" : "+r"(i));
+  }
 }
 
 // Copies rows of the last spatial axis between two layouts of the same samples that
