@@ -21,6 +21,7 @@
 #include <immintrin.h>
 
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 
 namespace xgrad::kernels::tiles {
@@ -39,6 +40,11 @@ void split_rows(const TileJob& job, Index row_count, Index max_rows, Run&& run) 
   if (job.out.offsets) rest.out.offsets = job.out.offsets + skip;
   else rest.out.base = job.out.base + skip * job.out.stride;
   run(small, rest, tiles - big_tiles);
+}
+
+// Whether `p` may take a streaming store of `lanes` floats (aligned to their size).
+inline bool aligned(const float* p, int lanes) {
+  return (reinterpret_cast<std::uintptr_t>(p) & static_cast<std::uintptr_t>(lanes * 4 - 1)) == 0;
 }
 
 // Row k's operand and output: Stride tiles always have listed rows, Add tiles strided
@@ -74,6 +80,7 @@ struct Zmm {
   static Vector load(Mask m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
   static void store(float* p, Vector v) { _mm512_storeu_ps(p, v); }
   static void store(Mask m, float* p, Vector v) { _mm512_mask_storeu_ps(p, m, v); }
+  static void stream(float* p, Vector v) { _mm512_stream_ps(p, v); }
   static Vector broadcast(const float* p) { return _mm512_set1_ps(*p); }
   static Vector fma(Vector a, Vector b, Vector c) { return _mm512_fmadd_ps(a, b, c); }
   static Vector add(Vector a, Vector b) { return _mm512_add_ps(a, b); }
@@ -88,6 +95,7 @@ struct YmmMasked {
   static Vector load(Mask m, const float* p) { return _mm256_maskz_loadu_ps(m, p); }
   static void store(float* p, Vector v) { _mm256_storeu_ps(p, v); }
   static void store(Mask m, float* p, Vector v) { _mm256_mask_storeu_ps(p, m, v); }
+  static void stream(float* p, Vector v) { _mm256_stream_ps(p, v); }
   static Vector broadcast(const float* p) { return _mm256_broadcast_ss(p); }
   static Vector fma(Vector a, Vector b, Vector c) { return _mm256_fmadd_ps(a, b, c); }
   static Vector add(Vector a, Vector b) { return _mm256_add_ps(a, b); }
@@ -140,6 +148,7 @@ __attribute__((noinline)) void run_tiles_avx512(const TileJob& job, Index count)
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         if (Tail) W::store(mask, out[r], acc[r]);
+        else if (M == TileMode::Stride && job.stream_out && aligned(out[r], W::lanes)) W::stream(out[r], acc[r]);
         else W::store(out[r], acc[r]);
       }
     } else {
@@ -235,6 +244,7 @@ __attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
 #pragma GCC unroll 2
         for (int v = 0; v < V; ++v) {
           if (Tail && v == V - 1) _mm256_maskstore_ps(out[r] + 8 * v, tail_mask, acc[r][v]);
+          else if (M == TileMode::Stride && job.stream_out && aligned(out[r] + 8 * v, 8)) _mm256_stream_ps(out[r] + 8 * v, acc[r][v]);
           else _mm256_storeu_ps(out[r] + 8 * v, acc[r][v]);
         }
       }
@@ -327,6 +337,8 @@ bool avx512_active() { return cpu_has_avx512() && avx512_allowed.load(std::memor
 
 void set_fast_enabled(bool enabled) { fast_path_enabled.store(enabled, std::memory_order_relaxed); }
 bool fast_enabled() { return fast_path_enabled.load(std::memory_order_relaxed); }
+
+void finish_streaming() { _mm_sfence(); }
 
 void count_fast_dispatch() { fast_dispatches.fetch_add(1, std::memory_order_relaxed); }
 

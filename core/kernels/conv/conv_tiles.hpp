@@ -48,7 +48,16 @@ struct TileJob {
   Rows<float> out;
   int columns = 16;             // 1..16: the width of this column block
   Index prefetch_distance = 0;  // if non-zero, prefetch out(k) + distance (the next block's rows)
+  // Stride: store whole aligned vectors with non-temporal (streaming) stores, for an
+  // output written once and read much later (see conv_local_fast.cpp: the kernel
+  // gradient). The caller issues an sfence (finish_streaming) before the results are
+  // handed to another thread.
+  bool stream_out = false;
 };
+
+// Orders this thread's streaming stores before its later stores (the hand-off to
+// the thread that joins it).
+void finish_streaming();
 
 // Covers rows [0, row_count) of `job` with the fewest tiles, as even as possible
 // (64 rows by 6 -> 9×6 + 2×5: no latency-bound tail tile of one row).
