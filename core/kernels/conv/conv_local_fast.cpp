@@ -303,6 +303,27 @@ struct AlignedBuffer {
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
 };
 
+// How the d_x pass is split: along the outermost axis a with more than one output
+// "row" (the axes before it have one). Row o reads input rows [o·s, o·s + K) along a,
+// K = (k − 1)·d + 1, so rows less than h + 1 = ⌈K/s⌉ apart overlap in d_x. Bands of at
+// least 2·h rows, a power of two of them (≤ kMaxBands), so that 2, 4, 8 or 16 threads
+// get even shares of each phase (see conv_local_backward_fast).
+struct Bands {
+  Index count, rows_total, per_row, h;
+};
+
+Bands d_x_bands(const tiles::FastGeometry& g) {
+  int axis = 0;
+  while (axis < 2 && g.out[static_cast<std::size_t>(axis)] == 1) ++axis;
+  const auto a = static_cast<std::size_t>(axis);
+  const Index rows_total = g.out[a], per_row = g.positions() / rows_total;
+  const Index extent = (g.kernel[a] - 1) * g.dilation[a] + 1, h = (extent + g.stride[a] - 1) / g.stride[a] - 1;
+  const Index max_bands = h > 0 ? std::max<Index>(1, rows_total / (2 * h)) : rows_total;
+  Index bands = 1;
+  while (2 * bands <= std::min<Index>(kMaxBands, max_bands)) bands *= 2;
+  return {bands, rows_total, per_row, h};
+}
+
 }  // namespace
 
 bool conv_local_fast_supported(const ConvGeometry& g, std::int64_t features) {
@@ -336,7 +357,12 @@ void conv_local_backward_fast(const ConvGeometry& geometry, std::int64_t feature
   plan.x = d_kernel ? tiles::padded_input(g, x) : nullptr;
   plan.kernel = kernel;
   plan.dy = dy;
-  plan.d_x = d_x ? tiles::padded_input_gradient(g, d_x) : nullptr;
+  const Bands bands = d_x_bands(g);
+  const Index threads = std::min<Index>(num_threads(), plan.batch);
+  // Too few rows for bands that keep two threads busy (below): d_x by samples, each
+  // thread zeroing, filling and cropping its own samples of the padded d_x.
+  const bool by_samples = bands.count < kMinBands && threads > 1;
+  plan.d_x = !d_x ? nullptr : by_samples ? tiles::padded_input_gradient_unzeroed(g, d_x) : tiles::padded_input_gradient(g, d_x);
   plan.d_kernel = d_kernel;
   plan.d_bias = d_bias;
   const Index block_size = plan.batch * plan.block_stride;
@@ -360,58 +386,50 @@ void conv_local_backward_fast(const ConvGeometry& geometry, std::int64_t feature
     return;
   }
 
-  // d_x: split the outermost axis a with more than one output "row" (the axes before
-  // it have one). Row o reads input rows [o·s, o·s + K) along a, K = (k − 1)·d + 1, so
-  // rows less than h + 1 = ⌈K/s⌉ apart overlap in d_x. Each band of rows first does
-  // the rows whose footprint stays clear of the next band, then, once every band has
-  // (the second parallel_for), its last h rows. Bands of at least 2·h rows keep the
+  // d_x in bands of output rows (d_x_bands). Each band of rows first does the rows
+  // whose footprint stays clear of the next band, then, once every band has (the
+  // second parallel_for), its last h rows. Bands of at least 2·h rows keep the
   // second-phase footprints of neighbouring bands disjoint.
   // The bands fix the order in which rows add into a shared d_x element (a band's
   // head before the previous band's tail), so their number depends on the shape
   // alone, never on the thread count: d_x has the same bits at any thread count.
-  // A power of two, so that 2, 4, 8 or 16 threads get even shares of each phase.
-  int axis = 0;
-  while (axis < 2 && g.out[static_cast<std::size_t>(axis)] == 1) ++axis;
-  const auto a = static_cast<std::size_t>(axis);
-  const Index rows_total = g.out[a], per_row = plan.positions / rows_total;
-  const Index extent = (g.kernel[a] - 1) * g.dilation[a] + 1, h = (extent + g.stride[a] - 1) / g.stride[a] - 1;
-  const Index max_bands = h > 0 ? std::max<Index>(1, rows_total / (2 * h)) : rows_total;
-  Index bands = 1;
-  while (2 * bands <= std::min<Index>(kMaxBands, max_bands)) bands *= 2;
-  const Index threads = std::min<Index>(num_threads(), plan.batch);
-  if (bands < kMinBands) {
+  if (bands.count < kMinBands) {
     // Too few rows for bands that keep two threads busy (B SAME with kernel dilation 2:
     // 14 rows with footprints of 5, one band; stride 2: 7 rows, two uneven bands). d_x
     // takes the positions in order, as one band would, so the bits are those of one
     // band at any thread count: on one thread the fused pass, on more the kernel
     // gradients split by positions and then d_x split by samples, whose footprints
-    // never overlap.
-    if (threads <= 1) {
+    // never overlap (each thread zeroes, fills and crops its samples while they are
+    // in its cache: no separate passes, no hand-offs to the pool for them).
+    if (!by_samples) {
       AlignedBuffer block(block_size), kt(kt_size);
       for (Index position = 0; position < plan.positions; ++position)
         backward_position(plan, position, block.data, kt.data);
       tiles::finish_streaming();
-    } else {
-      if (d_kernel || d_bias) kernel_gradients();
-      parallel_for(threads, [&](Index slot) {
-        AlignedBuffer kt(kt_size);
-        const SlotRange range = static_slot_range(plan.batch, threads, slot);
-        input_gradient_of_samples(plan, range.begin, range.end, kt.data);
-      });
+      tiles::crop_input_gradient(g, plan.d_x, d_x);
+      return;
     }
-    tiles::crop_input_gradient(g, plan.d_x, d_x);
+    if (d_kernel || d_bias) kernel_gradients();
+    parallel_for(threads, [&](Index slot) {
+      AlignedBuffer kt(kt_size);
+      const SlotRange range = static_slot_range(plan.batch, threads, slot);
+      std::fill(plan.d_x + range.begin * plan.sample_stride, plan.d_x + range.end * plan.sample_stride, 0.0f);
+      input_gradient_of_samples(plan, range.begin, range.end, kt.data);
+      for (Index n = range.begin; n < range.end; ++n) tiles::crop_input_gradient_sample(g, plan.d_x, d_x, n);
+    });
     return;
   }
+  const Index h = bands.h, rows_total = bands.rows_total, per_row = bands.per_row, band_count = bands.count;
   auto rows = [&](Index first, Index last) {
     AlignedBuffer block(block_size), kt(kt_size);
     for (Index position = first * per_row; position < last * per_row; ++position)
       backward_position(plan, position, block.data, kt.data);
     tiles::finish_streaming();
   };
-  auto band_begin = [&](Index band) { return band * rows_total / bands; };
+  auto band_begin = [&](Index band) { return band * rows_total / band_count; };
   auto band_split = [&](Index band) { return std::max(band_begin(band), band_begin(band + 1) - h); };
-  parallel_for(bands, [&](Index band) { rows(band_begin(band), band_split(band)); });
-  parallel_for(bands, [&](Index band) { rows(band_split(band), band_begin(band + 1)); });
+  parallel_for(band_count, [&](Index band) { rows(band_begin(band), band_split(band)); });
+  parallel_for(band_count, [&](Index band) { rows(band_split(band), band_begin(band + 1)); });
   tiles::crop_input_gradient(g, plan.d_x, d_x);
 }
 
