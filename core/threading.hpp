@@ -59,9 +59,11 @@ void parallel_for(std::int64_t chunks, void (*run)(void* context, std::int64_t c
 }  // namespace detail
 
 // Calls fn(chunk) once for every chunk in [0, chunks), on the calling thread and up
-// to num_threads() − 1 pool workers. Chunks are claimed one at a time, so a worker
-// the OS has not scheduled yet delays nothing (the caller takes its chunks); the
-// call returns when every chunk is done. Workers block on a condition variable
+// to num_threads() − 1 pool workers. Each thread starts on its own contiguous block
+// of chunks (the caller on the first), so consecutive calls over the same data give
+// each thread the same part of it; chunks are claimed one at a time, so a worker the
+// OS has not scheduled yet delays nothing (the others take its chunks); the call
+// returns when every chunk is done. Workers block on a condition variable
 // between calls. A call made while another is running (from another thread or
 // from inside fn) runs serially on its caller. An exception from fn is rethrown
 // after the other chunks finish.
