@@ -88,7 +88,25 @@ namespace {
 
 // One parallel_for call. It lives on the caller's stack: workers join it only
 // while the pool publishes it, and the caller waits for them to leave.
+//
+// The chunks are cut into one contiguous "home" block per participant (the caller
+// is participant 0, the workers 1, 2, … in the order they join). Each participant
+// claims the chunks of its home block first, then helps with the others' blocks, so
+// a participant the OS runs late delays nothing. Why homes rather than one shared
+// counter: consecutive kernels split the same data the same way (the samples of a
+// batch, the rows of a GEMM), so with homes the thread that wrote a piece of a
+// tensor is the one that reads it in the next kernel, from its own L2 cache. With one
+// shared counter the pieces went to whichever thread came first and moved between
+// the cores' caches at every kernel.
 struct Job {
+  static constexpr int kMaxHomes = 16;  // participants beyond this share homes
+
+  // A block's next unclaimed chunk, on its own cache line (threads claim concurrently).
+  struct alignas(64) Home {
+    std::atomic<std::int64_t> next{0};
+    std::int64_t end = 0;
+  };
+
   void (*run)(void*, std::int64_t);
   void* context;
   std::int64_t chunks;
@@ -96,18 +114,32 @@ struct Job {
   int helpers_joined = 0;  // guarded by the pool's mutex
   int helpers_inside = 0;  // guarded by the pool's mutex
   std::atomic<int> helpers_working{0};  // read without the mutex by the caller's spin
-  std::atomic<std::int64_t> next{0};
   std::atomic<bool> failed{false};
   std::exception_ptr error = nullptr;  // the first exception, written by whoever set `failed`
+  int homes = 1;
+  Home home[kMaxHomes];
 
-  // Claims and runs chunks until none are left.
-  void work() {
-    for (std::int64_t chunk = next.fetch_add(1); chunk < chunks; chunk = next.fetch_add(1)) {
-      if (failed.load(std::memory_order_relaxed)) continue;  // skip the rest, still claim them
-      try {
-        run(context, chunk);
-      } catch (...) {
-        if (!failed.exchange(true)) error = std::current_exception();
+  Job(void (*run_fn)(void*, std::int64_t), void* run_context, std::int64_t chunk_count, int helpers)
+      : run(run_fn), context(run_context), chunks(chunk_count), helpers_wanted(helpers) {
+    homes = static_cast<int>(std::min<std::int64_t>({helpers + 1, kMaxHomes, chunks}));
+    for (int h = 0; h < homes; ++h) {
+      home[h].next.store(chunks * h / homes, std::memory_order_relaxed);
+      home[h].end = chunks * (h + 1) / homes;
+    }
+  }
+
+  // Claims and runs chunks until none are left, starting with participant's home.
+  void work(int participant) {
+    const int first = participant % homes;
+    for (int visited = 0; visited < homes; ++visited) {
+      Home& h = home[(first + visited) % homes];
+      for (std::int64_t chunk = h.next.fetch_add(1); chunk < h.end; chunk = h.next.fetch_add(1)) {
+        if (failed.load(std::memory_order_relaxed)) continue;  // skip the rest, still claim them
+        try {
+          run(context, chunk);
+        } catch (...) {
+          if (!failed.exchange(true)) error = std::current_exception();
+        }
       }
     }
   }
@@ -180,11 +212,11 @@ class Pool {
       seen = generation_;
       Job& job = *job_;
       if (job.helpers_joined == job.helpers_wanted) continue;
-      ++job.helpers_joined;
+      const int participant = ++job.helpers_joined;
       ++job.helpers_inside;
       job.helpers_working.fetch_add(1, std::memory_order_relaxed);
       lock.unlock();
-      job.work();
+      job.work(participant);
       job.helpers_working.fetch_sub(1, std::memory_order_release);
       lock.lock();
       if (--job.helpers_inside == 0) left_.notify_all();
@@ -253,9 +285,9 @@ namespace detail {
 void parallel_for(std::int64_t chunks, void (*run)(void*, std::int64_t), void* context) {
   if (chunks <= 0) return;
   const int helpers = static_cast<int>(std::min<std::int64_t>(num_threads(), chunks)) - 1;
-  Job job{.run = run, .context = context, .chunks = chunks, .helpers_wanted = helpers};
+  Job job(run, context, chunks, helpers);
   const bool shared = helpers > 0 && !inside_pool_worker && pool().publish(job);
-  job.work();
+  job.work(0);
   if (shared) pool().retire(job);
   if (job.error) std::rethrow_exception(job.error);
 }

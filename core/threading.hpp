@@ -59,9 +59,11 @@ void parallel_for(std::int64_t chunks, void (*run)(void* context, std::int64_t c
 }  // namespace detail
 
 // Calls fn(chunk) once for every chunk in [0, chunks), on the calling thread and up
-// to num_threads() − 1 pool workers. Chunks are claimed one at a time, so a worker
-// the OS has not scheduled yet delays nothing (the caller takes its chunks); the
-// call returns when every chunk is done. Workers block on a condition variable
+// to num_threads() − 1 pool workers. Each thread starts on its own contiguous block
+// of chunks (the caller on the first), so consecutive calls over the same data give
+// each thread the same part of it; chunks are claimed one at a time, so a worker the
+// OS has not scheduled yet delays nothing (the others take its chunks); the call
+// returns when every chunk is done. Workers block on a condition variable
 // between calls. A call made while another is running (from another thread or
 // from inside fn) runs serially on its caller. An exception from fn is rethrown
 // after the other chunks finish.
@@ -85,13 +87,14 @@ void parallel_for_ranges(std::int64_t n, std::int64_t max_chunks, F&& fn) {
 }
 
 // For a loop over n independent elements (an element-wise kernel): fn(begin, end)
-// over the whole range on the caller when n is small, else over num_threads()
-// ranges of at least 32 Ki elements (below that the hand-off to a worker costs
-// more than the memory traffic it shares). The result never depends on the split.
+// over the whole range on the caller when n is small, else over up to four ranges
+// per thread of at least 32 Ki elements (below that the hand-off to a worker costs
+// more than the memory traffic it shares; four, so a thread that finishes its own
+// ranges early takes over part of a slower one's). The result never depends on the split.
 template <class F>
 void parallel_for_elements(std::int64_t n, F&& fn) {
   constexpr std::int64_t kMinElementsPerRange = std::int64_t{1} << 15;
-  const std::int64_t ranges = std::min<std::int64_t>(num_threads(), n / kMinElementsPerRange);
+  const std::int64_t ranges = std::min<std::int64_t>(4 * num_threads(), n / kMinElementsPerRange);
   if (ranges <= 1) {
     fn(std::int64_t{0}, n);
     return;

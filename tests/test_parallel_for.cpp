@@ -32,13 +32,34 @@ std::vector<int> run_counts(std::int64_t chunks) {
 }  // namespace
 
 TEST_CASE("parallel_for runs every chunk exactly once") {
-  for (int threads : {1, 2, 4}) {
+  for (int threads : {1, 2, 4, 17}) {  // 17: more threads than the 16 home blocks
     test_support::ThreadCountGuard guard(threads);
     CAPTURE(threads);
-    for (std::int64_t chunks : {0, 1, 2, 3, 100}) {
+    for (std::int64_t chunks : {0, 1, 2, 3, 16, 17, 100}) {
       CAPTURE(chunks);
       for (int repeat = 0; repeat < 20; ++repeat) CHECK(run_counts(chunks) == std::vector<int>(chunks, 1));
     }
+  }
+}
+
+TEST_CASE("parallel_for: the caller starts on its home block, the first chunks") {
+  // Chunk 1 (the worker's home) waits until chunk 0 has started, so a worker cannot
+  // finish its home and take chunk 0 first: the caller always runs chunk 0, whether
+  // the worker comes on time or late.
+  test_support::ThreadCountGuard guard(2);
+  const std::thread::id caller = std::this_thread::get_id();
+  for (int repeat = 0; repeat < 50; ++repeat) {
+    std::atomic<bool> first_started{false};
+    std::thread::id ran_first;
+    parallel_for(2, [&](std::int64_t chunk) {
+      if (chunk == 0) {
+        ran_first = std::this_thread::get_id();
+        first_started.store(true);
+      } else {
+        while (!first_started.load()) std::this_thread::yield();
+      }
+    });
+    CHECK(ran_first == caller);
   }
 }
 

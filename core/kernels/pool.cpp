@@ -258,12 +258,13 @@ __attribute__((noinline)) void transpose_windows_avx2(const float* pv, const std
 
 namespace {
 
-// body(first, end) over contiguous ranges of samples, one per thread when the input
-// is large enough to be worth the threads (the loops are memory-bound).
+// body(first, end) over contiguous ranges of samples, four per thread when the
+// input is large enough to be worth the threads (the loops are memory-bound; four,
+// so that a thread done with its own ranges takes over part of a slower one's).
 template <class Body>
 void for_sample_ranges(const PoolGeometry& g, Body&& body) {
   const bool large = g.batch * g.in_positions() * g.channels >= (std::int64_t{1} << 17);
-  parallel_for_ranges(g.batch, large ? num_threads() : 1, body);
+  parallel_for_ranges(g.batch, large ? 4 * num_threads() : 1, body);
 }
 
 // Calls select_windows_avx2<TakeMax, V> for V = C / 8 (1 ≤ V ≤ max_avx2_pool_vectors).

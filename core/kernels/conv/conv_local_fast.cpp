@@ -287,11 +287,10 @@ void conv_local_forward_fast(const ConvGeometry& geometry, std::int64_t features
   plan.y = y;
   const Index positions = plan.positions;
   // Contiguous ranges, not one chunk per position: forward_position prefetches the
-  // next position's operands (measured on B at 2 threads: 0.48 vs 0.50 ms).
-  const Index slots = std::min<Index>(num_threads(), positions);
-  parallel_for(slots, [&](Index slot) {
-    const SlotRange range = static_slot_range(positions, slots, slot);
-    for (Index position = range.begin; position < range.end; ++position) forward_position(plan, position);
+  // next position's operands (measured on B at 2 threads: 0.48 vs 0.50 ms). Four per
+  // thread, so a thread done with its own takes over part of a slower one's.
+  parallel_for_ranges(positions, 4 * num_threads(), [&](Index first, Index last) {
+    for (Index position = first; position < last; ++position) forward_position(plan, position);
   });
 }
 
