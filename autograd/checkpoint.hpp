@@ -31,8 +31,9 @@
 
 namespace xgrad {
 
+// inputs -> outputs, the function checkpointed
 using CheckpointFunction = std::function<std::vector<Tensor>(const std::vector<Tensor>&)>;
 
-CheckpointFunction checkpoint(CheckpointFunction f);
+CheckpointFunction checkpoint(CheckpointFunction f);  // jax.checkpoint: f, keeping only inputs and outputs for backward
 
 }  // namespace xgrad

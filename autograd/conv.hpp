@@ -88,12 +88,31 @@ Tensor conv_general_dilated_bias(const Tensor& lhs, const Tensor& rhs, const Ten
 // maps a cotangent g of its output (N, O..., F) to (N, M..., C), the VJP in lhs
 // (jax's _conv_general_dilated_transpose_lhs). With window strides s this is a
 // transposed convolution that never multiplies the zeros of an s-dilated input
-// (layers/conv_transpose.hpp runs on it).
+// (conv_transpose below and nn::ConvTranspose run on it).
 Tensor conv_general_dilated_input_vjp(const Tensor& g, const Tensor& rhs, const Shape& lhs_shape,
                                       const std::vector<std::int64_t>& window_strides, const Padding& padding,
                                       const std::vector<std::int64_t>& lhs_dilation = {},
                                       const std::vector<std::int64_t>& rhs_dilation = {},
                                       std::int64_t feature_group_count = 1, Precision precision = Precision::Default);
+
+// jax.lax.conv_transpose with the NHWC / HWIO dimension numbers: lhs (N, M..., C),
+// rhs (k..., C, F), output (N, O..., F). 'SAME' and 'VALID' (case-sensitive, as
+// lax) become the padding of the dilated input that makes this the transpose of
+// that forward conv (jax's _conv_transpose_padding, K the dilated kernel extent):
+//   SAME:  K + s - 2 in total; K - 1 in front when s > K - 1, else the larger half;
+//   VALID: (K - 1, max(K, s) - 1).
+// (lo, hi) pairs pad the dilated input as they are. Other strings reach
+// conv_general_dilated unchanged, which lax allows only when every stride is 1
+// (then 'same' is a plain convolution's SAME). transpose_kernel flips the kernel's
+// spatial axes and swaps its I/O axes (rhs is then (k..., F, C)): the result is the
+// input-gradient of conv_general_dilated with that kernel. Empty strides and
+// rhs_dilation mean all ones. Differentiable in lhs and rhs. Errors: ValueError for
+// undefined operands, strides or dilations that are not positive or not one per
+// spatial dim, and unknown paddings; ShapeError for ranks below 3 or unequal, or
+// rhs's input axis not C; DTypeError for operands of different dtypes.
+Tensor conv_transpose(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& strides,
+                      const Padding& padding, const std::vector<std::int64_t>& rhs_dilation = {},
+                      bool transpose_kernel = false, Precision precision = Precision::Default);
 
 // The transpose of conv_general_dilated_local in lhs, as a differentiable op: for the
 // local conv of an input of shape lhs_shape (N, M..., C) with rhs (O..., S*C/G, F)

@@ -27,18 +27,20 @@
 
 namespace xgrad {
 
+// What a custom_vjp forward returns.
 struct VjpForward {
-  std::vector<Tensor> outputs;
-  std::vector<Tensor> residuals;
+  std::vector<Tensor> outputs;  // the function's outputs
+  std::vector<Tensor> residuals;  // what bwd needs, handed to it unchanged
 };
 
-using CustomVjpForward = std::function<VjpForward(const std::vector<Tensor>& inputs)>;
+using CustomVjpForward = std::function<VjpForward(const std::vector<Tensor>& inputs)>;  // inputs -> {outputs, residuals}
+// (residuals, output cotangents) -> one cotangent per input (undefined: none).
 using CustomVjpBackward = std::function<std::vector<Tensor>(const std::vector<Tensor>& residuals,
                                                             const std::vector<Tensor>& output_cotangents)>;
 // (primals, tangents) -> {outputs, output tangents}.
 using CustomJvpRule = std::function<JvpResult(const std::vector<Tensor>& primals, const std::vector<Tensor>& tangents)>;
 
-MultiFunction custom_vjp(CustomVjpForward fwd, CustomVjpBackward bwd);
-MultiFunction custom_jvp(MultiFunction f, CustomJvpRule rule);
+MultiFunction custom_vjp(CustomVjpForward fwd, CustomVjpBackward bwd);  // jax.custom_vjp: f with the VJP bwd (above)
+MultiFunction custom_jvp(MultiFunction f, CustomJvpRule rule);  // jax.custom_jvp: f with the JVP rule (above)
 
 }  // namespace xgrad

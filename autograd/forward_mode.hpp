@@ -26,6 +26,7 @@ namespace xgrad {
 // f: primals -> outputs.
 using MultiFunction = std::function<std::vector<Tensor>(const std::vector<Tensor>&)>;
 
+// What jvp() returns: the outputs and their tangents.
 struct JvpResult {
   std::vector<Tensor> outputs;          // f(primals)
   std::vector<Tensor> output_tangents;  // J v, one per output (zeros where an output does not depend on the primals;
@@ -38,14 +39,15 @@ JvpResult jvp(const MultiFunction& f, const std::vector<Tensor>& primals, const 
 // Hessian-vector product H v of a scalar function, forward-over-reverse: the jvp,
 // along v, of x -> grad f(x). f must return a one-element tensor.
 Tensor hvp(const std::function<Tensor(const Tensor&)>& f, const Tensor& x, const Tensor& v);
+// The same for several inputs: one H v block per primal (tangents line up with them).
 std::vector<Tensor> hvp(const std::function<Tensor(const std::vector<Tensor>&)>& f, const std::vector<Tensor>& primals,
                         const std::vector<Tensor>& tangents);
 
 // The Jacobian of f at x, of shape f(x).shape() + x.shape() (JAX's layout), built
 // column by column with jvps (jacfwd) or row by row with VJPs (jacrev). For small
 // functions: jacfwd costs x.numel() forward passes, jacrev f(x).numel() backwards.
-Tensor jacfwd(const std::function<Tensor(const Tensor&)>& f, const Tensor& x);
-Tensor jacrev(const std::function<Tensor(const Tensor&)>& f, const Tensor& x);
+Tensor jacfwd(const std::function<Tensor(const Tensor&)>& f, const Tensor& x);  // column by column with jvps
+Tensor jacrev(const std::function<Tensor(const Tensor&)>& f, const Tensor& x);  // row by row with VJPs
 
 namespace forward_ad {
 

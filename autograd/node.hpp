@@ -69,22 +69,24 @@ using JVP = std::function<Tensor(const std::vector<Tensor>& inputs, const std::v
 // place after the forward pass (version counters), and so the output is kept.
 enum class Saves : std::uint8_t { Nothing = 0, Inputs = 1, Output = 2, InputsAndOutput = 3 };
 
+// One recorded op on the tape: its inputs, what its VJP needs, and the VJP itself.
+// Made by record(); the engine (autograd/engine.cpp) walks these in backward.
 struct Node : std::enable_shared_from_this<Node> {
-  const char* op = "";
-  std::vector<Tensor> inputs;
-  std::vector<std::uint64_t> input_versions;
-  Saves saves = Saves::Inputs;
+  const char* op = "";  // the op's name, for error messages
+  std::vector<Tensor> inputs;  // the op's tensor inputs, in order
+  std::vector<std::uint64_t> input_versions;  // their storage versions at record time
+  Saves saves = Saves::Inputs;  // what the VJP reads (checked for in-place writes)
   // The output is kept as storage, not as a Tensor: a Tensor would own this node
   // through its grad_fn and make a reference cycle.
   std::shared_ptr<Storage> output_storage;
-  std::uint64_t output_version = 0;
-  Shape output_shape;
-  DType output_dtype = DType::Float32;
-  VJP vjp;
+  std::uint64_t output_version = 0;  // the output's storage version at record time
+  Shape output_shape;  // shape of the op's output
+  DType output_dtype = DType::Float32;  // dtype of the op's output
+  VJP vjp;  // output cotangent -> one gradient per input
   // Forward-over-reverse: the output's tangent (without its graph) in the jvp scope
   // that was active when the op ran, handed to the VJP with the output.
   std::shared_ptr<TensorImpl> output_tangent;
-  std::uint64_t output_tangent_level = 0;
+  std::uint64_t output_tangent_level = 0;  // the jvp scope output_tangent belongs to
   bool released = false;  // vjp, output and inputs freed by a backward without retain_graph
   // Recording order on this thread (as torch's sequence_nr): xgrad::checkpoint tells
   // the nodes its function recorded from those that were there before.

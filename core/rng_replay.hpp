@@ -17,8 +17,11 @@
 
 namespace xgrad {
 
+// A scope that records the random keys handed out on this thread, or replays them,
+// so that a recomputation (xgrad::checkpoint) draws the same dropout masks.
 class RngReplay {
  public:
+  // Record the keys drawn, or hand them out again.
   enum class Mode { Record, Replay };
 
   // Record: `keys` receives every key handed out in this scope. Replay: keys are

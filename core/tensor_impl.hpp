@@ -27,32 +27,36 @@ using StorageArray = xt::xarray<T, xt::layout_type::row_major, CachingAllocator<
 // version counter lives here so that an in-place write through any alias is seen
 // by the autograd engine (it checks saved tensors' versions at backward).
 struct Storage {
+  // One storage array per dtype.
   using Array = std::variant<StorageArray<bool>, StorageArray<std::int32_t>, StorageArray<std::int64_t>,
                              StorageArray<half>, StorageArray<bfloat16>, StorageArray<float>, StorageArray<double>>;
-  Array array;
-  std::uint64_t version = 0;
+  Array array;  // the elements, row-major
+  std::uint64_t version = 0;  // bumped by every in-place write
 };
 
+// What a Tensor handle points at: dtype, shape, shared storage and autograd state.
 struct TensorImpl {
-  DType dtype = DType::Float32;
-  Shape shape;
-  std::shared_ptr<Storage> storage;
+  DType dtype = DType::Float32;  // element type
+  Shape shape;  // dimensions, row-major
+  std::shared_ptr<Storage> storage;  // the elements, shared with detach()ed aliases
 
   // Autograd state. A leaf that requires grad accumulates into `grad`; a tensor
   // made by a recorded op points at the node that computes its input gradients.
   bool requires_grad = false;
-  std::shared_ptr<Node> grad_fn;
-  std::shared_ptr<TensorImpl> grad;
+  std::shared_ptr<Node> grad_fn;  // the recorded op that made this tensor; null for leaves
+  std::shared_ptr<TensorImpl> grad;  // accumulated gradient of a leaf
 
   // Forward-mode state (autograd/forward_mode.hpp): the tangent travelling with this
   // primal inside the jvp scope numbered `tangent_level`; stale once that scope ends.
   std::shared_ptr<TensorImpl> tangent;
-  std::uint64_t tangent_level = 0;
+  std::uint64_t tangent_level = 0;  // the jvp scope `tangent` belongs to
 };
 
 // A fresh tensor of the given shape and dtype; contents uninitialised.
 std::shared_ptr<TensorImpl> make_impl(const Shape& shape, DType dtype);
 
+// The storage array of `impl`, which must hold T elements (std::bad_variant_access
+// otherwise).
 template <class T>
 StorageArray<T>& storage_array(const TensorImpl& impl) {
   return std::get<StorageArray<T>>(impl.storage->array);

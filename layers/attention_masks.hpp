@@ -14,6 +14,7 @@
 
 namespace xgrad::nn {
 
+// Compares two broadcast operands elementwise, e.g. greater_equal.
 using PairwiseFn = std::function<Tensor(const Tensor&, const Tensor&)>;
 
 // pairwise_fn(query_input[..., :, None], key_input[..., None, :]) with a heads axis

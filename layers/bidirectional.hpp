@@ -15,31 +15,39 @@
 
 namespace xgrad::nn {
 
+// Combines the two directions' outputs, each [batch..., time, H], into one tensor.
 using MergeFn = std::function<Tensor(const Tensor& forward_outputs, const Tensor& backward_outputs)>;
 
 // Designated initializers name the fields in this order: merge_fn, time_major, return_carry.
 struct BidirectionalOptions {
   MergeFn merge_fn = nullptr;  // empty: concatenate along the last axis (Flax's default)
-  bool time_major = false;
-  bool return_carry = false;
+  bool time_major = false;  // inputs and outputs are [time, batch..., features]
+  bool return_carry = false;  // operator()(x, call) also returns both final carries
 };
 
 // Designated initializers name the fields in this order: initial_carry_forward,
 // initial_carry_backward, init_key, seq_lengths, return_carry, time_major.
 struct BidirectionalCall {
-  Carry initial_carry_forward = {};
-  Carry initial_carry_backward = {};
+  Carry initial_carry_forward = {};  // empty: the forward cell's initialize_carry
+  Carry initial_carry_backward = {};  // empty: the backward cell's initialize_carry
   std::optional<Key> init_key = std::nullopt;  // split into one key per direction
-  Tensor seq_lengths = Tensor();
-  std::optional<bool> return_carry = std::nullopt;
-  std::optional<bool> time_major = std::nullopt;
+  Tensor seq_lengths = Tensor();  // [batch...], integer: valid steps per sequence
+  std::optional<bool> return_carry = std::nullopt;  // overrides the option
+  std::optional<bool> time_major = std::nullopt;  // overrides the option
 };
 
+// What Bidirectional returns: the final carries of both directions and the merged
+// outputs.
 struct BidirectionalOutput {
-  Carry carry_forward, carry_backward;  // empty unless return_carry
-  Tensor outputs;
+  // @{
+  // The final carry of each direction; empty unless return_carry.
+  Carry carry_forward, carry_backward;
+  // @}
+  Tensor outputs;  // merge_fn(forward outputs, backward outputs in input order)
 };
 
+// flax.linen.Bidirectional: two RNNs over the same inputs, one reversed with
+// keep_order, outputs merged (concatenated by default) per step. Errors as RNN's.
 class Bidirectional : public Module {
  public:
   // Both RNNs become submodules forward_rnn and backward_rnn (not owned).
@@ -47,10 +55,10 @@ class Bidirectional : public Module {
   std::string describe() const override;  // "Bidirectional"
 
   using Module::operator();
-  BidirectionalOutput operator()(const Tensor& inputs, const BidirectionalCall& call);
+  BidirectionalOutput operator()(const Tensor& inputs, const BidirectionalCall& call);  // With per-call arguments.
 
  protected:
-  Tensor forward(const Tensor& inputs) override;
+  Tensor forward(const Tensor& inputs) override;  // The merged outputs for default call arguments.
 
  private:
   BidirectionalOutput run(const Tensor& inputs, const BidirectionalCall& call);

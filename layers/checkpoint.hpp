@@ -11,6 +11,7 @@
 
 namespace xgrad::nn {
 
+// The checkpoint file formats save() writes and load() recognises.
 enum class CheckpointFormat {
   Npz,          // numpy .npz (core/io/npz.hpp), the default
   Safetensors,  // core/io/safetensors.hpp
@@ -19,17 +20,19 @@ enum class CheckpointFormat {
   KerasH5,      // Keras 2 HDF5 weights, read only (core/io/keras_h5.hpp; trusted files only)
 };
 
+// How save() writes: the format and, for npz, compression.
 struct SaveOptions {
-  CheckpointFormat format = CheckpointFormat::Npz;
+  CheckpointFormat format = CheckpointFormat::Npz;  // KerasH5 cannot be written (ValueError)
   bool compress = false;  // npz only: deflate the entries
 };
 
 // Parameters and buffers of `model` (state_dict()) to `path`.
 void save(const Module& model, const std::string& path, bool compress = false);
-void save(const Module& model, const std::string& path, const SaveOptions& options);
+void save(const Module& model, const std::string& path, const SaveOptions& options);  // in options.format
 
+// How load() matches the file's keys to the model's.
 struct LoadOptions {
-  bool strict = true;
+  bool strict = true;  // missing and unexpected keys are errors
   // Removed from the front of every key that has it ("params." for a Flax checkpoint).
   std::string strip_prefix{};
   // Old key (after strip_prefix) -> new key. Naming a key the file lacks is a ValueError.
@@ -47,7 +50,7 @@ struct LoadOptions {
 // NotImplementedError). Tensors are loaded as stored (no
 // layout changes: PyTorch's (out, in) Linear weight stays so).
 void load(Module& model, const std::string& path, bool strict = true);
-void load(Module& model, const std::string& path, const LoadOptions& options);
+void load(Module& model, const std::string& path, const LoadOptions& options);  // with strip_prefix and rename
 
 // What load() would read from `path`, after strip_prefix and rename.
 std::map<std::string, Tensor> load_checkpoint_tensors(const std::string& path, const LoadOptions& options = {});

@@ -28,14 +28,21 @@ namespace xgrad::nn {
 
 // An int that broadcasts to every spatial dim (Flax's int) or one value per dim.
 struct IntOrInts {
-  std::vector<std::int64_t> values;
+  std::vector<std::int64_t> values;  // one value for every dim, one per dim, or none
   IntOrInts() = default;                   // empty: Flax's None
+  // One int for every spatial dim.
   IntOrInts(int value) : values{value} {}  // NOLINT(google-explicit-constructor): Flax accepts ints
+  // One value per spatial dim ({k} alone: every dim).
   IntOrInts(std::initializer_list<int> list) : values(list.begin(), list.end()) {}
+  // One value per spatial dim.
   IntOrInts(const std::vector<int>& list) : values(list.begin(), list.end()) {}  // NOLINT
+  // One value per spatial dim.
   IntOrInts(const std::vector<std::int64_t>& list) : values(list) {}           // NOLINT
+  // The number of values.
   std::size_t size() const { return values.size(); }
+  // Iterates over the values.
   auto begin() const { return values.begin(); }
+  // End of the values.
   auto end() const { return values.end(); }
 };
 
@@ -50,19 +57,21 @@ struct IntOrInts {
 struct ConvOptions {
   std::int64_t features = 0;                       // required, > 0
   IntOrInts kernel_size;                           // required; an int k or {k} is a 1-D kernel (Flax's kernel_size=k)
-  IntOrInts strides = 1;
+  IntOrInts strides = 1;  // window strides
   Padding padding = "SAME";                        // SAME, VALID, CIRCULAR, REFLECT, CAUSAL, SAME_LOWER, ints, pairs
-  IntOrInts input_dilation = 1;
-  IntOrInts kernel_dilation = 1;
-  std::int64_t feature_group_count = 1;
-  bool use_bias = true;
+  IntOrInts input_dilation = 1;  // lhs dilation (a transposed conv when > 1)
+  IntOrInts kernel_dilation = 1;  // rhs (atrous) dilation of the kernel
+  std::int64_t feature_group_count = 1;  // G: divides C and F; each group of F/G features reads C/G channels
+  bool use_bias = true;  // add a learned bias: (F,) for Conv, (O..., F) for ConvLocal
   std::optional<Tensor> mask = std::nullopt;       // multiplies the kernel; must have the kernel's shape
   std::optional<DType> dtype = std::nullopt;       // computation dtype; empty: promoted from input and params
-  DType param_dtype = DType::Float32;
-  Precision precision = Precision::Default;
-  Initializer kernel_init = initializers::lecun_normal();
-  Initializer bias_init = initializers::zeros();
+  DType param_dtype = DType::Float32;  // dtype of kernel and bias
+  Precision precision = Precision::Default;  // matmul precision of the conv (core/precision.hpp)
+  Initializer kernel_init = initializers::lecun_normal();  // initializer of `kernel`
+  Initializer bias_init = initializers::zeros();  // initializer of `bias`
 
+  // @{
+  // Chainable setters: each sets the field of its name and returns *this.
   ConvOptions& set_features(std::int64_t v) { features = v; return *this; }
   ConvOptions& set_kernel_size(IntOrInts v) { kernel_size = std::move(v); return *this; }
   ConvOptions& set_strides(IntOrInts v) { strides = std::move(v); return *this; }
@@ -77,6 +86,7 @@ struct ConvOptions {
   ConvOptions& set_precision(Precision v) { precision = v; return *this; }
   ConvOptions& set_kernel_init(Initializer v) { kernel_init = std::move(v); return *this; }
   ConvOptions& set_bias_init(Initializer v) { bias_init = std::move(v); return *this; }
+  // @}
 };
 
 // What Conv and ConvLocal share (Flax's _Conv): the options, their checks and the
@@ -92,11 +102,18 @@ class ConvBase : public Module {
   // pre-padding; otherwise none (the loop fallback runs).
   std::optional<StateDict> per_example_param_grads(const Tensor& input, const Tensor& output,
                                                    const Tensor& output_grad) const override;
+  // The options it was built with.
   const ConvOptions& options() const { return options_; }
+  // true for Conv (one kernel), false for ConvLocal (one per position).
   bool shared_weights() const { return shared_weights_; }
 
  protected:
-  ConvBase(ConvOptions options, bool shared_weights);
+  ConvBase(ConvOptions options, bool shared_weights);  // Checks the options (ValueError naming the layer and option).
+  // x (batch..., spatial..., C) -> (batch..., O..., F): the lax conv
+  // (autograd/conv.hpp) of x with the kernel [* mask], plus bias. Parameters are
+  // created at the first call from C; ShapeError for a rank below n + 1 or a later
+  // input with other C (ConvLocal: other spatial size); ValueError for a bad mask,
+  // feature_group_count not dividing C, or a padding the input cannot take.
   Tensor forward(const Tensor& x) override;
 
  private:
@@ -110,12 +127,14 @@ class ConvBase : public Module {
 // flax.linen.Conv: one kernel (k..., C/G, F) for every output position.
 class Conv : public ConvBase {
  public:
+  // Checks the options (ValueError).
   explicit Conv(ConvOptions options) : ConvBase(std::move(options), /*shared_weights=*/true) {}
 };
 
 // flax.linen.ConvLocal: a kernel block per output position, (O..., prod(k)*C/G, F).
 class ConvLocal : public ConvBase {
  public:
+  // Checks the options (ValueError).
   explicit ConvLocal(ConvOptions options) : ConvBase(std::move(options), /*shared_weights=*/false) {}
 };
 

@@ -8,6 +8,7 @@
 #include <fmt/ranges.h>
 
 #include "autograd/conv.hpp"
+#include "autograd/fractionally_strided_conv.hpp"
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
 #include "core/kernels/conv/conv.hpp"
@@ -19,18 +20,13 @@ namespace xgrad {
 
 namespace {
 
-// strides / dilations per spatial dim: empty means all ones, one entry is used for
-// every dim, otherwise one positive entry per dim.
+// strides / dilations per spatial dim: as detail::per_spatial_dim, and one entry is
+// used for every dim.
 std::vector<std::int64_t> per_dim(const std::vector<std::int64_t>& v, std::size_t n, const char* what,
                                   const char* who) {
-  if (v.empty()) return std::vector<std::int64_t>(n, 1);
-  if (v.size() != n && v.size() != 1)
-    throw ValueError(fmt::format("{}: {} [{}] has {} entries but the convolution has {} spatial dims; give one per "
-                                 "spatial dim (or one int for all)",
-                                 who, what, fmt::join(v, ", "), v.size(), n));
-  for (auto d : v)
-    if (d <= 0) throw ValueError(fmt::format("{}: {} [{}] must be positive", who, what, fmt::join(v, ", ")));
-  return v.size() == n ? v : std::vector<std::int64_t>(n, v.front());
+  if (v.size() != 1) return detail::per_spatial_dim(v, n, what, who);
+  detail::per_spatial_dim(v, 1, what, who);  // positive
+  return std::vector<std::int64_t>(n, v.front());
 }
 
 // The ConvLocal that a ConvLocalTranspose with these arguments transposes, planned on

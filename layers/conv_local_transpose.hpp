@@ -62,26 +62,32 @@ namespace xgrad::nn {
 struct ConvLocalTransposeOptions {
   std::int64_t features = 0;                       // required, > 0
   IntOrInts kernel_size;                           // required; an int k or {k} is a 1-D kernel
-  IntOrInts strides = 1;
-  Padding padding = "SAME";
-  IntOrInts kernel_dilation = 1;
-  bool use_bias = true;
+  IntOrInts strides = 1;  // the upsampling factor
+  Padding padding = "SAME";  // 'SAME', 'VALID', 'CIRCULAR', an int or (lo, hi) pairs
+  IntOrInts kernel_dilation = 1;  // dilation of the kernel
+  bool use_bias = true;  // add a learned bias (T..., F)
   std::optional<Tensor> mask = std::nullopt;       // multiplies the kernel; must have the kernel's shape
   std::optional<DType> dtype = std::nullopt;       // computation dtype; empty: promoted from input and params
-  DType param_dtype = DType::Float32;
-  Precision precision = Precision::Default;
-  Initializer kernel_init = initializers::lecun_normal();
-  Initializer bias_init = initializers::zeros();
+  DType param_dtype = DType::Float32;  // dtype of kernel and bias
+  Precision precision = Precision::Default;  // matmul precision (core/precision.hpp)
+  Initializer kernel_init = initializers::lecun_normal();  // initializer of `kernel`
+  Initializer bias_init = initializers::zeros();  // initializer of `bias`
 };
 
+// The transpose of a ConvLocal (definition above), over the last n + 1 axes of
+// its input; parameters created at the first call from the input's shape.
 class ConvLocalTranspose : public Module {
  public:
-  explicit ConvLocalTranspose(ConvLocalTransposeOptions options);
+  explicit ConvLocalTranspose(ConvLocalTransposeOptions options);  // Checks the options (ValueError).
   std::string describe() const override;  // "ConvLocalTranspose, features=8, kernel_size=[3, 3]"
   int feature_rank() const override { return static_cast<int>(options_.kernel_size.size()) + 1; }
+  // The options it was built with.
   const ConvLocalTransposeOptions& options() const { return options_; }
 
  protected:
+  // x (batch..., M..., C) -> (batch..., T..., F). ShapeError for a rank below
+  // n + 1 or a later input of another shape; ValueError for a bad mask or a
+  // padding that makes T negative or has no ConvLocal transpose.
   Tensor forward(const Tensor& x) override;
 
  private:

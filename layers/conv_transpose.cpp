@@ -2,13 +2,11 @@
 
 #include <algorithm>
 #include <tuple>
-#include <cctype>
-#include <limits>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "autograd/conv.hpp"
+#include "autograd/fractionally_strided_conv.hpp"
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
 #include "core/kernels/conv/conv_geometry.hpp"
@@ -17,138 +15,13 @@
 
 namespace xgrad {
 
+namespace nn {
+
 namespace {
 
 bool all_ones(const std::vector<std::int64_t>& v) {
   return std::all_of(v.begin(), v.end(), [](auto d) { return d == 1; });
 }
-
-// strides / rhs_dilation per spatial dim: empty means all ones; otherwise one
-// positive entry per dim.
-std::vector<std::int64_t> per_dim(const std::vector<std::int64_t>& v, std::size_t n, const char* what,
-                                  const char* who) {
-  if (v.empty()) return std::vector<std::int64_t>(n, 1);
-  if (v.size() != n)
-    throw ValueError(fmt::format("{}: {} [{}] has {} entries but the convolution has {} spatial dims; give one per "
-                                 "spatial dim (or one int for all)",
-                                 who, what, fmt::join(v, ", "), v.size(), n));
-  for (auto d : v)
-    if (d <= 0) throw ValueError(fmt::format("{}: {} [{}] must be positive", who, what, fmt::join(v, ", ")));
-  return v;
-}
-
-// What lax.conv_transpose hands conv_general_dilated as padding (module comment in
-// the header). `window` is the undilated kernel size.
-Padding transposed_padding(const Padding& padding, const Shape& window, const std::vector<std::int64_t>& strides,
-                           const std::vector<std::int64_t>& rhs_dilation, const char* who) {
-  if (!padding.is_string()) return padding;
-  const std::string& name = padding.name();
-  if (name == "SAME" || name == "VALID") {
-    std::vector<std::pair<int, int>> pads;
-    for (std::size_t j = 0; j < window.size(); ++j) {
-      const std::int64_t K = (window[j] - 1) * rhs_dilation[j] + 1, s = strides[j];
-      std::int64_t total = 0, front = 0;
-      if (name == "SAME") {
-        total = K + s - 2;
-        front = s > K - 1 ? K - 1 : (total + 1) / 2;
-      } else {
-        total = K + s - 2 + std::max<std::int64_t>(K - s, 0);
-        front = K - 1;
-      }
-      pads.emplace_back(static_cast<int>(front), static_cast<int>(total - front));
-    }
-    return Padding(pads);
-  }
-  std::string upper(name);
-  std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return std::toupper(c); });
-  if (upper != "SAME" && upper != "VALID" && upper != "SAME_LOWER")
-    throw ValueError(fmt::format("{}: Unrecognized padding type: expected 'SAME', 'VALID' (and in ConvTranspose "
-                                 "'CIRCULAR'), an int or (low, high) pairs, got '{}'",
-                                 who, name));
-  // lax.conv_transpose matches 'SAME' and 'VALID' case-sensitively: any other
-  // spelling reaches conv_general_dilated, which resolves it as a plain conv's
-  // padding and refuses it with input dilation (the strides).
-  if (!all_ones(strides))
-    throw ValueError(fmt::format("{}: padding '{}' is not 'SAME' or 'VALID' (upper case), so lax treats it as a plain "
-                                 "convolution's padding, which it allows only with strides 1 (got strides [{}]); "
-                                 "write 'SAME' or 'VALID' for the transposed convolution's padding",
-                                 who, name, fmt::join(strides, ", ")));
-  return padding;
-}
-
-// The conv itself, on resolved arguments. lax computes it on the input dilated by
-// the strides, y[o] = sum_kappa xd[o + kappa * d - lo] w[kappa], mostly products
-// with zeros. Substituting kappa' = k - 1 - kappa shows y is the transpose (input
-// VJP) of the strided conv z -> (sum_kappa' z[i * s + kappa' * d - (K - 1 - lo)] v[kappa'])_i,
-// with window strides s, rhs dilation d, pads (K - 1 - lo, K - 1 - hi) on an input
-// of y's size O, which gives exactly M outputs, and kernel v = w flipped with its
-// I/O axes swapped: rhs itself with transpose_kernel. That VJP does only the
-// useful products. When O or M is 0 the result is all zeros and any pads that give
-// those sizes do.
-Tensor fractionally_strided_conv(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& strides,
-                                 const Padding& lax_padding, const std::vector<std::int64_t>& rhs_dilation,
-                                 bool transpose_kernel, Precision precision, const char* who) {
-  const Shape window(rhs.shape().begin(), rhs.shape().end() - 2);
-  const auto geometry =
-      kernels::make_conv_geometry(lhs.shape(), window, {}, lax_padding, strides, rhs_dilation, who);
-  std::vector<std::pair<int, int>> pads;
-  for (std::size_t j = 0; j < window.size(); ++j) {
-    const std::int64_t K = (window[j] - 1) * rhs_dilation[j] + 1, s = strides[j];
-    const std::int64_t M = geometry.in_spatial[j], O = geometry.out_spatial[j];
-    const auto [lo, hi] = geometry.pads[j];
-    if (M == 0)
-      pads.emplace_back(0, static_cast<int>(-O));
-    else if (O == 0)
-      pads.emplace_back(0, static_cast<int>((M - 1) * s + K));
-    else
-      pads.emplace_back(static_cast<int>(K - 1 - lo), static_cast<int>(K - 1 - hi));
-  }
-  Tensor kernel = rhs;
-  if (!transpose_kernel) {
-    for (std::int64_t axis = 0; axis < static_cast<std::int64_t>(window.size()); ++axis)
-      kernel = slice(kernel, axis, std::numeric_limits<std::int64_t>::max(), std::numeric_limits<std::int64_t>::min(),
-                     -1);
-    kernel = swapaxes(kernel, -2, -1);
-  }
-  Shape out_shape{geometry.batch};
-  out_shape.insert(out_shape.end(), geometry.out_spatial.begin(), geometry.out_spatial.end());
-  out_shape.push_back(rhs.shape()[rhs.shape().size() - (transpose_kernel ? 2 : 1)]);
-  return conv_general_dilated_input_vjp(lhs, kernel, out_shape, strides, Padding(pads), {}, rhs_dilation, 1,
-                                        precision);
-}
-
-}  // namespace
-
-Tensor conv_transpose(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& strides,
-                      const Padding& padding, const std::vector<std::int64_t>& rhs_dilation, bool transpose_kernel,
-                      Precision precision) {
-  const char* who = "conv_transpose";
-  if (!lhs.defined() || !rhs.defined()) throw ValueError("conv_transpose: lhs and rhs must be defined");
-  if (lhs.dim() < 3 || rhs.dim() != lhs.dim())
-    throw ShapeError(fmt::format("conv_transpose: lhs {} and rhs {} must have the same rank >= 3 ((N, spatial..., C) "
-                                 "and (k..., I, O))",
-                                 shape_str(lhs.shape()), shape_str(rhs.shape())));
-  if (lhs.dtype() != rhs.dtype())
-    throw DTypeError(fmt::format("conv_transpose: lhs {} is {} but rhs {} is {}; both must have the same dtype",
-                                 shape_str(lhs.shape()), dtype_name(lhs.dtype()), shape_str(rhs.shape()),
-                                 dtype_name(rhs.dtype())));
-  const auto n = static_cast<std::size_t>(lhs.dim() - 2);
-  const std::int64_t in_axis = transpose_kernel ? rhs.dim() - 1 : rhs.dim() - 2;
-  if (rhs.size(in_axis) != lhs.shape().back())
-    throw ShapeError(fmt::format("conv_transpose: rhs {} must be {} with C = {}, the channels of lhs {}",
-                                 shape_str(rhs.shape()),
-                                 transpose_kernel ? "(k..., F, C) (transpose_kernel)" : "(k..., C, F)",
-                                 lhs.shape().back(), shape_str(lhs.shape())));
-  const Shape window(rhs.shape().begin(), rhs.shape().end() - 2);
-  const auto s = per_dim(strides, n, "strides", who);
-  const auto d = per_dim(rhs_dilation, n, "rhs_dilation", who);
-  return fractionally_strided_conv(lhs, rhs, s, transposed_padding(padding, window, s, d, who), d, transpose_kernel,
-                                   precision, who);
-}
-
-namespace nn {
-
-namespace {
 
 // Everything ConvTranspose.__call__ resolves for one input shape, before any
 // parameter exists.
@@ -183,8 +56,8 @@ ConvTransposePlan plan_conv_transpose(const Shape& input_shape, const ConvTransp
   ConvTransposePlan plan;
   std::tie(plan.batch_shape, plan.flat_input_shape) = check_kernel_and_split_batch(input_shape, k, o.features, who);
 
-  plan.strides = per_dim(broadcast(o.strides, n), n, "strides", who);
-  plan.kernel_dilation = per_dim(broadcast(o.kernel_dilation, n), n, "kernel_dilation", who);
+  plan.strides = detail::per_spatial_dim(broadcast(o.strides, n), n, "strides", who);
+  plan.kernel_dilation = detail::per_spatial_dim(broadcast(o.kernel_dilation, n), n, "kernel_dilation", who);
 
   const std::int64_t C = input_shape.back(), F = o.features;
   const Shape in_out = o.transpose_kernel ? Shape{F, C} : Shape{C, F};
@@ -202,7 +75,7 @@ ConvTransposePlan plan_conv_transpose(const Shape& input_shape, const ConvTransp
   }
   plan.circular = padding.is_string() && padding.name() == "CIRCULAR";  // case-sensitive, as Flax
   if (plan.circular) padding = "VALID";
-  plan.lax_padding = transposed_padding(padding, k, plan.strides, plan.kernel_dilation, who);
+  plan.lax_padding = detail::transposed_padding(padding, k, plan.strides, plan.kernel_dilation, who);
   const auto geometry = kernels::make_conv_geometry(plan.flat_input_shape, k, {}, plan.lax_padding, plan.strides,
                                                     plan.kernel_dilation, who);
   Shape out_spatial = geometry.out_spatial;
@@ -282,9 +155,9 @@ Tensor ConvTranspose::forward(const Tensor& x) {
   const Tensor masked = options_.mask ? mul(kernel, *options_.mask) : kernel;
   const auto promoted = promote_dtype({reshape(x, plan.flat_input_shape), masked, bias ? *bias : Tensor()},
                                       options_.dtype);
-  Tensor y = fractionally_strided_conv(promoted[0], promoted[1], plan.strides, plan.lax_padding,
-                                       plan.kernel_dilation, options_.transpose_kernel, options_.precision,
-                                       "ConvTranspose");
+  Tensor y = detail::fractionally_strided_conv(promoted[0], promoted[1], plan.strides, plan.lax_padding,
+                                               plan.kernel_dilation, options_.transpose_kernel, options_.precision,
+                                               "ConvTranspose");
   if (plan.circular) y = wrap_sum(y, plan.wrap_pads, plan.periods);
   if (promoted[2].defined()) y = add(y, promoted[2]);
   return reshape(y, plan.output_shape);

@@ -1,5 +1,6 @@
-// Transposed convolution: the ConvTranspose module (flax.linen.ConvTranspose) and
-// the op it runs (jax.lax.conv_transpose), channels-last.
+// Transposed convolution: the ConvTranspose module (flax.linen.ConvTranspose),
+// channels-last. The lax-level op, conv_transpose (jax.lax.conv_transpose), is in
+// autograd/conv.hpp beside the other lax convolutions; this header includes it.
 //
 //   nn::ConvTranspose up({.features = 16, .kernel_size = {3, 3}, .strides = 2});
 //   Tensor y = up(x);   // x: [batch..., H, W, C] -> [batch..., 2H, 2W, 16] ('SAME')
@@ -21,32 +22,13 @@
 #include <string>
 #include <vector>
 
+#include "autograd/conv.hpp"
 #include "core/padding.hpp"
 #include "core/precision.hpp"
 #include "core/tensor.hpp"
 #include "layers/conv.hpp"
 #include "layers/initializers.hpp"
 #include "layers/module.hpp"
-
-namespace xgrad {
-
-// jax.lax.conv_transpose with the NHWC / HWIO dimension numbers: lhs (N, M..., C),
-// rhs (k..., C, F), output (N, O..., F). 'SAME' and 'VALID' (case-sensitive, as
-// lax) become the padding of the dilated input that makes this the transpose of
-// that forward conv (jax's _conv_transpose_padding, K the dilated kernel extent):
-//   SAME:  K + s - 2 in total; K - 1 in front when s > K - 1, else the larger half;
-//   VALID: (K - 1, max(K, s) - 1).
-// (lo, hi) pairs pad the dilated input as they are. Other strings reach
-// conv_general_dilated unchanged, which lax allows only when every stride is 1
-// (then 'same' is a plain convolution's SAME). transpose_kernel flips the kernel's
-// spatial axes and swaps its I/O axes (rhs is then (k..., F, C)): the result is the
-// input-gradient of conv_general_dilated with that kernel. Differentiable in lhs
-// and rhs.
-Tensor conv_transpose(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& strides,
-                      const Padding& padding, const std::vector<std::int64_t>& rhs_dilation = {},
-                      bool transpose_kernel = false, Precision precision = Precision::Default);
-
-}  // namespace xgrad
 
 namespace xgrad::nn {
 

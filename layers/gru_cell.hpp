@@ -26,24 +26,28 @@ namespace xgrad::nn {
 // (Flax's gate_fn / activation_fn are fixed to sigmoid / tanh.)
 struct GRUCellOptions {
   std::int64_t features = 0;  // required: H
-  Initializer kernel_init = initializers::lecun_normal();
-  Initializer recurrent_kernel_init = initializers::orthogonal();
-  Initializer bias_init = initializers::zeros();
-  std::optional<DType> dtype = std::nullopt;
-  DType param_dtype = DType::Float32;
-  Initializer carry_init = initializers::zeros();
+  Initializer kernel_init = initializers::lecun_normal();  // input kernels W_i*
+  Initializer recurrent_kernel_init = initializers::orthogonal();  // recurrent kernels W_h*
+  Initializer bias_init = initializers::zeros();  // biases b_i*, b_hn
+  std::optional<DType> dtype = std::nullopt;  // computation dtype; empty: promoted from inputs, carry and params
+  DType param_dtype = DType::Float32;  // dtype of kernels and biases
+  Initializer carry_init = initializers::zeros();  // initial h (initialize_carry)
 };
 
+// flax.linen.GRUCell: one GRU step (equations above) on inputs [batch..., in] and
+// carry {h} [batch..., H]; output h'. ShapeError for a carry of the wrong shape.
 class GRUCell : public RNNCellBase {
  public:
-  explicit GRUCell(GRUCellOptions options);
+  explicit GRUCell(GRUCellOptions options);  // ValueError for features <= 0
   std::string describe() const override;  // "GRUCell, features=64"
   Carry initialize_carry(Key key, const Shape& input_shape) const override;  // {h}
+  // H, the hidden size.
   std::int64_t features() const override { return options_.features; }
+  // The options it was built with.
   const GRUCellOptions& options() const { return options_; }
 
  protected:
-  CellOutput step(const Carry& carry, const Tensor& inputs) override;
+  CellOutput step(const Carry& carry, const Tensor& inputs) override;  // one step: {h'}, h'
 
  private:
   GRUCellOptions options_;

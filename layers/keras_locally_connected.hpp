@@ -31,6 +31,7 @@
 
 namespace xgrad::nn {
 
+// What a Keras LocallyConnected layer's weights alone do not say, for converting them.
 struct KerasLocallyConnectedOptions {
   // Implementation 2 needs them when the shapes leave them open (O > 1 with several
   // strides giving O positions); given for implementation 1, they are not used.

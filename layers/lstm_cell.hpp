@@ -28,10 +28,10 @@ struct LSTMCellOptions {
   std::int64_t features = 0;                                   // required: H
   Initializer kernel_init = initializers::lecun_normal();      // input kernels W_i*
   Initializer recurrent_kernel_init = initializers::orthogonal();  // recurrent kernels W_h*
-  Initializer bias_init = initializers::zeros();
+  Initializer bias_init = initializers::zeros();  // biases b_h*
   std::optional<DType> dtype = std::nullopt;  // computation dtype; empty: promoted from inputs, carry and params
-  DType param_dtype = DType::Float32;
-  Initializer carry_init = initializers::zeros();
+  DType param_dtype = DType::Float32;  // dtype of kernels and biases
+  Initializer carry_init = initializers::zeros();  // initial c and h (initialize_carry)
 };
 
 // The kernels of the four gates side by side, in i, f, g, o order.
@@ -41,28 +41,37 @@ struct FusedLSTMWeights {
   Tensor bias;              // [4H]
 };
 
+// flax.linen.LSTMCell: one LSTM step (equations above) on inputs [batch..., in]
+// and carry {c, h}, each [batch..., H]; output h'.
 class LSTMCell : public RNNCellBase {
  public:
-  explicit LSTMCell(LSTMCellOptions options);
+  explicit LSTMCell(LSTMCellOptions options);  // ValueError for features <= 0
   std::string describe() const override;  // "LSTMCell, features=128"
   Carry initialize_carry(Key key, const Shape& input_shape) const override;  // {c, h}
+  // H, the hidden size.
   std::int64_t features() const override { return options_.features; }
+  // The options it was built with.
   const LSTMCellOptions& options() const { return options_; }
   // The parameters (created on first use for `in_features` inputs) concatenated
   // per gate; nn::RNN runs a whole sequence on them.
   FusedLSTMWeights fused_weights(std::int64_t in_features);
 
  protected:
+  // Eight Dense products (as Flax), then the fused update.
   CellOutput step(const Carry& carry, const Tensor& inputs) override;
   // Both cells: check the carry, flatten the batch dims, run `gates(x, h)` ->
   // pre-activations [rows, 4H], then the fused update.
   template <class Gates>
   CellOutput run(const Carry& carry, const Tensor& inputs, Gates&& gates);
+  // The input Dense of gate 0..3 (i, f, g, o): kernel [in, H], no bias.
   detail::DenseParams::Params input_params(int gate, std::int64_t in_features);
-  detail::DenseParams::Params recurrent_params(int gate);
+  detail::DenseParams::Params recurrent_params(int gate);  // The recurrent Dense of gate 0..3: kernel [H, H], bias [H].
 
-  LSTMCellOptions options_;
+  LSTMCellOptions options_;  // the options it was built with
+  // @{
+  // The eight gate Dense layers, named as Flax's submodules.
   detail::DenseParams ii_{false}, hi_{true}, if_{false}, hf_{true}, ig_{false}, hg_{true}, io_{false}, ho_{true};
+  // @}
 };
 
 // The same function and parameter tree, computed as two fused products per step
@@ -70,11 +79,12 @@ class LSTMCell : public RNNCellBase {
 // ones) instead of eight.
 class OptimizedLSTMCell : public LSTMCell {
  public:
+  // ValueError for features <= 0.
   explicit OptimizedLSTMCell(LSTMCellOptions options) : LSTMCell(std::move(options)) {}
   std::string describe() const override;  // "OptimizedLSTMCell, features=128"
 
  protected:
-  CellOutput step(const Carry& carry, const Tensor& inputs) override;
+  CellOutput step(const Carry& carry, const Tensor& inputs) override;  // Two fused products, then the fused update.
 };
 
 }  // namespace xgrad::nn

@@ -41,7 +41,7 @@
 
 namespace xgrad::nn {
 
-using StateDict = std::map<std::string, Tensor>;
+using StateDict = std::map<std::string, Tensor>;  // parameters and buffers by dotted path, sorted
 using xgrad::NamedTensors;  // core/tensor.hpp
 
 class Module {
@@ -71,37 +71,43 @@ class Module {
   // ---- the tree
   const std::string& name() const { return name_; }  // empty for a root
   std::string path() const;                          // dotted path from the root ("" for the root)
+  // The module this one is registered in; null for a root.
   Module* parent() const { return parent_; }
-  Module& root();
-  const Module& root() const;
+  Module& root();  // The topmost ancestor (this module for a root).
+  const Module& root() const;  // The topmost ancestor (this module for a root).
 
   // Seed of the initial values and dropout streams; a root-only setting (default 0).
   void set_seed(std::uint64_t seed);
+  // The root's seed.
   std::uint64_t seed() const { return root().seed_; }
 
   // Runs one forward pass on `sample_input` without recording, creating every lazy
   // parameter and buffer. Batch statistics are not updated and dropout is off.
   void init(const Tensor& sample_input);
+  // True while init() runs (on the whole tree).
   bool is_initializing() const { return root().initializing_; }
 
   // Rematerialisation (layers/remat.hpp, nn::remat): every call of this module then
   // runs under xgrad::checkpoint, keeping only its input and output for backward.
   void set_remat(bool enabled) { remat_ = enabled; }
+  // Whether set_remat(true) is in effect.
   bool is_remat() const { return remat_; }
 
   void train(bool training = true);  // recursive
+  // train(false): dropout off, BatchNorm uses its running statistics.
   void eval() { train(false); }
+  // Training mode (the default) or evaluation mode.
   bool is_training() const { return training_; }
 
   // Paths relative to this module. Each module lists its own entries in
   // registration order, then its children's, depth first.
   NamedTensors named_parameters() const;
-  std::vector<Tensor> parameters() const;
-  NamedTensors named_buffers() const;
+  std::vector<Tensor> parameters() const;  // named_parameters() without the paths
+  NamedTensors named_buffers() const;  // non-trainable state, e.g. BatchNorm's batch_stats
   std::vector<std::pair<std::string, Module*>> named_modules();  // this module first, as ""
-  std::vector<std::pair<std::string, Module*>> named_children();
+  std::vector<std::pair<std::string, Module*>> named_children();  // direct submodules only
   std::int64_t num_parameters() const;  // total element count
-  void zero_grad();
+  void zero_grad();  // clears the gradient of every parameter
 
   // Parameters and buffers by relative path. The tensors alias the module's
   // storage (detached): clone() them to snapshot.
@@ -137,13 +143,14 @@ class Module {
   // ---- registration
   // `value` becomes a leaf that requires grad (floating dtypes).
   Tensor register_parameter(const std::string& name, Tensor value);
-  Tensor register_buffer(const std::string& name, Tensor value);
+  Tensor register_buffer(const std::string& name, Tensor value);  // non-trainable state saved in state_dict
   // A member submodule (not owned) or an owned one.
   template <class M>
   M& register_module(const std::string& name, M& module) {
     attach(name, module, nullptr);
     return module;
   }
+  // An owned submodule: kept alive by this module; returns it.
   template <class M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
     attach(name, *module, module);
@@ -154,12 +161,13 @@ class Module {
   // Sets this layer's `dtype` / `param_dtype` options (no-op for modules that have
   // none); existing parameters are converted in place.
   void set_dtypes(std::optional<DType> dtype, DType param_dtype);
+  // Whether the layer has dtype options (bind_dtype_options was called).
   bool has_dtype_options() const { return bound_param_dtype_ != nullptr; }
   // The root casts its output to this dtype (empty: no cast).
   void set_output_dtype(std::optional<DType> dtype) { output_dtype_ = dtype; }
 
  protected:
-  virtual Tensor forward(const Tensor& input) = 0;
+  virtual Tensor forward(const Tensor& input) = 0;  // The computation; run through operator().
 
   // Flax's self.param: creates the parameter at the first call with
   // init(key_for(name), shape, dtype), and afterwards returns it after checking

@@ -32,8 +32,8 @@ namespace xgrad::nn {
 //   kernel_init, out_kernel_init, bias_init, out_bias_init, use_bias, normalize_qk.
 struct MultiHeadDotProductAttentionOptions {
   std::int64_t num_heads = 0;  // required; must divide qkv_features
-  std::optional<DType> dtype = std::nullopt;
-  DType param_dtype = DType::Float32;
+  std::optional<DType> dtype = std::nullopt;  // computation dtype; empty: promoted from inputs and params
+  DType param_dtype = DType::Float32;  // dtype of every kernel and bias
   std::optional<std::int64_t> qkv_features = std::nullopt;  // empty: the query input's features
   std::optional<std::int64_t> out_features = std::nullopt;  // empty: the query input's features
   bool broadcast_dropout = true;  // one dropout mask shared by the batch dims and heads
@@ -41,11 +41,11 @@ struct MultiHeadDotProductAttentionOptions {
   // Set here or per call, not both (Flax's merge_param); neither: deterministic in eval().
   std::optional<bool> deterministic = std::nullopt;
   Precision precision = Precision::Default;  // of the four projections
-  Initializer kernel_init = initializers::lecun_normal();
+  Initializer kernel_init = initializers::lecun_normal();  // initializer of the query/key/value kernels
   std::optional<Initializer> out_kernel_init = std::nullopt;  // empty: kernel_init
-  Initializer bias_init = initializers::zeros();
+  Initializer bias_init = initializers::zeros();  // initializer of the query/key/value biases
   std::optional<Initializer> out_bias_init = std::nullopt;  // empty: bias_init
-  bool use_bias = true;
+  bool use_bias = true;  // biases in all four projections
   bool normalize_qk = false;  // LayerNorm (no bias) `query_ln` / `key_ln` on the projected query and key
 };
 
@@ -54,14 +54,21 @@ struct MultiHeadDotProductAttentionOptions {
 struct AttentionCall {
   // Broadcastable to [batch..., num_heads, q_length, kv_length]; false (zero) drops a score.
   Tensor mask = {};
-  std::optional<bool> deterministic = std::nullopt;
+  std::optional<bool> deterministic = std::nullopt;  // true: no dropout; here or in the options
   std::optional<Key> dropout_rng = std::nullopt;  // empty: the module's "dropout" stream
 };
 
+// flax.linen.MultiHeadDotProductAttention (projections above): output
+// [batch..., q_length, out_features]. Errors: ValueError for the options, a
+// qkv_features not divisible by num_heads, deterministic set twice, or inputs_v
+// without inputs_k; ShapeError for inputs of rank < 2.
 class MultiHeadDotProductAttention : public Module {
  public:
+  // Checks the options (ValueError: num_heads, qkv_features,
+  // out_features, dropout_rate).
   explicit MultiHeadDotProductAttention(MultiHeadDotProductAttentionOptions options);
   std::string describe() const override;  // "MultiHeadDotProductAttention, num_heads=4"
+  // The options it was built with.
   const MultiHeadDotProductAttentionOptions& options() const { return options_; }
 
   using Module::operator();  // attention(inputs_q): self-attention
@@ -71,7 +78,7 @@ class MultiHeadDotProductAttention : public Module {
                     const AttentionCall& call = {});
 
  protected:
-  Tensor forward(const Tensor& inputs_q) override;
+  Tensor forward(const Tensor& inputs_q) override;  // Self-attention of inputs_q with default call arguments.
 
  private:
   struct Pending {
@@ -93,10 +100,10 @@ class MultiHeadDotProductAttention : public Module {
 // Self-attention (Flax's SelfAttention): attention(x, {.mask = m}) attends x to itself.
 class SelfAttention : public MultiHeadDotProductAttention {
  public:
-  using MultiHeadDotProductAttention::MultiHeadDotProductAttention;
+  using MultiHeadDotProductAttention::MultiHeadDotProductAttention;  // The same options and checks.
   std::string describe() const override;  // "SelfAttention, num_heads=4"
   using Module::operator();
-  Tensor operator()(const Tensor& inputs_q, const AttentionCall& call);
+  Tensor operator()(const Tensor& inputs_q, const AttentionCall& call);  // attends inputs_q to itself
 };
 
 }  // namespace xgrad::nn

@@ -17,13 +17,13 @@
 namespace xgrad::nn {
 
 template <class M>
-M& remat(M& module) {
+M& remat(M& module) {  // Turns on rematerialisation for `module` (set_remat(true)); returns it.
   module.set_remat(true);
   return module;
 }
 
 template <class M>
-std::shared_ptr<M> remat(std::shared_ptr<M> module) {
+std::shared_ptr<M> remat(std::shared_ptr<M> module) {  // The same for an owned module; returns it.
   module->set_remat(true);
   return module;
 }

@@ -30,10 +30,10 @@ namespace xgrad::nn {
 
 // Designated initializers name the fields in this order: time_major, return_carry, reverse, keep_order.
 struct RNNOptions {
-  bool time_major = false;
+  bool time_major = false;  // inputs and outputs are [time, batch..., features]
   bool return_carry = false;  // operator()(x, call) only: operator()(x) returns the outputs
-  bool reverse = false;
-  bool keep_order = false;
+  bool reverse = false;  // process the sequence right to left
+  bool keep_order = false;  // with reverse: return outputs in input order
 };
 
 // Per-call arguments of RNN::operator()(inputs, call), Flax's keyword arguments.
@@ -42,19 +42,24 @@ struct RNNOptions {
 // reverse, keep_order.
 struct RNNCall {
   Carry initial_carry = {};  // empty: the cell's initialize_carry
-  std::optional<Key> init_key = std::nullopt;
+  std::optional<Key> init_key = std::nullopt;  // key of initialize_carry; empty: make_key(0)
   Tensor seq_lengths = Tensor();  // [batch...], integer
-  std::optional<bool> return_carry = std::nullopt;
-  std::optional<bool> time_major = std::nullopt;
-  std::optional<bool> reverse = std::nullopt;
-  std::optional<bool> keep_order = std::nullopt;
+  std::optional<bool> return_carry = std::nullopt;  // overrides the option
+  std::optional<bool> time_major = std::nullopt;  // overrides the option
+  std::optional<bool> reverse = std::nullopt;  // overrides the option
+  std::optional<bool> keep_order = std::nullopt;  // overrides the option
 };
 
+// What RNN::operator()(inputs, call) returns.
 struct RNNOutput {
   Carry carry;     // the final carry ([batch..., features] each); empty unless return_carry
   Tensor outputs;  // [batch..., time, features] (time_major: [time, batch..., features])
 };
 
+// flax.linen.RNN: runs a cell over the time axis (semantics above). Errors:
+// ValueError for a null cell, a cell with more than one feature axis, or
+// seq_lengths outside [1, time]; ShapeError for inputs without time steps,
+// seq_lengths not of the batch shape, or an initial_carry of the wrong shapes.
 class RNN : public Module {
  public:
   RNN(RNNCellBase& cell, RNNOptions options = {});                  // a member cell (not owned)
@@ -63,13 +68,15 @@ class RNN : public Module {
   int feature_rank() const override { return 1; }
 
   using Module::operator();  // the outputs alone
-  RNNOutput operator()(const Tensor& inputs, const RNNCall& call);
+  RNNOutput operator()(const Tensor& inputs, const RNNCall& call);  // With per-call arguments.
 
+  // The cell it runs (a submodule named "cell").
   RNNCellBase& cell() { return *cell_; }
+  // The options it was built with.
   const RNNOptions& options() const { return options_; }
 
  protected:
-  Tensor forward(const Tensor& inputs) override;
+  Tensor forward(const Tensor& inputs) override;  // The outputs for default call arguments.
 
  private:
   RNNOutput run(const Tensor& inputs, const RNNCall& call);

@@ -21,11 +21,13 @@ namespace xgrad::nn {
 // A cell's state between steps, in Flax's tuple order: LSTM {c, h}, GRU {h}.
 using Carry = std::vector<Tensor>;
 
+// What one step returns: the new carry and the step's output.
 struct CellOutput {
-  Carry carry;
-  Tensor output;
+  Carry carry;  // the carry after the step
+  Tensor output;  // the step's output [batch..., features]
 };
 
+// flax.linen.RNNCellBase: the interface of LSTMCell, OptimizedLSTMCell and GRUCell.
 class RNNCellBase : public Module {
  public:
   // One step: carry tensors [batch..., features], inputs [batch..., in]. Errors are
@@ -37,11 +39,11 @@ class RNNCellBase : public Module {
   virtual Carry initialize_carry(Key key, const Shape& input_shape) const = 0;
   // How many trailing input axes are features (1 for these cells).
   virtual int num_feature_axes() const { return 1; }
-  virtual std::int64_t features() const = 0;
+  virtual std::int64_t features() const = 0;  // the hidden size H
   int feature_rank() const override { return 1; }
 
  protected:
-  virtual CellOutput step(const Carry& carry, const Tensor& inputs) = 0;
+  virtual CellOutput step(const Carry& carry, const Tensor& inputs) = 0;  // the step itself
   // Checks that `carry` has `count` tensors shaped [batch..., features] with the
   // batch dims of `inputs`; throws ShapeError naming the shapes otherwise.
   void check_carry(const Carry& carry, std::size_t count, const Tensor& inputs) const;

@@ -27,47 +27,47 @@ GradientTransformation scale_by_learning_rate(LearningRate learning_rate, bool f
 // are applied as multipliers 1/(1 − bᵗ) (within an ulp of optax's divisions).
 // Designated initializers name the fields in this order: b1, b2, eps, eps_root, mu_dtype, nesterov.
 struct ScaleByAdamOptions {
-  double b1 = 0.9;
-  double b2 = 0.999;
-  double eps = 1e-8;
-  double eps_root = 0.0;
-  std::optional<DType> mu_dtype = std::nullopt;
-  bool nesterov = false;
+  double b1 = 0.9;  // decay of the first moment m
+  double b2 = 0.999;  // decay of the second moment v
+  double eps = 1e-8;  // added to the denominator
+  double eps_root = 0.0;  // added to v̂ inside the square root
+  std::optional<DType> mu_dtype = std::nullopt;  // dtype of mu; empty: float32 (float64 for float64 params)
+  bool nesterov = false;  // Nesterov momentum (NAdam)
 };
-GradientTransformation scale_by_adam(const ScaleByAdamOptions& options = {});
+GradientTransformation scale_by_adam(const ScaleByAdamOptions& options = {});  // The Adam scaling (above).
 
 // AMSGrad: Adam's moments, with v̂_max ← max(v̂_max, v̂) in place of v̂. State: mu, nu, nu_max, count.
 // Designated initializers name the fields in this order: b1, b2, eps, eps_root, mu_dtype.
 struct ScaleByAmsgradOptions {
-  double b1 = 0.9;
-  double b2 = 0.999;
-  double eps = 1e-8;
-  double eps_root = 0.0;
-  std::optional<DType> mu_dtype = std::nullopt;
+  double b1 = 0.9;  // decay of the first moment m
+  double b2 = 0.999;  // decay of the second moment v
+  double eps = 1e-8;  // added to the denominator
+  double eps_root = 0.0;  // added to v̂ inside the square root
+  std::optional<DType> mu_dtype = std::nullopt;  // dtype of mu; empty: float32 (float64 for float64 params)
 };
-GradientTransformation scale_by_amsgrad(const ScaleByAmsgradOptions& options = {});
+GradientTransformation scale_by_amsgrad(const ScaleByAmsgradOptions& options = {});  // The AMSGrad scaling (above).
 
 // Adamax: m as Adam, v ← max(b2·v, |g| + eps), u = m̂/v. State: mu, nu, count.
 // Designated initializers name the fields in this order: b1, b2, eps.
 struct ScaleByAdamaxOptions {
-  double b1 = 0.9;
-  double b2 = 0.999;
-  double eps = 1e-8;
+  double b1 = 0.9;  // decay of the first moment m
+  double b2 = 0.999;  // decay of the max of |g|
+  double eps = 1e-8;  // added to |g| before the max
 };
-GradientTransformation scale_by_adamax(const ScaleByAdamaxOptions& options = {});
+GradientTransformation scale_by_adamax(const ScaleByAdamaxOptions& options = {});  // The Adamax scaling (above).
 
 // RMS: ν ← decay·ν + (1−decay)g² (ν starts at initial_scale), u = g/√(ν̂ + eps)
 // (g/(√ν̂ + eps) without eps_in_sqrt); ν̂ = ν/(1−decayᵗ) with bias_correction.
 // State: nu (+ count with bias_correction).
 // Designated initializers name the fields in this order: decay, eps, initial_scale, eps_in_sqrt, bias_correction.
 struct ScaleByRmsOptions {
-  double decay = 0.9;
-  double eps = 1e-8;
-  double initial_scale = 0.0;
-  bool eps_in_sqrt = true;
-  bool bias_correction = false;
+  double decay = 0.9;  // decay of ν
+  double eps = 1e-8;  // added to the denominator
+  double initial_scale = 0.0;  // ν before the first step
+  bool eps_in_sqrt = true;  // eps inside the square root (optax default)
+  bool bias_correction = false;  // divide ν by 1 − decayᵗ
 };
-GradientTransformation scale_by_rms(const ScaleByRmsOptions& options = {});
+GradientTransformation scale_by_rms(const ScaleByRmsOptions& options = {});  // The RMS scaling (above).
 // Centered RMS: also m ← decay·m + (1−decay)g, and u = g/√(ν̂ − m̂² + eps). State: mu, nu (+ count).
 GradientTransformation scale_by_stddev(const ScaleByRmsOptions& options = {});
 
@@ -82,20 +82,21 @@ GradientTransformation trace(double decay, bool nesterov = false, std::optional<
 // the factor is 1 when either norm is 0. Needs params.
 // Designated initializers name the fields in this order: min_norm, trust_coefficient, eps.
 struct ScaleByTrustRatioOptions {
-  double min_norm = 0.0;
-  double trust_coefficient = 1.0;
-  double eps = 0.0;
+  double min_norm = 0.0;  // floor of both norms
+  double trust_coefficient = 1.0;  // multiplies the ratio
+  double eps = 0.0;  // added to ‖u‖
 };
+// The trust-ratio scaling (above).
 GradientTransformation scale_by_trust_ratio(const ScaleByTrustRatioOptions& options = {});
 
 // Lion: u = sign((1−b1)g + b1·m), then m ← b2·m + (1−b2)g. State: mu, count.
 // Designated initializers name the fields in this order: b1, b2, mu_dtype.
 struct ScaleByLionOptions {
-  double b1 = 0.9;
-  double b2 = 0.99;
-  std::optional<DType> mu_dtype = std::nullopt;
+  double b1 = 0.9;  // interpolation of g and m in the update
+  double b2 = 0.99;  // decay of m
+  std::optional<DType> mu_dtype = std::nullopt;  // dtype of mu; empty: float32 (float64 for float64 params)
 };
-GradientTransformation scale_by_lion(const ScaleByLionOptions& options = {});
+GradientTransformation scale_by_lion(const ScaleByLionOptions& options = {});  // The Lion update (above).
 
 // u + weight_decay·p on the parameters `mask` selects (all if empty). Needs params.
 // A weight decay of exactly 0 is skipped entirely (identity).

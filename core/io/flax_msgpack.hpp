@@ -27,9 +27,11 @@
 
 namespace xgrad {
 
-inline constexpr int kFlaxMaxDepth = 64;
+inline constexpr int kFlaxMaxDepth = 64;  // deepest map nesting parse_flax_msgpack accepts
 inline constexpr std::uint64_t kFlaxMaxChunkBytes = std::uint64_t{1} << 30;  // flax.serialization.MAX_CHUNK_SIZE
 
+// The leaves of the checkpoint at `path`, by dotted key. IOError for an unreadable
+// or malformed file, an unsupported leaf or nesting deeper than kFlaxMaxDepth.
 std::map<std::string, Tensor> load_flax_msgpack(const std::string& path);
 // Atomic: a crash while saving leaves the previous file (if any) intact. A key that
 // is both a leaf and a prefix of another ("a" and "a.b"), or has an empty part
@@ -38,6 +40,8 @@ void save_flax_msgpack(const std::string& path, const std::map<std::string, Tens
 
 // In-memory forms; `what` names the source in error messages.
 std::map<std::string, Tensor> parse_flax_msgpack(std::string_view bytes, const std::string& what = "msgpack");
+// The bytes save_flax_msgpack writes: nested maps, arrays over max_chunk_bytes
+// split into chunks as Flax does. ValueError for keys as save_flax_msgpack.
 std::string serialize_flax_msgpack(const std::map<std::string, Tensor>& tensors,
                                    std::uint64_t max_chunk_bytes = kFlaxMaxChunkBytes);
 

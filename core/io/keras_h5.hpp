@@ -45,6 +45,9 @@
 
 namespace xgrad {
 
+// The weights of the Keras 2 HDF5 file at `path`, by "<layer>.<weight>" key (rules
+// above). IOError or ValueError for a malformed file, DTypeError for an unsupported
+// type, NotImplementedError when built without libhdf5.
 std::map<std::string, Tensor> load_keras_h5(const std::string& path);
 
 // The key rule above, on its own: keras_h5_key("dense", "dense/kernel:0") == "dense.kernel".

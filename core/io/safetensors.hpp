@@ -20,6 +20,8 @@
 
 namespace xgrad {
 
+// The tensors of the file at `path`, by name. IOError for an unreadable or malformed
+// file (header, offsets, unknown dtype), naming the file and tensor.
 std::map<std::string, Tensor> load_safetensors(const std::string& path);
 // The `__metadata__` string map of a file (empty when it has none).
 std::map<std::string, std::string> load_safetensors_metadata(const std::string& path);
@@ -30,6 +32,7 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
 // In-memory forms; `what` names the source in error messages.
 std::map<std::string, Tensor> parse_safetensors(std::string_view bytes, const std::string& what = "safetensors",
                                                 std::map<std::string, std::string>* metadata = nullptr);
+// The bytes save_safetensors writes.
 std::string serialize_safetensors(const std::map<std::string, Tensor>& tensors,
                                   const std::map<std::string, std::string>& metadata = {});
 
