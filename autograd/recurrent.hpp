@@ -33,4 +33,13 @@ Tensor lstm_sequence(const Tensor& xp, const Tensor& wh, const Tensor& bias, con
 // floating dtypes elementwise ops; errors name "gru_cell_update" and the shapes.
 Tensor gru_cell_update(const Tensor& xp, const Tensor& hp, const Tensor& h);
 
+// A whole GRU sequence, time-major: xp [T, B, 3H] the input projections x_t W_i + b_i
+// (gates [r | z | n]), wh [H, 3H] the recurrent kernels, bhn [H] the recurrent bias
+// of n (may be undefined), h0 [B, H] -> the hidden states [T, B, H]. float32 or
+// float64. One tape node, as lstm_sequence: its VJP runs backward through time as a
+// loop, dW_h as one product over all steps; it keeps the recurrent projections
+// [T, B, 3H]. With create_graph the VJP is replayed with differentiable ops. Errors
+// name "gru_sequence" and the shapes.
+Tensor gru_sequence(const Tensor& xp, const Tensor& wh, const Tensor& bhn, const Tensor& h0);
+
 }  // namespace xgrad
