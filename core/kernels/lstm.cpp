@@ -155,13 +155,27 @@ class RecurrentProduct {
       }
     }
   }
-  // out [rows, n] (=, or += with accumulate) in [rows, k] times op(W_h).
-  void operator()(std::int64_t rows, const T* in, T* out, bool accumulate) const {
+  // out [rows, n] = in [rows, k] times op(W_h).
+  void operator()(std::int64_t rows, const T* in, T* out) const {
     const std::int64_t k = transposed_ ? 4 * hidden_ : hidden_, n = transposed_ ? hidden_ : 4 * hidden_;
     if constexpr (std::is_same_v<T, float>) {
-      if (packed_.defined()) return gemm_packed(rows, n, k, in, k, packed_.data<float>(), out, n, accumulate);
+      if (packed_.defined()) return gemm_packed(rows, n, k, in, k, packed_.data<float>(), out, n, false);
     }
-    gemm<T>(false, transposed_, rows, n, k, in, k, wh_, 4 * hidden_, out, n, accumulate);
+    gemm<T>(false, transposed_, rows, n, k, in, k, wh_, 4 * hidden_, out, n);
+  }
+  // The forward pre-activations z [rows, 4H] = (x + bias) + in times W_h (bias may be null).
+  void pre_activations(std::int64_t rows, const T* in, const T* x, const T* bias, T* z) const {
+    const std::int64_t h4 = 4 * hidden_;
+    if constexpr (std::is_same_v<T, float>) {
+      if (packed_.defined()) return gemm_packed(rows, h4, hidden_, in, hidden_, packed_.data<float>(), z, h4, false, x, h4, bias);
+    }
+    if (bias) {
+      for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t j = 0; j < h4; ++j) z[r * h4 + j] = x[r * h4 + j] + bias[j];
+    } else {
+      std::memcpy(z, x, sizeof(T) * static_cast<std::size_t>(rows * h4));
+    }
+    gemm<T>(false, false, rows, h4, hidden_, in, hidden_, wh_, h4, z, h4, /*accumulate=*/true);
   }
 
  private:
@@ -180,16 +194,9 @@ void lstm_sequence_forward(const T* xp, const T* wh, const T* bias, const T* c0,
   const RecurrentProduct<T> recurrent(wh, hidden, false);
   for (std::int64_t t = 0; t < steps; ++t) {
     T* z = gates + t * rows * h4;  // pre-activations, activated in place
-    const T* x = xp + t * rows * h4;
-    if (bias) {
-      for (std::int64_t r = 0; r < rows; ++r)
-        for (std::int64_t j = 0; j < h4; ++j) z[r * h4 + j] = x[r * h4 + j] + bias[j];
-    } else {
-      std::memcpy(z, x, sizeof(T) * static_cast<std::size_t>(rows * h4));
-    }
     const T* c_prev = t == 0 ? c0 : states + (t - 1) * 2 * plane;
     const T* h_prev = t == 0 ? h0 : states + (t - 1) * 2 * plane + plane;
-    recurrent(rows, h_prev, z, /*accumulate=*/true);
+    recurrent.pre_activations(rows, h_prev, xp + t * rows * h4, bias, z);
     T* c_out = states + t * 2 * plane;
     lstm_step_forward(z, c_prev, c_out, c_out + plane, z, rows, hidden);
   }
@@ -218,7 +225,7 @@ void lstm_sequence_backward(const T* wh, const T* c0, const T* h0, const T* stat
       lstm_rows::backward<true>(gt, c_prev, c_new, g_c, g_c + plane, dc_in, dh0, dz, dc_out, r0, r1, hidden);
     });
     std::swap(dc_in, dc_out);
-    recurrent_t(rows, dz, dh0, false);  // dh_{t-1} = dz_t W_h^T
+    recurrent_t(rows, dz, dh0);  // dh_{t-1} = dz_t W_h^T
   }
   if (dc_in != dc0) std::memcpy(dc0, dc_in, sizeof(T) * static_cast<std::size_t>(plane));
   // dW_h = sum_t h_{t-1}^T dz_t: the previous hidden states gathered into one

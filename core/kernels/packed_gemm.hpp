@@ -22,11 +22,15 @@ std::int64_t packed_b_size(std::int64_t k, std::int64_t n);
 // into `packed` (packed_b_size(k, n) floats).
 void pack_b(bool transpose_b, std::int64_t k, std::int64_t n, const float* b, std::int64_t ldb, float* packed);
 
-// C [m, n] (leading dimension ldc) = A [m, k] (row-major, lda) * packed B, or C += it
-// with `accumulate`. Each element of C is one sum over the whole of k in a fixed
-// order, and the work is cut into column blocks fixed by the shape: the result has
-// the same bits at any thread count. Only when packed_gemm_available().
+// C [m, n] (leading dimension ldc) = start + A [m, k] (row-major, lda) * packed B,
+// where start is C itself with `accumulate`, else zero, or, when `addend` is given,
+// addend [m, n] (leading dimension ld_addend; may be C); a `bias` [n] row, when given,
+// is added to the start first. Each element of C is (start + bias) + one sum over the
+// whole of k in a fixed order, and the work is cut into column blocks fixed by the
+// shape: the result has the same bits at any thread count. Only when
+// packed_gemm_available().
 void gemm_packed(std::int64_t m, std::int64_t n, std::int64_t k, const float* a, std::int64_t lda, const float* packed,
-                 float* c, std::int64_t ldc, bool accumulate);
+                 float* c, std::int64_t ldc, bool accumulate, const float* addend = nullptr,
+                 std::int64_t ld_addend = 0, const float* bias = nullptr);
 
 }  // namespace xgrad::kernels
