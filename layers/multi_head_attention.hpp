@@ -19,7 +19,10 @@
 // its key and value go into the cache at cache_index, the query attends to the cached
 // positions 0..cache_index (a mask combined with the call's), and cache_index grows by
 // one. A full cache or a query of another shape is a ValueError. Gradients reach the
-// current token's projections; the cached ones are stored detached.
+// current token's projections; the cached ones are stored detached. The cache buffers
+// are part of state_dict(): after init, load parameters trained without decode with
+// load_state_dict(params, /*strict=*/false); init again (or load a saved cache) to
+// start a new sequence.
 #pragma once
 
 #include <cstdint>
