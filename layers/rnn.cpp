@@ -144,7 +144,6 @@ RNNOutput RNN::run(const Tensor& inputs, const RNNCall& call) {
                                       lstm->options().dtype)
                       : std::vector<Tensor>{};
   if (lstm && (p[0].dtype() == DType::Float32 || p[0].dtype() == DType::Float64)) {
-    const std::int64_t hidden = lstm->features();
     // The input projection of every step in one GEMM, then the recurrence as one op.
     // (xp stays [T * B, 4H]: xgrad's reshape copies, 3.6 MB each way for 28 x 64 x 512.)
     const Tensor xp = matmul(reshape(p[0], {steps * batch, in}), p[1]);
@@ -157,7 +156,6 @@ RNNOutput RNN::run(const Tensor& inputs, const RNNCall& call) {
       final_carry = {step_of(last, 0), step_of(last, 1)};
     }
   } else if (gru && (pg[0].dtype() == DType::Float32 || pg[0].dtype() == DType::Float64)) {
-    const std::int64_t hidden = gru->features();
     // The input projection of every step in one GEMM, then the recurrence as one op.
     const Tensor xp = matmul(reshape(pg[0], {steps * batch, in}), pg[1]) + pg[2];  // [T * B, 3H]
     ys = gru_sequence(xp, pg[3], pg[4], pg[5]);  // [T, B, H]
