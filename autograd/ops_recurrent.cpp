@@ -54,6 +54,18 @@ Tensor take_index(const Tensor& x, std::int64_t index) {  // x[index] along axis
   return squeeze(slice(x, 0, index, index + 1), {0});
 }
 
+// Step t's rows [B, G] of the input projections, given as [T, B, G] or as [T * B, G].
+Tensor xp_step(const Tensor& xp, std::int64_t t, std::int64_t rows) {
+  return xp.dim() == 3 ? take_index(xp, t) : slice(xp, 0, t * rows, (t + 1) * rows);
+}
+
+// The steps of xp [T, B, G] or [T * B, G] with B = rows; 0 when the shape fits neither.
+std::int64_t steps_of(const Tensor& xp, std::int64_t rows, std::int64_t gates) {
+  if (xp.dim() == 3 && xp.size(1) == rows && xp.size(2) == gates) return xp.size(0);
+  if (xp.dim() == 2 && rows > 0 && xp.size(0) % rows == 0 && xp.size(1) == gates) return xp.size(0) / rows;
+  return 0;
+}
+
 void check_cell_operands(const Tensor& gates, const Tensor& c) {
   if (!gates.defined() || !c.defined()) throw ValueError("lstm_cell_update: gates and c must be defined");
   if (gates.dtype() != c.dtype() || !is_floating(gates.dtype()))
@@ -167,10 +179,10 @@ Tensor lstm_sequence(const Tensor& xp, const Tensor& wh, const Tensor& bias, con
       throw DTypeError(fmt::format("lstm_sequence: operands must share one dtype ({}): {}", dtype_name(dtype), describe()));
   if (!fused_dtype(dtype))
     throw DTypeError(fmt::format("lstm_sequence: needs float32 or float64, got {}", dtype_name(dtype)));
-  if (xp.dim() != 3 || wh.dim() != 2 || c0.dim() != 2 || c0.shape() != h0.shape())
+  if (wh.dim() != 2 || c0.dim() != 2 || c0.shape() != h0.shape())
     throw ShapeError(fmt::format("lstm_sequence: expected xp [T, B, 4H], wh [H, 4H], c0 and h0 [B, H]; got {}", describe()));
-  const std::int64_t steps = xp.size(0), rows = xp.size(1), hidden = c0.size(1);
-  if (xp.size(2) != 4 * hidden || wh.size(0) != hidden || wh.size(1) != 4 * hidden || c0.size(0) != rows ||
+  const std::int64_t rows = c0.size(0), hidden = c0.size(1), steps = steps_of(xp, rows, 4 * hidden);
+  if (steps == 0 || wh.size(0) != hidden || wh.size(1) != 4 * hidden ||
       (bias.defined() && bias.shape() != Shape{4 * hidden}))
     throw ShapeError(fmt::format("lstm_sequence: expected xp [T, B, 4H], wh [H, 4H], bias [4H], c0 and h0 [B, H]; got {}",
                                  describe()));
@@ -180,7 +192,7 @@ Tensor lstm_sequence(const Tensor& xp, const Tensor& wh, const Tensor& bias, con
     std::vector<Tensor> per_step;
     Tensor c = c0, h = h0;
     for (std::int64_t t = 0; t < steps; ++t) {
-      std::tie(c, h) = composed_update(take_index(xp, t) + matmul(h, wh) + b, c);
+      std::tie(c, h) = composed_update(xp_step(xp, t, rows) + matmul(h, wh) + b, c);
       per_step.push_back(stack({c, h}, 0));
     }
     return stack(per_step, 0);
@@ -204,7 +216,7 @@ Tensor lstm_sequence(const Tensor& xp, const Tensor& wh, const Tensor& bias, con
       std::vector<Tensor> zs, c_prev, h_prev;
       Tensor c = c0, h = h0;
       for (std::int64_t t = 0; t < steps; ++t) {
-        Tensor z = take_index(xp, t) + matmul(h, wh);
+        Tensor z = xp_step(xp, t, rows) + matmul(h, wh);
         z = z + b;
         zs.push_back(z);
         c_prev.push_back(c);
@@ -221,9 +233,9 @@ Tensor lstm_sequence(const Tensor& xp, const Tensor& wh, const Tensor& bias, con
         dc = dc_prev;
         dh = matmul(dz, transpose(wh));
       }
-      const Tensor dxp = stack(dzs, 0);
-      const Tensor dz_rows = reshape(dxp, {steps * rows, 4 * hidden});
-      const Tensor dwh = matmul(transpose(reshape(stack(h_prev, 0), {steps * rows, hidden})), dz_rows);
+      const Tensor dz_rows = concat(dzs, 0);  // [T * B, 4H]
+      const Tensor dwh = matmul(transpose(concat(h_prev, 0)), dz_rows);
+      const Tensor dxp = xp.dim() == 3 ? reshape(dz_rows, xp.shape()) : dz_rows;
       return {dxp, dwh, sum(dz_rows, {0}), dc, dh};
     }
     Tensor dxp = empty(xp.shape(), xp.dtype()), dwh = empty(wh.shape(), wh.dtype());
@@ -239,6 +251,93 @@ Tensor lstm_sequence(const Tensor& xp, const Tensor& wh, const Tensor& bias, con
       }
     });
     return {dxp, dwh, dbias, dc0, dh0};
+  }, Saves::InputsAndOutput);
+}
+
+Tensor gru_sequence(const Tensor& xp, const Tensor& wh, const Tensor& bhn, const Tensor& h0) {
+  const auto describe = [&] {
+    return fmt::format("xp {}, wh {}, bhn {}, h0 {}", shape_str(xp.shape()), shape_str(wh.shape()),
+                       bhn.defined() ? shape_str(bhn.shape()) : "none", shape_str(h0.shape()));
+  };
+  if (!xp.defined() || !wh.defined() || !h0.defined()) throw ValueError("gru_sequence: xp, wh and h0 must be defined");
+  const DType dtype = xp.dtype();
+  for (const Tensor& t : {wh, bhn, h0})
+    if (t.defined() && t.dtype() != dtype)
+      throw DTypeError(fmt::format("gru_sequence: operands must share one dtype ({}): {}", dtype_name(dtype), describe()));
+  if (!fused_dtype(dtype))
+    throw DTypeError(fmt::format("gru_sequence: needs float32 or float64, got {}", dtype_name(dtype)));
+  if (wh.dim() != 2 || h0.dim() != 2)
+    throw ShapeError(fmt::format("gru_sequence: expected xp [T, B, 3H], wh [H, 3H], bhn [H], h0 [B, H]; got {}",
+                                 describe()));
+  const std::int64_t rows = h0.size(0), hidden = h0.size(1), steps = steps_of(xp, rows, 3 * hidden);
+  if (steps == 0 || wh.size(0) != hidden || wh.size(1) != 3 * hidden || (bhn.defined() && bhn.shape() != Shape{hidden}))
+    throw ShapeError(fmt::format("gru_sequence: expected xp [T, B, 3H], wh [H, 3H], bhn [H], h0 [B, H]; got {}",
+                                 describe()));
+  const Tensor b = bhn.defined() ? bhn : zeros({hidden}, dtype);
+  // The recurrent projection of one step with differentiable ops: h W_h + [0 | 0 | b_hn].
+  const auto projection = [hidden](const Tensor& h, const Tensor& w, const Tensor& bias) {
+    const Tensor zero = zeros({2 * hidden}, bias.dtype());
+    return matmul(h, w) + concat({zero, bias}, -1);
+  };
+  if (forward_ad::propagating()) {  // under a jvp: composed steps, which carry the tangents
+    std::vector<Tensor> hs;
+    Tensor h = h0;
+    for (std::int64_t t = 0; t < steps; ++t) {
+      const GruGates s = gru_gates(xp_step(xp, t, rows), projection(h, wh, b), hidden);
+      h = (1.0 - s.z) * s.n + s.z * h;
+      hs.push_back(h);
+    }
+    return stack(hs, 0);
+  }
+  Tensor hs = empty({steps, rows, hidden}, dtype), hps = empty({steps, rows, 3 * hidden}, dtype);
+  visit_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+      kernels::gru_sequence_forward<T>(xp.data<T>(), wh.data<T>(), b.data<T>(), h0.data<T>(), hs.data<T>(),
+                                       hps.data<T>(), steps, rows, hidden);
+  });
+  return record("gru_sequence", hs, {xp, wh, b, h0},
+                [xp, wh, b, h0, hps, steps, rows, hidden, projection](const Tensor& g, const Tensor& output) -> Grads {
+    if (GradMode::is_enabled()) {
+      // create_graph: replay the steps with differentiable ops, then the same
+      // backward-through-time loop with them.
+      std::vector<Tensor> hp_steps, h_prev;
+      Tensor h = h0;
+      for (std::int64_t t = 0; t < steps; ++t) {
+        const Tensor hp = projection(h, wh, b);
+        hp_steps.push_back(hp);
+        h_prev.push_back(h);
+        const GruGates s = gru_gates(xp_step(xp, t, rows), hp, hidden);
+        h = (1.0 - s.z) * s.n + s.z * h;
+      }
+      std::vector<Tensor> dxps(static_cast<std::size_t>(steps)), dhps(static_cast<std::size_t>(steps));
+      Tensor dh = zeros_like(h0);
+      for (std::int64_t t = steps - 1; t >= 0; --t) {
+        const auto k = static_cast<std::size_t>(t);
+        const Tensor gh = take_index(g, t) + dh;
+        const GruGates s = gru_gates(xp_step(xp, t, rows), hp_steps[k], hidden);
+        const Tensor dn = gh * (1.0 - s.z) * (1.0 - s.n * s.n);
+        const Tensor dr = dn * s.hp_n * s.r * (1.0 - s.r);
+        const Tensor dz = gh * (h_prev[k] - s.n) * s.z * (1.0 - s.z);
+        dxps[k] = concat({dr, dz, dn}, -1);
+        dhps[k] = concat({dr, dz, dn * s.r}, -1);
+        dh = gh * s.z + matmul(dhps[k], transpose(wh));
+      }
+      const Tensor dhp_rows = concat(dhps, 0);  // [T * B, 3H]
+      const Tensor dwh = matmul(transpose(concat(h_prev, 0)), dhp_rows);
+      const Tensor dxp = xp.dim() == 3 ? stack(dxps, 0) : concat(dxps, 0);
+      return {dxp, dwh, sum(slice(dhp_rows, -1, 2 * hidden, 3 * hidden), {0}), dh};
+    }
+    Tensor dxp = empty(xp.shape(), xp.dtype()), dhps = empty(hps.shape(), hps.dtype());
+    Tensor dwh = empty(wh.shape(), wh.dtype()), db = empty(b.shape(), b.dtype()), dh0 = empty(h0.shape(), h0.dtype());
+    visit_dtype(xp.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+        kernels::gru_sequence_backward<T>(xp.data<T>(), wh.data<T>(), h0.data<T>(), output.data<T>(), hps.data<T>(),
+                                          g.data<T>(), dxp.data<T>(), dhps.data<T>(), dwh.data<T>(), db.data<T>(),
+                                          dh0.data<T>(), steps, rows, hidden);
+    });
+    return {dxp, dwh, db, dh0};
   }, Saves::InputsAndOutput);
 }
 

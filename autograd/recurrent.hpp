@@ -17,7 +17,8 @@ namespace xgrad {
 // ShapeError / DTypeError naming "lstm_cell_update" and the shapes.
 Tensor lstm_cell_update(const Tensor& gates, const Tensor& c);
 
-// A whole sequence, time-major: xp [T, B, 4H] the input projections x_t W_i, wh
+// A whole sequence, time-major: xp [T, B, 4H] the input projections x_t W_i (or the
+// same rows as [T * B, 4H], the output of one input product without a reshape), wh
 // [H, 4H], bias [4H] (may be undefined), c0 and h0 [B, H] -> [T, 2, B, H], the cell
 // and hidden state (c_t, h_t) after every step. float32 or float64. The tape holds
 // one node; its VJP runs backward through time as a loop (no recursion) and keeps
@@ -32,5 +33,14 @@ Tensor lstm_sequence(const Tensor& xp, const Tensor& wh, const Tensor& bias, con
 // floating dtype) -> h' [..., H]. float32 and float64 run a fused kernel, other
 // floating dtypes elementwise ops; errors name "gru_cell_update" and the shapes.
 Tensor gru_cell_update(const Tensor& xp, const Tensor& hp, const Tensor& h);
+
+// A whole GRU sequence, time-major: xp [T, B, 3H] the input projections x_t W_i + b_i
+// (gates [r | z | n]; or the same rows as [T * B, 3H]), wh [H, 3H] the recurrent kernels, bhn [H] the recurrent bias
+// of n (may be undefined), h0 [B, H] -> the hidden states [T, B, H]. float32 or
+// float64. One tape node, as lstm_sequence: its VJP runs backward through time as a
+// loop, dW_h as one product over all steps; it keeps the recurrent projections
+// [T, B, 3H]. With create_graph the VJP is replayed with differentiable ops. Errors
+// name "gru_sequence" and the shapes.
+Tensor gru_sequence(const Tensor& xp, const Tensor& wh, const Tensor& bhn, const Tensor& h0);
 
 }  // namespace xgrad

@@ -66,8 +66,12 @@ Tensor weights_of(const char* op, const Tensor& query, const Tensor& key, const 
   const double depth = static_cast<double>(query.shape()[r - 1]);
   Tensor weights = attention_scores(query, key, 1.0 / std::sqrt(depth));
   if (o.bias.defined()) weights = weights + o.bias;
-  weights = masked_softmax(weights, o.mask);
-  if (o.bias.defined() && weights.dtype() != query.dtype()) weights = cast(weights, query.dtype());
+  if (o.force_fp32_for_softmax && weights.dtype() != DType::Float32) {
+    weights = masked_softmax(cast(weights, DType::Float32), o.mask);  // stays float32, as Flax's
+  } else {
+    weights = masked_softmax(weights, o.mask);
+    if (o.bias.defined() && weights.dtype() != query.dtype()) weights = cast(weights, query.dtype());
+  }
   if (dropout) {
     const double keep_prob = 1.0 - o.dropout_rate;
     // Broadcast dropout shares one [q_length, kv_length] mask across batch dims and heads.

@@ -12,6 +12,7 @@
 // attention_values), computed in the layout above without transposes.
 #pragma once
 
+#include <functional>
 #include <optional>
 
 #include "core/random.hpp"
@@ -20,7 +21,7 @@
 namespace xgrad::nn {
 
 // Designated initializers name the fields in this order: bias, mask, broadcast_dropout,
-//   dropout_rng, dropout_rate, deterministic, dtype.
+//   dropout_rng, dropout_rate, deterministic, dtype, force_fp32_for_softmax.
 struct DotProductAttentionOptions {
   // Added to the scores; broadcastable to [batch..., heads, q_length, kv_length].
   Tensor bias = {};
@@ -31,7 +32,18 @@ struct DotProductAttentionOptions {
   double dropout_rate = 0.0;                      // in [0, 1)
   bool deterministic = false;                     // true: no dropout
   std::optional<DType> dtype = std::nullopt;      // empty: promoted from the inputs
+  // As Flax: when the computation dtype is not float32, the softmax runs on the scores
+  // cast to float32 and the weights stay float32 (so does the weighted sum of values,
+  // which promotes). For mixed precision; note that float64 is computed in float32 too.
+  bool force_fp32_for_softmax = false;
 };
+
+// A function used in place of dot_product_attention by MultiHeadDotProductAttention
+// (Flax's attention_fn): query, key, value [batch..., length, heads, depth] and the
+// options the module would pass (mask, dropout, dtype, force_fp32_for_softmax) ->
+// [batch..., q_length, heads, v_depth].
+using AttentionFn = std::function<Tensor(const Tensor& query, const Tensor& key, const Tensor& value,
+                                         const DotProductAttentionOptions& options)>;
 
 // The attention weights [batch..., heads, q_length, kv_length] of query
 // [batch..., q_length, heads, depth] and key [batch..., kv_length, heads, depth].

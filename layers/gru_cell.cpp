@@ -30,26 +30,47 @@ Carry GRUCell::initialize_carry(Key key, const Shape& input_shape) const {
   return {options_.carry_init(key, mem, options_.param_dtype)};
 }
 
-CellOutput GRUCell::step(const Carry& carry, const Tensor& inputs) {
-  check_carry(carry, 1, inputs);
-  const std::int64_t hidden = options_.features, in = inputs.size(-1);
+FusedGRUWeights GRUCell::fused_weights(std::int64_t in_features) {
+  const std::int64_t hidden = options_.features;
   const auto& o = options_;
-  const auto input = [&](detail::DenseParams& d) { return d.get(in, hidden, o.kernel_init, o.bias_init, o.param_dtype); };
+  // Flax's creation order: ir, hr, iz, hz, in, hn.
+  const auto input = [&](detail::DenseParams& d) {
+    return d.get(in_features, hidden, o.kernel_init, o.bias_init, o.param_dtype);
+  };
   const auto recurrent = [&](detail::DenseParams& d) {
     return d.get(hidden, hidden, o.recurrent_kernel_init, o.bias_init, o.param_dtype);
   };
   const auto ir = input(ir_), hr = recurrent(hr_), iz = input(iz_), hz = recurrent(hz_), in_p = input(in_),
              hn = recurrent(hn_);
-  // Promoted together: x, h, then the input kernels and biases of r, z, n, the
-  // recurrent kernels of r, z, n, and b_hn.
-  const auto p = promote_dtype({reshape(inputs, {-1, in}), reshape(carry[0], {-1, hidden}), ir.kernel, iz.kernel,
-                                in_p.kernel, ir.bias, iz.bias, in_p.bias, hr.kernel, hz.kernel, hn.kernel, hn.bias},
-                               o.dtype);
+  return {concat({ir.kernel, iz.kernel, in_p.kernel}, -1), concat({ir.bias, iz.bias, in_p.bias}, -1),
+          concat({hr.kernel, hz.kernel, hn.kernel}, -1), hn.bias};
+}
+
+CellOutput GRUCell::step(const Carry& carry, const Tensor& inputs) {
+  check_carry(carry, 1, inputs);
+  const std::int64_t hidden = options_.features, in = inputs.size(-1);
+  const FusedGRUWeights w = fused_weights(in);
+  // Promoted together: x, h, the input kernels and biases, the recurrent kernels and b_hn.
+  const auto p = promote_dtype({reshape(inputs, {-1, in}), reshape(carry[0], {-1, hidden}), w.input_kernel,
+                                w.input_bias, w.recurrent_kernel, w.recurrent_bias},
+                               options_.dtype);
   const Tensor &x = p[0], &h = p[1];
-  // Each side as one product over the three gates, then the fused gate op.
-  const Tensor xp = matmul(x, concat({p[2], p[3], p[4]}, -1)) + concat({p[5], p[6], p[7]}, -1);
-  const Tensor hp = matmul(h, concat({p[8], p[9], p[10]}, -1)) + concat({zeros_like(p[11]), zeros_like(p[11]), p[11]}, -1);
-  const Tensor h_new = reshape(gru_cell_update(xp, hp, h), carry[0].shape());
+  // Each side as one product over the three gates, then the gates and update.
+  const Tensor xp = matmul(x, p[2]) + p[3];
+  const Tensor hp = matmul(h, p[4]) + concat({zeros({2 * hidden}, p[5].dtype()), p[5]}, -1);
+  Tensor h_new;
+  if (default_activations()) {
+    h_new = gru_cell_update(xp, hp, h);
+  } else {  // Flax's formulas with the user's functions, as composed ops
+    const CellActivation gate = options_.gate_fn ? options_.gate_fn : CellActivation([](const Tensor& t) { return sigmoid(t); });
+    const CellActivation act =
+        options_.activation_fn ? options_.activation_fn : CellActivation([](const Tensor& t) { return tanh(t); });
+    const auto part = [hidden](const Tensor& t, int k) { return slice(t, -1, k * hidden, (k + 1) * hidden); };
+    const Tensor r = gate(part(xp, 0) + part(hp, 0)), z = gate(part(xp, 1) + part(hp, 1));
+    const Tensor n = act(part(xp, 2) + r * part(hp, 2));
+    h_new = (1.0 - z) * n + z * h;
+  }
+  h_new = reshape(h_new, carry[0].shape());
   return {{h_new}, h_new};
 }
 

@@ -9,7 +9,8 @@
 // PyTorch's nn.GRU; Flax's update is h' = (1 - z) n + z h, PyTorch's the same.
 // Parameters as Flax's: submodules ir, iz, in (kernel [in, H], bias [H]) and hr, hz
 // (kernel [H, H], no bias), hn (kernel [H, H], bias [H]). Each side runs as one
-// product over the three gates, the gates and update as one fused op (gru_cell_update).
+// product over the three gates, the gates and update as one fused op (gru_cell_update;
+// composed ops when gate_fn / activation_fn are set).
 #pragma once
 
 #include <cstdint>
@@ -21,17 +22,29 @@
 
 namespace xgrad::nn {
 
-// Designated initializers name the fields in this order: features, kernel_init,
-//   recurrent_kernel_init, bias_init, dtype, param_dtype, carry_init.
-// (Flax's gate_fn / activation_fn are fixed to sigmoid / tanh.)
+// Designated initializers name the fields in this order: features, gate_fn, activation_fn,
+//   kernel_init, recurrent_kernel_init, bias_init, dtype, param_dtype, carry_init.
 struct GRUCellOptions {
   std::int64_t features = 0;  // required: H
+  // Flax's gate_fn (r and z; default sigmoid) and activation_fn (n; default tanh).
+  // Empty: the defaults, on the fused kernels; others: composed ops (nn::RNN then
+  // runs the cell step by step instead of gru_sequence).
+  CellActivation gate_fn = {};
+  CellActivation activation_fn = {};
   Initializer kernel_init = initializers::lecun_normal();  // input kernels W_i*
   Initializer recurrent_kernel_init = initializers::orthogonal();  // recurrent kernels W_h*
   Initializer bias_init = initializers::zeros();  // biases b_i*, b_hn
   std::optional<DType> dtype = std::nullopt;  // computation dtype; empty: promoted from inputs, carry and params
   DType param_dtype = DType::Float32;  // dtype of kernels and biases
   Initializer carry_init = initializers::zeros();  // initial h (initialize_carry)
+};
+
+// The kernels of the three gates side by side, in r, z, n order.
+struct FusedGRUWeights {
+  Tensor input_kernel;      // [in, 3H]
+  Tensor input_bias;        // [3H]: b_ir, b_iz, b_in
+  Tensor recurrent_kernel;  // [H, 3H]
+  Tensor recurrent_bias;    // [H]: b_hn
 };
 
 // flax.linen.GRUCell: one GRU step (equations above) on inputs [batch..., in] and
@@ -45,6 +58,11 @@ class GRUCell : public RNNCellBase {
   std::int64_t features() const override { return options_.features; }
   // The options it was built with.
   const GRUCellOptions& options() const { return options_; }
+  // Whether gate_fn and activation_fn are the defaults (the fused kernels apply).
+  bool default_activations() const { return !options_.gate_fn && !options_.activation_fn; }
+  // The parameters (created on first use for `in_features` inputs) side by side in
+  // r, z, n order; nn::RNN runs a whole sequence on them (gru_sequence).
+  FusedGRUWeights fused_weights(std::int64_t in_features);
 
  protected:
   CellOutput step(const Carry& carry, const Tensor& inputs) override;  // one step: {h'}, h'

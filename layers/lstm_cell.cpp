@@ -67,6 +67,16 @@ CellOutput LSTMCell::run(const Carry& carry, const Tensor& inputs, Gates&& gates
   const Shape& mem = carry[0].shape();
   const Tensor x = reshape(inputs, {-1, in}), c = reshape(carry[0], {-1, hidden}), h = reshape(carry[1], {-1, hidden});
   const auto [z, c_promoted] = gates(x, h, c);
+  if (!default_activations()) {  // Flax's formulas with the user's functions, as composed ops
+    const CellActivation gate = options_.gate_fn ? options_.gate_fn : CellActivation([](const Tensor& t) { return sigmoid(t); });
+    const CellActivation act =
+        options_.activation_fn ? options_.activation_fn : CellActivation([](const Tensor& t) { return tanh(t); });
+    const auto part = [&](int k) { return slice(z, -1, k * hidden, (k + 1) * hidden); };
+    const Tensor i = gate(part(0)), f = gate(part(1)), g = act(part(2)), o = gate(part(3));
+    const Tensor c_new = f * c_promoted + i * g;
+    const Tensor h_new = o * act(c_new);
+    return {{reshape(c_new, mem), reshape(h_new, mem)}, reshape(h_new, mem)};
+  }
   const Tensor state = lstm_cell_update(z, c_promoted);  // [2, rows, H]: c', h'
   const Tensor c_new = reshape(slice(state, 0, 0, 1), mem), h_new = reshape(slice(state, 0, 1, 2), mem);
   return {{c_new, h_new}, h_new};

@@ -7,7 +7,7 @@
 // Parameters as Flax's: submodules ii, if, ig, io (kernel [in, H], no bias: the
 // input and recurrent products are summed, so one bias suffices) and hi, hf, hg, ho
 // (kernel [H, H], bias [H]). The gate nonlinearities and the cell update run as one
-// fused op (lstm_cell_update, autograd/recurrent.hpp).
+// fused op (lstm_cell_update, autograd/recurrent.hpp) unless gate_fn / activation_fn are set.
 //
 //   nn::RNN lstm(std::make_shared<nn::LSTMCell>(nn::LSTMCellOptions{.features = 128}));
 #pragma once
@@ -21,11 +21,15 @@
 
 namespace xgrad::nn {
 
-// Designated initializers name the fields in this order: features, kernel_init,
-//   recurrent_kernel_init, bias_init, dtype, param_dtype, carry_init.
-// (Flax's gate_fn / activation_fn are fixed to sigmoid / tanh here: the fused kernel computes them.)
+// Designated initializers name the fields in this order: features, gate_fn, activation_fn,
+//   kernel_init, recurrent_kernel_init, bias_init, dtype, param_dtype, carry_init.
 struct LSTMCellOptions {
   std::int64_t features = 0;                                   // required: H
+  // Flax's gate_fn (i, f, o; default sigmoid) and activation_fn (g and the output,
+  // default tanh). Empty: the defaults, on the fused kernels; others: composed ops
+  // (and nn::RNN then runs the cell step by step instead of lstm_sequence).
+  CellActivation gate_fn = {};
+  CellActivation activation_fn = {};
   Initializer kernel_init = initializers::lecun_normal();      // input kernels W_i*
   Initializer recurrent_kernel_init = initializers::orthogonal();  // recurrent kernels W_h*
   Initializer bias_init = initializers::zeros();  // biases b_h*
@@ -52,6 +56,8 @@ class LSTMCell : public RNNCellBase {
   std::int64_t features() const override { return options_.features; }
   // The options it was built with.
   const LSTMCellOptions& options() const { return options_; }
+  // Whether gate_fn and activation_fn are the defaults (the fused kernels apply).
+  bool default_activations() const { return !options_.gate_fn && !options_.activation_fn; }
   // The parameters (created on first use for `in_features` inputs) concatenated
   // per gate; nn::RNN runs a whole sequence on them.
   FusedLSTMWeights fused_weights(std::int64_t in_features);

@@ -303,6 +303,11 @@ Tensor Module::find_parameter(const std::string& name) const {
   return t ? *t : Tensor();
 }
 
+Tensor Module::find_buffer(const std::string& name) const {
+  const Tensor* t = find_entry(buffers_, name);
+  return t ? *t : Tensor();
+}
+
 namespace {
 
 void check_existing(const Tensor& t, const std::string& what, const std::string& name, const Shape& shape,

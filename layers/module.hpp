@@ -179,6 +179,8 @@ class Module {
   Tensor buffer(const std::string& name, const Shape& shape, const Initializer& init, DType dtype);
   // The existing parameter called `name`, or an undefined Tensor.
   Tensor find_parameter(const std::string& name) const;
+  // The existing buffer called `name`, or an undefined Tensor.
+  Tensor find_buffer(const std::string& name) const;
 
   // A fresh key for each call: seed, stream name, module path and a per-module counter.
   Key next_rng(std::string_view stream);

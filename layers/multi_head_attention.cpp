@@ -4,7 +4,9 @@
 
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
+#include "autograd/grad_mode.hpp"
 #include "layers/attention.hpp"
+#include "layers/attention_masks.hpp"
 
 namespace xgrad::nn {
 
@@ -118,13 +120,72 @@ Tensor MultiHeadDotProductAttention::attend(const Tensor& inputs_q, const Tensor
                        "merge_param)");
     deterministic = call.deterministic.value_or(o.deterministic.value_or(!is_training())) || is_initializing();
   }
-  DotProductAttentionOptions attention{.mask = call.mask,
+  Tensor mask = call.mask;
+  if (o.decode) use_cache(query, key, value, mask);
+  DotProductAttentionOptions attention{.mask = mask,
                                        .broadcast_dropout = o.broadcast_dropout,
                                        .dropout_rate = o.dropout_rate,
                                        .deterministic = deterministic,
-                                       .dtype = o.dtype};
+                                       .dtype = o.dtype,
+                                       .force_fp32_for_softmax = o.force_fp32_for_softmax};
   if (!deterministic) attention.dropout_rng = call.dropout_rng ? *call.dropout_rng : next_rng("dropout");
-  return (*out_)(dot_product_attention(query, key, value, attention));
+  const Tensor x = o.attention_fn ? o.attention_fn(query, key, value, attention)
+                                  : dot_product_attention(query, key, value, attention);
+  return (*out_)(x);
+}
+
+void MultiHeadDotProductAttention::use_cache(const Tensor& query, Tensor& key, Tensor& value, Tensor& mask) {
+  Tensor cached_key = find_buffer("cached_key");
+  if (!cached_key.defined()) {  // the first call: make the cache, attend as without decode (Flax's init)
+    buffer("cached_key", key.shape(), initializers::zeros(), key.dtype());
+    buffer("cached_value", value.shape(), initializers::zeros(), value.dtype());
+    buffer("cache_index", {}, initializers::zeros(), DType::Int32);
+    return;
+  }
+  Tensor cached_value = find_buffer("cached_value"), cache_index = find_buffer("cache_index");
+  const Shape& cache = cached_key.shape();
+  const std::size_t r = cache.size();
+  Shape expected(cache.begin(), cache.end() - 3);
+  const Shape batch_dims = expected;
+  expected.insert(expected.end(), {1, cache[r - 2], cache[r - 1]});
+  if (query.shape() != expected)
+    throw ValueError(fmt::format("Autoregressive cache shape error, expected query shape {} instead got {} (decode "
+                                 "takes one token per call after the first)",
+                                 shape_str(expected), shape_str(query.shape())));
+  const std::int64_t max_length = cache[r - 3];
+  const auto index = static_cast<std::int64_t>(cache_index.item());
+  if (index >= max_length)
+    throw ValueError(fmt::format("decode: the cache is full: all {} positions of cached_key {} are used (cache_index "
+                                 "{}); initialise again for a new sequence",
+                                 max_length, shape_str(cache), index));
+  // Flax's dynamic_update_slice at position `index` of the length axis, as a concat
+  // so that the new token's key and value keep their gradients.
+  const std::int64_t axis = static_cast<std::int64_t>(r) - 3;
+  const auto insert = [&](const Tensor& cached, const Tensor& token) {
+    std::vector<Tensor> parts;
+    if (index > 0) parts.push_back(slice(cached, axis, 0, index));
+    parts.push_back(token);
+    if (index + 1 < max_length) parts.push_back(slice(cached, axis, index + 1, max_length));
+    return parts.size() == 1 ? token : concat(parts, axis);
+  };
+  if (value.shape().size() != r || value.size(-3) != 1 ||
+      Shape(value.shape().begin(), value.shape().end() - 3) != batch_dims)
+    throw ValueError(fmt::format("Autoregressive cache shape error: value {} does not fit cached_value {}",
+                                 shape_str(value.shape()), shape_str(cached_value.shape())));
+  const auto as = [](const Tensor& t, DType d) { return t.dtype() == d ? t : cast(t, d); };
+  key = insert(cached_key, as(key, cached_key.dtype()));
+  value = insert(cached_value, as(value, cached_value.dtype()));
+  {
+    NoGradGuard no_grad;
+    cached_key.copy_(key.detach());
+    cached_value.copy_(value.detach());
+    cache_index.copy_(full({}, static_cast<double>(index + 1), DType::Int32));
+  }
+  // The query attends to the positions generated so far: arange(max_length) <= index.
+  Shape mask_shape = batch_dims;
+  mask_shape.insert(mask_shape.end(), {1, 1, max_length});
+  const Tensor positions = less_equal(arange(max_length), full({}, static_cast<double>(index), DType::Int64));
+  mask = combine_masks({mask, broadcast_to(positions, mask_shape)});
 }
 
 }  // namespace xgrad::nn

@@ -9,8 +9,20 @@
 // [num_heads, head_dim]), applies nn::dot_product_attention (layers/attention.hpp),
 // and projects back with DenseGeneral `out` (kernel [num_heads, head_dim,
 // out_features], bias [out_features]) over the last two axes. head_dim =
-// qkv_features / num_heads. Not implemented: Flax's decode (the autoregressive
-// cache), attention_fn, force_fp32_for_softmax and sow_weights.
+// qkv_features / num_heads. Not implemented: Flax's sow_weights.
+//
+// decode (Flax's autoregressive cache): the first call (or init) with the full-length
+// input [batch..., max_length, features] creates the buffers `cached_key` and
+// `cached_value` (zeros shaped like the projected key and value, [batch..., max_length,
+// heads, head_dim]) and `cache_index` (int32 scalar 0), Flax's "cache" collection, and
+// attends as without decode. Every later call takes one token [batch..., 1, features]:
+// its key and value go into the cache at cache_index, the query attends to the cached
+// positions 0..cache_index (a mask combined with the call's), and cache_index grows by
+// one. A full cache or a query of another shape is a ValueError. Gradients reach the
+// current token's projections; the cached ones are stored detached. The cache buffers
+// are part of state_dict(): after init, load parameters trained without decode with
+// load_state_dict(params, /*strict=*/false); init again (or load a saved cache) to
+// start a new sequence.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +32,7 @@
 
 #include "core/precision.hpp"
 #include "core/random.hpp"
+#include "layers/attention.hpp"
 #include "layers/dense.hpp"
 #include "layers/initializers.hpp"
 #include "layers/layer_norm.hpp"
@@ -29,7 +42,8 @@ namespace xgrad::nn {
 
 // Designated initializers name the fields in this order: num_heads, dtype, param_dtype,
 //   qkv_features, out_features, broadcast_dropout, dropout_rate, deterministic, precision,
-//   kernel_init, out_kernel_init, bias_init, out_bias_init, use_bias, normalize_qk.
+//   kernel_init, out_kernel_init, bias_init, out_bias_init, use_bias, attention_fn, decode,
+//   normalize_qk, force_fp32_for_softmax.
 struct MultiHeadDotProductAttentionOptions {
   std::int64_t num_heads = 0;  // required; must divide qkv_features
   std::optional<DType> dtype = std::nullopt;  // computation dtype; empty: promoted from inputs and params
@@ -46,7 +60,12 @@ struct MultiHeadDotProductAttentionOptions {
   Initializer bias_init = initializers::zeros();  // initializer of the query/key/value biases
   std::optional<Initializer> out_bias_init = std::nullopt;  // empty: bias_init
   bool use_bias = true;  // biases in all four projections
+  // Called in place of nn::dot_product_attention with the projected query, key, value
+  // and the options (mask, dropout, dtype, force_fp32_for_softmax); empty: the default.
+  AttentionFn attention_fn = {};
+  bool decode = false;        // the autoregressive cache (see above)
   bool normalize_qk = false;  // LayerNorm (no bias) `query_ln` / `key_ln` on the projected query and key
+  bool force_fp32_for_softmax = false;  // passed to the attention function (layers/attention.hpp)
 };
 
 // The keyword arguments of Flax's __call__.
@@ -88,6 +107,8 @@ class MultiHeadDotProductAttention : public Module {
   };
   void build(std::int64_t in_features);  // creates the submodules at the first call, as Flax's compact
   Tensor attend(const Tensor& inputs_q, const Tensor& inputs_k, const Tensor& inputs_v, const AttentionCall& call);
+  // decode: key and value through the cache and the mask limited to the cached positions.
+  void use_cache(const Tensor& query, Tensor& key, Tensor& value, Tensor& mask);
 
   MultiHeadDotProductAttentionOptions options_;
   std::shared_ptr<DenseGeneral> query_, key_, value_, out_;

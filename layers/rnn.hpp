@@ -14,9 +14,10 @@
 // (init_key defaults to make_key(0)).
 //
 // Parameters live under "cell" (cell.ii.kernel, ...). LSTM cells (LSTMCell,
-// OptimizedLSTMCell) in float32/float64 take a fused path: the input projection of
-// all steps is one GEMM and the recurrence one op (lstm_sequence) whose VJP loops
-// backward through time; other cells run step by step on the tape. The engine's
+// OptimizedLSTMCell) and GRUCell in float32/float64 with the default gate_fn and
+// activation_fn take a fused path: the input projection of all steps is one GEMM
+// and the recurrence one op (lstm_sequence, gru_sequence) whose VJP loops backward
+// through time; other cells run step by step on the tape. The engine's
 // backward is iterative either way, so long sequences do not recurse.
 #pragma once
 

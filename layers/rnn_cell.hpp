@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -20,6 +21,12 @@ namespace xgrad::nn {
 
 // A cell's state between steps, in Flax's tuple order: LSTM {c, h}, GRU {h}.
 using Carry = std::vector<Tensor>;
+
+// An elementwise function for a cell's gate_fn / activation_fn (Flax's attributes),
+// e.g. nn::hard_sigmoid-like lambdas or xgrad::relu. Empty means the default
+// (sigmoid / tanh), which runs the fused kernels; any other function runs the
+// composed ops (differentiable as long as the function is).
+using CellActivation = std::function<Tensor(const Tensor&)>;
 
 // What one step returns: the new carry and the step's output.
 struct CellOutput {

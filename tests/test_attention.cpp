@@ -446,3 +446,170 @@ TEST_CASE("MultiHeadDotProductAttention errors") {
                        "inputs_k and leave inputs_v undefined", ValueError);
   CHECK_THROWS_AS(net.attention(zeros({6})), ShapeError);
 }
+
+TEST_CASE("force_fp32_for_softmax: the softmax and the weights in float32 for 16-bit inputs, as Flax") {
+  const Tensor q64 = normal64(91, {2, 3, 2, 4}), k64 = normal64(92, {2, 5, 2, 4}), v64 = normal64(93, {2, 5, 2, 3});
+  const Tensor mask = slice(nn::make_causal_mask(zeros({2, 5})), 2, 0, 3);
+  const Tensor q = q64.astype(DType::BFloat16), k = k64.astype(DType::BFloat16), v = v64.astype(DType::BFloat16);
+  // Without the flag the weights are bfloat16; with it float32, and so is the output (promoted with v).
+  CHECK(nn::dot_product_attention_weights(q, k, {.mask = mask}).dtype() == DType::BFloat16);
+  const Tensor w32 = nn::dot_product_attention_weights(q, k, {.mask = mask, .force_fp32_for_softmax = true});
+  CHECK(w32.dtype() == DType::Float32);
+  const Tensor out = nn::dot_product_attention(q, k, v, {.mask = mask, .force_fp32_for_softmax = true});
+  CHECK(out.dtype() == DType::Float32);
+  // The float32 weights are the softmax of the bfloat16 scores: the reference from the
+  // same (bfloat16-rounded) operands in float64, to float32 precision.
+  const Tensor vr = v.astype(DType::Float64);
+  const Tensor scores = attention_scores(q, k, 0.5).astype(DType::Float64);  // the bfloat16 scores, depth 4
+  const Tensor masked = where(not_equal(mask, zeros({})), scores, full({}, -1e30, DType::Float64));
+  CHECK(max_abs_diff(w32.astype(DType::Float64), softmax(masked, -1)) < 1e-6);
+  const Tensor expected = attention_values(softmax(masked, -1), vr);
+  CHECK(max_abs_diff(out.astype(DType::Float64), expected) < 1e-5);
+  // bfloat16 weights are rounded to 8 bits: farther from the reference than the float32 ones.
+  const Tensor w16 = nn::dot_product_attention_weights(q, k, {.mask = mask});
+  CHECK(max_abs_diff(w16.astype(DType::Float64), softmax(masked, -1)) > 1e-4);
+  // float32 inputs: the flag changes nothing.
+  const Tensor q32 = q64.astype(DType::Float32), k32 = k64.astype(DType::Float32), v32 = v64.astype(DType::Float32);
+  CHECK(nn::dot_product_attention(q32, k32, v32, {.mask = mask, .force_fp32_for_softmax = true}).to_vector() ==
+        nn::dot_product_attention(q32, k32, v32, {.mask = mask}).to_vector());
+}
+
+TEST_CASE("MultiHeadDotProductAttention attention_fn and force_fp32_for_softmax reach the attention function") {
+  const Tensor x = normal64(101, {2, 4, 6});
+  const Tensor mask = nn::make_causal_mask(zeros({2, 4}));
+  nn::MultiHeadDotProductAttention plain({.num_heads = 2, .param_dtype = DType::Float64});
+  const Tensor expected = plain(x, x, {}, {.mask = mask});
+  // A user function that records what it was given and doubles the default's result;
+  // with zero biases the out projection is linear, so the module's output doubles.
+  int calls = 0;
+  nn::DotProductAttentionOptions seen;
+  Shape query_shape;
+  nn::MultiHeadDotProductAttention custom(
+      {.num_heads = 2,
+       .param_dtype = DType::Float64,
+       .attention_fn = [&](const Tensor& q, const Tensor& k, const Tensor& v, const nn::DotProductAttentionOptions& o) {
+         ++calls;
+         seen = o;
+         query_shape = q.shape();
+         return nn::dot_product_attention(q, k, v, o) * 2.0;
+       }});
+  custom.init(x);
+  custom.load_state_dict(plain.state_dict());  // zero biases, the same kernels
+  const Tensor y = custom(x, x, {}, {.mask = mask});
+  CHECK(calls == 2);  // init and the call
+  CHECK(query_shape == Shape{2, 4, 2, 3});
+  CHECK_FALSE(seen.force_fp32_for_softmax);
+  CHECK(seen.mask.defined());
+  CHECK(max_abs_diff(seen.mask, mask) == 0.0);
+  CHECK(max_abs_diff(y, expected * 2.0) < 1e-12);
+  // Gradients flow through the user's function.
+  test_support::check_module_gradients(custom, x, {"query.kernel", "value.bias", "out.kernel"});
+
+  // force_fp32_for_softmax reaches the function with the other options. As in Flax, a
+  // dtype other than float32 (here float64) then has its softmax computed in float32.
+  nn::MultiHeadDotProductAttention forced(
+      {.num_heads = 2,
+       .param_dtype = DType::Float64,
+       .attention_fn = [&](const Tensor& q, const Tensor& k, const Tensor& v, const nn::DotProductAttentionOptions& o) {
+         seen = o;
+         return nn::dot_product_attention(q, k, v, o);
+       },
+       .force_fp32_for_softmax = true});
+  forced.init(x);
+  forced.load_state_dict(plain.state_dict());
+  const Tensor z = forced(x, x, {}, {.mask = mask});
+  CHECK(seen.force_fp32_for_softmax);
+  CHECK(z.dtype() == DType::Float64);  // the float32 weights promote with the float64 values
+  const double difference = max_abs_diff(z, expected);
+  CHECK(difference > 0.0);
+  CHECK(difference < 1e-5);
+}
+
+namespace {
+
+// A decode-mode attention and an ordinary one with the same parameters.
+struct DecodePair {
+  nn::MultiHeadDotProductAttention decoder{{.num_heads = 2, .param_dtype = DType::Float64, .qkv_features = 4,
+                                            .bias_init = nn::initializers::normal(0.5), .decode = true}};
+  nn::MultiHeadDotProductAttention full{{.num_heads = 2, .param_dtype = DType::Float64, .qkv_features = 4,
+                                         .bias_init = nn::initializers::normal(0.5)}};
+  explicit DecodePair(const Tensor& x) {
+    full.init(x);
+    decoder.init(x);  // creates the cache: [batch..., max_length, heads, head_dim]
+    nn::StateDict params = full.state_dict();
+    for (const auto& [name, t] : decoder.state_dict())
+      if (name.rfind("cache", 0) == 0 || name.rfind("cached", 0) == 0) params[name] = t;
+    decoder.load_state_dict(params);
+  }
+};
+
+Tensor token(const Tensor& x, std::int64_t t) { return slice(x, -2, t, t + 1); }
+
+}  // namespace
+
+TEST_CASE("MultiHeadDotProductAttention decode: token by token equals the full causal computation") {
+  const Tensor x = normal64(111, {2, 5, 6});
+  DecodePair pair(x);
+  const nn::NamedTensors buffers = pair.decoder.named_buffers();
+  REQUIRE(buffers.size() == 3);
+  CHECK(pair.decoder.state_dict().at("cached_key").shape() == Shape{2, 5, 2, 2});
+  CHECK(pair.decoder.state_dict().at("cached_value").shape() == Shape{2, 5, 2, 2});
+  const Tensor index = pair.decoder.state_dict().at("cache_index");
+  CHECK(index.dtype() == DType::Int32);
+  CHECK(index.shape() == Shape{});
+  CHECK(index.item() == 0.0);
+
+  const Tensor reference = pair.full(x, x, {}, {.mask = nn::make_causal_mask(zeros({2, 5}))});
+  for (std::int64_t t = 0; t < 5; ++t) {
+    const Tensor y = pair.decoder(token(x, t));
+    CHECK(y.shape() == Shape{2, 1, 6});
+    CHECK(max_abs_diff(y, token(reference, t)) < 1e-12);
+    CHECK(pair.decoder.state_dict().at("cache_index").item() == static_cast<double>(t + 1));
+  }
+  // The cache now holds every position's projected key: key(x) of the full module.
+  const nn::StateDict params = pair.full.state_dict();
+  const Tensor keys = reshape(matmul(reshape(x, {10, 6}), reshape(params.at("key.kernel"), {6, 4})), {2, 5, 2, 2}) +
+                     params.at("key.bias");
+  CHECK(max_abs_diff(pair.decoder.state_dict().at("cached_key"), keys) < 1e-12);
+  // A sixth token does not fit.
+  CHECK(error_of<ValueError>([&] { pair.decoder(token(x, 0)); }).find("the cache is full") != std::string::npos);
+  // Two tokens at once are not a decode step.
+  DecodePair other(x);
+  CHECK(error_of<ValueError>([&] { other.decoder(slice(x, -2, 0, 2)); })
+            .find("Autoregressive cache shape error, expected query shape [2, 1, 2, 2] instead got [2, 2, 2, 2]") !=
+        std::string::npos);
+}
+
+TEST_CASE("MultiHeadDotProductAttention decode: a call's mask is combined with the cache positions") {
+  const Tensor x = normal64(121, {2, 4, 6});
+  DecodePair pair(x);
+  // Batch entry 1 may not attend to position 2: a padding mask [batch, 1, 1, max_length].
+  const Tensor padding = reshape(from_vector({1, 1, 1, 1, 1, 1, 0, 1}, {2, 4}, DType::Bool), {2, 1, 1, 4});
+  const Tensor reference =
+      pair.full(x, x, {}, {.mask = nn::combine_masks({padding, nn::make_causal_mask(zeros({2, 4}))})});
+  for (std::int64_t t = 0; t < 4; ++t) {
+    const Tensor y = pair.decoder(token(x, t), Tensor(), Tensor(), {.mask = padding});
+    CHECK(max_abs_diff(y, token(reference, t)) < 1e-12);
+  }
+}
+
+TEST_CASE("MultiHeadDotProductAttention decode step gradchecks with respect to the token and parameters") {
+  const Tensor x = normal64(131, {2, 3, 6});
+  DecodePair pair(x);
+  pair.decoder(token(x, 0));  // one cached position, so the step attends to two
+  const nn::StateDict snapshot = [&] {
+    nn::StateDict s;
+    for (const auto& [name, t] : pair.decoder.state_dict()) s[name] = t.clone();
+    return s;
+  }();
+  const std::vector<std::string> names{"query.kernel", "key.kernel", "value.bias", "out.kernel"};
+  std::vector<Tensor> inputs{token(x, 1).clone()};
+  for (const auto& n : names) inputs.push_back(snapshot.at(n));
+  const GradcheckReport r = gradcheck([&](const std::vector<Tensor>& in) {
+    pair.decoder.load_state_dict(snapshot);  // every evaluation is the same step
+    nn::StateDict substitutes;
+    for (std::size_t i = 0; i < names.size(); ++i) substitutes[names[i]] = in[i + 1];
+    return pair.decoder.functional_call(substitutes, in[0]);
+  }, inputs);
+  CHECK_MESSAGE(r.ok, r.to_string());
+}

@@ -404,3 +404,92 @@ TEST_CASE("RNN: the fused LSTM and the GRU give the same bits at 1 and 2 threads
     for (std::size_t k = 0; k < one.size(); ++k) CHECK(test_support::bit_difference(one[k], two[k]).count == 0);
   }
 }
+
+TEST_CASE("RNN's fused GRU sequence matches stepping the cell on the tape, values and gradients") {
+  auto cell = make_cell<nn::GRUCell, nn::GRUCellOptions>(4);
+  nn::RNN rnn(cell);
+  const Tensor x = pattern({3, 6, 2}, 0.1);
+  rnn(x);
+  fill_params(rnn, 0.7);
+  const nn::NamedTensors params = rnn.named_parameters();
+  auto stepped = [&](const Tensor& input, const nn::Carry& initial) {
+    nn::Carry carry = initial;
+    std::vector<Tensor> ys;
+    for (std::int64_t t = 0; t < 6; ++t) {
+      auto [next, y] = (*cell)(carry, squeeze(slice(input, 1, t, t + 1), {1}));
+      carry = next;
+      ys.push_back(y);
+    }
+    return std::pair{stack(ys, 1), carry[0]};
+  };
+  Tensor xg = x.clone().requires_grad_();
+  Tensor h0 = pattern({3, 4}, 0.5).requires_grad_();
+  const nn::RNNOutput fused = rnn(xg, {.initial_carry = {h0}, .return_carry = true});
+  const auto [y_stepped, h_stepped] = stepped(xg, {h0});
+  check_close(fused.outputs, y_stepped, 1e-14);
+  check_close(fused.carry.at(0), h_stepped, 1e-14);
+  const Tensor w = pattern(y_stepped.shape(), 2.0), wc = pattern(h_stepped.shape(), 0.3);
+  std::vector<Tensor> wrt{xg, h0};
+  for (const auto& [name, t] : params) wrt.push_back(t);
+  const auto g_fused = grad({sum(fused.outputs * w) + sum(fused.carry[0] * wc)}, wrt);
+  const auto g_stepped = grad({sum(y_stepped * w) + sum(h_stepped * wc)}, wrt);
+  for (std::size_t k = 0; k < wrt.size(); ++k) check_close(g_fused[k], g_stepped[k], 1e-13);
+  // float32 runs the same kernels.
+  nn::RNN rnn32(std::make_shared<nn::GRUCell>(nn::GRUCellOptions{.features = 4}));
+  rnn32(x.astype(DType::Float32));
+  for (const auto& [name, t] : rnn.state_dict()) rnn32.state_dict().at(name).copy_(t);
+  const Tensor y32 = rnn32(x.astype(DType::Float32));
+  CHECK(y32.dtype() == DType::Float32);
+  check_close(y32.astype(DType::Float64), rnn(x), 1e-6);
+}
+
+TEST_CASE("gru_sequence: gradcheck and gradgradcheck, and against gru_cell_update step by step") {
+  const Tensor xp = pattern({3, 2, 6}, 0.2, 1.0), wh = pattern({2, 6}, 1.2, 0.5), bhn = pattern({2}, 0.4, 0.3),
+               h0 = pattern({2, 2}, 3.1);
+  test_support::check_first_and_second_order(
+      "gru_sequence", [](const std::vector<Tensor>& in) { return gru_sequence(in[0], in[1], in[2], in[3]); },
+      {xp, wh, bhn, h0});
+  // The recurrence by hand: hp = h W_h + [0 | 0 | b_hn], h' = gru_cell_update(xp_t, hp, h).
+  Tensor h = h0;
+  const Tensor hs = gru_sequence(xp, wh, bhn, h0);
+  CHECK(hs.shape() == Shape{3, 2, 2});
+  for (std::int64_t t = 0; t < 3; ++t) {
+    const Tensor hp = matmul(h, wh) + concat({zeros({4}, DType::Float64), bhn}, -1);
+    h = gru_cell_update(squeeze(slice(xp, 0, t, t + 1), {0}), hp, h);
+    check_close(squeeze(slice(hs, 0, t, t + 1), {0}), h, 1e-15);
+  }
+  // No b_hn: the same as a zero one.
+  check_close(gru_sequence(xp, wh, Tensor(), h0), gru_sequence(xp, wh, zeros({2}, DType::Float64), h0), 0.0);
+  CHECK_THROWS_WITH_AS(gru_sequence(xp, pattern({2, 5}, 0), bhn, h0),
+                       "gru_sequence: expected xp [T, B, 3H], wh [H, 3H], bhn [H], h0 [B, H]; got xp [3, 2, 6], wh "
+                       "[2, 5], bhn [2], h0 [2, 2]",
+                       ShapeError);
+  CHECK_THROWS_AS(gru_sequence(xp, wh, bhn, h0.astype(DType::Float32)), DTypeError);
+  CHECK_THROWS_AS(gru_sequence(xp.astype(DType::BFloat16), wh.astype(DType::BFloat16), Tensor(),
+                               h0.astype(DType::BFloat16)),
+                  DTypeError);
+}
+
+TEST_CASE("RNN over cells with gate_fn / activation_fn runs them step by step with those functions") {
+  const nn::CellActivation softsign = [](const Tensor& t) { return t / (abs(t) + 1.0); };
+  for (int kind = 0; kind < 2; ++kind) {
+    CAPTURE(kind);
+    std::shared_ptr<nn::RNNCellBase> cell;
+    if (kind == 0)
+      cell = std::make_shared<nn::LSTMCell>(
+          nn::LSTMCellOptions{.features = 3, .activation_fn = softsign, .param_dtype = DType::Float64});
+    else
+      cell = std::make_shared<nn::GRUCell>(
+          nn::GRUCellOptions{.features = 3, .activation_fn = softsign, .param_dtype = DType::Float64});
+    nn::RNN rnn(cell);
+    const Tensor x = pattern({2, 4, 2}, 0.7);
+    rnn(x);
+    fill_params(rnn, 0.7);
+    const Tensor y = rnn(x);
+    for (std::int64_t b = 0; b < 2; ++b) {
+      const ByHand r = run_by_hand(*cell, x, b, range(0, 4), cell->initialize_carry(make_key(0), {2}));
+      for (std::int64_t t = 0; t < 4; ++t)
+        check_close(reshape(y.at({b, t}).get(), {-1}), r.outputs[static_cast<std::size_t>(t)], 1e-15);
+    }
+  }
+}

@@ -290,3 +290,78 @@ TEST_CASE("recurrent cells: typed errors for wrong carries and changed feature c
   CHECK_THROWS_AS(gru({ones({2, 2}), ones({2, 2})}, x), ShapeError);
   CHECK_THROWS_AS(nn::GRUCell({.features = -1}), ValueError);
 }
+
+TEST_CASE("gate_fn and activation_fn replace sigmoid and tanh in Flax's LSTM and GRU formulas") {
+  // Smooth non-default functions: a steeper sigmoid for the gates, softsign for the activation.
+  const nn::CellActivation steep = [](const Tensor& t) { return xgrad::sigmoid(t * 2.0); };
+  const nn::CellActivation softsign = [](const Tensor& t) { return t / (abs(t) + 1.0); };
+  const auto gate = [](double v) { return sigmoid(2 * v); };
+  const auto act = [](double v) { return v / (std::abs(v) + 1); };
+  const Tensor x = pattern({1, 3}, 0.2), c = pattern({1, 2}, 1.3), h = pattern({1, 2}, 0.9);
+  const std::vector<double> xv = x.to_vector(), cv = c.to_vector(), hv = h.to_vector();
+  auto dense = [](const nn::StateDict& s, const std::string& name, const std::vector<double>& v, std::size_t j) {
+    double out = s.count(name + ".bias") ? s.at(name + ".bias").at({static_cast<std::int64_t>(j)}) : 0.0;
+    for (std::size_t k = 0; k < v.size(); ++k)
+      out += v[k] * s.at(name + ".kernel").at({static_cast<std::int64_t>(k), static_cast<std::int64_t>(j)});
+    return out;
+  };
+  SUBCASE("LSTMCell and OptimizedLSTMCell") {
+    nn::LSTMCell cell({.features = 2, .gate_fn = steep, .activation_fn = softsign, .param_dtype = DType::Float64});
+    nn::OptimizedLSTMCell opt({.features = 2, .gate_fn = steep, .activation_fn = softsign, .param_dtype = DType::Float64});
+    nn::LSTMCell plain({.features = 2, .param_dtype = DType::Float64});
+    cell({c, h}, x);
+    opt({c, h}, x);
+    plain({c, h}, x);
+    fill_params(cell);
+    fill_params(opt);
+    fill_params(plain);
+    const nn::StateDict s = cell.state_dict();
+    std::vector<double> c_new(2), h_new(2);
+    for (std::size_t j = 0; j < 2; ++j) {
+      const auto pre = [&](const std::string& g) { return dense(s, "i" + g, xv, j) + dense(s, "h" + g, hv, j); };
+      const double i = gate(pre("i")), f = gate(pre("f")), g = act(pre("g")), o = gate(pre("o"));
+      c_new[j] = f * cv[j] + i * g;
+      h_new[j] = o * act(c_new[j]);
+    }
+    for (nn::LSTMCell* m : {&cell, static_cast<nn::LSTMCell*>(&opt)}) {
+      CAPTURE(m->describe());
+      CHECK_FALSE(m->default_activations());
+      auto [next, y] = (*m)({c, h}, x);
+      check_close(next[0], c_new);
+      check_close(next[1], h_new);
+      check_close(y, h_new);
+    }
+    CHECK(plain.default_activations());
+    const std::vector<double> default_h = plain({c, h}, x).output.to_vector();  // the options change the result
+    CHECK(std::max(std::abs(default_h[0] - h_new[0]), std::abs(default_h[1] - h_new[1])) > 1e-4);
+    check_cell_gradients(cell, pattern({2, 3}, 0.4), {pattern({2, 2}, 1.1), pattern({2, 2}, 2.1)});
+  }
+  SUBCASE("GRUCell") {
+    nn::GRUCell cell({.features = 2, .gate_fn = steep, .activation_fn = softsign, .param_dtype = DType::Float64});
+    cell({h}, x);
+    fill_params(cell);
+    const nn::StateDict s = cell.state_dict();
+    std::vector<double> expected(2);
+    for (std::size_t j = 0; j < 2; ++j) {
+      const double r = gate(dense(s, "ir", xv, j) + dense(s, "hr", hv, j));
+      const double z = gate(dense(s, "iz", xv, j) + dense(s, "hz", hv, j));
+      const double n = act(dense(s, "in", xv, j) + r * dense(s, "hn", hv, j));
+      expected[j] = (1 - z) * n + z * hv[j];
+    }
+    auto [next, y] = cell({h}, x);
+    check_close(y, expected);
+    check_close(next[0], expected);
+    // Only one of the two set: the other keeps its default.
+    nn::GRUCell half({.features = 2, .activation_fn = softsign, .param_dtype = DType::Float64});
+    half({h}, x);
+    fill_params(half);
+    for (std::size_t j = 0; j < 2; ++j) {
+      const double r = sigmoid(dense(s, "ir", xv, j) + dense(s, "hr", hv, j));
+      const double z = sigmoid(dense(s, "iz", xv, j) + dense(s, "hz", hv, j));
+      const double n = act(dense(s, "in", xv, j) + r * dense(s, "hn", hv, j));
+      expected[j] = (1 - z) * n + z * hv[j];
+    }
+    check_close(half({h}, x).output, expected);
+    check_cell_gradients(cell, pattern({2, 3}, 0.4), {pattern({2, 2}, 1.1)});
+  }
+}

@@ -20,4 +20,20 @@ template <class T>
 void gru_step_backward(const T* xp, const T* hp, const T* h, const T* grad_h, T* dxp, T* dhp, T* dh,
                        std::int64_t rows, std::int64_t hidden);
 
+// A whole sequence, time-major: xp [steps, rows, 3H] the input projections x_t W_i + b_i
+// of every step, wh [H, 3H] the recurrent kernels [W_hr | W_hz | W_hn], bhn [H] (may be
+// null), h0 [rows, H]. Writes the hidden states hs [steps, rows, H] and the recurrent
+// projections hps [steps, rows, 3H] (h_{t-1} W_h + [0 | 0 | b_hn], kept for the VJP).
+template <class T>
+void gru_sequence_forward(const T* xp, const T* wh, const T* bhn, const T* h0, T* hs, T* hps, std::int64_t steps,
+                          std::int64_t rows, std::int64_t hidden);
+
+// Backward through time, iterative from the last step. `grad_hs` [steps, rows, H] is the
+// cotangent of hs. Writes dxp [steps, rows, 3H], dhps [steps, rows, 3H] (the recurrent
+// projections' cotangents), dwh [H, 3H], dbhn [H] (when not null) and dh0 [rows, H].
+template <class T>
+void gru_sequence_backward(const T* xp, const T* wh, const T* h0, const T* hs, const T* hps, const T* grad_hs,
+                           T* dxp, T* dhps, T* dwh, T* dbhn, T* dh0, std::int64_t steps, std::int64_t rows,
+                           std::int64_t hidden);
+
 }  // namespace xgrad::kernels
