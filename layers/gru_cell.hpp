@@ -29,8 +29,8 @@ struct GRUCellOptions {
   // Flax's gate_fn (r and z; default sigmoid) and activation_fn (n; default tanh).
   // Empty: the defaults, on the fused kernels; others: composed ops (nn::RNN then
   // runs the cell step by step instead of gru_sequence).
-  CellActivation gate_fn = {};
-  CellActivation activation_fn = {};
+  CellActivation gate_fn = {};        // the gates' nonlinearity; empty: sigmoid
+  CellActivation activation_fn = {};  // the candidate's nonlinearity; empty: tanh
   Initializer kernel_init = initializers::lecun_normal();  // input kernels W_i*
   Initializer recurrent_kernel_init = initializers::orthogonal();  // recurrent kernels W_h*
   Initializer bias_init = initializers::zeros();  // biases b_i*, b_hn
@@ -44,7 +44,7 @@ struct FusedGRUWeights {
   Tensor input_kernel;      // [in, 3H]
   Tensor input_bias;        // [3H]: b_ir, b_iz, b_in
   Tensor recurrent_kernel;  // [H, 3H]
-  Tensor recurrent_bias;    // [H]: b_hn
+  Tensor recurrent_bias;    // [H]: b_hn, the recurrent bias of the candidate n
 };
 
 // flax.linen.GRUCell: one GRU step (equations above) on inputs [batch..., in] and

@@ -28,8 +28,8 @@ struct LSTMCellOptions {
   // Flax's gate_fn (i, f, o; default sigmoid) and activation_fn (g and the output,
   // default tanh). Empty: the defaults, on the fused kernels; others: composed ops
   // (and nn::RNN then runs the cell step by step instead of lstm_sequence).
-  CellActivation gate_fn = {};
-  CellActivation activation_fn = {};
+  CellActivation gate_fn = {};        // the gates' nonlinearity; empty: sigmoid
+  CellActivation activation_fn = {};  // the candidate's nonlinearity; empty: tanh
   Initializer kernel_init = initializers::lecun_normal();      // input kernels W_i*
   Initializer recurrent_kernel_init = initializers::orthogonal();  // recurrent kernels W_h*
   Initializer bias_init = initializers::zeros();  // biases b_h*
