@@ -100,6 +100,24 @@ TEST_CASE("matmul against the definition: odd sizes, batches, broadcasting") {
   }
 }
 
+TEST_CASE("matmul of a long contraction (cut along k) and its gradients against the definition") {
+  // C is 32 x 48 with k = 2048: too narrow to cut by rows or columns, so the GEMM is
+  // cut along k and the pieces summed (core/kernels/gemm.cpp). Small integers keep
+  // every sum exact, so the comparison is exact.
+  for (DType dtype : {DType::Float32, DType::Float64}) {
+    INFO(dtype_name(dtype));
+    Tensor a = filled({32, 2048}, 0.3, dtype), b = filled({2048, 48}, 1.1, dtype);
+    a.requires_grad_(), b.requires_grad_();
+    const Tensor g = filled({32, 48}, 2.3, dtype);
+    const Tensor c = matmul(a, b);
+    check_values(c, {32, 48}, reference_matmul(a.detach(), b.detach(), {32, 48}));
+    c.backward(g);
+    const Tensor at = transpose(a.detach()), bt = transpose(b.detach());
+    check_values(b.grad(), {2048, 48}, reference_matmul(at, g, {2048, 48}));
+    check_values(a.grad(), {32, 2048}, reference_matmul(g, bt, {32, 2048}));
+  }
+}
+
 TEST_CASE("matmul promotes 1-D operands as NumPy does") {
   const Tensor v = from_vector({1, 2, 3}, {3});
   check_values(matmul(v, from_vector({4, 5, 6}, {3})), {}, {32});

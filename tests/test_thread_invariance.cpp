@@ -133,6 +133,12 @@ TEST_CASE("thread invariance: matmul, reductions, softmax cross-entropy, element
     const Tensor a = leaf(1, {300, 257}), b = leaf(2, {257, 200});
     return output_and_gradients(matmul(a, b), {a, b}, 3);
   });
+  // A weight-gradient shape: C is 64 x 48, k = 2048, so the product is cut along k
+  // (core/kernels/gemm.cpp) in both products of the backward.
+  check_thread_invariant("matmul cut along k", [] {
+    const Tensor a = leaf(1, {64, 2048}), b = leaf(2, {2048, 48});
+    return output_and_gradients(matmul(a, b), {a, b}, 3);
+  });
   check_thread_invariant("sum, mean, var, logsumexp", [] {
     const Tensor x = leaf(1, {96, 1001});
     const Tensor y = stack({sum(x, {1}), mean(x, {0}).sum() * ones({96}), var(x, {1}), logsumexp(x, {1})});

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <climits>
 #include <string>
+#include <vector>
 
+#include "core/allocator.hpp"
 #include "core/error.hpp"
 #include "core/threading.hpp"
 
@@ -49,6 +51,19 @@ constexpr std::int64_t kMacsPerPiece = std::int64_t{1} << 20;  // ~20 us on one 
 constexpr std::int64_t kMaxPieces = 8;
 constexpr std::int64_t kMinBlock = 64;
 
+// Products whose C is too small to cut into kMinBlock-wide pieces but whose k is long
+// (weight gradients such as [in × batch]·[batch × out] with in, out < 128) are cut
+// along k instead, into pieces of at least kMinDepth: each piece multiplies its
+// k-range into a buffer of its own, and the buffers are added into C in piece order.
+// The cut is fixed by the shape too: the same bits at any thread count (not the bits
+// of the uncut product).
+constexpr std::int64_t kMinDepth = 256;
+
+std::int64_t depth_pieces(std::int64_t m, std::int64_t n, std::int64_t k) {
+  const std::int64_t by_work = (m * n * k) / kMacsPerPiece;
+  return std::clamp<std::int64_t>(std::min(by_work, k / kMinDepth), 1, kMaxPieces);
+}
+
 GemmSplit split_gemm(std::int64_t m, std::int64_t n, std::int64_t k) {
   GemmSplit s;
   s.along_rows = m > n;
@@ -58,6 +73,30 @@ GemmSplit split_gemm(std::int64_t m, std::int64_t n, std::int64_t k) {
   s.block = ((side + s.pieces - 1) / s.pieces + 15) / 16 * 16;
   s.pieces = (side + s.block - 1) / s.block;
   return s;
+}
+
+// C (+)= op(A)·op(B) as `pieces` products over consecutive ranges of k, summed in order.
+template <class T>
+void gemm_split_depth(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k,
+                      const T* a, std::int64_t lda, const T* b, std::int64_t ldb, T* c, std::int64_t ldc,
+                      bool accumulate, std::int64_t pieces) {
+  const std::int64_t size = m * n;
+  std::vector<T, CachingAllocator<T>> partial(static_cast<std::size_t>(pieces * size));
+  parallel_for(pieces, [&](std::int64_t piece) {
+    const std::int64_t k0 = k * piece / pieces, k1 = k * (piece + 1) / pieces;
+    const T* a_piece = a + (transpose_a ? k0 * lda : k0);  // op(A)[:, k0:k1]
+    const T* b_piece = b + (transpose_b ? k0 : k0 * ldb);  // op(B)[k0:k1, :]
+    blas_gemm(transpose_a, transpose_b, m, n, k1 - k0, a_piece, lda, b_piece, ldb, partial.data() + piece * size, n,
+              false);
+  });
+  for (std::int64_t i = 0; i < m; ++i) {
+    T* row = c + i * ldc;
+    for (std::int64_t j = 0; j < n; ++j) {
+      T total = accumulate ? row[j] : T(0);
+      for (std::int64_t piece = 0; piece < pieces; ++piece) total += partial[static_cast<std::size_t>(piece * size + i * n + j)];
+      row[j] = total;
+    }
+  }
 }
 
 }  // namespace
@@ -74,6 +113,10 @@ void gemm(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, st
   (void)num_threads();  // sets OpenBLAS single-threaded before its first call
   const GemmSplit s = split_gemm(m, n, k);
   if (s.pieces == 1) {
+    if (const std::int64_t depth = depth_pieces(m, n, k); depth > 1) {
+      gemm_split_depth(transpose_a, transpose_b, m, n, k, a, lda, b, ldb, c, ldc, accumulate, depth);
+      return;
+    }
     blas_gemm(transpose_a, transpose_b, m, n, k, a, lda, b, ldb, c, ldc, accumulate);
     return;
   }
