@@ -2,7 +2,8 @@
 // target: jvp <= 2x forward). The CNN is models_bench's (conv3x3(1->16) relu maxpool2
 // -> conv3x3(16->32) relu maxpool2 -> dense(800->10), VALID), batch 64, float32, no
 // tape (NoGradGuard) in both runs. Two jvps: along the input only, and along the
-// input and every parameter (each conv then computes conv(dx, w) + conv(x, dw)).
+// input and every parameter (each conv then computes conv(dx, w) + conv(x, dw)); and
+// the linear map linearize returns, along the input.
 //   usage: jvp_bench [threads=1] [reps=30]
 // Lines starting with "RESULT" follow models_bench's format (wall clock); the ratios
 // are also given in process CPU time, which other processes' load does not inflate.
@@ -123,6 +124,11 @@ int main(int argc, char** argv) {
   std::printf("jvp / forward (median of interleaved pairs, CPU time): %.2fx along the input, %.2fx along the input "
               "and the parameters\n",
               interleaved_ratio(run_forward, run_input, reps), interleaved_ratio(run_forward, run_all, reps));
+  // linearize: f runs once; each call of its map is J v without the primal computation.
+  const LinearizeResult linearized = linearize(forward, primals);
+  const auto run_linear = [&] { linearized.jvp(input_tangent); };
+  std::printf("linearize's map / forward (median of interleaved pairs, CPU time): %.2fx along the input\n",
+              interleaved_ratio(run_forward, run_linear, reps));
   // On a shared machine the medians carry other processes' load; the 10th
   // percentiles and the CPU times are the closer estimates of the cost itself.
   std::printf("jvp / forward (median): %.2fx along the input, %.2fx along the input and the parameters (target <= 2x)\n",
