@@ -85,12 +85,20 @@ Padding transposed_padding(const Padding& padding, const Shape& window, const st
 // I/O axes swapped: rhs itself with transpose_kernel. That VJP does only the
 // useful products. When O or M is 0 the result is all zeros and any pads that give
 // those sizes do.
-Tensor fractionally_strided_conv(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& strides,
-                                 const Padding& lax_padding, const std::vector<std::int64_t>& rhs_dilation,
-                                 bool transpose_kernel, Precision precision, const char* who) {
+// lax.conv_transpose as the input VJP of a plain conv: y = Aᵀ lhs for A z = conv(z, kernel,
+// strides, padding, rhs_dilation) on z shaped like y. The operands of that conv:
+struct FractionalConv {
+  Tensor kernel;    // (spatial..., F, C): rhs, or flipped with its feature axes swapped
+  Padding padding;  // of the conv A
+  Shape out_shape;  // y's shape (N, O..., F)
+};
+
+FractionalConv fractional_conv(const Shape& lhs_shape, const Tensor& rhs, const std::vector<std::int64_t>& strides,
+                               const Padding& lax_padding, const std::vector<std::int64_t>& rhs_dilation,
+                               bool transpose_kernel, const char* who) {
   const Shape window(rhs.shape().begin(), rhs.shape().end() - 2);
   const auto geometry =
-      kernels::make_conv_geometry(lhs.shape(), window, {}, lax_padding, strides, rhs_dilation, who);
+      kernels::make_conv_geometry(lhs_shape, window, {}, lax_padding, strides, rhs_dilation, who);
   std::vector<std::pair<int, int>> pads;
   for (std::size_t j = 0; j < window.size(); ++j) {
     const std::int64_t K = (window[j] - 1) * rhs_dilation[j] + 1, s = strides[j];
@@ -113,7 +121,14 @@ Tensor fractionally_strided_conv(const Tensor& lhs, const Tensor& rhs, const std
   Shape out_shape{geometry.batch};
   out_shape.insert(out_shape.end(), geometry.out_spatial.begin(), geometry.out_spatial.end());
   out_shape.push_back(rhs.shape()[rhs.shape().size() - (transpose_kernel ? 2 : 1)]);
-  return conv_general_dilated_input_vjp(lhs, kernel, out_shape, strides, Padding(pads), {}, rhs_dilation, 1,
+  return {kernel, Padding(pads), out_shape};
+}
+
+Tensor fractionally_strided_conv(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& strides,
+                                 const Padding& lax_padding, const std::vector<std::int64_t>& rhs_dilation,
+                                 bool transpose_kernel, Precision precision, const char* who) {
+  const FractionalConv c = fractional_conv(lhs.shape(), rhs, strides, lax_padding, rhs_dilation, transpose_kernel, who);
+  return conv_general_dilated_input_vjp(lhs, c.kernel, c.out_shape, strides, c.padding, {}, rhs_dilation, 1,
                                         precision);
 }
 
@@ -288,6 +303,44 @@ Tensor ConvTranspose::forward(const Tensor& x) {
   if (plan.circular) y = wrap_sum(y, plan.wrap_pads, plan.periods);
   if (promoted[2].defined()) y = add(y, promoted[2]);
   return reshape(y, plan.output_shape);
+}
+
+std::optional<StateDict> ConvTranspose::per_example_param_grads(const Tensor& x, const Tensor&, const Tensor& g) const {
+  if (options_.mask || !is_floating(g.dtype()) || itemsize(g.dtype()) < 4 || x.numel() == 0 || g.numel() == 0)
+    return std::nullopt;
+  const ConvTransposePlan plan = plan_conv_transpose(x.shape(), options_, std::nullopt);
+  if (plan.circular || plan.batch_shape.size() != 1) return std::nullopt;
+  const Tensor kernel = find_parameter("kernel");
+  const Tensor lhs = cast(reshape(x, plan.flat_input_shape), g.dtype());
+  const FractionalConv c = fractional_conv(lhs.shape(), cast(kernel, g.dtype()), plan.strides, plan.lax_padding,
+                                           plan.kernel_dilation, options_.transpose_kernel, "ConvTranspose");
+  // y = Aᵀ x with A z = conv(z, K'), so ⟨g, y⟩ = ⟨conv(g, K'), x⟩ and example b's K' gradient
+  // is Σ over x's positions of patch(g_b)ᵀ x_b: one batched product, as Conv's rule.
+  const Shape window(c.kernel.shape().begin(), c.kernel.shape().end() - 2);
+  const std::int64_t batch = x.size(0), features = c.kernel.shape().end()[-2], channels = lhs.shape().back();
+  const std::int64_t taps = numel(window);
+  const Tensor patches = conv_general_dilated_patches(g, window, plan.strides, c.padding, {}, plan.kernel_dilation);
+  const Tensor rows = reshape(patches, {batch, -1, features * taps});  // patch entry f·S + r
+  const Tensor per_patch =
+      reshape(matmul(swapaxes(rows, 1, 2), reshape(lhs, {batch, -1, channels})), {batch, features, taps, channels});
+  Shape per_example_shape{batch};
+  per_example_shape.insert(per_example_shape.end(), window.begin(), window.end());
+  per_example_shape.push_back(features);
+  per_example_shape.push_back(channels);
+  Tensor grads = reshape(transpose(per_patch, {0, 2, 1, 3}), per_example_shape);  // (B, window..., F, C) = K' layout
+  if (!options_.transpose_kernel) {  // K' = K flipped with its feature axes swapped: undo both
+    grads = swapaxes(grads, -2, -1);
+    for (std::int64_t axis = 1; axis <= static_cast<std::int64_t>(window.size()); ++axis)
+      grads = slice(grads, axis, std::numeric_limits<std::int64_t>::max(), std::numeric_limits<std::int64_t>::min(), -1);
+  }
+  StateDict out;
+  out["kernel"] = cast(grads, kernel.dtype());
+  if (options_.use_bias) {
+    Axes positions;
+    for (std::int64_t a = 1; a + 1 < g.dim(); ++a) positions.push_back(a);
+    out["bias"] = cast(positions.empty() ? g : sum(g, positions), find_parameter("bias").dtype());
+  }
+  return out;
 }
 
 }  // namespace nn

@@ -222,9 +222,34 @@ TEST_CASE("per_example_grads: Embed equals a loop over examples (repeated rows);
   }
 }
 
+TEST_CASE("per_example_grads: ConvTranspose equals a loop over examples (strides, dilation, transpose_kernel)") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    std::vector<nn::ConvTransposeOptions> cases{
+        {.features = 3, .kernel_size = {3, 2}, .strides = {2, 2}, .param_dtype = dtype},
+        {.features = 2, .kernel_size = {2, 3}, .strides = {1, 2}, .padding = "VALID", .kernel_dilation = {2, 1},
+         .param_dtype = dtype},
+        {.features = 2, .kernel_size = {3, 3}, .strides = {2, 1}, .padding = {{1, 2}, {0, 1}}, .use_bias = false,
+         .param_dtype = dtype, .transpose_kernel = true}};
+    for (std::size_t k = 0; k < cases.size(); ++k) {
+      INFO("case " << k);
+      nn::ConvTranspose layer(cases[k]);
+      const Tensor x = normal(70 + k, {3, 4, 5, 2}, dtype);
+      layer.init(slice(x, 0, 0, 1));
+      const Tensor y = normal(80 + k, layer(x).shape(), dtype);
+      check_against_loop(layer, squared_error, x, y);
+      CHECK(layer.per_example_param_grads(x, Tensor(), y).has_value());  // the rule, not the loop
+    }
+    nn::ConvTranspose one_d({.features = 2, .kernel_size = {3}, .strides = {3}, .param_dtype = dtype});
+    const Tensor x1 = normal(90, {4, 5, 3}, dtype);
+    one_d.init(slice(x1, 0, 0, 1));
+    check_against_loop(one_d, squared_error, x1, normal(91, one_d(x1).shape(), dtype));
+  }
+}
+
 TEST_CASE("per_example_grads: layers without a rule take the loop fallback") {
-  // ConvTranspose has no rule and a CIRCULAR conv declines its: both go through the
-  // per-example loop, next to GroupNorm's and Dense's batched rules.
+  // A CIRCULAR Conv and a CIRCULAR ConvTranspose decline their rules: both go through
+  // the per-example loop, next to GroupNorm's and Dense's batched rules.
   for (DType dtype : {DType::Float64, DType::Float32}) {
     INFO(dtype_name(dtype));
     nn::Sequential model{
@@ -232,7 +257,8 @@ TEST_CASE("per_example_grads: layers without a rule take the loop fallback") {
                                                    .param_dtype = dtype}),
         std::make_shared<nn::GroupNorm>(nn::GroupNormOptions{.num_groups = 2, .param_dtype = dtype}),
         std::make_shared<nn::ConvTranspose>(nn::ConvTransposeOptions{.features = 2, .kernel_size = {2, 2},
-                                                                     .strides = {2, 2}, .param_dtype = dtype}),
+                                                                     .strides = {2, 2}, .padding = "CIRCULAR",
+                                                                     .param_dtype = dtype}),
         std::make_shared<nn::Lambda>("flatten", [](const Tensor& h) { return reshape(h, {h.size(0), -1}); }),
         std::make_shared<nn::Dense>(nn::DenseOptions{.features = 3, .param_dtype = dtype})};
     check_against_loop(model, squared_error, normal(21, {3, 4, 4, 1}, dtype), normal(22, {3, 3}, dtype));
