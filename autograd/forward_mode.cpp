@@ -218,13 +218,16 @@ LinearizeResult linearize(const MultiFunction& f, const std::vector<Tensor>& pri
   }
   std::vector<Tensor> transposed;
   for (std::size_t i = 0; i < seeds.size(); ++i)
-    if (seeds[i].defined()) used_seeds.push_back(seeds[i]), used_primals.push_back(i);
+    if (seeds[i].defined()) {
+      used_seeds.push_back(seeds[i]);
+      used_primals.push_back(i);
+    }
   if (!recorded.empty() && !used_seeds.empty()) {
     std::vector<Tensor> recorded_probes;
     for (std::size_t k : recorded_outputs) recorded_probes.push_back(probes[k]);
     transposed = grad(recorded, used_seeds, recorded_probes, {.create_graph = true, .allow_unused = true});
   }
-  // The map keeps only what J v needs: Jᵀ w's graph, the probes, and the shapes to check against.
+  // The map keeps what J v needs: Jᵀ w's graph, the probes, the primals (for the tangents' checks).
   struct State {
     std::vector<Tensor> primals, outputs_like, probes, transposed;
     std::vector<std::size_t> used_primals;
