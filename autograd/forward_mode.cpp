@@ -53,6 +53,13 @@ bool propagating() { return t_level != 0 && !t_suspended; }
 
 std::uint64_t level() { return t_level; }
 
+Tensor fusable_tangent(const Tensor& x) {
+  if (!propagating()) return Tensor();
+  Tensor t = tangent(x);
+  if (t.defined() && GradMode::is_enabled() && t.requires_grad()) return Tensor();
+  return t;
+}
+
 Tensor tangent(const Tensor& t) {
   if (t_level == 0 || !t.defined()) return Tensor();
   const TensorImpl* impl = t.impl();
@@ -181,6 +188,92 @@ JvpResult run_jvp(const char* what, const MultiFunction& f, const std::vector<Te
 
 JvpResult jvp(const MultiFunction& f, const std::vector<Tensor>& primals, const std::vector<Tensor>& tangents) {
   return run_jvp("jvp", f, primals, tangents);
+}
+
+LinearizeResult linearize(const MultiFunction& f, const std::vector<Tensor>& primals) {
+  // Seeds: zero tangents that require grad, so the JVP rules' ops are recorded as a
+  // graph u -> J u (its value is zero; only its structure matters).
+  std::vector<Tensor> inputs(primals.size()), seeds(primals.size());
+  for (std::size_t i = 0; i < primals.size(); ++i) {
+    if (!primals[i].defined()) throw ValueError(fmt::format("linearize: primal {} is undefined", i));
+    inputs[i] = primals[i].detach();
+    if (is_floating(primals[i].dtype())) seeds[i] = zeros(primals[i].shape(), primals[i].dtype()).requires_grad_();
+  }
+  JvpResult linear;
+  {
+    GradModeGuard on(true);
+    linear = run_jvp("linearize", f, inputs, seeds);
+  }
+  // Transpose once: w -> Jᵀ w, recorded (create_graph), with probes w of the outputs' shapes.
+  std::vector<Tensor> outputs, probes(linear.outputs.size()), recorded, used_seeds;
+  std::vector<std::size_t> recorded_outputs, used_primals;
+  for (std::size_t k = 0; k < linear.outputs.size(); ++k) {
+    outputs.push_back(linear.outputs[k].defined() ? linear.outputs[k].detach() : Tensor());
+    const Tensor& t = linear.output_tangents[k];
+    if (t.defined() && t.requires_grad()) {
+      probes[k] = zeros(t.shape(), t.dtype()).requires_grad_();
+      recorded.push_back(t);
+      recorded_outputs.push_back(k);
+    }
+  }
+  std::vector<Tensor> transposed;
+  for (std::size_t i = 0; i < seeds.size(); ++i)
+    if (seeds[i].defined()) {
+      used_seeds.push_back(seeds[i]);
+      used_primals.push_back(i);
+    }
+  if (!recorded.empty() && !used_seeds.empty()) {
+    std::vector<Tensor> recorded_probes;
+    for (std::size_t k : recorded_outputs) recorded_probes.push_back(probes[k]);
+    transposed = grad(recorded, used_seeds, recorded_probes, {.create_graph = true, .allow_unused = true});
+  }
+  // The map keeps what J v needs: Jᵀ w's graph, the probes, the primals (for the tangents' checks).
+  struct State {
+    std::vector<Tensor> primals, outputs_like, probes, transposed;
+    std::vector<std::size_t> used_primals;
+  };
+  auto state = std::make_shared<State>();
+  state->primals = inputs;  // for the tangents' checks (shapes, dtypes)
+  state->outputs_like = outputs;
+  state->probes = probes;
+  state->transposed = transposed;
+  state->used_primals = used_primals;
+  LinearizeResult result;
+  result.outputs = outputs;
+  result.jvp = [state](const std::vector<Tensor>& tangents) {
+    check_primals("linearize (the linear map)", state->primals, tangents);
+    // J v = d/dw ⟨Jᵀ w, v⟩: one backward sweep of the transposed graph with cotangents v.
+    std::vector<Tensor> sweep_outputs, sweep_cotangents, wanted;
+    for (std::size_t j = 0; j < state->transposed.size(); ++j) {
+      const Tensor& tj = state->transposed[j];
+      const Tensor& v = tangents[state->used_primals[j]];
+      if (!tj.defined() || !tj.requires_grad() || !v.defined()) continue;
+      sweep_outputs.push_back(tj);
+      sweep_cotangents.push_back(v);
+    }
+    for (const Tensor& w : state->probes)
+      if (w.defined()) wanted.push_back(w);
+    std::vector<Tensor> columns;
+    if (!sweep_outputs.empty() && !wanted.empty())
+      columns = grad(sweep_outputs, wanted, sweep_cotangents, {.retain_graph = true, .allow_unused = true});
+    std::vector<Tensor> out;
+    std::size_t next = 0;
+    for (std::size_t k = 0; k < state->outputs_like.size(); ++k) {
+      const Tensor& y = state->outputs_like[k];
+      if (!y.defined() || !is_floating(y.dtype())) {
+        out.emplace_back();
+        continue;
+      }
+      Tensor jv;
+      if (state->probes[k].defined()) {
+        if (next < columns.size()) jv = columns[next];
+        ++next;
+      }
+      out.push_back(jv.defined() ? jv.detach() : zeros(y.shape(), y.dtype()));
+    }
+    return out;
+  };
+  return result;
 }
 
 std::vector<Tensor> hvp(const std::function<Tensor(const std::vector<Tensor>&)>& f, const std::vector<Tensor>& primals,

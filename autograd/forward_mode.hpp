@@ -36,6 +36,20 @@ struct JvpResult {
 // (f(primals), J_f(primals) tangents) in one forward pass.
 JvpResult jvp(const MultiFunction& f, const std::vector<Tensor>& primals, const std::vector<Tensor>& tangents);
 
+// jax.linearize: f's outputs at `primals` and its linear map v -> J_f(primals) v, which
+// evaluates for any number of tangents without running f again. linearize runs f once,
+// in a jvp scope whose tangents are recorded on the tape (the graph of J u from seed
+// tangents u); it transposes that graph once (u -> Jᵀ w, recorded), and each call of
+// `jvp` is one backward sweep of the transposed graph along v, i.e. J v by the
+// transpose of the transpose. A call costs about one forward pass of the JVP rules'
+// linear ops, holds the recorded graph while the function lives, and checks its
+// tangents as jvp does (one per primal, its shape and dtype; undefined = zero).
+struct LinearizeResult {
+  std::vector<Tensor> outputs;                                           // f(primals), without a graph
+  std::function<std::vector<Tensor>(const std::vector<Tensor>&)> jvp;  // tangents -> J v, as jvp's output_tangents
+};
+LinearizeResult linearize(const MultiFunction& f, const std::vector<Tensor>& primals);
+
 // Hessian-vector product H v of a scalar function, forward-over-reverse: the jvp,
 // along v, of x -> grad f(x). f must return a one-element tensor.
 Tensor hvp(const std::function<Tensor(const Tensor&)>& f, const Tensor& x, const Tensor& v);

@@ -29,6 +29,18 @@ std::vector<std::int64_t> per_spatial_dim(const std::vector<std::int64_t>& v, st
 Padding transposed_padding(const Padding& padding, const Shape& window, const std::vector<std::int64_t>& strides,
                            const std::vector<std::int64_t>& rhs_dilation, const char* who);
 
+// lax.conv_transpose as the input VJP of a plain conv: y = Aᵀ lhs for A z = conv(z,
+// kernel, strides, padding, rhs_dilation) on z shaped like y. The operands of that conv
+// (ConvTranspose's per-example kernel gradient uses them too):
+struct FractionalConv {
+  Tensor kernel;    // (spatial..., F, C): rhs, or flipped with its feature axes swapped
+  Padding padding;  // of the conv A
+  Shape out_shape;  // y's shape (N, O..., F)
+};
+FractionalConv fractional_conv(const Shape& lhs_shape, const Tensor& rhs, const std::vector<std::int64_t>& strides,
+                               const Padding& lax_padding, const std::vector<std::int64_t>& rhs_dilation,
+                               bool transpose_kernel, const char* who);
+
 // The transposed conv on resolved arguments: lhs (N, M..., C), rhs (k..., C, F), or
 // (k..., F, C) with transpose_kernel, `lax_padding` from transposed_padding; output
 // (N, O..., F). Differentiable in lhs and rhs.

@@ -111,6 +111,12 @@ Tensor record(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, S
 namespace forward_ad {
 // True inside a jvp scope while tangents propagate (false while a JVP rule runs).
 bool propagating();
+// The tangent `x` carries when an op may compute its output's tangent in the same
+// kernel call as its primal (forward mode's fused path): tangents propagate, x has
+// one, and the rule's ops would not be recorded (no grad mode, or a tangent that
+// does not require grad: reverse-over-forward needs the rule's ops on the tape).
+// Undefined otherwise: the op then computes the tangent with its rule.
+Tensor fusable_tangent(const Tensor& x);
 // Records `out` on the tape and, inside a jvp scope, gives it the tangent `rule` computes.
 Tensor record_with_rule(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves,
                         const JVP& rule);

@@ -87,12 +87,12 @@ Padding transposed_padding(const Padding& padding, const Shape& window, const st
 // I/O axes swapped: rhs itself with transpose_kernel. That VJP does only the
 // useful products. When O or M is 0 the result is all zeros and any pads that give
 // those sizes do.
-Tensor fractionally_strided_conv(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& strides,
-                                 const Padding& lax_padding, const std::vector<std::int64_t>& rhs_dilation,
-                                 bool transpose_kernel, Precision precision, const char* who) {
+FractionalConv fractional_conv(const Shape& lhs_shape, const Tensor& rhs, const std::vector<std::int64_t>& strides,
+                               const Padding& lax_padding, const std::vector<std::int64_t>& rhs_dilation,
+                               bool transpose_kernel, const char* who) {
   const Shape window(rhs.shape().begin(), rhs.shape().end() - 2);
   const auto geometry =
-      kernels::make_conv_geometry(lhs.shape(), window, {}, lax_padding, strides, rhs_dilation, who);
+      kernels::make_conv_geometry(lhs_shape, window, {}, lax_padding, strides, rhs_dilation, who);
   std::vector<std::pair<int, int>> pads;
   for (std::size_t j = 0; j < window.size(); ++j) {
     const std::int64_t K = (window[j] - 1) * rhs_dilation[j] + 1, s = strides[j];
@@ -115,7 +115,14 @@ Tensor fractionally_strided_conv(const Tensor& lhs, const Tensor& rhs, const std
   Shape out_shape{geometry.batch};
   out_shape.insert(out_shape.end(), geometry.out_spatial.begin(), geometry.out_spatial.end());
   out_shape.push_back(rhs.shape()[rhs.shape().size() - (transpose_kernel ? 2 : 1)]);
-  return conv_general_dilated_input_vjp(lhs, kernel, out_shape, strides, Padding(pads), {}, rhs_dilation, 1,
+  return {kernel, Padding(pads), out_shape};
+}
+
+Tensor fractionally_strided_conv(const Tensor& lhs, const Tensor& rhs, const std::vector<std::int64_t>& strides,
+                                 const Padding& lax_padding, const std::vector<std::int64_t>& rhs_dilation,
+                                 bool transpose_kernel, Precision precision, const char* who) {
+  const FractionalConv c = fractional_conv(lhs.shape(), rhs, strides, lax_padding, rhs_dilation, transpose_kernel, who);
+  return conv_general_dilated_input_vjp(lhs, c.kernel, c.out_shape, strides, c.padding, {}, rhs_dilation, 1,
                                         precision);
 }
 

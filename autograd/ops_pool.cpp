@@ -74,16 +74,25 @@ Tensor pool(const Tensor& x, PoolReduction reduction, const Shape& window, const
     const Tensor input = is_floating(x.dtype()) ? x : cast(x, default_float_dtype());
     return average(input, geometry, count_include_pad);
   }
+  const bool take_max = reduction == PoolReduction::Max;
+  const char* op = take_max ? "max_pool" : "min_pool";
+  const auto vjp = [geometry](const Tensor& indices) {
+    return [indices, geometry](const Tensor& g, const Tensor&) -> Grads { return {scatter_to(g, indices, geometry)}; };
+  };
+  // Forward mode: the tangent at each window's selected element from the selecting pass itself.
+  if (const Tensor t = forward_ad::fusable_tangent(x); t.defined())
+    if (auto selected = kernels::pool_select_with_tangent(x, t, *geometry, take_max)) {
+      const Tensor out_tangent = selected->out_tangent;
+      return record(op, selected->out, {x}, vjp(selected->index), Saves::Nothing,
+                    [&](const Grads&, const Grads&, const Tensor&) { return out_tangent; });
+    }
   // Named, not a structured binding: clang before 16 cannot capture one in a lambda.
-  const std::pair<Tensor, Tensor> selected = kernels::pool_select(x, *geometry, reduction == PoolReduction::Max);
+  const std::pair<Tensor, Tensor> selected = kernels::pool_select(x, *geometry, take_max);
   const Tensor& out = selected.first;
   const Tensor& indices = selected.second;
-  return record(reduction == PoolReduction::Max ? "max_pool" : "min_pool", out, {x},
-                [indices, geometry](const Tensor& g, const Tensor&) -> Grads {
-                  return {scatter_to(g, indices, geometry)};
-                }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) {
-                  return gather_at(t[0], indices, geometry);  // the tangent at each window's selected element
-                });
+  return record(op, out, {x}, vjp(indices), Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) {
+    return gather_at(t[0], indices, geometry);  // the tangent at each window's selected element
+  });
 }
 
 }  // namespace xgrad

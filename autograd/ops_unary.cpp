@@ -126,6 +126,14 @@ Tensor relu_mask(const Tensor& g, const Tensor& out) {
 
 // Slope 0 at x = 0, as jax.nn.relu.
 Tensor relu(const Tensor& x) {
+  // Forward mode: the output and its tangent from one pass over x and its tangent.
+  if (const Tensor t = forward_ad::fusable_tangent(x); t.defined())
+    if (auto both = kernels::relu_with_tangent(x, t)) {
+      const Tensor out_tangent = both->second;
+      return record("relu", std::move(both->first), {x}, [](const Tensor& g, const Tensor& out) -> Grads {
+        return {relu_mask(g, out)};
+      }, Saves::Output, [&](const Grads&, const Grads&, const Tensor&) { return out_tangent; });
+    }
   return record("relu", kernels::unary(Unary::Relu, x), {x}, [](const Tensor& g, const Tensor& out) -> Grads {
     return {relu_mask(g, out)};
   }, Saves::Output, [](const Grads&, const Grads& t, const Tensor& out) -> Tensor {

@@ -2,10 +2,12 @@
 // target: jvp <= 2x forward). The CNN is models_bench's (conv3x3(1->16) relu maxpool2
 // -> conv3x3(16->32) relu maxpool2 -> dense(800->10), VALID), batch 64, float32, no
 // tape (NoGradGuard) in both runs. Two jvps: along the input only, and along the
-// input and every parameter (each conv then computes conv(dx, w) + conv(x, dw)).
+// input and every parameter (each conv then computes conv(dx, w) + conv(x, dw)); and
+// the linear map linearize returns, along the input.
 //   usage: jvp_bench [threads=1] [reps=30]
 // Lines starting with "RESULT" follow models_bench's format (wall clock); the ratios
 // are also given in process CPU time, which other processes' load does not inflate.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -54,6 +56,30 @@ double cpu_ms(F&& body, int reps) {
   return ((t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) * 1e-6) / reps;
 }
 
+// The median over `reps` pairs of (CPU time of `b`) / (CPU time of `a`), a and b run
+// back to back in each pair: on a shared machine the load (and a busy SMT sibling)
+// changes during a run, and a ratio of two calls made together moves less than two
+// medians taken one after the other.
+template <class A, class B>
+double interleaved_ratio(A&& a, B&& b, int reps) {
+  const auto once = [](auto& body) {
+    timespec t0{}, t1{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+    body();
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
+    return (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) * 1e-6;
+  };
+  a();
+  b();
+  std::vector<double> ratios;
+  for (int i = 0; i < reps; ++i) {
+    const double ta = once(a);
+    ratios.push_back(once(b) / ta);
+  }
+  std::sort(ratios.begin(), ratios.end());
+  return ratios[ratios.size() / 2];
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -92,6 +118,17 @@ int main(int argc, char** argv) {
               cpu_plain, cpu_input, cpu_all);
   std::printf("jvp / forward (CPU time): %.2fx along the input, %.2fx along the input and the parameters\n",
               cpu_input / cpu_plain, cpu_all / cpu_plain);
+  const auto run_forward = [&] { forward(primals); };
+  const auto run_input = [&] { jvp(forward, primals, input_tangent); };
+  const auto run_all = [&] { jvp(forward, primals, all_tangents); };
+  std::printf("jvp / forward (median of interleaved pairs, CPU time): %.2fx along the input, %.2fx along the input "
+              "and the parameters\n",
+              interleaved_ratio(run_forward, run_input, reps), interleaved_ratio(run_forward, run_all, reps));
+  // linearize: f runs once; each call of its map is J v without the primal computation.
+  const LinearizeResult linearized = linearize(forward, primals);
+  const auto run_linear = [&] { linearized.jvp(input_tangent); };
+  std::printf("linearize's map / forward (median of interleaved pairs, CPU time): %.2fx along the input\n",
+              interleaved_ratio(run_forward, run_linear, reps));
   // On a shared machine the medians carry other processes' load; the 10th
   // percentiles and the CPU times are the closer estimates of the cost itself.
   std::printf("jvp / forward (median): %.2fx along the input, %.2fx along the input and the parameters (target <= 2x)\n",

@@ -163,6 +163,44 @@ Tensor ConvTranspose::forward(const Tensor& x) {
   return reshape(y, plan.output_shape);
 }
 
+std::optional<StateDict> ConvTranspose::per_example_param_grads(const Tensor& x, const Tensor&, const Tensor& g) const {
+  if (options_.mask || !is_floating(g.dtype()) || itemsize(g.dtype()) < 4 || x.numel() == 0 || g.numel() == 0)
+    return std::nullopt;
+  const ConvTransposePlan plan = plan_conv_transpose(x.shape(), options_, std::nullopt);
+  if (plan.circular || plan.batch_shape.size() != 1) return std::nullopt;
+  const Tensor kernel = find_parameter("kernel");
+  const Tensor lhs = cast(reshape(x, plan.flat_input_shape), g.dtype());
+  const detail::FractionalConv c = detail::fractional_conv(lhs.shape(), cast(kernel, g.dtype()), plan.strides, plan.lax_padding,
+                                           plan.kernel_dilation, options_.transpose_kernel, "ConvTranspose");
+  // y = Aᵀ x with A z = conv(z, K'), so ⟨g, y⟩ = ⟨conv(g, K'), x⟩ and example b's K' gradient
+  // is Σ over x's positions of patch(g_b)ᵀ x_b: one batched product, as Conv's rule.
+  const Shape window(c.kernel.shape().begin(), c.kernel.shape().end() - 2);
+  const std::int64_t batch = x.size(0), features = c.kernel.shape().end()[-2], channels = lhs.shape().back();
+  const std::int64_t taps = numel(window);
+  const Tensor patches = conv_general_dilated_patches(g, window, plan.strides, c.padding, {}, plan.kernel_dilation);
+  const Tensor rows = reshape(patches, {batch, -1, features * taps});  // patch entry f·S + r
+  const Tensor per_patch =
+      reshape(matmul(swapaxes(rows, 1, 2), reshape(lhs, {batch, -1, channels})), {batch, features, taps, channels});
+  Shape per_example_shape{batch};
+  per_example_shape.insert(per_example_shape.end(), window.begin(), window.end());
+  per_example_shape.push_back(features);
+  per_example_shape.push_back(channels);
+  Tensor grads = reshape(transpose(per_patch, {0, 2, 1, 3}), per_example_shape);  // (B, window..., F, C) = K' layout
+  if (!options_.transpose_kernel) {  // K' = K flipped with its feature axes swapped: undo both
+    grads = swapaxes(grads, -2, -1);
+    for (std::int64_t axis = 1; axis <= static_cast<std::int64_t>(window.size()); ++axis)
+      grads = slice(grads, axis, std::numeric_limits<std::int64_t>::max(), std::numeric_limits<std::int64_t>::min(), -1);
+  }
+  StateDict out;
+  out["kernel"] = cast(grads, kernel.dtype());
+  if (options_.use_bias) {
+    Axes positions;
+    for (std::int64_t a = 1; a + 1 < g.dim(); ++a) positions.push_back(a);
+    out["bias"] = cast(positions.empty() ? g : sum(g, positions), find_parameter("bias").dtype());
+  }
+  return out;
+}
+
 }  // namespace nn
 
 }  // namespace xgrad

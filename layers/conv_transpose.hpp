@@ -67,6 +67,12 @@ class ConvTranspose : public Module {
   // The options it was built with.
   const ConvTransposeOptions& options() const { return options_; }
 
+  // Per example, without a mask or CIRCULAR padding and with one batch axis: the
+  // layer is the input VJP of a conv A z = conv(z, K'), so K' gets Σ patch(g_b)ᵀ x_b over
+  // x's positions (mapped back to the kernel's layout), and the bias Σ g_b.
+  std::optional<StateDict> per_example_param_grads(const Tensor& input, const Tensor& output,
+                                                   const Tensor& output_grad) const override;
+
  protected:
   // y = conv_transpose(x, kernel [* mask]) + bias for x (batch..., M..., C); ShapeError if x has rank < n + 1,
   // ValueError for a mask not of the kernel's shape.

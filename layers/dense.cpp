@@ -136,4 +136,36 @@ Tensor DenseGeneral::forward(const Tensor& x) {
   return out + reshape(p[2], bias_view);
 }
 
+std::optional<StateDict> DenseGeneral::per_example_param_grads(const Tensor& x, const Tensor&, const Tensor& g) const {
+  if (!options_.batch_dims.empty() || x.dim() < 2) return std::nullopt;
+  const std::int64_t rank = x.dim();
+  std::vector<std::int64_t> axis;
+  for (auto a : options_.axis) axis.push_back(normalize_axis(a, rank, "axis"));
+  if (std::count(axis.begin(), axis.end(), 0) > 0) return std::nullopt;  // contracts over the examples
+  // As forward: [free..., contracted...] with the free axes (axis 0 first) as rows.
+  std::vector<std::int64_t> permutation;
+  for (std::int64_t a = 0; a < rank; ++a)
+    if (std::count(axis.begin(), axis.end(), a) == 0) permutation.push_back(a);
+  Shape kernel_shape{x.size(0)};
+  std::int64_t n_in = 1;
+  for (auto a : axis) {
+    permutation.push_back(a);
+    kernel_shape.push_back(x.size(a));
+    n_in *= x.size(a);
+  }
+  kernel_shape.insert(kernel_shape.end(), options_.features.begin(), options_.features.end());
+  const std::int64_t batch = x.size(0), n_features = numel(options_.features);
+  const Tensor rows_in = reshape(transpose(cast(x, g.dtype()), permutation), {batch, -1, n_in});
+  const Tensor rows_out = reshape(g, {batch, -1, n_features});
+  StateDict out;
+  out["kernel"] = cast(reshape(matmul(swapaxes(rows_in, 1, 2), rows_out), kernel_shape),
+                       find_parameter("kernel").dtype());
+  if (options_.use_bias) {
+    Shape bias_shape{batch};
+    bias_shape.insert(bias_shape.end(), options_.features.begin(), options_.features.end());
+    out["bias"] = cast(reshape(sum(rows_out, {1}), bias_shape), find_parameter("bias").dtype());
+  }
+  return out;
+}
+
 }  // namespace xgrad::nn

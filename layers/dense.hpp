@@ -71,6 +71,11 @@ class DenseGeneral : public Module {
   std::string describe() const override;  // "DenseGeneral, features=[4, 8]"
   // The options it was built with.
   const DenseGeneralOptions& options() const { return options_; }
+  // Per example, without batch_dims and with axis 0 not contracted: kernel = x_bᵀ g_b
+  // (the example's remaining input positions as rows), bias = Σ g_b over them. With
+  // batch_dims (a kernel slice per example) it declines: per_example_grads loops.
+  std::optional<StateDict> per_example_param_grads(const Tensor& input, const Tensor& output,
+                                                   const Tensor& output_grad) const override;
 
  protected:
   // ValueError for batch_dims that are not leading and consecutive,

@@ -36,6 +36,11 @@ class Embed : public Module {
 
   // query @ embedding^T: similarity of each query with every embedding.
   Tensor attend(const Tensor& query);
+  // Per example: the rows of g_b added into the rows its indices name (zeros
+  // elsewhere), [batch, num_embeddings, features]. Declines (per_example_grads loops)
+  // for an index outside [0, num_embeddings) or when attend used the table too.
+  std::optional<StateDict> per_example_param_grads(const Tensor& input, const Tensor& output,
+                                                   const Tensor& output_grad) const override;
 
  protected:
   Tensor forward(const Tensor& indices) override;  // integer indices only (ValueError otherwise)

@@ -21,7 +21,7 @@ std::string GroupNorm::describe() const {
                              : fmt::format("GroupNorm, group_size={}", *options_.group_size);
 }
 
-Tensor GroupNorm::forward(const Tensor& x) {
+NormStats GroupNorm::group_stats(const Tensor& x) const {
   if (x.dim() < 2)
     throw ShapeError(fmt::format("input {} needs a batch axis and a channel axis", shape_str(x.shape())));
   const std::int64_t channels = x.size(-1);
@@ -56,14 +56,37 @@ Tensor GroupNorm::forward(const Tensor& x) {
   stats_shape.front() = x.size(0);
   stats_shape.back() = channels;
   auto repeat = [&](const Tensor& t) { return reshape(broadcast_to(t, stats_grouped), stats_shape); };
-  const NormStats stats{repeat(grouped_stats.mean), repeat(grouped_stats.var)};
+  return NormStats{repeat(grouped_stats.mean), repeat(grouped_stats.var)};
+}
 
+Tensor GroupNorm::forward(const Tensor& x) {
+  const NormStats stats = group_stats(x);
+  const std::int64_t channels = x.size(-1);
   const std::vector<std::int64_t> features{x.dim() - 1};
   const Tensor scale =
       options_.use_scale ? param("scale", {channels}, options_.scale_init, options_.param_dtype) : Tensor();
   const Tensor bias = options_.use_bias ? param("bias", {channels}, options_.bias_init, options_.param_dtype) : Tensor();
   return normalize(x, stats, scale, bias, broadcast_feature_shape(x.shape(), features), options_.epsilon,
                    options_.dtype);
+}
+
+std::optional<StateDict> GroupNorm::per_example_param_grads(const Tensor& x, const Tensor&, const Tensor& g) const {
+  if (!options_.use_scale && !options_.use_bias) return std::nullopt;
+  // The axes between the batch and the channels: summed within each example.
+  Axes summed;
+  for (std::int64_t a = 1; a + 1 < x.dim(); ++a) summed.push_back(a);
+  const auto sum_per_example = [&](const Tensor& t) { return summed.empty() ? t : sum(t, summed); };
+  StateDict out;
+  if (options_.use_scale) {
+    const std::vector<std::int64_t> features{x.dim() - 1};
+    const Tensor normalized = cast(normalize(x, group_stats(x), Tensor(), Tensor(),
+                                             broadcast_feature_shape(x.shape(), features), options_.epsilon,
+                                             options_.dtype),
+                                   g.dtype());
+    out["scale"] = cast(sum_per_example(g * normalized), find_parameter("scale").dtype());
+  }
+  if (options_.use_bias) out["bias"] = cast(sum_per_example(g), find_parameter("bias").dtype());
+  return out;
 }
 
 }  // namespace xgrad::nn

@@ -12,6 +12,8 @@
 
 namespace xgrad::nn {
 
+struct NormStats;  // layers/norm_stats.hpp (internal)
+
 // Designated initializers name the fields in this order: num_groups, group_size, epsilon, dtype,
 //   param_dtype, use_bias, use_scale, bias_init, scale_init, use_fast_variance.
 struct GroupNormOptions {
@@ -35,6 +37,10 @@ class GroupNorm : public Module {
   std::string describe() const override;  // "GroupNorm, num_groups=32" or "GroupNorm, group_size=4"
   // The options it was built with.
   const GroupNormOptions& options() const { return options_; }
+  // Per example: scale = Σ g_b · x̂_b and bias = Σ g_b over the axes between batch and
+  // channels, x̂ the input normalised per example and group (recomputed from the input).
+  std::optional<StateDict> per_example_param_grads(const Tensor& input, const Tensor& output,
+                                                   const Tensor& output_grad) const override;
 
  protected:
   // x of shape (batch, ..., channels) normalised per example and group, then scaled and shifted per channel.
@@ -42,6 +48,10 @@ class GroupNorm : public Module {
   Tensor forward(const Tensor& x) override;
 
  private:
+  // Each example's group mean and variance, repeated over its group's channels:
+  // (batch, 1, ..., channels). Checks the input's rank and the grouping.
+  NormStats group_stats(const Tensor& x) const;
+
   GroupNormOptions options_;
 };
 

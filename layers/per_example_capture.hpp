@@ -28,6 +28,10 @@ class PerExampleCapture {
     calls_.push_back({module, input, output});
   }
   const std::vector<Call>& calls() const { return calls_; }
+  // A module whose parameters were used outside a captured call (Embed::attend): its
+  // batched rule would miss that use, so per_example_grads loops for it.
+  void decline(const Module* module) { declined_.push_back(module); }
+  const std::vector<const Module*>& declined() const { return declined_; }
 
  private:
   static PerExampleCapture*& current() {
@@ -36,6 +40,7 @@ class PerExampleCapture {
   }
   PerExampleCapture* previous_;
   std::vector<Call> calls_;
+  std::vector<const Module*> declined_;
 };
 
 }  // namespace xgrad::nn

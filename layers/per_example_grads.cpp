@@ -70,10 +70,12 @@ nn::StateDict per_example_grads(nn::Module& model, const PerExampleLoss& loss_fn
   // 1. One batched forward, every module call captured.
   Tensor total;
   std::vector<nn::PerExampleCapture::Call> calls;
+  std::set<const nn::Module*> declined;
   {
     nn::PerExampleCapture capture;
     const Tensor outputs = model(inputs);
     calls = capture.calls();
+    declined.insert(capture.declined().begin(), capture.declined().end());
     total = sum(per_example_losses(loss_fn, outputs, targets, batch));
   }
   const nn::NamedTensors params = model.named_parameters();
@@ -99,7 +101,6 @@ nn::StateDict per_example_grads(nn::Module& model, const PerExampleLoss& loss_fn
 
   // 3. Each layer's rule; a module is covered when every one of its calls has one.
   std::map<std::string, Tensor> result;
-  std::set<const nn::Module*> declined;
   std::map<const nn::Module*, nn::StateDict> sums;
   {
     NoGradGuard no_recording;

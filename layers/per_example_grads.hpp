@@ -15,8 +15,10 @@
 // captured (input, output); the backward gives the gradient at each output; then
 // each layer's rule (Module::per_example_param_grads) turns input and output
 // gradient into per-example parameter gradients for the whole batch at once:
-// Dense (x_bᵀ g_b), Conv and ConvLocal (from the input's patches), LayerNorm and
-// RMSNorm (scale and bias). The parameters of any other layer (or of a call its rule
+// Dense and DenseGeneral (x_bᵀ g_b), Conv and ConvLocal (from the input's patches),
+// ConvTranspose (from the output gradient's patches),
+// LayerNorm, RMSNorm and GroupNorm (scale and bias), Embed (g_b's rows scattered into
+// the table). The parameters of any other layer (or of a call its rule
 // declines) are computed by a loop over the examples, one forward and backward
 // each on a batch of one.
 //

@@ -2,6 +2,7 @@
 #include "optim/base.hpp"
 
 #include <map>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -115,20 +116,60 @@ void visit_state(State& state, const std::string& prefix, OnTensor&& on_tensor, 
   for (auto& [name, inner] : state.inner) visit_state(inner, prefix + "." + name, on_tensor, on_counter);
 }
 
+bool is_int64_scalar(const Tensor& t) { return t.dtype() == DType::Int64 && t.dim() == 0; }
+
+// Checkpoints written before counters were stored exactly kept DP-SGD's key as two
+// 32-bit halves, "<k>.rng_key_hi" and "<k>.rng_key_lo"; they are read as "<k>.rng_key".
+NamedTensors with_legacy_keys_upgraded(const NamedTensors& saved) {
+  static const std::string hi_suffix = ".rng_key_hi", lo_suffix = ".rng_key_lo";
+  const auto find = [&](const std::string& key) -> const Tensor* {
+    for (const auto& [k, t] : saved)
+      if (k == key) return &t;
+    return nullptr;
+  };
+  // The key without its suffix when `key` is one half of a well-formed legacy pair.
+  const auto legacy_base = [&](const std::string& key) -> std::optional<std::string> {
+    for (const std::string* suffix : {&hi_suffix, &lo_suffix}) {
+      if (key.size() < suffix->size() || key.compare(key.size() - suffix->size(), suffix->size(), *suffix) != 0)
+        continue;
+      const std::string base = key.substr(0, key.size() - suffix->size());
+      const Tensor* hi = find(base + hi_suffix);
+      const Tensor* lo = find(base + lo_suffix);
+      if (hi && lo && is_int64_scalar(*hi) && is_int64_scalar(*lo)) return base;
+    }
+    return std::nullopt;
+  };
+  NamedTensors out;
+  out.reserve(saved.size());
+  for (const auto& [key, t] : saved) {
+    const auto base = legacy_base(key);
+    if (!base) {
+      out.emplace_back(key, t);
+      continue;
+    }
+    if (key != *base + hi_suffix) continue;  // the pair becomes one entry, written at its "_hi" half
+    const std::uint64_t bits = (static_cast<std::uint64_t>(t.data<std::int64_t>()[0]) << 32) |
+                               (static_cast<std::uint64_t>(find(*base + lo_suffix)->data<std::int64_t>()[0]) & 0xffffffffu);
+    const auto value = static_cast<std::int64_t>(bits);
+    out.emplace_back(*base + ".rng_key", from_data<std::int64_t>(&value, {}));
+  }
+  return out;
+}
+
 }  // namespace
 
 NamedTensors state_to_named_tensors(const OptState& state, const std::string& prefix) {
   NamedTensors out;
   visit_state(
       state, prefix, [&](const std::string& key, const Tensor& t) { out.emplace_back(key, t.clone()); },
-      [&](const std::string& key, std::int64_t c) {
-        out.emplace_back(key, scalar(static_cast<double>(c), DType::Int64));
-      });
+      // Written from the integer itself: through a double, counters above 2^53 would lose bits.
+      [&](const std::string& key, std::int64_t c) { out.emplace_back(key, from_data<std::int64_t>(&c, {})); });
   return out;
 }
 
-void load_state_from_named_tensors(OptState& state, const NamedTensors& saved, const std::string& prefix,
+void load_state_from_named_tensors(OptState& state, const NamedTensors& saved_as_given, const std::string& prefix,
                                    const std::string& what) {
+  const NamedTensors saved = with_legacy_keys_upgraded(saved_as_given);
   std::map<std::string, const Tensor*> given;
   for (const auto& [key, t] : saved)
     if (!given.emplace(key, &t).second) throw ValueError(fmt::format("{}: key '{}' appears twice", what, key));

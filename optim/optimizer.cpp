@@ -105,7 +105,7 @@ NamedTensors Optimizer::state_dict() {
   if (!ensure_initialized())
     throw ValueError("Optimizer.state_dict: the model has no parameters yet (they are created at its first call)");
   NamedTensors out = state_to_named_tensors(state_, kStatePrefix);
-  out.emplace_back(kStepKey, scalar(static_cast<double>(step_count_), DType::Int64));
+  out.emplace_back(kStepKey, from_data<std::int64_t>(&step_count_, {}));  // exact, not through double
   return out;
 }
 

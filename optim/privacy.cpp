@@ -1,4 +1,5 @@
 // optax.contrib.differentially_private_aggregate (DP-SGD, Abadi et al. 2016).
+#include <bit>
 #include <cmath>
 #include <vector>
 
@@ -27,17 +28,15 @@ std::int64_t check_batch_axis(const NamedTensors& updates) {
   return batch;
 }
 
+// optax's state is the PRNG key: its 64 bits kept as one int64 counter (the same bits,
+// reinterpreted), which a checkpoint holds exactly.
 void store_key(OptState& state, Key key) {
-  const auto hi = static_cast<std::int64_t>(key.state >> 32), lo = static_cast<std::int64_t>(key.state & 0xffffffffu);
-  if (state.counters.empty()) state.counters = {{"rng_key_hi", hi}, {"rng_key_lo", lo}};
-  state.counter("rng_key_hi") = hi;
-  state.counter("rng_key_lo") = lo;
+  const auto bits = std::bit_cast<std::int64_t>(key.state);
+  if (state.counters.empty()) state.counters = {{"rng_key", bits}};
+  state.counter("rng_key") = bits;
 }
 
-Key load_key(const OptState& state) {
-  return Key{(static_cast<std::uint64_t>(state.counter("rng_key_hi")) << 32) |
-             static_cast<std::uint64_t>(state.counter("rng_key_lo"))};
-}
+Key load_key(const OptState& state) { return Key{std::bit_cast<std::uint64_t>(state.counter("rng_key"))}; }
 
 }  // namespace
 
@@ -50,8 +49,6 @@ GradientTransformation differentially_private_aggregate(double l2_norm_clip, dou
   const double noise_std = l2_norm_clip * noise_multiplier;
   GradientTransformation tx;
   tx.init = [seed](const NamedTensors&) {
-    // optax's state is the PRNG key: here its 64 bits as two 32-bit counters, which
-    // a checkpoint holds exactly (state_to_named_tensors goes through double).
     OptState state;
     store_key(state, make_key(seed));
     return state;

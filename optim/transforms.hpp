@@ -108,7 +108,7 @@ GradientTransformation add_decayed_weights(double weight_decay = 0.0, PathPredic
 // (‖·‖ over all parameters jointly; 0/0 counts as 1), the scaled gradients are summed,
 // Gaussian noise of std l2_norm_clip · noise_multiplier is added, and the result is
 // divided by B. Noise: with (k_next, k_step) = split(k) of the state's key
-// (make_key(seed) at init; counters "rng_key_hi", "rng_key_lo"), parameter `path` gets
+// (make_key(seed) at init; counter "rng_key", the key's 64 bits as int64), parameter `path` gets
 // random_normal(fold_in(k_step, path), shape, dtype) · std, and k_next is kept. It must
 // come first in a chain. Throws ShapeError unless every update has the same batch axis 0.
 GradientTransformation differentially_private_aggregate(double l2_norm_clip, double noise_multiplier,

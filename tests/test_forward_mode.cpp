@@ -358,3 +358,112 @@ TEST_CASE("forward over reverse through every conv path, pooling and the fused c
       CHECK(std::abs(analytic[i] - (hp[i] - hm[i]) / (2 * eps)) <= 1e-5 + 1e-4 * std::abs(analytic[i]));
   }
 }
+
+TEST_CASE("linearize: outputs are f(x), the linear map equals jvp for several tangents, f runs once") {
+  // A small CNN in float64: conv (biased) -> relu -> max pool -> dense, plus a smooth second output.
+  const Tensor x = spread({2, 6, 6, 2}, 0.1), w = spread({3, 3, 2, 8}, 0.4), b = spread({8}, 0.8);
+  const Tensor dense = spread({32, 3}, 0.3);
+  int calls = 0;
+  const MultiFunction f = [&](const Inputs& in) {
+    ++calls;
+    const Tensor h = relu(conv_general_dilated_bias(in[0], in[1], in[2], {1, 1}, "VALID"));
+    const Tensor p = pool(h, PoolReduction::Max, {2, 2}, {2, 2}, {{0, 0}, {0, 0}});
+    return Inputs{matmul(reshape(p, {2, -1}), dense), sum(tanh(in[0]) * exp(in[0] * 0.1), {1, 2})};
+  };
+  const LinearizeResult lin = linearize(f, {x, w, b});
+  CHECK(calls == 1);
+  const JvpResult direct_value = jvp(f, {x, w, b}, {Tensor(), Tensor(), Tensor()});
+  REQUIRE(lin.outputs.size() == 2);
+  for (std::size_t k = 0; k < 2; ++k) {
+    CHECK_FALSE(lin.outputs[k].requires_grad());
+    CHECK(test_support::max_abs_diff(lin.outputs[k], direct_value.outputs[k]) == 0.0);
+  }
+  calls = 0;
+  for (int probe = 0; probe < 3; ++probe) {
+    CAPTURE(probe);
+    const Inputs tangents{spread(x.shape(), 0.2 + probe), probe == 1 ? Tensor() : spread(w.shape(), 0.5 + probe),
+                          spread(b.shape(), 0.9 + probe)};
+    const Inputs linear = lin.jvp(tangents);
+    CHECK(calls == 0);  // the linear map never runs f
+    const JvpResult direct = jvp(f, {x, w, b}, tangents);
+    calls = 0;
+    REQUIRE(linear.size() == 2);
+    for (std::size_t k = 0; k < 2; ++k) {
+      CHECK(linear[k].shape() == direct.output_tangents[k].shape());
+      CHECK(linear[k].dtype() == DType::Float64);
+      CHECK(test_support::max_abs_diff(linear[k], direct.output_tangents[k]) < 1e-12);
+      CHECK(test_support::max_abs_diff(linear[k], zeros_like(linear[k])) > 1e-3);  // not a vacuous zero
+    }
+  }
+  // Linear: J (2u + v) = 2 J u + J v.
+  const Inputs u{spread(x.shape(), 1.1), spread(w.shape(), 1.2), spread(b.shape(), 1.3)};
+  const Inputs v{spread(x.shape(), 2.1), spread(w.shape(), 2.2), spread(b.shape(), 2.3)};
+  const Inputs combined = lin.jvp({u[0] * 2.0 + v[0], u[1] * 2.0 + v[1], u[2] * 2.0 + v[2]});
+  const Inputs ju = lin.jvp(u), jv = lin.jvp(v);
+  for (std::size_t k = 0; k < 2; ++k) CHECK(test_support::max_abs_diff(combined[k], ju[k] * 2.0 + jv[k]) < 1e-12);
+}
+
+TEST_CASE("linearize: zero, unused and integer outputs; tangents are checked like jvp's") {
+  const Tensor a = f64({1.0, 2.0}, {2}), idx = arange(2);
+  const MultiFunction f = [](const Inputs& in) {
+    return Inputs{in[0] * in[0], argmax(in[0], 0), in[0] * 0.0 + 5.0, f64({7.0}, {1})};
+  };
+  const LinearizeResult lin = linearize(f, {a, idx});
+  const Inputs out = lin.jvp({f64({1.0, -1.0}, {2}), Tensor()});
+  REQUIRE(out.size() == 4);
+  check_close(out[0], {2.0, -4.0});  // d(a²) = 2a da
+  CHECK_FALSE(out[1].defined());     // an integer output has no tangent
+  check_close(out[2], {0.0, 0.0});
+  check_close(out[3], {0.0});
+  check_close(lin.jvp({Tensor(), Tensor()})[0], {0.0, 0.0});
+  CHECK(error_of<ValueError>([&] { lin.jvp({a}); }).find("linearize (the linear map): 2 primals but 1 tangents") !=
+        std::string::npos);
+  CHECK(error_of<ShapeError>([&] { lin.jvp({f64({1.0}, {1}), Tensor()}); })
+            .find("tangent 0 has shape [1] but its primal has shape [2]") != std::string::npos);
+  CHECK(error_of<DTypeError>([&] { lin.jvp({a, ones({2}, DType::Int64)}); }).find("not floating") !=
+        std::string::npos);
+  CHECK(error_of<ValueError>([&] { linearize(f, {Tensor()}); }).find("linearize: primal 0 is undefined") !=
+        std::string::npos);
+}
+
+TEST_CASE("jvp's fused relu and max-pool kernels give the rules' tangents bit for bit (ties, NaN, zeros)") {
+  // Under grad mode with a tangent that requires grad, relu and pool take their JVP
+  // rules (recorded, for reverse-over-forward); otherwise one kernel computes value and
+  // tangent together. Both must agree exactly, at every dtype and channel count.
+  for (const DType dtype : {DType::Float32, DType::Float64}) {
+    for (const std::int64_t channels : {3, 8, 16, 24, 64}) {
+      CAPTURE(dtype_name(dtype));
+      CAPTURE(channels);
+      const Shape shape{2, 5, 6, channels};
+      // Values on a coarse grid, so windows hold ties; a NaN and exact zeros.
+      std::vector<double> values = spread(shape, 0.3, -3.0, 3.0).to_vector();
+      for (double& v : values) v = std::round(v);
+      values[7] = std::nan("");
+      values[11] = 0.0;
+      const Tensor x = from_vector(values, shape, dtype), t = cast(spread(shape, 0.7), dtype);
+      const MultiFunction f = [](const Inputs& in) {
+        return Inputs{relu(in[0]), pool(in[0], PoolReduction::Max, {2, 2}, {2, 2}, {{0, 0}, {0, 1}}),
+                      pool(in[0], PoolReduction::Min, {3, 2}, {2, 2}, {{0, 0}, {0, 0}})};
+      };
+      JvpResult fused, by_rule;
+      {
+        NoGradGuard off;
+        fused = jvp(f, {x}, {t});
+      }
+      {
+        GradModeGuard on(true);
+        by_rule = jvp(f, {x}, {t.clone().requires_grad_()});
+      }
+      for (std::size_t k = 0; k < 3; ++k) {
+        CAPTURE(k);
+        const std::vector<double> a = fused.output_tangents[k].to_vector(), b = by_rule.output_tangents[k].to_vector();
+        const std::vector<double> ya = fused.outputs[k].to_vector(), yb = by_rule.outputs[k].to_vector();
+        REQUIRE(a.size() == b.size());
+        for (std::size_t i = 0; i < a.size(); ++i) {
+          CHECK(a[i] == b[i]);
+          CHECK((ya[i] == yb[i] || (std::isnan(ya[i]) && std::isnan(yb[i]))));
+        }
+      }
+    }
+  }
+}

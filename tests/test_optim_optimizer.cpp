@@ -324,3 +324,40 @@ TEST_CASE("a fresh process resumes from a checkpoint file and continues bit-iden
   CHECK(replayed == expected);  // exact equality through a file and a new process
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("int64 counters above 2^53 round-trip exactly through state_dict and an .npz file") {
+  // 2^53 + 1 is the first integer a double cannot hold; 2^62 + 3 and −(2^61) − 5 test the high and sign bits.
+  const std::int64_t step = (std::int64_t{1} << 53) + 1, count = (std::int64_t{1} << 62) + 3;
+  Tensor x = from_vector({1.0, -2.0}, {2}, DType::Float64).requires_grad_();
+  optim::Optimizer opt({{"x", x}}, optim::adam({.learning_rate = 0.1}));
+  optim::NamedTensors state = opt.state_dict();
+  for (auto& [key, t] : state) {
+    if (key == "step") t = from_data<std::int64_t>(&step, {});
+    if (key == "opt.0.count") t = from_data<std::int64_t>(&count, {});
+  }
+  opt.load_state_dict(state);
+  CHECK(opt.step_count() == step);
+
+  const auto dir = std::filesystem::temp_directory_path() / ("xgrad-int64-state-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string file = (dir / "state.npz").string();
+  std::map<std::string, Tensor> entries;
+  for (const auto& [key, t] : opt.state_dict()) entries[key] = t;
+  save_npz(file, entries);
+  const auto loaded = load_npz(file);
+  std::filesystem::remove_all(dir);
+  CHECK(loaded.at("step").data<std::int64_t>()[0] == step);
+  CHECK(loaded.at("opt.0.count").data<std::int64_t>()[0] == count);
+
+  Tensor y = from_vector({1.0, -2.0}, {2}, DType::Float64).requires_grad_();
+  optim::Optimizer resumed({{"y", y}}, optim::adam({.learning_rate = 0.1}));
+  optim::NamedTensors ordered;
+  for (const auto& [key, t] : opt.state_dict()) ordered.emplace_back(key == "opt.0.mu.x"   ? "opt.0.mu.y"
+                                                                     : key == "opt.0.nu.x" ? "opt.0.nu.y"
+                                                                                           : key,
+                                                                     loaded.at(key));
+  resumed.load_state_dict(ordered);
+  CHECK(resumed.step_count() == step);
+  for (const auto& [key, t] : resumed.state_dict())
+    if (key == "opt.0.count") CHECK(t.data<std::int64_t>()[0] == count);
+}

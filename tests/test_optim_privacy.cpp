@@ -3,6 +3,7 @@
 // add Gaussian noise of std l2_norm_clip * noise_multiplier, divide by the batch.
 #include <doctest/doctest.h>
 
+#include <bit>
 #include <cmath>
 
 #include "test_support.hpp"
@@ -66,7 +67,7 @@ TEST_CASE("differentially_private_aggregate adds the documented noise draw, a fr
   optim::NamedTensors updates = per_example(DType::Float64);
   optim::OptState state = tx.init(updates);
   const auto key_of = [](const optim::OptState& s) {
-    return (static_cast<std::uint64_t>(s.counter("rng_key_hi")) << 32) | static_cast<std::uint64_t>(s.counter("rng_key_lo"));
+    return std::bit_cast<std::uint64_t>(s.counter("rng_key"));
   };
   CHECK(key_of(state) == make_key(seed).state);
   Key key = make_key(seed);
@@ -119,6 +120,33 @@ TEST_CASE("differentially_private_aggregate on per_example_grads trains a model,
   // The key is ordinary counter state: it survives a checkpoint.
   optim::OptState fresh = tx.init(params);
   optim::load_state_from_named_tensors(fresh, optim::state_to_named_tensors(state, "opt"), "opt", "test");
-  CHECK(fresh.inner[0].second.counter("rng_key_hi") == state.inner[0].second.counter("rng_key_hi"));
-  CHECK(fresh.inner[0].second.counter("rng_key_lo") == state.inner[0].second.counter("rng_key_lo"));
+  CHECK(fresh.inner[0].second.counter("rng_key") == state.inner[0].second.counter("rng_key"));
+}
+
+TEST_CASE("differentially_private_aggregate keeps its whole 64-bit key through a checkpoint; old files still load") {
+  auto tx = optim::differentially_private_aggregate(1.0, 0.5, 42);
+  optim::NamedTensors updates = per_example(DType::Float64);
+  optim::OptState state = tx.init(updates);
+  tx.update(updates, state, {});
+  const std::int64_t key = state.counter("rng_key");
+  // A key is 64 random bits: this one needs more than a double's 53 (a check that the test is meaningful).
+  REQUIRE(static_cast<std::int64_t>(static_cast<double>(key)) != key);
+  const optim::NamedTensors saved = optim::state_to_named_tensors(state, "opt");
+  REQUIRE(saved.size() == 1);
+  CHECK(saved[0].first == "opt.rng_key");
+  optim::OptState restored = tx.init(updates);
+  optim::load_state_from_named_tensors(restored, saved, "opt", "test");
+  CHECK(restored.counter("rng_key") == key);
+
+  // Checkpoints written before the fix hold the key as two 32-bit halves.
+  const auto bits = std::bit_cast<std::uint64_t>(key);
+  const auto hi = static_cast<std::int64_t>(bits >> 32), lo = static_cast<std::int64_t>(bits & 0xffffffffu);
+  const optim::NamedTensors legacy{{"opt.rng_key_hi", from_data<std::int64_t>(&hi, {})},
+                                   {"opt.rng_key_lo", from_data<std::int64_t>(&lo, {})}};
+  optim::OptState from_legacy = tx.init(updates);
+  optim::load_state_from_named_tensors(from_legacy, legacy, "opt", "test");
+  CHECK(from_legacy.counter("rng_key") == key);
+  // Half a pair is not a key: the strict load reports both the missing and the stray entry.
+  CHECK_THROWS_WITH_AS(optim::load_state_from_named_tensors(from_legacy, {legacy[0]}, "opt", "test"),
+                       "test: missing keys: opt.rng_key. unexpected keys: opt.rng_key_hi.", ValueError);
 }

@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include <limits>
+
 #include <doctest/doctest.h>
 
 #include "xgrad.hpp"
@@ -201,6 +203,24 @@ TEST_CASE("mismatched states, shapes and dtypes are reported by name") {
       "scale_by_adam: 'w' is int32; optimizers work on floating tensors");
   check_throws<ValueError>([&] { optim::OptState{}.counter("count"); },
                            "optimizer state has no counter 'count' (was it created by this transformation's init?)");
+}
+
+TEST_CASE("state_to_named_tensors keeps every bit of an int64 counter") {
+  // Doubles hold integers exactly only up to 2^53; counters are written from the integer itself.
+  for (const std::int64_t value : {(std::int64_t{1} << 53) + 1, std::numeric_limits<std::int64_t>::max(),
+                                   std::numeric_limits<std::int64_t>::min(), std::int64_t{-3}}) {
+    INFO(value);
+    optim::OptState state;
+    state.counters = {{"count", value}};
+    const auto saved = optim::state_to_named_tensors(state, "s");
+    REQUIRE(saved.size() == 1);
+    CHECK(saved[0].second.dtype() == DType::Int64);
+    CHECK(saved[0].second.data<std::int64_t>()[0] == value);
+    optim::OptState restored;
+    restored.counters = {{"count", 0}};
+    optim::load_state_from_named_tensors(restored, saved, "s", "load");
+    CHECK(restored.counter("count") == value);
+  }
 }
 
 TEST_CASE("state_to_named_tensors and load_state_from_named_tensors round-trip, strictly") {

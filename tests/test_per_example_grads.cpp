@@ -140,15 +140,125 @@ TEST_CASE("per_example_grads: LayerNorm and RMSNorm scale and bias equal a loop 
   }
 }
 
+TEST_CASE("per_example_grads: GroupNorm scale and bias equal a loop over examples, from its batched rule") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    nn::GroupNorm norm({.num_groups = 3, .param_dtype = dtype});
+    // float32: 2×2 positions per example, so both sides' float32 sums (in other orders) stay
+    // within the 1e-6 tolerance; float64 sums 3×4 positions at 1e-12.
+    const Shape shape = dtype == DType::Float64 ? Shape{5, 3, 4, 6} : Shape{5, 2, 2, 6};
+    const Tensor x = normal(40, shape, dtype);
+    norm.init(x);
+    // Non-trivial scale and bias, so the check does not pass by symmetry.
+    norm.state_dict().at("scale").copy_(normal(41, {6}, dtype));
+    norm.state_dict().at("bias").copy_(normal(42, {6}, dtype));
+    const Tensor y = normal(43, shape, dtype);
+    check_against_loop(norm, squared_error, x, y);
+    CHECK(norm.per_example_param_grads(x, Tensor(), y).has_value());  // the rule, not the loop
+    nn::GroupNorm flat({.num_groups = std::nullopt, .group_size = 2, .param_dtype = dtype, .use_bias = false});
+    check_against_loop(flat, squared_error, normal(44, {4, 6}, dtype), normal(45, {4, 6}, dtype));
+  }
+}
+
+TEST_CASE("per_example_grads: DenseGeneral equals a loop over examples; with batch_dims it loops") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    // Contracting two axes into two features, with a free axis left per example.
+    nn::DenseGeneral two({.features = {2, 3}, .axis = {-2, 1}, .param_dtype = dtype});
+    const Tensor x = normal(50, {4, 3, 5, 2}, dtype);
+    two.init(slice(x, 0, 0, 1));
+    two.state_dict().at("bias").copy_(normal(51, {2, 3}, dtype));
+    check_against_loop(two, squared_error, x, normal(52, {4, 2, 2, 3}, dtype));  // free axes (0, 3), then features
+    CHECK(two.per_example_param_grads(x, Tensor(), normal(52, {4, 2, 2, 3}, dtype)).has_value());
+    nn::DenseGeneral last({.features = {3}, .param_dtype = dtype});
+    check_against_loop(last, squared_error, normal(53, {5, 4}, dtype), normal(54, {5, 3}, dtype));
+    // batch_dims = (0,): a kernel slice per example; the rule declines, the loop is exact.
+    nn::DenseGeneral batched({.features = {2}, .axis = {-1}, .batch_dims = {0}, .param_dtype = dtype});
+    const Tensor xb = normal(55, {3, 2, 4}, dtype);
+    batched.init(xb);
+    CHECK_FALSE(batched.per_example_param_grads(xb, Tensor(), normal(56, {3, 2, 2}, dtype)).has_value());
+  }
+}
+
+namespace {
+
+// An embedding whose table is also the output projection (Embed::attend).
+class TiedEmbedding : public nn::Module {
+ public:
+  explicit TiedEmbedding(DType dtype) : embed_({.num_embeddings = 7, .features = 4, .param_dtype = dtype}) {
+    register_module("embed", embed_);
+  }
+
+ protected:
+  Tensor forward(const Tensor& tokens) override { return embed_.attend(tanh(embed_(tokens))); }
+
+ private:
+  nn::Embed embed_;
+};
+
+}  // namespace
+
+TEST_CASE("per_example_grads: Embed equals a loop over examples (repeated rows); a tied table loops") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    // Example 0 names row 2 twice: its gradient there is the sum of both rows of g.
+    const Tensor tokens = from_vector({2, 5, 2, 0, 6, 1, 3, 3, 3, 4, 0, 6}, {4, 3}, DType::Int64);
+    auto embed = std::make_shared<nn::Embed>(nn::EmbedOptions{.num_embeddings = 7, .features = 4, .param_dtype = dtype});
+    nn::Sequential model{embed,
+                         std::make_shared<nn::Lambda>("tanh_flatten", [](const Tensor& h) {
+                           return tanh(reshape(h, {h.size(0), -1}));
+                         }),
+                         std::make_shared<nn::Dense>(nn::DenseOptions{.features = 2, .param_dtype = dtype})};
+    check_against_loop(model, squared_error, tokens, normal(60, {4, 2}, dtype));
+    const Tensor g = normal(61, {4, 3, 4}, dtype);
+    const auto rule = embed->per_example_param_grads(tokens, Tensor(), g);
+    REQUIRE(rule.has_value());
+    const Tensor row = slice(slice(rule->at("embedding"), 0, 0, 1), 1, 2, 3);  // example 0, row 2
+    const Tensor expected = slice(slice(g, 0, 0, 1), 1, 0, 1) + slice(slice(g, 0, 0, 1), 1, 2, 3);
+    CHECK(test_support::max_abs_diff(reshape(row, {4}), reshape(expected, {4})) == 0.0);
+    // attend reuses the table outside the captured call: the rule would miss it, so the module loops.
+    TiedEmbedding tied(dtype);
+    check_against_loop(tied, squared_error, tokens, normal(62, {4, 3, 7}, dtype));
+  }
+}
+
+TEST_CASE("per_example_grads: ConvTranspose equals a loop over examples (strides, dilation, transpose_kernel)") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    std::vector<nn::ConvTransposeOptions> cases{
+        {.features = 3, .kernel_size = {3, 2}, .strides = {2, 2}, .param_dtype = dtype},
+        {.features = 2, .kernel_size = {2, 3}, .strides = {1, 2}, .padding = "VALID", .kernel_dilation = {2, 1},
+         .param_dtype = dtype},
+        {.features = 2, .kernel_size = {3, 3}, .strides = {2, 1}, .padding = {{1, 2}, {0, 1}}, .use_bias = false,
+         .param_dtype = dtype, .transpose_kernel = true}};
+    for (std::size_t k = 0; k < cases.size(); ++k) {
+      INFO("case " << k);
+      nn::ConvTranspose layer(cases[k]);
+      const Tensor x = normal(70 + k, {3, 4, 5, 2}, dtype);
+      layer.init(slice(x, 0, 0, 1));
+      const Tensor y = normal(80 + k, layer(x).shape(), dtype);
+      check_against_loop(layer, squared_error, x, y);
+      CHECK(layer.per_example_param_grads(x, Tensor(), y).has_value());  // the rule, not the loop
+    }
+    nn::ConvTranspose one_d({.features = 2, .kernel_size = {3}, .strides = {3}, .param_dtype = dtype});
+    const Tensor x1 = normal(90, {4, 5, 3}, dtype);
+    one_d.init(slice(x1, 0, 0, 1));
+    check_against_loop(one_d, squared_error, x1, normal(91, one_d(x1).shape(), dtype));
+  }
+}
+
 TEST_CASE("per_example_grads: layers without a rule take the loop fallback") {
-  // GroupNorm has no rule and a CIRCULAR conv declines its: both go through the
-  // per-example loop, next to Dense's batched rule.
+  // A CIRCULAR Conv and a CIRCULAR ConvTranspose decline their rules: both go through
+  // the per-example loop, next to GroupNorm's and Dense's batched rules.
   for (DType dtype : {DType::Float64, DType::Float32}) {
     INFO(dtype_name(dtype));
     nn::Sequential model{
         std::make_shared<nn::Conv>(nn::ConvOptions{.features = 2, .kernel_size = {3, 3}, .padding = "CIRCULAR",
                                                    .param_dtype = dtype}),
         std::make_shared<nn::GroupNorm>(nn::GroupNormOptions{.num_groups = 2, .param_dtype = dtype}),
+        std::make_shared<nn::ConvTranspose>(nn::ConvTransposeOptions{.features = 2, .kernel_size = {2, 2},
+                                                                     .strides = {2, 2}, .padding = "CIRCULAR",
+                                                                     .param_dtype = dtype}),
         std::make_shared<nn::Lambda>("flatten", [](const Tensor& h) { return reshape(h, {h.size(0), -1}); }),
         std::make_shared<nn::Dense>(nn::DenseOptions{.features = 3, .param_dtype = dtype})};
     check_against_loop(model, squared_error, normal(21, {3, 4, 4, 1}, dtype), normal(22, {3, 3}, dtype));

@@ -424,4 +424,29 @@ Tensor relu_grad(const Tensor& g, const Tensor& out) {
   return result;
 }
 
+std::optional<std::pair<Tensor, Tensor>> relu_with_tangent(const Tensor& x, const Tensor& t) {
+  if (x.shape() != t.shape() || x.dtype() != t.dtype() ||
+      (x.dtype() != DType::Float32 && x.dtype() != DType::Float64))
+    return std::nullopt;
+  Tensor out = empty(x.shape(), x.dtype()), out_tangent = empty(x.shape(), x.dtype());
+  visit_dtype(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_floating_point_v<T>) {
+      const T* __restrict xp = x.data<T>();
+      const T* __restrict tp = t.data<T>();
+      T* __restrict op = out.data<T>();
+      T* __restrict otp = out_tangent.data<T>();
+      parallel_for_elements(x.numel(), [&](std::int64_t begin, std::int64_t end) {
+        // As Unary::Relu (NaN passes) and relu_grad (out > 0, so NaN gives 0); both selects vectorise.
+        for (std::int64_t i = begin; i < end; ++i) {
+          const T v = xp[i], ti = tp[i];
+          op[i] = v > T(0) || v != v ? v : T(0);
+          otp[i] = v > T(0) ? ti : T(0);
+        }
+      });
+    }
+  });
+  return std::make_pair(out, out_tangent);
+}
+
 }  // namespace xgrad::kernels

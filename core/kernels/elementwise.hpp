@@ -5,6 +5,9 @@
 // Integer arithmetic wraps around (two's complement), as in JAX.
 #pragma once
 
+#include <optional>
+#include <utility>
+
 #include "core/tensor.hpp"
 
 namespace xgrad::kernels {
@@ -43,6 +46,11 @@ Tensor tie_weight(const Tensor& x, const Tensor& z, const Tensor& y);
 // pass (NaN in out gives 0, as where(out > 0, g, 0)). g and out must have the same
 // shape and dtype.
 Tensor relu_grad(const Tensor& g, const Tensor& out);
+
+// relu(x) and its tangent relu_grad(t, relu(x)) in one pass over x and t, for forward
+// mode (same values as the two kernels). x and t: the same shape and dtype, float32
+// or float64 (std::nullopt otherwise: the caller runs the two kernels).
+std::optional<std::pair<Tensor, Tensor>> relu_with_tangent(const Tensor& x, const Tensor& t);
 
 enum class Unary {
   // Keep the dtype (Neg rejects bool; Abs of bool is the identity).

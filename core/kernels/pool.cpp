@@ -167,16 +167,20 @@ constexpr std::int64_t max_avx2_pool_vectors = 8;
 // V = C / 8 vectors per window, a compile-time count so best[] and arg[] live in
 // registers (with a run-time count GCC keeps them on the stack and copies them
 // with memcpy calls).
-template <bool TakeMax, int V>
+// With a tangent pt (forward mode), each window's tangent at its selected element
+// goes to pto, chosen by the same comparisons (so it equals gather_flat(t, index)).
+template <bool TakeMax, int V, bool WithTangent = false>
 __attribute__((noinline)) void select_windows_avx2(const float* px, std::int64_t first_sample,
                                                    std::int64_t end_sample, std::int64_t in_positions,
                                                    std::int64_t out_positions, const std::int64_t* tap_start,
-                                                   const std::int64_t* taps, float* po, std::int32_t* pi) {
+                                                   const std::int64_t* taps, float* po, std::int32_t* pi,
+                                                   const float* pt = nullptr, float* pto = nullptr) {
   constexpr std::int64_t vectors = V, channels = 8 * V;
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const float empty_window = TakeMax ? -__builtin_inff() : __builtin_inff();
   __m256 best[V];
   __m256i arg[V];
+  [[maybe_unused]] __m256 tangent[V];
   for (std::int64_t b = first_sample; b < end_sample; ++b) {
     const std::int64_t in_base = b * in_positions * channels;
     for (std::int64_t o = 0; o < out_positions; ++o) {
@@ -185,6 +189,7 @@ __attribute__((noinline)) void select_windows_avx2(const float* px, std::int64_t
         for (std::int64_t k = 0; k < channels; ++k) {
           po[out_base + k] = empty_window;
           pi[out_base + k] = -1;
+          if constexpr (WithTangent) pto[out_base + k] = 0.0f;
         }
         continue;
       }
@@ -193,6 +198,7 @@ __attribute__((noinline)) void select_windows_avx2(const float* px, std::int64_t
       for (std::int64_t v = 0; v < vectors; ++v) {
         best[v] = _mm256_loadu_ps(px + first + 8 * v);
         arg[v] = _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int>(first + 8 * v)));
+        if constexpr (WithTangent) tangent[v] = _mm256_loadu_ps(pt + first + 8 * v);
       }
       for (std::int64_t t = t0 + 1; t < t1; ++t) {
         const std::int64_t start = in_base + taps[t] * channels;
@@ -207,12 +213,14 @@ __attribute__((noinline)) void select_windows_avx2(const float* px, std::int64_t
           best[v] = _mm256_blendv_ps(best[v], x, better);
           arg[v] = _mm256_castps_si256(
               _mm256_blendv_ps(_mm256_castsi256_ps(arg[v]), _mm256_castsi256_ps(index), better));
+          if constexpr (WithTangent) tangent[v] = _mm256_blendv_ps(tangent[v], _mm256_loadu_ps(pt + start + 8 * v), better);
         }
       }
 #pragma GCC unroll 8
       for (std::int64_t v = 0; v < vectors; ++v) {
         _mm256_storeu_ps(po + out_base + 8 * v, best[v]);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(pi + out_base + 8 * v), arg[v]);
+        if constexpr (WithTangent) _mm256_storeu_ps(pto + out_base + 8 * v, tangent[v]);
       }
     }
   }
@@ -267,17 +275,24 @@ void for_sample_ranges(const PoolGeometry& g, Body&& body) {
   parallel_for_ranges(g.batch, large ? 4 * num_threads() : 1, body);
 }
 
-// Calls select_windows_avx2<TakeMax, V> for V = C / 8 (1 ≤ V ≤ max_avx2_pool_vectors).
+// Calls select_windows_avx2<TakeMax, V> for V = C / 8 (1 ≤ V ≤ max_avx2_pool_vectors);
+// with the tangent t and its output when `tangent` is given.
 template <bool TakeMax, int V = 1>
-void select_windows_avx2_for(const Tensor& x, const PoolGeometry& g, Tensor& out, Tensor& index) {
+void select_windows_avx2_for(const Tensor& x, const PoolGeometry& g, Tensor& out, Tensor& index,
+                             const std::pair<const Tensor*, Tensor*>& tangent = {nullptr, nullptr}) {
   if constexpr (V <= max_avx2_pool_vectors) {
-    if (g.channels != 8 * V) return select_windows_avx2_for<TakeMax, V + 1>(x, g, out, index);
+    if (g.channels != 8 * V) return select_windows_avx2_for<TakeMax, V + 1>(x, g, out, index, tangent);
     const float* px = x.data<float>();
     float* po = out.data<float>();
     std::int32_t* pi = index.data<std::int32_t>();
     for_sample_ranges(g, [&](std::int64_t first, std::int64_t end) {
-      select_windows_avx2<TakeMax, V>(px, first, end, g.in_positions(), g.out_positions(), g.tap_start.data(),
-                                      g.taps.data(), po, pi);
+      if (tangent.first)
+        select_windows_avx2<TakeMax, V, true>(px, first, end, g.in_positions(), g.out_positions(),
+                                              g.tap_start.data(), g.taps.data(), po, pi, tangent.first->data<float>(),
+                                              tangent.second->data<float>());
+      else
+        select_windows_avx2<TakeMax, V>(px, first, end, g.in_positions(), g.out_positions(), g.tap_start.data(),
+                                        g.taps.data(), po, pi);
     });
   }
 }
@@ -402,6 +417,18 @@ std::pair<Tensor, Tensor> pool_select(const Tensor& x, const PoolGeometry& g, bo
     }
   });
   return {out, index};
+}
+
+std::optional<PoolSelection> pool_select_with_tangent(const Tensor& x, const Tensor& t, const PoolGeometry& g,
+                                                      bool take_max) {
+  if (x.dtype() != DType::Float32 || t.dtype() != DType::Float32 || t.shape() != x.shape() ||
+      x.numel() > std::numeric_limits<std::int32_t>::max() || g.channels % 8 != 0 ||
+      g.channels > 8 * max_avx2_pool_vectors || !cpu_has_avx2())
+    return std::nullopt;
+  PoolSelection s{empty(out_shape(g), x.dtype()), empty(out_shape(g), DType::Int32), empty(out_shape(g), x.dtype())};
+  if (take_max) select_windows_avx2_for<true>(x, g, s.out, s.index, {&t, &s.out_tangent});
+  else select_windows_avx2_for<false>(x, g, s.out, s.index, {&t, &s.out_tangent});
+  return s;
 }
 
 Tensor pool_select_transpose(const Tensor& values, const Tensor& indices, const PoolGeometry& g) {

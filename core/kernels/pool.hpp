@@ -2,6 +2,8 @@
 // layout flax.linen.pooling uses after flattening batch dims.
 #pragma once
 
+#include <optional>
+
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -35,6 +37,16 @@ PoolGeometry pool_geometry(const Shape& x_shape, const Shape& window, const Shap
 // -1 for a window made only of padding, whose value is -inf for max, +inf for min,
 // as reduce_window's init value).
 std::pair<Tensor, Tensor> pool_select(const Tensor& x, const PoolGeometry& g, bool take_max);
+
+// pool_select plus, for forward mode, the tangent t (shaped like x) at each window's
+// selected element, from the same pass: out_tangent = gather_flat(t, index).
+// std::nullopt where no such kernel exists (only float32 with 8 to 64 channels, a
+// multiple of 8, on AVX2 CPUs): the caller then gathers.
+struct PoolSelection {
+  Tensor out, index, out_tangent;
+};
+std::optional<PoolSelection> pool_select_with_tangent(const Tensor& x, const Tensor& t, const PoolGeometry& g,
+                                                      bool take_max);
 
 // Window sums divided by the window size (count_include_pad) or by the number of
 // non-padding elements; and its transpose, which spreads each output's cotangent
