@@ -48,6 +48,8 @@ struct LinearizeResult {
   std::vector<Tensor> outputs;                                           // f(primals), without a graph
   std::function<std::vector<Tensor>(const std::vector<Tensor>&)> jvp;  // tangents -> J v, as jvp's output_tangents
 };
+// linearize as described above; f's errors propagate, NotImplementedError for an op
+// without a JVP rule.
 LinearizeResult linearize(const MultiFunction& f, const std::vector<Tensor>& primals);
 
 // Hessian-vector product H v of a scalar function, forward-over-reverse: the jvp,
