@@ -166,6 +166,41 @@ def main():
         for w, v in values.items():
             g.create_dataset(w, data=v)
 
+    # The HDF5 features beyond h5py's defaults that xgrad's reader covers (core/io/hdf5_reader.hpp).
+    # libver 'latest': superblock v3, "OHDR" object headers, link messages, a variable-length
+    # layer_names (h5py's str), a chunked dataset stored as a single deflated chunk.
+    with h5py.File(os.path.join(HERE, "latest.h5"), "w", libver="latest") as f:
+        f.attrs.create("layer_names", ["dense", "norm"], dtype=h5py.string_dtype())
+        g = f.create_group("dense")
+        g.attrs["weight_names"] = names(["dense/kernel:0", "dense/bias:0"])
+        g.create_dataset("dense/kernel:0", data=np.arange(12, dtype=np.float32).reshape(3, 4) / 8)
+        g.create_dataset("dense/bias:0", data=np.array([0.5, -1.0, 2.0, 4.0], np.float32), chunks=(4,),
+                         compression="gzip", shuffle=True)
+        g = f.create_group("norm")
+        g.attrs.create("weight_names", ["norm/gamma:0"], dtype=h5py.string_dtype())
+        g.create_dataset("norm/gamma:0", data=np.array([1.0, 2.0], np.float64))
+    # libver 'earliest' chunking: a v1 B-tree of chunks (more than one level) with edge
+    # chunks, deflate + shuffle + fletcher32, a compact dataset, and a layer group with
+    # enough members for a B-tree of symbol table nodes.
+    with h5py.File(os.path.join(HERE, "chunked.h5"), "w") as f:
+        f.attrs["layer_names"] = names(["conv", "wide"])
+        g = f.create_group("conv")
+        big = (np.arange(37 * 29, dtype=np.float32).reshape(37, 29) * 0.25 - 100).astype(np.float32)
+        small = np.array([[1, -2, 3]], np.int64)
+        g.attrs["weight_names"] = names(["conv/kernel:0", "conv/bias:0", "conv/count:0"])
+        g.create_dataset("conv/kernel:0", data=big, chunks=(2, 3), compression="gzip", shuffle=True, fletcher32=True)
+        g.create_dataset("conv/bias:0", data=np.linspace(-1, 1, 50, dtype=np.float64), chunks=(7,))
+        space = h5py.h5s.create_simple(small.shape)
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_layout(h5py.h5d.COMPACT)
+        dset = h5py.h5d.create(g.id, b"conv/count:0", h5py.h5t.STD_I64LE, space, dcpl=dcpl)
+        dset.write(h5py.h5s.ALL, h5py.h5s.ALL, small)
+        g = f.create_group("wide")
+        wide = ["wide/w%03d:0" % i for i in range(40)]
+        g.attrs["weight_names"] = names(wide)
+        for i, w in enumerate(wide):
+            g.create_dataset(w, data=np.array([i], np.int32))
+
     bad = os.path.join(HERE, "hostile")
     os.makedirs(bad, exist_ok=True)
 
