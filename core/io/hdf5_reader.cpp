@@ -830,7 +830,17 @@ struct File::Impl {
     if (chunk_bytes > budget)
       throw ValueError(fmt::format("{}: {}: chunks of {} bytes exceed what this {}-byte file can yield", context,
                                    what, chunk_bytes, file_size));
-    if (!dataset.data_defined) return;  // never written: the fill value (0)
+    if (dataset.layout_version == 4 && dataset.chunk_index_type != 1)
+      unsupported(fmt::format("{} is chunked with a version-4 chunk index of type {} (xgrad reads a single chunk "
+                              "and version-3 B-tree chunking; re-save with h5py's default libver)",
+                              what, dataset.chunk_index_type));
+    // Unwritten chunks would read as the fill value, which xgrad does not decode: like
+    // an unwritten contiguous dataset, a dataset missing chunks is refused.
+    std::uint64_t expected_chunks = 1;
+    for (std::size_t d = 0; d < rank; ++d)
+      expected_chunks *= dims[d] ? (dims[d] - 1) / dataset.chunk_dims[d] + 1 : 0;  // <= elements: no overflow
+    if (!dataset.data_defined)
+      throw ValueError(fmt::format("{}: {} has no data stored", context, what));
     auto load = [&](std::uint64_t address, std::uint64_t stored, std::uint32_t mask, std::vector<std::uint64_t> at) {
       for (std::size_t d = 0; d < rank; ++d)
         if (at[d] >= dims[d] || at[d] % dataset.chunk_dims[d] != 0)
@@ -848,10 +858,8 @@ struct File::Impl {
       place_chunk(data, at, dataset, dst);
     };
     if (dataset.layout_version == 4) {
-      if (dataset.chunk_index_type != 1)
-        unsupported(fmt::format("{} is chunked with a version-4 chunk index of type {} (xgrad reads a single chunk "
-                                "and version-3 B-tree chunking; re-save with h5py's default libver)",
-                                what, dataset.chunk_index_type));
+      if (expected_chunks != 1)
+        damaged(fmt::format("{}: a single-chunk index for {} chunks", what, expected_chunks));
       load(dataset.data_address, dataset.single_chunk_filtered ? dataset.single_chunk_size : chunk_bytes,
            dataset.single_chunk_mask, std::vector<std::uint64_t>(rank, 0));
       return;
@@ -859,6 +867,10 @@ struct File::Impl {
     std::set<std::uint64_t> visited;
     std::set<std::vector<std::uint64_t>> seen;
     walk_chunk_btree(dataset, dataset.data_address, -1, visited, seen, load, what);
+    if (seen.size() != expected_chunks)
+      throw ValueError(fmt::format("{}: {} stores {} of its {} chunks (unwritten chunks hold a fill value xgrad does "
+                                   "not read)",
+                                   context, what, seen.size(), expected_chunks));
   }
 
   template <class Load>

@@ -241,6 +241,19 @@ def main():
         f.attrs.create("layer_names", ["lc"], dtype=h5py.string_dtype())
     with h5py.File(os.path.join(bad, "layer_names_int.h5"), "w") as f:
         f.attrs["layer_names"] = np.arange(3)
+    # libver 'latest' structures the reader refuses with a typed error: a group with more
+    # than 8 members keeps its links in a fractal heap (dense storage); a dataset of
+    # several chunks is indexed by a fixed array.
+    with h5py.File(os.path.join(bad, "dense_links.h5"), "w", libver="latest") as f:
+        layers = ["l%d" % i for i in range(10)]
+        f.attrs["layer_names"] = names(layers)
+        for layer in layers:
+            f.create_group(layer).attrs["weight_names"] = np.asarray([])
+    with h5py.File(os.path.join(bad, "latest_chunked.h5"), "w", libver="latest") as f:
+        f.attrs["layer_names"] = names(["lc"])
+        g = f.create_group("lc")
+        g.attrs["weight_names"] = names(["lc/kernel:0"])
+        g.create_dataset("lc/kernel:0", data=np.ones((4, 4), np.float32), chunks=(2, 2))
     # A valid file cut short: the superblock survives, the data does not.
     with open(os.path.join(HERE, "lc_weights.h5"), "rb") as src:
         data = src.read()
