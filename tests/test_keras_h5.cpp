@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "io_test_support.hpp"
@@ -354,6 +355,9 @@ TEST_CASE("load_keras_h5 reads chunked (v1 B-tree, edge chunks, deflate + shuffl
   CHECK(w.at("conv.count").dtype() == DType::Int64);
   CHECK(w.at("conv.count").shape() == Shape{1, 3});
   CHECK(w.at("conv.count").to_vector() == V{1, -2, 3});
+  // Big-endian float32 (numpy '>f4') comes out in native order.
+  CHECK(w.at("conv.big_endian").dtype() == DType::Float32);
+  CHECK(w.at("conv.big_endian").to_vector() == V{1.5, -2.0, static_cast<double>(1e30f)});
   // 40 members: a group B-tree over several symbol table nodes.
   for (int i = 0; i < 40; ++i) {
     const std::string key = fmt::format("wide.w{:03d}", i);
@@ -362,7 +366,7 @@ TEST_CASE("load_keras_h5 reads chunked (v1 B-tree, edge chunks, deflate + shuffl
     CHECK(w.at(key).dtype() == DType::Int32);
     CHECK(w.at(key).to_vector() == V{static_cast<double>(i)});
   }
-  CHECK(w.size() == 43);
+  CHECK(w.size() == 44);
 }
 
 TEST_CASE("load_keras_h5 on h5py files made now: a 300-member group and every latest feature (needs python3-h5py)") {
@@ -556,5 +560,20 @@ TEST_CASE("load_keras_h5: every truncation of every fixture is a typed error") {
     CAPTURE(std::string(name));
     // dtypes.h5 ends in 160 bytes nothing refers to, where one sampled cut falls.
     CHECK(typed + 1 >= cuts);
+  }
+}
+
+TEST_CASE("load_keras_h5 from several threads at once gives the same weights (no global reader state)") {
+  const auto expected = load_keras_h5(kDir + "chunked.h5");
+  std::vector<std::map<std::string, Tensor>> results(4);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < results.size(); ++i)
+    threads.emplace_back([&, i] { results[i] = load_keras_h5(kDir + (i % 2 ? "chunked.h5" : "latest.h5")); });
+  for (auto& t : threads) t.join();
+  const auto latest = load_keras_h5(kDir + "latest.h5");
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    const auto& want = i % 2 ? expected : latest;
+    REQUIRE(keys_of(results[i]) == keys_of(want));
+    for (const auto& [key, t] : want) CHECK(results[i].at(key).to_vector() == t.to_vector());
   }
 }

@@ -36,6 +36,10 @@ constexpr std::size_t kMaxEnumMembers = 1 << 16;
 constexpr std::uint64_t kMaxNameBytes = 1 << 16;  // a link, attribute or enum member name
 // Allowance on top of kMaxExpansion * file size, so tiny files still decode.
 constexpr std::uint64_t kBudgetAllowance = std::uint64_t{1} << 20;
+// Metadata bytes read per byte of file. A well-formed file's metadata is read about
+// once (objects are cached); overlapping structures in a hostile file could otherwise
+// make every lookup re-read (and the object cache keep) the whole file.
+constexpr std::uint64_t kMaxMetadataReads = 32;
 
 // Little-endian fields of a block; running past its end is an IOError naming `what`.
 class Cursor {
@@ -102,11 +106,15 @@ struct File::Impl {
   // Global heap collections already indexed: address -> (object index -> (offset, size)).
   std::map<std::uint64_t, std::map<std::uint16_t, std::pair<std::uint64_t, std::uint64_t>>> heaps;
   std::uint64_t budget = 0;
+  std::uint64_t metadata_budget = 0;
 
   Impl(const std::string& path, std::string ctx) : context(std::move(ctx)), input(path), file_size(input.size()) {
     budget = file_size > (kUndefined - kBudgetAllowance) / File::kMaxExpansion
                  ? kUndefined
                  : file_size * File::kMaxExpansion + kBudgetAllowance;
+    metadata_budget = file_size > (kUndefined - kBudgetAllowance) / kMaxMetadataReads
+                          ? kUndefined
+                          : file_size * kMaxMetadataReads + kBudgetAllowance;
   }
 
   [[noreturn]] void damaged(const std::string& why) const {
@@ -135,14 +143,20 @@ struct File::Impl {
   }
 
   // A metadata block: within the file and at most kMaxMetadataBlock bytes.
-  std::string block(std::uint64_t address, std::uint64_t n, const std::string& what) const {
+  std::string block(std::uint64_t address, std::uint64_t n, const std::string& what) {
     if (n > kMaxMetadataBlock) damaged(fmt::format("{} claims {} bytes", what, n));
+    locate(address, n, what);
+    if (n > metadata_budget)
+      damaged(fmt::format("reading {} would take the metadata read from this {}-byte file past {} times its size "
+                          "(overlapping structures?)",
+                          what, file_size, kMaxMetadataReads));
+    metadata_budget -= n;
     return read(address, n, what);
   }
 
   // As many bytes as exist from `address` up to `n` (for structures whose length is
   // only known after their header is parsed).
-  std::string block_upto(std::uint64_t address, std::uint64_t n, const std::string& what) const {
+  std::string block_upto(std::uint64_t address, std::uint64_t n, const std::string& what) {
     const std::uint64_t offset = locate(address, 0, what);
     return block(address, std::min(n, file_size - offset), what);
   }
@@ -331,7 +345,8 @@ struct File::Impl {
     for (const RawMessage& m : messages) {
       switch (m.type) {
         case 0x0001:
-          object.space = dataspace(m.data, what + " (dataspace)");
+          if (m.flags & 0x02) object.shared_type = true;  // a shared dataspace: refused with shared datatypes
+          else object.space = dataspace(m.data, what + " (dataspace)");
           object.has_space = true;
           break;
         case 0x0003:

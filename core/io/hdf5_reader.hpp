@@ -19,8 +19,9 @@
 // attribute storage, v4 chunk indexes other than a single chunk, other filters, shared
 // (committed) datatypes, external storage, soft and external links.
 //
-// Bounds: metadata blocks and names are capped; the bytes it decodes for one file
-// (datasets, strings, inflated chunks) stay below kMaxExpansion times the file size;
+// Bounds: metadata blocks and names are capped, and the metadata read from one file
+// stays below 32 times its size (objects are parsed once and cached); the bytes it
+// decodes (datasets, strings, inflated chunks) stay below kMaxExpansion times the file size;
 // B-trees are walked with a visited set and strictly decreasing levels, so neither
 // cycles nor shared subtrees can loop or blow up.
 #pragma once
@@ -85,7 +86,7 @@ struct Object {
   Datatype type;
   Dataspace space;
   bool has_type = false, has_space = false;
-  bool shared_type = false;
+  bool shared_type = false;  // a shared (committed) datatype or shared dataspace message
   bool external = false;
   std::uint8_t layout_version = 0;
   int layout_class = -1;                      // 0 compact, 1 contiguous, 2 chunked, 3 virtual

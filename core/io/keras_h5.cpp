@@ -151,7 +151,7 @@ class Reader {
     const hdf5::Object& dataset = open_object(group, name, hdf5::ObjectKind::Dataset, fmt::format("dataset {}", what));
     if (dataset.shared_type)
       throw IOError(fmt::format("load_keras_h5: {}: unsupported HDF5 feature: dataset {} has a shared (committed) "
-                                "datatype",
+                                "datatype or dataspace",
                                 path_, what));
     if (!dataset.has_type || !dataset.has_space)
       damaged(fmt::format("dataset {} has no datatype or no dataspace message", what));
