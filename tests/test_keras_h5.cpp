@@ -577,3 +577,41 @@ TEST_CASE("load_keras_h5 from several threads at once gives the same weights (no
     for (const auto& [key, t] : want) CHECK(results[i].at(key).to_vector() == t.to_vector());
   }
 }
+
+TEST_CASE("Keras LocallyConnected2D / 1D (implementation 3, sparse kernel vector) converted to ConvLocal") {
+  // Reference: the sparse matrix built from sorted conv_kernel_idxs in NumPy, y = x_flat @ A^T.
+  const auto weights = load_keras_h5(kDir + "lc_impl3.h5");
+  const auto reference = load_npz(kDir + "lc_impl3_reference.npz");
+  // LocallyConnected2D(4, (3, 2), strides=(2, 1)), channels_last, with bias: O and F from the bias.
+  const Tensor& k2 = weights.at("lc2d_impl3.kernel");
+  CHECK(k2.shape() == Shape{10 * 4 * 6 * 3});
+  const auto p2 = nn::from_keras_locally_connected(k2, weights.at("lc2d_impl3.bias"), {3, 2});
+  CHECK(p2.at("kernel").shape() == Shape{2, 5, 18, 4});
+  const Tensor y2 = run_converted(p2, reference.at("x2"), 4, {3, 2}, {2, 1});
+  CHECK(max_abs_diff(y2, reference.at("y2")) < 1e-4);
+  CHECK(max_abs_diff(reference.at("y2"), zeros_like(reference.at("y2"))) > 0.5);
+  // Read as implementation 1's order instead, the outputs differ.
+  const auto wrong = nn::from_keras_locally_connected(reshape(k2, {10, 18, 4}), weights.at("lc2d_impl3.bias"), {3, 2});
+  CHECK(max_abs_diff(run_converted(wrong, reference.at("x2"), 4, {3, 2}, {2, 1}), reference.at("y2")) > 0.1);
+  // LocallyConnected1D(5, 3, strides=2), channels_first, no bias: O and F from the options.
+  const Tensor& k1 = weights.at("lc1d_impl3.kernel");
+  CHECK(contains(error_of<ValueError>([&] {
+                   nn::from_keras_locally_connected(k1, std::nullopt, 3, {.data_format = "channels_first"});
+                 }),
+                 "pass the bias or options.output_shape and options.features"));
+  const auto p1 = nn::from_keras_locally_connected(
+      k1, std::nullopt, 3, {.data_format = "channels_first", .output_shape = {3}, .features = 5});
+  CHECK(p1.at("kernel").shape() == Shape{3, 6, 5});
+  CHECK(p1.count("bias") == 0);
+  // ConvLocal is channels-last: (N, C, L) -> (N, L, C) in, (N, O, F) -> (N, F, O) out.
+  nn::ConvLocal local({.features = 5, .kernel_size = {3}, .strides = {2}, .padding = "VALID", .use_bias = false});
+  const Tensor x1 = transpose(reference.at("x1"), {0, 2, 1});
+  local.init(x1);
+  local.load_state_dict(p1);
+  CHECK(max_abs_diff(transpose(local(x1), {0, 2, 1}), reference.at("y1")) < 1e-4);
+  // A kernel length that fits no channel count (e.g. from 'same' padding) is a ShapeError.
+  CHECK(contains(error_of<ShapeError>([&] {
+                   nn::from_keras_locally_connected(ones({7}), std::nullopt, 3, {.output_shape = {3}, .features = 5});
+                 }),
+                 "is not positions [3] x F 5 x prod(kernel_size [3]) x C for any C"));
+}

@@ -145,6 +145,51 @@ def main():
     np.savez(os.path.join(HERE, "lc_reference.npz"), x2=x2, y2=y2.astype(f32), x1=x1, y1=y1.astype(f32),
              y2_impl2=y2d.astype(f32), y1_impl2=y1d.astype(f32))
 
+    # implementation=3: the kernel is a vector over sorted(conv_kernel_idxs(...)), the
+    # (output index, input index) pairs of the sparse (out_size, in_size) matrix, both
+    # indices ravelled over (spatial..., channels) for channels_last and (channels,
+    # spatial...) for channels_first; the output is x_flat @ A^T (local_conv_sparse_matmul).
+    def sparse_reference(x, values, k, s, f, channels_last):
+        n = len(k)
+        if channels_last:
+            in_sp, c = x.shape[1:-1], x.shape[-1]
+        else:
+            in_sp, c = x.shape[2:], x.shape[1]
+        out_sp = tuple(out_len(m, kk, ss) for m, kk, ss in zip(in_sp, k, s))
+        idxs = []
+        for o in np.ndindex(*out_sp):
+            for win in np.ndindex(*k):
+                m = tuple(o[d] * s[d] + win[d] for d in range(n))
+                for ci in range(c):
+                    for fo in range(f):
+                        if channels_last:
+                            oi = np.ravel_multi_index(o + (fo,), out_sp + (f,))
+                            ii = np.ravel_multi_index(m + (ci,), tuple(in_sp) + (c,))
+                        else:
+                            oi = np.ravel_multi_index((fo,) + o, (f,) + out_sp)
+                            ii = np.ravel_multi_index((ci,) + m, (c,) + tuple(in_sp))
+                        idxs.append((int(oi), int(ii)))
+        idxs = sorted(idxs)
+        assert len(values) == len(idxs)
+        a = np.zeros((int(np.prod(out_sp)) * f, int(np.prod(in_sp)) * c))
+        for (oi, ii), v in zip(idxs, values):
+            a[oi, ii] = v
+        y = x.reshape(x.shape[0], -1) @ a.T
+        return y.reshape((x.shape[0],) + ((out_sp + (f,)) if channels_last else ((f,) + out_sp)))
+
+    # LocallyConnected2D(4, (3, 2), strides=(2, 1), implementation=3) on x2 (channels_last), and
+    # LocallyConnected1D(5, 3, strides=2, implementation=3, data_format="channels_first") on (2, 2, 7).
+    kernel2s = rng.standard_normal(10 * 4 * 6 * 3).astype(f32)
+    y2s = sparse_reference(x2.astype(np.float64), kernel2s.astype(np.float64), k2, s2, 4, True) + bias2
+    x1f = np.ascontiguousarray(np.moveaxis(x1, -1, 1))
+    # (use_bias=False: Keras adds a channels_first bias by reshaping (O, F) to (F, O), not transposing)
+    kernel1s = rng.standard_normal(3 * 5 * 3 * 2).astype(f32)
+    y1s = sparse_reference(x1f.astype(np.float64), kernel1s.astype(np.float64), (3,), (2,), 5, False)
+    with h5py.File(os.path.join(HERE, "lc_impl3.h5"), "w") as f:
+        write_weights_group(f, [("lc2d_impl3", [("lc2d_impl3/kernel:0", kernel2s), ("lc2d_impl3/bias:0", bias2)]),
+                                ("lc1d_impl3", [("lc1d_impl3/kernel:0", kernel1s)])])
+    np.savez(os.path.join(HERE, "lc_impl3_reference.npz"), x2=x2, y2=y2s.astype(f32), x1=x1f, y1=y1s.astype(f32))
+
     # Every dtype Keras / h5py writes, a scalar, a nested weight path and one
     # without the layer prefix.
     with h5py.File(os.path.join(HERE, "dtypes.h5"), "w") as f:
