@@ -712,7 +712,8 @@ struct File::Impl {
       const std::uint64_t name_offset = c.uint(offset_size);
       const std::uint64_t header = addr(c);
       c.skip(4 + 4 + 16);  // cache type, reserved, scratch pad
-      if (name_offset >= heap.size()) c.fail(fmt::format("a name offset {} outside its {}-byte heap", name_offset, heap.size()));
+      if (name_offset >= heap.size())
+        c.fail(fmt::format("a name offset {} outside its {}-byte heap", name_offset, heap.size()));
       const std::size_t end = heap.find('\0', name_offset);
       if (end == std::string::npos) c.fail("a name that runs off the end of its heap");
       std::string name = heap.substr(name_offset, end - name_offset);
@@ -1019,7 +1020,8 @@ void File::read_data(const Object& dataset, void* dst, std::uint64_t bytes, cons
   switch (dataset.layout_class) {
     case 0:
       if (dataset.compact_data.size() != bytes)
-        impl_->damaged(fmt::format("dataset {} holds {} compact bytes for {}", what, dataset.compact_data.size(), bytes));
+        impl_->damaged(
+            fmt::format("dataset {} holds {} compact bytes for {}", what, dataset.compact_data.size(), bytes));
       std::memcpy(out, dataset.compact_data.data(), bytes);
       return;
     case 1: {
