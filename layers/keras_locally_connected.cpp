@@ -197,7 +197,20 @@ std::map<std::string, Tensor> from_keras_locally_connected(const Tensor& kernel,
   shape.push_back(F);
   std::map<std::string, Tensor> out;
   out.emplace("kernel", from_vector(dst, shape, kernel.dtype()));
-  if (bias) out.emplace("bias", from_vector(bias->to_vector(), bias->shape(), bias->dtype()));
+  if (bias) {
+    // Keras adds a bias of shape (O..., F) with backend.bias_add, which for
+    // channels_first *reshapes* it to (F, O...) (no transpose): output (f, o) gets
+    // flat entry f * P + o. ConvLocal adds bias[o, f].
+    std::vector<double> b = bias->to_vector();
+    if (!channels_last) {
+      std::vector<double> moved(b.size());
+      for (std::int64_t o = 0; o < P; ++o)
+        for (std::int64_t f = 0; f < F; ++f)
+          moved[static_cast<std::size_t>(o * F + f)] = b[static_cast<std::size_t>(f * P + o)];
+      b = std::move(moved);
+    }
+    out.emplace("bias", from_vector(b, bias->shape(), bias->dtype()));
+  }
   return out;
 }
 

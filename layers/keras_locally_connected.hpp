@@ -22,9 +22,10 @@
 //      (locally_connected_utils.local_conv_sparse_matmul). Its shape does not say O or
 //      F: they come from the bias, or options.output_shape and options.features.
 // ConvLocal's kernel is (O..., S * C, F) with entry c * S + r(kappa) (docs/convlocal.md
-// §4.2). The bias has one shape in both, (O..., F). Only VALID padding converts
-// (implementation 1 has no other; implementation 2's 'same' has no ConvLocal twin
-// with Keras's window placement).
+// §4.2). The bias has one shape in both, (O..., F); with channels_first Keras's
+// bias_add reshapes it to (F, O...) without transposing, so its entries are reordered.
+// Only VALID padding converts (implementation 1 has no other; implementations 2's and
+// 3's 'same' have no ConvLocal twin with Keras's window placement).
 #pragma once
 
 #include <map>

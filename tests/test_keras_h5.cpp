@@ -258,6 +258,15 @@ TEST_CASE("from_keras_locally_connected: patch order by hand, data_format, and i
   // channels_first already has ConvLocal's order.
   p = nn::from_keras_locally_connected(k, std::nullopt, 2, {.data_format = "channels_first"});
   CHECK(p.at("kernel").to_vector() == V{1, 2, 3, 4});
+  // channels_first bias: Keras's bias_add reshapes (O, F) = (2, 3) to (F, O) without a
+  // transpose, so output (f, o) gets flat entry f * 2 + o; ConvLocal's bias[o, f] is that.
+  const Tensor k13 = from_vector(V(2 * 2 * 3, 1.0), {2, 2, 3}, DType::Float64);
+  p = nn::from_keras_locally_connected(k13, from_vector({0, 1, 2, 3, 4, 5}, {2, 3}, DType::Float64), 2,
+                                       {.data_format = "channels_first"});
+  CHECK(p.at("bias").shape() == Shape{2, 3});
+  CHECK(p.at("bias").to_vector() == V{0, 2, 4, 1, 3, 5});
+  p = nn::from_keras_locally_connected(k13, from_vector({0, 1, 2, 3, 4, 5}, {2, 3}, DType::Float64), 2);
+  CHECK(p.at("bias").to_vector() == V{0, 1, 2, 3, 4, 5});  // channels_last: as stored
   // Implementation 2, 1-D channels_first (C, M, F, O) = (1, 3, 1, 2), k 2, stride 1:
   // output o reads inputs o and o + 1.
   const Tensor dense = from_vector({10, 20, 11, 21, 12, 22}, {1, 3, 1, 2}, DType::Float32);
