@@ -54,7 +54,7 @@ std::map<std::string, Tensor> read(std::string_view bytes, const std::string& pa
     case CheckpointFormat::Safetensors: return parse_safetensors(bytes, path);
     case CheckpointFormat::FlaxMsgpack: return parse_flax_msgpack(bytes, path);
     case CheckpointFormat::Torch: return parse_torch(bytes, path);
-    case CheckpointFormat::KerasH5: return load_keras_h5(path);  // libhdf5 reads the file itself
+    case CheckpointFormat::KerasH5: return load_keras_h5(path);  // reads the file by position itself
   }
   throw ValueError("load: unknown checkpoint format");
 }

@@ -17,7 +17,7 @@ enum class CheckpointFormat {
   Safetensors,  // core/io/safetensors.hpp
   FlaxMsgpack,  // flax.serialization msgpack, nested maps (core/io/flax_msgpack.hpp)
   Torch,        // torch.save zip with a state-dict pickle (core/io/torch_format.hpp)
-  KerasH5,      // Keras 2 HDF5 weights, read only (core/io/keras_h5.hpp; trusted files only)
+  KerasH5,      // Keras 2 HDF5 weights, read only (core/io/keras_h5.hpp)
 };
 
 // How save() writes: the format and, for npz, compression.
@@ -46,8 +46,7 @@ struct LoadOptions {
 // The format comes from the file's first bytes: a zip archive is a PyTorch checkpoint
 // when it holds "<name>/data.pkl" and an .npz otherwise; an 8-byte length followed by
 // '{' is safetensors; a msgpack map is a Flax checkpoint; the HDF5 signature is Keras 2
-// weights (load_keras_h5: keys "<layer>.<weight>"; built without libhdf5, a
-// NotImplementedError). Tensors are loaded as stored (no
+// weights (load_keras_h5: keys "<layer>.<weight>"). Tensors are loaded as stored (no
 // layout changes: PyTorch's (out, in) Linear weight stays so).
 void load(Module& model, const std::string& path, bool strict = true);
 void load(Module& model, const std::string& path, const LoadOptions& options);  // with strip_prefix and rename

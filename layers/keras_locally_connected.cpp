@@ -73,14 +73,11 @@ std::map<std::string, Tensor> from_keras_locally_connected(const Tensor& kernel,
                                  options.data_format));
   const auto rank = static_cast<std::size_t>(kernel.dim());
   int implementation = options.implementation;
-  if (implementation == 0) implementation = rank == 3 ? 1 : rank == 2 * n + 2 ? 2 : 0;
-  if (implementation == 3 || (options.implementation == 0 && rank == 1))
-    throw ValueError(fmt::format("{}: Keras implementation 3 (a sparse kernel over conv_kernel_idxs) is not "
-                                 "converted; re-save the layer with implementation 1 or 2",
-                                 kWho));
-  if (implementation != 1 && implementation != 2)
-    throw ShapeError(fmt::format("{}: kernel {} is neither implementation 1's (positions, prod(kernel_size) * C, F) "
-                                 "nor implementation 2's dense kernel of rank {} for kernel_size {}",
+  if (implementation == 0) implementation = rank == 3 ? 1 : rank == 2 * n + 2 ? 2 : rank == 1 ? 3 : 0;
+  if (implementation < 1 || implementation > 3)
+    throw ShapeError(fmt::format("{}: kernel {} is neither implementation 1's (positions, prod(kernel_size) * C, F), "
+                                 "implementation 2's dense kernel of rank {} for kernel_size {}, nor implementation "
+                                 "3's vector",
                                  kWho, shape_str(kernel.shape()), 2 * n + 2, shape_str(k)));
   const std::int64_t S = numel(k);
   const Shape& ks = kernel.shape();
@@ -110,6 +107,27 @@ std::map<std::string, Tensor> from_keras_locally_connected(const Tensor& kernel,
     if (O.size() != n || numel(O) != ks[0])
       throw ShapeError(fmt::format("{}: output spatial shape {} does not have the kernel's {} positions (kernel {})",
                                    kWho, shape_str(O), ks[0], shape_str(ks)));
+  } else if (implementation == 3) {
+    // A vector over sorted(conv_kernel_idxs(...)): P * F * S * C weights, VALID only.
+    if (rank != 1)
+      throw ShapeError(fmt::format("{}: an implementation 3 kernel is a vector, got {}", kWho, shape_str(ks)));
+    if (bias) {
+      O.assign(bias->shape().begin(), bias->shape().end() - 1);
+      F = bias->shape().back();
+    } else {
+      O = options.output_shape;
+      F = options.features;
+    }
+    if (O.size() != n || F <= 0)
+      throw ValueError(fmt::format("{}: an implementation 3 kernel {} does not say the output's shape; pass the bias "
+                                   "or options.output_shape and options.features",
+                                   kWho, shape_str(ks)));
+    const std::int64_t per_channel = numel(O) * F * S;
+    if (per_channel <= 0 || ks[0] % per_channel != 0)
+      throw ShapeError(fmt::format("{}: implementation 3 kernel {} is not positions {} x F {} x prod(kernel_size {}) "
+                                   "x C for any C (Keras 'same' padding does not convert)",
+                                   kWho, shape_str(ks), shape_str(O), F, shape_str(k)));
+    C = ks[0] / per_channel;
   } else {
     if (rank != 2 * n + 2)
       throw ShapeError(fmt::format("{}: an implementation 2 kernel for kernel_size {} has rank {}, got {}", kWho,
@@ -162,6 +180,10 @@ std::map<std::string, Tensor> from_keras_locally_connected(const Tensor& kernel,
           std::int64_t from = 0;
           if (implementation == 1)
             from = (o * S * C + (channels_last ? r * C + c : c * S + r)) * F + f;
+          else if (implementation == 3)
+            // sorted (output, input) index pairs: channels_last outputs o * F + f, inputs
+            // m * C + c (window offsets in row-major order = r); channels_first f * P + o, c * M + m.
+            from = channels_last ? ((o * F + f) * S + r) * C + c : ((f * P + o) * C + c) * S + r;
           else if (channels_last)
             from = ((m_flat * C + c) * P + o) * F + f;
           else
@@ -175,7 +197,20 @@ std::map<std::string, Tensor> from_keras_locally_connected(const Tensor& kernel,
   shape.push_back(F);
   std::map<std::string, Tensor> out;
   out.emplace("kernel", from_vector(dst, shape, kernel.dtype()));
-  if (bias) out.emplace("bias", from_vector(bias->to_vector(), bias->shape(), bias->dtype()));
+  if (bias) {
+    // Keras adds a bias of shape (O..., F) with backend.bias_add, which for
+    // channels_first *reshapes* it to (F, O...) (no transpose): output (f, o) gets
+    // flat entry f * P + o. ConvLocal adds bias[o, f].
+    std::vector<double> b = bias->to_vector();
+    if (!channels_last) {
+      std::vector<double> moved(b.size());
+      for (std::int64_t o = 0; o < P; ++o)
+        for (std::int64_t f = 0; f < F; ++f)
+          moved[static_cast<std::size_t>(o * F + f)] = b[static_cast<std::size_t>(f * P + o)];
+      b = std::move(moved);
+    }
+    out.emplace("bias", from_vector(b, bias->shape(), bias->dtype()));
+  }
   return out;
 }
 

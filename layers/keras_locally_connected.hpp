@@ -15,11 +15,17 @@
 //   2: the dense masked kernel, (M..., C, O..., F) with channels_last, (C, M..., F, O...)
 //      with channels_first; only the entries inside each output's window count
 //      (locally_connected_utils.local_conv_matmul multiplies by the mask).
-//   3: a sparse vector over conv_kernel_idxs: not converted (ValueError).
+//   3: a vector over sorted(conv_utils.conv_kernel_idxs(...)), the (output index,
+//      input index) pairs of a sparse (out_size, in_size) matrix with indices ravelled
+//      over (spatial..., channels) for channels_last, (channels, spatial...) for
+//      channels_first; so the entries run (o, f, r, c) resp. (f, o, c, r)
+//      (locally_connected_utils.local_conv_sparse_matmul). Its shape does not say O or
+//      F: they come from the bias, or options.output_shape and options.features.
 // ConvLocal's kernel is (O..., S * C, F) with entry c * S + r(kappa) (docs/convlocal.md
-// §4.2). The bias has one shape in both, (O..., F). Only VALID padding converts
-// (implementation 1 has no other; implementation 2's 'same' has no ConvLocal twin
-// with Keras's window placement).
+// §4.2). The bias has one shape in both, (O..., F); with channels_first Keras's
+// bias_add reshapes it to (F, O...) without transposing, so its entries are reordered.
+// Only VALID padding converts (implementation 1 has no other; implementations 2's and
+// 3's 'same' have no ConvLocal twin with Keras's window placement).
 #pragma once
 
 #include <map>
@@ -36,9 +42,10 @@ struct KerasLocallyConnectedOptions {
   // Implementation 2 needs them when the shapes leave them open (O > 1 with several
   // strides giving O positions); given for implementation 1, they are not used.
   IntOrInts strides = {};
-  int implementation = 0;                      // 1 or 2; 0: from the kernel's rank (3: 1, 2n + 2: 2)
+  int implementation = 0;                      // 1, 2 or 3; 0: from the kernel's rank (3: 1, 2n + 2: 2, 1: 3)
   std::string data_format = "channels_last";   // the Keras layer's data_format
-  Shape output_shape = {};                     // implementation 1, 2-D, without a bias: (O_1, O_2)
+  Shape output_shape = {};                     // implementations 1 (2-D) and 3 without a bias: (O_1, ...)
+  std::int64_t features = 0;                   // implementation 3 without a bias: F
 };
 
 // Returns {"kernel", "bias"} (no "bias" when `bias` is empty) in ConvLocal's layout,

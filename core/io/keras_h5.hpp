@@ -1,4 +1,4 @@
-// Keras 2 HDF5 weight files, read through libhdf5 (Debian's libhdf5-dev).
+// Keras 2 HDF5 weight files, read by xgrad's own bounds-checked HDF5 reader (no libhdf5).
 //
 //   auto weights = xgrad::load_keras_h5("w.h5");      // model.save_weights("w.h5")
 //   auto same    = xgrad::load_keras_h5("m.h5");      // model.save("m.h5"): weights under model_weights
@@ -20,22 +20,24 @@
 // with "encoder/dense/bias:0" gives "encoder.dense.bias"; layer "lc" with
 // "kernel:0" gives "lc.kernel". Two weights that map to one key are a ValueError.
 //
-// dtypes are kept: IEEE float16/32/64, signed int32/int64 and h5py's bool (an enum
-// FALSE = 0, TRUE = 1 over int8). Any other type is a DTypeError naming the dataset.
-// Every size is checked against the file before anything is allocated; a damaged or
-// hostile file (truncated, a listed weight missing, impossible dims) gives IOError or
-// ValueError naming the file and the dataset. While a file is read, libhdf5's own
-// error printing and its loading of filter plugins are off (both restored
-// afterwards), and calls are serialised (Debian's libhdf5 is not thread-safe).
+// dtypes are kept: IEEE float16/32/64, signed int32/int64 (either byte order) and
+// h5py's bool (an enum FALSE = 0, TRUE = 1 over int8). Any other type is a DTypeError
+// naming the dataset. The names attributes may hold fixed-length strings (numpy bytes,
+// what Keras writes) or variable-length ones (h5py's str).
 //
-// Trust: the reader checks every size it hands to libhdf5, but libhdf5 parses the
-// file's object headers itself, and Debian 12's libhdf5 1.10.8 has memory-safety bugs
-// on crafted headers (tests/fuzz/README.md, fuzz_keras_h5). Open .h5 files from
-// trusted sources only.
+// The HDF5 subset read (core/io/hdf5_reader.hpp, not installed) is what h5py writes:
+// superblocks v0-v3, object headers v1/v2, symbol-table and compact-link groups,
+// compact attributes, contiguous / compact / chunked datasets (v1 B-tree, or one chunk)
+// with deflate, shuffle and fletcher32. Dense (fractal heap) groups and attributes and
+// libver='latest' multi-chunk indexes are IOErrors naming the feature ("unsupported
+// HDF5 feature: ..."); re-saving with h5py's default libver avoids them.
 //
-// Built only when libhdf5 is found (meson -Dhdf5=auto, the default); otherwise
-// load_keras_h5 throws NotImplementedError. core/io_config.hpp (generated; included
-// by xgrad.hpp) defines XGRAD_HAVE_HDF5 when the reader is built.
+// Hostile files: every address, length and count is checked against the file before
+// use, B-trees and continuation chains cannot loop, and the bytes decoded from one file
+// stay below 2048 times its size (deflate's ratio peaks near 1032:1). A damaged or
+// hostile file gives an IOError ("damaged HDF5 file: ...") or a ValueError naming the
+// file and the dataset, never a crash or a huge allocation (tests/fuzz/fuzz_keras_h5,
+// in scripts/fuzz's default run). Thread-safe: each call reads its own file handle.
 #pragma once
 
 #include <map>

@@ -1,7 +1,8 @@
-// libFuzzer target for load_keras_h5 (Keras 2 HDF5 weights through libhdf5). The
-// input is written to a scratch file (libhdf5 reads files) and loaded; a malformed
-// file must end in a typed xgrad::Error, never a crash, a huge allocation or output
-// on stderr. Whatever loads must hold tensors whose storage matches their shape.
+// libFuzzer target for load_keras_h5 (Keras 2 HDF5 weights through xgrad's own HDF5
+// subset reader, core/io/hdf5_reader.hpp). The input is written to a scratch file
+// (the reader reads files by position) and loaded; a malformed file must end in a
+// typed xgrad::Error, never a crash, a huge allocation or output on stderr. Whatever
+// loads must hold tensors whose storage matches their shape.
 #include <unistd.h>
 
 #include <cstdint>

@@ -145,6 +145,51 @@ def main():
     np.savez(os.path.join(HERE, "lc_reference.npz"), x2=x2, y2=y2.astype(f32), x1=x1, y1=y1.astype(f32),
              y2_impl2=y2d.astype(f32), y1_impl2=y1d.astype(f32))
 
+    # implementation=3: the kernel is a vector over sorted(conv_kernel_idxs(...)), the
+    # (output index, input index) pairs of the sparse (out_size, in_size) matrix, both
+    # indices ravelled over (spatial..., channels) for channels_last and (channels,
+    # spatial...) for channels_first; the output is x_flat @ A^T (local_conv_sparse_matmul).
+    def sparse_reference(x, values, k, s, f, channels_last):
+        n = len(k)
+        if channels_last:
+            in_sp, c = x.shape[1:-1], x.shape[-1]
+        else:
+            in_sp, c = x.shape[2:], x.shape[1]
+        out_sp = tuple(out_len(m, kk, ss) for m, kk, ss in zip(in_sp, k, s))
+        idxs = []
+        for o in np.ndindex(*out_sp):
+            for win in np.ndindex(*k):
+                m = tuple(o[d] * s[d] + win[d] for d in range(n))
+                for ci in range(c):
+                    for fo in range(f):
+                        if channels_last:
+                            oi = np.ravel_multi_index(o + (fo,), out_sp + (f,))
+                            ii = np.ravel_multi_index(m + (ci,), tuple(in_sp) + (c,))
+                        else:
+                            oi = np.ravel_multi_index((fo,) + o, (f,) + out_sp)
+                            ii = np.ravel_multi_index((ci,) + m, (c,) + tuple(in_sp))
+                        idxs.append((int(oi), int(ii)))
+        idxs = sorted(idxs)
+        assert len(values) == len(idxs)
+        a = np.zeros((int(np.prod(out_sp)) * f, int(np.prod(in_sp)) * c))
+        for (oi, ii), v in zip(idxs, values):
+            a[oi, ii] = v
+        y = x.reshape(x.shape[0], -1) @ a.T
+        return y.reshape((x.shape[0],) + ((out_sp + (f,)) if channels_last else ((f,) + out_sp)))
+
+    # LocallyConnected2D(4, (3, 2), strides=(2, 1), implementation=3) on x2 (channels_last), and
+    # LocallyConnected1D(5, 3, strides=2, implementation=3, data_format="channels_first") on (2, 2, 7).
+    kernel2s = rng.standard_normal(10 * 4 * 6 * 3).astype(f32)
+    y2s = sparse_reference(x2.astype(np.float64), kernel2s.astype(np.float64), k2, s2, 4, True) + bias2
+    x1f = np.ascontiguousarray(np.moveaxis(x1, -1, 1))
+    # (use_bias=False: Keras adds a channels_first bias by reshaping (O, F) to (F, O), not transposing)
+    kernel1s = rng.standard_normal(3 * 5 * 3 * 2).astype(f32)
+    y1s = sparse_reference(x1f.astype(np.float64), kernel1s.astype(np.float64), (3,), (2,), 5, False)
+    with h5py.File(os.path.join(HERE, "lc_impl3.h5"), "w") as f:
+        write_weights_group(f, [("lc2d_impl3", [("lc2d_impl3/kernel:0", kernel2s), ("lc2d_impl3/bias:0", bias2)]),
+                                ("lc1d_impl3", [("lc1d_impl3/kernel:0", kernel1s)])])
+    np.savez(os.path.join(HERE, "lc_impl3_reference.npz"), x2=x2, y2=y2s.astype(f32), x1=x1f, y1=y1s.astype(f32))
+
     # Every dtype Keras / h5py writes, a scalar, a nested weight path and one
     # without the layer prefix.
     with h5py.File(os.path.join(HERE, "dtypes.h5"), "w") as f:
@@ -165,6 +210,42 @@ def main():
         g.attrs["weight_names"] = names(list(values))
         for w, v in values.items():
             g.create_dataset(w, data=v)
+
+    # The HDF5 features beyond h5py's defaults that xgrad's reader covers (core/io/hdf5_reader.hpp).
+    # libver 'latest': superblock v3, "OHDR" object headers, link messages, a variable-length
+    # layer_names (h5py's str), a chunked dataset stored as a single deflated chunk.
+    with h5py.File(os.path.join(HERE, "latest.h5"), "w", libver="latest") as f:
+        f.attrs.create("layer_names", ["dense", "norm"], dtype=h5py.string_dtype())
+        g = f.create_group("dense")
+        g.attrs["weight_names"] = names(["dense/kernel:0", "dense/bias:0"])
+        g.create_dataset("dense/kernel:0", data=np.arange(12, dtype=np.float32).reshape(3, 4) / 8)
+        g.create_dataset("dense/bias:0", data=np.array([0.5, -1.0, 2.0, 4.0], np.float32), chunks=(4,),
+                         compression="gzip", shuffle=True)
+        g = f.create_group("norm")
+        g.attrs.create("weight_names", ["norm/gamma:0"], dtype=h5py.string_dtype())
+        g.create_dataset("norm/gamma:0", data=np.array([1.0, 2.0], np.float64))
+    # libver 'earliest' chunking: a v1 B-tree of chunks (more than one level) with edge
+    # chunks, deflate + shuffle + fletcher32, a compact dataset, and a layer group with
+    # enough members for a B-tree of symbol table nodes.
+    with h5py.File(os.path.join(HERE, "chunked.h5"), "w") as f:
+        f.attrs["layer_names"] = names(["conv", "wide"])
+        g = f.create_group("conv")
+        big = (np.arange(37 * 29, dtype=np.float32).reshape(37, 29) * 0.25 - 100).astype(np.float32)
+        small = np.array([[1, -2, 3]], np.int64)
+        g.attrs["weight_names"] = names(["conv/kernel:0", "conv/bias:0", "conv/count:0", "conv/big_endian:0"])
+        g.create_dataset("conv/big_endian:0", data=np.array([1.5, -2.0, 1e30], ">f4"))
+        g.create_dataset("conv/kernel:0", data=big, chunks=(2, 3), compression="gzip", shuffle=True, fletcher32=True)
+        g.create_dataset("conv/bias:0", data=np.linspace(-1, 1, 50, dtype=np.float64), chunks=(7,))
+        space = h5py.h5s.create_simple(small.shape)
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_layout(h5py.h5d.COMPACT)
+        dset = h5py.h5d.create(g.id, b"conv/count:0", h5py.h5t.STD_I64LE, space, dcpl=dcpl)
+        dset.write(h5py.h5s.ALL, h5py.h5s.ALL, small)
+        g = f.create_group("wide")
+        wide = ["wide/w%03d:0" % i for i in range(40)]
+        g.attrs["weight_names"] = names(wide)
+        for i, w in enumerate(wide):
+            g.create_dataset(w, data=np.array([i], np.int32))
 
     bad = os.path.join(HERE, "hostile")
     os.makedirs(bad, exist_ok=True)
@@ -206,6 +287,19 @@ def main():
         f.attrs.create("layer_names", ["lc"], dtype=h5py.string_dtype())
     with h5py.File(os.path.join(bad, "layer_names_int.h5"), "w") as f:
         f.attrs["layer_names"] = np.arange(3)
+    # libver 'latest' structures the reader refuses with a typed error: a group with more
+    # than 8 members keeps its links in a fractal heap (dense storage); a dataset of
+    # several chunks is indexed by a fixed array.
+    with h5py.File(os.path.join(bad, "dense_links.h5"), "w", libver="latest") as f:
+        layers = ["l%d" % i for i in range(10)]
+        f.attrs["layer_names"] = names(layers)
+        for layer in layers:
+            f.create_group(layer).attrs["weight_names"] = np.asarray([])
+    with h5py.File(os.path.join(bad, "latest_chunked.h5"), "w", libver="latest") as f:
+        f.attrs["layer_names"] = names(["lc"])
+        g = f.create_group("lc")
+        g.attrs["weight_names"] = names(["lc/kernel:0"])
+        g.create_dataset("lc/kernel:0", data=np.ones((4, 4), np.float32), chunks=(2, 2))
     # A valid file cut short: the superblock survives, the data does not.
     with open(os.path.join(HERE, "lc_weights.h5"), "rb") as src:
         data = src.read()
