@@ -15,27 +15,16 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_models.hpp"
 #include "bench/timing.hpp"
 #include "xgrad.hpp"
 
 using namespace xgrad;
+using xgrad::bench::make_cnn;
 using xgrad::bench::Stats;
 using xgrad::bench::time_ms;
 
 namespace {
-
-std::shared_ptr<nn::Module> make_cnn() {
-  auto relu_layer = [] { return std::make_shared<nn::Lambda>("relu", [](const Tensor& x) { return relu(x); }); };
-  auto pool2 = [] {
-    return std::make_shared<nn::Lambda>("max_pool 2x2", [](const Tensor& x) { return nn::max_pool(x, {2, 2}, {2, 2}); });
-  };
-  return std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
-      std::make_shared<nn::Conv>(nn::ConvOptions{.features = 16, .kernel_size = {3, 3}, .padding = "VALID"}),
-      relu_layer(), pool2(),
-      std::make_shared<nn::Conv>(nn::ConvOptions{.features = 32, .kernel_size = {3, 3}, .padding = "VALID"}),
-      relu_layer(), pool2(), std::make_shared<nn::Flatten>(),
-      std::make_shared<nn::Dense>(nn::DenseOptions{.features = 10})});
-}
 
 void result(const char* workload, int threads, Stats s) {
   xgrad::bench::print_row(workload, threads, s);

@@ -15,10 +15,14 @@
 #include <memory>
 #include <string>
 
+#include "bench/bench_models.hpp"
 #include "bench/timing.hpp"
 #include "xgrad.hpp"
 
 using namespace xgrad;
+using xgrad::bench::make_cnn;
+using xgrad::bench::pool2;
+using xgrad::bench::relu_layer;
 using xgrad::bench::Stats;
 using xgrad::bench::time_ms;
 
@@ -33,27 +37,10 @@ void result(const char* workload, Stats s, double scale, const char* unit) {
   std::fflush(stdout);
 }
 
-std::shared_ptr<nn::Module> relu_layer() {
-  return std::make_shared<nn::Lambda>("relu", [](const Tensor& x) { return relu(x); });
-}
-
-std::shared_ptr<nn::Module> pool2() {
-  return std::make_shared<nn::Lambda>("max_pool 2x2", [](const Tensor& x) { return nn::max_pool(x, {2, 2}, {2, 2}); });
-}
-
 std::shared_ptr<nn::Module> make_mlp() {
   return std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
       std::make_shared<nn::Dense>(nn::DenseOptions{.features = 256}), relu_layer(),
       std::make_shared<nn::Dense>(nn::DenseOptions{.features = 128}), relu_layer(),
-      std::make_shared<nn::Dense>(nn::DenseOptions{.features = 10})});
-}
-
-std::shared_ptr<nn::Module> make_cnn() {
-  return std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
-      std::make_shared<nn::Conv>(nn::ConvOptions{.features = 16, .kernel_size = {3, 3}, .padding = "VALID"}),
-      relu_layer(), pool2(),
-      std::make_shared<nn::Conv>(nn::ConvOptions{.features = 32, .kernel_size = {3, 3}, .padding = "VALID"}),
-      relu_layer(), pool2(), std::make_shared<nn::Flatten>(),
       std::make_shared<nn::Dense>(nn::DenseOptions{.features = 10})});
 }
 
