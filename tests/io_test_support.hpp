@@ -16,6 +16,16 @@
 
 namespace io_test {
 
+// A two-layer model (Dense 4 -> relu -> Dense 2) for checkpoint round trips.
+struct TwoLayer : xgrad::nn::Module {
+  xgrad::nn::Dense fc1{{.features = 4}}, fc2{{.features = 2}};
+  TwoLayer() {
+    register_module("fc1", fc1);
+    register_module("fc2", fc2);
+  }
+  xgrad::Tensor forward(const xgrad::Tensor& x) override { return fc2(xgrad::relu(fc1(x))); }
+};
+
 // A fresh directory under the system temp dir, removed with its contents on destruction.
 class TempDir {
  public:

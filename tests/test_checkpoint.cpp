@@ -8,19 +8,6 @@
 using namespace xgrad;
 using namespace io_test;
 
-namespace {
-
-struct TwoLayer : nn::Module {
-  nn::Dense fc1{{.features = 4}}, fc2{{.features = 2}};
-  TwoLayer() {
-    register_module("fc1", fc1);
-    register_module("fc2", fc2);
-  }
-  Tensor forward(const Tensor& x) override { return fc2(relu(fc1(x))); }
-};
-
-}  // namespace
-
 TEST_CASE("save then load restores every parameter exactly") {
   TempDir dir;
   const Tensor sample = ones({1, 3});

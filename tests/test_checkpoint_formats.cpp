@@ -12,15 +12,6 @@ using namespace interop_test;
 
 namespace {
 
-struct TwoLayer : nn::Module {
-  nn::Dense fc1{{.features = 4}}, fc2{{.features = 2}};
-  TwoLayer() {
-    register_module("fc1", fc1);
-    register_module("fc2", fc2);
-  }
-  Tensor forward(const Tensor& x) override { return fc2(relu(fc1(x))); }
-};
-
 void init(TwoLayer& m, std::uint64_t seed) {
   m.set_seed(seed);
   m.init(ones({1, 3}));
