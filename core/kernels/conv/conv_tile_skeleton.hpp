@@ -13,13 +13,14 @@
 //   Vector, Mask, lanes          one vector register of `lanes` floats and its lane mask
 //   cheap_masks                  whether a masked store costs what a plain one does
 //                                (AVX-512 masks: yes; AVX2 vmaskmovps: microcoded on AMD)
-//   first(n)                     the mask of the first n lanes (n ≥ 1; n ≥ lanes: all)
+//   first(n)                     the mask of the first n lanes (n ≥ 0; n ≥ lanes: all)
 //   zero, load, load(mask, ·)    (masked loads read zero into the masked-off lanes)
 //   store, store(mask, ·), stream, broadcast, fma(a, b, c) = a·b + c, add
 
 // R rows × V vectors of P (R·V accumulators). The last vector of a Tail block reads
 // and writes under the mask of its `columns - lanes·(V-1)` lanes; Add mode masks its
-// read-modify-write by `columns` (where the masks are cheap, always). Kept out of
+// read-modify-write by `columns` (always where masks are cheap, else only a vector
+// that is not whole; a vector wholly past `columns` gets an empty mask). Kept out of
 // line: inlined into its callers, the AVX2 6 × 2 tile's 15 live ymm registers spill.
 template <class P, int R, int V, TileMode M, bool Tail>
 __attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
@@ -28,7 +29,14 @@ __attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
   constexpr bool table = M == TileMode::Gather;
   const Index steps = job.steps, a_step = job.a_step, b_step = job.b_step;
   const Index* a_table = job.a_table;
-  const Mask tail_mask = P::first(job.columns - P::lanes * (V - 1));  // all lanes when the block is full
+  // Computed once, outside the tile loop: the mask of the last vector's lanes (all
+  // when the block is full), and for Add the mask of each vector's lanes within the
+  // block (none past it).
+  const int columns = job.columns;
+  const Mask tail_mask = P::first(columns - P::lanes * (V - 1));
+  Mask block_mask[V];
+#pragma GCC unroll 2
+  for (int v = 0; v < V; ++v) block_mask[v] = P::first(columns > P::lanes * v ? columns - P::lanes * v : 0);
   for (Index tile = 0; tile < count; ++tile) {
     const float* a[R];
 #pragma GCC unroll 8
@@ -86,14 +94,12 @@ __attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
       // Rows in order: neighbouring rows' footprints may overlap.
 #pragma GCC unroll 2
       for (int v = 0; v < V; ++v) {
-        const int lanes = job.columns - P::lanes * v;
-        if (lanes <= 0) continue;
-        const Mask mask = P::first(lanes);
+        const bool whole = !P::cheap_masks && columns >= P::lanes * (v + 1);  // skip a slow mask
 #pragma GCC unroll 8
         for (int r = 0; r < R; ++r) {
           float* o = out[r] + P::lanes * v;
-          if (!P::cheap_masks && lanes >= P::lanes) P::store(o, P::add(P::load(o), acc[r][v]));
-          else P::store(mask, o, P::add(P::load(mask, o), acc[r][v]));
+          if (whole) P::store(o, P::add(P::load(o), acc[r][v]));
+          else P::store(block_mask[v], o, P::add(P::load(block_mask[v], o), acc[r][v]));
         }
       }
     }
