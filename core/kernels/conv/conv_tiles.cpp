@@ -15,10 +15,12 @@
 //                      partial blocks of at most 8 columns (AVX-512 masked stores are
 //                      cheap, AVX2's are not).
 //
-// A policy is a struct of always-inlined intrinsics (load, masked load/store, stream,
-// broadcast, fma, add, the mask of the first n lanes) and its lane count. The skeleton
-// is included once inside each GCC target region below, so the AVX2 instantiations
-// are compiled for avx2,fma only and the AVX-512 ones for avx512f,avx512vl.
+// A policy is a struct of one-intrinsic functions (load, masked load/store, stream,
+// broadcast, fma, add, the mask of the first n lanes; inlined, no call is left in a
+// tile) and its lane count; Ymm and YmmMasked share their mask-free part (YmmOps).
+// The skeleton is included once inside each GCC target region below, so the AVX2
+// instantiations are compiled for avx2,fma only and the AVX-512 ones for
+// avx512f,avx512vl.
 //
 // A tile never touches a column outside its block: the tail block of a feature count
 // that is not a multiple of 8 reads and writes its last vector under a mask (the
