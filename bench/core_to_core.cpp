@@ -7,7 +7,7 @@
 //   ~350-450 ns  the vCPUs on cores with separate L3s (another CCD or socket): every
 //                line one thread wrote and the other reads crosses the fabric.
 // The placement changes from one minute to the next (seen on a 2-vCPU AMD EPYC Zen 4
-// guest, December 2026: both placements within ten minutes, either under load or not). In the second
+// guest, December 2026: both placements within ten minutes). In the second
 // one, 2-thread figures of memory-bound kernels drop (pools, element-wise ops,
 // anything that reads what the other thread wrote) while 1-thread figures do not:
 // benchmark scripts print this probe before and after a suite so that every 2-thread
