@@ -1,18 +1,19 @@
 // How far apart this machine's first two CPUs are: the round trip of a cache line
 // bounced between two threads pinned to CPUs 0 and 1 (each waits for the other's
-// write, then writes back). The 2-vCPU virtual machines this suite runs on come in
-// two placements that the guest cannot see in /proc/cpuinfo or lscpu:
-//   ~50-60 ns    both vCPUs on cores that share an L3 cache: a line written by one
-//                thread is read by the other from the shared L3;
-//   ~350-450 ns  the vCPUs on cores with separate L3s (another CCD or socket): every
-//                line one thread wrote and the other reads crosses the fabric.
-// The placement changes from one minute to the next (seen on a 2-vCPU AMD EPYC Zen 4
-// guest, December 2026: both placements within ten minutes). In the second
-// one, 2-thread figures of memory-bound kernels drop (pools, element-wise ops,
-// anything that reads what the other thread wrote) while 1-thread figures do not:
-// benchmark scripts print this probe before and after a suite so that every 2-thread
-// figure carries the placement it was measured in.
-//   usage: core_to_core [round_trips=2000000]   (run it as the benchmarks run: bench/prioritized on a shared machine)
+// write, then writes back). The 2-vCPU virtual machines this suite runs on are
+// placed by their host in ways the guest cannot see in /proc/cpuinfo or lscpu, and
+// the placement changes from one minute to the next. Seen on a 2-vCPU AMD EPYC Zen 4
+// guest (December 2026, bench/README "Where the second vCPU sits"), with what it did
+// to 2-thread figures:
+//   ~55-65 ns     a shared L3: 2 threads ~1.9x 1 thread on the main job's step;
+//   ~170-190 ns   still ~1.9x on that step;
+//   ~350-450 ns   memory-bound kernels that read what the other thread wrote (pools,
+//                 element-wise ops, the evaluation forward) 1.5x slower than at
+//                 ~60 ns, some slower than on 1 thread;
+//   ~1000 ns      as above, and Adam no faster on 2 threads than on 1.
+// 1-thread figures do not move. The suite scripts print this probe before and after
+// a suite, so that every 2-thread figure carries the placement it was measured in.
+//   usage: core_to_core [round_trips=2000000]   (as the benchmarks run: bench/prioritized on a shared machine)
 #include <pthread.h>
 #include <sched.h>
 
@@ -72,7 +73,7 @@ int main(int argc, char** argv) {
   std::sort(runs.begin(), runs.end());
   const double median = runs[1];
   // Not a RESULT line: the suite scripts' tables read those as workloads.
-  std::printf("core_to_core: CPUs 0 and 1, round trip %.0f ns (%s)\n", median,
-              median < 150 ? "shared L3" : "separate L3s: 2-thread figures of memory-bound work drop");
+  std::printf("core_to_core: CPUs 0 and 1, round trip %.0f ns%s\n", median,
+              median < 100 ? " (a shared L3)" : " (no shared L3: see bench/core_to_core.cpp)");
   return 0;
 }
