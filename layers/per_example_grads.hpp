@@ -28,6 +28,8 @@
 #pragma once
 
 #include <functional>
+#include <string>
+#include <vector>
 
 #include "layers/module.hpp"
 
@@ -36,11 +38,19 @@ namespace xgrad {
 // (model outputs, targets) -> one loss per example, shape [B].
 using PerExampleLoss = std::function<Tensor(const Tensor& outputs, const Tensor& targets)>;
 
+// How per_example_grads computed each parameter (paths as in named_parameters(),
+// in that order): by a layer's batched rule, or by the loop over single examples.
+struct PerExampleReport {
+  std::vector<std::string> batched;  // from batched rules
+  std::vector<std::string> looped;   // from the loop fallback
+};
+
 // Each parameter's per-example gradient, [B, parameter shape...] in the
 // parameter's dtype, keyed by its dotted path (model.named_parameters()). inputs
 // and targets have the batch on axis 0. Throws ShapeError when their batch sizes
 // differ or loss_fn does not return shape [B]. Leaves every .grad() untouched.
+// `report`, when given, receives which parameters took a batched rule.
 nn::StateDict per_example_grads(nn::Module& model, const PerExampleLoss& loss_fn, const Tensor& inputs,
-                                const Tensor& targets);
+                                const Tensor& targets, PerExampleReport* report = nullptr);
 
 }  // namespace xgrad

@@ -71,6 +71,15 @@ void check_against_loop(nn::Module& model, const PerExampleLoss& loss_fn, const 
 
 Tensor normal(std::uint64_t seed, const Shape& shape, DType dtype) { return random_normal(make_key(seed), shape, dtype); }
 
+// Asserts that every parameter took a batched rule, none the loop.
+void check_all_batched(nn::Module& model, const PerExampleLoss& loss_fn, const Tensor& x, const Tensor& y) {
+  PerExampleReport report;
+  per_example_grads(model, loss_fn, x, y, &report);
+  CHECK(report.looped.empty());
+  for (const std::string& path : report.looped) INFO("looped: " << path);
+  CHECK(report.batched.size() == model.named_parameters().size());
+}
+
 }  // namespace
 
 TEST_CASE("per_example_grads: Dense by hand, x W + b under a squared error") {
@@ -244,6 +253,45 @@ TEST_CASE("per_example_grads: ConvTranspose equals a loop over examples (strides
     const Tensor x1 = normal(90, {4, 5, 3}, dtype);
     one_d.init(slice(x1, 0, 0, 1));
     check_against_loop(one_d, squared_error, x1, normal(91, one_d(x1).shape(), dtype));
+  }
+}
+
+TEST_CASE("per_example_grads: ConvLocalTranspose equals a loop over examples, from its batched rule") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    std::vector<nn::ConvLocalTransposeOptions> cases{
+        {.features = 3, .kernel_size = {3, 2}, .strides = {2, 2}, .param_dtype = dtype},
+        {.features = 2, .kernel_size = {2, 3}, .strides = {1, 2}, .padding = "VALID", .kernel_dilation = {2, 1},
+         .param_dtype = dtype},
+        {.features = 2, .kernel_size = {3, 3}, .strides = {2, 1}, .padding = {{1, 2}, {0, 1}}, .use_bias = false,
+         .param_dtype = dtype},
+        {.features = 2, .kernel_size = {3, 2}, .strides = {1, 2}, .padding = "CIRCULAR", .param_dtype = dtype}};
+    for (std::size_t k = 0; k < cases.size(); ++k) {
+      INFO("case " << k);
+      nn::ConvLocalTranspose layer(cases[k]);
+      const Tensor x = normal(100 + k, {3, 4, 5, 2}, dtype);
+      layer.init(slice(x, 0, 0, 1));
+      const Tensor y = normal(110 + k, layer(x).shape(), dtype);
+      check_against_loop(layer, squared_error, x, y);
+      CHECK(layer.per_example_param_grads(x, Tensor(), y).has_value());  // the rule, not the loop
+      check_all_batched(layer, squared_error, x, y);
+    }
+    // A mask multiplies the kernel: its zeros give zero gradients, the rest as without.
+    nn::ConvLocalTranspose probe({.features = 2, .kernel_size = {3}, .strides = {2}, .param_dtype = dtype});
+    const Tensor x1 = normal(120, {4, 5, 3}, dtype);
+    probe.init(slice(x1, 0, 0, 1));
+    const Shape kernel_shape = probe.state_dict().at("kernel").shape();
+    std::vector<double> m(static_cast<std::size_t>(numel(kernel_shape)));
+    for (std::size_t i = 0; i < m.size(); ++i) m[i] = i % 3 == 0 ? 0.0 : 1.0;
+    nn::ConvLocalTranspose masked({.features = 2, .kernel_size = {3}, .strides = {2},
+                                   .mask = from_vector(m, kernel_shape, dtype), .param_dtype = dtype});
+    masked.init(slice(x1, 0, 0, 1));
+    const Tensor y1 = normal(121, masked(x1).shape(), dtype);
+    check_against_loop(masked, squared_error, x1, y1);
+    check_all_batched(masked, squared_error, x1, y1);
+    const std::vector<double> kernel_grads = per_example_grads(masked, squared_error, x1, y1).at("kernel").to_vector();
+    for (std::size_t i = 0; i < kernel_grads.size(); ++i)
+      if (m[i % m.size()] == 0.0) CHECK(kernel_grads[i] == 0.0);
   }
 }
 
