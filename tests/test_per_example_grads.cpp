@@ -295,6 +295,120 @@ TEST_CASE("per_example_grads: ConvLocalTranspose equals a loop over examples, fr
   }
 }
 
+namespace {
+
+// A bidirectional LSTM / GRU pair over [B, T, in], the Flax Bidirectional layout.
+class BiRNN : public nn::Module {
+ public:
+  explicit BiRNN(DType dtype)
+      : forward_(std::make_shared<nn::LSTMCell>(nn::LSTMCellOptions{.features = 3, .param_dtype = dtype})),
+        backward_(std::make_shared<nn::GRUCell>(nn::GRUCellOptions{.features = 2, .param_dtype = dtype})),
+        bi_(forward_, backward_) {
+    register_module("bi", bi_);
+  }
+
+ protected:
+  Tensor forward(const Tensor& x) override { return bi_(x); }
+
+ private:
+  nn::RNN forward_, backward_;
+  nn::Bidirectional bi_;
+};
+
+// Sets every parameter to non-trivial values (the default biases are zeros).
+void randomize(nn::Module& model, std::uint64_t seed) {
+  for (auto& [path, p] : model.named_parameters())
+    p.copy_(random_normal(fold_in(make_key(seed), path), p.shape(), p.dtype()) * 0.5);
+}
+
+}  // namespace
+
+TEST_CASE("per_example_grads: RNN over LSTM, OptimizedLSTM and GRU cells (fused paths) equals a loop, batched") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    const Tensor x = normal(130, {4, 5, 3}, dtype);
+    for (int kind = 0; kind < 3; ++kind) {
+      for (const nn::RNNOptions& options : {nn::RNNOptions{}, nn::RNNOptions{.reverse = true, .keep_order = true}}) {
+        INFO("cell " << kind << ", reverse " << options.reverse);
+        std::shared_ptr<nn::RNNCellBase> cell;
+        if (kind == 0) cell = std::make_shared<nn::LSTMCell>(nn::LSTMCellOptions{.features = 3, .param_dtype = dtype});
+        if (kind == 1)
+          cell = std::make_shared<nn::OptimizedLSTMCell>(nn::LSTMCellOptions{.features = 2, .param_dtype = dtype});
+        if (kind == 2) cell = std::make_shared<nn::GRUCell>(nn::GRUCellOptions{.features = 3, .param_dtype = dtype});
+        nn::RNN rnn(cell, options);
+        rnn.init(slice(x, 0, 0, 1));
+        randomize(rnn, 131 + kind);
+        const Tensor y = normal(132, rnn(x).shape(), dtype);
+        check_against_loop(rnn, squared_error, x, y);
+        check_all_batched(rnn, squared_error, x, y);
+      }
+    }
+    // Two batch axes [B, A, T, in]: example b owns A sequences.
+    nn::RNN two_axes(std::make_shared<nn::GRUCell>(nn::GRUCellOptions{.features = 2, .param_dtype = dtype}));
+    const Tensor x2 = normal(133, {3, 2, 4, 3}, dtype);
+    two_axes.init(slice(x2, 0, 0, 1));
+    randomize(two_axes, 134);
+    const Tensor y2 = normal(135, two_axes(x2).shape(), dtype);
+    check_against_loop(two_axes, squared_error, x2, y2);
+    check_all_batched(two_axes, squared_error, x2, y2);
+  }
+}
+
+TEST_CASE("per_example_grads: Bidirectional LSTM/GRU equals a loop over examples, batched") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    BiRNN model(dtype);
+    const Tensor x = normal(140, {3, 4, 2}, dtype);
+    model.init(slice(x, 0, 0, 1));
+    randomize(model, 141);
+    const Tensor y = normal(142, model(x).shape(), dtype);
+    check_against_loop(model, squared_error, x, y);
+    check_all_batched(model, squared_error, x, y);
+  }
+}
+
+TEST_CASE("per_example_grads: cells stepped one by one (gate_fn / activation_fn) use the cells' batched rules") {
+  const nn::CellActivation softsign = [](const Tensor& t) { return t / (abs(t) + 1.0); };
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    const Tensor x = normal(150, {4, 3, 2}, dtype);
+    for (int kind = 0; kind < 3; ++kind) {
+      INFO("cell " << kind);
+      std::shared_ptr<nn::RNNCellBase> cell;
+      if (kind == 0)
+        cell = std::make_shared<nn::LSTMCell>(
+            nn::LSTMCellOptions{.features = 3, .activation_fn = softsign, .param_dtype = dtype});
+      if (kind == 1)
+        cell = std::make_shared<nn::OptimizedLSTMCell>(
+            nn::LSTMCellOptions{.features = 2, .gate_fn = softsign, .param_dtype = dtype});
+      if (kind == 2)
+        cell = std::make_shared<nn::GRUCell>(
+            nn::GRUCellOptions{.features = 3, .activation_fn = softsign, .param_dtype = dtype});
+      nn::RNN rnn(cell);
+      rnn.init(slice(x, 0, 0, 1));
+      randomize(rnn, 151 + kind);
+      const Tensor y = normal(152, rnn(x).shape(), dtype);
+      check_against_loop(rnn, squared_error, x, y);
+      check_all_batched(rnn, squared_error, x, y);
+    }
+  }
+}
+
+TEST_CASE("per_example_grads: a time-major RNN (axis 0 is time) takes the loop") {
+  nn::RNN rnn(std::make_shared<nn::GRUCell>(nn::GRUCellOptions{.features = 2, .param_dtype = DType::Float64}),
+              {.time_major = true});
+  const Tensor x = normal(160, {3, 2, 2}, DType::Float64);
+  rnn.init(x);
+  randomize(rnn, 161);
+  const Tensor y = normal(162, {3, 2, 2}, DType::Float64);
+  // (The slices along axis 0 are time steps here, so their gradients do not sum to the
+  // batch gradient: only the loop's definition is checked.)
+  PerExampleReport report;
+  check_close(per_example_grads(rnn, squared_error, x, y, &report), loop_reference(rnn, squared_error, x, y), 1e-12);
+  CHECK(report.batched.empty());
+  CHECK(report.looped.size() == rnn.named_parameters().size());
+}
+
 TEST_CASE("per_example_grads: layers without a rule take the loop fallback") {
   // A CIRCULAR Conv and a CIRCULAR ConvTranspose decline their rules: both go through
   // the per-example loop, next to GroupNorm's and Dense's batched rules.
