@@ -409,6 +409,47 @@ TEST_CASE("per_example_grads: a time-major RNN (axis 0 is time) takes the loop")
   CHECK(report.looped.size() == rnn.named_parameters().size());
 }
 
+namespace {
+
+// Cross-attention from x to tanh(x) through a MultiHeadDotProductAttention.
+class CrossAttention : public nn::Module {
+ public:
+  explicit CrossAttention(DType dtype) : attention_({.num_heads = 2, .param_dtype = dtype, .qkv_features = 4}) {
+    register_module("attention", attention_);
+  }
+
+ protected:
+  Tensor forward(const Tensor& x) override { return attention_(x, tanh(x) * 1.5, x * 0.5, {}); }
+
+ private:
+  nn::MultiHeadDotProductAttention attention_;
+};
+
+}  // namespace
+
+TEST_CASE("per_example_grads: SelfAttention and MultiHeadDotProductAttention take their projections' batched rules") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    const Tensor x = normal(170, {3, 4, 6}, dtype);
+    for (bool normalize_qk : {false, true}) {
+      INFO("normalize_qk " << normalize_qk);
+      nn::SelfAttention attention({.num_heads = 3, .param_dtype = dtype, .qkv_features = 6, .out_features = 5,
+                                   .normalize_qk = normalize_qk});
+      attention.init(slice(x, 0, 0, 1));
+      randomize(attention, 171);
+      const Tensor y = normal(172, {3, 4, 5}, dtype);
+      check_against_loop(attention, squared_error, x, y);
+      check_all_batched(attention, squared_error, x, y);
+    }
+    CrossAttention cross(dtype);
+    cross.init(slice(x, 0, 0, 1));
+    randomize(cross, 173);
+    const Tensor y = normal(174, {3, 4, 6}, dtype);
+    check_against_loop(cross, squared_error, x, y);
+    check_all_batched(cross, squared_error, x, y);
+  }
+}
+
 TEST_CASE("per_example_grads: layers without a rule take the loop fallback") {
   // A CIRCULAR Conv and a CIRCULAR ConvTranspose decline their rules: both go through
   // the per-example loop, next to GroupNorm's and Dense's batched rules.
