@@ -16,15 +16,20 @@
 // each layer's rule (Module::per_example_param_grads) turns input and output
 // gradient into per-example parameter gradients for the whole batch at once:
 // Dense and DenseGeneral (x_bᵀ g_b), Conv and ConvLocal (from the input's patches),
-// ConvTranspose (from the output gradient's patches),
-// LayerNorm, RMSNorm and GroupNorm (scale and bias), Embed (g_b's rows scattered into
-// the table). The parameters of any other layer (or of a call its rule
-// declines) are computed by a loop over the examples, one forward and backward
-// each on a batch of one.
+// ConvTranspose and ConvLocalTranspose (from the output gradient's patches),
+// LayerNorm, RMSNorm, GroupNorm and BatchNorm in eval mode (scale and bias), Embed
+// (g_b's rows scattered into the table); the attention layers through their
+// DenseGeneral projections. Recurrent layers (LSTMCell, OptimizedLSTMCell, GRUCell,
+// nn::RNN's fused sequences, Bidirectional) tap their gate pre-activations during the
+// forward (PerExampleCapture::tap) and sum x_tᵀ dz_t and h_{t-1}ᵀ dz_t over time per
+// example. The parameters of any other layer (or of a call its rule declines) are
+// computed by a loop over the examples, one forward and backward each on a batch of
+// one; `report` says which.
 //
-// The model must treat examples independently (no BatchNorm in training mode: its
-// batch statistics mix them); dropout draws other masks in the loop fallback than
-// in the batched pass, so keep the model in eval() where exact agreement matters.
+// The model must treat examples independently: BatchNorm in training mode (batch
+// statistics mix them) is a ValueError naming its path. Dropout draws other masks in
+// the loop fallback than in the batched pass, so keep the model in eval() where exact
+// agreement matters.
 #pragma once
 
 #include <functional>

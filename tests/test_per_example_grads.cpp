@@ -450,6 +450,78 @@ TEST_CASE("per_example_grads: SelfAttention and MultiHeadDotProductAttention tak
   }
 }
 
+TEST_CASE("per_example_grads: BatchNorm in eval mode, by hand: scale Σ x̂, bias Σ 1 per example") {
+  // Running mean 1, var 3, epsilon 1: x̂ = (x - 1) / 2. With loss = Σ y, g = 1, so example
+  // b's scale gradient is Σ x̂_b and its bias gradient the number of positions (2).
+  nn::BatchNorm norm({.epsilon = 1.0, .param_dtype = DType::Float64});
+  const Tensor x = from_vector({0, 3, 1, 5}, {2, 2, 1}, DType::Float64);
+  norm.init(x);
+  norm.eval();
+  norm.state_dict().at("mean").copy_(from_vector({1}, {1}, DType::Float32));
+  norm.state_dict().at("var").copy_(from_vector({3}, {1}, DType::Float32));
+  const PerExampleLoss total = [](const Tensor& y, const Tensor&) { return sum(y, {1, 2}); };
+  PerExampleReport report;
+  const nn::StateDict g = per_example_grads(norm, total, x, zeros({2}, DType::Float64), &report);
+  CHECK(g.at("scale").shape() == Shape{2, 1});
+  CHECK(g.at("scale").to_vector() == std::vector<double>{0.5, 2.0});  // (-0.5 + 1), (0 + 2)
+  CHECK(g.at("bias").to_vector() == std::vector<double>{2.0, 2.0});
+  CHECK(report.looped.empty());
+}
+
+TEST_CASE("per_example_grads: BatchNorm with running statistics equals a loop over examples, batched") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    for (const std::vector<std::int64_t>& axis : {std::vector<std::int64_t>{-1}, std::vector<std::int64_t>{1, 3}}) {
+      INFO("axis " << axis.size());
+      nn::BatchNorm norm({.axis = axis, .param_dtype = dtype});
+      const Tensor x = normal(180, {4, 3, 2, 5}, dtype);
+      norm.init(x);
+      randomize(norm, 181);
+      // Non-trivial running statistics (var > 0).
+      Tensor mean = norm.state_dict().at("mean"), var = norm.state_dict().at("var");
+      mean.copy_(random_normal(make_key(182), mean.shape(), DType::Float32));
+      var.copy_(exp(random_normal(make_key(183), var.shape(), DType::Float32)));
+      norm.eval();
+      const Tensor y = normal(184, x.shape(), dtype);
+      check_against_loop(norm, squared_error, x, y);
+      check_all_batched(norm, squared_error, x, y);
+    }
+    // use_running_average in the options works in train() too.
+    nn::BatchNorm fixed({.use_running_average = true, .param_dtype = dtype});
+    const Tensor x = normal(185, {3, 4}, dtype);
+    fixed.init(x);
+    randomize(fixed, 186);
+    check_against_loop(fixed, squared_error, x, normal(187, {3, 4}, dtype));
+    check_all_batched(fixed, squared_error, x, normal(187, {3, 4}, dtype));
+  }
+}
+
+TEST_CASE("per_example_grads: BatchNorm with batch statistics is a ValueError naming its path; nothing moves") {
+  nn::Sequential model{std::make_shared<nn::Dense>(nn::DenseOptions{.features = 3, .param_dtype = DType::Float64}),
+                       std::make_shared<nn::BatchNorm>(nn::BatchNormOptions{.param_dtype = DType::Float64})};
+  const Tensor x = normal(190, {4, 2}, DType::Float64);
+  model.init(x);
+  model.train();
+  const std::vector<double> mean = model.state_dict().at("layers_1.mean").to_vector();
+  const std::vector<double> var = model.state_dict().at("layers_1.var").to_vector();
+  CHECK_THROWS_WITH_AS(per_example_grads(model, squared_error, x, normal(191, {4, 3}, DType::Float64)),
+                       doctest::Contains("BatchNorm in training mode (batch statistics) couples the examples"),
+                       ValueError);
+  try {
+    per_example_grads(model, squared_error, x, normal(191, {4, 3}, DType::Float64));
+  } catch (const ValueError& e) {
+    const std::string message = e.what();
+    CHECK(message.find("layers_1") != std::string::npos);  // the layer's path
+    CHECK(message.find("GroupNorm") != std::string::npos);
+    CHECK(message.find("eval()") != std::string::npos);
+  }
+  CHECK(model.state_dict().at("layers_1.mean").to_vector() == mean);  // the running statistics did not move
+  CHECK(model.state_dict().at("layers_1.var").to_vector() == var);
+  for (const auto& [path, p] : model.named_parameters()) CHECK_FALSE(p.grad().defined());
+  model.eval();  // the same model in eval mode works
+  check_against_loop(model, squared_error, x, normal(191, {4, 3}, DType::Float64));
+}
+
 TEST_CASE("per_example_grads: layers without a rule take the loop fallback") {
   // A CIRCULAR Conv and a CIRCULAR ConvTranspose decline their rules: both go through
   // the per-example loop, next to GroupNorm's and Dense's batched rules.
