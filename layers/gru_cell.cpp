@@ -81,19 +81,19 @@ CellOutput GRUCell::step(const Carry& carry, const Tensor& inputs) {
 StateDict GRUCell::per_example_gate_grads(const Tensor& x, const Tensor& h, const Tensor& dxp,
                                           const Tensor& dhp) const {
   const std::int64_t hidden = options_.features;
-  const Tensor wi = matmul(swapaxes(cast(x, dxp.dtype()), 1, 2), dxp);  // [B, in, 3H]
-  const Tensor wh = matmul(swapaxes(cast(h, dhp.dtype()), 1, 2), dhp);  // [B, H, 3H]
-  const Tensor bi = sum(dxp, {1}), bh = sum(dhp, {1});                 // [B, 3H]
+  const Tensor xt = swapaxes(cast(x, dxp.dtype()), 1, 2), ht = swapaxes(cast(h, dhp.dtype()), 1, 2);  // [B, ·, R]
   const auto part = [hidden](const Tensor& t, int gate) { return slice(t, -1, gate * hidden, (gate + 1) * hidden); };
   StateDict out;
   const char* input_names[] = {"ir", "iz", "in"};
   const char* recurrent_names[] = {"hr", "hz", "hn"};
   for (int gate = 0; gate < 3; ++gate) {
-    out[std::string(input_names[gate]) + ".kernel"] = part(wi, gate);
-    out[std::string(input_names[gate]) + ".bias"] = part(bi, gate);
-    out[std::string(recurrent_names[gate]) + ".kernel"] = part(wh, gate);
+    // One product per gate on the gradients' slices: the (large) results are written once.
+    const Tensor dxp_gate = part(dxp, gate), dhp_gate = part(dhp, gate);  // [B, R, H]
+    out[std::string(input_names[gate]) + ".kernel"] = matmul(xt, dxp_gate);
+    out[std::string(input_names[gate]) + ".bias"] = sum(dxp_gate, {1});
+    out[std::string(recurrent_names[gate]) + ".kernel"] = matmul(ht, dhp_gate);
+    if (gate == 2) out["hn.bias"] = sum(dhp_gate, {1});
   }
-  out["hn.bias"] = part(bh, 2);
   return in_param_dtypes(std::move(out));
 }
 

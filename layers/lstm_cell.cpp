@@ -112,17 +112,16 @@ CellOutput OptimizedLSTMCell::step(const Carry& carry, const Tensor& inputs) {
 
 StateDict LSTMCell::per_example_gate_grads(const Tensor& x, const Tensor& h, const Tensor& dz) const {
   const std::int64_t hidden = options_.features;
-  const Tensor wi = matmul(swapaxes(cast(x, dz.dtype()), 1, 2), dz);  // [B, in, 4H]
-  const Tensor wh = matmul(swapaxes(cast(h, dz.dtype()), 1, 2), dz);  // [B, H, 4H]
-  const Tensor b = sum(dz, {1});                                      // [B, 4H]
+  const Tensor xt = swapaxes(cast(x, dz.dtype()), 1, 2), ht = swapaxes(cast(h, dz.dtype()), 1, 2);  // [B, ·, R]
   const char* input_names[] = {"ii", "if", "ig", "io"};
   const char* recurrent_names[] = {"hi", "hf", "hg", "ho"};
   StateDict out;
   for (int gate = 0; gate < 4; ++gate) {
-    const auto part = [&](const Tensor& t) { return slice(t, -1, gate * hidden, (gate + 1) * hidden); };
-    out[std::string(input_names[gate]) + ".kernel"] = part(wi);
-    out[std::string(recurrent_names[gate]) + ".kernel"] = part(wh);
-    out[std::string(recurrent_names[gate]) + ".bias"] = part(b);
+    // One product per gate on dz's slice: the (large) results are written once, in place.
+    const Tensor dz_gate = slice(dz, -1, gate * hidden, (gate + 1) * hidden);  // [B, R, H]
+    out[std::string(input_names[gate]) + ".kernel"] = matmul(xt, dz_gate);
+    out[std::string(recurrent_names[gate]) + ".kernel"] = matmul(ht, dz_gate);
+    out[std::string(recurrent_names[gate]) + ".bias"] = sum(dz_gate, {1});
   }
   return in_param_dtypes(std::move(out));
 }
