@@ -394,6 +394,58 @@ TEST_CASE("per_example_grads: cells stepped one by one (gate_fn / activation_fn)
   }
 }
 
+namespace {
+
+// An RNN over padded sequences: example b's length is stored in its last input
+// feature at step 0, so a batch of one carries its own length. Returns the outputs
+// (right to left, padding kept at the end) and the final carry's h next to them.
+class PaddedRNN : public nn::Module {
+ public:
+  PaddedRNN(std::shared_ptr<nn::RNNCellBase> cell) : rnn_(std::move(cell), {.reverse = true}) {
+    register_module("rnn", rnn_);
+  }
+
+ protected:
+  Tensor forward(const Tensor& x) override {
+    const Tensor lengths = cast(squeeze(slice(slice(x, 1, 0, 1), 2, x.size(2) - 1, x.size(2)), {1, 2}), DType::Int64);
+    const nn::RNNOutput out = rnn_(x, {.seq_lengths = lengths, .return_carry = true});
+    const Tensor h = out.carry.back();
+    return concat({reshape(out.outputs, {x.size(0), -1}), h}, -1);
+  }
+
+ private:
+  nn::RNN rnn_;
+};
+
+}  // namespace
+
+TEST_CASE("per_example_grads: RNN with seq_lengths, reverse and its final carry equals a loop, batched") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    // Lengths 5, 2, 1, 4 in feature 2 of step 0; the rest random.
+    std::vector<double> keep(4 * 5 * 3, 1.0), length(4 * 5 * 3, 0.0);
+    const std::vector<double> lengths{5, 2, 1, 4};
+    for (std::size_t b = 0; b < 4; ++b) {
+      keep[b * 15 + 2] = 0.0;
+      length[b * 15 + 2] = lengths[b];
+    }
+    const Tensor x = normal(165, {4, 5, 3}, dtype) * from_vector(keep, {4, 5, 3}, dtype) +
+                     from_vector(length, {4, 5, 3}, dtype);
+    for (int kind = 0; kind < 2; ++kind) {
+      INFO("cell " << kind);
+      std::shared_ptr<nn::RNNCellBase> cell;
+      if (kind == 0) cell = std::make_shared<nn::LSTMCell>(nn::LSTMCellOptions{.features = 2, .param_dtype = dtype});
+      if (kind == 1) cell = std::make_shared<nn::GRUCell>(nn::GRUCellOptions{.features = 2, .param_dtype = dtype});
+      PaddedRNN model(cell);
+      model.init(slice(x, 0, 0, 1));
+      randomize(model, 166 + kind);
+      const Tensor y = normal(167, model(x).shape(), dtype);
+      check_against_loop(model, squared_error, x, y);
+      check_all_batched(model, squared_error, x, y);
+    }
+  }
+}
+
 TEST_CASE("per_example_grads: a time-major RNN (axis 0 is time) takes the loop") {
   nn::RNN rnn(std::make_shared<nn::GRUCell>(nn::GRUCellOptions{.features = 2, .param_dtype = DType::Float64}),
               {.time_major = true});
