@@ -276,6 +276,13 @@ TEST_CASE("per_example_grads: ConvLocalTranspose equals a loop over examples, fr
       CHECK(layer.per_example_param_grads(x, Tensor(), y).has_value());  // the rule, not the loop
       check_all_batched(layer, squared_error, x, y);
     }
+    // Two batch axes: example b owns two inputs, their gradients summed.
+    nn::ConvLocalTranspose two_axes({.features = 2, .kernel_size = {2, 2}, .strides = {2, 1}, .param_dtype = dtype});
+    const Tensor x2 = normal(125, {3, 2, 3, 4, 2}, dtype);
+    two_axes.init(slice(x2, 0, 0, 1));
+    const Tensor y2 = normal(126, two_axes(x2).shape(), dtype);
+    check_against_loop(two_axes, squared_error, x2, y2);
+    check_all_batched(two_axes, squared_error, x2, y2);
     // A mask multiplies the kernel: its zeros give zero gradients, the rest as without.
     nn::ConvLocalTranspose probe({.features = 2, .kernel_size = {3}, .strides = {2}, .param_dtype = dtype});
     const Tensor x1 = normal(120, {4, 5, 3}, dtype);
