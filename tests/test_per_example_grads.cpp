@@ -581,6 +581,29 @@ TEST_CASE("per_example_grads: BatchNorm with batch statistics is a ValueError na
   check_against_loop(model, squared_error, x, normal(191, {4, 3}, DType::Float64));
 }
 
+TEST_CASE("per_example_grads: a token model (Embed, SelfAttention, LSTM, BatchNorm eval, Dense) is fully batched") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    nn::Sequential model{
+        std::make_shared<nn::Embed>(nn::EmbedOptions{.num_embeddings = 9, .features = 6, .param_dtype = dtype}),
+        std::make_shared<nn::SelfAttention>(nn::MultiHeadDotProductAttentionOptions{.num_heads = 2, .param_dtype = dtype}),
+        std::make_shared<nn::RNN>(std::make_shared<nn::LSTMCell>(nn::LSTMCellOptions{.features = 4, .param_dtype = dtype})),
+        std::make_shared<nn::BatchNorm>(nn::BatchNormOptions{.param_dtype = dtype}),
+        std::make_shared<nn::Lambda>("flatten", [](const Tensor& h) { return reshape(h, {h.size(0), -1}); }),
+        std::make_shared<nn::Dense>(nn::DenseOptions{.features = 3, .param_dtype = dtype})};
+    const Tensor tokens = from_vector({1, 4, 4, 8, 0, 2, 7, 3, 5, 5, 6, 1, 2, 0, 8}, {3, 5}, DType::Int64);
+    model.init(slice(tokens, 0, 0, 1));
+    randomize(model, 195);
+    model.eval();
+    const Tensor labels = from_vector({2, 0, 1}, {3}, DType::Int64);
+    const PerExampleLoss cross_entropy = [](const Tensor& logits, const Tensor& y) {
+      return losses::softmax_cross_entropy_with_integer_labels(logits, y);
+    };
+    check_against_loop(model, cross_entropy, tokens, labels);
+    check_all_batched(model, cross_entropy, tokens, labels);
+  }
+}
+
 TEST_CASE("per_example_grads: layers without a rule take the loop fallback") {
   // A CIRCULAR Conv and a CIRCULAR ConvTranspose decline their rules: both go through
   // the per-example loop, next to GroupNorm's and Dense's batched rules.
