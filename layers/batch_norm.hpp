@@ -3,6 +3,18 @@
 //   ra = momentum * ra + (1 - momentum) * batch
 // (not during init()). Evaluation normalises with the running statistics.
 // The running statistics are float32 buffers "mean" (zeros) and "var" (ones).
+//
+// Per-example gradients (xgrad::per_example_grads). With the running statistics
+// (eval(), or use_running_average) the layer is an affine map per feature and each
+// example's output depends on that example alone: the batched rule gives example b's
+// scale Σ g_b·x̂_b and bias Σ g_b over its non-feature axes. With batch statistics
+// (training) every example's output depends on the whole batch, so no per-example
+// gradient is defined by the per-example losses: the batched forward raises ValueError
+// (before the running statistics move) naming the layer's path and suggesting eval(),
+// GroupNorm or LayerNorm. Upstream agrees: Opacus rejects BatchNorm for DP-SGD
+// (opacus/validators/batch_norm.py, replacing it with GroupNorm), and jax.vmap of a
+// Flax BatchNorm normalises each example by its own statistics unless the batch axis
+// is named (axis_name) — a different layer, not the gradient of the batched one.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +53,13 @@ class BatchNorm : public Module {
   std::string describe() const override { return "BatchNorm"; }
   // The options it was built with.
   const BatchNormOptions& options() const { return options_; }
+
+  // With the running statistics: scale Σ g_b·x̂_b and bias Σ g_b over each example's
+  // non-feature axes (x̂ normalised by the running statistics). Empty with batch
+  // statistics (not reached: the forward raises under per_example_grads) or when a
+  // feature axis is the batch axis 0.
+  std::optional<StateDict> per_example_param_grads(const Tensor& input, const Tensor& output,
+                                                   const Tensor& output_grad) const override;
 
  protected:
   // (x − mean) / sqrt(var + epsilon) · scale + bias, with batch or running statistics (see the top of this file);

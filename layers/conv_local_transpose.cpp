@@ -219,6 +219,51 @@ Tensor ConvLocalTranspose::forward(const Tensor& x) {
   return reshape(y, out_shape);
 }
 
+std::optional<StateDict> ConvLocalTranspose::per_example_param_grads(const Tensor& x, const Tensor&,
+                                                                     const Tensor& g) const {
+  const char* who = "ConvLocalTranspose";
+  if (!is_floating(g.dtype()) || itemsize(g.dtype()) < 4 || x.numel() == 0 || g.numel() == 0) return std::nullopt;
+  const Shape k(options_.kernel_size.begin(), options_.kernel_size.end());
+  const std::size_t n = k.size();
+  const auto [batch_shape, flat_input] = check_kernel_and_split_batch(x.shape(), k, options_.features, who);
+  if (batch_shape.empty()) return std::nullopt;  // axis 0 is spatial: there are no examples
+  const auto s = per_dim(options_.strides.values, n, "strides", who);
+  const auto d = per_dim(options_.kernel_dilation.values, n, "kernel_dilation", who);
+  const Padding padding = canonicalize_padding(options_.padding, static_cast<int>(n));
+  const TransposedLocal t = plan_transposed_local(flat_input, k, s, d, padding, options_.features, std::nullopt, who);
+  const nn::ConvPlan& local = t.local;
+  // g on the ConvLocal's (pre-padded) input: CIRCULAR wraps it as the ConvLocal wraps its input.
+  Shape flat_output = local.flat_input_shape;  // (N, T..., F)
+  Tensor lhs = reshape(g, flat_output);
+  if (local.prepad == Prepad::Wrap) {
+    PadPairs pads{{0, 0}};
+    pads.insert(pads.end(), local.prepad_pads.begin(), local.prepad_pads.end());
+    pads.emplace_back(0, 0);
+    lhs = pad(lhs, pads, PadMode::Wrap);
+  } else if (local.prepad != Prepad::None) {
+    return std::nullopt;
+  }
+  // (B, M..., F·S): patch entry f·S + r, the row order of the kernel's (S·F) axis.
+  const Tensor patches = conv_general_dilated_patches(lhs, local.spec.kernel_size, local.strides, local.lax_padding,
+                                                      local.input_dilation, local.kernel_dilation);
+  const Tensor kernel = find_parameter("kernel");
+  Tensor grads = unsqueeze(patches, -1) * unsqueeze(cast(reshape(x, flat_input), g.dtype()), -2);  // (N, M..., S·F, C)
+  if (options_.mask) grads = grads * cast(*options_.mask, g.dtype());
+  // Several batch axes: example b owns the N / B rows of its leading index; sum them.
+  const std::int64_t batch = x.size(0);
+  const auto per_example = [&](const Tensor& t) {
+    if (batch_shape.size() == 1) return t;
+    Shape grouped = t.shape();
+    grouped[0] = batch;
+    grouped.insert(grouped.begin() + 1, -1);
+    return sum(reshape(t, grouped), {1});
+  };
+  StateDict out;
+  out["kernel"] = cast(per_example(grads), kernel.dtype());
+  if (options_.use_bias) out["bias"] = cast(per_example(reshape(g, flat_output)), find_parameter("bias").dtype());
+  return out;
+}
+
 }  // namespace nn
 
 }  // namespace xgrad

@@ -84,6 +84,15 @@ class ConvLocalTranspose : public Module {
   // The options it was built with.
   const ConvLocalTransposeOptions& options() const { return options_; }
 
+  // Per example (axis 0; further batch axes are summed per example; 16-bit compute
+  // declines to the loop): the layer is the input VJP of a ConvLocal L_W on the
+  // output, so ⟨g, y⟩ = ⟨L_W(g), x⟩ and example b's kernel gradient at input position m is
+  // the outer product patch(g_b)_m ⊗ x_b,m (ConvLocal's kernel gradient with g as its
+  // input and x as its output gradient; g wrapped first for CIRCULAR), times the mask;
+  // the bias (T..., F) gets g_b itself.
+  std::optional<StateDict> per_example_param_grads(const Tensor& input, const Tensor& output,
+                                                   const Tensor& output_grad) const override;
+
  protected:
   // x (batch..., M..., C) -> (batch..., T..., F). ShapeError for a rank below
   // n + 1 or a later input of another shape; ValueError for a bad mask or a

@@ -6,6 +6,7 @@
 #include "autograd/recurrent.hpp"
 #include "core/error.hpp"
 #include "layers/dtypes.hpp"
+#include "layers/per_example_capture.hpp"
 
 namespace xgrad::nn {
 
@@ -58,6 +59,9 @@ CellOutput GRUCell::step(const Carry& carry, const Tensor& inputs) {
   // Each side as one product over the three gates, then the gates and update.
   const Tensor xp = matmul(x, p[2]) + p[3];
   const Tensor hp = matmul(h, p[4]) + concat({zeros({2 * hidden}, p[5].dtype()), p[5]}, -1);
+  // Under per_example_grads: the gradients at xp and hp give every parameter's, per example.
+  if (PerExampleCapture* capture = PerExampleCapture::active(); capture && inputs.dim() >= 2)
+    capture->tap(this, {x, h}, {xp, hp});
   Tensor h_new;
   if (default_activations()) {
     h_new = gru_cell_update(xp, hp, h);
@@ -72,6 +76,36 @@ CellOutput GRUCell::step(const Carry& carry, const Tensor& inputs) {
   }
   h_new = reshape(h_new, carry[0].shape());
   return {{h_new}, h_new};
+}
+
+StateDict GRUCell::per_example_gate_grads(const Tensor& x, const Tensor& h, const Tensor& dxp,
+                                          const Tensor& dhp) const {
+  const std::int64_t hidden = options_.features;
+  const Tensor xt = swapaxes(cast(x, dxp.dtype()), 1, 2), ht = swapaxes(cast(h, dhp.dtype()), 1, 2);  // [B, ·, R]
+  const auto part = [hidden](const Tensor& t, int gate) { return slice(t, -1, gate * hidden, (gate + 1) * hidden); };
+  StateDict out;
+  const char* input_names[] = {"ir", "iz", "in"};
+  const char* recurrent_names[] = {"hr", "hz", "hn"};
+  for (int gate = 0; gate < 3; ++gate) {
+    // One product per gate on the gradients' slices: the (large) results are written once.
+    const Tensor dxp_gate = part(dxp, gate), dhp_gate = part(dhp, gate);  // [B, R, H]
+    out[std::string(input_names[gate]) + ".kernel"] = matmul(xt, dxp_gate);
+    out[std::string(input_names[gate]) + ".bias"] = sum(dxp_gate, {1});
+    out[std::string(recurrent_names[gate]) + ".kernel"] = matmul(ht, dhp_gate);
+    if (gate == 2) out["hn.bias"] = sum(dhp_gate, {1});
+  }
+  return in_param_dtypes(std::move(out));
+}
+
+std::optional<StateDict> GRUCell::per_example_tapped_grads(const Tensor& input, const std::vector<Tensor>& saved,
+                                                           const std::vector<Tensor>&,
+                                                           const std::vector<Tensor>& tap_grads) const {
+  // saved {x, h} and taps {xp, hp} are [rows, ·], rows = the flattened batch dims, example-major.
+  if (!is_floating(tap_grads.at(0).dtype()) || input.dim() < 2 || input.size(0) == 0) return std::nullopt;
+  const std::int64_t batch = input.size(0);
+  const auto grouped = [batch](const Tensor& t) { return reshape(t, {batch, -1, t.size(-1)}); };
+  return per_example_gate_grads(grouped(saved.at(0)), grouped(saved.at(1)), grouped(tap_grads.at(0)),
+                                grouped(tap_grads.at(1)));
 }
 
 }  // namespace xgrad::nn

@@ -64,6 +64,18 @@ class GRUCell : public RNNCellBase {
   // r, z, n order; nn::RNN runs a whole sequence on them (gru_sequence).
   FusedGRUWeights fused_weights(std::int64_t in_features);
 
+  // Per-example gradients of the six Dense layers from rows grouped by example: x
+  // [B, R, in] and h [B, R, H] the inputs and carries of R steps of example b, dxp and
+  // dhp [B, R, 3H] the gradients at the projections xp = x W_i + b_i and
+  // hp = h W_h + [0 | 0 | b_hn] (r, z, n). Example b's input kernels get Σ_r x_brᵀ dxp_br,
+  // input biases Σ_r dxp_br, recurrent kernels Σ_r h_brᵀ dhp_br, b_hn Σ_r dhp_br[n].
+  // Keys relative to the cell ("ir.kernel").
+  StateDict per_example_gate_grads(const Tensor& x, const Tensor& h, const Tensor& dxp, const Tensor& dhp) const;
+  // A step tapped xp and hp (under per_example_grads): the rule above.
+  std::optional<StateDict> per_example_tapped_grads(const Tensor& input, const std::vector<Tensor>& saved,
+                                                    const std::vector<Tensor>& taps,
+                                                    const std::vector<Tensor>& tap_grads) const override;
+
  protected:
   CellOutput step(const Carry& carry, const Tensor& inputs) override;  // one step: {h'}, h'
 

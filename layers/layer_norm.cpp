@@ -23,40 +23,12 @@ Tensor LayerNorm::forward(const Tensor& x) {
                    options_.dtype);
 }
 
-namespace {
-
-// The per-example scale and bias gradients of LayerNorm and RMSNorm: Σ g·x̂ and Σ g over
-// the axes that are neither the batch axis 0 nor feature axes, x̂ the input normalised
-// without scale and bias. None when a feature axis is 0 or the feature axes are out of
-// order (the sum would not lay the result out as the parameter).
-std::optional<StateDict> norm_per_example_grads(const Tensor& x, const Tensor& g, const NormStats& stats,
-                                                const std::vector<std::int64_t>& features, double epsilon,
-                                                std::optional<DType> dtype, const Tensor& scale, const Tensor& bias) {
-  if (!std::is_sorted(features.begin(), features.end()) || features.front() == 0) return std::nullopt;
-  Axes summed;
-  for (std::int64_t a = 1; a < x.dim(); ++a)
-    if (std::find(features.begin(), features.end(), a) == features.end()) summed.push_back(a);
-  Shape param_shape = reduced_feature_shape(x.shape(), features);
-  param_shape.insert(param_shape.begin(), x.size(0));
-  // (sum with no axes would sum everything: an input of [B, features] has nothing to sum)
-  const auto sum_per_example = [&](const Tensor& t) { return summed.empty() ? t : sum(t, summed); };
-  StateDict out;
-  if (scale.defined()) {
-    const Tensor normalized = cast(
-        normalize(x, stats, Tensor(), Tensor(), broadcast_feature_shape(x.shape(), features), epsilon, dtype), g.dtype());
-    out["scale"] = cast(reshape(sum_per_example(g * normalized), param_shape), scale.dtype());
-  }
-  if (bias.defined()) out["bias"] = cast(reshape(sum_per_example(g), param_shape), bias.dtype());
-  return out;
-}
-
-}  // namespace
 
 std::optional<StateDict> LayerNorm::per_example_param_grads(const Tensor& x, const Tensor&, const Tensor& g) const {
   if (x.dim() < 2 || (!options_.use_scale && !options_.use_bias)) return std::nullopt;
   const auto reduction = normalize_axes(options_.reduction_axes, x.dim(), "reduction_axes");
   const auto features = normalize_axes(options_.feature_axes, x.dim(), "feature_axes");
-  return norm_per_example_grads(x, g, compute_stats(x, reduction, options_.dtype, true, options_.use_fast_variance),
+  return per_example_scale_bias_grads(x, g, compute_stats(x, reduction, options_.dtype, true, options_.use_fast_variance),
                                 features, options_.epsilon, options_.dtype, find_parameter("scale"),
                                 find_parameter("bias"));
 }
@@ -65,7 +37,7 @@ std::optional<StateDict> RMSNorm::per_example_param_grads(const Tensor& x, const
   if (x.dim() < 2 || !options_.use_scale) return std::nullopt;
   const auto reduction = normalize_axes(options_.reduction_axes, x.dim(), "reduction_axes");
   const auto features = normalize_axes(options_.feature_axes, x.dim(), "feature_axes");
-  return norm_per_example_grads(x, g, compute_stats(x, reduction, options_.dtype, false, false), features,
+  return per_example_scale_bias_grads(x, g, compute_stats(x, reduction, options_.dtype, false, false), features,
                                 options_.epsilon, options_.dtype, find_parameter("scale"), Tensor());
 }
 

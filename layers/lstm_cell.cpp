@@ -6,6 +6,7 @@
 #include "autograd/recurrent.hpp"
 #include "core/error.hpp"
 #include "layers/dtypes.hpp"
+#include "layers/per_example_capture.hpp"
 
 namespace xgrad::nn {
 
@@ -67,6 +68,9 @@ CellOutput LSTMCell::run(const Carry& carry, const Tensor& inputs, Gates&& gates
   const Shape& mem = carry[0].shape();
   const Tensor x = reshape(inputs, {-1, in}), c = reshape(carry[0], {-1, hidden}), h = reshape(carry[1], {-1, hidden});
   const auto [z, c_promoted] = gates(x, h, c);
+  // Under per_example_grads: the gradient at z gives every parameter's, per example.
+  if (PerExampleCapture* capture = PerExampleCapture::active(); capture && inputs.dim() >= 2)
+    capture->tap(this, {x, h}, {z});
   if (!default_activations()) {  // Flax's formulas with the user's functions, as composed ops
     const CellActivation gate = options_.gate_fn ? options_.gate_fn : CellActivation([](const Tensor& t) { return sigmoid(t); });
     const CellActivation act =
@@ -104,6 +108,33 @@ CellOutput OptimizedLSTMCell::step(const Carry& carry, const Tensor& inputs) {
     const auto p = promote_dtype({x, h, c, w.input_kernel, w.recurrent_kernel, w.bias}, options_.dtype);
     return std::pair{matmul(p[0], p[3]) + (matmul(p[1], p[4]) + p[5]), p[2]};
   });
+}
+
+StateDict LSTMCell::per_example_gate_grads(const Tensor& x, const Tensor& h, const Tensor& dz) const {
+  const std::int64_t hidden = options_.features;
+  const Tensor xt = swapaxes(cast(x, dz.dtype()), 1, 2), ht = swapaxes(cast(h, dz.dtype()), 1, 2);  // [B, ·, R]
+  const char* input_names[] = {"ii", "if", "ig", "io"};
+  const char* recurrent_names[] = {"hi", "hf", "hg", "ho"};
+  StateDict out;
+  for (int gate = 0; gate < 4; ++gate) {
+    // One product per gate on dz's slice: the (large) results are written once, in place.
+    const Tensor dz_gate = slice(dz, -1, gate * hidden, (gate + 1) * hidden);  // [B, R, H]
+    out[std::string(input_names[gate]) + ".kernel"] = matmul(xt, dz_gate);
+    out[std::string(recurrent_names[gate]) + ".kernel"] = matmul(ht, dz_gate);
+    out[std::string(recurrent_names[gate]) + ".bias"] = sum(dz_gate, {1});
+  }
+  return in_param_dtypes(std::move(out));
+}
+
+std::optional<StateDict> LSTMCell::per_example_tapped_grads(const Tensor& input, const std::vector<Tensor>& saved,
+                                                            const std::vector<Tensor>&,
+                                                            const std::vector<Tensor>& tap_grads) const {
+  // saved {x, h} and tap z are [rows, ·] with rows = the flattened batch dims, example-major.
+  const Tensor& dz = tap_grads.at(0);
+  if (!is_floating(dz.dtype()) || input.dim() < 2 || input.size(0) == 0) return std::nullopt;
+  const std::int64_t batch = input.size(0);
+  const auto grouped = [batch](const Tensor& t) { return reshape(t, {batch, -1, t.size(-1)}); };
+  return per_example_gate_grads(grouped(saved.at(0)), grouped(saved.at(1)), grouped(dz));
 }
 
 }  // namespace xgrad::nn

@@ -62,6 +62,17 @@ class LSTMCell : public RNNCellBase {
   // per gate; nn::RNN runs a whole sequence on them.
   FusedLSTMWeights fused_weights(std::int64_t in_features);
 
+  // Per-example gradients of the eight Dense layers from rows grouped by example:
+  // x [B, R, in] and h [B, R, H] the inputs and carries of R steps (rows) of example
+  // b, dz [B, R, 4H] the gradient at their gate pre-activations z = x W_i + h W_h + b
+  // (i, f, g, o). Example b's input kernels get Σ_r x_brᵀ dz_br, its recurrent kernels
+  // Σ_r h_brᵀ dz_br, its biases Σ_r dz_br. Keys relative to the cell ("ii.kernel").
+  StateDict per_example_gate_grads(const Tensor& x, const Tensor& h, const Tensor& dz) const;
+  // A step tapped its gate pre-activations (under per_example_grads): the rule above.
+  std::optional<StateDict> per_example_tapped_grads(const Tensor& input, const std::vector<Tensor>& saved,
+                                                    const std::vector<Tensor>& taps,
+                                                    const std::vector<Tensor>& tap_grads) const override;
+
  protected:
   // Eight Dense products (as Flax), then the fused update.
   CellOutput step(const Carry& carry, const Tensor& inputs) override;

@@ -372,6 +372,11 @@ std::optional<StateDict> Module::per_example_param_grads(const Tensor&, const Te
   return std::nullopt;
 }
 
+std::optional<StateDict> Module::per_example_tapped_grads(const Tensor&, const std::vector<Tensor>&,
+                                                          const std::vector<Tensor>&, const std::vector<Tensor>&) const {
+  return std::nullopt;
+}
+
 Key Module::next_rng(std::string_view stream) {
   // Under xgrad::checkpoint the keys are recorded, and replayed when it recomputes.
   return RngReplay::next_key([&] { return fold_in(fold_in(fold_in(make_key(seed()), stream), path()), rng_counter_++); });

@@ -139,6 +139,15 @@ class Module {
   // loop over the examples for its parameters.
   virtual std::optional<StateDict> per_example_param_grads(const Tensor& input, const Tensor& output,
                                                            const Tensor& output_grad) const;
+  // The rule of a call in which the module tapped intermediate tensors
+  // (PerExampleCapture::tap, e.g. a recurrent layer's gate pre-activations): the
+  // call's `input`, the tensors it `saved`, the `taps` and the gradient of the summed
+  // losses at each tap. Keys are parameter paths relative to this module
+  // ("cell.ii.kernel"), so a layer can cover its submodules' parameters. Empty (the
+  // default): every parameter under this module is computed by the loop.
+  virtual std::optional<StateDict> per_example_tapped_grads(const Tensor& input, const std::vector<Tensor>& saved,
+                                                            const std::vector<Tensor>& taps,
+                                                            const std::vector<Tensor>& tap_grads) const;
 
   // ---- registration
   // `value` becomes a leaf that requires grad (floating dtypes).

@@ -23,6 +23,10 @@
 // are part of state_dict(): after init, load parameters trained without decode with
 // load_state_dict(params, /*strict=*/false); init again (or load a saved cache) to
 // start a new sequence.
+//
+// Per-example gradients (xgrad::per_example_grads): the four projections are
+// DenseGeneral submodules called as modules, and query_ln / key_ln LayerNorms, so each
+// takes its layer's batched rule; no parameter is used outside those calls.
 #pragma once
 
 #include <cstdint>

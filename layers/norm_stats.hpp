@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/tensor.hpp"
+#include "layers/module.hpp"
 
 namespace xgrad::nn {
 
@@ -30,5 +31,13 @@ Tensor normalize(const Tensor& x, const NormStats& stats, const Tensor& scale, c
 // every other axis set to 1 (the broadcasting view). Axes are normalised.
 Shape reduced_feature_shape(const Shape& x_shape, const std::vector<std::int64_t>& feature_axes);
 Shape broadcast_feature_shape(const Shape& x_shape, const std::vector<std::int64_t>& feature_axes);
+
+// The per-example scale and bias gradients of LayerNorm, RMSNorm and BatchNorm (eval): Σ g·x̂ and Σ g over
+// the axes that are neither the batch axis 0 nor feature axes, x̂ the input normalised
+// without scale and bias. None when a feature axis is 0 or the feature axes are out of
+// order (the sum would not lay the result out as the parameter).
+std::optional<StateDict> per_example_scale_bias_grads(const Tensor& x, const Tensor& g, const NormStats& stats,
+                                                      const std::vector<std::int64_t>& features, double epsilon,
+                                                      std::optional<DType> dtype, const Tensor& scale, const Tensor& bias);
 
 }  // namespace xgrad::nn

@@ -16,6 +16,10 @@ class PerExampleCapture {
   struct Call {
     const Module* module;
     Tensor input, output;
+    // What the module tapped during this call (tap() below); its rule is then
+    // Module::per_example_tapped_grads.
+    std::vector<Tensor> saved, taps;
+    bool tapped = false;
   };
 
   PerExampleCapture() : previous_(current()) { current() = this; }
@@ -25,7 +29,22 @@ class PerExampleCapture {
 
   static PerExampleCapture* active() { return current(); }
   void record(const Module* module, const Tensor& input, const Tensor& output) {
-    calls_.push_back({module, input, output});
+    Call call{module, input, output, {}, {}, false};
+    for (auto it = pending_.begin(); it != pending_.end(); ++it)
+      if (it->module == module) {
+        call = std::move(*it);
+        call.input = input;
+        call.output = output;
+        pending_.erase(it);
+        break;
+      }
+    calls_.push_back(std::move(call));
+  }
+  // Called by a module inside its forward: its rule needs the gradient at the
+  // intermediate tensors `taps` (e.g. a recurrent layer's gate pre-activations) and
+  // the tensors `saved`; both are attached to the call being recorded.
+  void tap(const Module* module, std::vector<Tensor> saved, std::vector<Tensor> taps) {
+    pending_.push_back({module, Tensor(), Tensor(), std::move(saved), std::move(taps), true});
   }
   const std::vector<Call>& calls() const { return calls_; }
   // A module whose parameters were used outside a captured call (Embed::attend): its
@@ -40,6 +59,7 @@ class PerExampleCapture {
   }
   PerExampleCapture* previous_;
   std::vector<Call> calls_;
+  std::vector<Call> pending_;  // tapped inside a call not recorded yet
   std::vector<const Module*> declined_;
 };
 

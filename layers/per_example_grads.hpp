@@ -16,18 +16,25 @@
 // each layer's rule (Module::per_example_param_grads) turns input and output
 // gradient into per-example parameter gradients for the whole batch at once:
 // Dense and DenseGeneral (x_bᵀ g_b), Conv and ConvLocal (from the input's patches),
-// ConvTranspose (from the output gradient's patches),
-// LayerNorm, RMSNorm and GroupNorm (scale and bias), Embed (g_b's rows scattered into
-// the table). The parameters of any other layer (or of a call its rule
-// declines) are computed by a loop over the examples, one forward and backward
-// each on a batch of one.
+// ConvTranspose and ConvLocalTranspose (from the output gradient's patches),
+// LayerNorm, RMSNorm, GroupNorm and BatchNorm in eval mode (scale and bias), Embed
+// (g_b's rows scattered into the table); the attention layers through their
+// DenseGeneral projections. Recurrent layers (LSTMCell, OptimizedLSTMCell, GRUCell,
+// nn::RNN's fused sequences, Bidirectional) tap their gate pre-activations during the
+// forward (PerExampleCapture::tap) and sum x_tᵀ dz_t and h_{t-1}ᵀ dz_t over time per
+// example. The parameters of any other layer (or of a call its rule declines) are
+// computed by a loop over the examples, one forward and backward each on a batch of
+// one; `report` says which.
 //
-// The model must treat examples independently (no BatchNorm in training mode: its
-// batch statistics mix them); dropout draws other masks in the loop fallback than
-// in the batched pass, so keep the model in eval() where exact agreement matters.
+// The model must treat examples independently: BatchNorm in training mode (batch
+// statistics mix them) is a ValueError naming its path. Dropout draws other masks in
+// the loop fallback than in the batched pass, so keep the model in eval() where exact
+// agreement matters.
 #pragma once
 
 #include <functional>
+#include <string>
+#include <vector>
 
 #include "layers/module.hpp"
 
@@ -36,11 +43,19 @@ namespace xgrad {
 // (model outputs, targets) -> one loss per example, shape [B].
 using PerExampleLoss = std::function<Tensor(const Tensor& outputs, const Tensor& targets)>;
 
+// How per_example_grads computed each parameter (paths as in named_parameters(),
+// in that order): by a layer's batched rule, or by the loop over single examples.
+struct PerExampleReport {
+  std::vector<std::string> batched;  // from batched rules
+  std::vector<std::string> looped;   // from the loop fallback
+};
+
 // Each parameter's per-example gradient, [B, parameter shape...] in the
 // parameter's dtype, keyed by its dotted path (model.named_parameters()). inputs
 // and targets have the batch on axis 0. Throws ShapeError when their batch sizes
 // differ or loss_fn does not return shape [B]. Leaves every .grad() untouched.
+// `report`, when given, receives which parameters took a batched rule.
 nn::StateDict per_example_grads(nn::Module& model, const PerExampleLoss& loss_fn, const Tensor& inputs,
-                                const Tensor& targets);
+                                const Tensor& targets, PerExampleReport* report = nullptr);
 
 }  // namespace xgrad

@@ -8,6 +8,7 @@
 #include "layers/dtypes.hpp"
 #include "layers/gru_cell.hpp"
 #include "layers/lstm_cell.hpp"
+#include "layers/per_example_capture.hpp"
 
 namespace xgrad::nn {
 
@@ -143,12 +144,23 @@ RNNOutput RNN::run(const Tensor& inputs, const RNNCall& call) {
                                        fused_weights.bias, carry[0], carry[1]},
                                       lstm->options().dtype)
                       : std::vector<Tensor>{};
+  // Under per_example_grads the fused paths tap their input projections (the rule
+  // above); time-major inputs (axis 0 is time, not the example) and several batch axes
+  // on the step-by-step path decline every parameter under this RNN.
+  PerExampleCapture* capture = PerExampleCapture::active();
+  const bool fused = (lstm && (p[0].dtype() == DType::Float32 || p[0].dtype() == DType::Float64)) ||
+                     (gru && (pg[0].dtype() == DType::Float32 || pg[0].dtype() == DType::Float64));
+  if (capture && (time_major || batch_shape.empty() || (!fused && batch_shape.size() != 1))) {
+    capture->tap(this, {}, {});
+    capture = nullptr;
+  }
   if (lstm && (p[0].dtype() == DType::Float32 || p[0].dtype() == DType::Float64)) {
     // The input projection of every step in one GEMM, then the recurrence as one op.
     // (xp stays [T * B, 4H]: xgrad's reshape copies, 3.6 MB each way for 28 x 64 x 512.)
     const Tensor xp = matmul(reshape(p[0], {steps * batch, in}), p[1]);
     const Tensor states = lstm_sequence(xp, p[2], p[3], p[4], p[5]);  // [T, 2, B, H]
     ys = squeeze(slice(states, 1, 1, 2), {1});
+    if (capture) capture->tap(this, {p[0], p[5], ys}, {xp});
     if (slice_carry) {
       final_carry = {select_last(squeeze(slice(states, 1, 0, 1), {1}), lengths), select_last(ys, lengths)};
     } else if (return_carry) {
@@ -159,6 +171,7 @@ RNNOutput RNN::run(const Tensor& inputs, const RNNCall& call) {
     // The input projection of every step in one GEMM, then the recurrence as one op.
     const Tensor xp = matmul(reshape(pg[0], {steps * batch, in}), pg[1]) + pg[2];  // [T * B, 3H]
     ys = gru_sequence(xp, pg[3], pg[4], pg[5]);  // [T, B, H]
+    if (capture) capture->tap(this, {pg[0], pg[5], ys, pg[3]}, {xp});
     if (slice_carry) final_carry = {select_last(ys, lengths)};
     else if (return_carry) final_carry = {step_of(ys, steps - 1)};
   } else {
@@ -197,6 +210,40 @@ RNNOutput RNN::run(const Tensor& inputs, const RNNCall& call) {
     carry_shape.push_back(t.size(-1));
     out.carry.push_back(reshape(t, carry_shape));
   }
+  return out;
+}
+
+std::optional<StateDict> RNN::per_example_tapped_grads(const Tensor& input, const std::vector<Tensor>& saved,
+                                                       const std::vector<Tensor>& taps,
+                                                       const std::vector<Tensor>& tap_grads) const {
+  if (saved.size() < 3 || input.dim() < 3) return std::nullopt;  // declined in run()
+  // saved: x [T, B', in] (time-major, in processing order), h0 [B', H], ys [T, B', H];
+  // B' = the flattened batch dims, example-major, so example b owns A = B'/B rows.
+  const Tensor &x = saved[0], &h0 = saved[1], &ys = saved[2];
+  const std::int64_t steps = x.size(0), rows = x.size(1), batch = input.size(0);
+  const Tensor h_prev = steps == 1 ? unsqueeze(h0, 0) : concat({unsqueeze(h0, 0), slice(ys, 0, 0, steps - 1)}, 0);
+  const Tensor dz = reshape(tap_grads.at(0), {steps, rows, -1});
+  // [T, B', ·] -> [B, A·T, ·]: every step of example b as its rows.
+  const auto grouped = [batch](const Tensor& t) { return reshape(swapaxes(t, 0, 1), {batch, -1, t.size(-1)}); };
+  StateDict cell_grads;
+  if (const auto* lstm = dynamic_cast<const LSTMCell*>(cell_)) {
+    cell_grads = lstm->per_example_gate_grads(grouped(x), grouped(h_prev), grouped(dz));
+  } else if (const auto* gru = dynamic_cast<const GRUCell*>(cell_); gru && saved.size() == 4) {
+    // hp = h W_h + [0 | 0 | b_hn]: its gradient is dz for r and z, r ⊙ dz_n for n, with
+    // r = sigmoid(xp_r + h W_hr) recomputed from the tapped xp.
+    const std::int64_t hidden = gru->features();
+    const auto part = [hidden](const Tensor& t, std::int64_t from, std::int64_t to) {
+      return slice(t, -1, from * hidden, to * hidden);
+    };
+    const Tensor xp = reshape(taps.at(0), {steps, rows, -1});
+    const Tensor r = sigmoid(part(xp, 0, 1) + matmul(h_prev, part(saved[3], 0, 1)));
+    const Tensor dhp = concat({part(dz, 0, 2), r * part(dz, 2, 3)}, -1);
+    cell_grads = gru->per_example_gate_grads(grouped(x), grouped(h_prev), grouped(dz), grouped(dhp));
+  } else {
+    return std::nullopt;
+  }
+  StateDict out;
+  for (auto& [name, value] : cell_grads) out["cell." + name] = value;
   return out;
 }
 

@@ -76,6 +76,17 @@ class RNN : public Module {
   // The options it was built with.
   const RNNOptions& options() const { return options_; }
 
+  // Per example, batch-major, on the fused LSTM / GRU path: the gradient at the input
+  // projections xp (tapped) is the gate pre-activations' gradient dz of every step, so
+  // example b's input kernels get Σ_t x_btᵀ dz_bt and its recurrent kernels Σ_t h_b,t-1ᵀ
+  // dz_bt (an einsum 'btc,btg->bcg'; for GRU the candidate's recurrent part r_t ⊙ dz_n,
+  // r_t recomputed from h_{t-1}). Keys "cell.ii.kernel", ... The step-by-step path leaves
+  // the rule to the cell's calls; time-major inputs and several batch axes off the fused
+  // path decline (the loop fallback).
+  std::optional<StateDict> per_example_tapped_grads(const Tensor& input, const std::vector<Tensor>& saved,
+                                                    const std::vector<Tensor>& taps,
+                                                    const std::vector<Tensor>& tap_grads) const override;
+
  protected:
   Tensor forward(const Tensor& inputs) override;  // The outputs for default call arguments.
 

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "autograd/ops.hpp"
 #include "core/error.hpp"
 
 namespace xgrad::nn {
@@ -41,6 +42,12 @@ void RNNCellBase::check_carry(const Carry& carry, std::size_t count, const Tenso
     throw ShapeError(fmt::format("carry [{}] must be {} tensor(s) of shape {} for inputs {} (features={})",
                                  fmt::join(shapes, ", "), count, shape_str(expected), shape_str(inputs.shape()),
                                  features()));
+}
+
+StateDict RNNCellBase::in_param_dtypes(StateDict grads) const {
+  for (const auto& [path, p] : named_parameters())
+    if (auto it = grads.find(path); it != grads.end()) it->second = cast(it->second, p.dtype());
+  return grads;
 }
 
 namespace detail {

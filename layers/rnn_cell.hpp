@@ -54,6 +54,8 @@ class RNNCellBase : public Module {
   // Checks that `carry` has `count` tensors shaped [batch..., features] with the
   // batch dims of `inputs`; throws ShapeError naming the shapes otherwise.
   void check_carry(const Carry& carry, std::size_t count, const Tensor& inputs) const;
+  // Each entry cast to the dtype of the parameter at the same path (relative to this cell).
+  StateDict in_param_dtypes(StateDict grads) const;
 
  private:
   Tensor forward(const Tensor& inputs) final;  // runs step() on the carry operator() was given

@@ -71,6 +71,15 @@ void check_against_loop(nn::Module& model, const PerExampleLoss& loss_fn, const 
 
 Tensor normal(std::uint64_t seed, const Shape& shape, DType dtype) { return random_normal(make_key(seed), shape, dtype); }
 
+// Asserts that every parameter took a batched rule, none the loop.
+void check_all_batched(nn::Module& model, const PerExampleLoss& loss_fn, const Tensor& x, const Tensor& y) {
+  PerExampleReport report;
+  per_example_grads(model, loss_fn, x, y, &report);
+  CHECK(report.looped.empty());
+  for (const std::string& path : report.looped) INFO("looped: " << path);
+  CHECK(report.batched.size() == model.named_parameters().size());
+}
+
 }  // namespace
 
 TEST_CASE("per_example_grads: Dense by hand, x W + b under a squared error") {
@@ -244,6 +253,354 @@ TEST_CASE("per_example_grads: ConvTranspose equals a loop over examples (strides
     const Tensor x1 = normal(90, {4, 5, 3}, dtype);
     one_d.init(slice(x1, 0, 0, 1));
     check_against_loop(one_d, squared_error, x1, normal(91, one_d(x1).shape(), dtype));
+  }
+}
+
+TEST_CASE("per_example_grads: ConvLocalTranspose equals a loop over examples, from its batched rule") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    std::vector<nn::ConvLocalTransposeOptions> cases{
+        {.features = 3, .kernel_size = {3, 2}, .strides = {2, 2}, .param_dtype = dtype},
+        {.features = 2, .kernel_size = {2, 3}, .strides = {1, 2}, .padding = "VALID", .kernel_dilation = {2, 1},
+         .param_dtype = dtype},
+        {.features = 2, .kernel_size = {3, 3}, .strides = {2, 1}, .padding = {{1, 2}, {0, 1}}, .use_bias = false,
+         .param_dtype = dtype},
+        {.features = 2, .kernel_size = {3, 2}, .strides = {1, 2}, .padding = "CIRCULAR", .param_dtype = dtype}};
+    for (std::size_t k = 0; k < cases.size(); ++k) {
+      INFO("case " << k);
+      nn::ConvLocalTranspose layer(cases[k]);
+      const Tensor x = normal(100 + k, {3, 4, 5, 2}, dtype);
+      layer.init(slice(x, 0, 0, 1));
+      const Tensor y = normal(110 + k, layer(x).shape(), dtype);
+      check_against_loop(layer, squared_error, x, y);
+      CHECK(layer.per_example_param_grads(x, Tensor(), y).has_value());  // the rule, not the loop
+      check_all_batched(layer, squared_error, x, y);
+    }
+    // Two batch axes: example b owns two inputs, their gradients summed.
+    nn::ConvLocalTranspose two_axes({.features = 2, .kernel_size = {2, 2}, .strides = {2, 1}, .param_dtype = dtype});
+    const Tensor x2 = normal(125, {3, 2, 3, 4, 2}, dtype);
+    two_axes.init(slice(x2, 0, 0, 1));
+    const Tensor y2 = normal(126, two_axes(x2).shape(), dtype);
+    check_against_loop(two_axes, squared_error, x2, y2);
+    check_all_batched(two_axes, squared_error, x2, y2);
+    // A mask multiplies the kernel: its zeros give zero gradients, the rest as without.
+    nn::ConvLocalTranspose probe({.features = 2, .kernel_size = {3}, .strides = {2}, .param_dtype = dtype});
+    const Tensor x1 = normal(120, {4, 5, 3}, dtype);
+    probe.init(slice(x1, 0, 0, 1));
+    const Shape kernel_shape = probe.state_dict().at("kernel").shape();
+    std::vector<double> m(static_cast<std::size_t>(numel(kernel_shape)));
+    for (std::size_t i = 0; i < m.size(); ++i) m[i] = i % 3 == 0 ? 0.0 : 1.0;
+    nn::ConvLocalTranspose masked({.features = 2, .kernel_size = {3}, .strides = {2},
+                                   .mask = from_vector(m, kernel_shape, dtype), .param_dtype = dtype});
+    masked.init(slice(x1, 0, 0, 1));
+    const Tensor y1 = normal(121, masked(x1).shape(), dtype);
+    check_against_loop(masked, squared_error, x1, y1);
+    check_all_batched(masked, squared_error, x1, y1);
+    const std::vector<double> kernel_grads = per_example_grads(masked, squared_error, x1, y1).at("kernel").to_vector();
+    for (std::size_t i = 0; i < kernel_grads.size(); ++i)
+      if (m[i % m.size()] == 0.0) CHECK(kernel_grads[i] == 0.0);
+  }
+}
+
+namespace {
+
+// A bidirectional LSTM / GRU pair over [B, T, in], the Flax Bidirectional layout.
+class BiRNN : public nn::Module {
+ public:
+  explicit BiRNN(DType dtype)
+      : forward_(std::make_shared<nn::LSTMCell>(nn::LSTMCellOptions{.features = 3, .param_dtype = dtype})),
+        backward_(std::make_shared<nn::GRUCell>(nn::GRUCellOptions{.features = 2, .param_dtype = dtype})),
+        bi_(forward_, backward_) {
+    register_module("bi", bi_);
+  }
+
+ protected:
+  Tensor forward(const Tensor& x) override { return bi_(x); }
+
+ private:
+  nn::RNN forward_, backward_;
+  nn::Bidirectional bi_;
+};
+
+// Sets every parameter to non-trivial values (the default biases are zeros).
+void randomize(nn::Module& model, std::uint64_t seed) {
+  for (auto& [path, p] : model.named_parameters())
+    p.copy_(random_normal(fold_in(make_key(seed), path), p.shape(), p.dtype()) * 0.5);
+}
+
+}  // namespace
+
+TEST_CASE("per_example_grads: RNN over LSTM, OptimizedLSTM and GRU cells (fused paths) equals a loop, batched") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    const Tensor x = normal(130, {4, 5, 3}, dtype);
+    for (int kind = 0; kind < 3; ++kind) {
+      for (const nn::RNNOptions& options : {nn::RNNOptions{}, nn::RNNOptions{.reverse = true, .keep_order = true}}) {
+        INFO("cell " << kind << ", reverse " << options.reverse);
+        std::shared_ptr<nn::RNNCellBase> cell;
+        if (kind == 0) cell = std::make_shared<nn::LSTMCell>(nn::LSTMCellOptions{.features = 3, .param_dtype = dtype});
+        if (kind == 1)
+          cell = std::make_shared<nn::OptimizedLSTMCell>(nn::LSTMCellOptions{.features = 2, .param_dtype = dtype});
+        if (kind == 2) cell = std::make_shared<nn::GRUCell>(nn::GRUCellOptions{.features = 3, .param_dtype = dtype});
+        nn::RNN rnn(cell, options);
+        rnn.init(slice(x, 0, 0, 1));
+        randomize(rnn, 131 + kind);
+        const Tensor y = normal(132, rnn(x).shape(), dtype);
+        check_against_loop(rnn, squared_error, x, y);
+        check_all_batched(rnn, squared_error, x, y);
+      }
+    }
+    // Two batch axes [B, A, T, in]: example b owns A sequences.
+    nn::RNN two_axes(std::make_shared<nn::GRUCell>(nn::GRUCellOptions{.features = 2, .param_dtype = dtype}));
+    const Tensor x2 = normal(133, {3, 2, 4, 3}, dtype);
+    two_axes.init(slice(x2, 0, 0, 1));
+    randomize(two_axes, 134);
+    const Tensor y2 = normal(135, two_axes(x2).shape(), dtype);
+    check_against_loop(two_axes, squared_error, x2, y2);
+    check_all_batched(two_axes, squared_error, x2, y2);
+  }
+}
+
+TEST_CASE("per_example_grads: Bidirectional LSTM/GRU equals a loop over examples, batched") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    BiRNN model(dtype);
+    const Tensor x = normal(140, {3, 4, 2}, dtype);
+    model.init(slice(x, 0, 0, 1));
+    randomize(model, 141);
+    const Tensor y = normal(142, model(x).shape(), dtype);
+    check_against_loop(model, squared_error, x, y);
+    check_all_batched(model, squared_error, x, y);
+  }
+}
+
+TEST_CASE("per_example_grads: cells stepped one by one (gate_fn / activation_fn) use the cells' batched rules") {
+  const nn::CellActivation softsign = [](const Tensor& t) { return t / (abs(t) + 1.0); };
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    const Tensor x = normal(150, {4, 3, 2}, dtype);
+    for (int kind = 0; kind < 3; ++kind) {
+      INFO("cell " << kind);
+      std::shared_ptr<nn::RNNCellBase> cell;
+      if (kind == 0)
+        cell = std::make_shared<nn::LSTMCell>(
+            nn::LSTMCellOptions{.features = 3, .activation_fn = softsign, .param_dtype = dtype});
+      if (kind == 1)
+        cell = std::make_shared<nn::OptimizedLSTMCell>(
+            nn::LSTMCellOptions{.features = 2, .gate_fn = softsign, .param_dtype = dtype});
+      if (kind == 2)
+        cell = std::make_shared<nn::GRUCell>(
+            nn::GRUCellOptions{.features = 3, .activation_fn = softsign, .param_dtype = dtype});
+      nn::RNN rnn(cell);
+      rnn.init(slice(x, 0, 0, 1));
+      randomize(rnn, 151 + kind);
+      const Tensor y = normal(152, rnn(x).shape(), dtype);
+      check_against_loop(rnn, squared_error, x, y);
+      check_all_batched(rnn, squared_error, x, y);
+    }
+  }
+}
+
+namespace {
+
+// An RNN over padded sequences: example b's length is stored in its last input
+// feature at step 0, so a batch of one carries its own length. Returns the outputs
+// (right to left, padding kept at the end) and the final carry's h next to them.
+class PaddedRNN : public nn::Module {
+ public:
+  PaddedRNN(std::shared_ptr<nn::RNNCellBase> cell) : rnn_(std::move(cell), {.reverse = true}) {
+    register_module("rnn", rnn_);
+  }
+
+ protected:
+  Tensor forward(const Tensor& x) override {
+    const Tensor lengths = cast(squeeze(slice(slice(x, 1, 0, 1), 2, x.size(2) - 1, x.size(2)), {1, 2}), DType::Int64);
+    const nn::RNNOutput out = rnn_(x, {.seq_lengths = lengths, .return_carry = true});
+    const Tensor h = out.carry.back();
+    return concat({reshape(out.outputs, {x.size(0), -1}), h}, -1);
+  }
+
+ private:
+  nn::RNN rnn_;
+};
+
+}  // namespace
+
+TEST_CASE("per_example_grads: RNN with seq_lengths, reverse and its final carry equals a loop, batched") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    // Lengths 5, 2, 1, 4 in feature 2 of step 0; the rest random.
+    std::vector<double> keep(4 * 5 * 3, 1.0), length(4 * 5 * 3, 0.0);
+    const std::vector<double> lengths{5, 2, 1, 4};
+    for (std::size_t b = 0; b < 4; ++b) {
+      keep[b * 15 + 2] = 0.0;
+      length[b * 15 + 2] = lengths[b];
+    }
+    const Tensor x = normal(165, {4, 5, 3}, dtype) * from_vector(keep, {4, 5, 3}, dtype) +
+                     from_vector(length, {4, 5, 3}, dtype);
+    for (int kind = 0; kind < 2; ++kind) {
+      INFO("cell " << kind);
+      std::shared_ptr<nn::RNNCellBase> cell;
+      if (kind == 0) cell = std::make_shared<nn::LSTMCell>(nn::LSTMCellOptions{.features = 2, .param_dtype = dtype});
+      if (kind == 1) cell = std::make_shared<nn::GRUCell>(nn::GRUCellOptions{.features = 2, .param_dtype = dtype});
+      PaddedRNN model(cell);
+      model.init(slice(x, 0, 0, 1));
+      randomize(model, 166 + kind);
+      const Tensor y = normal(167, model(x).shape(), dtype);
+      check_against_loop(model, squared_error, x, y);
+      check_all_batched(model, squared_error, x, y);
+    }
+  }
+}
+
+TEST_CASE("per_example_grads: a time-major RNN (axis 0 is time) takes the loop") {
+  nn::RNN rnn(std::make_shared<nn::GRUCell>(nn::GRUCellOptions{.features = 2, .param_dtype = DType::Float64}),
+              {.time_major = true});
+  const Tensor x = normal(160, {3, 2, 2}, DType::Float64);
+  rnn.init(x);
+  randomize(rnn, 161);
+  const Tensor y = normal(162, {3, 2, 2}, DType::Float64);
+  // (The slices along axis 0 are time steps here, so their gradients do not sum to the
+  // batch gradient: only the loop's definition is checked.)
+  PerExampleReport report;
+  check_close(per_example_grads(rnn, squared_error, x, y, &report), loop_reference(rnn, squared_error, x, y), 1e-12);
+  CHECK(report.batched.empty());
+  CHECK(report.looped.size() == rnn.named_parameters().size());
+}
+
+namespace {
+
+// Cross-attention from x to tanh(x) through a MultiHeadDotProductAttention.
+class CrossAttention : public nn::Module {
+ public:
+  explicit CrossAttention(DType dtype) : attention_({.num_heads = 2, .param_dtype = dtype, .qkv_features = 4}) {
+    register_module("attention", attention_);
+  }
+
+ protected:
+  Tensor forward(const Tensor& x) override { return attention_(x, tanh(x) * 1.5, x * 0.5, {}); }
+
+ private:
+  nn::MultiHeadDotProductAttention attention_;
+};
+
+}  // namespace
+
+TEST_CASE("per_example_grads: SelfAttention and MultiHeadDotProductAttention take their projections' batched rules") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    const Tensor x = normal(170, {3, 4, 6}, dtype);
+    for (bool normalize_qk : {false, true}) {
+      INFO("normalize_qk " << normalize_qk);
+      nn::SelfAttention attention({.num_heads = 3, .param_dtype = dtype, .qkv_features = 6, .out_features = 5,
+                                   .normalize_qk = normalize_qk});
+      attention.init(slice(x, 0, 0, 1));
+      randomize(attention, 171);
+      const Tensor y = normal(172, {3, 4, 5}, dtype);
+      check_against_loop(attention, squared_error, x, y);
+      check_all_batched(attention, squared_error, x, y);
+    }
+    CrossAttention cross(dtype);
+    cross.init(slice(x, 0, 0, 1));
+    randomize(cross, 173);
+    const Tensor y = normal(174, {3, 4, 6}, dtype);
+    check_against_loop(cross, squared_error, x, y);
+    check_all_batched(cross, squared_error, x, y);
+  }
+}
+
+TEST_CASE("per_example_grads: BatchNorm in eval mode, by hand: scale Σ x̂, bias Σ 1 per example") {
+  // Running mean 1, var 3, epsilon 1: x̂ = (x - 1) / 2. With loss = Σ y, g = 1, so example
+  // b's scale gradient is Σ x̂_b and its bias gradient the number of positions (2).
+  nn::BatchNorm norm({.epsilon = 1.0, .param_dtype = DType::Float64});
+  const Tensor x = from_vector({0, 3, 1, 5}, {2, 2, 1}, DType::Float64);
+  norm.init(x);
+  norm.eval();
+  norm.state_dict().at("mean").copy_(from_vector({1}, {1}, DType::Float32));
+  norm.state_dict().at("var").copy_(from_vector({3}, {1}, DType::Float32));
+  const PerExampleLoss total = [](const Tensor& y, const Tensor&) { return sum(y, {1, 2}); };
+  PerExampleReport report;
+  const nn::StateDict g = per_example_grads(norm, total, x, zeros({2}, DType::Float64), &report);
+  CHECK(g.at("scale").shape() == Shape{2, 1});
+  CHECK(g.at("scale").to_vector() == std::vector<double>{0.5, 2.0});  // (-0.5 + 1), (0 + 2)
+  CHECK(g.at("bias").to_vector() == std::vector<double>{2.0, 2.0});
+  CHECK(report.looped.empty());
+}
+
+TEST_CASE("per_example_grads: BatchNorm with running statistics equals a loop over examples, batched") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    for (const std::vector<std::int64_t>& axis : {std::vector<std::int64_t>{-1}, std::vector<std::int64_t>{1, 3}}) {
+      INFO("axis " << axis.size());
+      nn::BatchNorm norm({.axis = axis, .param_dtype = dtype});
+      const Tensor x = normal(180, {4, 3, 2, 5}, dtype);
+      norm.init(x);
+      randomize(norm, 181);
+      // Non-trivial running statistics (var > 0).
+      Tensor mean = norm.state_dict().at("mean"), var = norm.state_dict().at("var");
+      mean.copy_(random_normal(make_key(182), mean.shape(), DType::Float32));
+      var.copy_(exp(random_normal(make_key(183), var.shape(), DType::Float32)));
+      norm.eval();
+      const Tensor y = normal(184, x.shape(), dtype);
+      check_against_loop(norm, squared_error, x, y);
+      check_all_batched(norm, squared_error, x, y);
+    }
+    // use_running_average in the options works in train() too.
+    nn::BatchNorm fixed({.use_running_average = true, .param_dtype = dtype});
+    const Tensor x = normal(185, {3, 4}, dtype);
+    fixed.init(x);
+    randomize(fixed, 186);
+    check_against_loop(fixed, squared_error, x, normal(187, {3, 4}, dtype));
+    check_all_batched(fixed, squared_error, x, normal(187, {3, 4}, dtype));
+  }
+}
+
+TEST_CASE("per_example_grads: BatchNorm with batch statistics is a ValueError naming its path; nothing moves") {
+  nn::Sequential model{std::make_shared<nn::Dense>(nn::DenseOptions{.features = 3, .param_dtype = DType::Float64}),
+                       std::make_shared<nn::BatchNorm>(nn::BatchNormOptions{.param_dtype = DType::Float64})};
+  const Tensor x = normal(190, {4, 2}, DType::Float64);
+  model.init(x);
+  model.train();
+  const std::vector<double> mean = model.state_dict().at("layers_1.mean").to_vector();
+  const std::vector<double> var = model.state_dict().at("layers_1.var").to_vector();
+  CHECK_THROWS_WITH_AS(per_example_grads(model, squared_error, x, normal(191, {4, 3}, DType::Float64)),
+                       doctest::Contains("BatchNorm in training mode (batch statistics) couples the examples"),
+                       ValueError);
+  try {
+    per_example_grads(model, squared_error, x, normal(191, {4, 3}, DType::Float64));
+  } catch (const ValueError& e) {
+    const std::string message = e.what();
+    CHECK(message.find("layers_1") != std::string::npos);  // the layer's path
+    CHECK(message.find("GroupNorm") != std::string::npos);
+    CHECK(message.find("eval()") != std::string::npos);
+  }
+  CHECK(model.state_dict().at("layers_1.mean").to_vector() == mean);  // the running statistics did not move
+  CHECK(model.state_dict().at("layers_1.var").to_vector() == var);
+  for (const auto& [path, p] : model.named_parameters()) CHECK_FALSE(p.grad().defined());
+  model.eval();  // the same model in eval mode works
+  check_against_loop(model, squared_error, x, normal(191, {4, 3}, DType::Float64));
+}
+
+TEST_CASE("per_example_grads: a token model (Embed, SelfAttention, LSTM, BatchNorm eval, Dense) is fully batched") {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    nn::Sequential model{
+        std::make_shared<nn::Embed>(nn::EmbedOptions{.num_embeddings = 9, .features = 6, .param_dtype = dtype}),
+        std::make_shared<nn::SelfAttention>(nn::MultiHeadDotProductAttentionOptions{.num_heads = 2, .param_dtype = dtype}),
+        std::make_shared<nn::RNN>(std::make_shared<nn::LSTMCell>(nn::LSTMCellOptions{.features = 4, .param_dtype = dtype})),
+        std::make_shared<nn::BatchNorm>(nn::BatchNormOptions{.param_dtype = dtype}),
+        std::make_shared<nn::Lambda>("flatten", [](const Tensor& h) { return reshape(h, {h.size(0), -1}); }),
+        std::make_shared<nn::Dense>(nn::DenseOptions{.features = 3, .param_dtype = dtype})};
+    const Tensor tokens = from_vector({1, 4, 4, 8, 0, 2, 7, 3, 5, 5, 6, 1, 2, 0, 8}, {3, 5}, DType::Int64);
+    model.init(slice(tokens, 0, 0, 1));
+    randomize(model, 195);
+    model.eval();
+    const Tensor labels = from_vector({2, 0, 1}, {3}, DType::Int64);
+    const PerExampleLoss cross_entropy = [](const Tensor& logits, const Tensor& y) {
+      return losses::softmax_cross_entropy_with_integer_labels(logits, y);
+    };
+    check_against_loop(model, cross_entropy, tokens, labels);
+    check_all_batched(model, cross_entropy, tokens, labels);
   }
 }
 
