@@ -12,6 +12,7 @@
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
+#include "core/kernels/elementwise.hpp"
 #include "core/tensor_impl.hpp"
 
 namespace xgrad {
@@ -62,8 +63,19 @@ Tensor fusable_tangent(const Tensor& x) {
 
 Tensor tangent(const Tensor& t) {
   if (t_level == 0 || !t.defined()) return Tensor();
-  const TensorImpl* impl = t.impl();
-  return impl->tangent && impl->tangent_level == t_level ? Tensor(impl->tangent) : Tensor();
+  TensorImpl* impl = t.impl();
+  if (!impl->tangent || impl->tangent_level != t_level) return Tensor();
+  if (impl->tangent_masked_by_positive) {
+    // relu's deferred rule, applied once on this first read that cannot fuse it.
+    if (t.version() != impl->tangent_mask_version)
+      throw AutogradError(fmt::format("forward-mode AD: relu's output {} {} was written in place after relu inside "
+                                      "the jvp scope, so its tangent (masked by that output > 0) is lost; write into "
+                                      "a clone() instead",
+                                      dtype_name(t.dtype()), shape_str(t.shape())));
+    impl->tangent = kernels::relu_grad(Tensor(impl->tangent), t).impl_ptr();
+    impl->tangent_masked_by_positive = false;
+  }
+  return Tensor(impl->tangent);
 }
 
 void set_tangent(const Tensor& primal, const Tensor& tangent) {
@@ -71,28 +83,40 @@ void set_tangent(const Tensor& primal, const Tensor& tangent) {
   if (!primal.defined()) throw ValueError("forward_ad::set_tangent: the primal is undefined");
   primal.impl()->tangent = tangent.defined() ? tangent.impl_ptr() : nullptr;
   primal.impl()->tangent_level = t_level;
+  primal.impl()->tangent_masked_by_positive = false;
   t_holders.push_back(primal.impl_ptr());
+}
+
+void set_tangent_masked_by_positive(const Tensor& primal, const Tensor& raw) {
+  set_tangent(primal, raw);
+  primal.impl()->tangent_masked_by_positive = raw.defined();
+  primal.impl()->tangent_mask_version = primal.version();
+}
+
+Tensor fusable_masked_tangent(const Tensor& x) {
+  if (!propagating() || !x.defined()) return Tensor();
+  const TensorImpl* impl = x.impl();
+  if (!impl->tangent || impl->tangent_level != t_level || !impl->tangent_masked_by_positive ||
+      x.version() != impl->tangent_mask_version)
+    return Tensor();
+  Tensor raw(impl->tangent);
+  if (GradMode::is_enabled() && raw.requires_grad()) return Tensor();  // as fusable_tangent: the rule must be recorded
+  return raw;
 }
 
 SuspendGuard::SuspendGuard() : previous_(t_suspended) { t_suspended = true; }
 SuspendGuard::~SuspendGuard() { t_suspended = previous_; }
 
-Tensor record_with_rule(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves,
-                        const JVP& rule) {
-  std::vector<Tensor> tangents(inputs.size());
-  bool any = false;
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
-    tangents[i] = tangent(inputs[i]);
-    any = any || tangents[i].defined();
-  }
-  if (!any) return detail::record_on_tape(op, std::move(out), std::move(inputs), std::move(vjp), saves);
-  std::vector<Tensor> primals = inputs;
-  out = detail::record_on_tape(op, std::move(out), std::move(inputs), std::move(vjp), saves);
+namespace {
+
+// Gives `out` (just recorded from `primals`) its tangent `t`, computed by `rule`.
+template <class Rule>
+Tensor attach_tangent(const char* op, Tensor out, const std::vector<Tensor>& primals, Rule&& rule) {
   if (!is_floating(out.dtype())) return out;  // integer and bool results carry no tangent
   Tensor t;
   {
     SuspendGuard rule_only;  // the rule's own ops compute no tangents of tangents
-    t = rule(primals, tangents, out);
+    t = rule();
     if (!t.defined()) return out;
     t = conform_tangent(op, out, std::move(t));
   }
@@ -109,6 +133,32 @@ Tensor record_with_rule(const char* op, Tensor out, std::vector<Tensor> inputs, 
     node->output_tangent_level = t_level;
   }
   return out;
+}
+
+}  // namespace
+
+Tensor record_with_rule(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves,
+                        const JVP& rule) {
+  std::vector<Tensor> tangents(inputs.size());
+  bool any = false;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    tangents[i] = tangent(inputs[i]);
+    any = any || tangents[i].defined();
+  }
+  if (!any) return detail::record_on_tape(op, std::move(out), std::move(inputs), std::move(vjp), saves);
+  std::vector<Tensor> primals = inputs;
+  out = detail::record_on_tape(op, std::move(out), std::move(inputs), std::move(vjp), saves);
+  const Tensor recorded = out;  // the rule sees the recorded output (attach_tangent may give out a new handle)
+  return attach_tangent(op, std::move(out), primals, [&] { return rule(primals, tangents, recorded); });
+}
+
+Tensor record_with_tangent(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves,
+                           const Tensor& out_tangent) {
+  if (!propagating())
+    return detail::record_on_tape(op, std::move(out), std::move(inputs), std::move(vjp), saves);
+  std::vector<Tensor> primals = inputs;
+  out = detail::record_on_tape(op, std::move(out), std::move(inputs), std::move(vjp), saves);
+  return attach_tangent(op, std::move(out), primals, [&] { return out_tangent; });
 }
 
 }  // namespace forward_ad
