@@ -117,6 +117,12 @@ bool propagating();
 // does not require grad: reverse-over-forward needs the rule's ops on the tape).
 // Undefined otherwise: the op then computes the tangent with its rule.
 Tensor fusable_tangent(const Tensor& x);
+// How many jvp scopes are active (jvp inside jvp nests them).
+std::size_t depth();
+// Whether `x` carries a tangent at any propagating level.
+bool carries_tangent(const Tensor& x);
+// Gives `to` (a detached or cloned `from`) from's tangents at every active level.
+void copy_tangents(const Tensor& from, const Tensor& to);
 // relu's deferred rule: gives `primal` (relu's output, not recorded on the tape) the
 // tangent raw * (primal > 0) without computing it. A max or min pool that reads it
 // with fusable_masked_tangent masks only its selected elements (of a selected y,
