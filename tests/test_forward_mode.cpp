@@ -1,7 +1,7 @@
 // Forward mode: jvp, hvp, jacfwd and jacrev against closed forms, every op family's
 // JVP rule against finite differences and the VJP (check_forward_ad), composition
 // with reverse mode both ways, and the typed errors (tangent shape and dtype, an op
-// without a JVP rule, a nested jvp).
+// without a JVP rule); jvp inside jvp is tests/test_forward_over_forward.cpp.
 #include <cmath>
 #include <string>
 #include <vector>
