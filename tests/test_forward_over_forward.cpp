@@ -158,3 +158,18 @@ TEST_CASE("nested jvps leave no tangent behind; custom_jvp and grad under nestin
   // Under one jvp the same custom_jvp still works.
   check_close(jvp(clipped, {x}, {v}).output_tangents[0], {0.5, -0.5}, 0);
 }
+
+TEST_CASE("jacfwd of jacfwd: the Hessian of logsumexp is diag(p) - p p^T, as jacfwd of jacrev gives it") {
+  const Tensor x = f64({0.2, -1.0, 0.7, 1.3}, {4});
+  const std::vector<double> xv = x.to_vector();
+  double z = 0;
+  for (const double e : xv) z += std::exp(e);
+  std::vector<double> p, expected;
+  for (const double e : xv) p.push_back(std::exp(e) / z);
+  for (std::size_t i = 0; i < 4; ++i)
+    for (std::size_t j = 0; j < 4; ++j) expected.push_back((i == j ? p[i] : 0.0) - p[i] * p[j]);
+  const auto lse = [](const Tensor& t) { return logsumexp(t); };
+  const Tensor hessian = jacfwd([&](const Tensor& t) { return jacfwd(lse, t); }, x);
+  CHECK(hessian.shape() == Shape{4, 4});
+  check_close(hessian, expected, 1e-15);
+}
