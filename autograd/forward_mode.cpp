@@ -257,7 +257,15 @@ Tensor record_nested(const char* op, Tensor out, std::vector<Tensor> inputs, VJP
       t = rule(primals, tangents[j], out);
       if (t.defined()) t = conform_tangent(op, out, std::move(t));
     }
-    if (t.defined()) set_tangent_at(out, t_levels[j], t);
+    if (!t.defined()) continue;
+    set_tangent_at(out, t_levels[j], t);
+    // A backward runs with one scope at most (run_backward refuses nested ones): the
+    // outermost, so the node keeps that level's tangent for its output (output_alias).
+    if (const auto& node = out.grad_fn();
+        j == 0 && node && node->output_storage == out.impl()->storage && !node->output_tangent) {
+      node->output_tangent = t.detach().impl_ptr();
+      node->output_tangent_level = t_levels[0];
+    }
   }
   return out;
 }

@@ -173,3 +173,37 @@ TEST_CASE("jacfwd of jacfwd: the Hessian of logsumexp is diag(p) - p p^T, as jac
   CHECK(hessian.shape() == Shape{4, 4});
   check_close(hessian, expected, 1e-15);
 }
+
+TEST_CASE("forward over reverse of a function with an inner jvp: hvp of sum(jvp(exp, x, u)) is exp(x) u v") {
+  // The inner jvp's ops are recorded at two levels; the backward that hvp runs after
+  // it, inside hvp's one scope, needs the saved outputs' (exp's) outer tangents.
+  const Tensor x = f64({0.1, -0.6, 1.2}, {3});
+  const Tensor u = f64({1.5, -2.0, 0.5}, {3}), v = f64({0.3, 1.0, -2.5}, {3});
+  const auto f = [&](const Tensor& t) {
+    return sum(jvp([](const Inputs& in) { return Inputs{exp(in[0])}; }, {t}, {u}).output_tangents[0]);
+  };
+  std::vector<double> expected;
+  for (std::size_t i = 0; i < 3; ++i)
+    expected.push_back(std::exp(x.to_vector()[i]) * u.to_vector()[i] * v.to_vector()[i]);
+  check_close(hvp(f, x, v), expected, 1e-14);
+}
+
+TEST_CASE("jvp of jvp after relu: the outer level's deferred mask is applied when the inner jvp reads it") {
+  // relu runs under the outer jvp alone (its mask deferred), then an inner jvp reads
+  // it: d/dx along v of cos(relu(x)) u is -sin(relu(x)) u (x > 0) v.
+  const Tensor x = f64({-0.5, 0.4, 1.3, -2.0, 0.0}, {5});
+  const Tensor u = f64({1.0, -1.5, 2.0, 0.5, 1.0}, {5}), v = f64({2.0, 0.5, -1.0, 3.0, 1.0}, {5});
+  NoGradGuard off;  // relu's output is not recorded, so its rule is deferred
+  const JvpResult r = jvp([&](const Inputs& in) {
+    const Tensor y = relu(in[0]);
+    return Inputs{jvp([](const Inputs& z) { return Inputs{sin(z[0])}; }, {y}, {u}).output_tangents[0]};
+  }, {x}, {v});
+  std::vector<double> first, second;
+  for (std::size_t i = 0; i < 5; ++i) {
+    const double xi = x.to_vector()[i], yi = std::max(xi, 0.0), ui = u.to_vector()[i], vi = v.to_vector()[i];
+    first.push_back(std::cos(yi) * ui);
+    second.push_back(xi > 0 ? -std::sin(yi) * ui * vi : 0.0);
+  }
+  check_close(r.outputs[0], first, 1e-15);
+  check_close(r.output_tangents[0], second, 1e-15);
+}
