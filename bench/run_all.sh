@@ -13,7 +13,7 @@ build=${1:-build-bench}
 if [[ ! -d "$build" ]]; then
   meson setup "$build" -Dtorch_twin=enabled -Dtests=false
 fi
-ninja -C "$build" -j2 bench/models_bench bench/conv_local_bench bench/attention_bench bench/models_torch_twin \
+ninja -C "$build" -j2 bench/core_to_core bench/models_bench bench/conv_local_bench bench/attention_bench bench/models_torch_twin \
   bench/conv_local_torch_twin bench/attention_torch_twin
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -23,6 +23,7 @@ suite() {  # suite <label>: runs every workload, then prints the table
   echo "== $1"
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-) ($(nproc) cores)"
   echo "load before: $(uptime)"
+  "$build/bench/core_to_core"  # the VM's CPU placement (see bench/core_to_core.cpp)
   for threads in 1 2; do
     "$build/bench/models_bench" "$threads" | tee -a "$out/xgrad.txt"
     "$build/bench/attention_bench" "$threads" | tee -a "$out/xgrad.txt"
@@ -34,6 +35,7 @@ suite() {  # suite <label>: runs every workload, then prints the table
     "$build/bench/attention_torch_twin" $split | tee -a "$out/torch.txt"
   done
   echo "load after: $(uptime)"
+  "$build/bench/core_to_core"
   echo
   table
 }

@@ -14,6 +14,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) threads available"
+[[ -x "$build/bench/core_to_core" ]] && "$build/bench/core_to_core"  # the VM's CPU placement (see the file)
 "$build/bench/conv_local_bench" "$@" | tee "$out/xgrad.txt"
 twin="$build/bench/conv_local_torch_twin"
 if [[ -x "$twin" ]]; then
@@ -24,6 +25,7 @@ else
   echo "(no libtorch twin: configure with -Dtorch_twin=enabled and libtorch-dev installed)"
   touch "$out/torch.txt"
 fi
+[[ -x "$build/bench/core_to_core" ]] && "$build/bench/core_to_core"
 echo
 python3 - "$out/xgrad.txt" "$out/torch.txt" <<'PY'
 import sys

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <numeric>
 
 #include "xgrad.hpp"
 #include "test_support.hpp"
@@ -191,4 +192,42 @@ TEST_CASE("max_pool over a large float32 input gives the same values and gradien
   }
   CHECK(outs[0] == outs[1]);
   CHECK(grads[0] == grads[1]);
+}
+
+TEST_CASE("max_pool's gradient of a large float32 input (written with streaming stores) routes like float64") {
+  // From 2 MiB of input gradient on, the 8-channel AVX2 transpose writes with
+  // streaming stores (core/kernels/pool.cpp); float64 runs the scalar loop. Integer
+  // values make ties; 65 columns leave the last one uncovered (zero-filled apart).
+  for (std::int64_t channels : {8, 16}) {
+    CAPTURE(channels);
+    const Shape shape{16 * 8 / channels * 2, 64, 65, channels};  // >= 2 MiB of float32
+    std::vector<double> values = random_uniform(make_key(21), shape, DType::Float64, 0.0, 4.0).to_vector();
+    for (double& e : values) e = std::floor(e);
+    for (int threads : {1, 2}) {
+      CAPTURE(threads);
+      const test_support::ThreadCountGuard thread_count(threads);
+      std::vector<std::vector<double>> grads;
+      double cotangent_sum = 0;
+      for (DType dtype : {DType::Float32, DType::Float64}) {
+        Tensor x = from_vector(values, shape, dtype);
+        x.requires_grad_();
+        Tensor y = nn::max_pool(x, {2, 2}, {2, 2});
+        std::vector<double> cotangent = random_uniform(make_key(22), y.shape(), DType::Float64, 1.0, 9.0).to_vector();
+        for (double& e : cotangent) e = std::floor(e);
+        cotangent_sum = std::accumulate(cotangent.begin(), cotangent.end(), 0.0);
+        (y * from_vector(cotangent, y.shape(), dtype)).sum().backward();
+        grads.push_back(v(x.grad()));
+      }
+      REQUIRE(grads[0].size() == static_cast<std::size_t>(numel(shape)));
+      CHECK(grads[0] == grads[1]);
+      // Each window's cotangent went to one element (integers: exact sums); the
+      // uncovered column got none.
+      CHECK(std::accumulate(grads[0].begin(), grads[0].end(), 0.0) == cotangent_sum);
+      bool uncovered_zero = true;
+      for (std::int64_t row = 0; row < numel(shape) / (65 * channels); ++row)
+        for (std::int64_t k = 0; k < channels; ++k)
+          uncovered_zero = uncovered_zero && grads[0][static_cast<std::size_t>((row * 65 + 64) * channels + k)] == 0.0;
+      CHECK(uncovered_zero);
+    }
+  }
 }

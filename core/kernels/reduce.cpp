@@ -13,6 +13,7 @@
 #include "core/kernels/reduce.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -110,6 +111,23 @@ void visit_floating(DType dtype, F&& f) {
 }
 
 Tensor as_floating(const Tensor& x) { return is_floating(x.dtype()) ? x : cast(x, default_float_dtype()); }
+
+// The frame the floating reductions share: x in a floating dtype (other dtypes in the
+// default float type), its plan r, an output, and body(T{}, r, in, out) for the element
+// type T. The output has the reduced shape (`keepdims` as given), or, without
+// `keepdims`, one element per element of x (softmax), laid out as the plan reads x and
+// restored to x's layout afterwards.
+template <class Body>
+Tensor floating_reduction(const Tensor& x_in, const Axes& axes, std::optional<bool> keepdims, Body&& body) {
+  const Tensor x = as_floating(x_in);
+  const Reduction r = prepare(x, axes);
+  Tensor out = empty(keepdims ? reduced_shape(x.shape(), axes, *keepdims) : r.source.shape(), x.dtype());
+  visit_floating(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    body(tag, r, r.source.data<T>(), out.data<T>());
+  });
+  return keepdims ? out : r.restore(out);
+}
 
 // The type sums accumulate in: 16-bit floats in float; bool and integers in int64
 // (an int32 total then wraps on store, as JAX's does, instead of overflowing).
@@ -279,14 +297,9 @@ void softmax_shift(const T* base, C* shift, std::int64_t n, Inner inner) {
 // Softmax and log-softmax over the reduction axes, in x's layout.
 template <bool Log>
 Tensor softmax_kernel(const Tensor& x_in, const Axes& axes) {
-  const Tensor x = as_floating(x_in);
-  const Reduction r = prepare(x, axes);
-  Tensor out = empty(r.source.shape(), x.dtype());
-  visit_floating(x.dtype(), [&](auto tag) {
+  return floating_reduction(x_in, axes, std::nullopt, [&](auto tag, const Reduction& r, const auto* in, auto* po) {
     using T = decltype(tag);
     using C = compute_t<T>;
-    const T* in = r.source.data<T>();
-    T* po = out.data<T>();
     std::vector<C> shift(static_cast<std::size_t>(r.inner)), total(static_cast<std::size_t>(r.inner));
     // exp(x - shift) of one [n, inner] block, kept for normalising: in the output
     // itself, or in float scratch for 16-bit floats.
@@ -317,7 +330,6 @@ Tensor softmax_kernel(const Tensor& x_in, const Axes& axes) {
       }
     });
   });
-  return r.restore(out);
 }
 
 }  // namespace
@@ -349,19 +361,14 @@ Tensor sum(const Tensor& x, const Axes& axes, bool keepdims) {
 }
 
 Tensor mean(const Tensor& x_in, const Axes& axes, bool keepdims) {
-  const Tensor x = as_floating(x_in);
-  const Reduction r = prepare(x, axes);
-  Tensor out = empty(reduced_shape(x.shape(), axes, keepdims), x.dtype());
-  visit_floating(x.dtype(), [&](auto tag) {
+  return floating_reduction(x_in, axes, keepdims, [&](auto tag, const Reduction& r, const auto* in, auto* po) {
     using T = decltype(tag);
     using C = compute_t<T>;
-    const T* in = r.source.data<T>();
-    with_accumulator<C>(out.data<T>(), out.numel(), [&](C* acc) {
+    with_accumulator<C>(po, r.outer * r.inner, [&](C* acc) {
       for_each_block(r, in, [&](const T* base, std::int64_t o, auto inner) { sum_rows(base, acc + o * inner, r.n, inner); });
       for (std::int64_t k = 0; k < r.outer * r.inner; ++k) acc[k] /= static_cast<C>(r.n);
     });
   });
-  return out;
 }
 
 Tensor max(const Tensor& x, const Axes& axes, bool keepdims) { return extremum<Larger>(x, axes, keepdims, "max"); }
@@ -427,14 +434,9 @@ Tensor extremum_weights(const Tensor& x, const Tensor& extremum, const Axes& axe
 }
 
 Tensor logsumexp(const Tensor& x_in, const Axes& axes, bool keepdims) {
-  const Tensor x = as_floating(x_in);
-  const Reduction r = prepare(x, axes);
-  Tensor out = empty(reduced_shape(x.shape(), axes, keepdims), x.dtype());
-  visit_floating(x.dtype(), [&](auto tag) {
+  return floating_reduction(x_in, axes, keepdims, [&](auto tag, const Reduction& r, const auto* in, auto* po) {
     using T = decltype(tag);
     using C = compute_t<T>;
-    const T* in = r.source.data<T>();
-    T* po = out.data<T>();
     std::vector<C> shift(static_cast<std::size_t>(r.inner)), total(static_cast<std::size_t>(r.inner));
     for_each_block(r, in, [&](const T* base, std::int64_t o, auto inner) {
       softmax_shift(base, shift.data(), r.n, inner);
@@ -442,18 +444,12 @@ Tensor logsumexp(const Tensor& x_in, const Axes& axes, bool keepdims) {
       for (std::int64_t i = 0; i < inner; ++i) po[o * inner + i] = T(shift[i] + std::log(total[i]));
     });
   });
-  return out;
 }
 
 Tensor var(const Tensor& x_in, const Axes& axes, bool keepdims, std::int64_t ddof) {
-  const Tensor x = as_floating(x_in);
-  const Reduction r = prepare(x, axes);
-  Tensor out = empty(reduced_shape(x.shape(), axes, keepdims), x.dtype());
-  visit_floating(x.dtype(), [&](auto tag) {
+  return floating_reduction(x_in, axes, keepdims, [&](auto tag, const Reduction& r, const auto* in, auto* po) {
     using T = decltype(tag);
     using C = compute_t<T>;
-    const T* in = r.source.data<T>();
-    T* po = out.data<T>();
     const C divisor = static_cast<C>(std::max<std::int64_t>(r.n - ddof, 0));
     std::vector<C> mean(static_cast<std::size_t>(r.inner)), squares(static_cast<std::size_t>(r.inner));
     for_each_block(r, in, [&](const T* base, std::int64_t o, auto inner) {
@@ -463,7 +459,6 @@ Tensor var(const Tensor& x_in, const Axes& axes, bool keepdims, std::int64_t ddo
       for (std::int64_t i = 0; i < inner; ++i) po[o * inner + i] = T(squares[i] / divisor);
     });
   });
-  return out;
 }
 
 Tensor softmax(const Tensor& x, const Axes& axes) { return softmax_kernel<false>(x, axes); }

@@ -51,5 +51,6 @@ T* conv_scratch(ConvScratch slot, std::size_t count) {
 
 template float* conv_scratch<float>(ConvScratch, std::size_t);
 template double* conv_scratch<double>(ConvScratch, std::size_t);
+template std::int64_t* conv_scratch<std::int64_t>(ConvScratch, std::size_t);
 
 }  // namespace xgrad::kernels

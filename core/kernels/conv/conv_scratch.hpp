@@ -13,7 +13,8 @@ namespace xgrad::kernels {
 // Kernels use distinct slots for buffers that are alive at the same time.
 // PatchBlock, KernelBlock, PatchGradBlock and Accumulator are the per-thread buffers of the
 // local conv's per-position pass (core/kernels/conv/conv_local_general.cpp);
-// KernelResult and Bias hold the kernel and bias (or their gradients) next to Result.
+// KernelResult and Bias hold the kernel and bias (or their gradients) next to Result;
+// PositionOffsets holds the shared conv kernel gradient's table of patch origins.
 enum class ConvScratch {
   Patches,
   Kernel,
@@ -26,6 +27,7 @@ enum class ConvScratch {
   PatchGradBlock,
   Accumulator,
   Input,
+  PositionOffsets,
   Count
 };
 

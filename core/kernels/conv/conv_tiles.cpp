@@ -1,13 +1,26 @@
-// The register tiles of conv_tiles.hpp. Two families, chosen at run time:
+// The register tiles of conv_tiles.hpp: one loop skeleton (run_tiles in
+// conv_tile_skeleton.hpp: R rows × V vectors of accumulators, a broadcast of each
+// row's operand against V vector loads per step) over a vector policy, instantiated
+// for three policies and chosen at run time:
 //
-//   AVX2/FMA   6 rows × 2 ymm or 8 rows × 1 ymm: 12 or 8 accumulators, enough
-//              independent FMAs to hide their latency, with the b vectors and one
-//              broadcast within 16 ymm registers.
-//   AVX-512    up to 8 rows × 1 zmm (16 columns): fewer tiles per FLOP (less set-up
-//              and store work) and fewer loads per FMA than 6 × 2 ymm. Zen 4 runs a
-//              zmm FMA as two halves, so its peak is the same; the gain is overhead.
-//              Partial blocks of at most 8 columns run as ymm tiles with AVX-512VL masks
-//              (one template over the vector type: Zmm, YmmMasked).
+//   avx2::Ymm          AVX2/FMA, 6 rows × 2 ymm or 8 rows × 1 ymm: 12 or 8
+//                      accumulators, enough independent FMAs to hide their latency,
+//                      with the b vectors and one broadcast within 16 ymm registers.
+//                      Tail vectors under vmaskmovps masks.
+//   avx512::Zmm        AVX-512F, up to 8 rows × 1 zmm (16 columns): fewer tiles per
+//                      FLOP (less set-up and store work) and fewer loads per FMA than
+//                      6 × 2 ymm. Zen 4 runs a zmm FMA as two halves, so its peak is
+//                      the same; the gain is overhead.
+//   avx512::YmmMasked  AVX-512VL, up to 8 rows × 1 ymm with k-register masks, for
+//                      partial blocks of at most 8 columns (AVX-512 masked stores are
+//                      cheap, AVX2's are not).
+//
+// A policy is a struct of one-intrinsic functions (load, masked load/store, stream,
+// broadcast, fma, add, the mask of the first n lanes; inlined, no call is left in a
+// tile) and its lane count; Ymm and YmmMasked share their mask-free part (YmmOps).
+// The skeleton is included once inside each GCC target region below, so the AVX2
+// instantiations are compiled for avx2,fma only and the AVX-512 ones for
+// avx512f,avx512vl.
 //
 // A tile never touches a column outside its block: the tail block of a feature count
 // that is not a multiple of 8 reads and writes its last vector under a mask (the
@@ -56,25 +69,72 @@ inline T* row_of(const Rows<T>& rows, Index k) {
   else return rows.base + (rows.offsets ? rows.offsets[k] : k * rows.stride);
 }
 
+// The tiles of both families hold at most 8 rows; 6 when a row takes 2 vectors (12
+// AVX2 accumulators, 2 b vectors and one broadcast within 16 ymm registers).
+constexpr int max_rows(int vectors) { return vectors == 2 ? 6 : 8; }
+
 }  // namespace
 }  // namespace xgrad::kernels::tiles
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+namespace xgrad::kernels::tiles {
+namespace {
+namespace avx2 {
+
+// The ymm operations that take no mask, shared by Ymm and avx512::YmmMasked (which
+// inlines them into its AVX-512 tiles: a callee for a subset of the caller's ISA).
+struct YmmOps {
+  using Vector = __m256;
+  static constexpr int lanes = 8;
+  static Vector zero() { return _mm256_setzero_ps(); }
+  static Vector load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, Vector v) { _mm256_storeu_ps(p, v); }
+  static void stream(float* p, Vector v) { _mm256_stream_ps(p, v); }
+  static Vector broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static Vector fma(Vector a, Vector b, Vector c) { return _mm256_fmadd_ps(a, b, c); }
+  static Vector add(Vector a, Vector b) { return _mm256_add_ps(a, b); }
+};
+
+// A ymm with AVX2 masks (a vector of lane-wide 0 / -1), for 1 or 2 vectors per row.
+struct Ymm : YmmOps {
+  using Mask = __m256i;
+  static constexpr bool cheap_masks = false;  // vmaskmovps stores are microcoded on AMD
+  static Mask first(int n) { return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
+  using YmmOps::load, YmmOps::store;
+  static Vector load(Mask m, const float* p) { return _mm256_maskload_ps(p, m); }
+  static void store(Mask m, float* p, Vector v) { _mm256_maskstore_ps(p, m, v); }
+};
+
+#include "core/kernels/conv/conv_tile_skeleton.hpp"  // run_rows<P, V, M, Tail> for this region
+
+}  // namespace avx2
+}  // namespace
+}  // namespace xgrad::kernels::tiles
+
+#pragma GCC pop_options
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx2,fma")
 
 namespace xgrad::kernels::tiles {
 namespace {
+namespace avx512 {
 
-constexpr int kMaxRowsAvx512 = 8;
+// The k-register mask of the first n lanes (all for n ≥ lanes).
+template <class Mask, int lanes>
+Mask first_lanes(int n) {
+  return n >= lanes ? Mask(~Mask(0)) : Mask((1u << n) - 1);
+}
 
-// The two AVX-512 tile widths as one set of operations: a full block of 16 columns
-// in a zmm, and a partial block of at most 8 columns (the tail of F = 20, a C = 4 run
-// of d_x) in a ymm with AVX-512VL masks: half the FMA lanes of a zmm tile for the
-// same useful work, and none of AVX2's slow vmaskmovps stores.
+// A full block of 16 columns in a zmm. One vector per row.
 struct Zmm {
   using Vector = __m512;
   using Mask = __mmask16;
   static constexpr int lanes = 16;
+  static constexpr bool cheap_masks = true;
+  static Mask first(int n) { return first_lanes<Mask, lanes>(n); }
   static Vector zero() { return _mm512_setzero_ps(); }
   static Vector load(const float* p) { return _mm512_loadu_ps(p); }
   static Vector load(Mask m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
@@ -86,200 +146,21 @@ struct Zmm {
   static Vector add(Vector a, Vector b) { return _mm512_add_ps(a, b); }
 };
 
-struct YmmMasked {
-  using Vector = __m256;
+// A partial block of at most 8 columns (the tail of F = 20, a C = 4 run of d_x) in a
+// ymm with AVX-512VL masks: half the FMA lanes of a zmm tile for the same useful
+// work, and none of AVX2's slow vmaskmovps stores. One vector per row.
+struct YmmMasked : avx2::YmmOps {
   using Mask = __mmask8;
-  static constexpr int lanes = 8;
-  static Vector zero() { return _mm256_setzero_ps(); }
-  static Vector load(const float* p) { return _mm256_loadu_ps(p); }
+  static constexpr bool cheap_masks = true;
+  static Mask first(int n) { return first_lanes<Mask, lanes>(n); }
+  using YmmOps::load, YmmOps::store;
   static Vector load(Mask m, const float* p) { return _mm256_maskz_loadu_ps(m, p); }
-  static void store(float* p, Vector v) { _mm256_storeu_ps(p, v); }
   static void store(Mask m, float* p, Vector v) { _mm256_mask_storeu_ps(p, m, v); }
-  static void stream(float* p, Vector v) { _mm256_stream_ps(p, v); }
-  static Vector broadcast(const float* p) { return _mm256_broadcast_ss(p); }
-  static Vector fma(Vector a, Vector b, Vector c) { return _mm256_fmadd_ps(a, b, c); }
-  static Vector add(Vector a, Vector b) { return _mm256_add_ps(a, b); }
 };
 
-// R rows × one vector of W (Zmm or YmmMasked). Masked loads and stores where Tail
-// (the block has fewer columns than the vector); Add mode always masks its
-// read-modify-write by `columns`.
-template <class W, int R, TileMode M, bool Tail>
-__attribute__((noinline)) void run_tiles_avx512(const TileJob& job, Index count) {
-  using V = typename W::Vector;
-  using Mask = typename W::Mask;
-  constexpr bool table = M == TileMode::Gather;
-  const Index steps = job.steps, a_step = job.a_step, b_step = job.b_step;
-  const Index* a_table = job.a_table;
-  const Mask mask = job.columns >= W::lanes ? Mask(~Mask(0)) : Mask((1u << job.columns) - 1);
-  for (Index tile = 0; tile < count; ++tile) {
-    const float* a[R];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const Index k = tile * R + r;
-      a[r] = row_of<M>(job.a, k);
-      // Opaque to the optimiser, so each row keeps its own pointer register and the
-      // broadcasts use plain base + index addressing.
-      asm("" : "+r"(a[r]));
-      if (M == TileMode::Gather && job.prefetch_distance)
-        _mm_prefetch(reinterpret_cast<const char*>(job.out.base + k * job.out.stride + job.prefetch_distance),
-                     _MM_HINT_T0);
-    }
-    V acc[R];
-    V start = W::zero();
-    if (M == TileMode::Gather && job.init) start = Tail ? W::load(mask, job.init) : W::load(job.init);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) acc[r] = start;
-    const float* b = job.b;
-    for (Index s = 0; s < steps; ++s) {
-      const Index ai = table ? a_table[s] : s * a_step;
-      const V bv = Tail ? W::load(mask, b) : W::load(b);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) acc[r] = W::fma(W::broadcast(a[r] + ai), bv, acc[r]);
-      b += b_step;
-    }
-    float* out[R];  // computed only now, to keep general registers free in the loop
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const Index k = tile * R + r;
-      out[r] = row_of<M>(job.out, k);
-    }
-    if constexpr (M != TileMode::Add) {
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        if (Tail) W::store(mask, out[r], acc[r]);
-        else if (M == TileMode::Stride && job.stream_out && aligned(out[r], W::lanes)) W::stream(out[r], acc[r]);
-        else W::store(out[r], acc[r]);
-      }
-    } else {
-      // Rows in order: neighbouring rows' footprints may overlap.
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) W::store(mask, out[r], W::add(W::load(mask, out[r]), acc[r]));
-    }
-  }
-}
+#include "core/kernels/conv/conv_tile_skeleton.hpp"  // run_rows<P, V, M, Tail> for this region
 
-// `count` tiles of exactly `rows` rows (1 ≤ rows ≤ kMaxRowsAvx512).
-template <class W, TileMode M, bool Tail, int R = 1>
-void run_tiles_avx512_of(Index rows, const TileJob& job, Index count) {
-  if constexpr (R <= kMaxRowsAvx512) {
-    if (rows == R) run_tiles_avx512<W, R, M, Tail>(job, count);
-    else run_tiles_avx512_of<W, M, Tail, R + 1>(rows, job, count);
-  }
-}
-
-template <class W, TileMode M, bool Tail>
-void run_avx512(const TileJob& job, Index row_count) {
-  split_rows(job, row_count, kMaxRowsAvx512,
-             [](Index rows, const TileJob& j, Index count) { run_tiles_avx512_of<W, M, Tail>(rows, j, count); });
-}
-
-}  // namespace
-}  // namespace xgrad::kernels::tiles
-
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-
-namespace xgrad::kernels::tiles {
-namespace {
-
-constexpr int max_rows(int vectors) { return vectors == 2 ? 6 : 8; }
-
-// Kept out of line: inlined into its callers, the 15 live ymm registers spill.
-template <int R, int V, TileMode M, bool Tail>
-__attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
-  constexpr bool table = M == TileMode::Gather;
-  const Index steps = job.steps, a_step = job.a_step, b_step = job.b_step;
-  const Index* a_table = job.a_table;
-  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  // The mask of the last vector (all lanes when the block is full).
-  const __m256i tail_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(job.columns - 8 * (V - 1)), iota);
-  for (Index tile = 0; tile < count; ++tile) {
-    const float* a[R];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const Index k = tile * R + r;
-      a[r] = row_of<M>(job.a, k);
-      asm("" : "+r"(a[r]));  // see run_tiles_avx512
-      if (M == TileMode::Gather && job.prefetch_distance)
-        _mm_prefetch(reinterpret_cast<const char*>(job.out.base + k * job.out.stride + job.prefetch_distance),
-                     _MM_HINT_T0);
-    }
-    // Every loop over the tile is unrolled so that acc[][] lives in registers only.
-    __m256 acc[R][V];
-#pragma GCC unroll 2
-    for (int v = 0; v < V; ++v) {
-      __m256 start = _mm256_setzero_ps();
-      if (M == TileMode::Gather && job.init)
-        start = Tail && v == V - 1 ? _mm256_maskload_ps(job.init + 8 * v, tail_mask) : _mm256_loadu_ps(job.init + 8 * v);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) acc[r][v] = start;
-    }
-    const float* b = job.b;
-    for (Index s = 0; s < steps; ++s) {
-      const Index ai = table ? a_table[s] : s * a_step;
-      __m256 bv[V];
-#pragma GCC unroll 2
-      for (int v = 0; v < V; ++v)
-        bv[v] = Tail && v == V - 1 ? _mm256_maskload_ps(b + 8 * v, tail_mask) : _mm256_loadu_ps(b + 8 * v);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        const __m256 av = _mm256_broadcast_ss(a[r] + ai);
-#pragma GCC unroll 2
-        for (int v = 0; v < V; ++v) acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
-      }
-      b += b_step;
-    }
-    float* out[R];  // computed only now, to keep general registers free in the loop
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const Index k = tile * R + r;
-      out[r] = row_of<M>(job.out, k);
-    }
-    if constexpr (M != TileMode::Add) {
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 2
-        for (int v = 0; v < V; ++v) {
-          if (Tail && v == V - 1) _mm256_maskstore_ps(out[r] + 8 * v, tail_mask, acc[r][v]);
-          else if (M == TileMode::Stride && job.stream_out && aligned(out[r] + 8 * v, 8)) _mm256_stream_ps(out[r] + 8 * v, acc[r][v]);
-          else _mm256_storeu_ps(out[r] + 8 * v, acc[r][v]);
-        }
-      }
-    } else {
-      // Rows in order: neighbouring rows' footprints may overlap.
-#pragma GCC unroll 2
-      for (int v = 0; v < V; ++v) {
-        const int lanes = job.columns - 8 * v;
-        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), iota);
-#pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) {
-          float* o = out[r] + 8 * v;
-          if (lanes >= 8) _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[r][v]));
-          else if (lanes > 0) _mm256_maskstore_ps(o, mask, _mm256_add_ps(_mm256_maskload_ps(o, mask), acc[r][v]));
-        }
-      }
-    }
-  }
-}
-
-// `count` tiles of exactly `rows` rows (1 ≤ rows ≤ max_rows(V)).
-template <int V, TileMode M, bool Tail, int R = 1>
-void run_tiles_of(Index rows, const TileJob& job, Index count) {
-  if constexpr (R <= max_rows(V)) {
-    if (rows == R) run_tiles<R, V, M, Tail>(job, count);
-    else run_tiles_of<V, M, Tail, R + 1>(rows, job, count);
-  }
-}
-
-template <int V, TileMode M, bool Tail>
-void run_avx2(const TileJob& job, Index row_count) {
-  split_rows(job, row_count, max_rows(V),
-             [](Index rows, const TileJob& j, Index count) { run_tiles_of<V, M, Tail>(rows, j, count); });
-}
-
+}  // namespace avx512
 }  // namespace
 }  // namespace xgrad::kernels::tiles
 
@@ -301,10 +182,11 @@ void run_mode(const TileJob& job, Index row_count) {
   // AVX2's vmaskmovps stores are microcoded on AMD (the 3-D layer's d_x spent more in
   // them than in its FMAs).
   const bool partial = job.columns % 8 != 0;  // (so Tail, except in Add mode)
-  if (partial && vectors == 1 && avx512_active()) run_avx512<YmmMasked, M, true>(job, row_count);
-  else if ((partial || (vectors == 2 && job.steps >= 16)) && avx512_active()) run_avx512<Zmm, M, Tail>(job, row_count);
-  else if (vectors == 2) run_avx2<2, M, Tail>(job, row_count);
-  else run_avx2<1, M, Tail>(job, row_count);
+  if (partial && vectors == 1 && avx512_active()) avx512::run_rows<avx512::YmmMasked, 1, M, true>(job, row_count);
+  else if ((partial || (vectors == 2 && job.steps >= 16)) && avx512_active())
+    avx512::run_rows<avx512::Zmm, 1, M, Tail>(job, row_count);
+  else if (vectors == 2) avx2::run_rows<avx2::Ymm, 2, M, Tail>(job, row_count);
+  else avx2::run_rows<avx2::Ymm, 1, M, Tail>(job, row_count);
 }
 
 }  // namespace

@@ -11,7 +11,8 @@
 // uses masked loads and stores, so no byte outside the block is read or written.
 //
 // Internal to core/kernels (not installed). Raw pointers only; the AVX2 and AVX-512
-// code lives in conv_tiles.cpp between GCC target pragmas, chosen at run time.
+// code lives in conv_tiles.cpp between GCC target pragmas (one loop skeleton,
+// conv_tile_skeleton.hpp, compiled in each region), chosen at run time.
 #pragma once
 
 #include <cstddef>
