@@ -54,7 +54,7 @@ MultiFunction custom_vjp(CustomVjpForward fwd, CustomVjpBackward bwd) {
   return [fwd = std::move(fwd), backward_rule](const std::vector<Tensor>& inputs) {
     if (forward_ad::propagating())
       for (std::size_t i = 0; i < inputs.size(); ++i)
-        if (forward_ad::tangent(inputs[i]).defined())
+        if (forward_ad::carries_tangent(inputs[i]))
           throw NotImplementedError(fmt::format(
               "custom_vjp: input {} (shape {}) carries a tangent, but a custom_vjp function has no forward mode (as "
               "in JAX); define it with custom_jvp to use it under jvp, hvp or jacfwd",
@@ -98,6 +98,13 @@ MultiFunction custom_jvp(MultiFunction f, CustomJvpRule rule) {
     const std::size_t n = inputs.size();
     std::vector<Tensor> tangents(n);
     bool any_tangent = false;
+    if (forward_ad::propagating() && forward_ad::depth() > 1)
+      for (std::size_t i = 0; i < n; ++i)
+        if (forward_ad::carries_tangent(inputs[i]))
+          throw NotImplementedError(fmt::format(
+              "custom_jvp: input {} (shape {}) carries a tangent inside nested jvps (forward over forward); a "
+              "custom_jvp rule gives one level's tangents, so it is supported under one jvp only",
+              i, shape_str(inputs[i].shape())));
     if (forward_ad::propagating())
       for (std::size_t i = 0; i < n; ++i) {
         tangents[i] = forward_ad::tangent(inputs[i]);

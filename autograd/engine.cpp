@@ -53,7 +53,7 @@ Tensor output_alias(Node& node) {
 // so gradients computed inside a jvp (hvp) carry theirs out of grad().
 Tensor keep_tangent(const Tensor& from, Tensor to) {
   if (forward_ad::level() == 0) return to;
-  if (const Tensor t = forward_ad::tangent(from); t.defined()) forward_ad::set_tangent(to, t);
+  forward_ad::copy_tangents(from, to);
   return to;
 }
 
@@ -161,6 +161,13 @@ void give_leaves_own_gradients(Sweep& sweep, bool create_graph) {
 
 void run_backward(const std::vector<Tensor>& outputs, std::vector<Tensor> cotangents, GradOptions options,
                   Sweep& sweep, const char* what) {
+  // A VJP inside a jvp scope sees the saved outputs' tangents (output_alias), which
+  // the tape keeps for one level only.
+  if (forward_ad::propagating() && forward_ad::depth() > 1)
+    throw NotImplementedError(fmt::format("{}: reverse mode inside nested jvps (forward over forward over reverse) is "
+                                          "not supported; take the gradient outside the inner jvp, or use one jvp "
+                                          "(hvp) around it",
+                                          what));
   if (!cotangents.empty() && cotangents.size() != outputs.size())
     throw AutogradError(fmt::format("{}: {} outputs but {} cotangents", what, outputs.size(), cotangents.size()));
   cotangents.resize(outputs.size());
@@ -308,7 +315,7 @@ void GradMode::set_enabled(bool enabled) { t_grad_enabled = enabled; }
 Tensor record(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves) {
   if (forward_ad::propagating())
     for (std::size_t i = 0; i < inputs.size(); ++i)
-      if (forward_ad::tangent(inputs[i]).defined())
+      if (forward_ad::carries_tangent(inputs[i]))
         throw NotImplementedError(fmt::format(
             "forward-mode AD: op '{}' has no JVP rule, but its input {} (shape {}) carries a tangent; record it "
             "with a JVP rule (autograd/node.hpp) or wrap it in custom_jvp (autograd/custom_derivatives.hpp)",

@@ -3,6 +3,7 @@
 #include "autograd/forward_mode.hpp"
 
 #include <atomic>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <fmt/format.h>
@@ -12,22 +13,85 @@
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
+#include "core/kernels/elementwise.hpp"
 #include "core/tensor_impl.hpp"
 
 namespace xgrad {
 
 namespace {
 
-// The active jvp scope's number (0: none) and whether propagation is paused.
-// Scope numbers are never reused, so a tangent left on a tensor by an earlier
-// scope is stale, not wrong.
-thread_local std::uint64_t t_level = 0;
-thread_local bool t_suspended = false;
+// The active jvp scopes' numbers, outermost first (jvp inside jvp nests them, as
+// JAX's trace levels), and how many of them propagate: levels[0, ceiling). A JVP
+// rule of level j runs with ceiling j, so its ops carry the tangents of the levels
+// below (forward over forward) and none of its own. Scope numbers are never reused,
+// so a tangent left on a tensor by an ended scope is stale, not wrong.
+thread_local std::vector<std::uint64_t> t_levels;
+thread_local std::size_t t_ceiling = 0;
+thread_local bool t_suspended = false;  // SuspendGuard: nothing propagates
 std::atomic<std::uint64_t> next_level{0};
-// Every tensor given a tangent in the active scope. A tangent recorded on the tape
+// A tensor's own slot (TensorImpl::tangent) holds one level's tangent; the tangents
+// of the other active levels (nested scopes only) live here, per level, keyed by
+// the tensor (its weak_ptr tells a dead key's reuse apart).
+struct ExtraTangent {
+  std::weak_ptr<TensorImpl> owner;
+  std::shared_ptr<TensorImpl> tangent;
+};
+thread_local std::vector<std::unordered_map<const TensorImpl*, ExtraTangent>> t_extra;  // parallel to t_levels
+// Every tensor given a tangent in each active scope. A tangent recorded on the tape
 // can reach its own primal (exp's tangent t * out keeps out), a reference cycle:
 // the scope's end drops them all.
-thread_local std::vector<std::weak_ptr<TensorImpl>> t_holders;
+thread_local std::vector<std::vector<std::weak_ptr<TensorImpl>>> t_holders;  // parallel to t_levels
+
+// The level tangent() reads and set_tangent() writes: the innermost propagating one
+// (the innermost scope while a SuspendGuard or a rule pauses propagation); 0: none.
+std::uint64_t current_level() {
+  if (t_levels.empty()) return 0;
+  return !t_suspended && t_ceiling > 0 ? t_levels[t_ceiling - 1] : t_levels.back();
+}
+
+std::size_t level_index(std::uint64_t level) {
+  for (std::size_t j = 0; j < t_levels.size(); ++j)
+    if (t_levels[j] == level) return j;
+  return t_levels.size();
+}
+
+bool is_active(std::uint64_t level) { return level != 0 && level_index(level) < t_levels.size(); }
+
+// `impl`'s tangent at `level` (null: zero), without applying a deferred mask.
+std::shared_ptr<TensorImpl> raw_tangent_at(const TensorImpl* impl, std::uint64_t level) {
+  if (impl->tangent_level == level) return impl->tangent;
+  const std::size_t j = level_index(level);
+  if (j >= t_extra.size()) return nullptr;
+  const auto it = t_extra[j].find(impl);
+  if (it == t_extra[j].end() || it->second.owner.lock().get() != impl) return nullptr;
+  return it->second.tangent;
+}
+
+void set_tangent_at(const Tensor& primal, std::uint64_t level, const Tensor& tangent) {
+  TensorImpl* impl = primal.impl();
+  std::shared_ptr<TensorImpl> value = tangent.defined() ? tangent.impl_ptr() : nullptr;
+  const std::size_t j = level_index(level);
+  if (impl->tangent_level == level || !impl->tangent || !is_active(impl->tangent_level)) {
+    impl->tangent = std::move(value);
+    impl->tangent_level = level;
+    impl->tangent_masked_by_positive = false;
+  } else {
+    t_extra[j][impl] = ExtraTangent{primal.impl_ptr(), std::move(value)};
+  }
+  t_holders[j].push_back(primal.impl_ptr());
+}
+
+// Sets how many levels propagate for its scope (a rule of level j: the levels below j).
+class CeilingGuard {
+ public:
+  explicit CeilingGuard(std::size_t ceiling) : previous_(t_ceiling) { t_ceiling = ceiling; }
+  ~CeilingGuard() { t_ceiling = previous_; }
+  CeilingGuard(const CeilingGuard&) = delete;
+  CeilingGuard& operator=(const CeilingGuard&) = delete;
+
+ private:
+  std::size_t previous_;
+};
 
 // The tangent a rule returned, checked and shaped like the output.
 Tensor conform_tangent(const char* op, const Tensor& out, Tensor t) {
@@ -49,50 +113,98 @@ Tensor conform_tangent(const char* op, const Tensor& out, Tensor t) {
 
 namespace forward_ad {
 
-bool propagating() { return t_level != 0 && !t_suspended; }
+bool propagating() { return !t_suspended && t_ceiling > 0; }
 
-std::uint64_t level() { return t_level; }
+std::uint64_t level() { return current_level(); }
+
+std::size_t depth() { return t_levels.size(); }
 
 Tensor fusable_tangent(const Tensor& x) {
-  if (!propagating()) return Tensor();
+  if (!propagating() || t_levels.size() > 1) return Tensor();  // nested: the rules carry the outer tangents
   Tensor t = tangent(x);
   if (t.defined() && GradMode::is_enabled() && t.requires_grad()) return Tensor();
   return t;
 }
 
 Tensor tangent(const Tensor& t) {
-  if (t_level == 0 || !t.defined()) return Tensor();
-  const TensorImpl* impl = t.impl();
-  return impl->tangent && impl->tangent_level == t_level ? Tensor(impl->tangent) : Tensor();
+  const std::uint64_t level = current_level();
+  if (level == 0 || !t.defined()) return Tensor();
+  TensorImpl* impl = t.impl();
+  if (impl->tangent_level != level) return Tensor(raw_tangent_at(impl, level));
+  if (!impl->tangent) return Tensor();
+  if (impl->tangent_masked_by_positive) {
+    // relu's deferred rule, applied once on this first read that cannot fuse it.
+    if (t.version() != impl->tangent_mask_version)
+      throw AutogradError(fmt::format("forward-mode AD: relu's output {} {} was written in place after relu inside "
+                                      "the jvp scope, so its tangent (masked by that output > 0) is lost; write into "
+                                      "a clone() instead",
+                                      dtype_name(t.dtype()), shape_str(t.shape())));
+    impl->tangent = kernels::relu_grad(Tensor(impl->tangent), t).impl_ptr();
+    impl->tangent_masked_by_positive = false;
+  }
+  return Tensor(impl->tangent);
+}
+
+bool carries_tangent(const Tensor& x) {
+  if (!propagating() || !x.defined()) return false;
+  for (std::size_t j = 0; j < t_ceiling; ++j)
+    if (raw_tangent_at(x.impl(), t_levels[j])) return true;
+  return false;
+}
+
+void copy_tangents(const Tensor& from, const Tensor& to) {
+  if (t_levels.empty() || !from.defined()) return;
+  for (std::size_t j = 0; j < t_levels.size(); ++j) {
+    if (!raw_tangent_at(from.impl(), t_levels[j])) continue;
+    const std::uint64_t level = t_levels[j];
+    // tangent() at that level applies a deferred mask first.
+    const Tensor t = level == current_level() ? tangent(from) : Tensor(raw_tangent_at(from.impl(), level));
+    set_tangent_at(to, level, t);
+  }
 }
 
 void set_tangent(const Tensor& primal, const Tensor& tangent) {
-  if (t_level == 0) throw AutogradError("forward_ad::set_tangent: no jvp scope is active");
+  const std::uint64_t level = current_level();
+  if (level == 0) throw AutogradError("forward_ad::set_tangent: no jvp scope is active");
   if (!primal.defined()) throw ValueError("forward_ad::set_tangent: the primal is undefined");
-  primal.impl()->tangent = tangent.defined() ? tangent.impl_ptr() : nullptr;
-  primal.impl()->tangent_level = t_level;
-  t_holders.push_back(primal.impl_ptr());
+  set_tangent_at(primal, level, tangent);
+}
+
+void set_tangent_masked_by_positive(const Tensor& primal, const Tensor& raw) {
+  set_tangent(primal, raw);
+  TensorImpl* impl = primal.impl();
+  if (impl->tangent_level != current_level()) {  // not in the tensor's own slot: apply the mask now
+    set_tangent(primal, raw.defined() ? kernels::relu_grad(raw, primal) : Tensor());
+    return;
+  }
+  impl->tangent_masked_by_positive = raw.defined();
+  impl->tangent_mask_version = primal.version();
+}
+
+Tensor fusable_masked_tangent(const Tensor& x) {
+  if (!propagating() || t_levels.size() > 1 || !x.defined()) return Tensor();
+  const TensorImpl* impl = x.impl();
+  if (!impl->tangent || impl->tangent_level != current_level() || !impl->tangent_masked_by_positive ||
+      x.version() != impl->tangent_mask_version)
+    return Tensor();
+  Tensor raw(impl->tangent);
+  if (GradMode::is_enabled() && raw.requires_grad()) return Tensor();  // as fusable_tangent: the rule must be recorded
+  return raw;
 }
 
 SuspendGuard::SuspendGuard() : previous_(t_suspended) { t_suspended = true; }
 SuspendGuard::~SuspendGuard() { t_suspended = previous_; }
 
-Tensor record_with_rule(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves,
-                        const JVP& rule) {
-  std::vector<Tensor> tangents(inputs.size());
-  bool any = false;
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
-    tangents[i] = tangent(inputs[i]);
-    any = any || tangents[i].defined();
-  }
-  if (!any) return detail::record_on_tape(op, std::move(out), std::move(inputs), std::move(vjp), saves);
-  std::vector<Tensor> primals = inputs;
-  out = detail::record_on_tape(op, std::move(out), std::move(inputs), std::move(vjp), saves);
+namespace {
+
+// Gives `out` (just recorded from `primals`) its tangent `t`, computed by `rule`.
+template <class Rule>
+Tensor attach_tangent(const char* op, Tensor out, const std::vector<Tensor>& primals, Rule&& rule) {
   if (!is_floating(out.dtype())) return out;  // integer and bool results carry no tangent
   Tensor t;
   {
     SuspendGuard rule_only;  // the rule's own ops compute no tangents of tangents
-    t = rule(primals, tangents, out);
+    t = rule();
     if (!t.defined()) return out;
     t = conform_tangent(op, out, std::move(t));
   }
@@ -106,9 +218,83 @@ Tensor record_with_rule(const char* op, Tensor out, std::vector<Tensor> inputs, 
   set_tangent(out, t);
   if (const auto& node = out.grad_fn(); node && node->output_storage == out.impl()->storage && !node->output_tangent) {
     node->output_tangent = t.detach().impl_ptr();  // without its graph: the node must not own itself
-    node->output_tangent_level = t_level;
+    node->output_tangent_level = current_level();
   }
   return out;
+}
+
+// record_with_rule inside nested jvp scopes: each propagating level's tangent, from
+// the outermost in, by the rule run with the levels below it propagating. So the
+// rule's ops of an inner level carry the outer levels' tangents (the output and the
+// inputs' inner tangents carry theirs already), which is what makes jvp of jvp
+// give second directional derivatives.
+Tensor record_nested(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves, const JVP& rule) {
+  const std::size_t top = t_ceiling;
+  std::vector<std::vector<Tensor>> tangents(top, std::vector<Tensor>(inputs.size()));
+  std::vector<bool> any(top, false);
+  bool any_level = false;
+  for (std::size_t j = 0; j < top; ++j) {
+    CeilingGuard reading(j + 1);  // tangent() reads level j
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      tangents[j][i] = tangent(inputs[i]);
+      if (tangents[j][i].defined()) any[j] = any_level = true;
+    }
+  }
+  if (!any_level) return detail::record_on_tape(op, std::move(out), std::move(inputs), std::move(vjp), saves);
+  std::vector<Tensor> primals = inputs;
+  out = detail::record_on_tape(op, std::move(out), std::move(inputs), std::move(vjp), saves);
+  if (!is_floating(out.dtype())) return out;
+  for (const Tensor& p : primals)  // an identity-like op: the tangents go on a new handle
+    if (p.defined() && p.impl() == out.impl()) {
+      out = out.detach();
+      break;
+    }
+  for (std::size_t j = 0; j < top; ++j) {
+    if (!any[j]) continue;
+    Tensor t;
+    {
+      CeilingGuard below(j);  // the rule's ops propagate the outer levels only
+      t = rule(primals, tangents[j], out);
+      if (t.defined()) t = conform_tangent(op, out, std::move(t));
+    }
+    if (!t.defined()) continue;
+    set_tangent_at(out, t_levels[j], t);
+    // A backward runs with one scope at most (run_backward refuses nested ones): the
+    // outermost, so the node keeps that level's tangent for its output (output_alias).
+    if (const auto& node = out.grad_fn();
+        j == 0 && node && node->output_storage == out.impl()->storage && !node->output_tangent) {
+      node->output_tangent = t.detach().impl_ptr();
+      node->output_tangent_level = t_levels[0];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Tensor record_with_rule(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves,
+                        const JVP& rule) {
+  if (t_levels.size() > 1) return record_nested(op, std::move(out), std::move(inputs), std::move(vjp), saves, rule);
+  std::vector<Tensor> tangents(inputs.size());
+  bool any = false;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    tangents[i] = tangent(inputs[i]);
+    any = any || tangents[i].defined();
+  }
+  if (!any) return detail::record_on_tape(op, std::move(out), std::move(inputs), std::move(vjp), saves);
+  std::vector<Tensor> primals = inputs;
+  out = detail::record_on_tape(op, std::move(out), std::move(inputs), std::move(vjp), saves);
+  const Tensor recorded = out;  // the rule sees the recorded output (attach_tangent may give out a new handle)
+  return attach_tangent(op, std::move(out), primals, [&] { return rule(primals, tangents, recorded); });
+}
+
+Tensor record_with_tangent(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves,
+                           const Tensor& out_tangent) {
+  if (!propagating())
+    return detail::record_on_tape(op, std::move(out), std::move(inputs), std::move(vjp), saves);
+  std::vector<Tensor> primals = inputs;
+  out = detail::record_on_tape(op, std::move(out), std::move(inputs), std::move(vjp), saves);
+  return attach_tangent(op, std::move(out), primals, [&] { return out_tangent; });
 }
 
 }  // namespace forward_ad
@@ -118,22 +304,32 @@ namespace {
 // Ends the scope however f exits: clears the tangents it set, then the level.
 class JvpScope {
  public:
-  JvpScope() {
-    if (t_level != 0)
-      throw NotImplementedError(
-          "jvp: a jvp inside another jvp (forward-over-forward) is not supported; compose forward-over-reverse "
-          "(hvp, jacfwd of jacrev) instead");
-    t_level = ++next_level;
+  JvpScope() : previous_ceiling_(t_ceiling), previous_suspended_(t_suspended) {
+    t_levels.push_back(++next_level);
+    t_extra.emplace_back();
+    t_holders.emplace_back();
+    t_ceiling = t_levels.size();
     t_suspended = false;
   }
   ~JvpScope() {
-    for (const auto& holder : t_holders)
-      if (const auto impl = holder.lock(); impl && impl->tangent_level == t_level) impl->tangent.reset();
-    t_holders.clear();
-    t_level = 0;
+    const std::uint64_t level = t_levels.back();
+    for (const auto& holder : t_holders.back())
+      if (const auto impl = holder.lock(); impl && impl->tangent_level == level) {
+        impl->tangent.reset();
+        impl->tangent_masked_by_positive = false;
+      }
+    t_holders.pop_back();
+    t_extra.pop_back();
+    t_levels.pop_back();
+    t_ceiling = previous_ceiling_;
+    t_suspended = previous_suspended_;
   }
   JvpScope(const JvpScope&) = delete;
   JvpScope& operator=(const JvpScope&) = delete;
+
+ private:
+  std::size_t previous_ceiling_;
+  bool previous_suspended_;
 };
 
 void check_primals(const char* what, const std::vector<Tensor>& primals, const std::vector<Tensor>& tangents) {
@@ -370,8 +566,8 @@ Tensor jacrev(const std::function<Tensor(const Tensor&)>& f, const Tensor& x) {
   Tensor leaf = x;
   if (!x.requires_grad()) {
     leaf = x.detach().requires_grad_();
-    // Inside a jvp scope x's tangent comes along (jacfwd of jacrev: forward-over-reverse).
-    if (const Tensor t = forward_ad::tangent(x); t.defined()) forward_ad::set_tangent(leaf, t);
+    // Inside a jvp scope x's tangents come along (jacfwd of jacrev: forward-over-reverse).
+    forward_ad::copy_tangents(x, leaf);
   }
   const Tensor y = f(leaf);
   if (!is_floating(y.dtype()))

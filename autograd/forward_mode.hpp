@@ -11,8 +11,11 @@
 // forward-over-reverse (hvp) works.
 //
 // Tangents are checked: one per primal, of its shape and dtype (ShapeError,
-// DTypeError); an undefined tangent is zero. A jvp inside a jvp is not supported
-// (NotImplementedError): compose forward-over-reverse instead.
+// DTypeError); an undefined tangent is zero. A jvp inside a jvp nests (forward over
+// forward, as JAX's trace levels): each op computes the inner level's tangent with
+// its rule while the outer level propagates, so the outer jvp of an inner jvp's
+// tangent is a second directional derivative (f''(x)[v, u]). Fused kernels are off
+// while scopes nest; custom_jvp under nested scopes is a NotImplementedError.
 #pragma once
 
 #include <cstdint>

@@ -117,9 +117,28 @@ bool propagating();
 // does not require grad: reverse-over-forward needs the rule's ops on the tape).
 // Undefined otherwise: the op then computes the tangent with its rule.
 Tensor fusable_tangent(const Tensor& x);
+// How many jvp scopes are active (jvp inside jvp nests them).
+std::size_t depth();
+// Whether `x` carries a tangent at any propagating level.
+bool carries_tangent(const Tensor& x);
+// Gives `to` (a detached or cloned `from`) from's tangents at every active level.
+void copy_tangents(const Tensor& from, const Tensor& to);
+// relu's deferred rule: gives `primal` (relu's output, not recorded on the tape) the
+// tangent raw * (primal > 0) without computing it. A max or min pool that reads it
+// with fusable_masked_tangent masks only its selected elements (of a selected y,
+// y > 0 is the window's extreme > 0); any other read (tangent()) applies the mask.
+void set_tangent_masked_by_positive(const Tensor& primal, const Tensor& raw);
+// The raw tangent `x` carries when its mask by x > 0 is still deferred and tangents
+// propagate; undefined otherwise (then fusable_tangent gives the masked tangent).
+Tensor fusable_masked_tangent(const Tensor& x);
 // Records `out` on the tape and, inside a jvp scope, gives it the tangent `rule` computes.
 Tensor record_with_rule(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves,
                         const JVP& rule);
+// Records `out` on the tape and, inside a jvp scope, gives it `out_tangent`, computed
+// by the op's fused kernel from its inputs' tangents (which this does not read, so a
+// deferred mask stays deferred); undefined: no tangent.
+Tensor record_with_tangent(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves,
+                           const Tensor& out_tangent);
 namespace detail {
 Tensor record_on_tape(const char* op, Tensor out, std::vector<Tensor> inputs, VJP vjp, Saves saves);
 }

@@ -79,13 +79,16 @@ Tensor pool(const Tensor& x, PoolReduction reduction, const Shape& window, const
   const auto vjp = [geometry](const Tensor& indices) {
     return [indices, geometry](const Tensor& g, const Tensor&) -> Grads { return {scatter_to(g, indices, geometry)}; };
   };
-  // Forward mode: the tangent at each window's selected element from the selecting pass itself.
+  // Forward mode: the tangent at each window's selected element from the selecting
+  // pass itself; after relu, masked by the selected value > 0 there (relu's deferred rule).
+  if (const Tensor raw = forward_ad::fusable_masked_tangent(x); raw.defined())
+    if (auto selected = kernels::pool_select_with_tangent(x, raw, *geometry, take_max, /*mask_positive=*/true))
+      return forward_ad::record_with_tangent(op, selected->out, {x}, vjp(selected->index), Saves::Nothing,
+                                             selected->out_tangent);
   if (const Tensor t = forward_ad::fusable_tangent(x); t.defined())
-    if (auto selected = kernels::pool_select_with_tangent(x, t, *geometry, take_max)) {
-      const Tensor out_tangent = selected->out_tangent;
-      return record(op, selected->out, {x}, vjp(selected->index), Saves::Nothing,
-                    [&](const Grads&, const Grads&, const Tensor&) { return out_tangent; });
-    }
+    if (auto selected = kernels::pool_select_with_tangent(x, t, *geometry, take_max))
+      return forward_ad::record_with_tangent(op, selected->out, {x}, vjp(selected->index), Saves::Nothing,
+                                             selected->out_tangent);
   // Named, not a structured binding: clang before 16 cannot capture one in a lambda.
   const std::pair<Tensor, Tensor> selected = kernels::pool_select(x, *geometry, take_max);
   const Tensor& out = selected.first;

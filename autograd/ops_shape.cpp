@@ -35,9 +35,17 @@ Tensor slice_range(const Tensor& x, std::int64_t axis, const kernels::SliceRange
 
 Tensor reshape(const Tensor& x, const Shape& shape) {
   Tensor out = kernels::reshape(x, shape);
-  return record("reshape", out, {x}, [from = x.shape()](const Tensor& g, const Tensor&) -> Grads {
-    return {reshape(g, from)};
-  }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) { return reshape(t[0], shape); });
+  VJP vjp = [from = x.shape()](const Tensor& g, const Tensor&) -> Grads { return {reshape(g, from)}; };
+  // Forward mode: relu's deferred mask (tangent * (x > 0)) is elementwise, so it
+  // stays deferred through a reshape, for a pool after it (layers reshape first).
+  if (const Tensor raw = forward_ad::fusable_masked_tangent(x); raw.defined()) {
+    out = forward_ad::record_with_tangent("reshape", out, {x}, std::move(vjp), Saves::Nothing, Tensor());
+    if (out.impl() == x.impl()) out = out.detach();  // x keeps its own tangent
+    forward_ad::set_tangent_masked_by_positive(out, kernels::reshape(raw, shape));
+    return out;
+  }
+  return record("reshape", out, {x}, std::move(vjp), Saves::Nothing,
+                [&](const Grads&, const Grads& t, const Tensor&) { return reshape(t[0], shape); });
 }
 
 Tensor transpose(const Tensor& x, const std::vector<std::int64_t>& permutation) {

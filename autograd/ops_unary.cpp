@@ -4,6 +4,7 @@
 // are written with differentiable ops, so create_graph differentiates them again.
 #include <numbers>
 
+#include "autograd/grad_mode.hpp"
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
 #include "autograd/tangents.hpp"
@@ -126,13 +127,26 @@ Tensor relu_mask(const Tensor& g, const Tensor& out) {
 
 // Slope 0 at x = 0, as jax.nn.relu.
 Tensor relu(const Tensor& x) {
-  // Forward mode: the output and its tangent from one pass over x and its tangent.
+  // Forward mode, output not on the tape: the rule t * (x > 0) is deferred (the
+  // tangent is t masked by the output > 0), so a pool that follows masks only what it
+  // selects and t * (x > 0) is never written whole.
+  if (const Tensor t = forward_ad::fusable_tangent(x);
+      t.defined() && !(GradMode::is_enabled() && x.requires_grad()) && t.shape() == x.shape() &&
+      t.dtype() == x.dtype() && (x.dtype() == DType::Float32 || x.dtype() == DType::Float64)) {
+    Tensor out = forward_ad::record_with_tangent("relu", kernels::unary(Unary::Relu, x), {x},
+                                                 [](const Tensor& g, const Tensor& out) -> Grads {
+                                                   return {relu_mask(g, out)};
+                                                 }, Saves::Output, Tensor());
+    forward_ad::set_tangent_masked_by_positive(out, t);
+    return out;
+  }
+  // Otherwise the output and its tangent from one pass over x and its tangent.
   if (const Tensor t = forward_ad::fusable_tangent(x); t.defined())
     if (auto both = kernels::relu_with_tangent(x, t)) {
-      const Tensor out_tangent = both->second;
-      return record("relu", std::move(both->first), {x}, [](const Tensor& g, const Tensor& out) -> Grads {
-        return {relu_mask(g, out)};
-      }, Saves::Output, [&](const Grads&, const Grads&, const Tensor&) { return out_tangent; });
+      return forward_ad::record_with_tangent("relu", std::move(both->first), {x},
+                                             [](const Tensor& g, const Tensor& out) -> Grads {
+                                               return {relu_mask(g, out)};
+                                             }, Saves::Output, both->second);
     }
   return record("relu", kernels::unary(Unary::Relu, x), {x}, [](const Tensor& g, const Tensor& out) -> Grads {
     return {relu_mask(g, out)};

@@ -50,6 +50,12 @@ struct TensorImpl {
   // primal inside the jvp scope numbered `tangent_level`; stale once that scope ends.
   std::shared_ptr<TensorImpl> tangent;
   std::uint64_t tangent_level = 0;  // the jvp scope `tangent` belongs to
+  // Whether `tangent` is still to be masked by this primal > 0: relu defers its rule
+  // (tangent * (x > 0) = tangent * (relu(x) > 0)) so that a max or min pool reading
+  // it masks only the elements it selects; the first other read applies the mask
+  // (autograd/node.hpp: forward_ad::set_tangent_masked_by_positive).
+  bool tangent_masked_by_positive = false;
+  std::uint64_t tangent_mask_version = 0;  // the storage version the deferred mask refers to
 };
 
 // A fresh tensor of the given shape and dtype; contents uninitialised.

@@ -169,13 +169,15 @@ constexpr std::int64_t max_avx2_pool_vectors = 8;
 // registers (with a run-time count GCC keeps them on the stack and copies them
 // with memcpy calls).
 // With a tangent pt (forward mode), each window's tangent at its selected element
-// goes to pto, chosen by the same comparisons (so it equals gather_flat(t, index)).
+// goes to pto, chosen by the same comparisons (so it equals gather_flat(t, index)),
+// zeroed where the selected value is not > 0 when `mask_positive` (relu's rule).
 template <bool TakeMax, int V, bool WithTangent = false>
 __attribute__((noinline)) void select_windows_avx2(const float* px, std::int64_t first_sample,
                                                    std::int64_t end_sample, std::int64_t in_positions,
                                                    std::int64_t out_positions, const std::int64_t* tap_start,
                                                    const std::int64_t* taps, float* po, std::int32_t* pi,
-                                                   const float* pt = nullptr, float* pto = nullptr) {
+                                                   const float* pt = nullptr, float* pto = nullptr,
+                                                   bool mask_positive = false) {
   constexpr std::int64_t vectors = V, channels = 8 * V;
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const float empty_window = TakeMax ? -__builtin_inff() : __builtin_inff();
@@ -221,7 +223,10 @@ __attribute__((noinline)) void select_windows_avx2(const float* px, std::int64_t
       for (std::int64_t v = 0; v < vectors; ++v) {
         _mm256_storeu_ps(po + out_base + 8 * v, best[v]);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(pi + out_base + 8 * v), arg[v]);
-        if constexpr (WithTangent) _mm256_storeu_ps(pto + out_base + 8 * v, tangent[v]);
+        if constexpr (WithTangent)
+          _mm256_storeu_ps(pto + out_base + 8 * v,
+                           mask_positive ? _mm256_and_ps(tangent[v], _mm256_cmp_ps(best[v], _mm256_setzero_ps(), _CMP_GT_OQ))
+                                         : tangent[v]);
       }
     }
   }
@@ -282,9 +287,11 @@ void for_sample_ranges(const PoolGeometry& g, Body&& body) {
 // with the tangent t and its output when `tangent` is given.
 template <bool TakeMax, int V = 1>
 void select_windows_avx2_for(const Tensor& x, const PoolGeometry& g, Tensor& out, Tensor& index,
-                             const std::pair<const Tensor*, Tensor*>& tangent = {nullptr, nullptr}) {
+                             const std::pair<const Tensor*, Tensor*>& tangent = {nullptr, nullptr},
+                             bool mask_positive = false) {
   if constexpr (V <= max_avx2_pool_vectors) {
-    if (g.channels != 8 * V) return select_windows_avx2_for<TakeMax, V + 1>(x, g, out, index, tangent);
+    if (g.channels != 8 * V)
+      return select_windows_avx2_for<TakeMax, V + 1>(x, g, out, index, tangent, mask_positive);
     const float* px = x.data<float>();
     float* po = out.data<float>();
     std::int32_t* pi = index.data<std::int32_t>();
@@ -292,7 +299,7 @@ void select_windows_avx2_for(const Tensor& x, const PoolGeometry& g, Tensor& out
       if (tangent.first)
         select_windows_avx2<TakeMax, V, true>(px, first, end, g.in_positions(), g.out_positions(),
                                               g.tap_start.data(), g.taps.data(), po, pi, tangent.first->data<float>(),
-                                              tangent.second->data<float>());
+                                              tangent.second->data<float>(), mask_positive);
       else
         select_windows_avx2<TakeMax, V>(px, first, end, g.in_positions(), g.out_positions(), g.tap_start.data(),
                                         g.taps.data(), po, pi);
@@ -439,14 +446,14 @@ std::pair<Tensor, Tensor> pool_select(const Tensor& x, const PoolGeometry& g, bo
 }
 
 std::optional<PoolSelection> pool_select_with_tangent(const Tensor& x, const Tensor& t, const PoolGeometry& g,
-                                                      bool take_max) {
+                                                      bool take_max, bool mask_positive) {
   if (x.dtype() != DType::Float32 || t.dtype() != DType::Float32 || t.shape() != x.shape() ||
       x.numel() > std::numeric_limits<std::int32_t>::max() || g.channels % 8 != 0 ||
       g.channels > 8 * max_avx2_pool_vectors || !cpu_has_avx2())
     return std::nullopt;
   PoolSelection s{empty(out_shape(g), x.dtype()), empty(out_shape(g), DType::Int32), empty(out_shape(g), x.dtype())};
-  if (take_max) select_windows_avx2_for<true>(x, g, s.out, s.index, {&t, &s.out_tangent});
-  else select_windows_avx2_for<false>(x, g, s.out, s.index, {&t, &s.out_tangent});
+  if (take_max) select_windows_avx2_for<true>(x, g, s.out, s.index, {&t, &s.out_tangent}, mask_positive);
+  else select_windows_avx2_for<false>(x, g, s.out, s.index, {&t, &s.out_tangent}, mask_positive);
   return s;
 }
 

@@ -41,12 +41,14 @@ std::pair<Tensor, Tensor> pool_select(const Tensor& x, const PoolGeometry& g, bo
 // pool_select plus, for forward mode, the tangent t (shaped like x) at each window's
 // selected element, from the same pass: out_tangent = gather_flat(t, index).
 // std::nullopt where no such kernel exists (only float32 with 8 to 64 channels, a
-// multiple of 8, on AVX2 CPUs): the caller then gathers.
+// multiple of 8, on AVX2 CPUs): the caller then gathers. With `mask_positive` the
+// tangent is zero where the selected value is not > 0 (relu's rule, for x = relu(z)
+// and t the tangent of z: the selected element's mask is its value > 0).
 struct PoolSelection {
   Tensor out, index, out_tangent;
 };
 std::optional<PoolSelection> pool_select_with_tangent(const Tensor& x, const Tensor& t, const PoolGeometry& g,
-                                                      bool take_max);
+                                                      bool take_max, bool mask_positive = false);
 
 // Window sums divided by the window size (count_include_pad) or by the number of
 // non-padding elements; and its transpose, which spreads each output's cotangent
