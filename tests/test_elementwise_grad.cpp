@@ -8,6 +8,7 @@
 
 #include <doctest/doctest.h>
 
+#include "test_support.hpp"
 #include "xgrad.hpp"
 
 using namespace xgrad;
@@ -18,12 +19,7 @@ using Inputs = std::vector<Tensor>;
 
 // Deterministic, well-spread values in [lo, hi) (a golden-ratio sequence).
 Tensor spread(const Shape& shape, double offset, double lo, double hi) {
-  std::vector<double> v(static_cast<std::size_t>(numel(shape)));
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    const double phase = static_cast<double>(i + 1) * 0.6180339887498949 + offset;
-    v[i] = lo + (hi - lo) * (phase - std::floor(phase));
-  }
-  return from_vector(v, shape, DType::Float64);
+  return from_vector(test_support::golden_spread(numel(shape), offset, lo, hi), shape, DType::Float64);
 }
 
 // Values with both signs and |x| in [0.2, 1.7): away from the kinks at 0.

@@ -22,12 +22,7 @@ Tensor f64(const std::vector<double>& v, const Shape& shape) { return from_vecto
 
 // Deterministic values in [lo, hi) (a golden-ratio sequence), float64.
 Tensor spread(const Shape& shape, double offset, double lo = -1.5, double hi = 1.5) {
-  std::vector<double> v(static_cast<std::size_t>(numel(shape)));
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    const double phase = static_cast<double>(i + 1) * 0.6180339887498949 + offset;
-    v[i] = lo + (hi - lo) * (phase - std::floor(phase));
-  }
-  return f64(v, shape);
+  return f64(test_support::golden_spread(numel(shape), offset, lo, hi), shape);
 }
 
 void check_close(const Tensor& actual, const std::vector<double>& expected, double tolerance = 1e-12) {

@@ -17,25 +17,17 @@
 
 using namespace xgrad;
 using test_support::error_of;
+using test_support::golden_spread;
 
 namespace {
 
 using Inputs = std::vector<Tensor>;
 
-// Deterministic values in [lo, hi) (a golden-ratio sequence), float64.
-std::vector<double> spread(std::int64_t n, double offset, double lo, double hi) {
-  std::vector<double> v(static_cast<std::size_t>(n));
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    const double phase = static_cast<double>(i + 1) * 0.6180339887498949 + offset;
-    v[i] = lo + (hi - lo) * (phase - std::floor(phase));
-  }
-  return v;
-}
 
 // Rounded to a coarse grid (ties in the windows), with a NaN, exact zeros, and the
 // first sample's first 2x2 window all negative (its pooled tangent must be zero).
 Tensor awkward_input(const Shape& shape, DType dtype) {
-  std::vector<double> v = spread(numel(shape), 0.3, -3.0, 3.0);
+  std::vector<double> v = golden_spread(numel(shape), 0.3, -3.0, 3.0);
   for (double& e : v) e = std::round(e);
   const std::int64_t c = shape.back(), w = shape[2];
   for (std::int64_t i : {std::int64_t{0}, std::int64_t{1}})
@@ -78,7 +70,7 @@ TEST_CASE("jvp: relu's deferred mask, applied by a following pool or by any othe
       CAPTURE(channels);
       const Shape shape{2, 6, 6, channels};
       const Tensor x = awkward_input(shape, dtype);
-      const Tensor t = from_vector(spread(numel(shape), 0.7, -1.5, 1.5), shape, dtype);
+      const Tensor t = from_vector(golden_spread(numel(shape), 0.7, -1.5, 1.5), shape, dtype);
       int deferred = 0;  // relu outputs whose tangent was still deferred when read
       const MultiFunction f = [&](const Inputs& in) {
         const Tensor y = relu(in[0]);
@@ -116,11 +108,11 @@ TEST_CASE("jvp: relu's deferred mask, applied by a following pool or by any othe
 TEST_CASE("jvp: the CNN block conv -> relu -> max_pool -> dense matches the rules' tangents in float32 and float64") {
   for (const DType dtype : {DType::Float32, DType::Float64}) {
     CAPTURE(dtype_name(dtype));
-    const Tensor x = from_vector(spread(2 * 7 * 7 * 2, 0.1, -1.0, 1.0), {2, 7, 7, 2}, dtype);
-    const Tensor w = from_vector(spread(3 * 3 * 2 * 16, 0.2, -0.5, 0.5), {3, 3, 2, 16}, dtype);
-    const Tensor b = from_vector(spread(16, 0.4, -0.3, 0.3), {16}, dtype);
-    const Tensor d = from_vector(spread(2 * 2 * 16 * 3, 0.5, -0.5, 0.5), {2 * 2 * 16, 3}, dtype);
-    const Tensor t = from_vector(spread(x.numel(), 0.9, -1.0, 1.0), x.shape(), dtype);
+    const Tensor x = from_vector(golden_spread(2 * 7 * 7 * 2, 0.1, -1.0, 1.0), {2, 7, 7, 2}, dtype);
+    const Tensor w = from_vector(golden_spread(3 * 3 * 2 * 16, 0.2, -0.5, 0.5), {3, 3, 2, 16}, dtype);
+    const Tensor b = from_vector(golden_spread(16, 0.4, -0.3, 0.3), {16}, dtype);
+    const Tensor d = from_vector(golden_spread(2 * 2 * 16 * 3, 0.5, -0.5, 0.5), {2 * 2 * 16, 3}, dtype);
+    const Tensor t = from_vector(golden_spread(x.numel(), 0.9, -1.0, 1.0), x.shape(), dtype);
     const MultiFunction f = [&](const Inputs& in) {
       const Tensor h = conv_general_dilated(in[0], w, {1, 1}, Padding("VALID")) + b;
       const Tensor p = nn::max_pool(relu(h), {2, 2}, {2, 2});

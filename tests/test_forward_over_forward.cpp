@@ -15,6 +15,7 @@
 
 using namespace xgrad;
 using test_support::error_of;
+using test_support::golden_spread;
 
 namespace {
 
@@ -22,14 +23,6 @@ using Inputs = std::vector<Tensor>;
 
 Tensor f64(const std::vector<double>& v, const Shape& shape) { return from_vector(v, shape, DType::Float64); }
 
-std::vector<double> spread(std::int64_t n, double offset, double lo, double hi) {
-  std::vector<double> v(static_cast<std::size_t>(n));
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    const double phase = static_cast<double>(i + 1) * 0.6180339887498949 + offset;
-    v[i] = lo + (hi - lo) * (phase - std::floor(phase));
-  }
-  return v;
-}
 
 // x -> (the tangent of f at x along u), through an inner jvp.
 std::function<Tensor(const Tensor&)> directional(const std::function<Tensor(const Tensor&)>& f, const Tensor& u) {
@@ -112,9 +105,9 @@ TEST_CASE("jvp of jvp: u^T H v equals <u, hvp(f, x, v)> for x^T A x and logsumex
 }
 
 TEST_CASE("jvp of jvp through conv, relu, max_pool and tanh equals central differences of the inner jvp") {
-  const Tensor x = f64(spread(2 * 6 * 6 * 2, 0.1, -1.0, 1.0), {2, 6, 6, 2});
-  const Tensor w = f64(spread(3 * 3 * 2 * 8, 0.2, -0.5, 0.5), {3, 3, 2, 8});
-  const Tensor u = f64(spread(x.numel(), 0.6, -1.0, 1.0), x.shape()), v = f64(spread(x.numel(), 0.8, -1.0, 1.0), x.shape());
+  const Tensor x = f64(golden_spread(2 * 6 * 6 * 2, 0.1, -1.0, 1.0), {2, 6, 6, 2});
+  const Tensor w = f64(golden_spread(3 * 3 * 2 * 8, 0.2, -0.5, 0.5), {3, 3, 2, 8});
+  const Tensor u = f64(golden_spread(x.numel(), 0.6, -1.0, 1.0), x.shape()), v = f64(golden_spread(x.numel(), 0.8, -1.0, 1.0), x.shape());
   const std::function<Tensor(const Tensor&)> net = [&](const Tensor& t) {
     const Tensor h = relu(conv_general_dilated(t, w, {1, 1}, Padding("VALID")));
     return tanh(nn::max_pool(h, {2, 2}, {2, 2}) * 0.7);

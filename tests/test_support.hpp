@@ -13,6 +13,17 @@
 
 namespace test_support {
 
+// n deterministic, well-spread values in [lo, hi): a golden-ratio sequence (another
+// `offset`, another sequence), so tests need no random state.
+inline std::vector<double> golden_spread(std::int64_t n, double offset, double lo, double hi) {
+  std::vector<double> v(static_cast<std::size_t>(n));
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const double phase = static_cast<double>(i + 1) * 0.6180339887498949 + offset;
+    v[i] = lo + (hi - lo) * (phase - std::floor(phase));
+  }
+  return v;
+}
+
 // The largest |a - b| over all elements (as doubles); a and b must be defined and
 // have one shape.
 inline double max_abs_diff(const xgrad::Tensor& a, const xgrad::Tensor& b) {
