@@ -86,7 +86,7 @@ __attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
         for (int v = 0; v < V; ++v) {
           float* o = out[r] + P::lanes * v;
           if (Tail && v == V - 1) P::store(tail_mask, o, acc[r][v]);
-          else if (M == TileMode::Stride && job.stream_out && aligned(o, P::lanes)) P::stream(o, acc[r][v]);
+          else if (M != TileMode::Add && job.stream_out && aligned(o, P::lanes)) P::stream(o, acc[r][v]);
           else P::store(o, acc[r][v]);
         }
       }
