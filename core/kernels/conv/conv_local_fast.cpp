@@ -15,7 +15,8 @@
 // vectors into d_x.
 //
 // Geometry: conv_fast_geometry.hpp turns 1-D/2-D into 3-D with unit axes and the
-// padding into a padded copy of x (and a padded d_x that is cropped at the end);
+// padding into a padded copy of x (and a padded d_x that is cropped at the end; a
+// 1-D layer computes d_x output-stationary instead, see input_gradient_1d);
 // strides only move each position's patch origin.
 #include "core/kernels/conv/conv_local_fast.hpp"
 
@@ -163,7 +164,7 @@ void forward_position(const Plan& p, Index position) {
     job.columns = columns;
     // The output rows are N scattered lines per position: fetch the next position's
     // while computing this one; or, for an output far larger than L2 (stream_y), write
-    // them with streaming stores and fetch nothing (see Plan::stream_y).
+    // them with streaming stores and fetch nothing (see conv_local_forward_fast).
     job.stream_out = p.stream_y;
     job.prefetch_distance = position + 1 < p.positions && !p.stream_y ? p.features : 0;
     tiles::run_tile_job(TileMode::Gather, job, p.batch);
@@ -257,9 +258,9 @@ void input_gradient_of_samples(const Plan& p, Index first, Index last, float* kt
 // moves by W as every other step does: one tile job per block, b_step = W. Against
 // adding each position's 32 × 72 product into a padded d_x (4 column blocks + 8, 16
 // steps each, then a read-modify-write of the 8 output rows): 10 × 16 = 160 steps
-// per stored vector, no zeroing, no crop, no read of d_x. The contraction covers
-// ⌈16/(s·C)⌉ + k − 1 positions per block where k really contribute (the others read
-// zeros): 10 for 9 on the 1-D suite layer (k 9, C 8).
+// per stored vector, no zeroing, no crop, no read of d_x. A block meets the patches of
+// up to ⌈(16 + patch − 1)/(s·C)⌉ positions, each float of it fewer (the rest of the
+// contraction reads zeros): on the 1-D suite layer (k 9, C 8) 10 positions, 9 per float.
 // Each element's terms are summed in (position, feature) order whatever the thread
 // split (threads take ranges of blocks): the same bits at any thread count.
 struct Direct1d {
@@ -293,8 +294,9 @@ Direct1d direct_1d_layout(const tiles::FastGeometry& g, const Plan& p) {
   d.pad = g.pad_lo[2] * g.channels;
   d.sample = g.input[2] * g.channels;
   d.blocks = (d.sample + 15) / 16;
-  // ~64 KiB of cotangent... chunks of 32 blocks (512 floats of d_x): the transposed
-  // kernels of a chunk (≤ 512/(s·C) + k + 1 positions · F·W floats) stay in L2.
+  // Chunks of 32 blocks (512 floats of d_x): the transposed kernels of a chunk
+  // (≤ 512/(s·C) + k + 1 positions of F·W floats; ~400 KB on the 1-D suite layer)
+  // stay in L2. 16 and 64 measured the same.
   d.chunk_blocks = 32;
   d.chunk_positions = (d.chunk_blocks * 16 + p.patch + d.origin_step - 1) / d.origin_step + 2;
   return d;
