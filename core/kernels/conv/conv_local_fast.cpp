@@ -457,10 +457,11 @@ void conv_local_forward_fast(const ConvGeometry& geometry, std::int64_t features
   // read of the line from L3 or memory first. Where y is far larger than an L2 (so the
   // next layer finds little of it there anyway), streaming stores skip that read: on
   // the 1-D suite layer (y 8.4 MB) the step takes 14.2 instead of 15.3–15.7 ms; B VALID
-  // (1.2 MB, not streamed) was neutral either way. Only where every vector of a row is
-  // aligned (F a multiple of 16, or 8), as for d_kernel.
+  // (1.2 MB, not streamed) was neutral either way. Only where a row is whole 64-byte
+  // lines (F a multiple of 16): unlike d_kernel's rows, consecutive rows of a tile here
+  // are other samples, so an F = 8 row would leave half-written lines behind.
   const Index y_bytes = plan.batch * plan.positions * plan.features * static_cast<Index>(sizeof(float));
-  plan.stream_y = y_bytes >= kStreamOutputBytes && (plan.features % 16 == 0 || plan.features == 8);
+  plan.stream_y = y_bytes >= kStreamOutputBytes && plan.features % 16 == 0;
   const Index positions = plan.positions;
   // Contiguous ranges, not one chunk per position: forward_position prefetches the
   // next position's operands (measured on B at 2 threads: 0.48 vs 0.50 ms).
