@@ -341,3 +341,66 @@ TEST_CASE("tile engine: pads far larger than the input take the general path (no
   const kernels::ConvGeometry same = kernels::make_conv_geometry({2, 5, 3}, {3}, {}, Padding("SAME"), {}, {}, "test");
   CHECK(fast_geometry_supported(same, 4));
 }
+
+TEST_CASE("1-D local convs: the output-stationary input gradient and the streamed output match the general path") {
+  // 1-D layers with patch origins ≥ 8 floats apart compute d_x as one register sum per
+  // 16 floats (several chunks of 32 blocks here, a masked last block, crops), and a
+  // forward output of ≥ 4 MiB (the last case: 16 × 4096 × 16 floats) is written with
+  // streaming stores. Values and all three gradients against the general path, both
+  // tile kinds, 1 to 3 threads (3: uneven block ranges).
+  if (!engine_available()) return;
+  ThreadsGuard threads_guard;
+  FastPathGuard guard;
+  struct OneD {
+    Shape input;
+    std::int64_t kernel, stride;
+    Padding padding;
+    std::int64_t features;
+  };
+  const std::vector<OneD> cases{
+      {{3, 1000, 8}, 9, 1, "SAME", 16},
+      {{2, 301, 3}, 5, 3, Padding({{2, -1}}), 20},
+      {{2, 257, 12}, 4, 1, "SAME_LOWER", 7},
+      {{2, 100, 8}, 3, 2, "VALID", 16},
+      {{2, 64, 16}, 2, 1, Padding({{-3, 4}}), 8},
+      {{16, 4096, 8}, 9, 1, "SAME", 16},
+  };
+  const std::vector<bool> tile_kinds = avx512_settings();
+  std::uint64_t seed = 100;
+  for (const OneD& one : cases) {
+    Config c;
+    c.input = one.input;
+    c.kernel = {one.kernel};
+    c.strides = {one.stride};
+    c.dilation = {1};
+    c.padding = one.padding;
+    c.features = one.features;
+    c.geometry = kernels::make_conv_geometry(c.input, c.kernel, c.strides, c.padding, {}, c.dilation, "test");
+    CAPTURE(describe(c));
+    const std::int64_t n = c.input[0], positions = c.geometry.out_spatial[0], patch = one.kernel * c.input[2];
+    const Tensor x = random_normal(make_key(seed), c.input), k = random_normal(make_key(seed + 1), {positions, patch, one.features});
+    const Tensor b = random_normal(make_key(seed + 2), {positions, one.features});
+    const Tensor dy = random_normal(make_key(seed + 3), {n, positions, one.features});
+    seed += 4;
+    kernels::tiles::set_fast_enabled(false);
+    set_num_threads(1);
+    const Outputs want = run(c, x, k, b, dy);
+    kernels::tiles::set_fast_enabled(true);
+    for (const bool avx512 : tile_kinds) {
+      kernels::tiles::set_avx512_allowed(avx512);
+      for (const int threads : {1, 2, 3}) {
+        CAPTURE(avx512);
+        CAPTURE(threads);
+        set_num_threads(threads);
+        const std::int64_t before = kernels::conv_fast_dispatch_count();
+        const Outputs got = run(c, x, k, b, dy);
+        CHECK(kernels::conv_fast_dispatch_count() == before + 2);  // the forward and the fused backward
+        REQUIRE(got.values.size() == 4);
+        for (std::size_t i = 0; i < 4; ++i) {
+          CAPTURE(i);  // y, dx, dkernel, dbias
+          CHECK(worst_error(got.values[i], want.values[i]) < 1e-4);
+        }
+      }
+    }
+  }
+}

@@ -95,6 +95,21 @@ TEST_CASE("thread invariance: the local conv, fast path and general path") {
   check_local_conv("general (float64), SAME, stride 2", DType::Float64, {16, 16, 16, 8}, {2, 2}, "SAME");
 }
 
+TEST_CASE("thread invariance: the 1-D local conv (output-stationary input gradient, streamed output)") {
+  // d_x by blocks of 16 floats, split into uneven ranges at 3 threads; y of 4 MiB
+  // (7 × 4682 × 32 floats) written with streaming stores.
+  check_thread_invariant("1-D, SAME, kernel 9, 8 channels", [] {
+    const Tensor x = leaf(1, {7, 4682, 8}), k = leaf(2, {4682, 72, 32}), b = leaf(3, {4682, 32});
+    const Tensor y = conv_general_dilated_local_bias(x, k, b, {1}, Padding("SAME"), {9});
+    return output_and_gradients(y, {x, k, b}, 4);
+  });
+  check_thread_invariant("1-D, stride 3, 3 channels, a crop", [] {
+    const Tensor x = leaf(1, {5, 700, 3}), k = leaf(2, {233, 15, 20}), b = leaf(3, {233, 20});
+    const Tensor y = conv_general_dilated_local_bias(x, k, b, {3}, Padding({{2, -1}}), {5});
+    return output_and_gradients(y, {x, k, b}, 4);
+  });
+}
+
 TEST_CASE("thread invariance: the local conv's general path with feature groups, and in float16") {
   check_thread_invariant("general, 2 feature groups", [] {
     const Tensor x = leaf(1, {16, 14, 14, 8}), k = leaf(2, {12, 12, 36, 16});

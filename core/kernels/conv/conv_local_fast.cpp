@@ -15,7 +15,8 @@
 // vectors into d_x.
 //
 // Geometry: conv_fast_geometry.hpp turns 1-D/2-D into 3-D with unit axes and the
-// padding into a padded copy of x (and a padded d_x that is cropped at the end);
+// padding into a padded copy of x (and a padded d_x that is cropped at the end; a
+// 1-D layer computes d_x output-stationary instead, see input_gradient_1d);
 // strides only move each position's patch origin.
 #include "core/kernels/conv/conv_local_fast.hpp"
 
@@ -50,6 +51,8 @@ struct Plan {
   const Index* run_offset;                  // run -> x offset from the patch origin
   Index taps, kernel_last;                  // S and k of the last axis
   bool merged;                              // a run is a whole kernel row (last axis undilated)
+  // The forward writes y with streaming stores (see conv_local_forward_fast).
+  bool stream_y;
   const float *x, *kernel, *bias, *dy;
   float *y, *d_x, *d_kernel, *d_bias;
 };
@@ -160,8 +163,10 @@ void forward_position(const Plan& p, Index position) {
     job.out = {p.y + position * p.features + f0, p.positions * p.features, nullptr};
     job.columns = columns;
     // The output rows are N scattered lines per position: fetch the next position's
-    // while computing this one.
-    job.prefetch_distance = position + 1 < p.positions ? p.features : 0;
+    // while computing this one; or, for an output far larger than L2 (stream_y), write
+    // them with streaming stores and fetch nothing (see conv_local_forward_fast).
+    job.stream_out = p.stream_y;
+    job.prefetch_distance = position + 1 < p.positions && !p.stream_y ? p.features : 0;
     tiles::run_tile_job(TileMode::Gather, job, p.batch);
   });
 }
@@ -238,6 +243,106 @@ void input_gradient_of_samples(const Plan& p, Index first, Index last, float* kt
   }
 }
 
+// d_x of a 1-D layer (one spatial axis, undilated kernel), output-stationary: each
+// block of 16 consecutive floats of a sample's d_x (16/C input positions × C channels)
+// is one sum over the (position, feature) pairs whose patch covers it, computed in
+// registers and stored once, straight into the caller's unpadded d_x:
+//
+//   d_x[n, u .. u+16) = Σ_p Σ_f dy[n, p, f] · kernel[p][u + pad − origin(p) .. +16)[f]
+//
+// (the kernel row read at an offset, zero outside the patch). Rows are samples; the
+// cotangent of a sample is contiguous over (p, f), so the contraction reads it with
+// a unit step. The kernels of consecutive positions are transposed into one buffer
+// (F rows of W = patch + 16 floats each, the patch followed by 16 zeros, positions
+// F·W + s·C floats apart, s the stride), so that stepping from (p, F−1) to (p+1, 0)
+// moves by W as every other step does: one tile job per block, b_step = W. Against
+// adding each position's 32 × 72 product into a padded d_x (4 column blocks + 8, 16
+// steps each, then a read-modify-write of the 8 output rows): 10 × 16 = 160 steps
+// per stored vector, no zeroing, no crop, no read of d_x. A block meets the patches of
+// up to ⌈(16 + patch − 1)/(s·C)⌉ positions, each float of it fewer (the rest of the
+// contraction reads zeros): on the 1-D suite layer (k 9, C 8) 10 positions, 9 per float.
+// Each element's terms are summed in (position, feature) order whatever the thread
+// split (threads take ranges of blocks): the same bits at any thread count.
+struct Direct1d {
+  Index width;           // W: a transposed kernel row, patch + 16 zeros
+  Index position_pitch;  // F·W + s·C: where the next position's rows start
+  Index lead = 16;       // zeros before the first row (reads start up to 15 floats early)
+  Index origin_step;     // s·C: patch origins of consecutive positions
+  Index pad;             // padded float index = input float index + pad
+  Index sample;          // floats per input sample (L·C)
+  Index blocks;          // 16-float blocks per sample
+  Index chunk_blocks;    // blocks per transposed chunk of positions
+  Index chunk_positions; // the most positions a chunk of blocks needs
+};
+
+// The 1-D d_x (above) applies: one spatial axis with more than one position (the
+// leading unit axes of fast_geometry), an undilated kernel, and patch origins at least
+// 8 floats apart (a block of 16 then meets ≤ k + 1 positions: C = 1 with a long kernel
+// would compute mostly zeros).
+bool direct_1d_applies(const tiles::FastGeometry& g) {
+  return g.padded[0] == 1 && g.padded[1] == 1 && g.kernel[0] == 1 && g.kernel[1] == 1 && g.dilation[2] == 1 &&
+         g.stride[2] * g.channels >= 8;
+}
+
+Index floor_div(Index a, Index b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+Direct1d direct_1d_layout(const tiles::FastGeometry& g, const Plan& p) {
+  Direct1d d;
+  d.width = p.patch + 16;
+  d.origin_step = g.stride[2] * g.channels;
+  d.position_pitch = p.features * d.width + d.origin_step;
+  d.pad = g.pad_lo[2] * g.channels;
+  d.sample = g.input[2] * g.channels;
+  d.blocks = (d.sample + 15) / 16;
+  // Chunks of 32 blocks (512 floats of d_x): the transposed kernels of a chunk
+  // (≤ 512/(s·C) + k + 1 positions of F·W floats; ~400 KB on the 1-D suite layer)
+  // stay in L2. 16 and 64 measured the same.
+  d.chunk_blocks = 32;
+  d.chunk_positions = (d.chunk_blocks * 16 + p.patch + d.origin_step - 1) / d.origin_step + 2;
+  return d;
+}
+
+// Positions [first, last) whose patch covers padded floats [v, v + 16), clipped to
+// the layer's positions (empty for floats outside the padded input: a crop).
+void covering_positions(const Plan& p, const Direct1d& d, Index v, Index& first, Index& last) {
+  first = std::max<Index>(0, floor_div(v - p.patch, d.origin_step) + 1);
+  last = std::min<Index>(p.positions, floor_div(v + 15, d.origin_step) + 1);
+  if (last < first) last = first;
+}
+
+// d_x blocks [block_begin, block_end) of every sample. `kt` holds chunk_positions ·
+// position_pitch + 2·lead floats, zero outside the transposed kernels.
+void input_gradient_1d(const Plan& p, const Direct1d& d, Index block_begin, Index block_end, float* d_x,
+                       const Index* dy_rows, const Index* dx_rows, float* kt) {
+  Plan rows = p;
+  rows.kt_stride = d.width;
+  for (Index chunk = block_begin; chunk < block_end; chunk += d.chunk_blocks) {
+    const Index chunk_end = std::min(block_end, chunk + d.chunk_blocks);
+    Index first = 0, last = 0, unused = 0;
+    covering_positions(p, d, chunk * 16 + d.pad, first, unused);
+    covering_positions(p, d, (chunk_end - 1) * 16 + d.pad, unused, last);
+    for (Index position = first; position < last; ++position) {
+      const float* kernel = p.kernel + position * p.patch * p.features;
+      transpose_kernel_to_runs(rows, kernel, position + 1 < last ? kernel + p.patch * p.features : nullptr,
+                               kt + d.lead + (position - first) * d.position_pitch);
+    }
+    for (Index block = chunk; block < chunk_end; ++block) {
+      const Index u = block * 16, v = u + d.pad;
+      Index lo = 0, hi = 0;
+      covering_positions(p, d, v, lo, hi);
+      TileJob job;
+      job.steps = (hi - lo) * p.features;
+      job.a = {p.dy + lo * p.features, 0, dy_rows};  // rows: samples; (p, f) contiguous
+      job.a_step = 1;
+      job.b = kt + d.lead + (lo - first) * d.position_pitch + (v - p.position_origin[lo < hi ? lo : 0]);
+      job.b_step = d.width;
+      job.out = {d_x + u, 0, dx_rows};
+      job.columns = static_cast<int>(std::min<Index>(16, d.sample - u));
+      tiles::run_tile_job(TileMode::Stride, job, p.batch);
+    }
+  }
+}
+
 // Offset tables behind a Plan.
 struct Layout {
   std::vector<Index> position_origin, patch_offset, order_offset, order_kernel_offset, run_offset;
@@ -284,6 +389,10 @@ struct Layout {
     plan.merged = merged;
   }
 };
+
+// The forward output size from which y is written with streaming stores: 4× a
+// 1 MiB L2 (Zen 4; 2 MiB on recent Intel server cores).
+constexpr Index kStreamOutputBytes = Index{4} << 20;
 
 // The most bands the d_x pass is cut into (threads beyond it idle there), and the
 // fewest worth it: below, d_x is split by samples instead (see conv_local_backward_fast).
@@ -342,6 +451,17 @@ void conv_local_forward_fast(const ConvGeometry& geometry, std::int64_t features
   plan.kernel = kernel;
   plan.bias = bias;
   plan.y = y;
+  // y's rows of one position are N single lines P·F floats apart: with P·F·4 bytes a
+  // multiple of the L2's set span (the 1-D layer: 256 KiB) all N fall into one set of
+  // L1 and of L2, so the prefetched lines evict each other and every store becomes a
+  // read of the line from L3 or memory first. Where y is far larger than an L2 (so the
+  // next layer finds little of it there anyway), streaming stores skip that read: on
+  // the 1-D suite layer (y 8.4 MB) the step takes 14.2 instead of 15.3–15.7 ms; B VALID
+  // (1.2 MB, not streamed) was neutral either way. Only where a row is whole 64-byte
+  // lines (F a multiple of 16): unlike d_kernel's rows, consecutive rows of a tile here
+  // are other samples, so an F = 8 row would leave half-written lines behind.
+  const Index y_bytes = plan.batch * plan.positions * plan.features * static_cast<Index>(sizeof(float));
+  plan.stream_y = y_bytes >= kStreamOutputBytes && plan.features % 16 == 0;
   const Index positions = plan.positions;
   // Contiguous ranges, not one chunk per position: forward_position prefetches the
   // next position's operands (measured on B at 2 threads: 0.48 vs 0.50 ms).
@@ -349,6 +469,7 @@ void conv_local_forward_fast(const ConvGeometry& geometry, std::int64_t features
   parallel_for(slots, [&](Index slot) {
     const SlotRange range = static_slot_range(positions, slots, slot);
     for (Index position = range.begin; position < range.end; ++position) forward_position(plan, position);
+    tiles::finish_streaming();
   });
 }
 
@@ -360,6 +481,35 @@ void conv_local_backward_fast(const ConvGeometry& geometry, std::int64_t feature
   plan.x = d_kernel ? tiles::padded_input(g, x) : nullptr;
   plan.kernel = kernel;
   plan.dy = dy;
+  if (d_x && direct_1d_applies(g)) {
+    // 1-D: d_x output-stationary, straight into the caller's d_x (input_gradient_1d),
+    // after the kernel gradients (split by positions).
+    plan.d_kernel = d_kernel;
+    plan.d_bias = d_bias;
+    if (d_kernel || d_bias) {
+      const Index slots = std::min<Index>(num_threads(), plan.positions);
+      parallel_for(slots, [&](Index slot) {
+        AlignedBuffer block(plan.batch * plan.block_stride);
+        const SlotRange range = static_slot_range(plan.positions, slots, slot);
+        for (Index position = range.begin; position < range.end; ++position)
+          backward_position(plan, position, block.data, nullptr);
+        tiles::finish_streaming();
+      });
+    }
+    const Direct1d direct = direct_1d_layout(g, plan);
+    std::vector<Index> dy_rows(static_cast<std::size_t>(plan.batch)), dx_rows(dy_rows.size());
+    for (Index n = 0; n < plan.batch; ++n) {
+      dy_rows[static_cast<std::size_t>(n)] = n * plan.positions * plan.features;
+      dx_rows[static_cast<std::size_t>(n)] = n * direct.sample;
+    }
+    const Index slots = std::min<Index>(num_threads(), direct.blocks);
+    parallel_for(slots, [&](Index slot) {
+      AlignedBuffer kt(2 * direct.lead + direct.chunk_positions * direct.position_pitch);
+      const SlotRange range = static_slot_range(direct.blocks, slots, slot);
+      input_gradient_1d(plan, direct, range.begin, range.end, d_x, dy_rows.data(), dx_rows.data(), kt.data);
+    });
+    return;
+  }
   const Bands bands = d_x_bands(g);
   const Index threads = std::min<Index>(num_threads(), plan.batch);
   // Too few rows for bands that keep two threads busy (below): d_x by samples, each

@@ -33,6 +33,9 @@ __attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
   // when the block is full), and for Add the mask of each vector's lanes within the
   // block (none past it).
   const int columns = job.columns;
+  // (A local: read through `job` in the store loop, the flag was reloaded per row, as
+  // the stores might alias it.)
+  const bool stream_out = M != TileMode::Add && job.stream_out;
   const Mask tail_mask = P::first(columns - P::lanes * (V - 1));
   Mask block_mask[V];
 #pragma GCC unroll 2
@@ -86,7 +89,7 @@ __attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
         for (int v = 0; v < V; ++v) {
           float* o = out[r] + P::lanes * v;
           if (Tail && v == V - 1) P::store(tail_mask, o, acc[r][v]);
-          else if (M == TileMode::Stride && job.stream_out && aligned(o, P::lanes)) P::stream(o, acc[r][v]);
+          else if (stream_out && aligned(o, P::lanes)) P::stream(o, acc[r][v]);
           else P::store(o, acc[r][v]);
         }
       }

@@ -49,10 +49,10 @@ struct TileJob {
   Rows<float> out;
   int columns = 16;             // 1..16: the width of this column block
   Index prefetch_distance = 0;  // if non-zero, prefetch out(k) + distance (the next block's rows)
-  // Stride: store whole aligned vectors with non-temporal (streaming) stores, for an
-  // output written once and read much later (see conv_local_fast.cpp: the kernel
-  // gradient). The caller issues an sfence (finish_streaming) before the results are
-  // handed to another thread.
+  // Gather and Stride: store whole aligned vectors with non-temporal (streaming)
+  // stores, for an output written once and read much later (see conv_local_fast.cpp:
+  // the kernel gradient, and a forward output far larger than L2). The caller issues
+  // an sfence (finish_streaming) before the results are handed to another thread.
   bool stream_out = false;
 };
 
