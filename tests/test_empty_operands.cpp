@@ -4,6 +4,10 @@
 // an empty operand is a sum of nothing.
 #include <doctest/doctest.h>
 
+#include <limits>
+
+#include "core/kernels/conv/conv_local_fast.hpp"
+#include "core/kernels/conv/conv_tiles.hpp"
 #include "xgrad.hpp"
 
 using namespace xgrad;
@@ -53,4 +57,51 @@ TEST_CASE("conv and ConvLocal with an empty operand give zeros, or an empty outp
     y2.sum().backward();
     CHECK(x2.grad().to_vector() == std::vector<double>(6, 0.0));
   }
+}
+
+TEST_CASE("ConvLocal over no input features with a window of any size: the bias gradient needs no patch table") {
+  // Found by fuzz_conv_plan: kernel 9223184325296180479 with SAME padding over an input
+  // of 0 features. The output is the bias; its gradient read no patch, but the
+  // backward built the patch table first, sized out_positions × window (overflow).
+  nn::ConvSpec spec{.features = 3, .kernel_size = {9223184325296180479}, .padding = "SAME", .shared_weights = false};
+  const auto plan = nn::plan_conv({2, 0}, spec);
+  Tensor x = zeros(plan.input_shape).requires_grad_();
+  Tensor kernel = zeros(plan.kernel_shape).requires_grad_();
+  Tensor bias = full(plan.bias_shape, 0.25).requires_grad_();
+  Tensor y = nn::conv_apply(plan, x, kernel, bias);
+  CHECK(y.shape() == plan.output_shape);
+  CHECK(y.to_vector() == std::vector<double>(static_cast<std::size_t>(y.numel()), 0.25));
+  y.sum().backward();
+  CHECK(bias.grad().to_vector() == std::vector<double>(static_cast<std::size_t>(bias.numel()), 1.0));
+  CHECK(x.grad().shape() == x.shape());
+}
+
+TEST_CASE("a stride of any size along an axis with one output position (fast ConvLocal path)") {
+  // Found by fuzz_conv_plan: stride INT64_MAX with one output position along the axis;
+  // the fast path computed stride × row stride (overflow) for a step it never takes.
+  // The fast path (counted) must agree with the general path, values and gradients.
+  nn::ConvSpec spec{.features = 2, .kernel_size = {2, 3}, .strides = {std::numeric_limits<std::int64_t>::max()},
+                    .padding = 4, .kernel_dilation = {1, 3}, .shared_weights = false};
+  const auto plan = nn::plan_conv({3, 2, 3, 3}, spec);
+  CHECK(plan.output_shape == Shape{3, 1, 1, 2});
+  const Tensor x = random_normal(make_key(5), plan.input_shape);
+  const Tensor kernel = random_normal(make_key(6), plan.kernel_shape);
+  const Tensor cotangent = random_normal(make_key(7), plan.output_shape);
+  std::vector<std::vector<double>> results;
+  for (bool fast : {true, false}) {
+    CAPTURE(fast);
+    kernels::set_conv_local_fast_enabled(fast);
+    const std::int64_t dispatched = kernels::conv_fast_dispatch_count();
+    Tensor xg = x.detach().requires_grad_(), kg = kernel.detach().requires_grad_();
+    Tensor y = nn::conv_apply(plan, xg, kg);
+    (y * cotangent).sum().backward();
+    CHECK((kernels::conv_fast_dispatch_count() > dispatched) == (fast && kernels::tiles::cpu_supported()));
+    std::vector<double> all = y.to_vector();
+    for (const Tensor& t : {xg.grad(), kg.grad()})
+      for (double e : t.to_vector()) all.push_back(e);
+    results.push_back(all);
+  }
+  kernels::set_conv_local_fast_enabled(true);
+  REQUIRE(results[0].size() == results[1].size());
+  for (std::size_t i = 0; i < results[0].size(); ++i) CHECK(results[0][i] == doctest::Approx(results[1][i]).epsilon(1e-5));
 }

@@ -104,10 +104,19 @@ ConvGeometry make_conv_geometry(const Shape& lhs_shape, const Shape& window, std
 }
 
 std::vector<std::int64_t> patch_source_table(const ConvGeometry& g) {
+  constexpr const char* op = "conv patches";
   const std::size_t n = g.window.size();
+  const std::int64_t positions = g.out_positions(), window = g.window_size();
+  if (positions == 0 || window == 0) return {};  // nothing reads a patch
+  // The table's size is checked before anything is sized from it: a plan may pass a
+  // window of any extent when the conv has nothing to compute along another axis
+  // (no features, say), and out_spatial × window must not overflow silently.
+  checked_numel({positions, window}, sizeof(std::int64_t), op);
   // Per spatial dim j, at map_start[j] + o_j * k_j + kappa_j: the input index read, or -1.
   std::vector<std::int64_t> map_start(n + 1, 0);
-  for (std::size_t j = 0; j < n; ++j) map_start[j + 1] = map_start[j] + g.out_spatial[j] * g.window[j];
+  for (std::size_t j = 0; j < n; ++j)
+    map_start[j + 1] = checked_add(map_start[j], checked_mul(g.out_spatial[j], g.window[j], op, "a patch map size"), op,
+                                   "a patch map size");
   std::vector<std::int64_t> maps(static_cast<std::size_t>(map_start[n]));
   for (std::size_t j = 0; j < n; ++j) {
     const std::int64_t dilated = dilate(g.in_spatial[j], g.lhs_dilation[j], "conv patches");
@@ -120,7 +129,6 @@ std::vector<std::int64_t> patch_source_table(const ConvGeometry& g) {
       }
   }
   const Shape in_strides = contiguous_strides(g.in_spatial);
-  const std::int64_t positions = g.out_positions(), window = g.window_size();
   std::vector<std::int64_t> table(static_cast<std::size_t>(positions * window));
   // Odometers over output positions (o) and window offsets (k).
   std::vector<std::int64_t> odometers(2 * n, 0);

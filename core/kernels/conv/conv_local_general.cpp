@@ -77,7 +77,9 @@ template <class T, class A>
 void local_conv_backward(const T* x, const A* kernel, const A* g, A* dx, A* dkernel, A* dbias,
                          const ConvContraction& c) {
   const LocalDims d(c);
-  const auto table = patch_source_table(c.geometry);
+  // The bias gradient alone (an empty input or kernel) reads no patch: no table, whose
+  // geometry may then be of any size.
+  const auto table = dx || dkernel ? patch_source_table(c.geometry) : std::vector<std::int64_t>();
   const auto block_size = static_cast<std::size_t>(d.N * d.I);
   const auto dx_size = static_cast<std::size_t>(d.N * c.geometry.in_positions() * c.geometry.channels);
   // Slot 0 scatters into dx itself, slot u > 0 into its own zeroed copy; the copies
