@@ -22,11 +22,7 @@ Index FastGeometry::tap_offset(Index tap) const {
 
 std::vector<Index> FastGeometry::position_origins() const {
   // (The steps hoisted: this runs per call, over every position: 4096 for the 1-D layer.)
-  // An axis with one output position has no step: its stride may be any size (lax
-  // allows it), and stride × axis_stride would overflow; with two or more, the
-  // stride lies within the padded input and the product fits.
-  const auto step = [&](int j) { return out[static_cast<std::size_t>(j)] > 1 ? stride[static_cast<std::size_t>(j)] * axis_stride(j) : 0; };
-  const Index step0 = step(0), step1 = step(1), step2 = step(2);
+  const Index step0 = stride[0] * axis_stride(0), step1 = stride[1] * axis_stride(1), step2 = stride[2] * axis_stride(2);
   std::vector<Index> origins(static_cast<std::size_t>(positions()));
   Index* origin = origins.data();
   for (Index o0 = 0; o0 < out[0]; ++o0)
@@ -72,7 +68,10 @@ FastGeometry fast_geometry(const ConvGeometry& g, std::int64_t features) {
     f.pad_lo[j] = unit ? 0 : g.pads[s].first;
     f.padded[j] = unit ? 1 : g.in_spatial[s] + g.pads[s].first + g.pads[s].second;
     f.kernel[j] = unit ? 1 : g.window[s];
-    f.stride[j] = unit ? 1 : g.strides[s];
+    // An axis with one output position takes no step along it: its stride may be any
+    // size (lax allows it, up to INT64_MAX) and would only overflow the products of
+    // the offsets (stride × row stride) computed from it. 1 is as good.
+    f.stride[j] = unit || g.out_spatial[s] == 1 ? 1 : g.strides[s];
     f.dilation[j] = unit ? 1 : g.rhs_dilation[s];
     f.out[j] = unit ? 1 : g.out_spatial[s];
   }
