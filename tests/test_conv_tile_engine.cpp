@@ -221,6 +221,30 @@ double worst_error(const Tensor& got, const Tensor& want) {
   return worst / (1 + largest);
 }
 
+// Runs the case on the general path at one thread (the reference), then on the fast
+// kernels with each tile kind and thread count given, and has check(got, want,
+// fast_calls) compare them (fast_calls: the fast-kernel dispatches of that run).
+template <class Check>
+void fast_against_general(const Config& c, const Tensor& x, const Tensor& k, const Tensor& b, const Tensor& dy,
+                          const std::vector<bool>& tile_kinds, std::initializer_list<int> thread_counts,
+                          Check&& check) {
+  kernels::tiles::set_fast_enabled(false);
+  set_num_threads(1);
+  const Outputs want = run(c, x, k, b, dy);
+  kernels::tiles::set_fast_enabled(true);
+  for (const bool avx512 : tile_kinds) {
+    kernels::tiles::set_avx512_allowed(avx512);
+    for (const int threads : thread_counts) {
+      CAPTURE(avx512);
+      CAPTURE(threads);
+      set_num_threads(threads);
+      const std::int64_t before = kernels::conv_fast_dispatch_count();
+      const Outputs got = run(c, x, k, b, dy);
+      check(got, want, kernels::conv_fast_dispatch_count() - before);
+    }
+  }
+}
+
 }  // namespace
 
 TEST_CASE("the fast conv kernels match the general path on random configurations") {
@@ -248,27 +272,15 @@ TEST_CASE("the fast conv kernels match the general path on random configurations
     const Tensor x = random_normal(make_key(seed), c.input), k = random_normal(make_key(seed + 1), kernel_shape);
     const Tensor b = random_normal(make_key(seed + 2), bias_shape), dy = random_normal(make_key(seed + 3), out_shape);
 
-    kernels::tiles::set_fast_enabled(false);
-    set_num_threads(1);
-    const Outputs want = run(c, x, k, b, dy);
-    kernels::tiles::set_fast_enabled(true);
-    for (const bool avx512 : tile_kinds) {
-      kernels::tiles::set_avx512_allowed(avx512);
-      for (const int threads : {1, 2}) {
-        CAPTURE(avx512);
-        CAPTURE(threads);
-        set_num_threads(threads);
-        const std::int64_t before = kernels::conv_fast_dispatch_count();
-        const Outputs got = run(c, x, k, b, dy);
-        CHECK(kernels::conv_fast_dispatch_count() > before);
-        reached += kernels::conv_fast_dispatch_count() > before;
-        REQUIRE(got.values.size() == want.values.size());
-        for (std::size_t i = 0; i < want.values.size(); ++i) {
-          CAPTURE(i);  // y, dx, dkernel, dbias
-          CHECK(worst_error(got.values[i], want.values[i]) < 1e-4);
-        }
+    fast_against_general(c, x, k, b, dy, tile_kinds, {1, 2}, [&](const Outputs& got, const Outputs& want, std::int64_t fast_calls) {
+      CHECK(fast_calls > 0);
+      reached += fast_calls > 0;
+      REQUIRE(got.values.size() == want.values.size());
+      for (std::size_t i = 0; i < want.values.size(); ++i) {
+        CAPTURE(i);  // y, dx, dkernel, dbias
+        CHECK(worst_error(got.values[i], want.values[i]) < 1e-4);
       }
-    }
+    });
   }
   CHECK(reached == kConfigs * static_cast<int>(tile_kinds.size()) * 2);
 }
@@ -382,25 +394,13 @@ TEST_CASE("1-D local convs: the output-stationary input gradient and the streame
     const Tensor b = random_normal(make_key(seed + 2), {positions, one.features});
     const Tensor dy = random_normal(make_key(seed + 3), {n, positions, one.features});
     seed += 4;
-    kernels::tiles::set_fast_enabled(false);
-    set_num_threads(1);
-    const Outputs want = run(c, x, k, b, dy);
-    kernels::tiles::set_fast_enabled(true);
-    for (const bool avx512 : tile_kinds) {
-      kernels::tiles::set_avx512_allowed(avx512);
-      for (const int threads : {1, 2, 3}) {
-        CAPTURE(avx512);
-        CAPTURE(threads);
-        set_num_threads(threads);
-        const std::int64_t before = kernels::conv_fast_dispatch_count();
-        const Outputs got = run(c, x, k, b, dy);
-        CHECK(kernels::conv_fast_dispatch_count() == before + 2);  // the forward and the fused backward
-        REQUIRE(got.values.size() == 4);
-        for (std::size_t i = 0; i < 4; ++i) {
-          CAPTURE(i);  // y, dx, dkernel, dbias
-          CHECK(worst_error(got.values[i], want.values[i]) < 1e-4);
-        }
+    fast_against_general(c, x, k, b, dy, tile_kinds, {1, 2, 3}, [](const Outputs& got, const Outputs& want, std::int64_t fast_calls) {
+      CHECK(fast_calls == 2);  // the forward and the fused backward
+      REQUIRE(got.values.size() == 4);
+      for (std::size_t i = 0; i < 4; ++i) {
+        CAPTURE(i);  // y, dx, dkernel, dbias
+        CHECK(worst_error(got.values[i], want.values[i]) < 1e-4);
       }
-    }
+    });
   }
 }
