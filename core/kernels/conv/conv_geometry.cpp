@@ -16,8 +16,6 @@ std::int64_t dilate(std::int64_t size, std::int64_t dilation, const char* op) {
   return size == 0 ? 0 : checked_add(checked_mul(size - 1, dilation, op, "a dilated size"), 1, op, "a dilated size");
 }
 
-std::int64_t floor_div(std::int64_t a, std::int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
-
 void default_to_ones(std::vector<std::int64_t>& v, std::size_t n) {
   if (v.empty()) v.assign(n, 1);
 }
@@ -102,6 +100,8 @@ ConvGeometry make_conv_geometry(const Shape& lhs_shape, const Shape& window, std
   }
   return g;
 }
+
+std::int64_t floor_div(std::int64_t a, std::int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 
 std::vector<std::int64_t> patch_source_table(const ConvGeometry& g) {
   constexpr const char* op = "conv patches";

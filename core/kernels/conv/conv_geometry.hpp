@@ -28,6 +28,9 @@ struct ConvGeometry {
   std::int64_t patch_size() const { return channels * window_size(); }  // C*S
 };
 
+// a / b rounded towards minus infinity (C++'s / rounds towards zero); b != 0.
+std::int64_t floor_div(std::int64_t a, std::int64_t b);
+
 // Runs the checks lax.conv_general_dilated makes on windows, strides, dilations
 // and padding, resolves a string padding (padtype_to_pads) and computes the output
 // size O = max(0, floor((D + lo + hi - K) / s) + 1), D the lhs-dilated input size

@@ -284,8 +284,6 @@ bool direct_1d_applies(const tiles::FastGeometry& g) {
          g.stride[2] * g.channels >= 8;
 }
 
-Index floor_div(Index a, Index b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
 Direct1d direct_1d_layout(const tiles::FastGeometry& g, const Plan& p) {
   Direct1d d;
   d.width = p.patch + 16;
@@ -415,6 +413,20 @@ struct AlignedBuffer {
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
 };
 
+// d_kernel and d_bias only (whatever p.d_x says): positions are independent, so they
+// are split evenly over the threads.
+void kernel_gradients(Plan p) {
+  p.d_x = nullptr;
+  const Index slots = std::min<Index>(num_threads(), p.positions);
+  parallel_for(slots, [&](Index slot) {
+    AlignedBuffer block(p.batch * p.block_stride);
+    const SlotRange range = static_slot_range(p.positions, slots, slot);
+    for (Index position = range.begin; position < range.end; ++position)
+      backward_position(p, position, block.data, nullptr);
+    tiles::finish_streaming();
+  });
+}
+
 // How the d_x pass is split: along the outermost axis a with more than one output
 // "row" (the axes before it have one). Row o reads input rows [o·s, o·s + K) along a,
 // K = (k − 1)·d + 1, so rows less than h + 1 = ⌈K/s⌉ apart overlap in d_x. Bands of at
@@ -486,16 +498,7 @@ void conv_local_backward_fast(const ConvGeometry& geometry, std::int64_t feature
     // after the kernel gradients (split by positions).
     plan.d_kernel = d_kernel;
     plan.d_bias = d_bias;
-    if (d_kernel || d_bias) {
-      const Index slots = std::min<Index>(num_threads(), plan.positions);
-      parallel_for(slots, [&](Index slot) {
-        AlignedBuffer block(plan.batch * plan.block_stride);
-        const SlotRange range = static_slot_range(plan.positions, slots, slot);
-        for (Index position = range.begin; position < range.end; ++position)
-          backward_position(plan, position, block.data, nullptr);
-        tiles::finish_streaming();
-      });
-    }
+    if (d_kernel || d_bias) kernel_gradients(plan);
     const Direct1d direct = direct_1d_layout(g, plan);
     std::vector<Index> dy_rows(static_cast<std::size_t>(plan.batch)), dx_rows(dy_rows.size());
     for (Index n = 0; n < plan.batch; ++n) {
@@ -521,21 +524,8 @@ void conv_local_backward_fast(const ConvGeometry& geometry, std::int64_t feature
   const Index block_size = plan.batch * plan.block_stride;
   const Index kt_size = d_x ? plan.features * plan.kt_stride : 0;
 
-  // Positions are independent for d_kernel and d_bias: split them evenly.
-  auto kernel_gradients = [&] {
-    Plan without_dx = plan;
-    without_dx.d_x = nullptr;
-    const Index slots = std::min<Index>(num_threads(), plan.positions);
-    parallel_for(slots, [&](Index slot) {
-      AlignedBuffer block(block_size);
-      const SlotRange range = static_slot_range(plan.positions, slots, slot);
-      for (Index position = range.begin; position < range.end; ++position)
-        backward_position(without_dx, position, block.data, nullptr);
-      tiles::finish_streaming();
-    });
-  };
   if (!d_x) {
-    kernel_gradients();
+    kernel_gradients(plan);
     return;
   }
 
@@ -562,7 +552,7 @@ void conv_local_backward_fast(const ConvGeometry& geometry, std::int64_t feature
       tiles::crop_input_gradient(g, plan.d_x, d_x);
       return;
     }
-    if (d_kernel || d_bias) kernel_gradients();
+    if (d_kernel || d_bias) kernel_gradients(plan);
     parallel_for(threads, [&](Index slot) {
       AlignedBuffer kt(kt_size);
       const SlotRange range = static_slot_range(plan.batch, threads, slot);
