@@ -366,9 +366,12 @@ struct File::Impl {
         case 0x000B: filters(object, m.data, what + " (filter pipeline)"); break;
         case 0x000C: attribute(object, m, what + " (attribute)"); break;
         case 0x0011: symbol_table(object, m.data, what + " (symbol table)"); has_group = true; break;
-        case 0x0002: link_info(object, m.data, what + " (link info)"); has_group = true; break;
+        case 0x0002:
+          object.dense_links |= has_dense_storage(m.data, what + " (link info)", 8);
+          has_group = true;
+          break;
         case 0x0006: link(object, m.data, what + " (link)"); has_group = true; break;
-        case 0x0015: attribute_info(object, m.data, what + " (attribute info)"); break;
+        case 0x0015: object.dense_attributes |= has_dense_storage(m.data, what + " (attribute info)", 2); break;
         default: break;  // NIL, fill value, modification time, ... : not needed to read the data
       }
     }
@@ -598,20 +601,14 @@ struct File::Impl {
     object.attributes.insert_or_assign(std::move(name), std::move(a));
   }
 
-  void attribute_info(Object& object, std::string_view data, const std::string& what) {
+  // The attribute info and link info messages (version 0): flags, the maximum creation
+  // index when tracked (`index_bytes`: 2 for attributes, 8 for links), then the address
+  // of the fractal heap that holds dense storage (undefined when the storage is compact).
+  bool has_dense_storage(std::string_view data, const std::string& what, std::uint64_t index_bytes) {
     Cursor c(data, context, what);
-    if (c.u8() != 0) c.fail("attribute info version (0 expected)");
-    const std::uint8_t flags = c.u8();
-    if (flags & 0x01) c.skip(2);
-    if (addr(c) != kUndefined) object.dense_attributes = true;
-  }
-
-  void link_info(Object& object, std::string_view data, const std::string& what) {
-    Cursor c(data, context, what);
-    if (c.u8() != 0) c.fail("link info version (0 expected)");
-    const std::uint8_t flags = c.u8();
-    if (flags & 0x01) c.skip(8);
-    if (addr(c) != kUndefined) object.dense_links = true;
+    if (c.u8() != 0) c.fail("version (0 expected)");
+    if (c.u8() & 0x01) c.skip(index_bytes);
+    return addr(c) != kUndefined;
   }
 
   void link(Object& object, std::string_view data, const std::string& what) {
