@@ -87,6 +87,10 @@ TEST_CASE("a stride of any size along an axis with one output position (fast Con
   const Tensor x = random_normal(make_key(5), plan.input_shape);
   const Tensor kernel = random_normal(make_key(6), plan.kernel_shape);
   const Tensor cotangent = random_normal(make_key(7), plan.output_shape);
+  struct FastPathRestored {  // the test flips a process-wide switch
+    bool before = kernels::conv_local_fast_enabled();
+    ~FastPathRestored() { kernels::set_conv_local_fast_enabled(before); }
+  } restore;
   std::vector<std::vector<double>> results;
   for (bool fast : {true, false}) {
     CAPTURE(fast);
@@ -101,7 +105,6 @@ TEST_CASE("a stride of any size along an axis with one output position (fast Con
       for (double e : t.to_vector()) all.push_back(e);
     results.push_back(all);
   }
-  kernels::set_conv_local_fast_enabled(true);
   REQUIRE(results[0].size() == results[1].size());
   for (std::size_t i = 0; i < results[0].size(); ++i) CHECK(results[0][i] == doctest::Approx(results[1][i]).epsilon(1e-5));
 }

@@ -75,10 +75,10 @@ struct Evaluation {
 // of 64, 0.33 s in batches of 500; two threads: the same (0.17 s) or faster.
 constexpr std::size_t kEvalBatch = 64;
 
-Evaluation evaluate(nn::Module& model, const Dataset& test, std::size_t batch_size) {
+Evaluation evaluate(nn::Module& model, const Dataset& test) {
   NoGradGuard no_grad;
   model.eval();
-  DataLoader loader(test, {.batch_size = batch_size, .shuffle = false});
+  DataLoader loader(test, {.batch_size = kEvalBatch, .shuffle = false});
   Evaluation e;
   double loss_sum = 0;
   long correct = 0, seen = 0;
@@ -183,7 +183,7 @@ int run(const Flags& f) {
 
   if (!f.eval.empty()) {
     load_checkpoint(f.eval, *model, nullptr);
-    const Evaluation e = evaluate(*model, test, kEvalBatch);
+    const Evaluation e = evaluate(*model, test);
     fashion::print_confusion_matrix(e.confusion);
     fmt::print("test loss: {:.4f}\ntest accuracy: {:.2f}%\n", e.loss, 100 * e.accuracy);
     return 0;
@@ -268,7 +268,7 @@ int run(const Flags& f) {
       const auto totals = distributed::all_reduce_sum({loss_sum, correct, static_cast<double>(seen)});
       loss_sum = totals[0], correct = totals[1], seen = static_cast<std::int64_t>(totals[2]);
     }
-    last = evaluate(*model, test, kEvalBatch);
+    last = evaluate(*model, test);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     history.push_back({epoch + 1, loss_sum / static_cast<double>(seen), correct / static_cast<double>(seen), last.loss,
                        last.accuracy, seconds});
@@ -281,7 +281,7 @@ int run(const Flags& f) {
     }
   }
   if (!lead) return 0;
-  if (first_epoch >= f.epochs) last = evaluate(*model, test, kEvalBatch);  // no epoch ran: the checkpoint's accuracy
+  if (first_epoch >= f.epochs) last = evaluate(*model, test);  // no epoch ran: the checkpoint's accuracy
   fashion::print_epoch_table(history);
   fashion::print_confusion_matrix(last.confusion);
   if (!history.empty() && fashion::plot_curves(f.out + "/metrics.csv", f.out + "/curves.png", history.back().epoch))
