@@ -166,8 +166,12 @@ Config random_config(std::mt19937& rng) {
       c.strides.push_back(pick(1, 3));
       c.dilation.push_back(pick(1, 2));
     }
-    c.input.push_back(pick(0, 3) == 0 ? pick(7, 13) : pick(1, 6));  // C: partial blocks of 8 channels too
-    c.features = pick(0, 2) == 0 ? 8 * pick(1, 3) : pick(1, 21);
+    // C: partial blocks of 8 channels too, and runs (kernel width × C) past 40 floats,
+    // which take the AVX-512 tiles of three zmm per row in the input gradient.
+    c.input.push_back(pick(0, 3) == 0 ? pick(7, 17) : pick(1, 6));
+    // F: whole and partial blocks for every tile width (AVX-512: 16, 32 and 48 columns
+    // per row, with masked tails; 17–24 columns as 16 + a ymm).
+    c.features = pick(0, 2) == 0 ? 8 * pick(1, 6) : pick(0, 2) == 0 ? pick(22, 50) : pick(1, 21);
     switch (pick(0, 4)) {
       case 0: c.padding = "SAME"; break;
       case 1: c.padding = "VALID"; break;

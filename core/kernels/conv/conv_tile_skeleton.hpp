@@ -38,7 +38,7 @@ __attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
   const bool stream_out = M != TileMode::Add && job.stream_out;
   const Mask tail_mask = P::first(columns - P::lanes * (V - 1));
   Mask block_mask[V];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
   for (int v = 0; v < V; ++v) block_mask[v] = P::first(columns > P::lanes * v ? columns - P::lanes * v : 0);
   for (Index tile = 0; tile < count; ++tile) {
     const float* a[R];
@@ -55,7 +55,7 @@ __attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
     }
     // Every loop over the tile is unrolled so that acc[][] lives in registers only.
     Vector acc[R][V];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int v = 0; v < V; ++v) {
       Vector start = P::zero();
       if (M == TileMode::Gather && job.init) {
@@ -69,12 +69,12 @@ __attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
     for (Index s = 0; s < steps; ++s) {
       const Index ai = table ? a_table[s] : s * a_step;
       Vector bv[V];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
       for (int v = 0; v < V; ++v) bv[v] = Tail && v == V - 1 ? P::load(tail_mask, b + P::lanes * v) : P::load(b + P::lanes * v);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const Vector av = P::broadcast(a[r] + ai);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int v = 0; v < V; ++v) acc[r][v] = P::fma(av, bv[v], acc[r][v]);
       }
       b += b_step;
@@ -85,7 +85,7 @@ __attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
     if constexpr (M != TileMode::Add) {
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int v = 0; v < V; ++v) {
           float* o = out[r] + P::lanes * v;
           if (Tail && v == V - 1) P::store(tail_mask, o, acc[r][v]);
@@ -95,7 +95,7 @@ __attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
       }
     } else {
       // Rows in order: neighbouring rows' footprints may overlap.
-#pragma GCC unroll 2
+#pragma GCC unroll 4
       for (int v = 0; v < V; ++v) {
         const bool whole = !P::cheap_masks && columns >= P::lanes * (v + 1);  // skip a slow mask
 #pragma GCC unroll 8
@@ -109,10 +109,10 @@ __attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
   }
 }
 
-// `count` tiles of exactly `rows` rows (1 ≤ rows ≤ max_rows(V)).
+// `count` tiles of exactly `rows` rows (1 ≤ rows ≤ max_rows<P>(V)).
 template <class P, int V, TileMode M, bool Tail, int R = 1>
 void run_tiles_of(Index rows, const TileJob& job, Index count) {
-  if constexpr (R <= max_rows(V)) {
+  if constexpr (R <= max_rows<P>(V)) {
     if (rows == R) run_tiles<P, R, V, M, Tail>(job, count);
     else run_tiles_of<P, V, M, Tail, R + 1>(rows, job, count);
   }
@@ -121,6 +121,6 @@ void run_tiles_of(Index rows, const TileJob& job, Index count) {
 // Rows [0, row_count) of `job` as the fewest, most even tiles of R × V vectors of P.
 template <class P, int V, TileMode M, bool Tail>
 void run_rows(const TileJob& job, Index row_count) {
-  split_rows(job, row_count, max_rows(V),
+  split_rows(job, row_count, max_rows<P>(V),
              [](Index rows, const TileJob& j, Index count) { run_tiles_of<P, V, M, Tail>(rows, j, count); });
 }

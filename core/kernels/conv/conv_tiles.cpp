@@ -7,7 +7,8 @@
 //                      accumulators, enough independent FMAs to hide their latency,
 //                      with the b vectors and one broadcast within 16 ymm registers.
 //                      Tail vectors under vmaskmovps masks.
-//   avx512::Zmm        AVX-512F, up to 8 rows × 1 zmm (16 columns): fewer tiles per
+//   avx512::Zmm        AVX-512F, up to 8 rows × 1, 2 or 3 zmm (16, 32 or 48 columns;
+//                      up to 24 accumulators of the 32 zmm registers): fewer tiles per
 //                      FLOP (less set-up and store work) and fewer loads per FMA than
 //                      6 × 2 ymm. Zen 4 runs a zmm FMA as two halves, so its peak is
 //                      the same; the gain is overhead.
@@ -69,9 +70,11 @@ inline T* row_of(const Rows<T>& rows, Index k) {
   else return rows.base + (rows.offsets ? rows.offsets[k] : k * rows.stride);
 }
 
-// The tiles of both families hold at most 8 rows; 6 when a row takes 2 vectors (12
-// AVX2 accumulators, 2 b vectors and one broadcast within 16 ymm registers).
-constexpr int max_rows(int vectors) { return vectors == 2 ? 6 : 8; }
+// The tiles of both families hold at most 8 rows; 6 when a row takes 2 ymm (12 AVX2
+// accumulators, 2 b vectors and one broadcast within 16 ymm registers). A zmm tile of
+// 8 rows × 3 keeps 24 accumulators, 3 b vectors and a broadcast in 32 registers.
+template <class P>
+constexpr int max_rows(int vectors) { return vectors == 2 && P::lanes == 8 ? 6 : 8; }
 
 }  // namespace
 }  // namespace xgrad::kernels::tiles
@@ -128,7 +131,7 @@ Mask first_lanes(int n) {
   return n >= lanes ? Mask(~Mask(0)) : Mask((1u << n) - 1);
 }
 
-// A full block of 16 columns in a zmm. One vector per row.
+// Blocks of 16, 32 or 48 columns: one, two or three zmm per row.
 struct Zmm {
   using Vector = __m512;
   using Mask = __mmask16;
@@ -175,6 +178,15 @@ std::atomic<bool> fast_path_enabled{std::getenv("XGRAD_CONV_GENERAL_PATH") == nu
 
 template <TileMode M, bool Tail>
 void run_mode(const TileJob& job, Index row_count) {
+  // Blocks wider than 16 columns come only with AVX-512 (for_each_column_block). Their
+  // last zmm is partial when the width is not a multiple of 16 (Tail is about 8).
+  const bool zmm_tail = M != TileMode::Add && job.columns % 16 != 0;
+  if (job.columns > 32)
+    return zmm_tail ? avx512::run_rows<avx512::Zmm, 3, M, true>(job, row_count)
+                    : avx512::run_rows<avx512::Zmm, 3, M, Tail>(job, row_count);
+  if (job.columns > 16)
+    return zmm_tail ? avx512::run_rows<avx512::Zmm, 2, M, true>(job, row_count)
+                    : avx512::run_rows<avx512::Zmm, 2, M, Tail>(job, row_count);
   const int vectors = job.columns > 8 ? 2 : 1;
   // A 16-column block as one zmm, except for short contractions: the 3×3×1 image
   // layer's forward (9 steps) measured ~20 % slower with AVX-512 tiles. A partial
