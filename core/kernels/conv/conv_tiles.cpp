@@ -12,9 +12,10 @@
 //                      FLOP (less set-up and store work) and fewer loads per FMA than
 //                      6 × 2 ymm. Zen 4 runs a zmm FMA as two halves, so its peak is
 //                      the same; the gain is overhead.
-//   avx512::YmmMasked  AVX-512VL, up to 8 rows × 1 ymm with k-register masks, for
+//   avx512::YmmMasked  AVX-512VL, up to 8 rows × 1 or 3 ymm with k-register masks:
 //                      partial blocks of at most 8 columns (AVX-512 masked stores are
-//                      cheap, AVX2's are not).
+//                      cheap, AVX2's are not) and blocks of 17–24 columns (24 of the
+//                      32 ymm registers AVX-512VL gives hold accumulators).
 //
 // A policy is a struct of one-intrinsic functions (load, masked load/store, stream,
 // broadcast, fma, add, the mask of the first n lanes; inlined, no call is left in a
@@ -149,9 +150,9 @@ struct Zmm {
   static Vector add(Vector a, Vector b) { return _mm512_add_ps(a, b); }
 };
 
-// A partial block of at most 8 columns (the tail of F = 20, a C = 4 run of d_x) in a
-// ymm with AVX-512VL masks: half the FMA lanes of a zmm tile for the same useful
-// work, and none of AVX2's slow vmaskmovps stores. One vector per row.
+// Ymm vectors with AVX-512VL masks: a partial block of at most 8 columns (a C = 4 run
+// of d_x) in one ymm per row, half the FMA lanes of a zmm tile for the same useful
+// work and none of AVX2's slow vmaskmovps stores; or 17–24 columns (F = 20) in three.
 struct YmmMasked : avx2::YmmOps {
   using Mask = __mmask8;
   static constexpr bool cheap_masks = true;
@@ -178,15 +179,17 @@ std::atomic<bool> fast_path_enabled{std::getenv("XGRAD_CONV_GENERAL_PATH") == nu
 
 template <TileMode M, bool Tail>
 void run_mode(const TileJob& job, Index row_count) {
-  // Blocks wider than 16 columns come only with AVX-512 (for_each_column_block). Their
-  // last zmm is partial when the width is not a multiple of 16 (Tail is about 8).
+  // Blocks wider than 16 columns come only with AVX-512 (for_each_column_block). A zmm
+  // tile's last vector is partial when the width is not a multiple of 16 (Tail is
+  // about 8, the ymm tiles' lane count).
   const bool zmm_tail = M != TileMode::Add && job.columns % 16 != 0;
   if (job.columns > 32)
     return zmm_tail ? avx512::run_rows<avx512::Zmm, 3, M, true>(job, row_count)
                     : avx512::run_rows<avx512::Zmm, 3, M, Tail>(job, row_count);
-  if (job.columns > 16)
+  if (job.columns > 24)
     return zmm_tail ? avx512::run_rows<avx512::Zmm, 2, M, true>(job, row_count)
                     : avx512::run_rows<avx512::Zmm, 2, M, Tail>(job, row_count);
+  if (job.columns > 16) return avx512::run_rows<avx512::YmmMasked, 3, M, Tail>(job, row_count);
   const int vectors = job.columns > 8 ? 2 : 1;
   // A 16-column block as one zmm, except for short contractions: the 3×3×1 image
   // layer's forward (9 steps) measured ~20 % slower with AVX-512 tiles. A partial

@@ -68,11 +68,12 @@ void run_tile_job(TileMode mode, const TileJob& job, Index row_count);
 bool avx512_active();  // (declared again below, with the other CPU switches)
 
 // Column blocks: body(first column, width), widths of at most 16, or with AVX-512
-// tiles up to 48: a block of 25–32 columns takes two zmm per row and one of 41–48
-// (the last remainder) three, so each broadcast feeds two or three FMAs instead of one
-// (ConvLocal B 3–5 % faster forward + backward: F = 32, and d_x runs of 3 × 16).
-// 17–24 columns stay 16 + a ymm-wide rest, which costs fewer FMA cycles than a
-// second zmm mostly masked off (F = 20 as one 32-wide block: 9 % slower).
+// tiles up to 48 taken as one block: 17–24 columns as three ymm per row, 25–32 as two
+// zmm, 41–48 (the last remainder) as three zmm, so that each broadcast feeds two or
+// three FMAs instead of one. ConvLocal, 1 thread, forward + backward, interleaved:
+// B 3–5 % faster (F = 32, d_x runs of 3 × 16 columns), B with F = 20 1–6 % (against
+// 16 + a ymm-wide 4; as one 32-wide zmm block it was 9 % slower: a zmm FMA costs two
+// ymm ones on Zen 4, masked lanes included).
 template <class Body>
 void for_each_column_block(Index count, Body&& body) {
   const bool wide = avx512_active();
@@ -80,8 +81,8 @@ void for_each_column_block(Index count, Body&& body) {
     const Index rest = count - start;
     const Index width = !wide                     ? std::min<Index>(rest, 16)
                         : rest > 40 && rest <= 48 ? rest
-                        : rest > 24               ? std::min<Index>(rest, 32)
-                                                  : std::min<Index>(rest, 16);
+                        : rest > 16               ? std::min<Index>(rest, 32)
+                                                  : rest;
     body(start, static_cast<int>(width));
     start += width;
   }
