@@ -61,6 +61,7 @@
 #include "layers/policy.hpp"
 #include "layers/rnn.hpp"
 #include "layers/rnn_cell.hpp"
+#include "layers/pool_modules.hpp"
 #include "layers/pooling.hpp"
 #include "layers/remat.hpp"
 #include "layers/sequential.hpp"

@@ -137,6 +137,16 @@ Tensor conv_general_dilated_local_input_vjp(const Tensor& g, const Tensor& rhs, 
 Tensor conv_general_dilated_resolved(const kernels::ConvContraction& c, const Tensor& lhs, const Tensor& rhs,
                                      const Tensor& bias = Tensor());
 
+// max_pool(conv_general_dilated_resolved(c, lhs, rhs, bias), window, strides = window,
+// "VALID") as ONE op, for a shared-weight 2-D conv with a bias, when the fast kernels
+// serve it (float32, F a multiple of 8; see kernels::conv_shared_forward_biased_max_pool):
+// the conv output is never written. Values and gradients of every order are those of
+// the two ops (the same kernels select the same elements; the VJP scatters to the
+// conv output and runs the conv's VJP). Undefined where it does not apply: the caller
+// then runs the two ops. lhs, rhs and bias as for conv_general_dilated_resolved.
+Tensor conv_general_dilated_max_pool_resolved(const kernels::ConvContraction& c, const Tensor& lhs, const Tensor& rhs,
+                                              const Tensor& bias, const Shape& window);
+
 // The input-VJP (transpose in lhs) of the contraction already resolved: g must have
 // c.output_shape() and rhs c.kernel_shape(), one floating dtype; the result has
 // c.input_shape(). Differentiable in g and rhs to any order.

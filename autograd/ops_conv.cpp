@@ -22,9 +22,11 @@
 #include "autograd/grad_mode.hpp"
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/pool_selection.hpp"
 #include "autograd/tangents.hpp"
 #include "core/error.hpp"
 #include "core/kernels/conv/conv.hpp"
+#include "core/kernels/pool.hpp"
 
 namespace xgrad {
 
@@ -96,6 +98,30 @@ Tensor conv_bias_op(const ConvPtr& c, const Tensor& x, const Tensor& w, const Te
                 Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) {
                   return tangents::plus(conv_jvp(c, x, w, t), t[2]);  // the bias tangent broadcasts like the bias
                 });
+}
+
+// conv_bias_op followed by a max pool over disjoint windows of the conv output, from
+// one kernel pass; undefined where the fast kernels do not serve it.
+Tensor conv_bias_max_pool_op(const ConvPtr& c, const Tensor& x, const Tensor& w, const Tensor& b,
+                             const Shape& window) {
+  auto pooled = kernels::conv_shared_forward_biased_max_pool(x, w, b, *c, window[0], window[1]);
+  if (!pooled) return Tensor();
+  const auto geometry = std::make_shared<const kernels::PoolGeometry>(
+      kernels::pool_geometry(c->output_shape(), window, window, PadPairs(window.size(), {0, 0})));
+  const Tensor indices = pooled->second;
+  return record(
+      "conv_general_dilated+max_pool", std::move(pooled->first), {x, w, b},
+      [c, x, w, b, indices, geometry](const Tensor& g, const Tensor&) -> Grads {
+        return conv_grads(c, x, w, b, scatter_to(g, indices, geometry));
+      },
+      Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) {
+        // The conv's tangent (the bias's broadcast over the batch and positions), read
+        // at the selected elements: max_pool's JVP.
+        Tensor conv_tangent = conv_jvp(c, x, w, t);
+        if (t[2].defined())
+          conv_tangent = conv_tangent.defined() ? add(conv_tangent, t[2]) : broadcast_to(t[2], c->output_shape());
+        return conv_tangent.defined() ? gather_at(conv_tangent, indices, geometry) : Tensor();
+      });
 }
 
 Tensor input_vjp_op(const ConvPtr& c, const Tensor& g, const Tensor& w) {
@@ -317,6 +343,22 @@ Tensor conv_general_dilated_resolved(const kernels::ConvContraction& contraction
   }
   check_bias(bias, lhs, bias_shape, "the resolved convolution's bias", op);
   return conv_bias_op(c, lhs, rhs, bias);
+}
+
+Tensor conv_general_dilated_max_pool_resolved(const kernels::ConvContraction& contraction, const Tensor& lhs,
+                                              const Tensor& rhs, const Tensor& bias, const Shape& window) {
+  if (contraction.weights != ConvWeights::Shared || !bias.defined() || window.size() != 2 ||
+      contraction.geometry.rank() != 2)
+    return Tensor();
+  const char* op = op_name(contraction);
+  check_same_dtype(lhs, rhs, op);
+  if (lhs.shape() != contraction.input_shape() || rhs.shape() != contraction.kernel_shape() ||
+      bias.shape() != Shape{contraction.features})
+    throw ShapeError(fmt::format("{}: lhs {}, rhs {} and bias {} do not match the resolved convolution ({}, {}, ({}))",
+                                 op, shape_str(lhs.shape()), shape_str(rhs.shape()), shape_str(bias.shape()),
+                                 shape_str(contraction.input_shape()), shape_str(contraction.kernel_shape()),
+                                 contraction.features));
+  return conv_bias_max_pool_op(std::make_shared<const ConvContraction>(contraction), lhs, rhs, bias, window);
 }
 
 Tensor conv_general_dilated_input_vjp(const Tensor& g, const Tensor& rhs, const Shape& lhs_shape,

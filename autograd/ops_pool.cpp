@@ -1,6 +1,7 @@
 // Pooling and its VJPs. Each VJP is itself a recorded op whose VJP is the forward
 // gather (or average), so gradients of any order are available.
 #include "autograd/pool.hpp"
+#include "autograd/pool_selection.hpp"
 
 #include <fmt/format.h>
 
@@ -11,11 +12,7 @@
 
 namespace xgrad {
 
-namespace {
-
 using Geometry = std::shared_ptr<const kernels::PoolGeometry>;
-
-Tensor scatter_to(const Tensor& g, const Tensor& indices, const Geometry& geometry);
 
 // Reads x at fixed flat indices; the transpose of scatter_to.
 Tensor gather_at(const Tensor& x, const Tensor& indices, const Geometry& geometry) {
@@ -32,6 +29,8 @@ Tensor scatter_to(const Tensor& g, const Tensor& indices, const Geometry& geomet
     return {gather_at(gg, indices, geometry)};
   }, Saves::Nothing, [&](const Grads&, const Grads& t, const Tensor&) { return scatter_to(t[0], indices, geometry); });
 }
+
+namespace {
 
 Tensor average(const Tensor& x, const Geometry& geometry, bool count_include_pad);
 

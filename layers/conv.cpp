@@ -10,6 +10,10 @@
 
 namespace xgrad::nn {
 
+namespace {
+thread_local MaxPoolFusion* t_max_pool_fusion = nullptr;  // the innermost live request on this thread
+}  // namespace
+
 ConvBase::ConvBase(ConvOptions options, bool shared_weights)
     : options_(std::move(options)), shared_weights_(shared_weights) {
   check_conv_layer_options(layer_name(), ConvLayerKind::Conv, options_.features,
@@ -79,7 +83,23 @@ Tensor ConvBase::forward(const Tensor& x) {
                               shared_weights_ ? "input channels changed?" : "input spatial size changed?");
   std::optional<Tensor> bias;
   if (options_.use_bias) bias = param("bias", plan.bias_shape, options_.bias_init, options_.param_dtype);
+  if (MaxPoolFusion* fusion = t_max_pool_fusion; fusion && fusion->conv_ == this) {
+    fusion->conv_ = nullptr;  // this call takes the request, granted or not
+    if (bias && !options_.mask)
+      if (Tensor y = conv_max_pool_apply(plan, x, kernel, *bias, fusion->window_, options_.dtype, options_.precision);
+          y.defined()) {
+        fusion->granted_ = true;
+        return y;
+      }
+  }
   return conv_apply(plan, x, kernel, bias, options_.mask, options_.dtype, options_.precision);
 }
+
+MaxPoolFusion::MaxPoolFusion(const ConvBase& conv, Shape window)
+    : conv_(&conv), window_(std::move(window)), enclosing_(t_max_pool_fusion) {
+  t_max_pool_fusion = this;
+}
+
+MaxPoolFusion::~MaxPoolFusion() { t_max_pool_fusion = enclosing_; }
 
 }  // namespace xgrad::nn

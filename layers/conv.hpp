@@ -89,6 +89,8 @@ struct ConvOptions {
   // @}
 };
 
+class MaxPoolFusion;
+
 // What Conv and ConvLocal share (Flax's _Conv): the options, their checks and the
 // forward pass; they differ only in whether the kernel is shared across positions.
 // Neither is the other: a ConvLocal is not a Conv.
@@ -122,6 +124,29 @@ class ConvBase : public Module {
 
   ConvOptions options_;
   bool shared_weights_;
+};
+
+// A request, for the calls made on this thread while it lives, that `conv` return
+// max_pool(conv(x), window, strides = window, "VALID") from one pass that never writes
+// the conv output (nn::Sequential makes one for a Conv followed by such a MaxPool). The
+// conv's next call grants it where that pass exists (conv_max_pool_apply: float32, 2-D,
+// a bias, no mask, the fast kernels) and computes its plain output otherwise;
+// granted() tells which. Values and gradients are those of the two layers.
+class MaxPoolFusion {
+ public:
+  MaxPoolFusion(const ConvBase& conv, Shape window);  // for the next call of `conv` on this thread
+  ~MaxPoolFusion();
+  MaxPoolFusion(const MaxPoolFusion&) = delete;
+  MaxPoolFusion& operator=(const MaxPoolFusion&) = delete;
+  // Whether the conv's last call returned the pooled output.
+  bool granted() const { return granted_; }
+
+ private:
+  friend class ConvBase;
+  const ConvBase* conv_;  // null once a call has taken the request
+  Shape window_;
+  bool granted_ = false;
+  MaxPoolFusion* enclosing_;
 };
 
 // flax.linen.Conv: one kernel (k..., C/G, F) for every output position.

@@ -218,6 +218,21 @@ ConvPlan plan_conv(const Shape& input_shape, const ConvSpec& spec, const std::op
   return plan;
 }
 
+namespace {
+
+// The lax contraction of `plan` (its geometry resolved once in plan_conv).
+kernels::ConvContraction contraction_of(const ConvPlan& plan, Precision precision) {
+  kernels::ConvContraction contraction;
+  contraction.geometry = *plan.geometry;
+  contraction.weights = plan.spec.shared_weights ? kernels::ConvWeights::Shared : kernels::ConvWeights::Local;
+  contraction.groups = plan.spec.feature_group_count;
+  contraction.features = plan.spec.features;
+  contraction.precision = precision;
+  return contraction;
+}
+
+}  // namespace
+
 Tensor conv_apply(const ConvPlan& plan, const Tensor& inputs, const Tensor& kernel, const std::optional<Tensor>& bias,
                   const std::optional<Tensor>& mask, std::optional<DType> dtype, Precision precision) {
   const char* who = plan.name.c_str();
@@ -253,14 +268,18 @@ Tensor conv_apply(const ConvPlan& plan, const Tensor& inputs, const Tensor& kern
 
   // The lax op on the geometry resolved by plan_conv (one op with the bias, so the
   // fast kernels add it in the forward and return its gradient in their backward pass).
-  kernels::ConvContraction contraction;
-  contraction.geometry = *plan.geometry;
-  contraction.weights = plan.spec.shared_weights ? kernels::ConvWeights::Shared : kernels::ConvWeights::Local;
-  contraction.groups = plan.spec.feature_group_count;
-  contraction.features = plan.spec.features;
-  contraction.precision = precision;
-  const Tensor y = conv_general_dilated_resolved(contraction, x, k, promoted[2]);
+  const Tensor y = conv_general_dilated_resolved(contraction_of(plan, precision), x, k, promoted[2]);
   return reshape(y, plan.output_shape);
+}
+
+Tensor conv_max_pool_apply(const ConvPlan& plan, const Tensor& inputs, const Tensor& kernel, const Tensor& bias,
+                           const Shape& window, std::optional<DType> dtype, Precision precision) {
+  const DType f32 = DType::Float32;
+  if (!plan.spec.shared_weights || plan.prepad != Prepad::None || inputs.shape() != plan.flat_input_shape ||
+      inputs.shape() != plan.input_shape || kernel.shape() != plan.kernel_shape || bias.shape() != plan.bias_shape ||
+      inputs.dtype() != f32 || kernel.dtype() != f32 || bias.dtype() != f32 || (dtype && *dtype != f32))
+    return Tensor();
+  return conv_general_dilated_max_pool_resolved(contraction_of(plan, precision), inputs, kernel, bias, window);
 }
 
 }  // namespace xgrad::nn

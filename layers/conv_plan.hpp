@@ -111,4 +111,13 @@ Tensor conv_apply(const ConvPlan& plan, const Tensor& inputs, const Tensor& kern
                   const std::optional<Tensor>& bias = std::nullopt, const std::optional<Tensor>& mask = std::nullopt,
                   std::optional<DType> dtype = std::nullopt, Precision precision = Precision::Default);
 
+// max_pool(conv_apply(plan, inputs, kernel, bias, nullopt, dtype, precision), window,
+// strides = window, "VALID") as one pass (autograd/conv.hpp:
+// conv_general_dilated_max_pool_resolved): a shared-weight 2-D plan with one batch
+// axis, no pre-padding, float32 throughout (no promotion), and the fast kernels
+// serving it. Undefined otherwise (then call conv_apply and max_pool).
+Tensor conv_max_pool_apply(const ConvPlan& plan, const Tensor& inputs, const Tensor& kernel, const Tensor& bias,
+                           const Shape& window, std::optional<DType> dtype = std::nullopt,
+                           Precision precision = Precision::Default);
+
 }  // namespace xgrad::nn

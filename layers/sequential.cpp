@@ -1,8 +1,20 @@
 #include "layers/sequential.hpp"
 
+#include <algorithm>
+#include <cctype>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/padding.hpp"
+#include "layers/conv.hpp"
+#include "layers/per_example_capture.hpp"
+#include "layers/pool_modules.hpp"
+#include "layers/summary_recorder.hpp"
 
 namespace xgrad::nn {
 
@@ -21,10 +33,50 @@ Sequential& Sequential::add(const std::string& name, std::shared_ptr<Module> lay
   return *this;
 }
 
+namespace {
+
+// The window of a MaxPool with strides equal to its window and no padding after a
+// Conv, when nothing watches the conv's own output (a per-example capture or summary
+// records every module's output; remat would recompute the conv alone); else nullopt.
+std::optional<Shape> fusable_max_pool(const Module& first, const Module& second) {
+  const auto* conv = dynamic_cast<const ConvBase*>(&first);
+  const auto* pool = dynamic_cast<const MaxPool*>(&second);
+  if (!conv || !pool || !conv->shared_weights() || conv->is_remat() || pool->is_remat() ||
+      PerExampleCapture::active() || SummaryRecorder::active())
+    return std::nullopt;
+  const PoolOptions& o = pool->options();
+  if (o.window_shape.size() != 2 || o.strides != o.window_shape) return std::nullopt;
+  // VALID or zero pairs. (A padding max_pool refuses is left to it to report.)
+  if (o.padding.is_string()) {
+    std::string name = o.padding.name();
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::toupper(c); });
+    return name == "VALID" ? std::optional<Shape>(o.window_shape) : std::nullopt;
+  }
+  try {
+    const Padding pairs = canonicalize_padding(o.padding, 2);
+    if (!pairs.is_string() && pairs.pairs() == std::vector<std::pair<int, int>>(2, {0, 0})) return o.window_shape;
+  } catch (const Error&) {
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 Tensor Sequential::forward(const Tensor& input) {
   if (layers_.empty()) throw ValueError("no layers to apply");
   Tensor x = input;
-  for (const auto& layer : layers_) x = (*layer)(x);
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    // A Conv then a MaxPool: one pass where the conv can (conv.hpp's MaxPoolFusion),
+    // which saves writing the conv's output and reading it back.
+    if (i + 1 < layers_.size())
+      if (const auto window = fusable_max_pool(*layers_[i], *layers_[i + 1])) {
+        MaxPoolFusion fusion(dynamic_cast<const ConvBase&>(*layers_[i]), *window);
+        x = (*layers_[i])(x);
+        if (fusion.granted()) ++i;  // the pool's output already
+        continue;
+      }
+    x = (*layers_[i])(x);
+  }
   return x;
 }
 

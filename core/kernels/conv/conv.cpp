@@ -10,6 +10,7 @@
 #include "core/kernels/conv/conv.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <optional>
 
 #include "core/kernels/conv/conv_contract.hpp"
@@ -336,6 +337,26 @@ Tensor conv_shared_forward_biased(const Tensor& x, const Tensor& kernel, const T
   Tensor out = empty(c.output_shape(), x.dtype());
   fast_forward(c, x.data<float>(), kernel.data<float>(), bias.data<float>(), out.data<float>());
   return out;
+}
+
+std::optional<std::pair<Tensor, Tensor>> conv_shared_forward_biased_max_pool(const Tensor& x, const Tensor& kernel,
+                                                                             const Tensor& bias,
+                                                                             const ConvContraction& c,
+                                                                             std::int64_t window_h,
+                                                                             std::int64_t window_w) {
+  if (c.weights != ConvWeights::Shared || c.geometry.rank() != 2 || c.features % 8 != 0 || window_h < 1 ||
+      window_w < 1 || !bias.defined() || bias.dtype() != DType::Float32 ||
+      nothing_to_compute(c.output_shape(), x, kernel) || !takes_fast_path(c, x.dtype(), kernel.dtype()))
+    return std::nullopt;
+  const Shape y = c.output_shape();  // (N, H, W, F)
+  if (y[1] < window_h || y[2] < window_w || numel(y) > std::numeric_limits<std::int32_t>::max()) return std::nullopt;
+  std::pair<Tensor, Tensor> pooled{empty({y[0], y[1] / window_h, y[2] / window_w, y[3]}, DType::Float32),
+                                   empty({y[0], y[1] / window_h, y[2] / window_w, y[3]}, DType::Int32)};
+  tiles::count_fast_dispatch();
+  conv_shared_forward_max_pool_fast(c.geometry, c.features, x.data<float>(), kernel.data<float>(), bias.data<float>(),
+                                    window_h, window_w, pooled.first.data<float>(),
+                                    pooled.second.data<std::int32_t>());
+  return pooled;
 }
 
 std::optional<SharedConvParamGrads> conv_shared_param_vjp_fused(const Tensor& x, const Tensor& g,

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <utility>
 
 #include "core/kernels/conv/conv_geometry.hpp"
 #include "core/precision.hpp"
@@ -43,6 +44,17 @@ Tensor conv_local_forward_biased(const Tensor& x, const Tensor& kernel, const Te
 // Shared weights: conv_forward(x, kernel) + bias, bias (F) broadcast over the batch
 // and the positions; the fast kernels add it in their accumulators.
 Tensor conv_shared_forward_biased(const Tensor& x, const Tensor& kernel, const Tensor& bias, const ConvContraction& c);
+
+// Shared weights, 2-D: max pool over disjoint window_h × window_w windows (stride =
+// window, no padding) of conv_forward(x, kernel) + bias, in one pass that never writes
+// the conv output: (pooled, index) exactly as pool_select(y, ·, take_max) on that
+// output (core/kernels/pool.hpp; Int32 index). nullopt unless the fast kernels serve
+// the conv (float32 operands and bias) and F is a multiple of 8.
+std::optional<std::pair<Tensor, Tensor>> conv_shared_forward_biased_max_pool(const Tensor& x, const Tensor& kernel,
+                                                                             const Tensor& bias,
+                                                                             const ConvContraction& c,
+                                                                             std::int64_t window_h,
+                                                                             std::int64_t window_w);
 
 // Shared weights: the kernel and bias gradients of conv_forward(x, kernel) + bias for
 // cotangent g from ONE kernel-VJP pass, when the fast kernels handle this case, else

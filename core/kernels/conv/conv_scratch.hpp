@@ -14,7 +14,8 @@ namespace xgrad::kernels {
 // PatchBlock, KernelBlock, PatchGradBlock and Accumulator are the per-thread buffers of the
 // local conv's per-position pass (core/kernels/conv/conv_local_general.cpp);
 // KernelResult and Bias hold the kernel and bias (or their gradients) next to Result;
-// PositionOffsets holds the shared conv kernel gradient's table of patch origins.
+// PositionOffsets holds the shared conv kernel gradient's table of patch origins;
+// PooledRows the conv rows of one pooled row (conv_shared_forward_max_pool_fast).
 enum class ConvScratch {
   Patches,
   Kernel,
@@ -28,6 +29,7 @@ enum class ConvScratch {
   Accumulator,
   Input,
   PositionOffsets,
+  PooledRows,
   Count
 };
 

@@ -92,14 +92,47 @@ void column_sums(const float* rows, Index count, Index features, float* out) {
   }
 }
 
+// The max pool of `window_h` conv output rows held in `rows` (each `width` outputs of
+// F floats) over disjoint windows of window_h × window_w: pooled row of `pooled_width`
+// outputs into `out`, and into `index` the flat index in the conv output of each
+// window's selected element (`base`: the flat index of rows[0]). The selection is
+// max_pool's (core/kernels/pool.cpp): the window's taps in row-major order, a tap
+// replaces the best so far if strictly greater, or if it is the first NaN.
+void max_pool_rows(const float* rows, Index width, Index features, Index window_h, Index window_w,
+                   Index pooled_width, std::int64_t base, float* out, std::int32_t* index) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (Index c = 0; c < pooled_width; ++c) {
+    for (Index f0 = 0; f0 < features; f0 += 8) {
+      const Index first = c * window_w * features + f0;
+      __m256 best = _mm256_loadu_ps(rows + first);
+      __m256i arg = _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int>(base + first)));
+      for (Index dr = 0; dr < window_h; ++dr) {
+        for (Index dc = dr == 0 ? 1 : 0; dc < window_w; ++dc) {
+          const Index at = (dr * width + c * window_w + dc) * features + f0;
+          const __m256 x = _mm256_loadu_ps(rows + at);
+          const __m256 better =
+              _mm256_or_ps(_mm256_cmp_ps(x, best, _CMP_GT_OQ),
+                           _mm256_and_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q), _mm256_cmp_ps(best, best, _CMP_ORD_Q)));
+          const __m256i here = _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int>(base + at)));
+          best = _mm256_blendv_ps(best, x, better);
+          arg = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(arg), _mm256_castsi256_ps(here), better));
+        }
+      }
+      _mm256_storeu_ps(out + c * features + f0, best);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(index + c * features + f0), arg);
+    }
+  }
+}
+
 }  // namespace
 
 #pragma GCC pop_options
 
 namespace {
 
-// y of one output line (line = n·lines_per_sample + line within the sample).
-void forward_line(const Plan& p, const float* xp, const float* kernel, const float* bias, float* y, Index line) {
+// Output line `line` (= n·lines_per_sample + line within the sample) into `out`
+// (line_length outputs of F floats, one after another).
+void forward_line(const Plan& p, const float* xp, const float* kernel, const float* bias, float* out, Index line) {
   const Index n = line / p.lines_per_sample;
   tiles::for_each_column_block(p.features, [&](Index f0, int columns) {
     TileJob job;
@@ -109,7 +142,7 @@ void forward_line(const Plan& p, const float* xp, const float* kernel, const flo
     job.b = kernel + f0;
     job.b_step = p.features;
     job.init = bias ? bias + f0 : nullptr;
-    job.out = {y + line * p.line_length * p.features + f0, p.features, nullptr};
+    job.out = {out + f0, p.features, nullptr};
     job.columns = columns;
     tiles::run_tile_job(TileMode::Gather, job, p.line_length);
   });
@@ -168,7 +201,31 @@ void conv_shared_forward_fast(const ConvGeometry& geometry, std::int64_t feature
   const Index lines = plan.g.batch * plan.lines_per_sample;
   // A few ranges per thread, so a thread the OS runs late leaves its share to the others.
   parallel_for_ranges(lines, 4 * num_threads(), [&](Index first, Index end) {
-    for (Index line = first; line < end; ++line) forward_line(plan, xp, kernel, bias, y, line);
+    for (Index line = first; line < end; ++line)
+      forward_line(plan, xp, kernel, bias, y + line * plan.line_length * plan.features, line);
+  });
+}
+
+void conv_shared_forward_max_pool_fast(const ConvGeometry& geometry, std::int64_t features, const float* x,
+                                       const float* kernel, const float* bias, std::int64_t window_h,
+                                       std::int64_t window_w, float* out, std::int32_t* index) {
+  const Plan plan(tiles::fast_geometry(geometry, features));
+  const float* xp = tiles::padded_input(plan.g, x);
+  // 2-D: a sample's lines are its output rows (fast_geometry's leading axis is a unit one).
+  const Index height = plan.lines_per_sample, width = plan.line_length, f = plan.features;
+  const Index pooled_height = height / window_h, pooled_width = width / window_w;
+  const Index pooled_rows = plan.g.batch * pooled_height;
+  // As the unpooled forward: a few ranges per thread; each thread computes a pooled
+  // row's window_h conv rows into its scratch (in L1), then pools them.
+  parallel_for_ranges(pooled_rows, 4 * num_threads(), [&](Index first, Index end) {
+    float* rows = conv_scratch<float>(ConvScratch::PooledRows, static_cast<std::size_t>(window_h * width * f));
+    for (Index pooled_row = first; pooled_row < end; ++pooled_row) {
+      const Index n = pooled_row / pooled_height, row = pooled_row % pooled_height * window_h;
+      for (Index dr = 0; dr < window_h; ++dr)
+        forward_line(plan, xp, kernel, bias, rows + dr * width * f, n * height + row + dr);
+      max_pool_rows(rows, width, f, window_h, window_w, pooled_width, (n * height + row) * width * f,
+                    out + pooled_row * pooled_width * f, index + pooled_row * pooled_width * f);
+    }
   });
 }
 

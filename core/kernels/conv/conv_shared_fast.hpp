@@ -25,6 +25,15 @@ bool conv_shared_fast_supported(const ConvGeometry& g, std::int64_t features);
 void conv_shared_forward_fast(const ConvGeometry& g, std::int64_t features, const float* x, const float* kernel,
                               const float* bias, float* y);
 
+// The forward (with bias) followed by a max pool over disjoint windows of
+// window_h × window_w outputs (stride = window, no padding; rows and columns past the
+// last whole window are not computed), for a 2-D `g` and F a multiple of 8:
+// out (N, ⌊H/window_h⌋, ⌊W/window_w⌋, F) and index, the flat index into y (N, H, W, F)
+// of each window's selected element, exactly as pool_select (core/kernels/pool.hpp)
+// on y; y itself is never written.
+void conv_shared_forward_max_pool_fast(const ConvGeometry& g, std::int64_t features, const float* x,
+                                       const float* kernel, const float* bias, std::int64_t window_h,
+                                       std::int64_t window_w, float* out, std::int32_t* index);
 // Given dy = ∂L/∂y (N, O..., F), overwrites d_x (N, M..., C) with the adjoint of the
 // forward in x. Each sample is one task, so the result does not depend on the thread count.
 void conv_shared_input_vjp_fast(const ConvGeometry& g, std::int64_t features, const float* dy, const float* kernel,

@@ -1,0 +1,81 @@
+// Pooling as modules, for nn::Sequential (Keras's MaxPooling2D / AveragePooling2D,
+// torch.nn.MaxPool2d): each calls the function of layers/pooling.hpp (Flax's
+// nn.max_pool, nn.avg_pool, nn.min_pool, which Flax modules call inline) with the
+// options given here; no parameters.
+//
+//   nn::Sequential net{std::make_shared<nn::Conv>(nn::ConvOptions{.features = 16, .kernel_size = {3, 3}}),
+//                      std::make_shared<nn::MaxPool>(nn::PoolOptions{.window_shape = {2, 2}, .strides = {2, 2}})};
+//
+// A Sequential runs a Conv followed by a MaxPool with strides equal to its window and
+// VALID padding as one pass where the fast kernels serve both (layers/sequential.hpp).
+#pragma once
+
+#include <string>
+#include <utility>
+
+#include "core/padding.hpp"
+#include "layers/module.hpp"
+
+namespace xgrad::nn {
+
+// Designated initializers name the fields in this order: window_shape, strides,
+// padding, count_include_pad.
+struct PoolOptions {
+  Shape window_shape;            // one extent per spatial dim
+  Shape strides = {};            // empty: 1 along every spatial dim (as nn::max_pool)
+  Padding padding = "VALID";     // "VALID", "SAME", "SAME_LOWER", ints or (lo, hi) pairs
+  bool count_include_pad = true;  // AvgPool only: divide by the window size, or by its non-padding elements
+};
+
+// nn::max_pool(x, window_shape, strides, padding).
+class MaxPool : public Module {
+ public:
+  // Stores the options; the input is checked at each call, as the function checks it.
+  explicit MaxPool(PoolOptions options) : options_(std::move(options)) {}
+  std::string describe() const override;  // "MaxPool, window_shape=[2, 2], strides=[2, 2], padding=VALID"
+  // The options it was built with.
+  const PoolOptions& options() const { return options_; }
+
+ protected:
+  // The pooled x (errors as nn::max_pool's).
+  Tensor forward(const Tensor& x) override;
+
+ private:
+  PoolOptions options_;
+};
+
+// nn::min_pool(x, window_shape, strides, padding).
+class MinPool : public Module {
+ public:
+  // Stores the options; the input is checked at each call, as the function checks it.
+  explicit MinPool(PoolOptions options) : options_(std::move(options)) {}
+  std::string describe() const override;  // "MinPool, window_shape=[2, 2], ..."
+  // The options it was built with.
+  const PoolOptions& options() const { return options_; }
+
+ protected:
+  // The pooled x (errors as nn::min_pool's).
+  Tensor forward(const Tensor& x) override;
+
+ private:
+  PoolOptions options_;
+};
+
+// nn::avg_pool(x, window_shape, strides, padding, count_include_pad).
+class AvgPool : public Module {
+ public:
+  // Stores the options; the input is checked at each call, as the function checks it.
+  explicit AvgPool(PoolOptions options) : options_(std::move(options)) {}
+  std::string describe() const override;  // "AvgPool, window_shape=[2, 2], ..."
+  // The options it was built with.
+  const PoolOptions& options() const { return options_; }
+
+ protected:
+  // The pooled x (errors as nn::avg_pool's).
+  Tensor forward(const Tensor& x) override;
+
+ private:
+  PoolOptions options_;
+};
+
+}  // namespace xgrad::nn

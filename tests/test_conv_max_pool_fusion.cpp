@@ -1,0 +1,268 @@
+// A Conv followed by a MaxPool (strides = window, VALID) inside nn::Sequential runs as
+// one op (autograd/conv.hpp: conv_general_dilated_max_pool_resolved) whose values and
+// gradients of every order must be bit for bit those of the two layers run apart:
+//  - the fused op is taken (its tape node) wherever the fast kernels serve the conv;
+//  - outputs, and the gradients of the input, kernel and bias, equal the unfused
+//    composition exactly, at 1, 2 and 3 threads, with ties, NaNs, rows and columns
+//    past the last whole window, 3×2 windows and several feature counts;
+//  - second-order gradients (create_graph) and forward-mode tangents equal too;
+//  - where it does not apply (F not a multiple of 8, float64, strides ≠ window,
+//    padding, a ConvLocal, a per-example capture, a summary, remat), the layers run
+//    apart, with the same results;
+//  - the pooling modules compute the pooling functions.
+// (The fused op is float32 only; its float64 gradcheck is that of the two ops it
+// replaces, which test_conv_gradcheck.cpp and test_layers_pooling.cpp run.)
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/kernels/conv/conv.hpp"
+#include "core/kernels/conv/conv_tiles.hpp"
+#include "core/threading.hpp"
+#include "xgrad.hpp"
+
+using namespace xgrad;
+
+namespace {
+
+struct ThreadsGuard {
+  int before = num_threads();
+  ~ThreadsGuard() { set_num_threads(before); }
+};
+
+bool fast_kernels_available() {
+  if (kernels::tiles::cpu_supported()) return true;
+  MESSAGE("this CPU has no AVX2/FMA: the conv + max pool pass does not exist here, nothing to check");
+  return false;
+}
+
+struct Net {
+  std::shared_ptr<nn::Conv> conv;
+  std::shared_ptr<nn::MaxPool> pool;
+  std::shared_ptr<nn::Sequential> seq;
+};
+
+Net make_net(std::int64_t features, const Shape& window, nn::PoolOptions pool_options = {},
+             nn::ConvOptions conv_options = {}) {
+  Net n;
+  conv_options.features = features;
+  conv_options.kernel_size = {3, 3};
+  n.conv = std::make_shared<nn::Conv>(conv_options);
+  if (pool_options.window_shape.empty()) pool_options = {.window_shape = window, .strides = window};
+  n.pool = std::make_shared<nn::MaxPool>(pool_options);
+  n.seq = std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{n.conv, n.pool});
+  return n;
+}
+
+// The op that made t (its tape node's name), "" for a leaf.
+std::string op_of(const Tensor& t) { return t.grad_fn() ? t.grad_fn()->op : ""; }
+
+// Bitwise equality of two tensors' elements (NaN equal to NaN at the same place).
+bool same_bits(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
+  const auto x = a.to_vector(), y = b.to_vector();
+  for (std::size_t i = 0; i < x.size(); ++i)
+    if (!(x[i] == y[i] || (std::isnan(x[i]) && std::isnan(y[i])))) return false;
+  return true;
+}
+
+// y, dx, dkernel, dbias of the Sequential and of the two layers called apart.
+struct Run {
+  Tensor y, dx, dkernel, dbias;
+};
+
+Run run(const Net& n, const Tensor& x0, const Tensor& dy, bool fused) {
+  Tensor x = x0.detach().requires_grad_();
+  n.conv->zero_grad();
+  Tensor y = fused ? (*n.seq)(x) : (*n.pool)((*n.conv)(x));
+  y.backward(dy);
+  return {y.detach(), x.grad(), n.conv->named_parameters().at(0).second.grad(),
+          n.conv->named_parameters().at(1).second.grad()};
+}
+
+void check_same(const Run& a, const Run& b) {
+  CHECK(same_bits(a.y, b.y));
+  CHECK(same_bits(a.dx, b.dx));
+  CHECK(same_bits(a.dkernel, b.dkernel));
+  CHECK(same_bits(a.dbias, b.dbias));
+}
+
+}  // namespace
+
+TEST_CASE("a Conv then a MaxPool in a Sequential run as one op with the two layers' values and gradients") {
+  if (!fast_kernels_available()) return;
+  ThreadsGuard guard;
+  struct Shape_ {
+    Shape input, window;
+    std::int64_t features;
+    const char* why;
+  };
+  for (const Shape_& c : {Shape_{{5, 13, 11, 3}, {2, 2}, 16, "odd sizes: a row and a column past the last window"},
+                          Shape_{{4, 12, 12, 1}, {2, 2}, 8, "one channel, F = 8 (ymm tiles)"},
+                          Shape_{{3, 10, 9, 4}, {3, 2}, 24, "3×2 windows, F = 24"},
+                          Shape_{{2, 8, 8, 16}, {2, 2}, 64, "F = 64"},
+                          Shape_{{64, 28, 28, 1}, {2, 2}, 16, "the main job's first layer"}}) {
+    CAPTURE(c.why);
+    const Net n = make_net(c.features, c.window);
+    const Tensor x = random_normal(make_key(1), c.input);
+    n.seq->init(x);
+    for (const int threads : {1, 2, 3}) {
+      CAPTURE(threads);
+      set_num_threads(threads);
+      const Tensor probe = (*n.seq)(x);
+      CHECK(op_of(probe) == "conv_general_dilated+max_pool");
+      const Tensor dy = random_normal(make_key(2), probe.shape());
+      check_same(run(n, x, dy, true), run(n, x, dy, false));
+    }
+  }
+}
+
+TEST_CASE("the fused conv + max pool selects as max_pool does: ties go to the first element, NaN wins") {
+  if (!fast_kernels_available()) return;
+  const Net n = make_net(8, {2, 2});
+  Tensor x = random_normal(make_key(3), {3, 9, 9, 2});
+  n.seq->init(x);
+  const Tensor dy = random_normal(make_key(4), (*n.seq)(x).shape());
+  SUBCASE("ties: a zero kernel makes every window's four outputs the bias") {
+    n.conv->named_parameters().at(0).second.fill_(0.0);
+    const Run fused = run(n, x, dy, true), apart = run(n, x, dy, false);
+    check_same(fused, apart);
+    // Each window's gradient went to its first element only: dbias = Σ dy per feature.
+    const auto db = fused.dbias.to_vector(), g = dy.to_vector();
+    for (std::size_t f = 0; f < db.size(); ++f) {
+      double want = 0;
+      for (std::size_t i = f; i < g.size(); i += db.size()) want += g[i];
+      CHECK(db[f] == doctest::Approx(want).epsilon(1e-5));
+    }
+  }
+  SUBCASE("NaN in the input reaches some windows") {
+    std::vector<double> values = x.to_vector();
+    values[40] = std::numeric_limits<double>::quiet_NaN();
+    values[100] = std::numeric_limits<double>::quiet_NaN();
+    x = from_vector(values, x.shape(), DType::Float32);
+    const Run fused = run(n, x, dy, true), apart = run(n, x, dy, false);
+    check_same(fused, apart);
+    bool any_nan = false;
+    for (const double v : fused.y.to_vector()) any_nan = any_nan || std::isnan(v);
+    CHECK(any_nan);
+  }
+}
+
+TEST_CASE("the fused conv + max pool has the second-order gradients and the tangents of the two layers") {
+  if (!fast_kernels_available()) return;
+  const Net n = make_net(16, {2, 2});
+  const Tensor x0 = random_normal(make_key(5), {3, 10, 10, 2});
+  n.seq->init(x0);
+  const Tensor kernel = n.conv->named_parameters().at(0).second;
+  const auto grad_grad = [&](bool fused) {
+    Tensor x = x0.detach().requires_grad_();
+    Tensor y = fused ? (*n.seq)(x) : (*n.pool)((*n.conv)(x));
+    if (fused) CHECK(op_of(y) == "conv_general_dilated+max_pool");
+    const Tensor gk = grad({sum(y * y)}, {kernel}, {}, {.create_graph = true})[0];
+    return grad({sum(gk * gk)}, {x})[0];
+  };
+  CHECK(same_bits(grad_grad(true), grad_grad(false)));
+
+  const Tensor v = random_normal(make_key(6), x0.shape());
+  const auto tangent = [&](bool fused) {
+    return jvp([&](const std::vector<Tensor>& in) {
+             return std::vector<Tensor>{fused ? (*n.seq)(in[0]) : (*n.pool)((*n.conv)(in[0]))};
+           },
+               {x0}, {v})
+        .output_tangents[0];
+  };
+  const Tensor fused_tangent = tangent(true), apart_tangent = tangent(false);
+  CHECK(fused_tangent.shape() == Shape{3, 5, 5, 16});
+  CHECK(same_bits(fused_tangent, apart_tangent));
+}
+
+TEST_CASE("where the one-pass conv + max pool does not apply, a Sequential runs the two layers") {
+  if (!fast_kernels_available()) return;
+  const Tensor x = random_normal(make_key(7), {4, 9, 9, 3});
+  const auto check_apart = [&](const Net& n, const Tensor& input) {
+    n.seq->init(input);
+    const Tensor y = (*n.seq)(input);
+    CHECK(op_of(y) != "conv_general_dilated+max_pool");
+    CHECK(same_bits(y, (*n.pool)((*n.conv)(input))));
+  };
+  SUBCASE("F not a multiple of 8") { check_apart(make_net(12, {2, 2}), x); }
+  SUBCASE("float64") { check_apart(make_net(8, {2, 2}), cast(x, DType::Float64)); }
+  SUBCASE("strides other than the window") {
+    check_apart(make_net(8, {}, {.window_shape = {2, 2}, .strides = {1, 1}}), x);
+  }
+  SUBCASE("a padded pool") {
+    check_apart(make_net(8, {}, {.window_shape = {2, 2}, .strides = {2, 2}, .padding = "SAME"}), x);
+  }
+  SUBCASE("no bias") { check_apart(make_net(8, {2, 2}, {}, {.use_bias = false}), x); }
+  SUBCASE("the fast kernels switched off") {
+    const bool before = kernels::tiles::fast_enabled();
+    kernels::tiles::set_fast_enabled(false);
+    check_apart(make_net(8, {2, 2}), x);
+    kernels::tiles::set_fast_enabled(before);
+  }
+  SUBCASE("a ConvLocal") {
+    auto local = std::make_shared<nn::ConvLocal>(nn::ConvOptions{.features = 8, .kernel_size = {3, 3}});
+    auto pool = std::make_shared<nn::MaxPool>(nn::PoolOptions{.window_shape = {2, 2}, .strides = {2, 2}});
+    nn::Sequential seq{local, pool};
+    seq.init(x);
+    const Tensor y = seq(x);
+    CHECK(op_of(y) != "conv_general_dilated+max_pool");
+    CHECK(same_bits(y, (*pool)((*local)(x))));
+  }
+  SUBCASE("remat") {
+    const Net n = make_net(8, {2, 2});
+    n.conv->set_remat(true);
+    check_apart(n, x);
+  }
+  SUBCASE("a summary records both layers") {
+    const Net n = make_net(8, {2, 2});
+    n.seq->init(x);
+    const std::string table = n.seq->summary(x);
+    CHECK(table.find("Conv") != std::string::npos);
+    CHECK(table.find("MaxPool") != std::string::npos);
+    CHECK(table.find("[4, 4, 4, 8]") != std::string::npos);  // the pool's output shape
+  }
+}
+
+TEST_CASE("per-example gradients through a Sequential with a Conv and a MaxPool match the loop over examples") {
+  if (!fast_kernels_available()) return;
+  auto model = std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
+      std::make_shared<nn::Conv>(nn::ConvOptions{.features = 8, .kernel_size = {3, 3}}),
+      std::make_shared<nn::MaxPool>(nn::PoolOptions{.window_shape = {2, 2}, .strides = {2, 2}}),
+      std::make_shared<nn::Flatten>(), std::make_shared<nn::Dense>(nn::DenseOptions{.features = 3})});
+  const Tensor x = random_normal(make_key(8), {4, 8, 8, 2});
+  const Tensor labels = random_randint(make_key(9), {4}, 0, 3);
+  model->init(x);
+  const auto loss = [](const Tensor& out, const Tensor& targets) { return losses::softmax_cross_entropy(out, targets); };
+  const nn::StateDict batched = per_example_grads(*model, loss, x, labels);
+  for (std::int64_t b = 0; b < 4; ++b) {
+    CAPTURE(b);
+    const Tensor xb = slice(x, 0, b, b + 1), yb = slice(labels, 0, b, b + 1);
+    model->zero_grad();
+    mean(loss((*model)(xb), yb)).backward();
+    for (const auto& [path, p] : model->named_parameters()) {
+      CAPTURE(path);
+      const auto want = p.grad().to_vector(), got = slice(batched.at(path), 0, b, b + 1).to_vector();
+      REQUIRE(want.size() == got.size());
+      for (std::size_t i = 0; i < want.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-4).scale(1e-3));
+    }
+  }
+}
+
+TEST_CASE("MaxPool, MinPool and AvgPool modules compute the pooling functions") {
+  const Tensor x = random_normal(make_key(10), {2, 7, 6, 3});
+  const nn::PoolOptions o{.window_shape = {3, 2}, .strides = {2, 2}, .padding = "SAME"};
+  nn::MaxPool max_pool(o);
+  nn::MinPool min_pool(o);
+  nn::AvgPool avg_pool({.window_shape = {3, 2}, .strides = {2, 2}, .padding = "SAME", .count_include_pad = false});
+  CHECK(same_bits(max_pool(x), nn::max_pool(x, {3, 2}, {2, 2}, "SAME")));
+  CHECK(same_bits(min_pool(x), nn::min_pool(x, {3, 2}, {2, 2}, "SAME")));
+  CHECK(same_bits(avg_pool(x), nn::avg_pool(x, {3, 2}, {2, 2}, "SAME", false)));
+  CHECK(max_pool.describe() == "MaxPool, window_shape=[3, 2], strides=[2, 2], padding='SAME'");
+  CHECK(nn::AvgPool({.window_shape = {2}}).describe() == "AvgPool, window_shape=[2], strides=1, padding='VALID'");
+  CHECK_THROWS_AS(max_pool(random_normal(make_key(11), {7, 6})), ShapeError);
+}
