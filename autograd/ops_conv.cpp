@@ -112,6 +112,13 @@ Tensor conv_bias_max_pool_op(const ConvPtr& c, const Tensor& x, const Tensor& w,
   return record(
       "conv_general_dilated+max_pool", std::move(pooled->first), {x, w, b},
       [c, x, w, b, indices, geometry](const Tensor& g, const Tensor&) -> Grads {
+        // The kernel and bias gradients alone (an image input), not differentiated
+        // further: from the pooled cotangent, a block of samples at a time, without
+        // the conv-sized cotangent (the same bits as below).
+        if (!GradMode::is_enabled() && !forward_ad::propagating() && !x.requires_grad() && w.requires_grad() &&
+            b.requires_grad())
+          if (auto grads = kernels::conv_shared_param_vjp_max_pooled(x, g, indices, *c))
+            return {Tensor(), grads->dkernel, grads->dbias};
         return conv_grads(c, x, w, b, scatter_to(g, indices, geometry));
       },
       Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) {

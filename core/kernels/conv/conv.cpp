@@ -368,6 +368,20 @@ std::optional<SharedConvParamGrads> conv_shared_param_vjp_fused(const Tensor& x,
   return grads;
 }
 
+std::optional<SharedConvParamGrads> conv_shared_param_vjp_max_pooled(const Tensor& x, const Tensor& pooled_g,
+                                                                     const Tensor& index, const ConvContraction& c) {
+  if (c.weights != ConvWeights::Shared || x.numel() == 0 || pooled_g.numel() == 0 ||
+      pooled_g.dtype() != DType::Float32 || index.dtype() != DType::Int32 || pooled_g.shape() != index.shape() ||
+      !takes_fast_path(c, x.dtype(), pooled_g.dtype()))
+    return std::nullopt;
+  SharedConvParamGrads grads{empty(c.kernel_shape(), DType::Float32), empty({c.features}, DType::Float32)};
+  tiles::count_fast_dispatch();
+  conv_shared_kernel_vjp_max_pooled_fast(c.geometry, c.features, x.data<float>(), pooled_g.data<float>(),
+                                         index.data<std::int32_t>(), pooled_g.numel() / pooled_g.size(0),
+                                         grads.dkernel.data<float>(), grads.dbias.data<float>());
+  return grads;
+}
+
 namespace {
 
 // conv_local_vjp_fused on the general path: one per-position pass (the patches

@@ -64,6 +64,12 @@ struct SharedConvParamGrads {
 };
 std::optional<SharedConvParamGrads> conv_shared_param_vjp_fused(const Tensor& x, const Tensor& g,
                                                                 const ConvContraction& c);
+// The same for the cotangent a max pool's VJP makes of `pooled_g` and `index`
+// (conv_shared_forward_biased_max_pool's outputs: zero but each pooled cotangent at its
+// selected element), without making it: the same bits as conv_shared_param_vjp_fused
+// on it; nullopt where that function would be.
+std::optional<SharedConvParamGrads> conv_shared_param_vjp_max_pooled(const Tensor& x, const Tensor& pooled_g,
+                                                                     const Tensor& index, const ConvContraction& c);
 
 // The wanted gradients of y = conv_forward(x, kernel) (+ bias) for a local conv from
 // ONE pass over each position's cotangent block, on either path (not

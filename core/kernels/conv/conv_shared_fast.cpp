@@ -171,16 +171,17 @@ void input_vjp_sample(const Plan& p, const float* dy, const float* kt, float* dx
   }
 }
 
-// partial (patch × F) = the kernel gradient of samples [first, first + count).
-// position_offset lists the patch origins of every position of `count` samples.
-void kernel_vjp_block(const Plan& p, const float* xp, const float* dy, const Index* position_offset, Index first,
-                      Index count, float* partial) {
+// partial (patch × F) = the kernel gradient of samples [first, first + count), whose
+// cotangents start at block_dy. position_offset lists the patch origins of every
+// position of `count` samples.
+void kernel_vjp_block(const Plan& p, const float* xp, const float* block_dy, const Index* position_offset,
+                      Index first, Index count, float* partial) {
   tiles::for_each_column_block(p.features, [&](Index f0, int columns) {
     TileJob job;
     job.steps = count * p.positions;
     job.a = {xp + first * p.sample_stride, 0, p.patch_offset.data()};
     job.a_table = position_offset;
-    job.b = dy + first * p.positions * p.features + f0;
+    job.b = block_dy + f0;
     job.b_step = p.features;
     job.out = {partial + f0, p.features, nullptr};
     job.columns = columns;
@@ -253,8 +254,16 @@ void conv_shared_input_vjp_fast(const ConvGeometry& geometry, std::int64_t featu
   });
 }
 
-void conv_shared_kernel_vjp_fast(const ConvGeometry& geometry, std::int64_t features, const float* x,
-                                 const float* dy, float* d_kernel, float* d_bias) {
+namespace {
+
+// d_kernel and d_bias (or null) of the conv for cotangents that `block_cotangent`
+// writes, a block of samples at a time: block_cotangent(first, count, buffer) returns
+// where the dy of samples [first, first + count) is (in `buffer`, room for count
+// samples' dy, or elsewhere). The sums are split into fixed blocks of samples whose
+// partial sums are added in order: the same bits at any thread count.
+template <class BlockCotangent>
+void kernel_vjp_blocks(const ConvGeometry& geometry, std::int64_t features, const float* x, float* d_kernel,
+                       float* d_bias, BlockCotangent&& block_cotangent) {
   const Plan plan(tiles::fast_geometry(geometry, features));
   const float* xp = tiles::padded_input(plan.g, x);
   const Index batch = plan.g.batch;
@@ -274,13 +283,15 @@ void conv_shared_kernel_vjp_fast(const ConvGeometry& geometry, std::int64_t feat
   // A block's partial sums: patch × F for the kernel, then F for the bias.
   const Index kernel_size = plan.patch * plan.features, size = kernel_size + plan.features;
   float* partial = conv_scratch<float>(ConvScratch::Result, static_cast<std::size_t>(blocks * size));
+  const std::size_t block_floats = static_cast<std::size_t>(block_samples * plan.positions * plan.features);
   parallel_for(blocks, [&](Index block) {
     const Index first = block * block_samples, count = std::min(block_samples, batch - first);
     float* sums = partial + block * size;
-    kernel_vjp_block(plan, xp, dy, position_offset, first, count, sums);
-    if (d_bias)
-      column_sums(dy + first * plan.positions * plan.features, count * plan.positions, plan.features,
-                  sums + kernel_size);
+    const float* block_dy = block_cotangent(first, count, [&] {
+      return conv_scratch<float>(ConvScratch::Cotangent, block_floats);
+    });
+    kernel_vjp_block(plan, xp, block_dy, position_offset, first, count, sums);
+    if (d_bias) column_sums(block_dy, count * plan.positions, plan.features, sums + kernel_size);
   });
   std::copy_n(partial, kernel_size, d_kernel);
   for (Index block = 1; block < blocks; ++block)
@@ -290,6 +301,32 @@ void conv_shared_kernel_vjp_fast(const ConvGeometry& geometry, std::int64_t feat
     for (Index block = 1; block < blocks; ++block)
       for (Index f = 0; f < plan.features; ++f) d_bias[f] += partial[block * size + kernel_size + f];
   }
+}
+
+}  // namespace
+
+void conv_shared_kernel_vjp_fast(const ConvGeometry& geometry, std::int64_t features, const float* x,
+                                 const float* dy, float* d_kernel, float* d_bias) {
+  const Index sample_floats = numel(Shape(geometry.out_spatial)) * features;
+  kernel_vjp_blocks(geometry, features, x, d_kernel, d_bias,
+                    [&](Index first, Index, auto&&) { return dy + first * sample_floats; });
+}
+
+void conv_shared_kernel_vjp_max_pooled_fast(const ConvGeometry& geometry, std::int64_t features, const float* x,
+                                            const float* pooled_dy, const std::int32_t* index,
+                                            std::int64_t pooled_per_sample, float* d_kernel, float* d_bias) {
+  const Index sample_floats = numel(Shape(geometry.out_spatial)) * features;
+  kernel_vjp_blocks(geometry, features, x, d_kernel, d_bias, [&](Index first, Index count, auto&& buffer) {
+    // The block's dy, as the pool's VJP (pool_select_transpose) writes it: zero but
+    // for each pooled cotangent at its selected element; in this thread's scratch
+    // (the main job's first conv: 8 samples, 400 KB, in L2), not in a full-size dy.
+    float* block_dy = buffer();
+    std::fill_n(block_dy, count * sample_floats, 0.0f);
+    const Index base = first * sample_floats;
+    for (Index i = first * pooled_per_sample; i < (first + count) * pooled_per_sample; ++i)
+      block_dy[index[i] - base] = pooled_dy[i];
+    return static_cast<const float*>(block_dy);
+  });
 }
 
 }  // namespace xgrad::kernels

@@ -46,4 +46,11 @@ void conv_shared_input_vjp_fast(const ConvGeometry& g, std::int64_t features, co
 void conv_shared_kernel_vjp_fast(const ConvGeometry& g, std::int64_t features, const float* x, const float* dy,
                                  float* d_kernel, float* d_bias);
 
+// conv_shared_kernel_vjp_fast for the dy that a max pool's VJP makes from pooled_dy and
+// index (conv_shared_forward_max_pool_fast's outputs, pooled_per_sample elements per
+// sample): zero but pooled_dy[i] at index[i]. Built a block of samples at a time in
+// per-thread scratch instead of as a whole tensor; the same bits as the two steps.
+void conv_shared_kernel_vjp_max_pooled_fast(const ConvGeometry& g, std::int64_t features, const float* x,
+                                            const float* pooled_dy, const std::int32_t* index,
+                                            std::int64_t pooled_per_sample, float* d_kernel, float* d_bias);
 }  // namespace xgrad::kernels
