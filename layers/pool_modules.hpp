@@ -27,55 +27,53 @@ struct PoolOptions {
   bool count_include_pad = true;  // AvgPool only: divide by the window size, or by its non-padding elements
 };
 
-// nn::max_pool(x, window_shape, strides, padding).
-class MaxPool : public Module {
+// What MaxPool, MinPool and AvgPool share: their options and description.
+class PoolModule : public Module {
  public:
-  // Stores the options; the input is checked at each call, as the function checks it.
-  explicit MaxPool(PoolOptions options) : options_(std::move(options)) {}
-  std::string describe() const override;  // "MaxPool, window_shape=[2, 2], strides=[2, 2], padding=VALID"
+  std::string describe() const override;  // "MaxPool, window_shape=[2, 2], strides=[2, 2], padding='VALID'"
   // The options it was built with.
   const PoolOptions& options() const { return options_; }
+
+ protected:
+  // Stores the options; the input is checked at each call, as the function checks it.
+  PoolModule(const char* name, PoolOptions options) : name_(name), options_(std::move(options)) {}
+
+ private:
+  const char* name_;
+  PoolOptions options_;
+};
+
+// nn::max_pool(x, window_shape, strides, padding).
+class MaxPool : public PoolModule {
+ public:
+  // Stores the options (see PoolModule).
+  explicit MaxPool(PoolOptions options) : PoolModule("MaxPool", std::move(options)) {}
 
  protected:
   // The pooled x (errors as nn::max_pool's).
   Tensor forward(const Tensor& x) override;
-
- private:
-  PoolOptions options_;
 };
 
 // nn::min_pool(x, window_shape, strides, padding).
-class MinPool : public Module {
+class MinPool : public PoolModule {
  public:
-  // Stores the options; the input is checked at each call, as the function checks it.
-  explicit MinPool(PoolOptions options) : options_(std::move(options)) {}
-  std::string describe() const override;  // "MinPool, window_shape=[2, 2], ..."
-  // The options it was built with.
-  const PoolOptions& options() const { return options_; }
+  // Stores the options (see PoolModule).
+  explicit MinPool(PoolOptions options) : PoolModule("MinPool", std::move(options)) {}
 
  protected:
   // The pooled x (errors as nn::min_pool's).
   Tensor forward(const Tensor& x) override;
-
- private:
-  PoolOptions options_;
 };
 
 // nn::avg_pool(x, window_shape, strides, padding, count_include_pad).
-class AvgPool : public Module {
+class AvgPool : public PoolModule {
  public:
-  // Stores the options; the input is checked at each call, as the function checks it.
-  explicit AvgPool(PoolOptions options) : options_(std::move(options)) {}
-  std::string describe() const override;  // "AvgPool, window_shape=[2, 2], ..."
-  // The options it was built with.
-  const PoolOptions& options() const { return options_; }
+  // Stores the options (see PoolModule).
+  explicit AvgPool(PoolOptions options) : PoolModule("AvgPool", std::move(options)) {}
 
  protected:
   // The pooled x (errors as nn::avg_pool's).
   Tensor forward(const Tensor& x) override;
-
- private:
-  PoolOptions options_;
 };
 
 }  // namespace xgrad::nn
