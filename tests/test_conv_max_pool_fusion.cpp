@@ -7,7 +7,8 @@
 //    past the last whole window, 3×2 windows and several feature counts; also for an
 //    input without gradient, where the backward builds the conv's cotangent a block
 //    of samples at a time;
-//  - second-order gradients (create_graph) and forward-mode tangents equal too;
+//  - second-order gradients (create_graph) and forward-mode tangents (in the input,
+//    kernel and bias) equal too;
 //  - where it does not apply (F not a multiple of 8, float64, strides ≠ window,
 //    padding, a ConvLocal, a per-example capture, a summary, remat), the layers run
 //    apart, with the same results;
@@ -276,4 +277,30 @@ TEST_CASE("MaxPool, MinPool and AvgPool modules compute the pooling functions") 
   CHECK(max_pool.describe() == "MaxPool, window_shape=[3, 2], strides=[2, 2], padding='SAME'");
   CHECK(nn::AvgPool({.window_shape = {2}}).describe() == "AvgPool, window_shape=[2], strides=1, padding='VALID'");
   CHECK_THROWS_AS(max_pool(random_normal(make_key(11), {7, 6})), ShapeError);
+}
+
+TEST_CASE("conv_max_pool_apply's tangents in the input, kernel and bias are those of conv_apply then max_pool") {
+  if (!fast_kernels_available()) return;
+  const nn::ConvPlan plan = nn::plan_conv({3, 9, 8, 2}, {.features = 8, .kernel_size = {3, 3}});
+  const Tensor x = random_normal(make_key(12), plan.input_shape);
+  const Tensor k = random_normal(make_key(13), plan.kernel_shape);
+  const Tensor b = random_normal(make_key(14), plan.bias_shape);
+  const Shape window{2, 2};
+  const auto fused = [&](const std::vector<Tensor>& in) {
+    const Tensor y = nn::conv_max_pool_apply(plan, in[0], in[1], in[2], window);
+    REQUIRE(y.defined());  // the one-pass op applies (outside a jvp it records under its own name)
+    return std::vector<Tensor>{y};
+  };
+  const auto apart = [&](const std::vector<Tensor>& in) {
+    return std::vector<Tensor>{nn::max_pool(nn::conv_apply(plan, in[0], in[1], in[2]), window, window)};
+  };
+  const Tensor vx = random_normal(make_key(15), x.shape()), vk = random_normal(make_key(16), k.shape());
+  const Tensor vb = random_normal(make_key(17), b.shape());
+  const Tensor none_x = zeros(x.shape()), none_k = zeros(k.shape()), none_b = zeros(b.shape());
+  for (const std::vector<Tensor>& v : {std::vector<Tensor>{vx, vk, vb}, std::vector<Tensor>{none_x, none_k, vb},
+                                       std::vector<Tensor>{none_x, vk, none_b}}) {
+    const JvpResult a = jvp(fused, {x, k, b}, v), want = jvp(apart, {x, k, b}, v);
+    CHECK(same_bits(a.outputs[0], want.outputs[0]));
+    CHECK(same_bits(a.output_tangents[0], want.output_tangents[0]));
+  }
 }
