@@ -107,14 +107,19 @@ TEST_CASE("a Conv then a MaxPool in a Sequential run as one op with the two laye
     Shape input, window;
     std::int64_t features;
     const char* why;
+    nn::ConvOptions conv = {};
   };
-  for (const Shape_& c : {Shape_{{5, 13, 11, 3}, {2, 2}, 16, "odd sizes: a row and a column past the last window"},
-                          Shape_{{4, 12, 12, 1}, {2, 2}, 8, "one channel, F = 8 (ymm tiles)"},
-                          Shape_{{3, 10, 9, 4}, {3, 2}, 24, "3×2 windows, F = 24"},
-                          Shape_{{2, 8, 8, 16}, {2, 2}, 64, "F = 64"},
-                          Shape_{{64, 28, 28, 1}, {2, 2}, 16, "the main job's first layer"}}) {
+  for (const Shape_& c :
+       {Shape_{{5, 13, 11, 3}, {2, 2}, 16, "odd sizes: a row and a column past the last window"},
+        Shape_{{4, 12, 12, 1}, {2, 2}, 8, "one channel, F = 8 (ymm tiles)"},
+        Shape_{{3, 10, 9, 4}, {3, 2}, 24, "3×2 windows, F = 24"},
+        Shape_{{2, 8, 8, 16}, {2, 2}, 64, "F = 64"},
+        Shape_{{3, 17, 15, 2}, {2, 2}, 16, "conv strides 2, VALID", {.strides = {2, 2}, .padding = "VALID"}},
+        Shape_{{3, 12, 11, 2}, {2, 2}, 8, "kernel dilation 2, explicit padding",
+               {.padding = std::vector<std::pair<int, int>>{{1, 2}, {0, 1}}, .kernel_dilation = {2, 2}}},
+        Shape_{{64, 28, 28, 1}, {2, 2}, 16, "the main job's first layer"}}) {
     CAPTURE(c.why);
-    const Net n = make_net(c.features, c.window);
+    const Net n = make_net(c.features, c.window, {}, c.conv);
     const Tensor x = random_normal(make_key(1), c.input);
     n.seq->init(x);
     for (const int threads : {1, 2, 3}) {
@@ -210,6 +215,8 @@ TEST_CASE("where the one-pass conv + max pool does not apply, a Sequential runs 
     check_apart(make_net(8, {}, {.window_shape = {2, 2}, .strides = {2, 2}, .padding = "SAME"}), x);
   }
   SUBCASE("no bias") { check_apart(make_net(8, {2, 2}, {}, {.use_bias = false}), x); }
+  SUBCASE("CIRCULAR padding (a pre-padded input)") { check_apart(make_net(8, {2, 2}, {}, {.padding = "CIRCULAR"}), x); }
+  SUBCASE("two batch axes") { check_apart(make_net(8, {2, 2}), reshape(x, {2, 2, 9, 9, 3})); }
   SUBCASE("the fast kernels switched off") {
     const bool before = kernels::tiles::fast_enabled();
     kernels::tiles::set_fast_enabled(false);
