@@ -17,6 +17,11 @@
 // Work is split over output lines (forward), samples (d_x: a sample's lines overlap
 // in d_x) and fixed sample blocks (d_kernel, reduced in block order), so every result
 // is the same for any thread count.
+//
+// Conv + max pool (2-D, disjoint windows): the forward computes a pooled row's conv
+// lines into per-thread scratch and pools them there (max_pool_rows), and the kernel
+// gradient builds each sample block's cotangent from the pooled one in scratch, so
+// neither pass touches a whole conv-sized tensor.
 #include "core/kernels/conv/conv_shared_fast.hpp"
 
 #include <immintrin.h>
