@@ -328,6 +328,17 @@ void randomize(nn::Module& model, std::uint64_t seed) {
     p.copy_(random_normal(fold_in(make_key(seed), path), p.shape(), p.dtype()) * 0.5);
 }
 
+// Random parameters (randomize(params_seed)) and a random target shaped like the
+// output (target_seed) under the squared error: per-example gradients equal the loop
+// over examples, and every parameter takes a batched rule.
+void check_random_model(nn::Module& model, const Tensor& x, std::uint64_t params_seed, std::uint64_t target_seed) {
+  model.init(slice(x, 0, 0, 1));
+  randomize(model, params_seed);
+  const Tensor y = normal(target_seed, model(x).shape(), x.dtype());
+  check_against_loop(model, squared_error, x, y);
+  check_all_batched(model, squared_error, x, y);
+}
+
 }  // namespace
 
 TEST_CASE("per_example_grads: RNN over LSTM, OptimizedLSTM and GRU cells (fused paths) equals a loop, batched") {
@@ -343,21 +354,13 @@ TEST_CASE("per_example_grads: RNN over LSTM, OptimizedLSTM and GRU cells (fused 
           cell = std::make_shared<nn::OptimizedLSTMCell>(nn::LSTMCellOptions{.features = 2, .param_dtype = dtype});
         if (kind == 2) cell = std::make_shared<nn::GRUCell>(nn::GRUCellOptions{.features = 3, .param_dtype = dtype});
         nn::RNN rnn(cell, options);
-        rnn.init(slice(x, 0, 0, 1));
-        randomize(rnn, 131 + kind);
-        const Tensor y = normal(132, rnn(x).shape(), dtype);
-        check_against_loop(rnn, squared_error, x, y);
-        check_all_batched(rnn, squared_error, x, y);
+        check_random_model(rnn, x, 131 + kind, 132);
       }
     }
     // Two batch axes [B, A, T, in]: example b owns A sequences.
     nn::RNN two_axes(std::make_shared<nn::GRUCell>(nn::GRUCellOptions{.features = 2, .param_dtype = dtype}));
     const Tensor x2 = normal(133, {3, 2, 4, 3}, dtype);
-    two_axes.init(slice(x2, 0, 0, 1));
-    randomize(two_axes, 134);
-    const Tensor y2 = normal(135, two_axes(x2).shape(), dtype);
-    check_against_loop(two_axes, squared_error, x2, y2);
-    check_all_batched(two_axes, squared_error, x2, y2);
+    check_random_model(two_axes, x2, 134, 135);
   }
 }
 
@@ -366,11 +369,7 @@ TEST_CASE("per_example_grads: Bidirectional LSTM/GRU equals a loop over examples
     INFO(dtype_name(dtype));
     BiRNN model(dtype);
     const Tensor x = normal(140, {3, 4, 2}, dtype);
-    model.init(slice(x, 0, 0, 1));
-    randomize(model, 141);
-    const Tensor y = normal(142, model(x).shape(), dtype);
-    check_against_loop(model, squared_error, x, y);
-    check_all_batched(model, squared_error, x, y);
+    check_random_model(model, x, 141, 142);
   }
 }
 
@@ -392,11 +391,7 @@ TEST_CASE("per_example_grads: cells stepped one by one (gate_fn / activation_fn)
         cell = std::make_shared<nn::GRUCell>(
             nn::GRUCellOptions{.features = 3, .activation_fn = softsign, .param_dtype = dtype});
       nn::RNN rnn(cell);
-      rnn.init(slice(x, 0, 0, 1));
-      randomize(rnn, 151 + kind);
-      const Tensor y = normal(152, rnn(x).shape(), dtype);
-      check_against_loop(rnn, squared_error, x, y);
-      check_all_batched(rnn, squared_error, x, y);
+      check_random_model(rnn, x, 151 + kind, 152);
     }
   }
 }
@@ -444,11 +439,7 @@ TEST_CASE("per_example_grads: RNN with seq_lengths, reverse and its final carry 
       if (kind == 0) cell = std::make_shared<nn::LSTMCell>(nn::LSTMCellOptions{.features = 2, .param_dtype = dtype});
       if (kind == 1) cell = std::make_shared<nn::GRUCell>(nn::GRUCellOptions{.features = 2, .param_dtype = dtype});
       PaddedRNN model(cell);
-      model.init(slice(x, 0, 0, 1));
-      randomize(model, 166 + kind);
-      const Tensor y = normal(167, model(x).shape(), dtype);
-      check_against_loop(model, squared_error, x, y);
-      check_all_batched(model, squared_error, x, y);
+      check_random_model(model, x, 166 + kind, 167);
     }
   }
 }
@@ -494,18 +485,10 @@ TEST_CASE("per_example_grads: SelfAttention and MultiHeadDotProductAttention tak
       INFO("normalize_qk " << normalize_qk);
       nn::SelfAttention attention({.num_heads = 3, .param_dtype = dtype, .qkv_features = 6, .out_features = 5,
                                    .normalize_qk = normalize_qk});
-      attention.init(slice(x, 0, 0, 1));
-      randomize(attention, 171);
-      const Tensor y = normal(172, {3, 4, 5}, dtype);
-      check_against_loop(attention, squared_error, x, y);
-      check_all_batched(attention, squared_error, x, y);
+      check_random_model(attention, x, 171, 172);
     }
     CrossAttention cross(dtype);
-    cross.init(slice(x, 0, 0, 1));
-    randomize(cross, 173);
-    const Tensor y = normal(174, {3, 4, 6}, dtype);
-    check_against_loop(cross, squared_error, x, y);
-    check_all_batched(cross, squared_error, x, y);
+    check_random_model(cross, x, 173, 174);
   }
 }
 
