@@ -4,7 +4,7 @@
 #   bench/run_conv_local.sh [build_dir=build] [steps=60] [extra conv_local_bench args, e.g. --general]
 # Each libtorch thread split runs in a fresh process (no order effects); the table
 # compares xgrad at T threads with libtorch's best variant and split using at most T
-# cores. No MALLOC_* variables: what a user runs.
+# cores. No malloc tuning of any kind: what a user runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}

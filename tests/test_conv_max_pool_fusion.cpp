@@ -26,6 +26,7 @@
 #include "core/kernels/conv/conv.hpp"
 #include "core/kernels/conv/conv_tiles.hpp"
 #include "core/threading.hpp"
+#include "test_support.hpp"
 #include "xgrad.hpp"
 
 using namespace xgrad;
@@ -64,13 +65,9 @@ Net make_net(std::int64_t features, const Shape& window, nn::PoolOptions pool_op
 // The op that made t (its tape node's name), "" for a leaf.
 std::string op_of(const Tensor& t) { return t.grad_fn() ? t.grad_fn()->op : ""; }
 
-// Bitwise equality of two tensors' elements (NaN equal to NaN at the same place).
+// The same shape, dtype and bits (NaNs included: both sides compute them alike).
 bool same_bits(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
-  const auto x = a.to_vector(), y = b.to_vector();
-  for (std::size_t i = 0; i < x.size(); ++i)
-    if (!(x[i] == y[i] || (std::isnan(x[i]) && std::isnan(y[i])))) return false;
-  return true;
+  return a.shape() == b.shape() && a.dtype() == b.dtype() && test_support::bit_difference(a, b).count == 0;
 }
 
 // y, dx, dkernel, dbias of the Sequential and of the two layers called apart.

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "core/kernels/select_extreme_avx2.hpp"
 #include "core/tensor_impl.hpp"
 #include "core/threading.hpp"
 
@@ -207,15 +208,8 @@ __attribute__((noinline)) void select_windows_avx2(const float* px, std::int64_t
         const std::int64_t start = in_base + taps[t] * channels;
 #pragma GCC unroll 8
         for (std::int64_t v = 0; v < vectors; ++v) {
-          const __m256 x = _mm256_loadu_ps(px + start + 8 * v);
-          // Strictly better, or the first NaN (a NaN beats every number).
-          const __m256 better = _mm256_or_ps(
-              _mm256_cmp_ps(x, best[v], TakeMax ? _CMP_GT_OQ : _CMP_LT_OQ),
-              _mm256_and_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q), _mm256_cmp_ps(best[v], best[v], _CMP_ORD_Q)));
           const __m256i index = _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int>(start + 8 * v)));
-          best[v] = _mm256_blendv_ps(best[v], x, better);
-          arg[v] = _mm256_castps_si256(
-              _mm256_blendv_ps(_mm256_castsi256_ps(arg[v]), _mm256_castsi256_ps(index), better));
+          const __m256 better = select_extreme<TakeMax>(_mm256_loadu_ps(px + start + 8 * v), index, best[v], arg[v]);
           if constexpr (WithTangent) tangent[v] = _mm256_blendv_ps(tangent[v], _mm256_loadu_ps(pt + start + 8 * v), better);
         }
       }

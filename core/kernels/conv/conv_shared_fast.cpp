@@ -32,6 +32,7 @@
 #include "core/kernels/conv/conv_fast_geometry.hpp"
 #include "core/kernels/conv/conv_scratch.hpp"
 #include "core/kernels/conv/conv_tiles.hpp"
+#include "core/kernels/select_extreme_avx2.hpp"
 #include "core/threading.hpp"
 
 namespace xgrad::kernels {
@@ -101,8 +102,7 @@ void column_sums(const float* rows, Index count, Index features, float* out) {
 // F floats) over disjoint windows of window_h × window_w: pooled row of `pooled_width`
 // outputs into `out`, and into `index` the flat index in the conv output of each
 // window's selected element (`base`: the flat index of rows[0]). The selection is
-// max_pool's (core/kernels/pool.cpp): the window's taps in row-major order, a tap
-// replaces the best so far if strictly greater, or if it is the first NaN.
+// max_pool's: the window's taps in row-major order through select_extreme.
 void max_pool_rows(const float* rows, Index width, Index features, Index window_h, Index window_w,
                    Index pooled_width, std::int64_t base, float* out, std::int32_t* index) {
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -114,13 +114,8 @@ void max_pool_rows(const float* rows, Index width, Index features, Index window_
       for (Index dr = 0; dr < window_h; ++dr) {
         for (Index dc = dr == 0 ? 1 : 0; dc < window_w; ++dc) {
           const Index at = (dr * width + c * window_w + dc) * features + f0;
-          const __m256 x = _mm256_loadu_ps(rows + at);
-          const __m256 better =
-              _mm256_or_ps(_mm256_cmp_ps(x, best, _CMP_GT_OQ),
-                           _mm256_and_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q), _mm256_cmp_ps(best, best, _CMP_ORD_Q)));
           const __m256i here = _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int>(base + at)));
-          best = _mm256_blendv_ps(best, x, better);
-          arg = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(arg), _mm256_castsi256_ps(here), better));
+          select_extreme<true>(_mm256_loadu_ps(rows + at), here, best, arg);
         }
       }
       _mm256_storeu_ps(out + c * features + f0, best);
