@@ -256,11 +256,10 @@ void conv_shared_input_vjp_fast(const ConvGeometry& geometry, std::int64_t featu
 
 namespace {
 
-// d_kernel and d_bias (or null) of the conv for cotangents that `block_cotangent`
-// writes, a block of samples at a time: block_cotangent(first, count, buffer) returns
-// where the dy of samples [first, first + count) is (in `buffer`, room for count
-// samples' dy, or elsewhere). The sums are split into fixed blocks of samples whose
-// partial sums are added in order: the same bits at any thread count.
+// d_kernel and d_bias (or null) of the conv, a block of samples at a time:
+// block_cotangent(first, count) returns where the dy of samples [first, first + count)
+// is. The sums are split into fixed blocks of samples whose partial sums are added in
+// order: the same bits at any thread count.
 template <class BlockCotangent>
 void kernel_vjp_blocks(const ConvGeometry& geometry, std::int64_t features, const float* x, float* d_kernel,
                        float* d_bias, BlockCotangent&& block_cotangent) {
@@ -283,13 +282,10 @@ void kernel_vjp_blocks(const ConvGeometry& geometry, std::int64_t features, cons
   // A block's partial sums: patch × F for the kernel, then F for the bias.
   const Index kernel_size = plan.patch * plan.features, size = kernel_size + plan.features;
   float* partial = conv_scratch<float>(ConvScratch::Result, static_cast<std::size_t>(blocks * size));
-  const std::size_t block_floats = static_cast<std::size_t>(block_samples * plan.positions * plan.features);
   parallel_for(blocks, [&](Index block) {
     const Index first = block * block_samples, count = std::min(block_samples, batch - first);
     float* sums = partial + block * size;
-    const float* block_dy = block_cotangent(first, count, [&] {
-      return conv_scratch<float>(ConvScratch::Cotangent, block_floats);
-    });
+    const float* block_dy = block_cotangent(first, count);
     kernel_vjp_block(plan, xp, block_dy, position_offset, first, count, sums);
     if (d_bias) column_sums(block_dy, count * plan.positions, plan.features, sums + kernel_size);
   });
@@ -309,18 +305,18 @@ void conv_shared_kernel_vjp_fast(const ConvGeometry& geometry, std::int64_t feat
                                  const float* dy, float* d_kernel, float* d_bias) {
   const Index sample_floats = numel(Shape(geometry.out_spatial)) * features;
   kernel_vjp_blocks(geometry, features, x, d_kernel, d_bias,
-                    [&](Index first, Index, auto&&) { return dy + first * sample_floats; });
+                    [&](Index first, Index) { return dy + first * sample_floats; });
 }
 
 void conv_shared_kernel_vjp_max_pooled_fast(const ConvGeometry& geometry, std::int64_t features, const float* x,
                                             const float* pooled_dy, const std::int32_t* index,
                                             std::int64_t pooled_per_sample, float* d_kernel, float* d_bias) {
   const Index sample_floats = numel(Shape(geometry.out_spatial)) * features;
-  kernel_vjp_blocks(geometry, features, x, d_kernel, d_bias, [&](Index first, Index count, auto&& buffer) {
+  kernel_vjp_blocks(geometry, features, x, d_kernel, d_bias, [&](Index first, Index count) {
     // The block's dy, as the pool's VJP (pool_select_transpose) writes it: zero but
     // for each pooled cotangent at its selected element; in this thread's scratch
     // (the main job's first conv: 8 samples, 400 KB, in L2), not in a full-size dy.
-    float* block_dy = buffer();
+    float* block_dy = conv_scratch<float>(ConvScratch::Cotangent, static_cast<std::size_t>(count * sample_floats));
     std::fill_n(block_dy, count * sample_floats, 0.0f);
     const Index base = first * sample_floats;
     for (Index i = first * pooled_per_sample; i < (first + count) * pooled_per_sample; ++i)
