@@ -142,10 +142,12 @@ Tensor conv_general_dilated_resolved(const kernels::ConvContraction& c, const Te
 // serve it (float32, F a multiple of 8; see kernels::conv_shared_forward_biased_max_pool):
 // the conv output is never written. Values and gradients of every order are those of
 // the two ops (the same kernels select the same elements; the VJP scatters to the
-// conv output and runs the conv's VJP). Undefined where it does not apply: the caller
-// then runs the two ops. lhs, rhs and bias as for conv_general_dilated_resolved.
+// conv output and runs the conv's VJP). With `relu`, relu of that (relu(max) =
+// max(relu): also the value and gradients of a relu between the conv and the pool),
+// as the three ops give it. Undefined where it does not apply: the caller then runs
+// the ops apart. lhs, rhs and bias as for conv_general_dilated_resolved.
 Tensor conv_general_dilated_max_pool_resolved(const kernels::ConvContraction& c, const Tensor& lhs, const Tensor& rhs,
-                                              const Tensor& bias, const Shape& window);
+                                              const Tensor& bias, const Shape& window, bool relu = false);
 
 // The input-VJP (transpose in lhs) of the contraction already resolved: g must have
 // c.output_shape() and rhs c.kernel_shape(), one floating dtype; the result has

@@ -23,6 +23,7 @@
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
 #include "autograd/pool_selection.hpp"
+#include "autograd/relu_mask.hpp"
 #include "autograd/tangents.hpp"
 #include "core/error.hpp"
 #include "core/kernels/conv/conv.hpp"
@@ -100,34 +101,39 @@ Tensor conv_bias_op(const ConvPtr& c, const Tensor& x, const Tensor& w, const Te
                 });
 }
 
-// conv_bias_op followed by a max pool over disjoint windows of the conv output, from
-// one kernel pass; undefined where the fast kernels do not serve it.
+// conv_bias_op followed by a max pool over disjoint windows of the conv output (and,
+// with `relu`, a relu), from one kernel pass; undefined where the fast kernels do not
+// serve it.
 Tensor conv_bias_max_pool_op(const ConvPtr& c, const Tensor& x, const Tensor& w, const Tensor& b,
-                             const Shape& window) {
-  auto pooled = kernels::conv_shared_forward_biased_max_pool(x, w, b, *c, window[0], window[1]);
+                             const Shape& window, bool relu) {
+  auto pooled = kernels::conv_shared_forward_biased_max_pool(x, w, b, *c, window[0], window[1], relu);
   if (!pooled) return Tensor();
   const auto geometry = std::make_shared<const kernels::PoolGeometry>(
       kernels::pool_geometry(c->output_shape(), window, window, PadPairs(window.size(), {0, 0})));
   const Tensor indices = pooled->second;
   return record(
-      "conv_general_dilated+max_pool", std::move(pooled->first), {x, w, b},
-      [c, x, w, b, indices, geometry](const Tensor& g, const Tensor&) -> Grads {
+      relu ? "conv_general_dilated+max_pool+relu" : "conv_general_dilated+max_pool", std::move(pooled->first),
+      {x, w, b},
+      [c, x, w, b, indices, geometry, relu](const Tensor& g, const Tensor& out) -> Grads {
         // The kernel and bias gradients alone (an image input), not differentiated
-        // further: from the pooled cotangent, a block of samples at a time, without
-        // the conv-sized cotangent (the same bits as below).
+        // further: from the pooled cotangent (masked by relu's out > 0 on the way),
+        // a block of samples at a time, without the conv-sized cotangent (the same
+        // bits as below).
         if (!GradMode::is_enabled() && !forward_ad::propagating() && !x.requires_grad() && w.requires_grad() &&
             b.requires_grad())
-          if (auto grads = kernels::conv_shared_param_vjp_max_pooled(x, g, indices, *c))
+          if (auto grads = kernels::conv_shared_param_vjp_max_pooled(x, g, indices, relu ? out : Tensor(), *c))
             return {Tensor(), grads->dkernel, grads->dbias};
-        return conv_grads(c, x, w, b, scatter_to(g, indices, geometry));
+        return conv_grads(c, x, w, b, scatter_to(relu ? relu_mask(g, out) : g, indices, geometry));
       },
-      Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor&) {
+      relu ? Saves::InputsAndOutput : Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor& out) {
         // The conv's tangent (the bias's broadcast over the batch and positions), read
-        // at the selected elements: max_pool's JVP.
+        // at the selected elements: max_pool's JVP; then relu's mask.
         Tensor conv_tangent = conv_jvp(c, x, w, t);
         if (t[2].defined())
           conv_tangent = conv_tangent.defined() ? add(conv_tangent, t[2]) : broadcast_to(t[2], c->output_shape());
-        return conv_tangent.defined() ? gather_at(conv_tangent, indices, geometry) : Tensor();
+        if (!conv_tangent.defined()) return Tensor();
+        const Tensor pooled_tangent = gather_at(conv_tangent, indices, geometry);
+        return relu ? relu_mask(pooled_tangent, out) : pooled_tangent;
       });
 }
 
@@ -353,7 +359,7 @@ Tensor conv_general_dilated_resolved(const kernels::ConvContraction& contraction
 }
 
 Tensor conv_general_dilated_max_pool_resolved(const kernels::ConvContraction& contraction, const Tensor& lhs,
-                                              const Tensor& rhs, const Tensor& bias, const Shape& window) {
+                                              const Tensor& rhs, const Tensor& bias, const Shape& window, bool relu) {
   if (contraction.weights != ConvWeights::Shared || !bias.defined() || window.size() != 2 ||
       contraction.geometry.rank() != 2)
     return Tensor();
@@ -365,7 +371,7 @@ Tensor conv_general_dilated_max_pool_resolved(const kernels::ConvContraction& co
                                  op, shape_str(lhs.shape()), shape_str(rhs.shape()), shape_str(bias.shape()),
                                  shape_str(contraction.input_shape()), shape_str(contraction.kernel_shape()),
                                  contraction.features));
-  return conv_bias_max_pool_op(std::make_shared<const ConvContraction>(contraction), lhs, rhs, bias, window);
+  return conv_bias_max_pool_op(std::make_shared<const ConvContraction>(contraction), lhs, rhs, bias, window, relu);
 }
 
 Tensor conv_general_dilated_input_vjp(const Tensor& g, const Tensor& rhs, const Shape& lhs_shape,

@@ -7,6 +7,7 @@
 #include "autograd/grad_mode.hpp"
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/relu_mask.hpp"
 #include "autograd/tangents.hpp"
 #include "core/kernels/elementwise.hpp"
 
@@ -111,8 +112,6 @@ Tensor sigmoid(const Tensor& x) {
   });
 }
 
-namespace {
-
 // g masked by out > 0 in one pass. Linear in g, and the mask's derivative is 0
 // almost everywhere, so its own VJP is the same mask (second order works).
 Tensor relu_mask(const Tensor& g, const Tensor& out) {
@@ -122,8 +121,6 @@ Tensor relu_mask(const Tensor& g, const Tensor& out) {
                 [out](const Tensor& gg, const Tensor&) -> Grads { return {relu_mask(gg, out)}; }, Saves::Inputs,
                 [&](const Grads&, const Grads& t, const Tensor&) { return relu_mask(t[0], out); });
 }
-
-}  // namespace
 
 // Slope 0 at x = 0, as jax.nn.relu.
 Tensor relu(const Tensor& x) {

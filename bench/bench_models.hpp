@@ -7,12 +7,13 @@
 
 namespace xgrad::bench {
 
-inline std::shared_ptr<nn::Module> relu_layer() {
-  return std::make_shared<nn::Lambda>("relu", [](const Tensor& x) { return relu(x); });
-}
+// The layers as modules, as a user writes them (Keras/PyTorch style): a Sequential then
+// runs a Conv, its ReLU and its MaxPool as one pass (nn::MaxPoolFusion), as it does for
+// users; libtorch's eager twin runs the three ops.
+inline std::shared_ptr<nn::Module> relu_layer() { return std::make_shared<nn::ReLU>(); }
 
 inline std::shared_ptr<nn::Module> pool2() {
-  return std::make_shared<nn::Lambda>("max_pool 2x2", [](const Tensor& x) { return nn::max_pool(x, {2, 2}, {2, 2}); });
+  return std::make_shared<nn::MaxPool>(nn::PoolOptions{.window_shape = {2, 2}, .strides = {2, 2}});
 }
 
 // conv3x3(1→16) relu maxpool2 → conv3x3(16→32) relu maxpool2 → dense(800→10), VALID.

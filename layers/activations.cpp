@@ -74,4 +74,6 @@ Tensor PReLU::forward(const Tensor& x) {
   return where(greater_equal(x, k(0, x)), x, cast(slope, x.dtype()) * x);
 }
 
+Tensor ReLU::forward(const Tensor& x) { return relu(x); }
+
 }  // namespace xgrad::nn

@@ -61,4 +61,16 @@ class PReLU : public Module {
   PReLUOptions options_;
 };
 
+// relu as a layer (Keras's ReLU, torch.nn.ReLU): relu(x), any shape. A module rather
+// than an nn::Lambda so that nn::Sequential can see it: a Conv, a MaxPool and a ReLU
+// in a row, the ReLU before or after the pool, run as one pass (layers/conv.hpp's
+// MaxPoolFusion).
+class ReLU : public Module {
+ public:
+  std::string describe() const override { return "ReLU"; }
+
+ protected:
+  Tensor forward(const Tensor& x) override;
+};
+
 }  // namespace xgrad::nn

@@ -86,7 +86,8 @@ Tensor ConvBase::forward(const Tensor& x) {
   if (MaxPoolFusion* fusion = t_max_pool_fusion; fusion && fusion->conv_ == this) {
     fusion->conv_ = nullptr;  // this call takes the request, granted or not
     if (bias && !options_.mask)
-      if (Tensor y = conv_max_pool_apply(plan, x, kernel, *bias, fusion->window_, options_.dtype, options_.precision);
+      if (Tensor y = conv_max_pool_apply(plan, x, kernel, *bias, fusion->window_, options_.dtype, options_.precision,
+                                         fusion->relu_);
           y.defined()) {
         fusion->granted_ = true;
         return y;
@@ -95,8 +96,8 @@ Tensor ConvBase::forward(const Tensor& x) {
   return conv_apply(plan, x, kernel, bias, options_.mask, options_.dtype, options_.precision);
 }
 
-MaxPoolFusion::MaxPoolFusion(const ConvBase& conv, Shape window)
-    : conv_(&conv), window_(std::move(window)), enclosing_(t_max_pool_fusion) {
+MaxPoolFusion::MaxPoolFusion(const ConvBase& conv, Shape window, bool relu)
+    : conv_(&conv), window_(std::move(window)), relu_(relu), enclosing_(t_max_pool_fusion) {
   t_max_pool_fusion = this;
 }
 

@@ -127,14 +127,16 @@ class ConvBase : public Module {
 };
 
 // A request, for the calls made on this thread while it lives, that `conv` return
-// max_pool(conv(x), window, strides = window, "VALID") from one pass that never writes
-// the conv output (nn::Sequential makes one for a Conv followed by such a MaxPool). The
-// conv's next call grants it where that pass exists (conv_max_pool_apply: float32, 2-D,
-// a bias, no mask, the fast kernels) and computes its plain output otherwise;
-// granted() tells which. Values and gradients are those of the two layers.
+// max_pool(conv(x), window, strides = window, "VALID"), or with `relu` relu of that,
+// from one pass that never writes the conv output (nn::Sequential makes one for a Conv
+// followed by such a MaxPool, and a ReLU before or after it). The conv's next call
+// grants it where that pass exists (conv_max_pool_apply: float32, 2-D, a bias, no
+// mask, the fast kernels) and computes its plain output otherwise; granted() tells
+// which. Values and gradients are those of the layers.
 class MaxPoolFusion {
  public:
-  MaxPoolFusion(const ConvBase& conv, Shape window);  // for the next call of `conv` on this thread
+  // For the next call of `conv` on this thread.
+  MaxPoolFusion(const ConvBase& conv, Shape window, bool relu = false);
   ~MaxPoolFusion();
   MaxPoolFusion(const MaxPoolFusion&) = delete;
   MaxPoolFusion& operator=(const MaxPoolFusion&) = delete;
@@ -145,6 +147,7 @@ class MaxPoolFusion {
   friend class ConvBase;
   const ConvBase* conv_;  // null once a call has taken the request
   Shape window_;
+  bool relu_;
   bool granted_ = false;
   MaxPoolFusion* enclosing_;
 };

@@ -115,9 +115,10 @@ Tensor conv_apply(const ConvPlan& plan, const Tensor& inputs, const Tensor& kern
 // strides = window, "VALID") as one pass (autograd/conv.hpp:
 // conv_general_dilated_max_pool_resolved): a shared-weight 2-D plan with one batch
 // axis, no pre-padding, float32 throughout (no promotion), and the fast kernels
-// serving it. Undefined otherwise (then call conv_apply and max_pool).
+// serving it; with `relu`, relu of that (also relu before the pool: the same values
+// and gradients). Undefined otherwise (then call conv_apply, max_pool and relu).
 Tensor conv_max_pool_apply(const ConvPlan& plan, const Tensor& inputs, const Tensor& kernel, const Tensor& bias,
                            const Shape& window, std::optional<DType> dtype = std::nullopt,
-                           Precision precision = Precision::Default);
+                           Precision precision = Precision::Default, bool relu = false);
 
 }  // namespace xgrad::nn

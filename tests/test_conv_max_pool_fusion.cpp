@@ -7,6 +7,7 @@
 //    past the last whole window, 3×2 windows and several feature counts; also for an
 //    input without gradient, where the backward builds the conv's cotangent a block
 //    of samples at a time;
+//  - the same with a ReLU before or after the MaxPool (one op for the three layers);
 //  - second-order gradients (create_graph) and forward-mode tangents (in the input,
 //    kernel and bias) equal too;
 //  - where it does not apply (F not a multiple of 8, float64, strides ≠ window,
@@ -17,6 +18,7 @@
 // replaces, which test_conv_gradcheck.cpp and test_layers_pooling.cpp run.)
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -44,21 +46,46 @@ bool fast_kernels_available() {
   return false;
 }
 
+// Where a Net has a ReLU: none, or after the Conv or after the MaxPool.
+enum class Relu { None, BeforePool, AfterPool };
+
 struct Net {
   std::shared_ptr<nn::Conv> conv;
   std::shared_ptr<nn::MaxPool> pool;
+  std::shared_ptr<nn::ReLU> relu;  // null for Relu::None
+  Relu where = Relu::None;
   std::shared_ptr<nn::Sequential> seq;
+
+  // The layers called one by one, as the Sequential would without the fusion.
+  Tensor apart(const Tensor& x) const {
+    Tensor h = (*conv)(x);
+    if (where == Relu::BeforePool) h = (*relu)(h);
+    h = (*pool)(h);
+    return where == Relu::AfterPool ? (*relu)(h) : h;
+  }
+  // The name of the op the Sequential's output comes from when it runs them as one.
+  const char* fused_op() const {
+    return where == Relu::None ? "conv_general_dilated+max_pool" : "conv_general_dilated+max_pool+relu";
+  }
 };
 
 Net make_net(std::int64_t features, const Shape& window, nn::PoolOptions pool_options = {},
-             nn::ConvOptions conv_options = {}) {
+             nn::ConvOptions conv_options = {}, Relu where = Relu::None) {
   Net n;
   conv_options.features = features;
   conv_options.kernel_size = {3, 3};
   n.conv = std::make_shared<nn::Conv>(conv_options);
   if (pool_options.window_shape.empty()) pool_options = {.window_shape = window, .strides = window};
   n.pool = std::make_shared<nn::MaxPool>(pool_options);
-  n.seq = std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{n.conv, n.pool});
+  n.where = where;
+  if (where == Relu::None) {
+    n.seq = std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{n.conv, n.pool});
+    return n;
+  }
+  n.relu = std::make_shared<nn::ReLU>();
+  n.seq = std::make_shared<nn::Sequential>(
+      where == Relu::BeforePool ? std::initializer_list<std::shared_ptr<nn::Module>>{n.conv, n.relu, n.pool}
+                                : std::initializer_list<std::shared_ptr<nn::Module>>{n.conv, n.pool, n.relu});
   return n;
 }
 
@@ -81,7 +108,7 @@ Run run(const Net& n, const Tensor& x0, const Tensor& dy, bool fused, bool input
   Tensor x = x0.detach();
   if (input_grad) x.requires_grad_();
   n.conv->zero_grad();
-  Tensor y = fused ? (*n.seq)(x) : (*n.pool)((*n.conv)(x));
+  Tensor y = fused ? (*n.seq)(x) : n.apart(x);
   y.backward(dy);
   return {y.detach(), input_grad ? x.grad() : Tensor(), n.conv->named_parameters().at(0).second.grad(),
           n.conv->named_parameters().at(1).second.grad()};
@@ -114,84 +141,99 @@ TEST_CASE("a Conv then a MaxPool in a Sequential run as one op with the two laye
         Shape_{{3, 17, 15, 2}, {2, 2}, 16, "conv strides 2, VALID", {.strides = {2, 2}, .padding = "VALID"}},
         Shape_{{3, 12, 11, 2}, {2, 2}, 8, "kernel dilation 2, explicit padding",
                {.padding = std::vector<std::pair<int, int>>{{1, 2}, {0, 1}}, .kernel_dilation = {2, 2}}},
-        Shape_{{64, 28, 28, 1}, {2, 2}, 16, "the main job's first layer"}}) {
-    CAPTURE(c.why);
-    const Net n = make_net(c.features, c.window, {}, c.conv);
-    const Tensor x = random_normal(make_key(1), c.input);
-    n.seq->init(x);
-    for (const int threads : {1, 2, 3}) {
-      CAPTURE(threads);
-      set_num_threads(threads);
-      const Tensor probe = (*n.seq)(x);
-      CHECK(op_of(probe) == "conv_general_dilated+max_pool");
-      const Tensor dy = random_normal(make_key(2), probe.shape());
-      for (const bool input_grad : {true, false}) {
-        CAPTURE(input_grad);
-        check_same(run(n, x, dy, true, input_grad), run(n, x, dy, false, input_grad));
+        Shape_{{64, 28, 28, 1}, {2, 2}, 16, "the main job's first layer"}})
+    for (const Relu where : {Relu::None, Relu::BeforePool, Relu::AfterPool}) {
+      CAPTURE(c.why);
+      CAPTURE(static_cast<int>(where));
+      const Net n = make_net(c.features, c.window, {}, c.conv, where);
+      const Tensor x = random_normal(make_key(1), c.input);
+      n.seq->init(x);
+      for (const int threads : {1, 2, 3}) {
+        CAPTURE(threads);
+        set_num_threads(threads);
+        const Tensor probe = (*n.seq)(x);
+        CHECK(op_of(probe) == n.fused_op());
+        if (where != Relu::None) {  // the relu zeroed some outputs and kept others
+          const auto y = probe.to_vector();
+          CHECK(std::count(y.begin(), y.end(), 0.0) > 0);
+          CHECK(std::count_if(y.begin(), y.end(), [](double v) { return v > 0; }) > 0);
+        }
+        const Tensor dy = random_normal(make_key(2), probe.shape());
+        for (const bool input_grad : {true, false}) {
+          CAPTURE(input_grad);
+          check_same(run(n, x, dy, true, input_grad), run(n, x, dy, false, input_grad));
+        }
       }
     }
-  }
 }
 
 TEST_CASE("the fused conv + max pool selects as max_pool does: ties go to the first element, NaN wins") {
   if (!fast_kernels_available()) return;
-  const Net n = make_net(8, {2, 2});
-  Tensor x = random_normal(make_key(3), {3, 9, 9, 2});
-  n.seq->init(x);
-  const Tensor dy = random_normal(make_key(4), (*n.seq)(x).shape());
-  SUBCASE("ties: a zero kernel makes every window's four outputs the bias") {
-    n.conv->named_parameters().at(0).second.fill_(0.0);
-    const Run fused = run(n, x, dy, true), apart = run(n, x, dy, false);
-    check_same(fused, apart);
-    check_same(run(n, x, dy, true, false), run(n, x, dy, false, false));
-    // Each window's gradient went to its first element only: dbias = Σ dy per feature.
-    const auto db = fused.dbias.to_vector(), g = dy.to_vector();
-    for (std::size_t f = 0; f < db.size(); ++f) {
-      double want = 0;
-      for (std::size_t i = f; i < g.size(); i += db.size()) want += g[i];
-      CHECK(db[f] == doctest::Approx(want).epsilon(1e-5));
-    }
-  }
-  SUBCASE("NaN in the input reaches some windows") {
+  for (const Relu where : {Relu::None, Relu::BeforePool, Relu::AfterPool}) {
+    CAPTURE(static_cast<int>(where));
+    const Net n = make_net(8, {2, 2}, {}, {}, where);
+    Tensor x = random_normal(make_key(3), {3, 9, 9, 2});
+    n.seq->init(x);
+    const Tensor dy = random_normal(make_key(4), (*n.seq)(x).shape());
+    // NaN in the input reaches some windows.
     std::vector<double> values = x.to_vector();
     values[40] = std::numeric_limits<double>::quiet_NaN();
     values[100] = std::numeric_limits<double>::quiet_NaN();
-    x = from_vector(values, x.shape(), DType::Float32);
+    const Tensor x_nan = from_vector(values, x.shape(), DType::Float32);
+    const Run fused_nan = run(n, x_nan, dy, true);
+    check_same(fused_nan, run(n, x_nan, dy, false));
+    check_same(run(n, x_nan, dy, true, false), run(n, x_nan, dy, false, false));
+    const auto y_nan = fused_nan.y.to_vector();
+    CHECK(std::count_if(y_nan.begin(), y_nan.end(), [](double v) { return std::isnan(v); }) > 0);
+
+    // Ties: a zero kernel makes every window's four outputs the bias.
+    n.conv->named_parameters().at(0).second.fill_(0.0);
+    Tensor bias = n.conv->named_parameters().at(1).second;
+    bias.copy_(from_vector({0.5, -0.25, 1.0, -1.0, 0.0, 2.0, -3.0, 0.75}, bias.shape(), DType::Float32));
     const Run fused = run(n, x, dy, true), apart = run(n, x, dy, false);
     check_same(fused, apart);
     check_same(run(n, x, dy, true, false), run(n, x, dy, false, false));
-    bool any_nan = false;
-    for (const double v : fused.y.to_vector()) any_nan = any_nan || std::isnan(v);
-    CHECK(any_nan);
+    // Each window's gradient went to its first element only: dbias = Σ dy per feature,
+    // and with a relu only for the features whose bias is positive.
+    const auto db = fused.dbias.to_vector(), g = dy.to_vector(), b = bias.to_vector();
+    for (std::size_t f = 0; f < db.size(); ++f) {
+      double want = 0;
+      for (std::size_t i = f; i < g.size(); i += db.size()) want += g[i];
+      if (where != Relu::None && b[f] <= 0) want = 0;
+      CHECK(db[f] == doctest::Approx(want).epsilon(1e-5));
+    }
   }
 }
 
 TEST_CASE("the fused conv + max pool has the second-order gradients and the tangents of the two layers") {
   if (!fast_kernels_available()) return;
-  const Net n = make_net(16, {2, 2});
-  const Tensor x0 = random_normal(make_key(5), {3, 10, 10, 2});
-  n.seq->init(x0);
-  const Tensor kernel = n.conv->named_parameters().at(0).second;
-  const auto grad_grad = [&](bool fused) {
-    Tensor x = x0.detach().requires_grad_();
-    Tensor y = fused ? (*n.seq)(x) : (*n.pool)((*n.conv)(x));
-    if (fused) CHECK(op_of(y) == "conv_general_dilated+max_pool");
-    const Tensor gk = grad({sum(y * y)}, {kernel}, {}, {.create_graph = true})[0];
-    return grad({sum(gk * gk)}, {x})[0];
-  };
-  CHECK(same_bits(grad_grad(true), grad_grad(false)));
+  for (const Relu where : {Relu::None, Relu::BeforePool, Relu::AfterPool}) {
+    CAPTURE(static_cast<int>(where));
+    const Net n = make_net(16, {2, 2}, {}, {}, where);
+    const Tensor x0 = random_normal(make_key(5), {3, 10, 10, 2});
+    n.seq->init(x0);
+    const Tensor kernel = n.conv->named_parameters().at(0).second;
+    const auto grad_grad = [&](bool fused) {
+      Tensor x = x0.detach().requires_grad_();
+      Tensor y = fused ? (*n.seq)(x) : n.apart(x);
+      if (fused) CHECK(op_of(y) == n.fused_op());
+      const Tensor gk = grad({sum(y * y)}, {kernel}, {}, {.create_graph = true})[0];
+      return grad({sum(gk * gk)}, {x})[0];
+    };
+    CHECK(same_bits(grad_grad(true), grad_grad(false)));
 
-  const Tensor v = random_normal(make_key(6), x0.shape());
-  const auto tangent = [&](bool fused) {
-    return jvp([&](const std::vector<Tensor>& in) {
-             return std::vector<Tensor>{fused ? (*n.seq)(in[0]) : (*n.pool)((*n.conv)(in[0]))};
-           },
-               {x0}, {v})
-        .output_tangents[0];
-  };
-  const Tensor fused_tangent = tangent(true), apart_tangent = tangent(false);
-  CHECK(fused_tangent.shape() == Shape{3, 5, 5, 16});
-  CHECK(same_bits(fused_tangent, apart_tangent));
+    const Tensor v = random_normal(make_key(6), x0.shape());
+    const auto tangent = [&](bool fused) {
+      return jvp([&](const std::vector<Tensor>& in) {
+               return std::vector<Tensor>{fused ? (*n.seq)(in[0]) : n.apart(in[0])};
+             },
+                 {x0}, {v})
+          .output_tangents[0];
+    };
+    const Tensor fused_tangent = tangent(true), apart_tangent = tangent(false);
+    CHECK(fused_tangent.shape() == Shape{3, 5, 5, 16});
+    CHECK(same_bits(fused_tangent, apart_tangent));
+  }
 }
 
 TEST_CASE("where the one-pass conv + max pool does not apply, a Sequential runs the two layers") {
@@ -233,6 +275,20 @@ TEST_CASE("where the one-pass conv + max pool does not apply, a Sequential runs 
     const Net n = make_net(8, {2, 2});
     n.conv->set_remat(true);
     check_apart(n, x);
+  }
+  SUBCASE("a ReLU under remat, or a relu in a Lambda: the conv and the pool only") {
+    const Net remat = make_net(8, {2, 2}, {}, {}, Relu::AfterPool);
+    remat.relu->set_remat(true);
+    const Net lambda = make_net(8, {2, 2});
+    lambda.seq->add(std::make_shared<nn::Lambda>("relu", [](const Tensor& t) { return relu(t); }));
+    for (const Net* n : {&remat, &lambda}) {
+      n->seq->init(x);
+      const Tensor y = (*n->seq)(x);
+      REQUIRE(y.grad_fn());
+      CHECK(op_of(y) != "conv_general_dilated+max_pool+relu");
+      CHECK(op_of(y.grad_fn()->inputs.at(0)) == "conv_general_dilated+max_pool");
+      CHECK(same_bits(y, relu(n->apart(x))));
+    }
   }
   SUBCASE("a summary records both layers") {
     const Net n = make_net(8, {2, 2});
@@ -290,21 +346,26 @@ TEST_CASE("conv_max_pool_apply's tangents in the input, kernel and bias are thos
   const Tensor k = random_normal(make_key(13), plan.kernel_shape);
   const Tensor b = random_normal(make_key(14), plan.bias_shape);
   const Shape window{2, 2};
-  const auto fused = [&](const std::vector<Tensor>& in) {
-    const Tensor y = nn::conv_max_pool_apply(plan, in[0], in[1], in[2], window);
-    REQUIRE(y.defined());  // the one-pass op applies (outside a jvp it records under its own name)
-    return std::vector<Tensor>{y};
-  };
-  const auto apart = [&](const std::vector<Tensor>& in) {
-    return std::vector<Tensor>{nn::max_pool(nn::conv_apply(plan, in[0], in[1], in[2]), window, window)};
-  };
   const Tensor vx = random_normal(make_key(15), x.shape()), vk = random_normal(make_key(16), k.shape());
   const Tensor vb = random_normal(make_key(17), b.shape());
   const Tensor none_x = zeros(x.shape()), none_k = zeros(k.shape()), none_b = zeros(b.shape());
-  for (const std::vector<Tensor>& v : {std::vector<Tensor>{vx, vk, vb}, std::vector<Tensor>{none_x, none_k, vb},
-                                       std::vector<Tensor>{none_x, vk, none_b}}) {
-    const JvpResult a = jvp(fused, {x, k, b}, v), want = jvp(apart, {x, k, b}, v);
-    CHECK(same_bits(a.outputs[0], want.outputs[0]));
-    CHECK(same_bits(a.output_tangents[0], want.output_tangents[0]));
+  for (const bool with_relu : {false, true}) {
+    CAPTURE(with_relu);
+    const auto fused = [&](const std::vector<Tensor>& in) {
+      const Tensor y = nn::conv_max_pool_apply(plan, in[0], in[1], in[2], window, std::nullopt,
+                                               Precision::Default, with_relu);
+      REQUIRE(y.defined());  // the one-pass op applies (outside a jvp it records under its own name)
+      return std::vector<Tensor>{y};
+    };
+    const auto apart = [&](const std::vector<Tensor>& in) {
+      const Tensor y = nn::max_pool(nn::conv_apply(plan, in[0], in[1], in[2]), window, window);
+      return std::vector<Tensor>{with_relu ? relu(y) : y};
+    };
+    for (const std::vector<Tensor>& v : {std::vector<Tensor>{vx, vk, vb}, std::vector<Tensor>{none_x, none_k, vb},
+                                         std::vector<Tensor>{none_x, vk, none_b}}) {
+      const JvpResult a = jvp(fused, {x, k, b}, v), want = jvp(apart, {x, k, b}, v);
+      CHECK(same_bits(a.outputs[0], want.outputs[0]));
+      CHECK(same_bits(a.output_tangents[0], want.output_tangents[0]));
+    }
   }
 }

@@ -1,6 +1,7 @@
-// Activations (values against their formulas, gradchecks), PReLU, Dropout and Flatten.
+// Activations (values against their formulas, gradchecks), PReLU, ReLU, Dropout and Flatten.
 #include <cmath>
 #include <functional>
+#include <limits>
 
 #include <doctest/doctest.h>
 
@@ -100,6 +101,26 @@ TEST_CASE("PReLU learns its negative slope, initialised to 0.01") {
   GradcheckReport r = gradcheck(
       [&](const std::vector<Tensor>& in) { return prelu.functional_call({{"negative_slope", in[1]}}, in[0]); },
       {from_vector({-2.0, -0.5, 0.7, 3.0}, {4}, DType::Float64), slope});
+  CHECK_MESSAGE(r.ok, r.to_string());
+}
+
+TEST_CASE("the ReLU module is relu: max(x, 0) with NaN passing, slope 0 at 0, no parameters") {
+  nn::ReLU layer;
+  CHECK(layer.describe() == "ReLU");
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const auto y = layer(from_vector({-2.0, 0.0, 0.5, nan, 3.0}, {5}, DType::Float64)).to_vector();
+  CHECK(y[0] == 0.0);
+  CHECK(y[1] == 0.0);
+  CHECK(y[2] == 0.5);
+  CHECK(std::isnan(y[3]));
+  CHECK(y[4] == 3.0);
+  CHECK(layer.state_dict().empty());
+  Tensor x = from_vector({-2.0, 0.0, 0.5, 3.0}, {2, 2}, DType::Float64).requires_grad_();
+  sum(layer(x)).backward();
+  CHECK(x.grad().to_vector() == std::vector<double>{0, 0, 1, 1});
+  GradcheckReport r = gradcheck([&](const std::vector<Tensor>& in) { return layer(in[0]); },
+                                {from_vector({-2.0, -0.5, 0.7, 3.0}, {2, 2}, DType::Float64)},
+                                {.check_forward_ad = true});
   CHECK_MESSAGE(r.ok, r.to_string());
 }
 

@@ -4,6 +4,7 @@
 
 #include "autograd/ops.hpp"
 #include "core/error.hpp"
+#include "layers/activations.hpp"
 #include "layers/conv.hpp"
 #include "layers/dense.hpp"
 #include "layers/flatten.hpp"
@@ -25,13 +26,11 @@ namespace {
 // The networks pool before the ReLU: max_pool(relu(x)) = relu(max_pool(x)) in values
 // and gradients (ReLU is monotone; both route a window's gradient to its first
 // maximum, and to nothing when that maximum is <= 0), and the ReLU then touches a
-// quarter of the elements.
-std::shared_ptr<nn::Module> relu_layer() {
-  return std::make_shared<nn::Lambda>("relu", [](const Tensor& x) { return relu(x); });
-}
+// quarter of the elements. Modules, not Lambdas, so that the Sequential runs a Conv,
+// this pool and this ReLU as one pass (nn::MaxPoolFusion): the first conv's 3.2 MB
+// output is then never written, nor the pool's before its ReLU.
+std::shared_ptr<nn::Module> relu_layer() { return std::make_shared<nn::ReLU>(); }
 
-// A module, not a Lambda, so that the Sequential runs a Conv and this pool as one pass
-// (nn::MaxPoolFusion): the first conv's 3.2 MB output is then never written.
 std::shared_ptr<nn::Module> pool2() {
   return std::make_shared<nn::MaxPool>(nn::PoolOptions{.window_shape = {2, 2}, .strides = {2, 2}});
 }

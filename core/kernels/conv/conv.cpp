@@ -343,7 +343,7 @@ std::optional<std::pair<Tensor, Tensor>> conv_shared_forward_biased_max_pool(con
                                                                              const Tensor& bias,
                                                                              const ConvContraction& c,
                                                                              std::int64_t window_h,
-                                                                             std::int64_t window_w) {
+                                                                             std::int64_t window_w, bool relu) {
   if (c.weights != ConvWeights::Shared || c.geometry.rank() != 2 || c.features % 8 != 0 || window_h < 1 ||
       window_w < 1 || !bias.defined() || bias.dtype() != DType::Float32 ||
       nothing_to_compute(c.output_shape(), x, kernel) || !takes_fast_path(c, x.dtype(), kernel.dtype()))
@@ -354,7 +354,7 @@ std::optional<std::pair<Tensor, Tensor>> conv_shared_forward_biased_max_pool(con
                                    empty({y[0], y[1] / window_h, y[2] / window_w, y[3]}, DType::Int32)};
   tiles::count_fast_dispatch();
   conv_shared_forward_max_pool_fast(c.geometry, c.features, x.data<float>(), kernel.data<float>(), bias.data<float>(),
-                                    window_h, window_w, pooled.first.data<float>(),
+                                    window_h, window_w, relu, pooled.first.data<float>(),
                                     pooled.second.data<std::int32_t>());
   return pooled;
 }
@@ -369,15 +369,19 @@ std::optional<SharedConvParamGrads> conv_shared_param_vjp_fused(const Tensor& x,
 }
 
 std::optional<SharedConvParamGrads> conv_shared_param_vjp_max_pooled(const Tensor& x, const Tensor& pooled_g,
-                                                                     const Tensor& index, const ConvContraction& c) {
+                                                                     const Tensor& index, const Tensor& relu_out,
+                                                                     const ConvContraction& c) {
   if (c.weights != ConvWeights::Shared || x.numel() == 0 || pooled_g.numel() == 0 ||
       pooled_g.dtype() != DType::Float32 || index.dtype() != DType::Int32 || pooled_g.shape() != index.shape() ||
+      (relu_out.defined() && (relu_out.dtype() != DType::Float32 || relu_out.shape() != index.shape())) ||
       !takes_fast_path(c, x.dtype(), pooled_g.dtype()))
     return std::nullopt;
   SharedConvParamGrads grads{empty(c.kernel_shape(), DType::Float32), empty({c.features}, DType::Float32)};
   tiles::count_fast_dispatch();
   conv_shared_kernel_vjp_max_pooled_fast(c.geometry, c.features, x.data<float>(), pooled_g.data<float>(),
-                                         index.data<std::int32_t>(), pooled_g.numel() / pooled_g.size(0),
+                                         index.data<std::int32_t>(),
+                                         relu_out.defined() ? relu_out.data<float>() : nullptr,
+                                         pooled_g.numel() / pooled_g.size(0),
                                          grads.dkernel.data<float>(), grads.dbias.data<float>());
   return grads;
 }

@@ -48,13 +48,14 @@ Tensor conv_shared_forward_biased(const Tensor& x, const Tensor& kernel, const T
 // Shared weights, 2-D: max pool over disjoint window_h × window_w windows (stride =
 // window, no padding) of conv_forward(x, kernel) + bias, in one pass that never writes
 // the conv output: (pooled, index) exactly as pool_select(y, ·, take_max) on that
-// output (core/kernels/pool.hpp; Int32 index). nullopt unless the fast kernels serve
-// the conv (float32 operands and bias) and F is a multiple of 8.
+// output (core/kernels/pool.hpp; Int32 index); with `relu`, relu of the pooled values
+// (as Unary::Relu) and the same index. nullopt unless the fast kernels serve the conv
+// (float32 operands and bias) and F is a multiple of 8.
 std::optional<std::pair<Tensor, Tensor>> conv_shared_forward_biased_max_pool(const Tensor& x, const Tensor& kernel,
                                                                              const Tensor& bias,
                                                                              const ConvContraction& c,
                                                                              std::int64_t window_h,
-                                                                             std::int64_t window_w);
+                                                                             std::int64_t window_w, bool relu);
 
 // Shared weights: the kernel and bias gradients of conv_forward(x, kernel) + bias for
 // cotangent g from ONE kernel-VJP pass, when the fast kernels handle this case, else
@@ -67,9 +68,11 @@ std::optional<SharedConvParamGrads> conv_shared_param_vjp_fused(const Tensor& x,
 // The same for the cotangent a max pool's VJP makes of `pooled_g` and `index`
 // (conv_shared_forward_biased_max_pool's outputs: zero but each pooled cotangent at its
 // selected element), without making it: the same bits as conv_shared_param_vjp_fused
-// on it; nullopt where that function would be.
+// on it; nullopt where that function would be. With `relu_out` defined (the pooled
+// output after a relu), pooled_g is first masked by relu_out > 0, as relu_grad does.
 std::optional<SharedConvParamGrads> conv_shared_param_vjp_max_pooled(const Tensor& x, const Tensor& pooled_g,
-                                                                     const Tensor& index, const ConvContraction& c);
+                                                                     const Tensor& index, const Tensor& relu_out,
+                                                                     const ConvContraction& c);
 
 // The wanted gradients of y = conv_forward(x, kernel) (+ bias) for a local conv from
 // ONE pass over each position's cotangent block, on either path (not

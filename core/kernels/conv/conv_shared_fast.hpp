@@ -30,10 +30,11 @@ void conv_shared_forward_fast(const ConvGeometry& g, std::int64_t features, cons
 // last whole window are not computed), for a 2-D `g` and F a multiple of 8:
 // out (N, ⌊H/window_h⌋, ⌊W/window_w⌋, F) and index, the flat index into y (N, H, W, F)
 // of each window's selected element, exactly as pool_select (core/kernels/pool.hpp)
-// on y; y itself is never written.
+// on y; y itself is never written. With `relu`, out is relu of the pooled values (as
+// Unary::Relu: NaN passes), the index unchanged.
 void conv_shared_forward_max_pool_fast(const ConvGeometry& g, std::int64_t features, const float* x,
                                        const float* kernel, const float* bias, std::int64_t window_h,
-                                       std::int64_t window_w, float* out, std::int32_t* index);
+                                       std::int64_t window_w, bool relu, float* out, std::int32_t* index);
 // Given dy = ∂L/∂y (N, O..., F), overwrites d_x (N, M..., C) with the adjoint of the
 // forward in x. Each sample is one task, so the result does not depend on the thread count.
 void conv_shared_input_vjp_fast(const ConvGeometry& g, std::int64_t features, const float* dy, const float* kernel,
@@ -50,7 +51,10 @@ void conv_shared_kernel_vjp_fast(const ConvGeometry& g, std::int64_t features, c
 // index (conv_shared_forward_max_pool_fast's outputs, pooled_per_sample elements per
 // sample): zero but pooled_dy[i] at index[i]. Built a block of samples at a time in
 // per-thread scratch instead of as a whole tensor; the same bits as the two steps.
+// With relu_out (the relu'd pooled output; else null), pooled_dy[i] is first masked
+// by relu_out[i] > 0, as relu_grad masks it.
 void conv_shared_kernel_vjp_max_pooled_fast(const ConvGeometry& g, std::int64_t features, const float* x,
                                             const float* pooled_dy, const std::int32_t* index,
-                                            std::int64_t pooled_per_sample, float* d_kernel, float* d_bias);
+                                            const float* relu_out, std::int64_t pooled_per_sample,
+                                            float* d_kernel, float* d_bias);
 }  // namespace xgrad::kernels
