@@ -138,8 +138,8 @@ Tensor conv_general_dilated_resolved(const kernels::ConvContraction& c, const Te
                                      const Tensor& bias = Tensor());
 
 // max_pool(conv_general_dilated_resolved(c, lhs, rhs, bias), window, strides = window,
-// "VALID") as ONE op, for a shared-weight 2-D conv with a bias, when the fast kernels
-// serve it (float32, F a multiple of 8; see kernels::conv_shared_forward_biased_max_pool):
+// "VALID") as ONE op, for a 2-D conv (shared or local weights) with a bias, when the
+// fast kernels serve it (float32, F a multiple of 8; see kernels::conv_forward_biased_max_pool):
 // the conv output is never written. Values and gradients of every order are those of
 // the two ops (the same kernels select the same elements; the VJP scatters to the
 // conv output and runs the conv's VJP). With `relu`, relu of that (relu(max) =

@@ -43,6 +43,13 @@ const char* op_name(const ConvContraction& c) {
   return c.weights == ConvWeights::Local ? "conv_general_dilated_local" : "conv_general_dilated";
 }
 
+// The bias shape of a contraction: (F) shared, (O..., F) local.
+Shape bias_shape_of(const ConvContraction& c) {
+  if (c.weights == ConvWeights::Shared) return {c.features};
+  const Shape out = c.output_shape();
+  return Shape(out.begin() + 1, out.end());
+}
+
 Tensor conv_op(const ConvPtr& c, const Tensor& x, const Tensor& w);
 Tensor input_vjp_op(const ConvPtr& c, const Tensor& g, const Tensor& w);
 Tensor kernel_vjp_op(const ConvPtr& c, const Tensor& x, const Tensor& g);
@@ -101,28 +108,43 @@ Tensor conv_bias_op(const ConvPtr& c, const Tensor& x, const Tensor& w, const Te
                 });
 }
 
+// The tape name of the conv + max pool (+ relu) op.
+const char* max_pool_op_name(const ConvContraction& c, bool relu) {
+  if (c.weights == ConvWeights::Local)
+    return relu ? "conv_general_dilated_local+max_pool+relu" : "conv_general_dilated_local+max_pool";
+  return relu ? "conv_general_dilated+max_pool+relu" : "conv_general_dilated+max_pool";
+}
+
 // conv_bias_op followed by a max pool over disjoint windows of the conv output (and,
 // with `relu`, a relu), from one kernel pass; undefined where the fast kernels do not
 // serve it.
 Tensor conv_bias_max_pool_op(const ConvPtr& c, const Tensor& x, const Tensor& w, const Tensor& b,
                              const Shape& window, bool relu) {
-  auto pooled = kernels::conv_shared_forward_biased_max_pool(x, w, b, *c, window[0], window[1], relu);
+  auto pooled = kernels::conv_forward_biased_max_pool(x, w, b, *c, window[0], window[1], relu);
   if (!pooled) return Tensor();
   const auto geometry = std::make_shared<const kernels::PoolGeometry>(
       kernels::pool_geometry(c->output_shape(), window, window, PadPairs(window.size(), {0, 0})));
   const Tensor indices = pooled->second;
   return record(
-      relu ? "conv_general_dilated+max_pool+relu" : "conv_general_dilated+max_pool", std::move(pooled->first),
-      {x, w, b},
-      [c, x, w, b, indices, geometry, relu](const Tensor& g, const Tensor& out) -> Grads {
-        // The kernel and bias gradients alone (an image input), not differentiated
-        // further: from the pooled cotangent (masked by relu's out > 0 on the way),
-        // a block of samples at a time, without the conv-sized cotangent (the same
-        // bits as below).
-        if (!GradMode::is_enabled() && !forward_ad::propagating() && !x.requires_grad() && w.requires_grad() &&
-            b.requires_grad())
-          if (auto grads = kernels::conv_shared_param_vjp_max_pooled(x, g, indices, relu ? out : Tensor(), *c))
-            return {Tensor(), grads->dkernel, grads->dbias};
+      max_pool_op_name(*c, relu), std::move(pooled->first), {x, w, b},
+      [c, x, w, b, indices, geometry, window, relu](const Tensor& g, const Tensor& out) -> Grads {
+        // Not differentiated further: the gradients from the pooled cotangent (masked
+        // by relu's out > 0 on the way), without the conv-sized cotangent (the same
+        // bits as below). Local weights: every wanted gradient, position by position;
+        // shared: the kernel and bias gradients of an image input, a block of samples
+        // at a time.
+        const Tensor relu_out = relu ? out : Tensor();
+        if (!GradMode::is_enabled() && !forward_ad::propagating()) {
+          if (c->weights == ConvWeights::Local) {
+            if (auto grads = kernels::conv_local_vjp_max_pooled(x, w, g, indices, relu_out, window, *c,
+                                                                x.requires_grad(), w.requires_grad(),
+                                                                b.requires_grad()))
+              return {grads->dx, grads->dkernel, grads->dbias};
+          } else if (!x.requires_grad() && w.requires_grad() && b.requires_grad()) {
+            if (auto grads = kernels::conv_shared_param_vjp_max_pooled(x, g, indices, relu_out, *c))
+              return {Tensor(), grads->dkernel, grads->dbias};
+          }
+        }
         return conv_grads(c, x, w, b, scatter_to(relu ? relu_mask(g, out) : g, indices, geometry));
       },
       relu ? Saves::InputsAndOutput : Saves::Inputs, [&](const Grads&, const Grads& t, const Tensor& out) {
@@ -349,28 +371,22 @@ Tensor conv_general_dilated_resolved(const kernels::ConvContraction& contraction
                   op);
   const ConvPtr c = std::make_shared<const ConvContraction>(contraction);
   if (!bias.defined()) return conv_op(c, lhs, rhs);
-  Shape bias_shape{c->features};
-  if (c->weights == ConvWeights::Local) {
-    const Shape out = c->output_shape();
-    bias_shape.assign(out.begin() + 1, out.end());
-  }
-  check_bias(bias, lhs, bias_shape, "the resolved convolution's bias", op);
+  check_bias(bias, lhs, bias_shape_of(*c), "the resolved convolution's bias", op);
   return conv_bias_op(c, lhs, rhs, bias);
 }
 
 Tensor conv_general_dilated_max_pool_resolved(const kernels::ConvContraction& contraction, const Tensor& lhs,
                                               const Tensor& rhs, const Tensor& bias, const Shape& window, bool relu) {
-  if (contraction.weights != ConvWeights::Shared || !bias.defined() || window.size() != 2 ||
-      contraction.geometry.rank() != 2)
-    return Tensor();
+  if (!bias.defined() || window.size() != 2 || contraction.geometry.rank() != 2) return Tensor();
   const char* op = op_name(contraction);
   check_same_dtype(lhs, rhs, op);
+  const Shape bias_shape = bias_shape_of(contraction);
   if (lhs.shape() != contraction.input_shape() || rhs.shape() != contraction.kernel_shape() ||
-      bias.shape() != Shape{contraction.features})
-    throw ShapeError(fmt::format("{}: lhs {}, rhs {} and bias {} do not match the resolved convolution ({}, {}, ({}))",
+      bias.shape() != bias_shape)
+    throw ShapeError(fmt::format("{}: lhs {}, rhs {} and bias {} do not match the resolved convolution ({}, {}, {})",
                                  op, shape_str(lhs.shape()), shape_str(rhs.shape()), shape_str(bias.shape()),
                                  shape_str(contraction.input_shape()), shape_str(contraction.kernel_shape()),
-                                 contraction.features));
+                                 shape_str(bias_shape)));
   return conv_bias_max_pool_op(std::make_shared<const ConvContraction>(contraction), lhs, rhs, bias, window, relu);
 }
 

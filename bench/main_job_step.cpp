@@ -51,15 +51,15 @@ Phases time_steps(int threads, int steps) {
   for (int s = 0; s < warmup + steps; ++s) {
     const auto start = Clock::now();
     Tensor h = x;
-    // The layers one by one, as the Sequential runs them: conv 1 with the pool and the
-    // ReLU after it as one pass (nn::MaxPoolFusion), timed as the conv's; the pool's and
-    // the ReLU's times are then 0.
+    // The layers one by one, as the Sequential runs them: each conv with the pool and
+    // the ReLU after it as one pass (nn::MaxPoolFusion), timed as the conv's; the
+    // pool's and the ReLU's times are then 0.
     std::vector<double> layer_ms;
     for (std::size_t i = 0; i < layers.size(); ++i) {
       const auto t = Clock::now();
       bool pooled = false;
-      if (i == 0) {
-        nn::MaxPoolFusion fusion(dynamic_cast<const nn::ConvBase&>(layers[0]), {2, 2}, true);
+      if (const auto* conv = dynamic_cast<const nn::ConvBase*>(&layers[i])) {
+        nn::MaxPoolFusion fusion(*conv, {2, 2}, true);
         h = layers[i](h);
         pooled = fusion.granted();
       } else {
@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
   const int steps = argc > 1 ? std::max(10, std::atoi(argv[1])) : 300;
   std::printf("CPU: %s; LocalNet training step, batch 64, medians of %d steps (ms)\n",
               bench::cpu_model().c_str(), steps);
-  std::printf("%-8s%9s%9s%8s%10s%11s   forward per layer (conv [+ pool + relu], pool, relu, ConvLocal, pool, relu, flatten, dense)\n",
+  std::printf("%-8s%9s%9s%8s%10s%11s   forward per layer (conv [+ pool + relu], pool, relu, ConvLocal [+ pool + relu], pool, relu, flatten, dense)\n",
               "threads", "step", "forward", "loss", "backward", "optimizer");
   for (int threads : {1, 2}) {
     const Phases p = time_steps(threads, steps);

@@ -275,7 +275,7 @@ Tensor conv_apply(const ConvPlan& plan, const Tensor& inputs, const Tensor& kern
 Tensor conv_max_pool_apply(const ConvPlan& plan, const Tensor& inputs, const Tensor& kernel, const Tensor& bias,
                            const Shape& window, std::optional<DType> dtype, Precision precision, bool relu) {
   const DType f32 = DType::Float32;
-  if (!plan.spec.shared_weights || plan.prepad != Prepad::None || inputs.shape() != plan.flat_input_shape ||
+  if (plan.prepad != Prepad::None || inputs.shape() != plan.flat_input_shape ||
       inputs.shape() != plan.input_shape || kernel.shape() != plan.kernel_shape || bias.shape() != plan.bias_shape ||
       inputs.dtype() != f32 || kernel.dtype() != f32 || bias.dtype() != f32 || (dtype && *dtype != f32))
     return Tensor();

@@ -113,7 +113,7 @@ Tensor conv_apply(const ConvPlan& plan, const Tensor& inputs, const Tensor& kern
 
 // max_pool(conv_apply(plan, inputs, kernel, bias, nullopt, dtype, precision), window,
 // strides = window, "VALID") as one pass (autograd/conv.hpp:
-// conv_general_dilated_max_pool_resolved): a shared-weight 2-D plan with one batch
+// conv_general_dilated_max_pool_resolved): a 2-D plan (shared or local) with one batch
 // axis, no pre-padding, float32 throughout (no promotion), and the fast kernels
 // serving it; with `relu`, relu of that (also relu before the pool: the same values
 // and gradients). Undefined otherwise (then call conv_apply, max_pool and relu).

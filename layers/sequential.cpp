@@ -42,7 +42,7 @@ namespace {
 std::optional<Shape> fusable_max_pool(const Module& first, const Module& second) {
   const auto* conv = dynamic_cast<const ConvBase*>(&first);
   const auto* pool = dynamic_cast<const MaxPool*>(&second);
-  if (!conv || !pool || !conv->shared_weights() || conv->is_remat() || pool->is_remat() ||
+  if (!conv || !pool || conv->is_remat() || pool->is_remat() ||
       PerExampleCapture::active() || SummaryRecorder::active())
     return std::nullopt;
   const PoolOptions& o = pool->options();

@@ -50,7 +50,7 @@ bool fast_kernels_available() {
 enum class Relu { None, BeforePool, AfterPool };
 
 struct Net {
-  std::shared_ptr<nn::Conv> conv;
+  std::shared_ptr<nn::ConvBase> conv;  // a Conv or a ConvLocal
   std::shared_ptr<nn::MaxPool> pool;
   std::shared_ptr<nn::ReLU> relu;  // null for Relu::None
   Relu where = Relu::None;
@@ -65,16 +65,19 @@ struct Net {
   }
   // The name of the op the Sequential's output comes from when it runs them as one.
   const char* fused_op() const {
+    if (!conv->shared_weights())
+      return where == Relu::None ? "conv_general_dilated_local+max_pool" : "conv_general_dilated_local+max_pool+relu";
     return where == Relu::None ? "conv_general_dilated+max_pool" : "conv_general_dilated+max_pool+relu";
   }
 };
 
 Net make_net(std::int64_t features, const Shape& window, nn::PoolOptions pool_options = {},
-             nn::ConvOptions conv_options = {}, Relu where = Relu::None) {
+             nn::ConvOptions conv_options = {}, Relu where = Relu::None, bool local = false) {
   Net n;
   conv_options.features = features;
   conv_options.kernel_size = {3, 3};
-  n.conv = std::make_shared<nn::Conv>(conv_options);
+  if (local) n.conv = std::make_shared<nn::ConvLocal>(conv_options);
+  else n.conv = std::make_shared<nn::Conv>(conv_options);
   if (pool_options.window_shape.empty()) pool_options = {.window_shape = window, .strides = window};
   n.pool = std::make_shared<nn::MaxPool>(pool_options);
   n.where = where;
@@ -124,7 +127,7 @@ void check_same(const Run& a, const Run& b) {
 
 }  // namespace
 
-TEST_CASE("a Conv then a MaxPool in a Sequential run as one op with the two layers' values and gradients") {
+TEST_CASE("a Conv or ConvLocal, a MaxPool and a ReLU in a Sequential run as one op with the layers' values and gradients") {
   if (!fast_kernels_available()) return;
   ThreadsGuard guard;
   struct Shape_ {
@@ -141,11 +144,16 @@ TEST_CASE("a Conv then a MaxPool in a Sequential run as one op with the two laye
         Shape_{{3, 17, 15, 2}, {2, 2}, 16, "conv strides 2, VALID", {.strides = {2, 2}, .padding = "VALID"}},
         Shape_{{3, 12, 11, 2}, {2, 2}, 8, "kernel dilation 2, explicit padding",
                {.padding = std::vector<std::pair<int, int>>{{1, 2}, {0, 1}}, .kernel_dilation = {2, 2}}},
-        Shape_{{64, 28, 28, 1}, {2, 2}, 16, "the main job's first layer"}})
+        Shape_{{5, 6, 7, 3}, {2, 2}, 8, "4 output rows: ConvLocal's d_x by samples (from a written-out dy)",
+               {.padding = "VALID"}},
+        Shape_{{64, 28, 28, 1}, {2, 2}, 16, "the main job's first layer"},
+        Shape_{{64, 14, 14, 16}, {2, 2}, 32, "the main job's second layer", {.padding = "VALID"}}})
+    for (const bool local : {false, true})
     for (const Relu where : {Relu::None, Relu::BeforePool, Relu::AfterPool}) {
       CAPTURE(c.why);
+      CAPTURE(local);
       CAPTURE(static_cast<int>(where));
-      const Net n = make_net(c.features, c.window, {}, c.conv, where);
+      const Net n = make_net(c.features, c.window, {}, c.conv, where, local);
       const Tensor x = random_normal(make_key(1), c.input);
       n.seq->init(x);
       for (const int threads : {1, 2, 3}) {
@@ -169,9 +177,11 @@ TEST_CASE("a Conv then a MaxPool in a Sequential run as one op with the two laye
 
 TEST_CASE("the fused conv + max pool selects as max_pool does: ties go to the first element, NaN wins") {
   if (!fast_kernels_available()) return;
+  for (const bool local : {false, true})
   for (const Relu where : {Relu::None, Relu::BeforePool, Relu::AfterPool}) {
+    CAPTURE(local);
     CAPTURE(static_cast<int>(where));
-    const Net n = make_net(8, {2, 2}, {}, {}, where);
+    const Net n = make_net(8, {2, 2}, {}, {}, where, local);
     Tensor x = random_normal(make_key(3), {3, 9, 9, 2});
     n.seq->init(x);
     const Tensor dy = random_normal(make_key(4), (*n.seq)(x).shape());
@@ -186,30 +196,44 @@ TEST_CASE("the fused conv + max pool selects as max_pool does: ties go to the fi
     const auto y_nan = fused_nan.y.to_vector();
     CHECK(std::count_if(y_nan.begin(), y_nan.end(), [](double v) { return std::isnan(v); }) > 0);
 
-    // Ties: a zero kernel makes every window's four outputs the bias.
+    // Ties: a zero kernel makes every window's four outputs the bias (for a ConvLocal,
+    // one bias for every position).
     n.conv->named_parameters().at(0).second.fill_(0.0);
     Tensor bias = n.conv->named_parameters().at(1).second;
-    bias.copy_(from_vector({0.5, -0.25, 1.0, -1.0, 0.0, 2.0, -3.0, 0.75}, bias.shape(), DType::Float32));
+    const std::vector<double> per_feature{0.5, -0.25, 1.0, -1.0, 0.0, 2.0, -3.0, 0.75};
+    std::vector<double> bias_values;
+    while (bias_values.size() < static_cast<std::size_t>(bias.numel()))
+      bias_values.insert(bias_values.end(), per_feature.begin(), per_feature.end());
+    bias.copy_(from_vector(bias_values, bias.shape(), DType::Float32));
     const Run fused = run(n, x, dy, true), apart = run(n, x, dy, false);
     check_same(fused, apart);
     check_same(run(n, x, dy, true, false), run(n, x, dy, false, false));
-    // Each window's gradient went to its first element only: dbias = Σ dy per feature,
+    // Each window's gradient went to its first element only: dbias = Σ dy per feature
+    // (a ConvLocal's: per feature at each window's first position, zero at the others),
     // and with a relu only for the features whose bias is positive.
-    const auto db = fused.dbias.to_vector(), g = dy.to_vector(), b = bias.to_vector();
-    for (std::size_t f = 0; f < db.size(); ++f) {
-      double want = 0;
-      for (std::size_t i = f; i < g.size(); i += db.size()) want += g[i];
-      if (where != Relu::None && b[f] <= 0) want = 0;
-      CHECK(db[f] == doctest::Approx(want).epsilon(1e-5));
+    const auto db = fused.dbias.to_vector(), g = dy.to_vector();
+    const std::size_t features = per_feature.size();
+    std::vector<double> want(db.size(), 0.0);
+    REQUIRE(dy.shape() == Shape{3, 4, 4, 8});  // the conv's 9×9 positions (SAME), windows from (0, 0)
+    for (std::size_t i = 0; i < g.size(); ++i) {
+      const std::size_t f = i % features, q = i / features % 16, row = q / 4 * 2, column = q % 4 * 2;
+      want[local ? (row * 9 + column) * features + f : f] += g[i];
+    }
+    for (std::size_t j = 0; j < db.size(); ++j) {
+      CAPTURE(j);
+      const double expected = where != Relu::None && per_feature[j % features] <= 0 ? 0.0 : want[j];
+      CHECK(db[j] == doctest::Approx(expected).epsilon(1e-5));
     }
   }
 }
 
 TEST_CASE("the fused conv + max pool has the second-order gradients and the tangents of the two layers") {
   if (!fast_kernels_available()) return;
+  for (const bool local : {false, true})
   for (const Relu where : {Relu::None, Relu::BeforePool, Relu::AfterPool}) {
+    CAPTURE(local);
     CAPTURE(static_cast<int>(where));
-    const Net n = make_net(16, {2, 2}, {}, {}, where);
+    const Net n = make_net(16, {2, 2}, {}, {}, where, local);
     const Tensor x0 = random_normal(make_key(5), {3, 10, 10, 2});
     n.seq->init(x0);
     const Tensor kernel = n.conv->named_parameters().at(0).second;
@@ -262,14 +286,12 @@ TEST_CASE("where the one-pass conv + max pool does not apply, a Sequential runs 
     check_apart(make_net(8, {2, 2}), x);
     kernels::tiles::set_fast_enabled(before);
   }
-  SUBCASE("a ConvLocal") {
-    auto local = std::make_shared<nn::ConvLocal>(nn::ConvOptions{.features = 8, .kernel_size = {3, 3}});
-    auto pool = std::make_shared<nn::MaxPool>(nn::PoolOptions{.window_shape = {2, 2}, .strides = {2, 2}});
-    nn::Sequential seq{local, pool};
-    seq.init(x);
-    const Tensor y = seq(x);
-    CHECK(op_of(y) != "conv_general_dilated+max_pool");
-    CHECK(same_bits(y, (*pool)((*local)(x))));
+  SUBCASE("a ConvLocal with F not a multiple of 8") {
+    const Net n = make_net(12, {2, 2}, {}, {}, Relu::None, true);
+    n.seq->init(x);
+    const Tensor y = (*n.seq)(x);
+    CHECK(op_of(y) != n.fused_op());
+    CHECK(same_bits(y, n.apart(x)));
   }
   SUBCASE("remat") {
     const Net n = make_net(8, {2, 2});
@@ -341,31 +363,34 @@ TEST_CASE("MaxPool, MinPool and AvgPool modules compute the pooling functions") 
 
 TEST_CASE("conv_max_pool_apply's tangents in the input, kernel and bias are those of conv_apply then max_pool") {
   if (!fast_kernels_available()) return;
-  const nn::ConvPlan plan = nn::plan_conv({3, 9, 8, 2}, {.features = 8, .kernel_size = {3, 3}});
-  const Tensor x = random_normal(make_key(12), plan.input_shape);
-  const Tensor k = random_normal(make_key(13), plan.kernel_shape);
-  const Tensor b = random_normal(make_key(14), plan.bias_shape);
-  const Shape window{2, 2};
-  const Tensor vx = random_normal(make_key(15), x.shape()), vk = random_normal(make_key(16), k.shape());
-  const Tensor vb = random_normal(make_key(17), b.shape());
-  const Tensor none_x = zeros(x.shape()), none_k = zeros(k.shape()), none_b = zeros(b.shape());
-  for (const bool with_relu : {false, true}) {
-    CAPTURE(with_relu);
-    const auto fused = [&](const std::vector<Tensor>& in) {
-      const Tensor y = nn::conv_max_pool_apply(plan, in[0], in[1], in[2], window, std::nullopt,
-                                               Precision::Default, with_relu);
-      REQUIRE(y.defined());  // the one-pass op applies (outside a jvp it records under its own name)
-      return std::vector<Tensor>{y};
-    };
-    const auto apart = [&](const std::vector<Tensor>& in) {
-      const Tensor y = nn::max_pool(nn::conv_apply(plan, in[0], in[1], in[2]), window, window);
-      return std::vector<Tensor>{with_relu ? relu(y) : y};
-    };
-    for (const std::vector<Tensor>& v : {std::vector<Tensor>{vx, vk, vb}, std::vector<Tensor>{none_x, none_k, vb},
-                                         std::vector<Tensor>{none_x, vk, none_b}}) {
-      const JvpResult a = jvp(fused, {x, k, b}, v), want = jvp(apart, {x, k, b}, v);
-      CHECK(same_bits(a.outputs[0], want.outputs[0]));
-      CHECK(same_bits(a.output_tangents[0], want.output_tangents[0]));
+  for (const bool shared : {true, false}) {
+    CAPTURE(shared);
+    const nn::ConvPlan plan = nn::plan_conv({3, 9, 8, 2}, {.features = 8, .kernel_size = {3, 3}, .shared_weights = shared});
+    const Tensor x = random_normal(make_key(12), plan.input_shape);
+    const Tensor k = random_normal(make_key(13), plan.kernel_shape);
+    const Tensor b = random_normal(make_key(14), plan.bias_shape);
+    const Shape window{2, 2};
+    const Tensor vx = random_normal(make_key(15), x.shape()), vk = random_normal(make_key(16), k.shape());
+    const Tensor vb = random_normal(make_key(17), b.shape());
+    const Tensor none_x = zeros(x.shape()), none_k = zeros(k.shape()), none_b = zeros(b.shape());
+    for (const bool with_relu : {false, true}) {
+      CAPTURE(with_relu);
+      const auto fused = [&](const std::vector<Tensor>& in) {
+        const Tensor y = nn::conv_max_pool_apply(plan, in[0], in[1], in[2], window, std::nullopt,
+                                                 Precision::Default, with_relu);
+        REQUIRE(y.defined());  // the one-pass op applies (outside a jvp it records under its own name)
+        return std::vector<Tensor>{y};
+      };
+      const auto apart = [&](const std::vector<Tensor>& in) {
+        const Tensor y = nn::max_pool(nn::conv_apply(plan, in[0], in[1], in[2]), window, window);
+        return std::vector<Tensor>{with_relu ? relu(y) : y};
+      };
+      for (const std::vector<Tensor>& v : {std::vector<Tensor>{vx, vk, vb}, std::vector<Tensor>{none_x, none_k, vb},
+                                           std::vector<Tensor>{none_x, vk, none_b}}) {
+        const JvpResult a = jvp(fused, {x, k, b}, v), want = jvp(apart, {x, k, b}, v);
+        CHECK(same_bits(a.outputs[0], want.outputs[0]));
+        CHECK(same_bits(a.output_tangents[0], want.output_tangents[0]));
+      }
     }
   }
 }

@@ -339,23 +339,22 @@ Tensor conv_shared_forward_biased(const Tensor& x, const Tensor& kernel, const T
   return out;
 }
 
-std::optional<std::pair<Tensor, Tensor>> conv_shared_forward_biased_max_pool(const Tensor& x, const Tensor& kernel,
-                                                                             const Tensor& bias,
-                                                                             const ConvContraction& c,
-                                                                             std::int64_t window_h,
-                                                                             std::int64_t window_w, bool relu) {
-  if (c.weights != ConvWeights::Shared || c.geometry.rank() != 2 || c.features % 8 != 0 || window_h < 1 ||
-      window_w < 1 || !bias.defined() || bias.dtype() != DType::Float32 ||
-      nothing_to_compute(c.output_shape(), x, kernel) || !takes_fast_path(c, x.dtype(), kernel.dtype()))
+std::optional<std::pair<Tensor, Tensor>> conv_forward_biased_max_pool(const Tensor& x, const Tensor& kernel,
+                                                                      const Tensor& bias, const ConvContraction& c,
+                                                                      std::int64_t window_h, std::int64_t window_w,
+                                                                      bool relu) {
+  if (c.geometry.rank() != 2 || c.features % 8 != 0 || window_h < 1 || window_w < 1 || !bias.defined() ||
+      bias.dtype() != DType::Float32 || nothing_to_compute(c.output_shape(), x, kernel) ||
+      !takes_fast_path(c, x.dtype(), kernel.dtype()))
     return std::nullopt;
   const Shape y = c.output_shape();  // (N, H, W, F)
   if (y[1] < window_h || y[2] < window_w || numel(y) > std::numeric_limits<std::int32_t>::max()) return std::nullopt;
   std::pair<Tensor, Tensor> pooled{empty({y[0], y[1] / window_h, y[2] / window_w, y[3]}, DType::Float32),
                                    empty({y[0], y[1] / window_h, y[2] / window_w, y[3]}, DType::Int32)};
   tiles::count_fast_dispatch();
-  conv_shared_forward_max_pool_fast(c.geometry, c.features, x.data<float>(), kernel.data<float>(), bias.data<float>(),
-                                    window_h, window_w, relu, pooled.first.data<float>(),
-                                    pooled.second.data<std::int32_t>());
+  const auto pass = c.weights == ConvWeights::Local ? conv_local_forward_max_pool_fast : conv_shared_forward_max_pool_fast;
+  pass(c.geometry, c.features, x.data<float>(), kernel.data<float>(), bias.data<float>(), window_h, window_w, relu,
+       pooled.first.data<float>(), pooled.second.data<std::int32_t>());
   return pooled;
 }
 
@@ -383,6 +382,31 @@ std::optional<SharedConvParamGrads> conv_shared_param_vjp_max_pooled(const Tenso
                                          relu_out.defined() ? relu_out.data<float>() : nullptr,
                                          pooled_g.numel() / pooled_g.size(0),
                                          grads.dkernel.data<float>(), grads.dbias.data<float>());
+  return grads;
+}
+
+std::optional<LocalConvGrads> conv_local_vjp_max_pooled(const Tensor& x, const Tensor& kernel, const Tensor& pooled_g,
+                                                        const Tensor& index, const Tensor& relu_out, const Shape& window,
+                                                        const ConvContraction& c, bool want_dx, bool want_dkernel,
+                                                        bool want_dbias) {
+  if (c.weights != ConvWeights::Local || c.geometry.rank() != 2 || window.size() != 2 || x.numel() == 0 ||
+      pooled_g.numel() == 0 || pooled_g.dtype() != DType::Float32 || index.dtype() != DType::Int32 ||
+      pooled_g.shape() != index.shape() ||
+      (relu_out.defined() && (relu_out.dtype() != DType::Float32 || relu_out.shape() != index.shape())) ||
+      !takes_fast_path(c, x.dtype(), kernel.dtype()))
+    return std::nullopt;
+  const Shape out = c.output_shape();
+  LocalConvGrads grads{want_dx ? empty(c.input_shape(), DType::Float32) : Tensor(),
+                       want_dkernel ? empty(c.kernel_shape(), DType::Float32) : Tensor(),
+                       want_dbias ? empty(Shape(out.begin() + 1, out.end()), DType::Float32) : Tensor()};
+  if (!want_dx && !want_dkernel && !want_dbias) return grads;
+  const auto data = [](Tensor& t) { return t.defined() ? t.data<float>() : nullptr; };
+  tiles::count_fast_dispatch();
+  conv_local_backward_max_pooled_fast(
+      c.geometry, c.features, x.data<float>(), kernel.data<float>(),
+      {.g = pooled_g.data<float>(), .index = index.data<std::int32_t>(),
+       .relu_out = relu_out.defined() ? relu_out.data<float>() : nullptr, .window_h = window[0], .window_w = window[1]},
+      data(grads.dx), data(grads.dkernel), data(grads.dbias));
   return grads;
 }
 

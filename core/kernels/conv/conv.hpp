@@ -45,17 +45,16 @@ Tensor conv_local_forward_biased(const Tensor& x, const Tensor& kernel, const Te
 // and the positions; the fast kernels add it in their accumulators.
 Tensor conv_shared_forward_biased(const Tensor& x, const Tensor& kernel, const Tensor& bias, const ConvContraction& c);
 
-// Shared weights, 2-D: max pool over disjoint window_h × window_w windows (stride =
-// window, no padding) of conv_forward(x, kernel) + bias, in one pass that never writes
-// the conv output: (pooled, index) exactly as pool_select(y, ·, take_max) on that
-// output (core/kernels/pool.hpp; Int32 index); with `relu`, relu of the pooled values
-// (as Unary::Relu) and the same index. nullopt unless the fast kernels serve the conv
-// (float32 operands and bias) and F is a multiple of 8.
-std::optional<std::pair<Tensor, Tensor>> conv_shared_forward_biased_max_pool(const Tensor& x, const Tensor& kernel,
-                                                                             const Tensor& bias,
-                                                                             const ConvContraction& c,
-                                                                             std::int64_t window_h,
-                                                                             std::int64_t window_w, bool relu);
+// 2-D, shared or local weights: max pool over disjoint window_h × window_w windows
+// (stride = window, no padding) of conv_forward(x, kernel) + bias, in one pass that
+// never writes the conv output: (pooled, index) exactly as pool_select(y, ·, take_max)
+// on that output (core/kernels/pool.hpp; Int32 index); with `relu`, relu of the
+// pooled values (as Unary::Relu) and the same index. nullopt unless the fast kernels
+// serve the conv (float32 operands and bias) and F is a multiple of 8.
+std::optional<std::pair<Tensor, Tensor>> conv_forward_biased_max_pool(const Tensor& x, const Tensor& kernel,
+                                                                      const Tensor& bias, const ConvContraction& c,
+                                                                      std::int64_t window_h, std::int64_t window_w,
+                                                                      bool relu);
 
 // Shared weights: the kernel and bias gradients of conv_forward(x, kernel) + bias for
 // cotangent g from ONE kernel-VJP pass, when the fast kernels handle this case, else
@@ -82,6 +81,14 @@ struct LocalConvGrads {
 };
 LocalConvGrads conv_local_vjp_fused(const Tensor& x, const Tensor& kernel, const Tensor& g, const ConvContraction& c,
                                     bool want_dx, bool want_dkernel, bool want_dbias);
+// The same for the cotangent the max pool of conv_forward_biased_max_pool (local
+// weights) makes of `pooled_g` and `index` (masked first by relu_out > 0 where
+// relu_out is defined, as relu_grad masks), without making it: the same bits as
+// conv_local_vjp_fused on it; nullopt unless the fast kernels serve it.
+std::optional<LocalConvGrads> conv_local_vjp_max_pooled(const Tensor& x, const Tensor& kernel, const Tensor& pooled_g,
+                                                        const Tensor& index, const Tensor& relu_out, const Shape& window,
+                                                        const ConvContraction& c, bool want_dx, bool want_dkernel,
+                                                        bool want_dbias);
 
 // conv_general_dilated_patches: (N, M..., C) -> (N, O..., C*S), any floating dtype
 // (an exact copy), and its adjoint (scatter-add back to (N, M..., C)).

@@ -18,16 +18,24 @@
 // padding into a padded copy of x (and a padded d_x that is cropped at the end; a
 // 1-D layer computes d_x output-stationary instead, see input_gradient_1d);
 // strides only move each position's patch origin.
+//
+// Conv + max pool (2-D, disjoint windows): the forward computes a pooled position's
+// window of positions into per-thread scratch and pools them there, so y is never
+// written; the backward builds each position's cotangent block straight from the
+// pooled cotangent and the selection (gather_pooled_cotangent).
 #include "core/kernels/conv/conv_local_fast.hpp"
 
 #include <immintrin.h>
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "core/allocator.hpp"
 #include "core/kernels/conv/conv_fast_geometry.hpp"
+#include "core/kernels/conv/conv_scratch.hpp"
 #include "core/kernels/conv/conv_tiles.hpp"
+#include "core/kernels/select_extreme_avx2.hpp"
 #include "core/threading.hpp"
 
 namespace xgrad::kernels {
@@ -54,7 +62,12 @@ struct Plan {
   // The forward writes y with streaming stores (see conv_local_forward_fast).
   bool stream_y;
   const float *x, *kernel, *bias, *dy;
-  float *y, *d_x, *d_kernel, *d_bias;
+  float *d_x, *d_kernel, *d_bias;
+  // The cotangent given pooled (conv_local_backward_max_pooled_fast) instead of dy:
+  // pooled_of[position] is the pooled position whose window holds it (−1: none).
+  const Index* pooled_of;
+  Index pooled_positions;
+  PooledCotangent pooled;
 };
 
 }  // namespace
@@ -64,10 +77,40 @@ struct Plan {
 
 namespace {
 
+// gather_cotangent for a cotangent given pooled (F a multiple of 8): row n of the
+// block is pooled.g[n, q, :] where the window's selection is this position's element
+// (and, after a relu, its output is > 0, as relu_grad masks), zero elsewhere: the
+// rows the pool's VJP (and the relu's) would have written into dy, without dy.
+void gather_pooled_cotangent(const Plan& p, Index position, float* block) {
+  const Index q = p.pooled_of[position];
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256 zero = _mm256_setzero_ps();
+  for (Index f0 = 0; f0 < p.features; f0 += 8) {
+    __m256 sum = zero;
+    for (Index n = 0; n < p.batch; ++n) {
+      __m256 v = zero;
+      if (q >= 0) {
+        const Index from = (n * p.pooled_positions + q) * p.features + f0;
+        const Index here = (n * p.positions + position) * p.features + f0;  // < 2^31 (checked by the driver)
+        const __m256i selected = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.pooled.index + from));
+        __m256 keep = _mm256_castsi256_ps(
+            _mm256_cmpeq_epi32(selected, _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int>(here)))));
+        if (p.pooled.relu_out)
+          keep = _mm256_and_ps(keep, _mm256_cmp_ps(_mm256_loadu_ps(p.pooled.relu_out + from), zero, _CMP_GT_OQ));
+        v = _mm256_and_ps(_mm256_loadu_ps(p.pooled.g + from), keep);
+      }
+      _mm256_storeu_ps(block + n * p.block_stride + f0, v);
+      sum = _mm256_add_ps(sum, v);
+    }
+    if (p.d_bias) _mm256_storeu_ps(p.d_bias + position * p.features + f0, sum);
+  }
+}
+
 // Copies dy[:, position, :] into `block` (N rows of block_stride ≥ F floats, zero past
 // F) and sums it over N into d_bias. Also prefetches the next position's block (N
 // scattered rows, more streams than the hardware prefetcher follows).
 void gather_cotangent(const Plan& p, Index position, float* block) {
+  if (p.pooled_of) return gather_pooled_cotangent(p, position, block);
   const bool prefetch = position + 1 < p.positions;
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (Index f0 = 0; f0 < p.features; f0 += 8) {
@@ -144,13 +187,42 @@ void transpose_kernel_to_runs(const Plan& p, const float* kernel, const float* n
   }
 }
 
+// Max pool over the `window` positions of one pooled position q (F a multiple of 8):
+// blocks[k] holds position positions[k]'s N × F outputs; out and index get pooled
+// position q of every sample (pooled positions per sample: pooled_positions), index
+// the flat index into y (N, P, F) of the selected element. The selection is
+// max_pool's: the window's taps in row-major order through select_extreme; with
+// `relu`, relu of the result (as Unary::Relu: NaN passes).
+void max_pool_positions(const Plan& p, const float* blocks, const Index* positions, Index window, Index q,
+                        bool relu, float* out, std::int32_t* index) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const Index block = p.batch * p.features;
+  for (Index n = 0; n < p.batch; ++n) {
+    const Index to = (n * p.pooled_positions + q) * p.features;
+    for (Index f0 = 0; f0 < p.features; f0 += 8) {
+      const auto flat = [&](Index k) {
+        return _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int>((n * p.positions + positions[k]) * p.features + f0)));
+      };
+      __m256 best = _mm256_loadu_ps(blocks + n * p.features + f0);
+      __m256i arg = flat(0);
+      for (Index k = 1; k < window; ++k)
+        select_extreme<true>(_mm256_loadu_ps(blocks + k * block + n * p.features + f0), flat(k), best, arg);
+      if (relu) best = _mm256_and_ps(best, _mm256_cmp_ps(best, _mm256_setzero_ps(), _CMP_NLE_UQ));
+      _mm256_storeu_ps(out + to + f0, best);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(index + to + f0), arg);
+    }
+  }
+}
+
 }  // namespace
 
 #pragma GCC pop_options
 
 namespace {
 
-void forward_position(const Plan& p, Index position) {
+// Position `position`'s outputs of every sample, row n at out + n·out_stride. Into y
+// (to_y), whose rows are scattered lines (see below), or into a scratch block.
+void forward_position(const Plan& p, Index position, float* out, Index out_stride, bool to_y) {
   const float* kernel = p.kernel + position * p.patch * p.features;
   tiles::for_each_column_block(p.features, [&](Index f0, int columns) {
     TileJob job;
@@ -160,13 +232,13 @@ void forward_position(const Plan& p, Index position) {
     job.b = kernel + f0;
     job.b_step = p.features;
     job.init = p.bias ? p.bias + position * p.features + f0 : nullptr;
-    job.out = {p.y + position * p.features + f0, p.positions * p.features, nullptr};
+    job.out = {out + f0, out_stride, nullptr};
     job.columns = columns;
-    // The output rows are N scattered lines per position: fetch the next position's
-    // while computing this one; or, for an output far larger than L2 (stream_y), write
-    // them with streaming stores and fetch nothing (see conv_local_forward_fast).
-    job.stream_out = p.stream_y;
-    job.prefetch_distance = position + 1 < p.positions && !p.stream_y ? p.features : 0;
+    // y's rows are N scattered lines per position: fetch the next position's while
+    // computing this one; or, for an output far larger than L2 (stream_y), write them
+    // with streaming stores and fetch nothing (see conv_local_forward_fast).
+    job.stream_out = to_y && p.stream_y;
+    job.prefetch_distance = to_y && position + 1 < p.positions && !p.stream_y ? p.features : 0;
     tiles::run_tile_job(TileMode::Gather, job, p.batch);
   });
 }
@@ -462,7 +534,6 @@ void conv_local_forward_fast(const ConvGeometry& geometry, std::int64_t features
   plan.x = tiles::padded_input(g, x);
   plan.kernel = kernel;
   plan.bias = bias;
-  plan.y = y;
   // y's rows of one position are N single lines P·F floats apart: with P·F·4 bytes a
   // multiple of the L2's set span (the 1-D layer: 256 KiB) all N fall into one set of
   // L1 and of L2, so the prefetched lines evict each other and every store becomes a
@@ -480,19 +551,69 @@ void conv_local_forward_fast(const ConvGeometry& geometry, std::int64_t features
   const Index slots = std::min<Index>(num_threads(), positions);
   parallel_for(slots, [&](Index slot) {
     const SlotRange range = static_slot_range(positions, slots, slot);
-    for (Index position = range.begin; position < range.end; ++position) forward_position(plan, position);
+    for (Index position = range.begin; position < range.end; ++position)
+      forward_position(plan, position, y + position * plan.features, positions * plan.features, true);
     tiles::finish_streaming();
   });
 }
 
-void conv_local_backward_fast(const ConvGeometry& geometry, std::int64_t features, const float* x,
-                              const float* kernel, const float* dy, float* d_x, float* d_kernel, float* d_bias) {
+namespace {
+
+// A 2-D layer's positions grouped into disjoint pooling windows (row-major pooled
+// positions, each window's positions row-major); rows and columns past the last whole
+// window belong to none.
+struct PoolWindows {
+  Index window, pooled;
+  std::vector<Index> positions;  // pooled · window: the positions of each window
+  std::vector<Index> pooled_of;  // position -> its window, −1 for none
+  PoolWindows(const tiles::FastGeometry& g, Index window_h, Index window_w) {
+    const Index height = g.out[1], width = g.out[2], pooled_w = width / window_w;  // (out[0] = 1: 2-D)
+    window = window_h * window_w;
+    pooled = height / window_h * pooled_w;
+    pooled_of.assign(static_cast<std::size_t>(height * width), -1);
+    for (Index q = 0; q < pooled; ++q)
+      for (Index k = 0; k < window; ++k) {
+        const Index position = (q / pooled_w * window_h + k / window_w) * width + q % pooled_w * window_w + k % window_w;
+        positions.push_back(position);
+        pooled_of[static_cast<std::size_t>(position)] = q;
+      }
+  }
+};
+
+}  // namespace
+
+void conv_local_forward_max_pool_fast(const ConvGeometry& geometry, std::int64_t features, const float* x,
+                                      const float* kernel, const float* bias, std::int64_t window_h,
+                                      std::int64_t window_w, bool relu, float* out, std::int32_t* index) {
   const tiles::FastGeometry g = tiles::fast_geometry(geometry, features);
   Layout layout(g);
   Plan& plan = layout.plan;
-  plan.x = d_kernel ? tiles::padded_input(g, x) : nullptr;
+  plan.x = tiles::padded_input(g, x);
   plan.kernel = kernel;
-  plan.dy = dy;
+  plan.bias = bias;
+  const PoolWindows windows(g, window_h, window_w);
+  plan.pooled_positions = windows.pooled;
+  // Pooled positions split as the unpooled forward splits positions (contiguous
+  // ranges), so each thread reads the kernel rows of about the same positions.
+  const Index slots = std::min<Index>(num_threads(), windows.pooled);
+  parallel_for(slots, [&](Index slot) {
+    const Index block = plan.batch * plan.features;  // one position's outputs, samples F apart
+    float* blocks = conv_scratch<float>(ConvScratch::PooledRows, static_cast<std::size_t>(windows.window * block));
+    const SlotRange range = static_slot_range(windows.pooled, slots, slot);
+    for (Index q = range.begin; q < range.end; ++q) {
+      const Index* positions = windows.positions.data() + q * windows.window;
+      for (Index k = 0; k < windows.window; ++k) forward_position(plan, positions[k], blocks + k * block, plan.features, false);
+      max_pool_positions(plan, blocks, positions, windows.window, q, relu, out, index);
+    }
+  });
+}
+
+namespace {
+
+// The passes of conv_local_backward_fast for plan's cotangent (plan.dy, or given
+// pooled: plan.pooled_of), plan.kernel set.
+void backward(const tiles::FastGeometry& g, Plan& plan, const float* x, float* d_x, float* d_kernel, float* d_bias) {
+  plan.x = d_kernel ? tiles::padded_input(g, x) : nullptr;
   if (d_x && direct_1d_applies(g)) {
     // 1-D: d_x output-stationary, straight into the caller's d_x (input_gradient_1d),
     // after the kernel gradients (split by positions).
@@ -574,6 +695,42 @@ void conv_local_backward_fast(const ConvGeometry& geometry, std::int64_t feature
   parallel_for(band_count, [&](Index band) { rows(band_begin(band), band_split(band)); });
   parallel_for(band_count, [&](Index band) { rows(band_split(band), band_begin(band + 1)); });
   tiles::crop_input_gradient(g, plan.d_x, d_x);
+}
+
+}  // namespace
+
+void conv_local_backward_fast(const ConvGeometry& geometry, std::int64_t features, const float* x,
+                              const float* kernel, const float* dy, float* d_x, float* d_kernel, float* d_bias) {
+  const tiles::FastGeometry g = tiles::fast_geometry(geometry, features);
+  Layout layout(g);
+  layout.plan.kernel = kernel;
+  layout.plan.dy = dy;
+  backward(g, layout.plan, x, d_x, d_kernel, d_bias);
+}
+
+void conv_local_backward_max_pooled_fast(const ConvGeometry& geometry, std::int64_t features, const float* x,
+                                         const float* kernel, const PooledCotangent& pooled, float* d_x,
+                                         float* d_kernel, float* d_bias) {
+  const tiles::FastGeometry g = tiles::fast_geometry(geometry, features);
+  const PoolWindows windows(g, pooled.window_h, pooled.window_w);
+  const Index threads = std::min<Index>(num_threads(), g.batch);
+  if (d_x && (direct_1d_applies(g) || (d_x_bands(g).count < kMinBands && threads > 1))) {
+    // These d_x passes read dy in place: write it out, zero but each selected element
+    // (what the pool's and the relu's VJPs write), and take the plain backward.
+    const Index positions = g.positions(), pooled_size = g.batch * windows.pooled * features;
+    AlignedBuffer dy(g.batch * positions * features);
+    for (Index j = 0; j < pooled_size; ++j)
+      if (!pooled.relu_out || pooled.relu_out[j] > 0.0f) dy.data[pooled.index[j]] = pooled.g[j];
+    conv_local_backward_fast(geometry, features, x, kernel, dy.data, d_x, d_kernel, d_bias);
+    return;
+  }
+  Layout layout(g);
+  Plan& plan = layout.plan;
+  plan.kernel = kernel;
+  plan.pooled_of = windows.pooled_of.data();
+  plan.pooled_positions = windows.pooled;
+  plan.pooled = pooled;
+  backward(g, plan, x, d_x, d_kernel, d_bias);
 }
 
 void set_conv_local_fast_enabled(bool enabled) { tiles::set_fast_enabled(enabled); }

@@ -32,6 +32,33 @@ void conv_local_forward_fast(const ConvGeometry& g, std::int64_t features, const
 void conv_local_backward_fast(const ConvGeometry& g, std::int64_t features, const float* x, const float* kernel,
                               const float* dy, float* d_x, float* d_kernel, float* d_bias);
 
+// The forward (with bias) followed by a max pool over disjoint windows of
+// window_h × window_w positions (stride = window, no padding; positions past the last
+// whole window are not computed), for a 2-D `g` and F a multiple of 8: out
+// (N, ⌊H/window_h⌋, ⌊W/window_w⌋, F) and index, the flat index into y (N, H, W, F) of
+// each window's selected element, exactly as pool_select (core/kernels/pool.hpp) on
+// y; y itself is never written. With `relu`, out is relu of the pooled values (as
+// Unary::Relu: NaN passes), the index unchanged. N·H·W·F < 2^31.
+void conv_local_forward_max_pool_fast(const ConvGeometry& g, std::int64_t features, const float* x,
+                                      const float* kernel, const float* bias, std::int64_t window_h,
+                                      std::int64_t window_w, bool relu, float* out, std::int32_t* index);
+
+// A cotangent of conv_local_forward_max_pool_fast's output: dy of the conv is zero but
+// g[j] at index[j] (g[j] masked by relu_out[j] > 0, as relu_grad masks, when the
+// forward applied a relu; else relu_out is null).
+struct PooledCotangent {
+  const float* g = nullptr;
+  const std::int32_t* index = nullptr;
+  const float* relu_out = nullptr;
+  std::int64_t window_h = 1, window_w = 1;
+};
+
+// conv_local_backward_fast for that dy, read from the pooled cotangent position by
+// position instead of from a whole dy (the same bits).
+void conv_local_backward_max_pooled_fast(const ConvGeometry& g, std::int64_t features, const float* x,
+                                         const float* kernel, const PooledCotangent& pooled, float* d_x,
+                                         float* d_kernel, float* d_bias);
+
 // Process-wide switches for benchmarks and tests (they act on the shared-weight fast
 // kernels too; see conv_tiles.hpp):
 //   disabled, the conv driver sends every conv down the general path (also when

@@ -15,7 +15,8 @@ namespace xgrad::kernels {
 // local conv's per-position pass (core/kernels/conv/conv_local_general.cpp);
 // KernelResult and Bias hold the kernel and bias (or their gradients) next to Result;
 // PositionOffsets holds the shared conv kernel gradient's table of patch origins;
-// PooledRows the conv rows of one pooled row (conv_shared_forward_max_pool_fast).
+// PooledRows the conv outputs of one pooled row (conv_shared_forward_max_pool_fast) or
+// of one pooled position (conv_local_forward_max_pool_fast).
 enum class ConvScratch {
   Patches,
   Kernel,
