@@ -110,8 +110,6 @@ const NamedTensors* find_buffer(const OptState& state, const char* name) {
 
 // Below this many parameters in all, waking a second thread costs more than it saves.
 constexpr std::int64_t kParallelMinElements = std::int64_t{1} << 16;
-// Work is claimed in chunks of this many elements (a multiple of the vector width).
-constexpr std::int64_t kChunkElements = std::int64_t{1} << 15;
 
 }  // namespace
 
@@ -166,25 +164,25 @@ decltype(GradientTransformation::fused_step) fused_adam_step(FusedAdamOptions o)
     const StepConstants<float> c32 = constants(0.0f);
     const StepConstants<double> c64 = constants(0.0);
 
-    // Parameters laid end to end, cut into chunks that the pool's threads claim one by one.
-    const auto run_chunk = [&](std::int64_t chunk) {
-      const std::int64_t first = chunk * kChunkElements, last = std::min(total, first + kChunkElements);
-      std::int64_t offset = 0;
+    // Each of T threads updates the same share of every parameter at every step: the
+    // t-th of T contiguous ranges of each tensor. That is how the layers split their
+    // parameters too (a local conv's kernel and bias by positions, their leading axes),
+    // so a thread updates the lines it read and wrote in the forward and backward.
+    // Chunks of all the parameters laid end to end, claimed one by one, moved between
+    // the threads from step to step: where the two vCPUs share no L3 the main job's
+    // update took 0.27-0.28 ms that way, 0.18-0.20 ms this way (0.14-0.16 either way
+    // in a shared L3).
+    const std::int64_t slots = total >= kParallelMinElements ? num_threads() : 1;
+    const auto run_slot = [&](std::int64_t slot) {
       for (const Operands& op : operands) {
-        const std::int64_t begin = std::max(first, offset) - offset, end = std::min(last, offset + op.n) - offset;
-        if (begin < end) {
-          if (op.dtype == DType::Float64) run_range(op, begin, end, o.nesterov, c64);
-          else run_range(op, begin, end, o.nesterov, c32);
-        }
-        offset += op.n;
+        const SlotRange r = static_slot_range(op.n, slots, slot);
+        if (r.begin == r.end) continue;
+        if (op.dtype == DType::Float64) run_range(op, r.begin, r.end, o.nesterov, c64);
+        else run_range(op, r.begin, r.end, o.nesterov, c32);
       }
     };
-    const std::int64_t chunks = (total + kChunkElements - 1) / kChunkElements;
-    if (total >= kParallelMinElements) {
-      parallel_for(chunks, run_chunk);
-    } else {
-      for (std::int64_t chunk = 0; chunk < chunks; ++chunk) run_chunk(chunk);
-    }
+    if (slots > 1) parallel_for(slots, run_slot);
+    else run_slot(0);
 
     for (std::size_t k = 0; k < params.size(); ++k)
       for (Tensor written : {params[k].second, (*mu)[k].second, (*nu)[k].second}) written.bump_version();
