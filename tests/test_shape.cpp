@@ -193,6 +193,18 @@ TEST_CASE("shape op gradients: hand values") {
   CHECK(y.grad().item() == 3 + 7);
 }
 
+TEST_CASE("a large reshape copies every element at any thread count (the copy is split over the threads)") {
+  // 300,001 elements: several ranges per thread, the last one uneven.
+  const Tensor x = arange(0, 300001, 1, DType::Float32);
+  for (const int threads : {1, 2, 3}) {
+    CAPTURE(threads);
+    const test_support::ThreadCountGuard guard(threads);
+    const Tensor y = reshape(x, {1, 300001, 1});
+    CHECK(y.shape() == Shape{1, 300001, 1});
+    CHECK(y.to_vector() == x.to_vector());
+  }
+}
+
 TEST_CASE("gradcheck: transpose, swapaxes, broadcast_to, reshapes") {
   const Tensor x = arange(0, 12, 1, DType::Float64).reshape({2, 3, 2}) / 7.0;
   auto ok = [](const GradcheckFunction& f, const std::vector<Tensor>& in) {

@@ -9,6 +9,7 @@
 #include "core/kernels/broadcast.hpp"
 #include "core/kernels/elementwise.hpp"
 #include "core/tensor_impl.hpp"
+#include "core/threading.hpp"
 
 namespace xgrad::kernels {
 
@@ -160,7 +161,14 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
   if (x.numel() == 0) return out;  // empty arrays have null data, which memcpy must not see
   visit_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    std::memcpy(static_cast<void*>(out.data<T>()), x.data<T>(), static_cast<std::size_t>(x.numel()) * sizeof(T));
+    T* to = out.data<T>();
+    const T* from = x.data<T>();
+    // Split as element-wise kernels split (contiguous ranges, the first thread's first):
+    // each thread copies what the threads that split the producing kernel the same way
+    // wrote, instead of the calling thread reading it all from the other's cache.
+    parallel_for_elements(x.numel(), [&](std::int64_t begin, std::int64_t end) {
+      std::memcpy(static_cast<void*>(to + begin), from + begin, static_cast<std::size_t>(end - begin) * sizeof(T));
+    });
   });
   return out;
 }
