@@ -129,7 +129,7 @@ class ConvBase : public Module {
 // A request, for the calls made on this thread while it lives, that `conv` return
 // max_pool(conv(x), window, strides = window, "VALID"), or with `relu` relu of that,
 // from one pass that never writes the conv output (nn::Sequential makes one for a Conv
-// followed by such a MaxPool, and a ReLU before or after it). The conv's next call
+// or ConvLocal followed by such a MaxPool, and a ReLU before or after it). The conv's next call
 // grants it where that pass exists (conv_max_pool_apply: float32, 2-D, a bias, no
 // mask, the fast kernels) and computes its plain output otherwise; granted() tells
 // which. Values and gradients are those of the layers.

@@ -28,7 +28,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <limits>
 #include <vector>
 
 #include "core/allocator.hpp"
@@ -207,7 +206,7 @@ void max_pool_positions(const Plan& p, const float* blocks, const Index* positio
       __m256i arg = flat(0);
       for (Index k = 1; k < window; ++k)
         select_extreme<true>(_mm256_loadu_ps(blocks + k * block + n * p.features + f0), flat(k), best, arg);
-      if (relu) best = _mm256_and_ps(best, _mm256_cmp_ps(best, _mm256_setzero_ps(), _CMP_NLE_UQ));
+      if (relu) best = relu_as_unary(best);
       _mm256_storeu_ps(out + to + f0, best);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(index + to + f0), arg);
     }

@@ -123,8 +123,7 @@ void max_pool_rows(const float* rows, Index width, Index features, Index window_
           select_extreme<true>(_mm256_loadu_ps(rows + at), here, best, arg);
         }
       }
-      // relu as Unary::Relu computes it: v where v > 0 or v is NaN ("not ≤ 0"), else +0.
-      if (relu) best = _mm256_and_ps(best, _mm256_cmp_ps(best, _mm256_setzero_ps(), _CMP_NLE_UQ));
+      if (relu) best = relu_as_unary(best);
       _mm256_storeu_ps(out + c * features + f0, best);
       auto* to = reinterpret_cast<__m256i*>(index + c * features + f0);
       if (stream_index) _mm256_stream_si256(to, arg);
