@@ -141,7 +141,7 @@ Tensor conv_bias_max_pool_op(const ConvPtr& c, const Tensor& x, const Tensor& w,
                                                                 b.requires_grad()))
               return {grads->dx, grads->dkernel, grads->dbias};
           } else if (!x.requires_grad() && w.requires_grad() && b.requires_grad()) {
-            if (auto grads = kernels::conv_shared_param_vjp_max_pooled(x, g, indices, relu_out, *c))
+            if (auto grads = kernels::conv_shared_param_vjp_max_pooled(x, g, indices, relu_out, window, *c))
               return {Tensor(), grads->dkernel, grads->dbias};
           }
         }

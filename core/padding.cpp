@@ -60,10 +60,29 @@ Padding canonicalize_padding(const Padding& padding, int rank) {
                                padding.to_string(), rank));
 }
 
+namespace {
+
+std::string upper_case(std::string_view s) {
+  std::string upper(s);
+  std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return std::toupper(c); });
+  return upper;
+}
+
+}  // namespace
+
+bool pads_nothing(const Padding& padding, int rank) {
+  if (padding.is_string()) return upper_case(padding.name()) == "VALID";
+  try {
+    const Padding pairs = canonicalize_padding(padding, rank);
+    return pairs.pairs() == std::vector<std::pair<int, int>>(static_cast<std::size_t>(rank), {0, 0});
+  } catch (const ValueError&) {
+    return false;
+  }
+}
+
 PadPairs padtype_to_pads(std::string_view padding_type, const Shape& in_spatial, const Shape& window,
                          const std::vector<std::int64_t>& strides, const char* op) {
-  std::string upper(padding_type);
-  std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return std::toupper(c); });
+  const std::string upper = upper_case(padding_type);
   PadPairs pads;
   if (upper == "VALID") {
     pads.assign(in_spatial.size(), {0, 0});

@@ -76,6 +76,11 @@ class Padding {
 // ints expanded to pairs. Anything else throws ValueError("Invalid padding format: ...").
 Padding canonicalize_padding(const Padding& padding, int rank);
 
+// Whether `padding` pads nothing on any of `rank` spatial dims: 'VALID' (any case, as
+// padtype_to_pads reads it) or (0, 0) everywhere; false for any other padding, and for
+// one canonicalize_padding refuses (its user reports that).
+bool pads_nothing(const Padding& padding, int rank);
+
 // jax.lax.padtype_to_pads for a string padding, upper-cased first as lax does:
 // VALID -> no pads; SAME / SAME_LOWER -> out = ceil(in / stride) and total pad
 // max((out - 1) * stride + window - in, 0), the odd unit at the end (SAME) or the

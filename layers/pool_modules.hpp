@@ -6,8 +6,9 @@
 //   nn::Sequential net{std::make_shared<nn::Conv>(nn::ConvOptions{.features = 16, .kernel_size = {3, 3}}),
 //                      std::make_shared<nn::MaxPool>(nn::PoolOptions{.window_shape = {2, 2}, .strides = {2, 2}})};
 //
-// A Sequential runs a Conv followed by a MaxPool with strides equal to its window and
-// VALID padding as one pass where the fast kernels serve both (layers/sequential.hpp).
+// A Sequential runs a Conv or ConvLocal followed by a MaxPool with strides equal to its
+// window and no padding (and a ReLU before or after the pool) as one pass where the
+// fast kernels serve them (layers/sequential.cpp).
 #pragma once
 
 #include <string>

@@ -1,7 +1,5 @@
 #include "layers/sequential.hpp"
 
-#include <algorithm>
-#include <cctype>
 #include <optional>
 #include <string>
 #include <utility>
@@ -46,19 +44,8 @@ std::optional<Shape> fusable_max_pool(const Module& first, const Module& second)
       PerExampleCapture::active() || SummaryRecorder::active())
     return std::nullopt;
   const PoolOptions& o = pool->options();
-  if (o.window_shape.size() != 2 || o.strides != o.window_shape) return std::nullopt;
-  // VALID or zero pairs. (A padding max_pool refuses is left to it to report.)
-  if (o.padding.is_string()) {
-    std::string name = o.padding.name();
-    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::toupper(c); });
-    return name == "VALID" ? std::optional<Shape>(o.window_shape) : std::nullopt;
-  }
-  try {
-    const Padding pairs = canonicalize_padding(o.padding, 2);
-    if (!pairs.is_string() && pairs.pairs() == std::vector<std::pair<int, int>>(2, {0, 0})) return o.window_shape;
-  } catch (const Error&) {
-  }
-  return std::nullopt;
+  if (o.window_shape.size() != 2 || o.strides != o.window_shape || !pads_nothing(o.padding, 2)) return std::nullopt;
+  return o.window_shape;
 }
 
 bool is_relu(const Module& m) {

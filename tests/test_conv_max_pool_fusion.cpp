@@ -125,6 +125,18 @@ void check_same(const Run& a, const Run& b) {
   CHECK(same_bits(a.dbias, b.dbias));
 }
 
+// Calls body(local, where) for a Conv and a ConvLocal, each without a ReLU and with one
+// before and after the pool (both named in the messages of failed checks).
+template <class Body>
+void for_each_variant(Body&& body) {
+  for (const bool local : {false, true})
+    for (const Relu where : {Relu::None, Relu::BeforePool, Relu::AfterPool}) {
+      CAPTURE(local);
+      CAPTURE(static_cast<int>(where));
+      body(local, where);
+    }
+}
+
 }  // namespace
 
 TEST_CASE("a Conv or ConvLocal, a MaxPool and a ReLU in a Sequential run as one op with the layers' values and gradients") {
@@ -148,11 +160,8 @@ TEST_CASE("a Conv or ConvLocal, a MaxPool and a ReLU in a Sequential run as one 
                {.padding = "VALID"}},
         Shape_{{64, 28, 28, 1}, {2, 2}, 16, "the main job's first layer"},
         Shape_{{64, 14, 14, 16}, {2, 2}, 32, "the main job's second layer", {.padding = "VALID"}}})
-    for (const bool local : {false, true})
-    for (const Relu where : {Relu::None, Relu::BeforePool, Relu::AfterPool}) {
+    for_each_variant([&](bool local, Relu where) {
       CAPTURE(c.why);
-      CAPTURE(local);
-      CAPTURE(static_cast<int>(where));
       const Net n = make_net(c.features, c.window, {}, c.conv, where, local);
       const Tensor x = random_normal(make_key(1), c.input);
       n.seq->init(x);
@@ -172,15 +181,12 @@ TEST_CASE("a Conv or ConvLocal, a MaxPool and a ReLU in a Sequential run as one 
           check_same(run(n, x, dy, true, input_grad), run(n, x, dy, false, input_grad));
         }
       }
-    }
+    });
 }
 
 TEST_CASE("the fused conv + max pool selects as max_pool does: ties go to the first element, NaN wins") {
   if (!fast_kernels_available()) return;
-  for (const bool local : {false, true})
-  for (const Relu where : {Relu::None, Relu::BeforePool, Relu::AfterPool}) {
-    CAPTURE(local);
-    CAPTURE(static_cast<int>(where));
+  for_each_variant([&](bool local, Relu where) {
     const Net n = make_net(8, {2, 2}, {}, {}, where, local);
     Tensor x = random_normal(make_key(3), {3, 9, 9, 2});
     n.seq->init(x);
@@ -224,15 +230,12 @@ TEST_CASE("the fused conv + max pool selects as max_pool does: ties go to the fi
       const double expected = where != Relu::None && per_feature[j % features] <= 0 ? 0.0 : want[j];
       CHECK(db[j] == doctest::Approx(expected).epsilon(1e-5));
     }
-  }
+  });
 }
 
 TEST_CASE("the fused conv + max pool has the second-order gradients and the tangents of the two layers") {
   if (!fast_kernels_available()) return;
-  for (const bool local : {false, true})
-  for (const Relu where : {Relu::None, Relu::BeforePool, Relu::AfterPool}) {
-    CAPTURE(local);
-    CAPTURE(static_cast<int>(where));
+  for_each_variant([&](bool local, Relu where) {
     const Net n = make_net(16, {2, 2}, {}, {}, where, local);
     const Tensor x0 = random_normal(make_key(5), {3, 10, 10, 2});
     n.seq->init(x0);
@@ -257,7 +260,7 @@ TEST_CASE("the fused conv + max pool has the second-order gradients and the tang
     const Tensor fused_tangent = tangent(true), apart_tangent = tangent(false);
     CHECK(fused_tangent.shape() == Shape{3, 5, 5, 16});
     CHECK(same_bits(fused_tangent, apart_tangent));
-  }
+  });
 }
 
 TEST_CASE("where the one-pass conv + max pool does not apply, a Sequential runs the two layers") {

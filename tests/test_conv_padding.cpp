@@ -118,6 +118,18 @@ TEST_CASE("pad: an empty result builds no tables, and a padded size past int64 i
         }) == "pad: a padded axis overflows int64 (9223372036854775807 + 2)");
 }
 
+TEST_CASE("pads_nothing: 'VALID' in any case, or (0, 0) on every dim") {
+  CHECK(pads_nothing("VALID", 2));
+  CHECK(pads_nothing("valid", 2));
+  CHECK(pads_nothing(0, 2));
+  CHECK(pads_nothing(Padding{0, {0, 0}}, 2));
+  CHECK_FALSE(pads_nothing("SAME", 2));
+  CHECK_FALSE(pads_nothing("CIRCULAR", 2));
+  CHECK_FALSE(pads_nothing(1, 2));
+  CHECK_FALSE(pads_nothing(Padding{0, {0, 1}}, 2));
+  CHECK_FALSE(pads_nothing(Padding{0, 0}, 3));  // two entries for three dims: refused, not "no padding"
+}
+
 TEST_CASE("Precision parses the strings lax.canonicalize_precision accepts") {
   CHECK(parse_precision("default") == Precision::Default);
   CHECK(parse_precision("bfloat16") == Precision::Default);

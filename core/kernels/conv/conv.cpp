@@ -367,21 +367,37 @@ std::optional<SharedConvParamGrads> conv_shared_param_vjp_fused(const Tensor& x,
   return grads;
 }
 
+namespace {
+
+// The cotangent of a conv + max pool pass's output as the kernels take it: pooled_g
+// and the selection `index` (float32 and int32, one shape), relu_out (undefined, or
+// float32 of that shape), `window` (2 extents); nullopt if they do not fit.
+std::optional<PooledCotangent> pooled_cotangent(const Tensor& pooled_g, const Tensor& index, const Tensor& relu_out,
+                                                const Shape& window) {
+  if (pooled_g.numel() == 0 || pooled_g.dtype() != DType::Float32 || index.dtype() != DType::Int32 ||
+      pooled_g.shape() != index.shape() || window.size() != 2 ||
+      (relu_out.defined() && (relu_out.dtype() != DType::Float32 || relu_out.shape() != index.shape())))
+    return std::nullopt;
+  return PooledCotangent{.g = pooled_g.data<float>(),
+                         .index = index.data<std::int32_t>(),
+                         .relu_out = relu_out.defined() ? relu_out.data<float>() : nullptr,
+                         .window_h = window[0],
+                         .window_w = window[1]};
+}
+
+}  // namespace
+
 std::optional<SharedConvParamGrads> conv_shared_param_vjp_max_pooled(const Tensor& x, const Tensor& pooled_g,
                                                                      const Tensor& index, const Tensor& relu_out,
-                                                                     const ConvContraction& c) {
-  if (c.weights != ConvWeights::Shared || x.numel() == 0 || pooled_g.numel() == 0 ||
-      pooled_g.dtype() != DType::Float32 || index.dtype() != DType::Int32 || pooled_g.shape() != index.shape() ||
-      (relu_out.defined() && (relu_out.dtype() != DType::Float32 || relu_out.shape() != index.shape())) ||
-      !takes_fast_path(c, x.dtype(), pooled_g.dtype()))
+                                                                     const Shape& window, const ConvContraction& c) {
+  const auto pooled = pooled_cotangent(pooled_g, index, relu_out, window);
+  if (!pooled || c.weights != ConvWeights::Shared || x.numel() == 0 || !takes_fast_path(c, x.dtype(), DType::Float32))
     return std::nullopt;
   SharedConvParamGrads grads{empty(c.kernel_shape(), DType::Float32), empty({c.features}, DType::Float32)};
   tiles::count_fast_dispatch();
-  conv_shared_kernel_vjp_max_pooled_fast(c.geometry, c.features, x.data<float>(), pooled_g.data<float>(),
-                                         index.data<std::int32_t>(),
-                                         relu_out.defined() ? relu_out.data<float>() : nullptr,
-                                         pooled_g.numel() / pooled_g.size(0),
-                                         grads.dkernel.data<float>(), grads.dbias.data<float>());
+  conv_shared_kernel_vjp_max_pooled_fast(c.geometry, c.features, x.data<float>(), *pooled,
+                                         pooled_g.numel() / pooled_g.size(0), grads.dkernel.data<float>(),
+                                         grads.dbias.data<float>());
   return grads;
 }
 
@@ -389,10 +405,8 @@ std::optional<LocalConvGrads> conv_local_vjp_max_pooled(const Tensor& x, const T
                                                         const Tensor& index, const Tensor& relu_out, const Shape& window,
                                                         const ConvContraction& c, bool want_dx, bool want_dkernel,
                                                         bool want_dbias) {
-  if (c.weights != ConvWeights::Local || c.geometry.rank() != 2 || window.size() != 2 || x.numel() == 0 ||
-      pooled_g.numel() == 0 || pooled_g.dtype() != DType::Float32 || index.dtype() != DType::Int32 ||
-      pooled_g.shape() != index.shape() ||
-      (relu_out.defined() && (relu_out.dtype() != DType::Float32 || relu_out.shape() != index.shape())) ||
+  const auto pooled = pooled_cotangent(pooled_g, index, relu_out, window);
+  if (!pooled || c.weights != ConvWeights::Local || c.geometry.rank() != 2 || x.numel() == 0 ||
       !takes_fast_path(c, x.dtype(), kernel.dtype()))
     return std::nullopt;
   const Shape out = c.output_shape();
@@ -402,11 +416,8 @@ std::optional<LocalConvGrads> conv_local_vjp_max_pooled(const Tensor& x, const T
   if (!want_dx && !want_dkernel && !want_dbias) return grads;
   const auto data = [](Tensor& t) { return t.defined() ? t.data<float>() : nullptr; };
   tiles::count_fast_dispatch();
-  conv_local_backward_max_pooled_fast(
-      c.geometry, c.features, x.data<float>(), kernel.data<float>(),
-      {.g = pooled_g.data<float>(), .index = index.data<std::int32_t>(),
-       .relu_out = relu_out.defined() ? relu_out.data<float>() : nullptr, .window_h = window[0], .window_w = window[1]},
-      data(grads.dx), data(grads.dkernel), data(grads.dbias));
+  conv_local_backward_max_pooled_fast(c.geometry, c.features, x.data<float>(), kernel.data<float>(), *pooled,
+                                      data(grads.dx), data(grads.dkernel), data(grads.dbias));
   return grads;
 }
 

@@ -64,14 +64,14 @@ struct SharedConvParamGrads {
 };
 std::optional<SharedConvParamGrads> conv_shared_param_vjp_fused(const Tensor& x, const Tensor& g,
                                                                 const ConvContraction& c);
-// The same for the cotangent a max pool's VJP makes of `pooled_g` and `index`
-// (conv_shared_forward_biased_max_pool's outputs: zero but each pooled cotangent at its
-// selected element), without making it: the same bits as conv_shared_param_vjp_fused
-// on it; nullopt where that function would be. With `relu_out` defined (the pooled
-// output after a relu), pooled_g is first masked by relu_out > 0, as relu_grad does.
+// The same for the cotangent the max pool (window) of conv_forward_biased_max_pool
+// makes of `pooled_g` and `index` (its outputs: zero but each pooled cotangent at its
+// selected element; masked first by relu_out > 0 where relu_out is defined, as
+// relu_grad masks), without making it: the same bits as conv_shared_param_vjp_fused on
+// it; nullopt where that function would be.
 std::optional<SharedConvParamGrads> conv_shared_param_vjp_max_pooled(const Tensor& x, const Tensor& pooled_g,
                                                                      const Tensor& index, const Tensor& relu_out,
-                                                                     const ConvContraction& c);
+                                                                     const Shape& window, const ConvContraction& c);
 
 // The wanted gradients of y = conv_forward(x, kernel) (+ bias) for a local conv from
 // ONE pass over each position's cotangent block, on either path (not
@@ -81,10 +81,9 @@ struct LocalConvGrads {
 };
 LocalConvGrads conv_local_vjp_fused(const Tensor& x, const Tensor& kernel, const Tensor& g, const ConvContraction& c,
                                     bool want_dx, bool want_dkernel, bool want_dbias);
-// The same for the cotangent the max pool of conv_forward_biased_max_pool (local
-// weights) makes of `pooled_g` and `index` (masked first by relu_out > 0 where
-// relu_out is defined, as relu_grad masks), without making it: the same bits as
-// conv_local_vjp_fused on it; nullopt unless the fast kernels serve it.
+// The same for a cotangent of conv_forward_biased_max_pool's output (local weights),
+// as conv_shared_param_vjp_max_pooled takes it: the same bits as conv_local_vjp_fused
+// on the conv-sized cotangent; nullopt unless the fast kernels serve it.
 std::optional<LocalConvGrads> conv_local_vjp_max_pooled(const Tensor& x, const Tensor& kernel, const Tensor& pooled_g,
                                                         const Tensor& index, const Tensor& relu_out, const Shape& window,
                                                         const ConvContraction& c, bool want_dx, bool want_dkernel,

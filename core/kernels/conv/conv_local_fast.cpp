@@ -718,8 +718,7 @@ void conv_local_backward_max_pooled_fast(const ConvGeometry& geometry, std::int6
     // (what the pool's and the relu's VJPs write), and take the plain backward.
     const Index positions = g.positions(), pooled_size = g.batch * windows.pooled * features;
     AlignedBuffer dy(g.batch * positions * features);
-    for (Index j = 0; j < pooled_size; ++j)
-      if (!pooled.relu_out || pooled.relu_out[j] > 0.0f) dy.data[pooled.index[j]] = pooled.g[j];
+    pooled.scatter(0, pooled_size, 0, dy.data);
     conv_local_backward_fast(geometry, features, x, kernel, dy.data, d_x, d_kernel, d_bias);
     return;
   }

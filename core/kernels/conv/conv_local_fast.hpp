@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "core/kernels/conv/conv_geometry.hpp"
+#include "core/kernels/conv/pooled_cotangent.hpp"
 
 namespace xgrad::kernels {
 
@@ -43,18 +44,9 @@ void conv_local_forward_max_pool_fast(const ConvGeometry& g, std::int64_t featur
                                       const float* kernel, const float* bias, std::int64_t window_h,
                                       std::int64_t window_w, bool relu, float* out, std::int32_t* index);
 
-// A cotangent of conv_local_forward_max_pool_fast's output: dy of the conv is zero but
-// g[j] at index[j] (g[j] masked by relu_out[j] > 0, as relu_grad masks, when the
-// forward applied a relu; else relu_out is null).
-struct PooledCotangent {
-  const float* g = nullptr;
-  const std::int32_t* index = nullptr;
-  const float* relu_out = nullptr;
-  std::int64_t window_h = 1, window_w = 1;
-};
-
-// conv_local_backward_fast for that dy, read from the pooled cotangent position by
-// position instead of from a whole dy (the same bits).
+// conv_local_backward_fast for the dy of a cotangent of conv_local_forward_max_pool_fast's
+// output, read from the pooled cotangent position by position instead of from a whole
+// dy (the same bits).
 void conv_local_backward_max_pooled_fast(const ConvGeometry& g, std::int64_t features, const float* x,
                                          const float* kernel, const PooledCotangent& pooled, float* d_x,
                                          float* d_kernel, float* d_bias);

@@ -27,7 +27,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <bit>
 #include <cstdint>
 #include <vector>
 
@@ -324,28 +323,16 @@ void conv_shared_kernel_vjp_fast(const ConvGeometry& geometry, std::int64_t feat
 }
 
 void conv_shared_kernel_vjp_max_pooled_fast(const ConvGeometry& geometry, std::int64_t features, const float* x,
-                                            const float* pooled_dy, const std::int32_t* index,
-                                            const float* relu_out, std::int64_t pooled_per_sample, float* d_kernel,
-                                            float* d_bias) {
+                                            const PooledCotangent& pooled, std::int64_t pooled_per_sample,
+                                            float* d_kernel, float* d_bias) {
   const Index sample_floats = numel(Shape(geometry.out_spatial)) * features;
   kernel_vjp_blocks(geometry, features, x, d_kernel, d_bias, [&](Index first, Index count) {
-    // The block's dy, as the pool's VJP (pool_select_transpose) writes it: zero but
-    // for each pooled cotangent at its selected element (masked first by relu's
-    // out > 0 as relu_grad masks it, when a relu followed); in this thread's scratch
-    // (the main job's first conv: 8 samples, 400 KB, in L2), not in a full-size dy.
+    // The block's dy, as the pool's VJP (pool_select_transpose) and the relu's write it,
+    // in this thread's scratch (the main job's first conv: 8 samples, 400 KB, in L2),
+    // not in a full-size dy.
     float* block_dy = conv_scratch<float>(ConvScratch::Cotangent, static_cast<std::size_t>(count * sample_floats));
     std::fill_n(block_dy, count * sample_floats, 0.0f);
-    const Index base = first * sample_floats;
-    const Index begin = first * pooled_per_sample, end = (first + count) * pooled_per_sample;
-    if (relu_out)
-      // The mask as bits (all ones where out > 0): a select the compiler made a branch
-      // mispredicted on about half the elements (the backward 4 % slower at 2 threads).
-      for (Index i = begin; i < end; ++i) {
-        const std::uint32_t keep = 0u - static_cast<std::uint32_t>(relu_out[i] > 0.0f);
-        block_dy[index[i] - base] = std::bit_cast<float>(std::bit_cast<std::uint32_t>(pooled_dy[i]) & keep);
-      }
-    else
-      for (Index i = begin; i < end; ++i) block_dy[index[i] - base] = pooled_dy[i];
+    pooled.scatter(first * pooled_per_sample, (first + count) * pooled_per_sample, first * sample_floats, block_dy);
     return static_cast<const float*>(block_dy);
   });
 }

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "core/kernels/conv/conv_geometry.hpp"
+#include "core/kernels/conv/pooled_cotangent.hpp"
 
 namespace xgrad::kernels {
 
@@ -47,14 +48,11 @@ void conv_shared_input_vjp_fast(const ConvGeometry& g, std::int64_t features, co
 void conv_shared_kernel_vjp_fast(const ConvGeometry& g, std::int64_t features, const float* x, const float* dy,
                                  float* d_kernel, float* d_bias);
 
-// conv_shared_kernel_vjp_fast for the dy that a max pool's VJP makes from pooled_dy and
-// index (conv_shared_forward_max_pool_fast's outputs, pooled_per_sample elements per
-// sample): zero but pooled_dy[i] at index[i]. Built a block of samples at a time in
-// per-thread scratch instead of as a whole tensor; the same bits as the two steps.
-// With relu_out (the relu'd pooled output; else null), pooled_dy[i] is first masked
-// by relu_out[i] > 0, as relu_grad masks it.
+// conv_shared_kernel_vjp_fast for the dy of a cotangent of
+// conv_shared_forward_max_pool_fast's output (pooled_per_sample elements per sample),
+// built a block of samples at a time in per-thread scratch instead of as a whole
+// tensor; the same bits as the steps apart.
 void conv_shared_kernel_vjp_max_pooled_fast(const ConvGeometry& g, std::int64_t features, const float* x,
-                                            const float* pooled_dy, const std::int32_t* index,
-                                            const float* relu_out, std::int64_t pooled_per_sample,
+                                            const PooledCotangent& pooled, std::int64_t pooled_per_sample,
                                             float* d_kernel, float* d_bias);
 }  // namespace xgrad::kernels
