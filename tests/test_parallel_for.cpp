@@ -1,11 +1,12 @@
 // xgrad::parallel_for: every chunk runs exactly once whatever the thread count,
 // nested and concurrent calls complete (serially), exceptions reach the caller, and
-// a forked child gets a working pool.
+// a forked child gets a working pool; sleeping workers wake for the next call.
 #include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <stdexcept>
 #include <thread>
@@ -77,6 +78,36 @@ TEST_CASE("parallel_for: a nested call and calls from several threads complete")
     });
   for (auto& c : callers) c.join();
   CHECK(runs.load() == 4 * 50 * 8);
+}
+
+TEST_CASE("parallel_for: workers asleep after an idle spell join the next call; the caller waits out a long chunk") {
+  // Workers poll for ~1 ms after a call, then sleep; a caller whose helpers are still
+  // busy after ~1 ms sleeps too. Each round idles past the poll, then makes a 2-chunk
+  // call whose chunk 0 (the caller's) waits for chunk 1 to start on another thread
+  // (bounded, so a worker that never wakes fails the check instead of hanging), and
+  // chunk 1 outlasts the caller's poll: the call must still return after it.
+  test_support::ThreadCountGuard guard(2);
+  CHECK(run_counts(4) == std::vector<int>(4, 1));  // the worker exists
+  const std::thread::id caller = std::this_thread::get_id();
+  for (int round = 0; round < 3; ++round) {
+    CAPTURE(round);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::atomic<bool> second_started{false}, second_finished{false};
+    std::thread::id second_ran_on;
+    parallel_for(2, [&](std::int64_t chunk) {
+      if (chunk == 0) {
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (!second_started.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+        return;
+      }
+      second_ran_on = std::this_thread::get_id();
+      second_started.store(true);
+      std::this_thread::sleep_for(std::chrono::milliseconds(4));
+      second_finished.store(true);
+    });
+    CHECK(second_ran_on != caller);
+    CHECK(second_finished.load());
+  }
 }
 
 TEST_CASE("parallel_for rethrows a chunk's exception after the others finish") {
