@@ -191,13 +191,16 @@ TEST_CASE("gradcheck and gradgradcheck: matmul in every shape pattern") {
 
 TEST_CASE("matmul: large float products have the same bits at every thread count, and are right") {
   const int saved = num_threads();
-  // Shapes that are cut into pieces along rows, along columns, transposed operands.
+  // Shapes that are cut into pieces along rows, along columns, transposed operands;
+  // the last two cut with a transposed B small enough to be transposed first (the
+  // attention block's input gradient, 1024 x 64 x 64, and both operands transposed).
   struct Case {
     std::int64_t m, n, k;
     bool ta, tb;
   };
   for (const Case c : {Case{300, 70, 500, false, false}, Case{64, 784, 256, false, true},
-                       Case{784, 256, 64, true, false}, Case{200, 333, 300, true, true}}) {
+                       Case{784, 256, 64, true, false}, Case{200, 333, 300, true, true},
+                       Case{1024, 64, 64, false, true}, Case{200, 48, 300, true, true}}) {
     CAPTURE(c.m);
     CAPTURE(c.n);
     const Shape as = c.ta ? Shape{c.k, c.m} : Shape{c.m, c.k}, bs = c.tb ? Shape{c.n, c.k} : Shape{c.k, c.n};

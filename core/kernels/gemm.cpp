@@ -47,7 +47,17 @@ struct GemmSplit {
   std::int64_t pieces = 1, block = 0;
 };
 
-constexpr std::int64_t kMacsPerPiece = std::int64_t{1} << 20;  // ~20 us on one core
+// Why half a million multiply-adds per piece: OpenBLAS (0.3.21, the SkylakeX /
+// Cooperlake kernels it runs on AVX-512 CPUs) multiplies a product of at most 100³
+// multiply-adds in place with its "small matrix" kernels; a larger one is packed into
+// buffers taken from a pool that one global mutex guards, so two threads calling it
+// at once queue on that mutex (a futex sleep now and then) and its cache line moves
+// between their cores at every call. Measured here (one thread, float32): pieces of
+// 256 × 64 × 64 (2^20) ran at 94-96 GFLOP/s through the buffers, 128 × 64 × 64 at
+// 115 through the small kernels. The small kernels take a product with op(B)
+// transposed (OpenBLAS's column-major "TN") only when C has at most 1200 elements,
+// so a cut product with a small transposed B gets B transposed first (transposed_b).
+constexpr std::int64_t kMacsPerPiece = std::int64_t{1} << 19;  // ~5 us on one core
 constexpr std::int64_t kMaxPieces = 8;
 constexpr std::int64_t kMinBlock = 64;
 
@@ -57,7 +67,7 @@ constexpr std::int64_t kMinBlock = 64;
 // k-range into a buffer of its own, and the buffers are added into C in piece order.
 // The cut is fixed by the shape too: the same bits at any thread count (not the bits
 // of the uncut product).
-constexpr std::int64_t kMinDepth = 256;
+constexpr std::int64_t kMinDepth = 128;
 
 std::int64_t depth_pieces(std::int64_t m, std::int64_t n, std::int64_t k) {
   const std::int64_t by_work = (m * n * k) / kMacsPerPiece;
@@ -73,6 +83,20 @@ GemmSplit split_gemm(std::int64_t m, std::int64_t n, std::int64_t k) {
   s.block = ((side + s.pieces - 1) / s.pieces + 15) / 16 * 16;
   s.pieces = (side + s.block - 1) / s.block;
   return s;
+}
+
+// A B of at most this many elements is transposed before a cut product with op(B)
+// transposed (see kMacsPerPiece): 16 K floats take ~2 us to transpose, and every
+// piece then runs on the small kernels.
+constexpr std::int64_t kMaxTransposedB = std::int64_t{1} << 14;
+
+// op(B) = Bᵀ (B is n × k, leading dimension ldb) written out as a k × n row-major matrix.
+template <class T>
+std::vector<T, CachingAllocator<T>> transposed_b(std::int64_t n, std::int64_t k, const T* b, std::int64_t ldb) {
+  std::vector<T, CachingAllocator<T>> out(static_cast<std::size_t>(k * n));
+  for (std::int64_t j = 0; j < n; ++j)
+    for (std::int64_t p = 0; p < k; ++p) out[static_cast<std::size_t>(p * n + j)] = b[j * ldb + p];
+  return out;
 }
 
 // C (+)= op(A)·op(B) as `pieces` products over consecutive ranges of k, summed in order.
@@ -119,6 +143,13 @@ void gemm(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, st
     }
     blas_gemm(transpose_a, transpose_b, m, n, k, a, lda, b, ldb, c, ldc, accumulate);
     return;
+  }
+  std::vector<T, CachingAllocator<T>> b_copy;
+  if (transpose_b && n * k <= kMaxTransposedB) {  // see kMacsPerPiece
+    b_copy = transposed_b(n, k, b, ldb);
+    transpose_b = false;
+    b = b_copy.data();
+    ldb = n;
   }
   parallel_for(s.pieces, [&](std::int64_t piece) {
     const std::int64_t begin = piece * s.block;
