@@ -23,6 +23,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/thread_placement.hpp"
 
 // OpenBLAS's own pool size; declared here rather than through <cblas.h>, which
 // clashes with xtensor-blas's bundled declarations.
@@ -179,6 +180,11 @@ bool spin_until(Done&& done) {
   return true;
 }
 
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 // The pool hands a job to its workers through three atomics and no lock:
 //   publish: owner_ (one job at a time), job_, then generation_ + 1;
 //   a worker that sees a new generation counts itself in `inside_`, reads job_,
@@ -211,6 +217,7 @@ class Pool {
     }
     job.generation = current + 1;
     job_.store(&job, std::memory_order_seq_cst);
+    published_at_.store(now_ns(), std::memory_order_relaxed);
     generation_.store(current + 1, std::memory_order_seq_cst);
     if (sleeping_workers_.load(std::memory_order_seq_cst) > 0) {
       std::lock_guard lock(mutex_);
@@ -237,15 +244,20 @@ class Pool {
     inside_pool_worker = true;
     for (;;) {
       const auto published = [&] { return generation_.load(std::memory_order_seq_cst) != seen; };
-      if (!spin_until(published)) {
+      const bool polled = spin_until(published);
+      if (!polled) {
         std::unique_lock lock(mutex_);
         sleeping_workers_.fetch_add(1, std::memory_order_seq_cst);
         wake_.wait(lock, published);
         sleeping_workers_.fetch_sub(1, std::memory_order_relaxed);
       }
+      const std::int64_t noticed_at = now_ns();
       seen = generation_.load(std::memory_order_seq_cst);
+      const std::int64_t handoff = noticed_at - published_at_.load(std::memory_order_relaxed);
       inside_.fetch_add(1, std::memory_order_seq_cst);
+      bool joined = false;
       if (Job* job = job_.load(std::memory_order_seq_cst); job != nullptr && job->generation == seen) {
+        joined = true;
         const int participant = job->helpers_joined.fetch_add(1, std::memory_order_relaxed) + 1;
         if (participant <= job->helpers_wanted) job->work(participant);
       }
@@ -253,12 +265,18 @@ class Pool {
         std::lock_guard lock(mutex_);
         left_.notify_all();
       }
+      // A hand-off to a polling worker, timed from the publish to the worker's noticing.
+      if (joined && polled && handoff >= 0) detail::record_handoff(handoff);
     }
   }
 
   std::atomic<bool> owner_{false};  // a caller has a job published (touched by callers only)
   alignas(64) std::atomic<Job*> job_{nullptr};
   std::atomic<std::uint32_t> generation_{0};  // + 1 at every publish
+  // When the last job was published (now_ns), on generation_'s cache line: the
+  // worker that sees the new generation has it too, and the difference to the time
+  // it noticed is one cache-line transfer plus its poll (core/thread_placement.hpp).
+  std::atomic<std::int64_t> published_at_{0};
   std::atomic<int> inside_{0};                // workers between reading job_ and leaving it
   alignas(64) std::atomic<int> sleeping_workers_{0};
   std::atomic<bool> caller_sleeping_{false};

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "core/thread_placement.hpp"
+
 namespace xgrad {
 
 // The CPUs this process may run on: its affinity mask (taskset, numactl), capped
@@ -90,11 +92,14 @@ void parallel_for_ranges(std::int64_t n, std::int64_t max_chunks, F&& fn) {
 // over the whole range on the caller when n is small, else over up to four ranges
 // per thread of at least 32 Ki elements (below that the hand-off to a worker costs
 // more than the memory traffic it shares; four, so a thread that finishes its own
-// ranges early takes over part of a slower one's). The result never depends on the split.
+// ranges early takes over part of a slower one's), kFarApartWorkScale times that
+// while the threads' cores share no cache (core/thread_placement.hpp). The result
+// never depends on the split.
 template <class F>
 void parallel_for_elements(std::int64_t n, F&& fn) {
   constexpr std::int64_t kMinElementsPerRange = std::int64_t{1} << 15;
-  const std::int64_t ranges = std::min<std::int64_t>(4 * num_threads(), n / kMinElementsPerRange);
+  std::int64_t ranges = std::min<std::int64_t>(4 * num_threads(), n / kMinElementsPerRange);
+  if (ranges > 1) ranges = std::min(ranges, n / (kMinElementsPerRange * detail::far_apart_work_scale()));
   if (ranges <= 1) {
     fn(std::int64_t{0}, n);
     return;

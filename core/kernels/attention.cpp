@@ -27,7 +27,8 @@ void visit_f32_f64(DType dtype, const char* op, F&& f) {
   throw DTypeError(fmt::format("{}: the kernel takes float32 or float64, got {}", op, dtype_name(dtype)));
 }
 
-// Work of one chunk worth a hand-off to the pool: below it everything runs on the caller.
+// Work of one chunk worth a hand-off to the pool: below it everything runs on the
+// caller (kFarApartWorkScale times more while the threads share no cache).
 constexpr std::int64_t kMinParallelWork = 1 << 15;
 
 // Splits `items` into chunks for parallel_for_ranges: one chunk when the whole
@@ -35,6 +36,7 @@ constexpr std::int64_t kMinParallelWork = 1 << 15;
 // split, so neither do the bits.
 std::int64_t chunk_count(std::int64_t items, std::int64_t work_per_item) {
   if (items * work_per_item < kMinParallelWork) return 1;
+  if (items * work_per_item < kMinParallelWork * detail::far_apart_work_scale()) return 1;
   return std::min<std::int64_t>(items, 4 * num_threads());
 }
 

@@ -99,6 +99,19 @@ std::vector<T, CachingAllocator<T>> transposed_b(std::int64_t n, std::int64_t k,
   return out;
 }
 
+// Runs piece(0) … piece(pieces − 1) of a product of `macs` multiply-adds over the
+// pool, or on the caller while the threads share no cache and the product is below
+// kFarApartWorkScale pieces' worth (core/thread_placement.hpp). The pieces are the
+// same either way, and so are the bits.
+template <class Piece>
+void for_each_piece(std::int64_t pieces, std::int64_t macs, Piece&& piece) {
+  if (macs < kMacsPerPiece * detail::far_apart_work_scale()) {
+    for (std::int64_t p = 0; p < pieces; ++p) piece(p);
+    return;
+  }
+  parallel_for(pieces, piece);
+}
+
 // C (+)= op(A)·op(B) as `pieces` products over consecutive ranges of k, summed in order.
 template <class T>
 void gemm_split_depth(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k,
@@ -106,7 +119,7 @@ void gemm_split_depth(bool transpose_a, bool transpose_b, std::int64_t m, std::i
                       bool accumulate, std::int64_t pieces) {
   const std::int64_t size = m * n;
   std::vector<T, CachingAllocator<T>> partial(static_cast<std::size_t>(pieces * size));
-  parallel_for(pieces, [&](std::int64_t piece) {
+  for_each_piece(pieces, m * n * k, [&](std::int64_t piece) {
     const std::int64_t k0 = k * piece / pieces, k1 = k * (piece + 1) / pieces;
     const T* a_piece = a + (transpose_a ? k0 * lda : k0);  // op(A)[:, k0:k1]
     const T* b_piece = b + (transpose_b ? k0 : k0 * ldb);  // op(B)[k0:k1, :]
@@ -151,7 +164,7 @@ void gemm(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, st
     b = b_copy.data();
     ldb = n;
   }
-  parallel_for(s.pieces, [&](std::int64_t piece) {
+  for_each_piece(s.pieces, m * n * k, [&](std::int64_t piece) {
     const std::int64_t begin = piece * s.block;
     if (s.along_rows) {  // rows [begin, end) of op(A) and C
       const std::int64_t rows = std::min(m, begin + s.block) - begin;
