@@ -1,9 +1,6 @@
 #include "core/thread_placement.hpp"
 
-#include <algorithm>
 #include <atomic>
-#include <chrono>
-#include <mutex>
 
 namespace xgrad::detail {
 
@@ -11,46 +8,53 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// A far-apart decision lets one job per interval through at the near size.
-constexpr auto kProbeInterval = std::chrono::milliseconds(20);
-
 std::atomic<bool> far_apart{false};
-std::atomic<int> forced{-1};  // -1: measured; 0: near; 1: far apart
-std::atomic<Clock::rep> last_probe{0};
+std::atomic<std::uint64_t> probes_measured{0};
+std::atomic<int> forced{-1};                // -1: measured; 0: near; 1: far apart
+std::atomic<Clock::rep> last_probe{0};  // when placement_probe_due last said yes
+std::atomic<Clock::rep> decided_at{0};  // when the last probe was recorded
 
-std::mutex window_mutex;  // taken by workers only, once per hand-off
-HandoffWindow window;
+Clock::rep now() { return Clock::now().time_since_epoch().count(); }
+
+template <class Duration>
+Clock::rep ticks(Duration d) {
+  return std::chrono::duration_cast<Clock::duration>(d).count();
+}
+
+// Whether the threads are far apart by the last probe, and that verdict still holds.
+bool measured_far_apart() {
+  return far_apart.load(std::memory_order_relaxed) &&
+         now() - decided_at.load(std::memory_order_relaxed) < ticks(kFarApartHold);
+}
+
+// Claims the interval that `last` started: true for one caller once it has passed.
+bool claim_interval(std::atomic<Clock::rep>& last) {
+  const Clock::rep t = now();
+  Clock::rep previous = last.load(std::memory_order_relaxed);
+  return t - previous >= ticks(kProbeInterval) && last.compare_exchange_strong(previous, t, std::memory_order_relaxed);
+}
 
 }  // namespace
 
-std::optional<bool> HandoffWindow::add(std::int64_t nanoseconds) {
-  smallest_ = std::min(smallest_, nanoseconds);
-  if (++count_ < kWindow) return std::nullopt;
-  const bool far = smallest_ > kFarApartNanoseconds;
-  smallest_ = INT64_MAX;
-  count_ = 0;
-  return far;
+bool placement_probe_due() { return forced.load(std::memory_order_relaxed) < 0 && claim_interval(last_probe); }
+
+void record_round_trip(std::optional<std::int64_t> nanoseconds) {
+  if (!nanoseconds) return;
+  decided_at.store(now(), std::memory_order_relaxed);
+  far_apart.store(*nanoseconds > kFarApartRoundTripNanoseconds, std::memory_order_relaxed);
+  probes_measured.fetch_add(1, std::memory_order_relaxed);
 }
 
-void record_handoff(std::int64_t nanoseconds) {
-  std::lock_guard lock(window_mutex);
-  if (const std::optional<bool> far = window.add(nanoseconds)) far_apart.store(*far, std::memory_order_relaxed);
-}
+std::uint64_t placement_probes_measured() { return probes_measured.load(std::memory_order_relaxed); }
 
 std::int64_t far_apart_work_scale() {
   if (const int f = forced.load(std::memory_order_relaxed); f >= 0) return f == 1 ? kFarApartWorkScale : 1;
-  if (!far_apart.load(std::memory_order_relaxed)) return 1;
-  const Clock::rep now = Clock::now().time_since_epoch().count();
-  Clock::rep last = last_probe.load(std::memory_order_relaxed);
-  if (now - last >= std::chrono::duration_cast<Clock::duration>(kProbeInterval).count() &&
-      last_probe.compare_exchange_strong(last, now, std::memory_order_relaxed))
-    return 1;  // this call probes the placement
-  return kFarApartWorkScale;
+  return measured_far_apart() ? kFarApartWorkScale : 1;
 }
 
 bool threads_far_apart() {
   if (const int f = forced.load(std::memory_order_relaxed); f >= 0) return f == 1;
-  return far_apart.load(std::memory_order_relaxed);
+  return measured_far_apart();
 }
 
 void force_threads_far_apart(std::optional<bool> far) { forced.store(far ? int{*far} : -1, std::memory_order_relaxed); }

@@ -5,17 +5,19 @@
 // read by the other from that L3 at the next kernel; where they share none (seen on
 // 2-vCPU cloud guests, whose host moves the vCPUs between the CPU's core complexes
 // from one minute to the next: bench/core_to_core), it crosses between caches at
-// ~200 ns per miss, and chains of small kernels each split over the threads run
-// slower on 2 threads than on 1 (a self-attention block on 64 × 16 × 64: 2.20 ms
-// against 1.91). So the pool times each hand-off (a published job to a worker
-// joining it, one cache-line transfer plus the worker's poll) and keeps the
-// smallest of each window of hand-offs: ~50-60 ns with a shared L3, ~200 ns
-// without. While the threads are far apart, kernels hand the pool only jobs
-// kFarApartWorkScale times larger than they otherwise would (the rest run on the
-// calling thread); one job in every kProbeInterval still goes out at the near
-// size so that the measurement follows the placement back.
+// ~200 ns a miss, and chains of small kernels each split over the threads ran slower
+// on 2 threads than on 1 (a self-attention block on 64 × 16 × 64: 2.22 ms against
+// 1.88; 1.89 with this file's rule). So the pool probes the placement now and then: right after a job a worker
+// took part in (so that the worker is still polling; a sleeping one takes up to
+// milliseconds to wake on such guests), at most once per kProbeInterval, the caller
+// and that worker bounce a cache line a few times (~1 µs). While the last probe
+// found the threads far apart, kernels hand the pool only jobs kFarApartWorkScale
+// times larger than they otherwise would (the rest run on the calling thread); the
+// verdict lapses after kFarApartHold, so that small jobs go to the pool again, the
+// worker joins one, and the next probe follows the placement back.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 
@@ -24,34 +26,36 @@ namespace xgrad::detail {
 // How many times larger a job must be to go to the pool while the threads are far apart.
 constexpr std::int64_t kFarApartWorkScale = 64;
 
-// The smallest-of-a-window classifier: add() each hand-off's nanoseconds; every
-// kWindow of them it decides, from their minimum (the one least disturbed by
-// descheduling, sleep or a busy worker), whether the threads are far apart.
-class HandoffWindow {
- public:
-  static constexpr int kWindow = 16;
-  static constexpr std::int64_t kFarApartNanoseconds = 140;  // one way; between the two clusters above
+// A mean round trip of a cache line between the caller and a worker above this is
+// "far apart". Measured on the guests above: 65-76 ns with a shared L3; without one,
+// 310-410 ns, 220-240 in some spells.
+constexpr std::int64_t kFarApartRoundTripNanoseconds = 150;
 
-  // Adds one hand-off; returns the decision when this one completed a window.
-  std::optional<bool> add(std::int64_t nanoseconds);
+// The shortest interval between two placement probes.
+constexpr auto kProbeInterval = std::chrono::milliseconds(20);
 
- private:
-  std::int64_t smallest_ = INT64_MAX;
-  int count_ = 0;
-};
+// How long a far-apart verdict holds.
+constexpr auto kFarApartHold = std::chrono::milliseconds(200);
 
-// Records one hand-off seen by a pool worker (thread-safe; the pool calls it).
-void record_handoff(std::int64_t nanoseconds);
+// Whether a probe is due; true claims it (one caller per interval gets true).
+bool placement_probe_due();
 
-// 1 while the threads are near (or nothing is measured yet), kFarApartWorkScale while
-// they are far apart, except for one call per probe interval, which gets 1.
+// Records a probe: the shortest round trip it measured, or nullopt when the worker
+// did not answer in time (the placement is then left as it was).
+void record_round_trip(std::optional<std::int64_t> nanoseconds);
+
+// kFarApartWorkScale while the last probe, less than kFarApartHold ago, found the
+// threads far apart; else 1.
 std::int64_t far_apart_work_scale();
 
-// Whether the last window found the threads far apart (for benchmarks' reports).
+// Whether the last probe found the threads far apart (for benchmarks' reports).
 bool threads_far_apart();
 
+// How many probes have measured a round trip so far (for tests).
+std::uint64_t placement_probes_measured();
+
 // For tests: fixes the outcome (true: far apart, false: near; every call gets the
-// fixed scale, no probes), or measures again (nullopt).
+// fixed scale, no probes run), or measures again (nullopt).
 void force_threads_far_apart(std::optional<bool> far);
 
 }  // namespace xgrad::detail

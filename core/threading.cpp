@@ -180,11 +180,6 @@ bool spin_until(Done&& done) {
   return true;
 }
 
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 // The pool hands a job to its workers through three atomics and no lock:
 //   publish: owner_ (one job at a time), job_, then generation_ + 1;
 //   a worker that sees a new generation counts itself in `inside_`, reads job_,
@@ -217,7 +212,6 @@ class Pool {
     }
     job.generation = current + 1;
     job_.store(&job, std::memory_order_seq_cst);
-    published_at_.store(now_ns(), std::memory_order_relaxed);
     generation_.store(current + 1, std::memory_order_seq_cst);
     if (sleeping_workers_.load(std::memory_order_seq_cst) > 0) {
       std::lock_guard lock(mutex_);
@@ -244,20 +238,15 @@ class Pool {
     inside_pool_worker = true;
     for (;;) {
       const auto published = [&] { return generation_.load(std::memory_order_seq_cst) != seen; };
-      const bool polled = spin_until(published);
-      if (!polled) {
+      if (!spin_until(published)) {
         std::unique_lock lock(mutex_);
         sleeping_workers_.fetch_add(1, std::memory_order_seq_cst);
         wake_.wait(lock, published);
         sleeping_workers_.fetch_sub(1, std::memory_order_relaxed);
       }
-      const std::int64_t noticed_at = now_ns();
       seen = generation_.load(std::memory_order_seq_cst);
-      const std::int64_t handoff = noticed_at - published_at_.load(std::memory_order_relaxed);
       inside_.fetch_add(1, std::memory_order_seq_cst);
-      bool joined = false;
       if (Job* job = job_.load(std::memory_order_seq_cst); job != nullptr && job->generation == seen) {
-        joined = true;
         const int participant = job->helpers_joined.fetch_add(1, std::memory_order_relaxed) + 1;
         if (participant <= job->helpers_wanted) job->work(participant);
       }
@@ -265,18 +254,12 @@ class Pool {
         std::lock_guard lock(mutex_);
         left_.notify_all();
       }
-      // A hand-off to a polling worker, timed from the publish to the worker's noticing.
-      if (joined && polled && handoff >= 0) detail::record_handoff(handoff);
     }
   }
 
   std::atomic<bool> owner_{false};  // a caller has a job published (touched by callers only)
   alignas(64) std::atomic<Job*> job_{nullptr};
   std::atomic<std::uint32_t> generation_{0};  // + 1 at every publish
-  // When the last job was published (now_ns), on generation_'s cache line: the
-  // worker that sees the new generation has it too, and the difference to the time
-  // it noticed is one cache-line transfer plus its poll (core/thread_placement.hpp).
-  std::atomic<std::int64_t> published_at_{0};
   std::atomic<int> inside_{0};                // workers between reading job_ and leaving it
   alignas(64) std::atomic<int> sleeping_workers_{0};
   std::atomic<bool> caller_sleeping_{false};
@@ -334,6 +317,64 @@ void set_num_threads(int n) {
 void set_deterministic(bool enabled) { deterministic_results.store(enabled, std::memory_order_relaxed); }
 bool deterministic() { return deterministic_results.load(std::memory_order_relaxed); }
 
+namespace {
+
+// The placement probe (core/thread_placement.hpp): chunk 0 (the caller's) and chunk 1
+// (a worker's) bounce `ball` kBounces times; the mean round trip after the first
+// bounce (one clock read at each end: a clock read costs about as much as a round
+// trip with a shared L3) is the measurement. It runs right after a job a worker took part in, so that worker is
+// polling; each side waits at most kPatience for the other, so a worker that went
+// elsewhere costs the caller little and measures nothing.
+struct PlacementProbe {
+  static constexpr int kBounces = 9;
+  static constexpr auto kPatience = std::chrono::microseconds(20);
+
+  alignas(64) std::atomic<int> ball{0};
+  alignas(64) std::atomic<bool> gave_up{false};
+  std::int64_t round_trip = 0;  // the mean over the bounces after the first
+
+  // Waits until ball == value; false (and gives up the probe) after kPatience.
+  bool wait_for(int value) {
+    const auto deadline = std::chrono::steady_clock::now() + kPatience;
+    while (ball.load(std::memory_order_acquire) != value) {
+      if (gave_up.load(std::memory_order_relaxed) || std::chrono::steady_clock::now() > deadline) {
+        gave_up.store(true, std::memory_order_relaxed);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  static void run(void* context, std::int64_t chunk) {
+    auto& p = *static_cast<PlacementProbe*>(context);
+    std::chrono::steady_clock::time_point start;
+    for (int i = 0; i < kBounces; ++i) {
+      if (chunk == 0) {  // serve 2i + 1, wait for the answer 2i + 2
+        p.ball.store(2 * i + 1, std::memory_order_release);
+        if (!p.wait_for(2 * i + 2)) return;
+        if (i == 0) start = std::chrono::steady_clock::now();  // the first answer may include the worker's arrival
+      } else {
+        if (!p.wait_for(2 * i + 1)) return;
+        p.ball.store(2 * i + 2, std::memory_order_release);
+      }
+    }
+    if (chunk == 0)
+      p.round_trip = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count() /
+                     (kBounces - 1);
+  }
+};
+
+void probe_placement() {
+  PlacementProbe probe;
+  Job job(PlacementProbe::run, &probe, 2, 1);
+  if (!pool().publish(job)) return;
+  job.work(0);
+  pool().retire();
+  detail::record_round_trip(probe.gave_up.load() ? std::nullopt : std::optional<std::int64_t>(probe.round_trip));
+}
+
+}  // namespace
+
 namespace detail {
 
 void parallel_for(std::int64_t chunks, void (*run)(void*, std::int64_t), void* context) {
@@ -342,7 +383,10 @@ void parallel_for(std::int64_t chunks, void (*run)(void*, std::int64_t), void* c
   Job job(run, context, chunks, helpers);
   const bool shared = helpers > 0 && !inside_pool_worker && pool().publish(job);
   job.work(0);
-  if (shared) pool().retire();
+  if (shared) {
+    pool().retire();
+    if (job.helpers_joined.load(std::memory_order_relaxed) > 0 && placement_probe_due()) probe_placement();
+  }
   if (job.error) std::rethrow_exception(job.error);
 }
 

@@ -1,11 +1,11 @@
-// core/thread_placement: the hand-off classifier, the work scale kernels apply while
-// the threads are far apart (with its probe), and the kernels that follow it.
+// core/thread_placement: the pool's placement probe, the work scale kernels apply
+// while the threads are far apart (and its lapse), and the kernels that follow it.
 #include <algorithm>
 #include <chrono>
 #include <mutex>
 #include <optional>
-#include <utility>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -16,21 +16,14 @@
 #include "test_support.hpp"
 
 using namespace xgrad;
-using detail::HandoffWindow;
 
 namespace {
 
-// Feeds the global window enough hand-offs of `nanoseconds` that its last decision
-// comes from them alone (whatever an earlier window left half full).
-void record_window_of(std::int64_t nanoseconds) {
-  for (int i = 0; i < 2 * HandoffWindow::kWindow; ++i) detail::record_handoff(nanoseconds);
-}
-
-// Leaves the measured state "near" and nothing forced, as the suite expects.
+// Leaves the placement "near" and nothing forced, as the rest of the suite expects.
 struct PlacementReset {
   ~PlacementReset() {
     detail::force_threads_far_apart(std::nullopt);
-    record_window_of(50);
+    detail::record_round_trip(60);
   }
 };
 
@@ -50,46 +43,52 @@ std::pair<int, int> element_ranges(std::int64_t n) {
 
 }  // namespace
 
-TEST_CASE("HandoffWindow decides once per window, from the window's smallest hand-off") {
-  HandoffWindow w;
-  for (int i = 0; i < HandoffWindow::kWindow - 1; ++i) CHECK_FALSE(w.add(i == 3 ? 60 : 5000).has_value());
-  const std::optional<bool> near = w.add(5000);  // one quick hand-off among slow ones: near
-  REQUIRE(near.has_value());
-  CHECK_FALSE(*near);
-  for (int i = 0; i < HandoffWindow::kWindow - 1; ++i) CHECK_FALSE(w.add(300).has_value());
-  const std::optional<bool> far = w.add(HandoffWindow::kFarApartNanoseconds + 1);  // the 60 is forgotten
-  REQUIRE(far.has_value());
-  CHECK(*far);
-  for (int i = 0; i < HandoffWindow::kWindow - 1; ++i) CHECK_FALSE(w.add(400).has_value());
-  CHECK(w.add(HandoffWindow::kFarApartNanoseconds) == std::optional<bool>(false));  // the bound itself is near
+TEST_CASE("the pool probes the placement after jobs a worker took part in, at most once per interval") {
+  PlacementReset reset;
+  test_support::ThreadCountGuard guard(2);
+  // Jobs of a few microseconds back to back: the worker joins them and keeps polling
+  // between them. The probe's verdict depends on where this machine's CPUs sit; that
+  // probes run does not.
+  const auto job = [] {
+    parallel_for(4, [](std::int64_t) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(2);
+      while (std::chrono::steady_clock::now() < until) {
+      }
+    });
+  };
+  const std::uint64_t before = detail::placement_probes_measured();
+  const auto start = std::chrono::steady_clock::now();
+  while (detail::placement_probes_measured() == before && std::chrono::steady_clock::now() - start < std::chrono::seconds(5))
+    job();
+  CHECK(detail::placement_probes_measured() > before);
+  const std::uint64_t measured = detail::placement_probes_measured();
+  for (int i = 0; i < 100; ++i) job();  // well under two intervals
+  CHECK(detail::placement_probes_measured() <= measured + 2);
 }
 
-TEST_CASE("far apart: kernels keep small jobs on the caller, probe now and then, and come back when near") {
+TEST_CASE("far apart: kernels keep small jobs on the caller until the verdict lapses or a probe says near") {
   PlacementReset reset;
   test_support::ThreadCountGuard guard(2);
   const std::int64_t n = std::int64_t{1} << 20;  // 32 ranges' worth near, half a range's far apart
 
-  record_window_of(60);
+  detail::record_round_trip(60);
   CHECK_FALSE(detail::threads_far_apart());
   CHECK(detail::far_apart_work_scale() == 1);
   CHECK(element_ranges(n).first == 8);  // four per thread
 
-  record_window_of(400);
+  detail::record_round_trip(detail::kFarApartRoundTripNanoseconds + 1);
   CHECK(detail::threads_far_apart());
-  // One call per probe interval gets the near scale (so the pool keeps measuring);
-  // the calls right after it the far one.
-  std::vector<std::int64_t> scales;
-  for (int i = 0; i < 4; ++i) scales.push_back(detail::far_apart_work_scale());
-  std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  scales.push_back(detail::far_apart_work_scale());
-  scales.push_back(detail::far_apart_work_scale());
-  CHECK(std::count(scales.begin(), scales.begin() + 4, std::int64_t{1}) <= 1);
-  CHECK(std::count(scales.begin(), scales.begin() + 4, detail::kFarApartWorkScale) >= 3);
-  CHECK(scales[4] == 1);
-  CHECK(scales[5] == detail::kFarApartWorkScale);
-  CHECK(element_ranges(n) == std::pair{1, 1});  // one range, on the caller
+  CHECK(detail::far_apart_work_scale() == detail::kFarApartWorkScale);
+  CHECK(element_ranges(n) == std::pair{1, 1});  // one range, on the caller (so no probe runs either)
+  detail::record_round_trip(std::nullopt);  // a probe nobody answered changes nothing
+  CHECK(detail::threads_far_apart());
+  std::this_thread::sleep_for(detail::kFarApartHold + std::chrono::milliseconds(10));
+  CHECK_FALSE(detail::threads_far_apart());  // lapsed
+  CHECK(detail::far_apart_work_scale() == 1);
 
-  record_window_of(60);
+  detail::record_round_trip(detail::kFarApartRoundTripNanoseconds + 1);
+  CHECK(detail::threads_far_apart());
+  detail::record_round_trip(detail::kFarApartRoundTripNanoseconds);  // the bound itself is near
   CHECK_FALSE(detail::threads_far_apart());
   CHECK(element_ranges(n).first == 8);
 }
@@ -108,5 +107,5 @@ TEST_CASE("forced far apart: the same bits, and the work stays on the caller") {
   CHECK(kernels::matmul(a, b, false, true).to_vector() == product_near);
   CHECK(tanh(x).to_vector() == tanh_near);
   CHECK(element_ranges(x.numel()) == std::pair{1, 1});
-  CHECK(detail::far_apart_work_scale() == detail::kFarApartWorkScale);  // forced: no probes
+  CHECK(detail::far_apart_work_scale() == detail::kFarApartWorkScale);
 }
