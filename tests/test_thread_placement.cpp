@@ -93,19 +93,29 @@ TEST_CASE("far apart: kernels keep small jobs on the caller until the verdict la
   CHECK(element_ranges(n).first == 8);
 }
 
-TEST_CASE("forced far apart: the same bits, and the work stays on the caller") {
+TEST_CASE("forced far apart: the same bits (products, element-wise ops, AdamW), and the work stays on the caller") {
   PlacementReset reset;
   test_support::ThreadCountGuard guard(2);
   // A product cut into pieces (the attention block's projection) and an element-wise op.
   const Tensor a = random_normal(make_key(1), {1024, 64}), b = random_normal(make_key(2), {64, 64});
   const Tensor x = random_normal(make_key(3), {1 << 20});
+  // And a fused AdamW step on 300 K parameters (split near, on the caller far apart).
+  const auto adamw_step = [] {
+    optim::NamedTensors params{{"w", random_normal(make_key(4), {300, 1000})}};
+    params[0].second.set_grad(random_normal(make_key(5), {300, 1000}));
+    optim::Optimizer opt(params, optim::adamw({.learning_rate = 1e-2, .weight_decay = 0.1}));
+    opt.step();
+    return params[0].second.to_vector();
+  };
   detail::force_threads_far_apart(false);
   const std::vector<double> product_near = kernels::matmul(a, b, false, true).to_vector();
   const std::vector<double> tanh_near = tanh(x).to_vector();
+  const std::vector<double> adamw_near = adamw_step();
   CHECK(element_ranges(x.numel()).first == 8);
   detail::force_threads_far_apart(true);
   CHECK(kernels::matmul(a, b, false, true).to_vector() == product_near);
   CHECK(tanh(x).to_vector() == tanh_near);
+  CHECK(adamw_step() == adamw_near);
   CHECK(element_ranges(x.numel()) == std::pair{1, 1});
   CHECK(detail::far_apart_work_scale() == detail::kFarApartWorkScale);
 }
