@@ -321,10 +321,10 @@ namespace {
 
 // The placement probe (core/thread_placement.hpp): chunk 0 (the caller's) and chunk 1
 // (a worker's) bounce `ball` kBounces times; the mean round trip after the first
-// bounce (one clock read at each end: a clock read costs about as much as a round
-// trip with a shared L3) is the measurement. It runs right after a job a worker took part in, so that worker is
-// polling; each side waits at most kPatience for the other, so a worker that went
-// elsewhere costs the caller little and measures nothing.
+// bounce is the measurement (one clock read at each end: a clock read costs about
+// as much as a round trip with a shared L3). It runs right after a job a worker took
+// part in, so that worker is polling; each side waits at most kPatience for the
+// other, so a worker that went elsewhere costs the caller little and measures nothing.
 struct PlacementProbe {
   static constexpr int kBounces = 9;
   static constexpr auto kPatience = std::chrono::microseconds(20);
