@@ -47,11 +47,6 @@ void record_round_trip(std::optional<std::int64_t> nanoseconds) {
 
 std::uint64_t placement_probes_measured() { return probes_measured.load(std::memory_order_relaxed); }
 
-std::int64_t far_apart_work_scale() {
-  if (const int f = forced.load(std::memory_order_relaxed); f >= 0) return f == 1 ? kFarApartWorkScale : 1;
-  return measured_far_apart() ? kFarApartWorkScale : 1;
-}
-
 bool threads_far_apart() {
   if (const int f = forced.load(std::memory_order_relaxed); f >= 0) return f == 1;
   return measured_far_apart();

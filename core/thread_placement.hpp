@@ -11,10 +11,11 @@
 // took part in (so that the worker is still polling; a sleeping one takes up to
 // milliseconds to wake on such guests), at most once per kProbeInterval, the caller
 // and that worker bounce a cache line a few times (~1 µs). While the last probe
-// found the threads far apart, kernels hand the pool only jobs kFarApartWorkScale
-// times larger than they otherwise would (the rest run on the calling thread); the
-// verdict lapses after kFarApartHold, so that small jobs go to the pool again, the
-// worker joins one, and the next probe follows the placement back.
+// found the threads far apart, kernels hand the pool only larger jobs than they
+// otherwise would, each kernel family by its own bound (roughly 100 µs of one
+// thread's work or more; the rest run on the calling thread); the verdict lapses
+// after kFarApartHold, so that small jobs go to the pool again, the worker joins
+// one, and the next probe follows the placement back.
 #pragma once
 
 #include <chrono>
@@ -22,9 +23,6 @@
 #include <optional>
 
 namespace xgrad::detail {
-
-// How many times larger a job must be to go to the pool while the threads are far apart.
-constexpr std::int64_t kFarApartWorkScale = 64;
 
 // A mean round trip of a cache line between the caller and a worker above this is
 // "far apart". Measured on the guests above: 65-76 ns with a shared L3; without one,
@@ -44,18 +42,19 @@ bool placement_probe_due();
 // did not answer in time (the placement is then left as it was).
 void record_round_trip(std::optional<std::int64_t> nanoseconds);
 
-// kFarApartWorkScale while the last probe, less than kFarApartHold ago, found the
-// threads far apart; else 1.
-std::int64_t far_apart_work_scale();
-
-// Whether the last probe found the threads far apart (for benchmarks' reports).
+// Whether the last probe, less than kFarApartHold ago, found the threads far apart
+// (or the outcome forced for tests).
 bool threads_far_apart();
+
+// `near` while the threads are near, `far` while they are far apart: the smallest
+// work a kernel hands to the pool.
+inline std::int64_t min_parallel_work(std::int64_t near, std::int64_t far) { return threads_far_apart() ? far : near; }
 
 // How many probes have measured a round trip so far (for tests).
 std::uint64_t placement_probes_measured();
 
-// For tests: fixes the outcome (true: far apart, false: near; every call gets the
-// fixed scale, no probes run), or measures again (nullopt).
+// For tests: fixes the outcome (true: far apart, false: near; no probes run), or
+// measures again (nullopt).
 void force_threads_far_apart(std::optional<bool> far);
 
 }  // namespace xgrad::detail

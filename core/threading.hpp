@@ -92,14 +92,17 @@ void parallel_for_ranges(std::int64_t n, std::int64_t max_chunks, F&& fn) {
 // over the whole range on the caller when n is small, else over up to four ranges
 // per thread of at least 32 Ki elements (below that the hand-off to a worker costs
 // more than the memory traffic it shares; four, so a thread that finishes its own
-// ranges early takes over part of a slower one's), kFarApartWorkScale times that
-// while the threads' cores share no cache (core/thread_placement.hpp). The result
-// never depends on the split.
+// ranges early takes over part of a slower one's), of at least 256 Ki while the
+// threads' cores share no cache (core/thread_placement.hpp; the self-attention
+// block's 64 Ki-element ops then stay on the caller, an LSTM's 900 Ki-element gate
+// ops do not). The result never depends on the split.
 template <class F>
 void parallel_for_elements(std::int64_t n, F&& fn) {
   constexpr std::int64_t kMinElementsPerRange = std::int64_t{1} << 15;
+  constexpr std::int64_t kFarApartMinElementsPerRange = std::int64_t{1} << 18;
   std::int64_t ranges = std::min<std::int64_t>(4 * num_threads(), n / kMinElementsPerRange);
-  if (ranges > 1) ranges = std::min(ranges, n / (kMinElementsPerRange * detail::far_apart_work_scale()));
+  if (ranges > 1)
+    ranges = std::min(ranges, n / detail::min_parallel_work(kMinElementsPerRange, kFarApartMinElementsPerRange));
   if (ranges <= 1) {
     fn(std::int64_t{0}, n);
     return;

@@ -1,5 +1,5 @@
-// core/thread_placement: the pool's placement probe, the work scale kernels apply
-// while the threads are far apart (and its lapse), and the kernels that follow it.
+// core/thread_placement: the pool's placement probe, the verdict (its bound and its
+// lapse), and the kernels that keep small jobs on the caller while it says far apart.
 #include <algorithm>
 #include <chrono>
 #include <mutex>
@@ -69,28 +69,30 @@ TEST_CASE("the pool probes the placement after jobs a worker took part in, at mo
 TEST_CASE("far apart: kernels keep small jobs on the caller until the verdict lapses or a probe says near") {
   PlacementReset reset;
   test_support::ThreadCountGuard guard(2);
-  const std::int64_t n = std::int64_t{1} << 20;  // 32 ranges' worth near, half a range's far apart
+  const std::int64_t n = std::int64_t{1} << 17;  // four ranges' worth near, half a range's far apart
 
   detail::record_round_trip(60);
   CHECK_FALSE(detail::threads_far_apart());
-  CHECK(detail::far_apart_work_scale() == 1);
-  CHECK(element_ranges(n).first == 8);  // four per thread
+  CHECK(detail::min_parallel_work(1, 2) == 1);
+  CHECK(element_ranges(n).first == 4);
 
   detail::record_round_trip(detail::kFarApartRoundTripNanoseconds + 1);
   CHECK(detail::threads_far_apart());
-  CHECK(detail::far_apart_work_scale() == detail::kFarApartWorkScale);
+  CHECK(detail::min_parallel_work(1, 2) == 2);
   CHECK(element_ranges(n) == std::pair{1, 1});  // one range, on the caller (so no probe runs either)
+  CHECK(element_ranges(std::int64_t{1} << 20).first == 4);  // large enough to split even so
+  detail::record_round_trip(detail::kFarApartRoundTripNanoseconds + 1);  // whatever that job's probe found
   detail::record_round_trip(std::nullopt);  // a probe nobody answered changes nothing
   CHECK(detail::threads_far_apart());
   std::this_thread::sleep_for(detail::kFarApartHold + std::chrono::milliseconds(10));
   CHECK_FALSE(detail::threads_far_apart());  // lapsed
-  CHECK(detail::far_apart_work_scale() == 1);
+  CHECK(detail::min_parallel_work(1, 2) == 1);
 
   detail::record_round_trip(detail::kFarApartRoundTripNanoseconds + 1);
   CHECK(detail::threads_far_apart());
   detail::record_round_trip(detail::kFarApartRoundTripNanoseconds);  // the bound itself is near
   CHECK_FALSE(detail::threads_far_apart());
-  CHECK(element_ranges(n).first == 8);
+  CHECK(element_ranges(n).first == 4);
 }
 
 TEST_CASE("forced far apart: the same bits (products, element-wise ops, AdamW), and the work stays on the caller") {
@@ -98,7 +100,7 @@ TEST_CASE("forced far apart: the same bits (products, element-wise ops, AdamW), 
   test_support::ThreadCountGuard guard(2);
   // A product cut into pieces (the attention block's projection) and an element-wise op.
   const Tensor a = random_normal(make_key(1), {1024, 64}), b = random_normal(make_key(2), {64, 64});
-  const Tensor x = random_normal(make_key(3), {1 << 20});
+  const Tensor x = random_normal(make_key(3), {1 << 17});
   // And a fused AdamW step on 300 K parameters (split near, on the caller far apart).
   const auto adamw_step = [] {
     optim::NamedTensors params{{"w", random_normal(make_key(4), {300, 1000})}};
@@ -111,11 +113,11 @@ TEST_CASE("forced far apart: the same bits (products, element-wise ops, AdamW), 
   const std::vector<double> product_near = kernels::matmul(a, b, false, true).to_vector();
   const std::vector<double> tanh_near = tanh(x).to_vector();
   const std::vector<double> adamw_near = adamw_step();
-  CHECK(element_ranges(x.numel()).first == 8);
+  CHECK(element_ranges(x.numel()).first == 4);
   detail::force_threads_far_apart(true);
   CHECK(kernels::matmul(a, b, false, true).to_vector() == product_near);
   CHECK(tanh(x).to_vector() == tanh_near);
   CHECK(adamw_step() == adamw_near);
   CHECK(element_ranges(x.numel()) == std::pair{1, 1});
-  CHECK(detail::far_apart_work_scale() == detail::kFarApartWorkScale);
+  CHECK(detail::threads_far_apart());
 }

@@ -28,15 +28,16 @@ void visit_f32_f64(DType dtype, const char* op, F&& f) {
 }
 
 // Work of one chunk worth a hand-off to the pool: below it everything runs on the
-// caller (kFarApartWorkScale times more while the threads share no cache).
+// caller; the larger bound while the threads' cores share no cache
+// (core/thread_placement.hpp: the block's scores on 64 × 4 heads × 16² × 16 are 2^20).
 constexpr std::int64_t kMinParallelWork = 1 << 15;
+constexpr std::int64_t kFarApartMinParallelWork = 1 << 21;
 
 // Splits `items` into chunks for parallel_for_ranges: one chunk when the whole
 // job is small, else a few per thread. Each item's result does not depend on the
 // split, so neither do the bits.
 std::int64_t chunk_count(std::int64_t items, std::int64_t work_per_item) {
-  if (items * work_per_item < kMinParallelWork) return 1;
-  if (items * work_per_item < kMinParallelWork * detail::far_apart_work_scale()) return 1;
+  if (items * work_per_item < detail::min_parallel_work(kMinParallelWork, kFarApartMinParallelWork)) return 1;
   return std::min<std::int64_t>(items, 4 * num_threads());
 }
 

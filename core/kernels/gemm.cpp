@@ -99,13 +99,18 @@ std::vector<T, CachingAllocator<T>> transposed_b(std::int64_t n, std::int64_t k,
   return out;
 }
 
+// A product below this many multiply-adds (~150 µs on one core) runs on the caller
+// while the threads' cores share no cache (core/thread_placement.hpp): the
+// self-attention block's 4 M-MAC projections and the MLP's 12.8 M-MAC layers do, an
+// LSTM's 26 M-MAC input products do not.
+constexpr std::int64_t kFarApartMinMacs = std::int64_t{1} << 24;
+
 // Runs piece(0) … piece(pieces − 1) of a product of `macs` multiply-adds over the
-// pool, or on the caller while the threads share no cache and the product is below
-// kFarApartWorkScale pieces' worth (core/thread_placement.hpp). The pieces are the
-// same either way, and so are the bits.
+// pool, or on the caller when it is below kFarApartMinMacs while the threads are far
+// apart. The pieces are the same either way, and so are the bits.
 template <class Piece>
 void for_each_piece(std::int64_t pieces, std::int64_t macs, Piece&& piece) {
-  if (macs < kMacsPerPiece * detail::far_apart_work_scale()) {
+  if (macs < detail::min_parallel_work(0, kFarApartMinMacs)) {
     for (std::int64_t p = 0; p < pieces; ++p) piece(p);
     return;
   }
