@@ -8,11 +8,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::atomic<bool> far_apart{false};
+std::atomic<bool> far_apart{false};            // the last probe's verdict
+std::atomic<Clock::rep> decided_at{0};         // when it was recorded
+std::atomic<Clock::rep> last_probe{0};         // when placement_probe_due last said yes
 std::atomic<std::uint64_t> probes_measured{0};
-std::atomic<int> forced{-1};                // -1: measured; 0: near; 1: far apart
-std::atomic<Clock::rep> last_probe{0};  // when placement_probe_due last said yes
-std::atomic<Clock::rep> decided_at{0};  // when the last probe was recorded
+std::atomic<int> forced{-1};                   // -1: measured; 0: near; 1: far apart
 
 Clock::rep now() { return Clock::now().time_since_epoch().count(); }
 

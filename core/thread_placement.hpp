@@ -38,8 +38,8 @@ constexpr auto kFarApartHold = std::chrono::milliseconds(200);
 // Whether a probe is due; true claims it (one caller per interval gets true).
 bool placement_probe_due();
 
-// Records a probe: the shortest round trip it measured, or nullopt when the worker
-// did not answer in time (the placement is then left as it was).
+// Records a probe: the mean round trip it measured, or nullopt when the worker did
+// not answer in time (the placement is then left as it was).
 void record_round_trip(std::optional<std::int64_t> nanoseconds);
 
 // Whether the last probe, less than kFarApartHold ago, found the threads far apart
