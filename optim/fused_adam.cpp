@@ -182,7 +182,7 @@ decltype(GradientTransformation::fused_step) fused_adam_step(FusedAdamOptions o)
     // update took 0.27-0.28 ms that way, 0.18-0.20 ms this way (0.14-0.16 either way
     // in a shared L3).
     const std::int64_t min_elements =
-        xgrad::detail::threads_far_apart() ? kFarApartParallelMinElements : kParallelMinElements;
+        xgrad::detail::min_parallel_work(kParallelMinElements, kFarApartParallelMinElements);
     const std::int64_t slots = total >= min_elements ? num_threads() : 1;
     const auto run_slot = [&](std::int64_t slot) {
       for (const Operands& op : operands) {

@@ -110,7 +110,7 @@ constexpr std::int64_t kFarApartMinMacs = std::int64_t{1} << 24;
 // apart. The pieces are the same either way, and so are the bits.
 template <class Piece>
 void for_each_piece(std::int64_t pieces, std::int64_t macs, Piece&& piece) {
-  if (macs < detail::min_parallel_work(0, kFarApartMinMacs)) {
+  if (macs < kFarApartMinMacs && detail::threads_far_apart()) {
     for (std::int64_t p = 0; p < pieces; ++p) piece(p);
     return;
   }
