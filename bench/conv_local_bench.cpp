@@ -6,6 +6,9 @@
 //      SAME with F = 20
 //   1-D  N 32, length 4096, 8 channels, kernel 9, F 16, SAME
 //   3-D  N 4, 16³×4, kernel 3×3×3, F 8, SAME
+// and, when named on the command line, larger layers whose kernel does not fit in the
+// caches: a 1-channel sequence (seq_1ch) and DeepFace's locally connected layers
+// (face_L4, face_L5).
 // The cases are timed round-robin (one step of each per round), so that a change in the
 // load of a shared machine hits them alike. Reports per-step median (p10, p90), GFLOP/s, the ratio to B VALID's GFLOP/s at the same
 // thread count, and the time the bytes that must move would take at the STREAM-triad
@@ -100,6 +103,15 @@ const std::vector<Case> kSuite = {
     {"3D", 4, {16, 16, 16}, 4, {3, 3, 3}, 1, 1, "SAME", 8, true},
 };
 
+// Named on the command line only (not in the default run): the other layers
+// users write, a 1-channel sequence and DeepFace's locally connected layers (L4: 9×9
+// over 63×63×16, L5: 7×7 stride 2 over 55×55×16; both F 16, VALID).
+const std::vector<Case> kExtra = {
+    {"seq_1ch", 8, {60483}, 1, {20}, 1, 1, "VALID", 16, true},
+    {"face_L4", 8, {63, 63}, 16, {9, 9}, 1, 1, "VALID", 16, true},
+    {"face_L5", 8, {55, 55}, 16, {7, 7}, 2, 1, "VALID", 16, true},
+};
+
 struct Measured {
   double ms, gflops, roofline_ms, cpu_ms;
 };
@@ -190,7 +202,8 @@ std::vector<Measured> run_round_robin(std::vector<Bench>& benches, int threads, 
 }  // namespace
 
 // usage: conv_local_bench [--general] [--rounds=40] [--threads=T] [case ...]
-// (default: every case, fast path only, at 1 and 2 threads; --threads=1 for a profile of one thread count)
+// (default: every suite case, fast path only, at 1 and 2 threads; --threads=1 for a
+// profile of one thread count; seq_1ch, face_L4 and face_L5 run only when named)
 int main(int argc, char** argv) {
   bool general = false;
   int rounds = 40;
@@ -213,6 +226,8 @@ int main(int argc, char** argv) {
   std::vector<Bench> benches;
   for (const Case& c : kSuite)
     if (only.empty() || std::find(only.begin(), only.end(), c.name) != only.end()) benches.push_back(setup(c));
+  for (const Case& c : kExtra)
+    if (std::find(only.begin(), only.end(), c.name) != only.end()) benches.push_back(setup(c));
   for (int threads : thread_counts) {
     const auto measured = run_round_robin(benches, threads, rounds, bandwidth[threads], true);
     for (std::size_t i = 0; i < benches.size(); ++i) results[{benches[i].c->name, threads}] = measured[i];
@@ -221,7 +236,9 @@ int main(int argc, char** argv) {
   // Ratios in this run: to B VALID's GFLOP/s at the same thread count, and 2 threads over 1.
   std::printf("\n%-12s %8s %8s %9s %9s %11s %9s %10s %12s\n", "case", "T1 ms", "T2 ms", "T2/T1", "vs B T1",
               "vs B T2", "roofline", "T1 CPU ms", "vs B T1 CPU");
-  for (const Case& c : kSuite) {
+  std::vector<Case> reported = kSuite;
+  reported.insert(reported.end(), kExtra.begin(), kExtra.end());
+  for (const Case& c : reported) {
     const auto one = results.find({c.name, 1}), two = results.find({c.name, 2});
     if (one == results.end() || two == results.end()) continue;
     const auto b1 = results.find({"B_VALID", 1}), b2 = results.find({"B_VALID", 2});

@@ -408,3 +408,58 @@ TEST_CASE("1-D local convs: the output-stationary input gradient and the streame
     });
   }
 }
+
+TEST_CASE("one input channel, kernel rows longer than 8 taps: the input gradient's kernel transpose") {
+  // With C = 1 the input gradient transposes each position's kernel 8 taps of a kernel
+  // row at a time (a 1-channel sequence, an image's first layer): rows of 20, 11 and 9
+  // taps (two or three blocks, the last partial), 1-D and 2-D, strides 1 and 3 (the
+  // 1-D output-stationary d_x needs stride · C ≥ 8 and is not taken), F whole and odd.
+  // Values and all three gradients against the general path, both tile kinds, 1 and 2 threads.
+  if (!engine_available()) return;
+  ThreadsGuard threads_guard;
+  FastPathGuard guard;
+  struct Case {
+    Shape input;
+    std::vector<std::int64_t> kernel, strides;
+    Padding padding;
+    std::int64_t features;
+  };
+  const std::vector<Case> cases{
+      {{2, 90, 1}, {20}, {1}, "VALID", 16},
+      {{3, 61, 1}, {20}, {3}, "SAME", 5},
+      {{2, 7, 30, 1}, {2, 11}, {1, 1}, "SAME", 9},
+      {{2, 12, 12, 1}, {3, 9}, {2, 1}, "VALID", 24},
+  };
+  const std::vector<bool> tile_kinds = avx512_settings();
+  std::uint64_t seed = 200;
+  for (const Case& one : cases) {
+    Config c;
+    c.local = true;
+    c.bias = true;
+    c.input = one.input;
+    c.kernel = one.kernel;
+    c.strides = one.strides;
+    c.dilation = std::vector<std::int64_t>(one.kernel.size(), 1);
+    c.padding = one.padding;
+    c.features = one.features;
+    c.geometry = kernels::make_conv_geometry(c.input, c.kernel, c.strides, c.padding, {}, c.dilation, "test");
+    CAPTURE(describe(c));
+    const auto& g = c.geometry;
+    Shape kernel_shape = g.out_spatial, out_shape{c.input[0]};
+    kernel_shape.insert(kernel_shape.end(), {g.window_size(), c.features});
+    out_shape.insert(out_shape.end(), g.out_spatial.begin(), g.out_spatial.end());
+    out_shape.push_back(c.features);
+    const Tensor x = random_normal(make_key(seed), c.input), k = random_normal(make_key(seed + 1), kernel_shape);
+    const Tensor b = random_normal(make_key(seed + 2), Shape(out_shape.begin() + 1, out_shape.end()));
+    const Tensor dy = random_normal(make_key(seed + 3), out_shape);
+    seed += 4;
+    fast_against_general(c, x, k, b, dy, tile_kinds, {1, 2}, [](const Outputs& got, const Outputs& want, std::int64_t fast_calls) {
+      CHECK(fast_calls == 2);  // the forward and the fused backward
+      REQUIRE(got.values.size() == 4);
+      for (std::size_t i = 0; i < 4; ++i) {
+        CAPTURE(i);  // y, dx, dkernel, dbias
+        CHECK(worst_error(got.values[i], want.values[i]) < 1e-4);
+      }
+    });
+  }
+}

@@ -66,7 +66,10 @@ __attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
       for (int r = 0; r < R; ++r) acc[r][v] = start;
     }
     const float* b = job.b;
+    const Index prefetch_b = job.prefetch_b;
     for (Index s = 0; s < steps; ++s) {
+      // (a hint: never faults, even past the end of the operand)
+      if (M == TileMode::Gather && prefetch_b) _mm_prefetch(reinterpret_cast<const char*>(b + prefetch_b), _MM_HINT_T1);
       const Index ai = table ? a_table[s] : s * a_step;
       Vector bv[V];
 #pragma GCC unroll 4

@@ -50,6 +50,7 @@ struct TileJob {
   Rows<float> out;
   int columns = 16;             // 1..16: the width of this column block
   Index prefetch_distance = 0;  // if non-zero, prefetch out(k) + distance (the next block's rows)
+  Index prefetch_b = 0;         // Gather: if non-zero, each step prefetches b + prefetch_b into L2 (a streamed operand)
   // Gather and Stride: store whole aligned vectors with non-temporal (streaming)
   // stores, for an output written once and read much later (see conv_local_fast.cpp:
   // the kernel gradient, and a forward output far larger than L2). The caller issues
