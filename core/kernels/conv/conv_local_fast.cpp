@@ -60,6 +60,8 @@ struct Plan {
   bool merged;                              // a run is a whole kernel row (last axis undilated)
   // The forward writes y with streaming stores (see conv_local_forward_fast).
   bool stream_y;
+  // The forward prefetches the kernel ahead of the tiles (see forward_position).
+  bool prefetch_kernel;
   const float *x, *kernel, *bias, *dy;
   float *d_x, *d_kernel, *d_bias;
   // The cotangent given pooled (conv_local_backward_max_pooled_fast) instead of dy:
@@ -254,7 +256,9 @@ void max_pool_positions(const Plan& p, const float* blocks, const Index* positio
 
 namespace {
 
+// How far ahead the forward prefetches a kernel larger than kPrefetchKernelBytes.
 constexpr Index kKernelPrefetchAhead = 4096;  // floats
+constexpr Index kPrefetchKernelBytes = Index{8} << 20;
 
 // Position `position`'s outputs of every sample, row n at out + n·out_stride. Into y
 // (to_y), whose rows are scattered lines (see below), or into a scratch block.
@@ -274,11 +278,13 @@ void forward_position(const Plan& p, Index position, float* out, Index out_strid
     // computing this one; or, for an output far larger than L2 (stream_y), write them
     // with streaming stores and fetch nothing (see conv_local_forward_fast).
     job.stream_out = to_y && p.stream_y;
-    // The kernel is read once per step (a kernel larger than the caches comes from
-    // memory, each line used by ⌈N/8⌉ tiles): fetch 16 KiB ahead into L2, into the
-    // next positions' blocks. ConvLocal suite, 1 thread: A −4 to −7 %, 1-D −7 %, 3-D −3 %,
-    // DeepFace's 7×7 stride-2 layer (31 MB kernel, N = 8) −18 %; B unchanged.
-    job.prefetch_b = kKernelPrefetchAhead;
+    // The kernel is read once per step, position after position; one larger than the
+    // caches comes from memory (each line used by ⌈N/8⌉ tiles): fetch 16 KiB ahead
+    // into L2, into the next positions' blocks. 1 thread: DeepFace's 7×7 stride-2
+    // layer (31 MB kernel, N = 8) −19 %, the 1-D suite layer (19 MB) −4 %. Only for
+    // such kernels: B SAME's 3.6 MB one stays in L3 from step to step, and its 8
+    // tiles per position each prefetching cost it 2–3 %.
+    job.prefetch_b = p.prefetch_kernel ? kKernelPrefetchAhead : 0;
     job.prefetch_distance = to_y && position + 1 < p.positions && !p.stream_y ? p.features : 0;
     tiles::run_tile_job(TileMode::Gather, job, p.batch);
   });
@@ -498,6 +504,7 @@ struct Layout {
     plan.taps = taps;
     plan.kernel_last = k_last;
     plan.merged = merged;
+    plan.prefetch_kernel = plan.positions * plan.patch * plan.features * Index{sizeof(float)} >= kPrefetchKernelBytes;
   }
 };
 
