@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "bench/placement_report.hpp"
 #include "bench/timing.hpp"
 #include "xgrad.hpp"
 
@@ -34,4 +35,5 @@ int main(int argc, char** argv) {
   bench::print_row(workload, threads, s);
   std::printf("RESULT workload=%s threads=%d median=%.5f p10=%.5f p90=%.5f unit=ms\n", workload, threads, s.median,
               s.p10, s.p90);
+  if (threads > 1) bench::print_placement();
 }

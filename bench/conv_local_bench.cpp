@@ -30,6 +30,7 @@
 #include "core/kernels/conv/conv_geometry.hpp"
 #include "core/kernels/conv/conv_local_fast.hpp"
 #include "core/threading.hpp"
+#include "bench/placement_report.hpp"
 #include "bench/timing.hpp"
 #include "xgrad.hpp"
 
@@ -252,4 +253,5 @@ int main(int argc, char** argv) {
                 two->second.ms, one->second.ms / two->second.ms, 100 * r1, 100 * r2,
                 100 * one->second.roofline_ms / one->second.ms, one->second.cpu_ms, 100 * rc);
   }
+  xgrad::bench::print_placement();
 }

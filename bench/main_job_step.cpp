@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "bench/placement_report.hpp"
 #include "bench/timing.hpp"
 #include "models.hpp"
 #include "xgrad.hpp"
@@ -102,5 +103,6 @@ int main(int argc, char** argv) {
     for (const auto& layer : p.layers) std::printf(" %.3f", median(layer));
     std::printf("\n");
   }
+  bench::print_placement();
   return 0;
 }

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "bench/bench_models.hpp"
+#include "bench/placement_report.hpp"
 #include "bench/timing.hpp"
 #include "xgrad.hpp"
 
@@ -148,4 +149,5 @@ int main(int argc, char** argv) {
   }
   if (want("adam_1M")) adam_1m("adam_1M", true, profile_steps);
   if (only == "adam_1M_chain") adam_1m("adam_1M_chain", false, profile_steps);
+  if (g_threads > 1) bench::print_placement();
 }

@@ -12,6 +12,8 @@ std::atomic<bool> far_apart{false};            // the last probe's verdict
 std::atomic<Clock::rep> decided_at{0};         // when it was recorded
 std::atomic<Clock::rep> last_probe{0};         // when placement_probe_due last said yes
 std::atomic<std::uint64_t> probes_measured{0};
+std::atomic<std::uint64_t> probes_far_apart{0};
+std::atomic<std::int64_t> last_round_trip{-1};
 std::atomic<int> forced{-1};                   // -1: measured; 0: near; 1: far apart
 
 Clock::rep now() { return Clock::now().time_since_epoch().count(); }
@@ -41,11 +43,17 @@ bool placement_probe_due() { return forced.load(std::memory_order_relaxed) < 0 &
 void record_round_trip(std::optional<std::int64_t> nanoseconds) {
   if (!nanoseconds) return;
   decided_at.store(now(), std::memory_order_relaxed);
-  far_apart.store(*nanoseconds > kFarApartRoundTripNanoseconds, std::memory_order_relaxed);
+  const bool far = *nanoseconds > kFarApartRoundTripNanoseconds;
+  far_apart.store(far, std::memory_order_relaxed);
+  last_round_trip.store(*nanoseconds, std::memory_order_relaxed);
+  probes_far_apart.fetch_add(far ? 1 : 0, std::memory_order_relaxed);
   probes_measured.fetch_add(1, std::memory_order_relaxed);
 }
 
-std::uint64_t placement_probes_measured() { return probes_measured.load(std::memory_order_relaxed); }
+PlacementProbes placement_probes() {
+  return {probes_measured.load(std::memory_order_relaxed), probes_far_apart.load(std::memory_order_relaxed),
+          last_round_trip.load(std::memory_order_relaxed)};
+}
 
 bool threads_far_apart() {
   if (const int f = forced.load(std::memory_order_relaxed); f >= 0) return f == 1;

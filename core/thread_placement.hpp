@@ -50,8 +50,14 @@ bool threads_far_apart();
 // work a kernel hands to the pool.
 inline std::int64_t min_parallel_work(std::int64_t near, std::int64_t far) { return threads_far_apart() ? far : near; }
 
-// How many probes have measured a round trip so far (for tests).
-std::uint64_t placement_probes_measured();
+// What the probes have found since the process started (for tests, and for
+// benchmarks, whose 2-thread figures depend on the placement at the time).
+struct PlacementProbes {
+  std::uint64_t measured = 0;          // probes that measured a round trip
+  std::uint64_t far_apart = 0;         // of which found the threads far apart
+  std::int64_t last_round_trip = -1;   // the last one's mean round trip, ns (-1: none yet)
+};
+PlacementProbes placement_probes();
 
 // For tests: fixes the outcome (true: far apart, false: near; no probes run), or
 // measures again (nullopt).

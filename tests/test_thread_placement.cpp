@@ -56,17 +56,17 @@ TEST_CASE("the pool probes the placement after jobs a worker took part in, at mo
       }
     });
   };
-  const std::uint64_t before = detail::placement_probes_measured();
+  const std::uint64_t before = detail::placement_probes().measured;
   const auto start = std::chrono::steady_clock::now();
-  while (detail::placement_probes_measured() == before && std::chrono::steady_clock::now() - start < std::chrono::seconds(5))
+  while (detail::placement_probes().measured == before && std::chrono::steady_clock::now() - start < std::chrono::seconds(5))
     job();
-  CHECK(detail::placement_probes_measured() > before);
+  CHECK(detail::placement_probes().measured > before);
   // At most one probe per interval: over 100 jobs, no more than the intervals they spanned, plus one.
-  const std::uint64_t measured = detail::placement_probes_measured();
+  const std::uint64_t measured = detail::placement_probes().measured;
   const auto first = std::chrono::steady_clock::now();
   for (int i = 0; i < 100; ++i) job();
   const auto intervals = (std::chrono::steady_clock::now() - first) / detail::kProbeInterval;
-  CHECK(detail::placement_probes_measured() - measured <= static_cast<std::uint64_t>(intervals) + 1);
+  CHECK(detail::placement_probes().measured - measured <= static_cast<std::uint64_t>(intervals) + 1);
 }
 
 TEST_CASE("far apart: kernels keep small jobs on the caller until the verdict lapses or a probe says near") {
@@ -74,10 +74,18 @@ TEST_CASE("far apart: kernels keep small jobs on the caller until the verdict la
   test_support::ThreadCountGuard guard(2);
   const std::int64_t n = std::int64_t{1} << 17;  // four ranges' worth near, half a range's far apart
 
+  const detail::PlacementProbes before = detail::placement_probes();
   detail::record_round_trip(60);
   CHECK_FALSE(detail::threads_far_apart());
   CHECK(detail::min_parallel_work(1, 2) == 1);
   CHECK(element_ranges(n).first == 4);
+  detail::record_round_trip(detail::kFarApartRoundTripNanoseconds + 7);
+  detail::record_round_trip(std::nullopt);
+  const detail::PlacementProbes counted = detail::placement_probes();  // (the jobs above probe too: at least)
+  CHECK(counted.measured >= before.measured + 2);
+  CHECK(counted.far_apart >= before.far_apart + 1);
+  CHECK(counted.last_round_trip == detail::kFarApartRoundTripNanoseconds + 7);  // not the unanswered probe
+  detail::record_round_trip(60);
 
   detail::record_round_trip(detail::kFarApartRoundTripNanoseconds + 1);
   CHECK(detail::threads_far_apart());
