@@ -5,7 +5,8 @@
 // spatial axis (a strided view; kernel dilation by slicing the window), channel-major
 // as Flax's; then one GEMM per output position, either as one `bmm` over positions or
 // as an `einsum`. Channels-last like xgrad ([N, spatial..., C] in, [N, O..., F] out).
-//   usage: conv_local_torch_twin [steps=60] [torch_threads=1] [openblas_threads=1]
+//   usage: conv_local_torch_twin [steps=60] [torch_threads=1] [openblas_threads=1] [extra]
+// (`extra`: conv_local_bench's larger layers seq_1ch, face_L4 and face_L5 instead of the suite)
 // torch::set_num_threads does not reach OpenBLAS (which runs the GEMMs in Debian's
 // build), so both are set. Lines starting with "RESULT" are parsed by run_conv_local.sh.
 #include <dlfcn.h>
@@ -68,6 +69,13 @@ const std::vector<Case> kSuite = {
     {"3D", 4, {16, 16, 16}, 4, {3, 3, 3}, 1, 1, true, 8, true},
 };
 
+// conv_local_bench's larger layers, run with the `extra` argument instead of the suite.
+const std::vector<Case> kExtra = {
+    {"seq_1ch", 8, {60483}, 1, {20}, 1, 1, false, 16, true},
+    {"face_L4", 8, {63, 63}, 16, {9, 9}, 1, 1, false, 16, true},
+    {"face_L5", 8, {55, 55}, 16, {7, 7}, 2, 1, false, 16, true},
+};
+
 struct Geometry {
   std::vector<int64_t> out, pad_lo, pad_hi;
   int64_t positions = 1, patch = 1;
@@ -120,7 +128,8 @@ int main(int argc, char** argv) {
   set_openblas_threads(blas_threads);
   torch::manual_seed(0);
 
-  for (const Case& c : kSuite) {
+  const bool extra = argc > 4 && std::string(argv[4]) == "extra";
+  for (const Case& c : extra ? kExtra : kSuite) {
     const Geometry g = geometry_of(c);
     std::vector<int64_t> in_shape{c.batch};
     in_shape.insert(in_shape.end(), c.spatial.begin(), c.spatial.end());

@@ -2,6 +2,7 @@
 # Runs the ConvLocal suite (bench/conv_local_bench) and its libtorch twin and prints one
 # comparison table.
 #   bench/run_conv_local.sh [build_dir=build] [steps=60] [extra conv_local_bench args, e.g. --general]
+# Naming the larger layers (seq_1ch, face_L4, face_L5) runs them on both sides instead of the suite.
 # Each libtorch thread split runs in a fresh process (no order effects); the table
 # compares xgrad at T threads with libtorch's best variant and split using at most T
 # cores. No malloc tuning of any kind: what a user runs.
@@ -17,9 +18,13 @@ echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'),
 [[ -x "$build/bench/core_to_core" ]] && "$build/bench/core_to_core"  # the VM's CPU placement (see the file)
 "$build/bench/conv_local_bench" "$@" | tee "$out/xgrad.txt"
 twin="$build/bench/conv_local_torch_twin"
+twin_cases=""
+for arg in "$@"; do
+  case "$arg" in seq_1ch | face_L4 | face_L5) twin_cases=extra ;; esac
+done
 if [[ -x "$twin" ]]; then
   for split in "1 1" "2 1" "1 2" "2 2"; do
-    "$twin" "$steps" $split >> "$out/torch.txt"
+    "$twin" "$steps" $split $twin_cases >> "$out/torch.txt"
   done
 else
   echo "(no libtorch twin: configure with -Dtorch_twin=enabled and libtorch-dev installed)"
