@@ -6,7 +6,7 @@
 // steps plus evaluation. Where the 2-thread column does not halve the 1-thread one,
 // bench/core_to_core tells whether the machine's two CPUs share an L3 at the time.
 //
-//   build/bench/main_job_step [steps=300]
+//   build/bench/main_job_step [steps=300] [threads: 1 or 2; both when absent]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -92,11 +92,12 @@ Phases time_steps(int threads, int steps) {
 
 int main(int argc, char** argv) {
   const int steps = argc > 1 ? std::max(10, std::atoi(argv[1])) : 300;
+  const std::vector<int> thread_counts = argc > 2 ? std::vector<int>{std::max(1, std::atoi(argv[2]))} : std::vector<int>{1, 2};
   std::printf("CPU: %s; LocalNet training step, batch 64, medians of %d steps (ms)\n",
               bench::cpu_model().c_str(), steps);
   std::printf("%-8s%9s%9s%8s%10s%11s   forward per layer (conv [+ pool + relu], pool, relu, ConvLocal [+ pool + relu], pool, relu, flatten, dense)\n",
               "threads", "step", "forward", "loss", "backward", "optimizer");
-  for (int threads : {1, 2}) {
+  for (int threads : thread_counts) {
     const Phases p = time_steps(threads, steps);
     std::printf("%-8d%9.3f%9.3f%8.3f%10.3f%11.3f  ", threads, median(p.total), median(p.forward), median(p.loss),
                 median(p.backward), median(p.optimizer));
