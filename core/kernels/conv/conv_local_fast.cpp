@@ -60,8 +60,6 @@ struct Plan {
   bool merged;                              // a run is a whole kernel row (last axis undilated)
   // The forward writes y with streaming stores (see conv_local_forward_fast).
   bool stream_y;
-  // The forward prefetches the kernel ahead of the tiles (see forward_position).
-  bool prefetch_kernel;
   const float *x, *kernel, *bias, *dy;
   float *d_x, *d_kernel, *d_bias;
   // The cotangent given pooled (conv_local_backward_max_pooled_fast) instead of dy:
@@ -284,7 +282,8 @@ void forward_position(const Plan& p, Index position, float* out, Index out_strid
     // layer (31 MB kernel, N = 8) −19 %, the 1-D suite layer (19 MB) −4 %. Only for
     // such kernels: B SAME's 3.6 MB one stays in L3 from step to step, and its 8
     // tiles per position each prefetching cost it 2–3 %.
-    job.prefetch_b = p.prefetch_kernel ? kKernelPrefetchAhead : 0;
+    const bool kernel_from_memory = p.positions * p.patch * p.features * Index{sizeof(float)} >= kPrefetchKernelBytes;
+    job.prefetch_b = kernel_from_memory ? kKernelPrefetchAhead : 0;
     job.prefetch_distance = to_y && position + 1 < p.positions && !p.stream_y ? p.features : 0;
     tiles::run_tile_job(TileMode::Gather, job, p.batch);
   });
@@ -504,7 +503,6 @@ struct Layout {
     plan.taps = taps;
     plan.kernel_last = k_last;
     plan.merged = merged;
-    plan.prefetch_kernel = plan.positions * plan.patch * plan.features * Index{sizeof(float)} >= kPrefetchKernelBytes;
   }
 };
 
