@@ -4,6 +4,7 @@
 #include "core/allocator.hpp"
 #include "core/dtype.hpp"
 #include "core/error.hpp"
+#include "core/flush_denormals.hpp"
 #include "core/format.hpp"
 #include "core/io/flax_msgpack.hpp"
 #include "core/io/npy.hpp"

@@ -23,6 +23,7 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
+#include "core/flush_denormals.hpp"
 #include "core/thread_placement.hpp"
 
 // OpenBLAS's own pool size; declared here rather than through <cblas.h>, which
@@ -112,6 +113,9 @@ struct Job {
   void* context;
   std::int64_t chunks;
   int helpers_wanted;
+  // The caller's floating-point control (flush denormals, rounding): the workers
+  // run its chunks in it, so no result depends on which thread computed it.
+  std::uint32_t floating_point_control = detail::floating_point_control();
   std::uint32_t generation = 0;  // the pool's generation that published it
   std::atomic<int> helpers_joined{0};
   std::atomic<bool> failed{false};
@@ -248,7 +252,12 @@ class Pool {
       inside_.fetch_add(1, std::memory_order_seq_cst);
       if (Job* job = job_.load(std::memory_order_seq_cst); job != nullptr && job->generation == seen) {
         const int participant = job->helpers_joined.fetch_add(1, std::memory_order_relaxed) + 1;
-        if (participant <= job->helpers_wanted) job->work(participant);
+        if (participant <= job->helpers_wanted) {
+          const std::uint32_t own = detail::floating_point_control();
+          if (own != job->floating_point_control) detail::set_floating_point_control(job->floating_point_control);
+          job->work(participant);
+          if (own != job->floating_point_control) detail::set_floating_point_control(own);
+        }
       }
       if (inside_.fetch_sub(1, std::memory_order_seq_cst) == 1 && caller_sleeping_.load(std::memory_order_seq_cst)) {
         std::lock_guard lock(mutex_);

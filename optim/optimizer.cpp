@@ -6,6 +6,7 @@
 
 #include "autograd/grad_mode.hpp"
 #include "core/error.hpp"
+#include "core/flush_denormals.hpp"
 #include "optim/detail.hpp"
 
 namespace xgrad::optim {
@@ -68,6 +69,7 @@ void Optimizer::step() {
   if (!ensure_initialized())
     throw ValueError("Optimizer.step: the model has no parameters yet (they are created at its first call)");
   NoGradGuard no_grad;
+  FlushDenormalsGuard flush_denormals;
   if (transformation_.fused_step) {
     grads_.clear();
     for (const auto& [path, p] : params_) grads_.push_back(p.grad());
