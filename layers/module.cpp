@@ -86,28 +86,22 @@ void retype_in_place(const Tensor& t, DType dtype) {
   ++t.impl()->storage->version;
 }
 
-// The modules whose forward is running on this thread, innermost last.
-thread_local std::vector<const Module*> t_running_forwards;
+// The forwards running on this thread, innermost last: which module, on which
+// input. Per thread, not in the module, so that one module can run on several
+// threads at once (inference, nn::Module's thread-safety note).
+struct RunningForward {
+  const Module* module;
+  const Shape* input;
+};
+thread_local std::vector<RunningForward> t_running_forwards;
 
-// Pushes a module on t_running_forwards and points its current input at the call's,
-// undoing both however forward exits.
+// Pushes a frame on t_running_forwards, popping it however forward exits.
 class ForwardFrame {
  public:
-  ForwardFrame(const Module* module, const Shape*& current_input, const Shape& input)
-      : current_input_(current_input), previous_input_(current_input) {
-    t_running_forwards.push_back(module);
-    current_input = &input;
-  }
-  ~ForwardFrame() {
-    t_running_forwards.pop_back();
-    current_input_ = previous_input_;
-  }
+  ForwardFrame(const Module* module, const Shape& input) { t_running_forwards.push_back({module, &input}); }
+  ~ForwardFrame() { t_running_forwards.pop_back(); }
   ForwardFrame(const ForwardFrame&) = delete;
   ForwardFrame& operator=(const ForwardFrame&) = delete;
-
- private:
-  const Shape*& current_input_;
-  const Shape* previous_input_;
 };
 
 }  // namespace
@@ -116,7 +110,7 @@ Tensor Module::operator()(const Tensor& input) {
   const bool called_by_another = !t_running_forwards.empty();
   Tensor out;
   {
-    ForwardFrame frame(this, current_input_, input.shape());
+    ForwardFrame frame(this, input.shape());
     try {
       if (remat_ && GradMode::is_enabled()) {
         out = checkpoint([this](const std::vector<Tensor>& x) { return std::vector<Tensor>{forward(x[0])}; })({input})[0];
@@ -337,10 +331,16 @@ Tensor create(const Initializer& init, Key key, const std::string& name, const S
 
 }  // namespace
 
+const Shape* Module::current_input() const {
+  for (auto frame = t_running_forwards.rbegin(); frame != t_running_forwards.rend(); ++frame)
+    if (frame->module == this) return frame->input;
+  return nullptr;
+}
+
 std::string Module::mismatch_context(std::string_view hint) const {
   std::string context;
-  if (initialised_input_ && current_input_)
-    context = fmt::format("initialised for {}, got {}", initialised_for(), shape_str(*current_input_));
+  if (const Shape* input = current_input(); initialised_input_ && input)
+    context = fmt::format("initialised for {}, got {}", initialised_for(), shape_str(*input));
   if (!hint.empty()) context += (context.empty() ? "" : ": ") + std::string(hint);
   return context;
 }
@@ -352,7 +352,7 @@ Tensor Module::param(const std::string& name, const Shape& shape, const Initiali
       check_existing(*existing, "parameter", name, shape, dtype, mismatch_context(hint));
     return *existing;
   }
-  if (!initialised_input_ && current_input_) initialised_input_ = *current_input_;
+  if (const Shape* input = current_input(); !initialised_input_ && input) initialised_input_ = *input;
   const Key key = fold_in(make_key(seed()), child_path(name));
   return register_parameter(name, create(init, key, name, shape, dtype));
 }
@@ -363,7 +363,7 @@ Tensor Module::buffer(const std::string& name, const Shape& shape, const Initial
       check_existing(*existing, "buffer", name, shape, dtype, mismatch_context("input shape changed?"));
     return *existing;
   }
-  if (!initialised_input_ && current_input_) initialised_input_ = *current_input_;
+  if (const Shape* input = current_input(); !initialised_input_ && input) initialised_input_ = *input;
   const Key key = fold_in(make_key(seed()), child_path(name));
   return register_buffer(name, create(init, key, name, shape, dtype));
 }

@@ -55,6 +55,10 @@ class Module {
 
   // Runs forward(). Errors raised inside are prefixed with the innermost module's
   // path and description, e.g. "fc2 (Dense, features=10): input last dim 64 ...".
+  // Threads: an initialised module may run on several threads at once while none
+  // changes it (a training step, load_state_dict, set_dtypes, ...) or its state (Dropout
+  // and BatchNorm in training mode draw keys and update statistics): inference in eval()
+  // mode, each thread under its own NoGradGuard, e.g. one batch per thread.
   Tensor operator()(const Tensor& input);
 
   // The layer type and its defining options ("Dense, features=10"); by default
@@ -215,6 +219,7 @@ class Module {
   std::string input_spec(const Shape& input) const;  // batch dims as '*' (feature_rank())
   void check_registered() const;                      // throws if this root has parameters or buffers
   std::string mismatch_context(std::string_view hint) const;  // "initialised for [*, 8, 4], got [8]: hint"
+  const Shape* current_input() const;  // the input of this module's innermost forward on this thread, or null
   void collect(NamedTensors Module::*list, const std::string& prefix, NamedTensors& out) const;
   Tensor* find_slot(const std::string& relative_path);  // a parameter or buffer, by dotted path
 
@@ -230,7 +235,6 @@ class Module {
   bool remat_ = false;
   std::optional<DType> output_dtype_;
   std::optional<Shape> initialised_input_;  // the input of the call that created the first parameter
-  const Shape* current_input_ = nullptr;    // while forward runs
   std::optional<DType>* bound_dtype_ = nullptr;
   DType* bound_param_dtype_ = nullptr;
 

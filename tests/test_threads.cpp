@@ -164,3 +164,54 @@ TEST_CASE("small conv models train on four threads at once, each exactly as alon
     CHECK(alone[id].back() < alone[id].front());  // it trains
   }
 }
+
+TEST_CASE("one initialised model runs inference on four threads at once, each batch exactly as alone") {
+  // The Module's thread-safety note: in eval mode under NoGradGuard, an initialised
+  // module may run on several threads at once. The LocalNet shape of the main job
+  // (conv, pool + ReLU fused by the Sequential, ConvLocal on the fast kernels,
+  // Dense), plus a thread whose input has the wrong size: its error names its own
+  // input, not another thread's.
+  const test_support::ThreadCountGuard thread_count(std::getenv("XGRAD_NUM_THREADS") ? xgrad::num_threads() : 2);
+  nn::Sequential net({std::make_shared<nn::Conv>(nn::ConvOptions{.features = 8, .kernel_size = {3, 3}}),
+                      std::make_shared<nn::MaxPool>(nn::PoolOptions{.window_shape = {2, 2}, .strides = {2, 2}}),
+                      std::make_shared<nn::ReLU>(),
+                      std::make_shared<nn::ConvLocal>(
+                          nn::ConvOptions{.features = 16, .kernel_size = {3, 3}, .padding = "VALID"}),
+                      std::make_shared<nn::ReLU>(), std::make_shared<nn::Flatten>(),
+                      std::make_shared<nn::Dense>(nn::DenseOptions{.features = 10})});
+  net.init(random_uniform(make_key(7), {1, 16, 16, 1}));
+  net.eval();
+  constexpr int kBatches = 3;
+  auto batch = [](int thread, int b) {
+    return random_uniform(make_key(static_cast<std::uint64_t>(100 * thread + b)), {8, 16, 16, 1});
+  };
+  std::vector<std::vector<std::vector<double>>> alone(kThreads), together(kThreads);
+  {
+    NoGradGuard no_grad;
+    for (int id = 0; id < kThreads; ++id)
+      for (int b = 0; b < kBatches; ++b) alone[id].push_back(net(batch(id, b)).to_vector());
+  }
+  std::vector<std::string> errors(kThreads), wrong_size_error(kThreads);
+  std::vector<std::thread> threads;
+  for (int id = 0; id < kThreads; ++id)
+    threads.emplace_back([&, id] {
+      NoGradGuard no_grad;  // per thread
+      try {
+        for (int b = 0; b < kBatches; ++b) {
+          together[id].push_back(net(batch(id, b)).to_vector());
+          if (id == 0) wrong_size_error[id] = test_support::error_of<Error>([&] { net(batch(id, b).reshape({8, 8, 32, 1})); });
+        }
+      } catch (const std::exception& e) {
+        errors[id] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int id = 0; id < kThreads; ++id) {
+    CAPTURE(id);
+    REQUIRE(errors[id].empty());
+    CHECK(together[id] == alone[id]);
+  }
+  // The ConvLocal sees the pooled [8, 4, 16, 8] of this thread's [8, 8, 32, 1].
+  CHECK(wrong_size_error[0].find("got [8, 4, 16, 8]") != std::string::npos);
+  CHECK(wrong_size_error[0].find("ConvLocal") != std::string::npos);
+}
