@@ -44,10 +44,11 @@ class Optimizer {
   // transformation's fused_step when it has one that accepts these operands.
   // Denormals are flushed to zero in the step (FlushDenormalsGuard), as optax's
   // updates are under JAX on CPU. Without it a moment whose gradient stays 0 (a
-  // dead unit, a position a VALID pool drops) decays into the denormals and stays
-  // there, 0.9 · k ulps rounding back to k for k ≤ 4, and every later step pays the
-  // CPU's slow denormal path for it: half of the main job's local kernel after 700
-  // steps, 6 % of its training step (bench/README "Denormal moments").
+  // unit whose ReLU stays off, a position that never wins its max pool) decays into
+  // the denormals and stays there, 0.9 · k ulps rounding back to k for k ≤ 4, and
+  // every later step pays the CPU's slow denormal path for it: half of the main
+  // job's local kernel after 900 steps, 6 % of its training step (bench/README
+  // "Denormal moments").
   void step();
 
   // The learning rate of the next step; throws ValueError if the transformation has none.
