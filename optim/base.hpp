@@ -56,6 +56,8 @@ struct GradientTransformation {
   // Turns `updates` (gradients on entry) into new updates in place: it writes into
   // their storage or replaces the handles. Advances `state`. `params` are the
   // current parameters; transformations that do not read them accept an empty list.
+  // Computes in the caller's floating-point mode; Optimizer::step flushes denormals
+  // (a FlushDenormalsGuard around a direct call gives the same bits).
   std::function<void(NamedTensors& updates, OptState& state, const NamedTensors& params)> update;
   // The learning rate the next update uses, for transformations that have one.
   std::function<std::optional<double>(const OptState& state)> learning_rate;

@@ -121,7 +121,9 @@ TEST_CASE("Optimizer::step flushes denormals: a moment whose gradient stays 0 re
   // is the same either way (the updates are far below its last bit).
   constexpr int kSteps = 901;
   const auto tx = optim::adam({.learning_rate = 1e-3});
-  auto mu_after = [&](bool fused, bool through_optimizer, int threads) {
+  // through_optimizer false: the functional API, which computes in the caller's mode
+  // (flushing when `flush_functional`).
+  auto mu_after = [&](bool fused, bool through_optimizer, int threads, bool flush_functional = false) {
     const test_support::ThreadCountGuard thread_count(threads);
     optim::NamedTensors params{{"w", full({70000}, 0.5f).requires_grad_()}};  // above the 2-thread split
     optim::GradientTransformation t = tx;
@@ -137,7 +139,7 @@ TEST_CASE("Optimizer::step flushes denormals: a moment whose gradient stays 0 re
         if (name.ends_with("mu.w")) return std::pair{value, params[0].second};
       FAIL("no mu in the optimizer's state");
     }
-    // The functional API computes in the caller's mode.
+    const FlushDenormalsGuard mode(flush_functional);
     optim::OptState state = t.init(params);
     for (int step = 0; step < kSteps; ++step) {
       optim::NamedTensors updates{{"w", full({70000}, step == 0 ? 1.0f : 0.0f)}};
@@ -162,4 +164,7 @@ TEST_CASE("Optimizer::step flushes denormals: a moment whose gradient stays 0 re
       CHECK(w.to_vector() == unflushed_w.to_vector());
     }
   }
+  const auto [flushed, flushed_w] = mu_after(false, false, 2, true);  // base.hpp's note on update
+  CHECK(flushed.to_vector() == std::vector<double>(70000, 0.0));
+  CHECK(flushed_w.to_vector() == unflushed_w.to_vector());
 }
