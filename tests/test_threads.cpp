@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -136,6 +137,22 @@ std::vector<double> train(std::uint64_t seed) {
   return losses;
 }
 
+// Runs body(id) on kThreads threads at once; each thread's exception message ("" if none).
+std::vector<std::string> on_threads(const std::function<void(int)>& body) {
+  std::vector<std::string> errors(kThreads);
+  std::vector<std::thread> threads;
+  for (int id = 0; id < kThreads; ++id)
+    threads.emplace_back([&, id] {
+      try {
+        body(id);
+      } catch (const std::exception& e) {
+        errors[id] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
 }  // namespace
 
 TEST_CASE("small conv models train on four threads at once, each exactly as alone") {
@@ -146,17 +163,7 @@ TEST_CASE("small conv models train on four threads at once, each exactly as alon
   std::vector<std::vector<double>> alone;
   for (int id = 0; id < kThreads; ++id) alone.push_back(train(static_cast<std::uint64_t>(id)));
   std::vector<std::vector<double>> together(kThreads);
-  std::vector<std::string> errors(kThreads);
-  std::vector<std::thread> threads;
-  for (int id = 0; id < kThreads; ++id)
-    threads.emplace_back([&, id] {
-      try {
-        together[id] = train(static_cast<std::uint64_t>(id));
-      } catch (const std::exception& e) {
-        errors[id] = e.what();
-      }
-    });
-  for (auto& t : threads) t.join();
+  const std::vector<std::string> errors = on_threads([&](int id) { together[id] = train(static_cast<std::uint64_t>(id)); });
   for (int id = 0; id < kThreads; ++id) {
     CAPTURE(id);
     REQUIRE(errors[id].empty());
@@ -191,27 +198,20 @@ TEST_CASE("one initialised model runs inference on four threads at once, each ba
     for (int id = 0; id < kThreads; ++id)
       for (int b = 0; b < kBatches; ++b) alone[id].push_back(net(batch(id, b)).to_vector());
   }
-  std::vector<std::string> errors(kThreads), wrong_size_error(kThreads);
-  std::vector<std::thread> threads;
-  for (int id = 0; id < kThreads; ++id)
-    threads.emplace_back([&, id] {
-      NoGradGuard no_grad;  // per thread
-      try {
-        for (int b = 0; b < kBatches; ++b) {
-          together[id].push_back(net(batch(id, b)).to_vector());
-          if (id == 0) wrong_size_error[id] = test_support::error_of<Error>([&] { net(batch(id, b).reshape({8, 8, 32, 1})); });
-        }
-      } catch (const std::exception& e) {
-        errors[id] = e.what();
-      }
-    });
-  for (auto& t : threads) t.join();
+  std::string wrong_size_error;  // thread 0's
+  const std::vector<std::string> errors = on_threads([&](int id) {
+    NoGradGuard no_grad;  // per thread
+    for (int b = 0; b < kBatches; ++b) {
+      together[id].push_back(net(batch(id, b)).to_vector());
+      if (id == 0) wrong_size_error = test_support::error_of<Error>([&] { net(batch(id, b).reshape({8, 8, 32, 1})); });
+    }
+  });
   for (int id = 0; id < kThreads; ++id) {
     CAPTURE(id);
     REQUIRE(errors[id].empty());
     CHECK(together[id] == alone[id]);
   }
   // The ConvLocal sees the pooled [8, 4, 16, 8] of this thread's [8, 8, 32, 1].
-  CHECK(wrong_size_error[0].find("got [8, 4, 16, 8]") != std::string::npos);
-  CHECK(wrong_size_error[0].find("ConvLocal") != std::string::npos);
+  CHECK(wrong_size_error.find("got [8, 4, 16, 8]") != std::string::npos);
+  CHECK(wrong_size_error.find("ConvLocal") != std::string::npos);
 }
