@@ -100,7 +100,7 @@ Evaluation evaluate(nn::Module& model, const Dataset& test) {
     r.loss_sum = losses::softmax_cross_entropy(logits, batch.targets, losses::Reduction::Sum).item();
     const Tensor predicted = argmax(logits, -1);
     r.predicted.assign(predicted.data<std::int64_t>(), predicted.data<std::int64_t>() + predicted.numel());
-    r.targets.assign(batch.targets.data<std::int64_t>(), batch.targets.data<std::int64_t>() + predicted.numel());
+    r.targets.assign(batch.targets.data<std::int64_t>(), batch.targets.data<std::int64_t>() + batch.targets.numel());
   });
   model.train();
   // Summed in batch order: the same figures at any thread count.
