@@ -249,6 +249,35 @@ void fast_against_general(const Config& c, const Tensor& x, const Tensor& k, con
   }
 }
 
+// Runs configuration c (operands drawn from `seed`) on the general path and on the
+// fast kernels (each tile kind, 1 and 2 threads) and checks that the fast kernels
+// served it and that the values and all gradients agree; returns the runs they served.
+int check_against_general(const Config& c, std::uint64_t seed, const std::vector<bool>& tile_kinds) {
+  CAPTURE(describe(c));
+  const auto& g = c.geometry;
+  Shape kernel_shape = c.local ? g.out_spatial : Shape(c.kernel.begin(), c.kernel.end());
+  const std::int64_t C = c.input.back();
+  kernel_shape.push_back(c.local ? g.window_size() * C : C);
+  kernel_shape.push_back(c.features);
+  Shape out_shape{c.input[0]};
+  out_shape.insert(out_shape.end(), g.out_spatial.begin(), g.out_spatial.end());
+  out_shape.push_back(c.features);
+  Shape bias_shape = c.local ? Shape(out_shape.begin() + 1, out_shape.end()) : Shape{c.features};
+  const Tensor x = random_normal(make_key(seed), c.input), k = random_normal(make_key(seed + 1), kernel_shape);
+  const Tensor b = random_normal(make_key(seed + 2), bias_shape), dy = random_normal(make_key(seed + 3), out_shape);
+  int reached = 0;
+  fast_against_general(c, x, k, b, dy, tile_kinds, {1, 2}, [&](const Outputs& got, const Outputs& want, std::int64_t fast_calls) {
+    CHECK(fast_calls > 0);
+    reached += fast_calls > 0;
+    REQUIRE(got.values.size() == want.values.size());
+    for (std::size_t i = 0; i < want.values.size(); ++i) {
+      CAPTURE(i);  // y, dx, dkernel, dbias
+      CHECK(worst_error(got.values[i], want.values[i]) < 1e-4);
+    }
+  });
+  return reached;
+}
+
 }  // namespace
 
 TEST_CASE("the fast conv kernels match the general path on random configurations") {
@@ -260,31 +289,31 @@ TEST_CASE("the fast conv kernels match the general path on random configurations
   constexpr int kConfigs = 300;
   int reached = 0;
   for (int trial = 0; trial < kConfigs; ++trial) {
-    const Config c = random_config(rng);
     CAPTURE(trial);
-    CAPTURE(describe(c));
-    const auto& g = c.geometry;
-    Shape kernel_shape = c.local ? g.out_spatial : Shape(c.kernel.begin(), c.kernel.end());
-    const std::int64_t C = c.input.back();
-    kernel_shape.push_back(c.local ? g.window_size() * C : C);
-    kernel_shape.push_back(c.features);
-    Shape out_shape{c.input[0]};
-    out_shape.insert(out_shape.end(), g.out_spatial.begin(), g.out_spatial.end());
-    out_shape.push_back(c.features);
-    Shape bias_shape = c.local ? Shape(out_shape.begin() + 1, out_shape.end()) : Shape{c.features};
-    const auto seed = static_cast<std::uint64_t>(4 * trial);
-    const Tensor x = random_normal(make_key(seed), c.input), k = random_normal(make_key(seed + 1), kernel_shape);
-    const Tensor b = random_normal(make_key(seed + 2), bias_shape), dy = random_normal(make_key(seed + 3), out_shape);
+    reached += check_against_general(random_config(rng), static_cast<std::uint64_t>(4 * trial), tile_kinds);
+  }
+  CHECK(reached == kConfigs * static_cast<int>(tile_kinds.size()) * 2);
+}
 
-    fast_against_general(c, x, k, b, dy, tile_kinds, {1, 2}, [&](const Outputs& got, const Outputs& want, std::int64_t fast_calls) {
-      CHECK(fast_calls > 0);
-      reached += fast_calls > 0;
-      REQUIRE(got.values.size() == want.values.size());
-      for (std::size_t i = 0; i < want.values.size(); ++i) {
-        CAPTURE(i);  // y, dx, dkernel, dbias
-        CHECK(worst_error(got.values[i], want.values[i]) < 1e-4);
-      }
-    });
+// The local kernels take a batch in groups of at most 32 samples (the forward's
+// outputs and the backward's cotangent rows, see kMaxStreams in conv_local_fast.cpp):
+// batches of one group and a bit (33), two even groups (64) and uneven ones.
+TEST_CASE("local convs over more than 32 samples (several sample groups) match the general path") {
+  if (!engine_available()) return;
+  ThreadsGuard threads_guard;
+  FastPathGuard guard;
+  const std::vector<bool> tile_kinds = avx512_settings();
+  std::mt19937 rng(33);
+  const std::int64_t batches[] = {33, 40, 64, 65, 97};
+  constexpr int kConfigs = 15;
+  int reached = 0;
+  for (int trial = 0; trial < kConfigs; ++trial) {
+    CAPTURE(trial);
+    Config c = random_config(rng);
+    c.local = true;
+    c.input[0] = batches[trial % 5];
+    c.geometry = kernels::make_conv_geometry(c.input, c.kernel, c.strides, c.padding, {}, c.dilation, "test");
+    reached += check_against_general(c, static_cast<std::uint64_t>(1000 + 4 * trial), tile_kinds);
   }
   CHECK(reached == kConfigs * static_cast<int>(tile_kinds.size()) * 2);
 }

@@ -36,6 +36,7 @@ __attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
   // (A local: read through `job` in the store loop, the flag was reloaded per row, as
   // the stores might alias it.)
   const bool stream_out = M != TileMode::Add && job.stream_out;
+  const bool accumulate = M == TileMode::Stride && job.accumulate;
   const Mask tail_mask = P::first(columns - P::lanes * (V - 1));
   Mask block_mask[V];
 #pragma GCC unroll 4
@@ -91,7 +92,9 @@ __attribute__((noinline)) void run_tiles(const TileJob& job, Index count) {
 #pragma GCC unroll 4
         for (int v = 0; v < V; ++v) {
           float* o = out[r] + P::lanes * v;
-          if (Tail && v == V - 1) P::store(tail_mask, o, acc[r][v]);
+          const bool tail = Tail && v == V - 1;
+          if (accumulate) acc[r][v] = P::add(tail ? P::load(tail_mask, o) : P::load(o), acc[r][v]);
+          if (tail) P::store(tail_mask, o, acc[r][v]);
           else if (stream_out && aligned(o, P::lanes)) P::stream(o, acc[r][v]);
           else P::store(o, acc[r][v]);
         }

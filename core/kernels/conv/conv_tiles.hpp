@@ -56,6 +56,8 @@ struct TileJob {
   // the kernel gradient, and a forward output far larger than L2). The caller issues
   // an sfence (finish_streaming) before the results are handed to another thread.
   bool stream_out = false;
+  // Stride: add the result into out instead of storing it (a later share of a sum).
+  bool accumulate = false;
 };
 
 // Orders this thread's streaming stores before its later stores (the hand-off to
