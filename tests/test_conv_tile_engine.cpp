@@ -297,7 +297,8 @@ TEST_CASE("the fast conv kernels match the general path on random configurations
 
 // The local kernels take a batch in groups of at most 32 samples (the forward's
 // outputs and the backward's cotangent rows, see kMaxStreams in conv_local_fast.cpp):
-// batches of one group and a bit (33), two even groups (64) and uneven ones.
+// two groups, even or not (33: 17 + 16, 40: 20 + 20, 64: 32 + 32), three (65: 22 + 22 + 21)
+// and four (97: 25 + 25 + 25 + 22).
 TEST_CASE("local convs over more than 32 samples (several sample groups) match the general path") {
   if (!engine_available()) return;
   ThreadsGuard threads_guard;

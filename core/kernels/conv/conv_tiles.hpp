@@ -27,7 +27,7 @@ using Index = std::ptrdiff_t;
 // call so the inner loop is a handful of instructions.
 enum class TileMode {
   Gather,  // a indexed through a_table, result stored (init = bias or zero; prefetch)
-  Stride,  // a indexed s·a_step, result stored; rows listed (a.offsets, out.offsets)
+  Stride,  // a indexed s·a_step, result stored (added with `accumulate`); rows listed (a.offsets, out.offsets)
   Add,     // a indexed s·a_step, result added into out; rows strided
 };
 
