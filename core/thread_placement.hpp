@@ -25,9 +25,15 @@
 namespace xgrad::detail {
 
 // A mean round trip of a cache line between the caller and a worker above this is
-// "far apart". Measured on the guests above: 65-76 ns with a shared L3; without one,
-// 310-410 ns, 220-240 in some spells.
-constexpr std::int64_t kFarApartRoundTripNanoseconds = 150;
+// "far apart". Measured on 2-vCPU AMD EPYC Zen 4 guests: 65-76 ns with a shared L3;
+// 170-190 ns in a placement where 2 threads still ran the main job's step 1.9x as fast
+// as 1; without a shared L3 310-410 ns (220-240 in some spells), where chains of small
+// split kernels ran slower than on 1 thread. On a 2-vCPU Intel Xeon guest (family 6
+// model 167, one L3 over a mesh) 119-162 ns by bench/core_to_core and 140-209 by the
+// pool's own probe: with a bound of 150 ns half its probes found the threads far apart,
+// and the MLP step (batch 64) then ran its GEMMs on the caller, 0.74 ms at 2 threads
+// as at 1 against 0.47 ms split.
+constexpr std::int64_t kFarApartRoundTripNanoseconds = 250;
 
 // The shortest interval between two placement probes.
 constexpr auto kProbeInterval = std::chrono::milliseconds(20);
