@@ -36,8 +36,10 @@ struct ThreadsGuard {
 struct FastPathGuard {
   bool fast = kernels::tiles::fast_enabled();
   bool avx512 = kernels::conv_local_avx512_active();
+  bool zmm_narrow = kernels::tiles::zmm_for_17_to_24_columns();
   ~FastPathGuard() {
     kernels::tiles::set_fast_enabled(fast);
+    kernels::tiles::set_zmm_for_17_to_24_columns(zmm_narrow);
     kernels::tiles::set_avx512_allowed(avx512 || !kernels::tiles::cpu_has_avx512());
   }
 };
@@ -317,6 +319,32 @@ TEST_CASE("local convs over more than 32 samples (several sample groups) match t
     reached += check_against_general(c, static_cast<std::uint64_t>(1000 + 4 * trial), tile_kinds);
   }
   CHECK(reached == kConfigs * static_cast<int>(tile_kinds.size()) * 2);
+}
+
+// Blocks of 17–24 columns run as three ymm or two zmm per row, by CPU vendor
+// (conv_tiles.cpp): both forms, on every machine with AVX-512, local and shared.
+TEST_CASE("blocks of 17-24 feature columns: the ymm and the zmm tiles match the general path") {
+  if (!engine_available()) return;
+  if (!kernels::tiles::cpu_has_avx512()) {
+    MESSAGE("this CPU has no AVX-512F/VL: blocks of 17-24 columns take the AVX2 tiles (16 + a partial 8)");
+    return;
+  }
+  ThreadsGuard threads_guard;
+  FastPathGuard guard;
+  std::mt19937 rng(1724);
+  constexpr int kConfigs = 12;
+  int reached = 0;
+  for (const bool zmm : {false, true}) {
+    CAPTURE(zmm);
+    kernels::tiles::set_zmm_for_17_to_24_columns(zmm);
+    for (int trial = 0; trial < kConfigs; ++trial) {
+      CAPTURE(trial);
+      Config c = random_config(rng);
+      c.features = 17 + trial % 8;
+      reached += check_against_general(c, static_cast<std::uint64_t>(3000 + 4 * trial), {true});
+    }
+  }
+  CHECK(reached == 2 * kConfigs * 2);
 }
 
 TEST_CASE("float16 and bfloat16 convs compute in float32 on the fast kernels and match the general path") {

@@ -14,8 +14,9 @@
 //                      the same; the gain is overhead.
 //   avx512::YmmMasked  AVX-512VL, up to 8 rows × 1 or 3 ymm with k-register masks:
 //                      partial blocks of at most 8 columns (AVX-512 masked stores are
-//                      cheap, AVX2's are not) and blocks of 17–24 columns (24 of the
-//                      32 ymm registers AVX-512VL gives hold accumulators).
+//                      cheap, AVX2's are not) and, on AMD, blocks of 17–24 columns (24
+//                      of the 32 ymm registers AVX-512VL gives hold accumulators; see
+//                      zmm_for_narrow).
 //
 // A policy is a struct of one-intrinsic functions (load, masked load/store, stream,
 // broadcast, fma, add, the mask of the first n lanes; inlined, no call is left in a
@@ -174,6 +175,14 @@ namespace xgrad::kernels::tiles {
 namespace {
 
 std::atomic<bool> avx512_allowed{std::getenv("XGRAD_CONV_LOCAL_AVX2") == nullptr};
+// Blocks of 17–24 columns (F = 20) as two zmm per row (32 lanes, 12 masked) or three
+// ymm (24 lanes, 4 masked). Zen 4 runs a zmm FMA as two ymm halves, so the masked
+// lanes cost it real work: two zmm measured 9 % slower there. Intel's server cores
+// run a zmm FMA at the rate of a ymm one, so per FMA the zmm tile does 1.33× the ymm
+// one's useful work: suite layer B with F = 20, 1 thread, Intel Xeon family 6 model
+// 167, 3.35–3.46 → 2.97–3.22 ms. Unmeasured elsewhere (Zen 5 has full-width zmm too):
+// zmm on Intel only.
+std::atomic<bool> zmm_for_narrow{__builtin_cpu_is("intel")};
 std::atomic<std::int64_t> fast_dispatches{0};
 std::atomic<bool> fast_path_enabled{std::getenv("XGRAD_CONV_GENERAL_PATH") == nullptr};
 
@@ -186,7 +195,7 @@ void run_mode(const TileJob& job, Index row_count) {
   if (job.columns > 32)
     return zmm_tail ? avx512::run_rows<avx512::Zmm, 3, M, true>(job, row_count)
                     : avx512::run_rows<avx512::Zmm, 3, M, Tail>(job, row_count);
-  if (job.columns > 24)
+  if (job.columns > (zmm_for_17_to_24_columns() ? 16 : 24))
     return zmm_tail ? avx512::run_rows<avx512::Zmm, 2, M, true>(job, row_count)
                     : avx512::run_rows<avx512::Zmm, 2, M, Tail>(job, row_count);
   if (job.columns > 16) return avx512::run_rows<avx512::YmmMasked, 3, M, Tail>(job, row_count);
@@ -231,6 +240,9 @@ bool cpu_supported() {
 
 void set_avx512_allowed(bool allowed) { avx512_allowed.store(allowed, std::memory_order_relaxed); }
 bool avx512_active() { return cpu_has_avx512() && avx512_allowed.load(std::memory_order_relaxed); }
+
+void set_zmm_for_17_to_24_columns(bool zmm) { zmm_for_narrow.store(zmm, std::memory_order_relaxed); }
+bool zmm_for_17_to_24_columns() { return zmm_for_narrow.load(std::memory_order_relaxed); }
 
 void set_fast_enabled(bool enabled) { fast_path_enabled.store(enabled, std::memory_order_relaxed); }
 bool fast_enabled() { return fast_path_enabled.load(std::memory_order_relaxed); }
