@@ -182,7 +182,11 @@ std::atomic<bool> avx512_allowed{std::getenv("XGRAD_CONV_LOCAL_AVX2") == nullptr
 // one's useful work: suite layer B with F = 20, 1 thread, Intel Xeon family 6 model
 // 167, 3.35–3.46 → 2.97–3.22 ms. Unmeasured elsewhere (Zen 5 has full-width zmm too):
 // zmm on Intel only.
-std::atomic<bool> zmm_for_narrow{__builtin_cpu_is("intel")};
+// (__builtin_cpu_init first: this runs among the library's static initialisers.)
+std::atomic<bool> zmm_for_narrow{[] {
+  __builtin_cpu_init();
+  return __builtin_cpu_is("intel") != 0;
+}()};
 std::atomic<std::int64_t> fast_dispatches{0};
 std::atomic<bool> fast_path_enabled{std::getenv("XGRAD_CONV_GENERAL_PATH") == nullptr};
 

@@ -72,8 +72,8 @@ bool avx512_active();  // (declared again below, with the other CPU switches)
 
 // Column blocks: body(first column, width), widths of at most 16, or with AVX-512
 // tiles up to 48 taken as one block: 17–24 columns as three ymm per row (two zmm on
-// Intel: zmm_for_17_to_24_columns), 25–32 as two zmm, 41–48 (the last remainder) as three zmm, so that each broadcast feeds two or
-// three FMAs instead of one. ConvLocal, 1 thread, forward + backward, interleaved:
+// Intel: zmm_for_17_to_24_columns), 25–32 as two zmm, 41–48 (the last remainder) as
+// three zmm, so that each broadcast feeds two or three FMAs instead of one. ConvLocal, 1 thread, forward + backward, interleaved:
 // B 3–5 % faster (F = 32, d_x runs of 3 × 16 columns), B with F = 20 1–6 % (against
 // 16 + a ymm-wide 4; as one 32-wide zmm block it was 9 % slower: a zmm FMA costs two
 // ymm ones on Zen 4, masked lanes included).
