@@ -36,10 +36,10 @@ struct ThreadsGuard {
 struct FastPathGuard {
   bool fast = kernels::tiles::fast_enabled();
   bool avx512 = kernels::conv_local_avx512_active();
-  bool zmm_narrow = kernels::tiles::zmm_for_17_to_24_columns();
+  bool zmm_full_rate = kernels::tiles::zmm_at_full_rate();
   ~FastPathGuard() {
     kernels::tiles::set_fast_enabled(fast);
-    kernels::tiles::set_zmm_for_17_to_24_columns(zmm_narrow);
+    kernels::tiles::set_zmm_at_full_rate(zmm_full_rate);
     kernels::tiles::set_avx512_allowed(avx512 || !kernels::tiles::cpu_has_avx512());
   }
 };
@@ -321,8 +321,9 @@ TEST_CASE("local convs over more than 32 samples (several sample groups) match t
   CHECK(reached == kConfigs * static_cast<int>(tile_kinds.size()) * 2);
 }
 
-// Blocks of 17–24 columns run as three ymm or two zmm per row, by CPU vendor
-// (conv_tiles.cpp): both forms, on every machine with AVX-512, local and shared.
+// Where zmm FMAs run at full rate (Intel), blocks of 17–24 columns take two zmm per
+// row instead of three ymm (conv_tiles.cpp): both settings on every machine with
+// AVX-512, local and shared.
 TEST_CASE("blocks of 17-24 feature columns: the ymm and the zmm tiles match the general path") {
   if (!engine_available()) return;
   if (!kernels::tiles::cpu_has_avx512()) {
@@ -332,11 +333,11 @@ TEST_CASE("blocks of 17-24 feature columns: the ymm and the zmm tiles match the 
   ThreadsGuard threads_guard;
   FastPathGuard guard;
   std::mt19937 rng(1724);
-  constexpr int kConfigs = 12;
+  constexpr int kConfigs = 16;
   int reached = 0;
-  for (const bool zmm : {false, true}) {
-    CAPTURE(zmm);
-    kernels::tiles::set_zmm_for_17_to_24_columns(zmm);
+  for (const bool full_rate : {false, true}) {
+    CAPTURE(full_rate);
+    kernels::tiles::set_zmm_at_full_rate(full_rate);
     for (int trial = 0; trial < kConfigs; ++trial) {
       CAPTURE(trial);
       Config c = random_config(rng);

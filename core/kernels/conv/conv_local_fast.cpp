@@ -77,8 +77,9 @@ struct Plan {
 // cotangent rows) are one line per sample, P·F floats apart; position after position
 // each sample's lines form a stream, and a core's L2 prefetcher follows only so many
 // streams (32 on recent Intel cores). Over N = 64 samples at once it loses them and
-// every store first waits for its line from memory (every read of dy for its line). Suite layer A (N = 64, 28×28×1 → F 16) with its data out of
-// the caches (64 MB written between steps), 1 thread, Intel Xeon family 6 model 167:
+// every store first waits for its line from memory (every read of dy for its line).
+// Suite layer A (N = 64, 28×28×1 → F 16) with its data out of the caches (64 MB
+// written between steps), 1 thread, Intel Xeon family 6 model 167:
 // forward 0.68–0.80 ms over all 64 samples, 0.33–0.36 ms in two groups of 32 (16:
 // 0.39–0.42, 24: 0.36–0.37); with its data in cache 0.25–0.30 ms either way.
 // (Software prefetches cannot stand in: one, two or four positions ahead, or with

@@ -16,7 +16,7 @@
 //                      partial blocks of at most 8 columns (AVX-512 masked stores are
 //                      cheap, AVX2's are not) and, on AMD, blocks of 17–24 columns (24
 //                      of the 32 ymm registers AVX-512VL gives hold accumulators; see
-//                      zmm_for_narrow).
+//                      zmm_full_rate).
 //
 // A policy is a struct of one-intrinsic functions (load, masked load/store, stream,
 // broadcast, fma, add, the mask of the first n lanes; inlined, no call is left in a
@@ -175,15 +175,17 @@ namespace xgrad::kernels::tiles {
 namespace {
 
 std::atomic<bool> avx512_allowed{std::getenv("XGRAD_CONV_LOCAL_AVX2") == nullptr};
-// Blocks of 17–24 columns (F = 20) as two zmm per row (32 lanes, 12 masked) or three
-// ymm (24 lanes, 4 masked). Zen 4 runs a zmm FMA as two ymm halves, so the masked
-// lanes cost it real work: two zmm measured 9 % slower there. Intel's server cores
-// run a zmm FMA at the rate of a ymm one, so per FMA the zmm tile does 1.33× the ymm
-// one's useful work: suite layer B with F = 20, 1 thread, Intel Xeon family 6 model
-// 167, 3.35–3.46 → 2.97–3.22 ms. Unmeasured elsewhere (Zen 5 has full-width zmm too):
-// zmm on Intel only.
+// Whether a zmm FMA runs at the rate of a ymm one, as on Intel's server cores, or as
+// two ymm halves, as on Zen 4. It decides how blocks of 17–24 columns (F = 20) run
+// (run_mode): as two zmm per row (32 lanes, 12 masked) or three ymm (24 lanes, 4
+// masked). On Zen 4 the masked lanes cost real work: two zmm measured 9 % slower. At
+// full rate the zmm tile does 1.33× the useful work per FMA: suite layer B with
+// F = 20, 1 thread, Intel Xeon family 6 model 167, 3.35–3.46 → 2.97–3.22 ms.
+// (Short contractions stay on ymm tiles either way: on that Xeon zmm tiles for them
+// made the local layer A 6–8 % faster but the CNN step's 3×3×1 shared conv 3 % slower.)
+// Unmeasured elsewhere (Zen 5 has full-width zmm too): full rate on Intel only.
 // (__builtin_cpu_init first: this runs among the library's static initialisers.)
-std::atomic<bool> zmm_for_narrow{[] {
+std::atomic<bool> zmm_full_rate{[] {
   __builtin_cpu_init();
   return __builtin_cpu_is("intel") != 0;
 }()};
@@ -199,7 +201,7 @@ void run_mode(const TileJob& job, Index row_count) {
   if (job.columns > 32)
     return zmm_tail ? avx512::run_rows<avx512::Zmm, 3, M, true>(job, row_count)
                     : avx512::run_rows<avx512::Zmm, 3, M, Tail>(job, row_count);
-  if (job.columns > (zmm_for_17_to_24_columns() ? 16 : 24))
+  if (job.columns > (zmm_at_full_rate() ? 16 : 24))
     return zmm_tail ? avx512::run_rows<avx512::Zmm, 2, M, true>(job, row_count)
                     : avx512::run_rows<avx512::Zmm, 2, M, Tail>(job, row_count);
   if (job.columns > 16) return avx512::run_rows<avx512::YmmMasked, 3, M, Tail>(job, row_count);
@@ -245,8 +247,8 @@ bool cpu_supported() {
 void set_avx512_allowed(bool allowed) { avx512_allowed.store(allowed, std::memory_order_relaxed); }
 bool avx512_active() { return cpu_has_avx512() && avx512_allowed.load(std::memory_order_relaxed); }
 
-void set_zmm_for_17_to_24_columns(bool zmm) { zmm_for_narrow.store(zmm, std::memory_order_relaxed); }
-bool zmm_for_17_to_24_columns() { return zmm_for_narrow.load(std::memory_order_relaxed); }
+void set_zmm_at_full_rate(bool full_rate) { zmm_full_rate.store(full_rate, std::memory_order_relaxed); }
+bool zmm_at_full_rate() { return zmm_full_rate.load(std::memory_order_relaxed); }
 
 void set_fast_enabled(bool enabled) { fast_path_enabled.store(enabled, std::memory_order_relaxed); }
 bool fast_enabled() { return fast_path_enabled.load(std::memory_order_relaxed); }

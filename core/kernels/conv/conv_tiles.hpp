@@ -72,11 +72,12 @@ bool avx512_active();  // (declared again below, with the other CPU switches)
 
 // Column blocks: body(first column, width), widths of at most 16, or with AVX-512
 // tiles up to 48 taken as one block: 17–24 columns as three ymm per row (two zmm on
-// Intel: zmm_for_17_to_24_columns), 25–32 as two zmm, 41–48 (the last remainder) as
-// three zmm, so that each broadcast feeds two or three FMAs instead of one. ConvLocal, 1 thread, forward + backward, interleaved:
-// B 3–5 % faster (F = 32, d_x runs of 3 × 16 columns), B with F = 20 1–6 % (against
-// 16 + a ymm-wide 4; as one 32-wide zmm block it was 9 % slower: a zmm FMA costs two
-// ymm ones on Zen 4, masked lanes included).
+// Intel: zmm_at_full_rate), 25–32 as two zmm, 41–48 (the last remainder) as
+// three zmm, so that each broadcast feeds two or three FMAs instead of one.
+// ConvLocal, 1 thread, forward + backward, interleaved: B 3–5 % faster (F = 32, d_x
+// runs of 3 × 16 columns), B with F = 20 1–6 % (against 16 + a ymm-wide 4; as one
+// 32-wide zmm block it was 9 % slower: a zmm FMA costs two ymm ones on Zen 4, masked
+// lanes included).
 template <class Body>
 void for_each_column_block(Index count, Body&& body) {
   const bool wide = avx512_active();
@@ -98,10 +99,11 @@ bool cpu_supported();
 void set_avx512_allowed(bool allowed);
 bool avx512_active();
 bool cpu_has_avx512();  // AVX-512F and VL, whatever is allowed
-// With AVX-512 tiles, blocks of 17–24 columns run as two zmm per row (Intel) or three
-// ymm (AMD; see conv_tiles.cpp); tests set both.
-void set_zmm_for_17_to_24_columns(bool zmm);
-bool zmm_for_17_to_24_columns();
+// Whether zmm FMAs run at full rate (Intel) or as two halves (AMD Zen 4): with AVX-512
+// tiles, full rate takes blocks of 17–24 columns as two zmm per row instead of three
+// ymm (see conv_tiles.cpp). Set from the CPU vendor; tests set both.
+void set_zmm_at_full_rate(bool full_rate);
+bool zmm_at_full_rate();
 
 // The fast kernels serve the conv driver unless disabled (XGRAD_CONV_GENERAL_PATH set
 // at start, or set_fast_enabled(false)): to time or test the general path.
