@@ -102,6 +102,17 @@ Index sample_group_size(Index batch) {
 
 namespace {
 
+// Writes `sum` (the cotangent of one position summed over this pass's samples, its
+// first `lanes` columns from f0) into d_bias, or adds it there for a later sample
+// group (p.accumulate). (vmaskmovps stores are microcoded on AMD: only for a partial
+// block.)
+void write_bias_sum(const Plan& p, Index position, Index f0, __m256 sum, int lanes) {
+  float* to = p.d_bias + position * p.features + f0;
+  if (lanes == 8) return _mm256_storeu_ps(to, p.accumulate ? _mm256_add_ps(_mm256_loadu_ps(to), sum) : sum);
+  const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  _mm256_maskstore_ps(to, mask, p.accumulate ? _mm256_add_ps(_mm256_maskload_ps(to, mask), sum) : sum);
+}
+
 // gather_cotangent for a cotangent given pooled (F a multiple of 8): row n of the
 // block is pooled.g[n, q, :] where the window's selection is this position's element
 // (and, after a relu, its output is > 0, as relu_grad masks), zero elsewhere: the
@@ -128,9 +139,7 @@ void gather_pooled_cotangent(const Plan& p, Index position, float* block) {
       _mm256_storeu_ps(block + n * p.block_stride + f0, v);
       sum = _mm256_add_ps(sum, v);
     }
-    if (!p.d_bias) continue;
-    float* to = p.d_bias + position * p.features + f0;
-    _mm256_storeu_ps(to, p.accumulate ? _mm256_add_ps(_mm256_loadu_ps(to), sum) : sum);
+    if (p.d_bias) write_bias_sum(p, position, f0, sum, 8);
   }
 }
 
@@ -153,11 +162,7 @@ void gather_cotangent(const Plan& p, Index position, float* block) {
       _mm256_storeu_ps(block + n * p.block_stride + f0, v);
       sum = _mm256_add_ps(sum, v);
     }
-    if (!p.d_bias) continue;
-    float* to = p.d_bias + position * p.features + f0;
-    // (vmaskmovps stores are microcoded on AMD: only for a partial block)
-    if (lanes == 8) _mm256_storeu_ps(to, p.accumulate ? _mm256_add_ps(_mm256_loadu_ps(to), sum) : sum);
-    else _mm256_maskstore_ps(to, mask, p.accumulate ? _mm256_add_ps(_mm256_maskload_ps(to, mask), sum) : sum);
+    if (p.d_bias) write_bias_sum(p, position, f0, sum, lanes);
   }
 }
 
