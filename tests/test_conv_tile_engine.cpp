@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -280,21 +281,32 @@ int check_against_general(const Config& c, std::uint64_t seed, const std::vector
   return reached;
 }
 
+// check_against_general on `count` random configurations drawn from `seed` (operands
+// from operand_seed + 4·trial), each first changed by adjust(c, trial) if given (its
+// geometry then recomputed); every run must reach the fast kernels.
+void check_random_configs(std::uint32_t seed, int count, std::uint64_t operand_seed, const std::vector<bool>& tile_kinds,
+                          const std::function<void(Config&, int)>& adjust = {}) {
+  std::mt19937 rng(seed);
+  int reached = 0;
+  for (int trial = 0; trial < count; ++trial) {
+    CAPTURE(trial);
+    Config c = random_config(rng);
+    if (adjust) {
+      adjust(c, trial);
+      c.geometry = kernels::make_conv_geometry(c.input, c.kernel, c.strides, c.padding, {}, c.dilation, "test");
+    }
+    reached += check_against_general(c, operand_seed + static_cast<std::uint64_t>(4 * trial), tile_kinds);
+  }
+  CHECK(reached == count * static_cast<int>(tile_kinds.size()) * 2);
+}
+
 }  // namespace
 
 TEST_CASE("the fast conv kernels match the general path on random configurations") {
   if (!engine_available()) return;
   ThreadsGuard threads_guard;
   FastPathGuard guard;
-  const std::vector<bool> tile_kinds = avx512_settings();
-  std::mt19937 rng(2026);
-  constexpr int kConfigs = 300;
-  int reached = 0;
-  for (int trial = 0; trial < kConfigs; ++trial) {
-    CAPTURE(trial);
-    reached += check_against_general(random_config(rng), static_cast<std::uint64_t>(4 * trial), tile_kinds);
-  }
-  CHECK(reached == kConfigs * static_cast<int>(tile_kinds.size()) * 2);
+  check_random_configs(2026, 300, 0, avx512_settings());
 }
 
 // The local kernels take a batch in groups of at most 32 samples (the forward's
@@ -305,25 +317,16 @@ TEST_CASE("local convs over more than 32 samples (several sample groups) match t
   if (!engine_available()) return;
   ThreadsGuard threads_guard;
   FastPathGuard guard;
-  const std::vector<bool> tile_kinds = avx512_settings();
-  std::mt19937 rng(33);
   const std::int64_t batches[] = {33, 40, 64, 65, 97};
-  constexpr int kConfigs = 15;
-  int reached = 0;
-  for (int trial = 0; trial < kConfigs; ++trial) {
-    CAPTURE(trial);
-    Config c = random_config(rng);
+  check_random_configs(33, 15, 1000, avx512_settings(), [&](Config& c, int trial) {
     c.local = true;
     c.input[0] = batches[trial % 5];
-    c.geometry = kernels::make_conv_geometry(c.input, c.kernel, c.strides, c.padding, {}, c.dilation, "test");
-    reached += check_against_general(c, static_cast<std::uint64_t>(1000 + 4 * trial), tile_kinds);
-  }
-  CHECK(reached == kConfigs * static_cast<int>(tile_kinds.size()) * 2);
+  });
 }
 
 // Where zmm FMAs run at full rate (Intel), blocks of 17–24 columns take two zmm per
 // row instead of three ymm (conv_tiles.cpp): both settings on every machine with
-// AVX-512, local and shared.
+// AVX-512, local and shared, on the same configurations.
 TEST_CASE("blocks of 17-24 feature columns: the ymm and the zmm tiles match the general path") {
   if (!engine_available()) return;
   if (!kernels::tiles::cpu_has_avx512()) {
@@ -332,20 +335,11 @@ TEST_CASE("blocks of 17-24 feature columns: the ymm and the zmm tiles match the 
   }
   ThreadsGuard threads_guard;
   FastPathGuard guard;
-  std::mt19937 rng(1724);
-  constexpr int kConfigs = 16;
-  int reached = 0;
   for (const bool full_rate : {false, true}) {
     CAPTURE(full_rate);
     kernels::tiles::set_zmm_at_full_rate(full_rate);
-    for (int trial = 0; trial < kConfigs; ++trial) {
-      CAPTURE(trial);
-      Config c = random_config(rng);
-      c.features = 17 + trial % 8;
-      reached += check_against_general(c, static_cast<std::uint64_t>(3000 + 4 * trial), {true});
-    }
+    check_random_configs(1724, 16, 3000, {true}, [](Config& c, int trial) { c.features = 17 + trial % 8; });
   }
-  CHECK(reached == 2 * kConfigs * 2);
 }
 
 TEST_CASE("float16 and bfloat16 convs compute in float32 on the fast kernels and match the general path") {
