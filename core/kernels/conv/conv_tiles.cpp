@@ -181,8 +181,9 @@ std::atomic<bool> avx512_allowed{std::getenv("XGRAD_CONV_LOCAL_AVX2") == nullptr
 // masked). On Zen 4 the masked lanes cost real work: two zmm measured 9 % slower. At
 // full rate the zmm tile does 1.33× the useful work per FMA: suite layer B with
 // F = 20, 1 thread, Intel Xeon family 6 model 167, 3.35–3.46 → 2.97–3.22 ms.
-// (Short contractions stay on ymm tiles either way: on that Xeon zmm tiles for them
-// made the local layer A 6–8 % faster but the CNN step's 3×3×1 shared conv 3 % slower.)
+// (Short contractions stay on ymm tiles, but for ConvLocal's forward into y at full
+// rate: on that Xeon zmm tiles for them made the local layer A 6–8 % faster but the
+// CNN step's 3×3×1 shared conv 3 % slower. See run_mode.)
 // Unmeasured elsewhere (Zen 5 has full-width zmm too): full rate on Intel only.
 // (__builtin_cpu_init first: this runs among the library's static initialisers.)
 std::atomic<bool> zmm_full_rate{[] {
@@ -207,13 +208,17 @@ void run_mode(const TileJob& job, Index row_count) {
   if (job.columns > 16) return avx512::run_rows<avx512::YmmMasked, 3, M, Tail>(job, row_count);
   const int vectors = job.columns > 8 ? 2 : 1;
   // A 16-column block as one zmm, except for short contractions: the 3×3×1 image
-  // layer's forward (9 steps) measured ~20 % slower with AVX-512 tiles. A partial
-  // block always goes to the zmm tiles where it can: AVX-512 masked stores are cheap,
-  // AVX2's vmaskmovps stores are microcoded on AMD (the 3-D layer's d_x spent more in
-  // them than in its FMAs).
+  // layer's forward (9 steps) measured ~20 % slower with AVX-512 tiles. Where each row
+  // is a line of its own (scattered_rows) and zmm FMAs run at full rate, one zmm store
+  // writes a whole line: ConvLocal layer A (9 steps, F = 16), forward + backward with
+  // its data in cache, 1 thread, Intel Xeon family 6 model 167: VALID 0.56–0.61 →
+  // 0.53–0.54 ms, SAME 0.68–0.72 → 0.64–0.65. A partial block always goes to the zmm
+  // tiles where it can: AVX-512 masked stores are cheap, AVX2's vmaskmovps stores are
+  // microcoded on AMD (the 3-D layer's d_x spent more in them than in its FMAs).
   const bool partial = job.columns % 8 != 0;  // (so Tail, except in Add mode)
+  const bool long_or_scattered = job.steps >= 16 || (job.scattered_rows && zmm_at_full_rate());
   if (partial && vectors == 1 && avx512_active()) avx512::run_rows<avx512::YmmMasked, 1, M, true>(job, row_count);
-  else if ((partial || (vectors == 2 && job.steps >= 16)) && avx512_active())
+  else if ((partial || (vectors == 2 && long_or_scattered)) && avx512_active())
     avx512::run_rows<avx512::Zmm, 1, M, Tail>(job, row_count);
   else if (vectors == 2) avx2::run_rows<avx2::Ymm, 2, M, Tail>(job, row_count);
   else avx2::run_rows<avx2::Ymm, 1, M, Tail>(job, row_count);

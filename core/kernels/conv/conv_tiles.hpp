@@ -58,6 +58,9 @@ struct TileJob {
   bool stream_out = false;
   // Stride: add the result into out instead of storing it (a later share of a sum).
   bool accumulate = false;
+  // Gather: each output row is a cache line of its own, far from the others (ConvLocal's
+  // y, a position's rows P·F floats apart), not one stretch of memory; see run_mode.
+  bool scattered_rows = false;
 };
 
 // Orders this thread's streaming stores before its later stores (the hand-off to
