@@ -190,71 +190,38 @@ __attribute__((always_inline)) inline void transpose8x8(__m256 (&m)[8]) {
   }
 }
 
-// transpose_kernel_to_runs (below) for one channel and an undilated last axis: the
-// patch order is the taps' (i = tap), so 8 consecutive taps of a kernel row (8
-// consecutive kernel rows) fill the 8 lanes of a block, where the general loop's 8
-// channels of one tap would fill 1 (the 1-channel sequence layer spent 36 % of its
-// step there). A kernel row's last block is partial: its rows past the row are zero
-// and land on run padding (run_padded is a multiple of 8). Kept apart from the general
-// loop: sharing one block routine cost the 3-D layer 5–8 % (registers spilled).
-__attribute__((noinline)) void transpose_single_channel_kernel_to_runs(const Plan& p, const float* kernel,
-                                                                       const float* next_kernel, float* kt) {
-  const Index features = p.features, k = p.kernel_last, row = p.kt_stride;
-  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  for (Index run = 0; run < p.run_count; ++run)
-    for (Index t0 = 0; t0 < k; t0 += 8) {
-      const int taps = static_cast<int>(std::min<Index>(8, k - t0));
-      for (Index f0 = 0; f0 < features; f0 += 8) {
-        const int lanes = static_cast<int>(std::min<Index>(8, features - f0));
-        const __m256i feature_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), iota);
-        __m256 m[8];
-        for (int q = 0; q < 8; ++q) {
-          if (q >= taps) {
-            m[q] = _mm256_setzero_ps();
-            continue;
-          }
-          const Index offset = (run * k + t0 + q) * features + f0;
-          if (next_kernel && f0 % 16 == 0) _mm_prefetch(reinterpret_cast<const char*>(next_kernel + offset), _MM_HINT_T1);
-          m[q] = lanes == 8 ? _mm256_loadu_ps(kernel + offset) : _mm256_maskload_ps(kernel + offset, feature_mask);
-        }
-        transpose8x8(m);
-        for (int q = 0; q < lanes; ++q) _mm256_storeu_ps(kt + (f0 + q) * row + run * p.run_padded + t0, m[q]);
-      }
-    }
-}
-
 // kt[f][run·run_padded + e] = kernel[i(run, e)][f], rows kt_stride apart; padding
-// columns stay zero. Blocks of 8 channels × 8 features go through an 8×8 register
-// transpose. A partial block (C or F not a multiple of 8: the 3-D layer has C = 4)
-// loads under a mask with the missing channels zero, and stores whole vectors anyway:
-// the lanes past its channels are those zeros, and they land on columns that a later
-// tap overwrites, on run padding (zero anyway) or on the row's 8-column tail
-// (kt_stride ≥ run_count·run_padded + 8). No vmaskmovps store, which is microcoded on AMD.
-// `next_kernel` (the next position's block, or null) is prefetched into L2 meanwhile.
+// columns stay zero. Each run is cut into blocks of 8 consecutive elements (a run
+// lists its taps' channels in x order: order_kernel_offset) × 8 features, each through
+// an 8×8 register transpose: the rows of a block are 8 kernel rows wherever they lie,
+// so a block fills its 8 lanes whatever C is (8 channels of a tap; 8 taps of a 1-channel
+// kernel row; 2 taps of the 3-D layer's 4 channels). A run's last block may be partial:
+// its missing rows load as zero and land on run padding (run_padded is a multiple of 8).
+// A partial feature block loads under a mask. No vmaskmovps store, which is microcoded
+// on AMD. `next_kernel` (the next position's block, or null) is prefetched into L2
+// meanwhile.
 void transpose_kernel_to_runs(const Plan& p, const float* kernel, const float* next_kernel, float* kt) {
-  if (p.channels == 1 && p.merged) return transpose_single_channel_kernel_to_runs(p, kernel, next_kernel, kt);
   const Index row = p.kt_stride;
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  for (Index tap = 0; tap < p.taps; ++tap) {
-    const Index column = p.merged ? (tap / p.kernel_last) * p.run_padded + (tap % p.kernel_last) * p.channels
-                                  : tap * p.run_padded;
-    for (Index c0 = 0; c0 < p.channels; c0 += 8) {
-      const int channels = static_cast<int>(std::min<Index>(8, p.channels - c0));
+  for (Index run = 0; run < p.run_count; ++run) {
+    const Index* offsets = p.order_kernel_offset + run * p.run_length;  // i·F of each element of the run
+    for (Index e0 = 0; e0 < p.run_length; e0 += 8) {
+      const int elements = static_cast<int>(std::min<Index>(8, p.run_length - e0));
       for (Index f0 = 0; f0 < p.features; f0 += 8) {
         const int features = static_cast<int>(std::min<Index>(8, p.features - f0));
         const __m256i feature_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(features), iota);
         __m256 m[8];
         for (int q = 0; q < 8; ++q) {
-          if (q >= channels) {
+          if (q >= elements) {
             m[q] = _mm256_setzero_ps();
             continue;
           }
-          const Index offset = ((c0 + q) * p.taps + tap) * p.features + f0;
+          const Index offset = offsets[e0 + q] + f0;
           if (next_kernel && f0 % 16 == 0) _mm_prefetch(reinterpret_cast<const char*>(next_kernel + offset), _MM_HINT_T1);
           m[q] = features == 8 ? _mm256_loadu_ps(kernel + offset) : _mm256_maskload_ps(kernel + offset, feature_mask);
         }
         transpose8x8(m);
-        for (int q = 0; q < features; ++q) _mm256_storeu_ps(kt + (f0 + q) * row + column + c0, m[q]);
+        for (int q = 0; q < features; ++q) _mm256_storeu_ps(kt + (f0 + q) * row + run * p.run_padded + e0, m[q]);
       }
     }
   }
