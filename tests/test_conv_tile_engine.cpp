@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <random>
@@ -339,6 +340,97 @@ TEST_CASE("blocks of 17-24 feature columns: the ymm and the zmm tiles match the 
     CAPTURE(full_rate);
     kernels::tiles::set_zmm_at_full_rate(full_rate);
     check_random_configs(1724, 16, 3000, {true}, [](Config& c, int trial) { c.features = 17 + trial % 8; });
+  }
+}
+
+// Where a run of the patch (C = 16: a kernel row of 3 taps, 48 values; with a dilated
+// last axis one tap, 16) fills the vector lanes better than the features do (F = 20–24
+// in two zmm at full rate; in three ymm they fill enough), the kernel gradient takes the features as rows and the runs
+// as columns and transposes the result (d_kernel_by_runs), streaming whole lines of
+// d_kernel out where they are whole. Each sum then takes the same products in the same
+// order as by features: d_kernel and d_bias have the same bits either way (and d_x,
+// computed apart), at 1 and 2 threads, ungrouped and in two sample groups (N = 40: the
+// second group adds into d_kernel), with d_kernel on a line boundary or off it.
+TEST_CASE("the kernel gradient by runs has the bits of the kernel gradient by features") {
+  if (!engine_available()) return;
+  if (!kernels::tiles::cpu_has_avx512()) {
+    MESSAGE("this CPU has no AVX-512F/VL: 20 features take 24 lanes, the kernel gradient is never taken by runs");
+    return;
+  }
+  ThreadsGuard threads_guard;
+  FastPathGuard guard;
+  kernels::tiles::set_avx512_allowed(true);
+  struct Case {
+    Shape input;
+    Shape kernel;
+    std::vector<std::int64_t> strides, dilation;
+    Padding padding;
+    std::int64_t features;
+  };
+  const std::vector<Case> cases{
+      {{5, 14, 14, 16}, {3, 3}, {1, 1}, {1, 1}, "SAME", 20},  // suite layer B with F = 20
+      {{40, 6, 6, 16}, {3, 3}, {1, 1}, {1, 1}, "VALID", 24},  // two sample groups
+      {{3, 9, 9, 16}, {2, 3}, {2, 1}, {1, 2}, "SAME", 21},    // runs of one tap (dilated last axis)
+      {{4, 30, 16}, {3}, {1}, {1}, "SAME", 22},                // 1-D
+  };
+  std::mt19937 rng(20);
+  std::normal_distribution<float> normal;
+  for (const Case& one : cases) {
+    const auto g = kernels::make_conv_geometry(one.input, one.kernel, one.strides, one.padding, {}, one.dilation, "test");
+    const std::int64_t F = one.features, C = one.input.back(), positions = numel(g.out_spatial);
+    CAPTURE(F);
+    auto draw = [&](std::int64_t count) {
+      std::vector<float> v(static_cast<std::size_t>(count));
+      for (float& e : v) e = normal(rng);
+      return v;
+    };
+    const std::vector<float> x = draw(numel(one.input)), kernel = draw(positions * g.window_size() * C * F),
+                             dy = draw(one.input[0] * positions * F);
+    struct Gradients {
+      std::vector<float> d_x, d_kernel, d_bias;
+    };
+    // d_kernel written at a 64-byte boundary (where by runs streams whole lines out) or
+    // one float past it (where it stores them).
+    std::vector<float> d_kernel_space(kernel.size() + 16);
+    float* const line = d_kernel_space.data() + (16 - reinterpret_cast<std::uintptr_t>(d_kernel_space.data()) % 64 / 4) % 16;
+    auto backward = [&](bool full_rate, int threads, bool aligned) {
+      kernels::tiles::set_zmm_at_full_rate(full_rate);
+      set_num_threads(threads);
+      CHECK(kernels::conv_local_d_kernel_by_runs(g, F) == full_rate);
+      Gradients out{std::vector<float>(x.size()), {}, std::vector<float>(static_cast<std::size_t>(positions * F))};
+      float* d_kernel = aligned ? line : line + 1;
+      kernels::conv_local_backward_fast(g, F, x.data(), kernel.data(), dy.data(), out.d_x.data(), d_kernel,
+                                        out.d_bias.data());
+      out.d_kernel.assign(d_kernel, d_kernel + kernel.size());
+      return out;
+    };
+    const Gradients by_features = backward(false, 1, true);
+    for (const int threads : {1, 2})
+      for (const bool aligned : {true, false}) {
+        CAPTURE(threads);
+        CAPTURE(aligned);
+        const Gradients by_runs = backward(true, threads, aligned);
+        CHECK(by_runs.d_kernel == by_features.d_kernel);
+        CHECK(by_runs.d_bias == by_features.d_bias);
+        CHECK(by_runs.d_x == by_features.d_x);
+      }
+    // And the definition, d_kernel[o, c·S + r, f] = Σ_n xp[n, source(o, r), c] · dy[n, o, f],
+    // in double precision for every entry.
+    const std::vector<std::int64_t> source = kernels::patch_source_table(g);
+    const std::int64_t S = g.window_size(), sample = g.in_positions() * C;
+    double worst = 0;
+    for (std::int64_t o = 0; o < positions; ++o)
+      for (std::int64_t i = 0; i < S * C; ++i)
+        for (std::int64_t f = 0; f < F; ++f) {
+          const std::int64_t from = source[static_cast<std::size_t>(o * S + i % S)];
+          double want = 0;
+          for (std::int64_t n = 0; from >= 0 && n < one.input[0]; ++n)
+            want += static_cast<double>(x[static_cast<std::size_t>(n * sample + from + i / S)]) *
+                    dy[static_cast<std::size_t>((n * positions + o) * F + f)];
+          const float got = by_features.d_kernel[static_cast<std::size_t>((o * S * C + i) * F + f)];
+          worst = std::max(worst, std::abs(got - want) / (1 + std::abs(want)));
+        }
+    CHECK(worst < 1e-5);
   }
 }
 

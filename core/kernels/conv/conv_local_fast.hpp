@@ -51,6 +51,12 @@ void conv_local_backward_max_pooled_fast(const ConvGeometry& g, std::int64_t fea
                                          const float* kernel, const PooledCotangent& pooled, float* d_x,
                                          float* d_kernel, float* d_bias);
 
+// Whether conv_local_backward_fast computes the kernel gradient of `g` by runs of the
+// patch (features as rows: where a run fills the vector lanes better than F does, see
+// conv_local_fast.cpp) on this CPU with the current switches. Either way it has the
+// same bits; for tests.
+bool conv_local_d_kernel_by_runs(const ConvGeometry& g, std::int64_t features);
+
 // Process-wide switches for benchmarks and tests (they act on the shared-weight fast
 // kernels too; see conv_tiles.hpp):
 //   disabled, the conv driver sends every conv down the general path (also when

@@ -193,19 +193,31 @@ std::atomic<bool> zmm_full_rate{[] {
 std::atomic<std::int64_t> fast_dispatches{0};
 std::atomic<bool> fast_path_enabled{std::getenv("XGRAD_CONV_GENERAL_PATH") == nullptr};
 
+// The vector lanes of one row of a block of `columns` columns (≤ 48): three zmm, two
+// zmm (17–24 columns only where zmm FMAs run at full rate), three ymm, or for at most
+// 16 columns two ymm / one zmm, or one ymm. (Blocks wider than 16 columns come only
+// with AVX-512: for_each_column_block.)
+int block_lanes(Index columns) {
+  if (columns > 32) return 48;
+  if (columns > 24 || (columns > 16 && zmm_at_full_rate())) return 32;
+  if (columns > 16) return 24;
+  return columns > 8 ? 16 : 8;
+}
+
 template <TileMode M, bool Tail>
 void run_mode(const TileJob& job, Index row_count) {
   // Blocks wider than 16 columns come only with AVX-512 (for_each_column_block). A zmm
   // tile's last vector is partial when the width is not a multiple of 16 (Tail is
   // about 8, the ymm tiles' lane count).
   const bool zmm_tail = M != TileMode::Add && job.columns % 16 != 0;
-  if (job.columns > 32)
-    return zmm_tail ? avx512::run_rows<avx512::Zmm, 3, M, true>(job, row_count)
-                    : avx512::run_rows<avx512::Zmm, 3, M, Tail>(job, row_count);
-  if (job.columns > (zmm_at_full_rate() ? 16 : 24))
-    return zmm_tail ? avx512::run_rows<avx512::Zmm, 2, M, true>(job, row_count)
-                    : avx512::run_rows<avx512::Zmm, 2, M, Tail>(job, row_count);
-  if (job.columns > 16) return avx512::run_rows<avx512::YmmMasked, 3, M, Tail>(job, row_count);
+  switch (block_lanes(job.columns)) {
+    case 48: return zmm_tail ? avx512::run_rows<avx512::Zmm, 3, M, true>(job, row_count)
+                             : avx512::run_rows<avx512::Zmm, 3, M, Tail>(job, row_count);
+    case 32: return zmm_tail ? avx512::run_rows<avx512::Zmm, 2, M, true>(job, row_count)
+                             : avx512::run_rows<avx512::Zmm, 2, M, Tail>(job, row_count);
+    case 24: return avx512::run_rows<avx512::YmmMasked, 3, M, Tail>(job, row_count);
+    default: break;
+  }
   const int vectors = job.columns > 8 ? 2 : 1;
   // A 16-column block as one zmm, except for short contractions: the 3×3×1 image
   // layer's forward (9 steps) measured ~20 % slower with AVX-512 tiles. Where each row
@@ -236,6 +248,12 @@ void run_tile_job(TileMode mode, const TileJob& job, Index row_count) {
                                        : run_mode<TileMode::Stride, false>(job, row_count);
     case TileMode::Add: return run_mode<TileMode::Add, false>(job, row_count);
   }
+}
+
+Index row_lanes(Index columns) {
+  Index lanes = 0;
+  for_each_column_block(columns, [&](Index, int width) { lanes += block_lanes(width); });
+  return lanes;
 }
 
 bool cpu_has_avx512() {

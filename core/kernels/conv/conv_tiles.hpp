@@ -95,6 +95,12 @@ void for_each_column_block(Index count, Body&& body) {
   }
 }
 
+// The vector lanes the tiles spend on each row of a product `columns` wide (its
+// column blocks, each in the vectors the engine gives it): 20 columns take 32 lanes
+// where zmm FMAs run at full rate, 24 elsewhere. Over `columns` it measures how much
+// of the FMA work is useful.
+Index row_lanes(Index columns);
+
 // True when the CPU has AVX2 and FMA (the engine's minimum).
 bool cpu_supported();
 // AVX-512 tiles are used where the CPU has AVX-512F and VL unless disallowed
