@@ -329,54 +329,77 @@ namespace {
 constexpr Index kKernelPrefetchAhead = 4096;  // floats
 constexpr Index kPrefetchKernelBytes = Index{8} << 20;
 
-// Position `position`'s outputs of every sample, row n at out + n·out_stride. Into y
-// (to_y), whose rows are scattered lines (see below), or into a scratch block.
-void forward_position(const Plan& p, Index position, float* out, Index out_stride, bool to_y) {
+// The tile jobs of the per-position routines are built once per pass over the
+// positions (per thread and sample group), and each position sets only the pointers
+// and widths that change: default-constructing a TileJob compiles to a zeroing rep
+// stos (~35 cycles, microcoded), and one per run of every position cost the 3-D
+// suite layer (4,096 positions of 9 runs) 16 % of its backward.
+
+// The forward's job for outputs whose rows are out_stride floats apart: into y (to_y),
+// whose rows are scattered lines (see below), or into a scratch block.
+TileJob forward_job(const Plan& p, Index out_stride, bool to_y) {
+  TileJob job;
+  job.steps = p.patch;
+  job.a.stride = p.sample_stride;  // rows: samples
+  job.a_table = p.patch_offset;
+  job.b_step = p.features;
+  job.out.stride = out_stride;
+  // y's rows are N scattered lines per position: fetch the next position's while
+  // computing this one (forward_position); or, for an output far larger than L2
+  // (stream_y), write them with streaming stores and fetch nothing (see
+  // conv_local_forward_fast).
+  job.stream_out = to_y && p.stream_y;
+  job.scattered_rows = to_y;
+  // The kernel is read once per step, position after position; one larger than the
+  // caches comes from memory (each line used by ⌈N/8⌉ tiles): fetch 16 KiB ahead
+  // into L2, into the next positions' blocks. 1 thread: DeepFace's 7×7 stride-2
+  // layer (31 MB kernel, N = 8) −19 %, the 1-D suite layer (19 MB) −4 %. Only for
+  // such kernels: B SAME's 3.6 MB one stays in L3 from step to step, and its 8
+  // tiles per position each prefetching cost it 2–3 %.
+  const bool kernel_from_memory = p.positions * p.patch * p.features * Index{sizeof(float)} >= kPrefetchKernelBytes;
+  job.prefetch_b = kernel_from_memory ? kKernelPrefetchAhead : 0;
+  return job;
+}
+
+// Position `position`'s outputs of every sample, row n at out + n·out_stride, with
+// `job` from forward_job.
+void forward_position(const Plan& p, TileJob& job, Index position, float* out) {
   const float* kernel = p.kernel + position * p.patch * p.features;
+  const bool fetch_next_rows = job.scattered_rows && !job.stream_out && position + 1 < p.positions;
+  job.a.base = p.x + p.position_origin[position];
+  job.prefetch_distance = fetch_next_rows ? p.features : 0;
   tiles::for_each_column_block(p.features, [&](Index f0, int columns) {
-    TileJob job;
-    job.steps = p.patch;
-    job.a = {p.x + p.position_origin[position], p.sample_stride, nullptr};  // rows: samples
-    job.a_table = p.patch_offset;
     job.b = kernel + f0;
-    job.b_step = p.features;
     job.init = p.bias ? p.bias + position * p.features + f0 : nullptr;
-    job.out = {out + f0, out_stride, nullptr};
+    job.out.base = out + f0;
     job.columns = columns;
-    // y's rows are N scattered lines per position: fetch the next position's while
-    // computing this one; or, for an output far larger than L2 (stream_y), write them
-    // with streaming stores and fetch nothing (see conv_local_forward_fast).
-    job.stream_out = to_y && p.stream_y;
-    job.scattered_rows = to_y;
-    // The kernel is read once per step, position after position; one larger than the
-    // caches comes from memory (each line used by ⌈N/8⌉ tiles): fetch 16 KiB ahead
-    // into L2, into the next positions' blocks. 1 thread: DeepFace's 7×7 stride-2
-    // layer (31 MB kernel, N = 8) −19 %, the 1-D suite layer (19 MB) −4 %. Only for
-    // such kernels: B SAME's 3.6 MB one stays in L3 from step to step, and its 8
-    // tiles per position each prefetching cost it 2–3 %.
-    const bool kernel_from_memory = p.positions * p.patch * p.features * Index{sizeof(float)} >= kPrefetchKernelBytes;
-    job.prefetch_b = kernel_from_memory ? kKernelPrefetchAhead : 0;
-    job.prefetch_distance = to_y && position + 1 < p.positions && !p.stream_y ? p.features : 0;
     tiles::run_tile_job(TileMode::Gather, job, p.batch);
   });
+}
+
+// The job of add_input_gradient.
+TileJob input_gradient_job(const Plan& p) {
+  TileJob job;
+  job.steps = p.features;
+  job.a_step = 1;
+  job.b_step = p.kt_stride;
+  job.out.stride = p.sample_stride;
+  return job;
 }
 
 // Adds position `position`'s share of d_x for `rows` samples: row k of `cotangent`
 // (a sample's F cotangent values, consecutive) times the position's kernel, transposed
 // into `kt` (F × kt_stride floats, zero in the padding columns) by the caller, into the
-// sample's patch in d_x (`d_x` is the first row's padded sample).
-void add_input_gradient(const Plan& p, Index position, tiles::Rows<const float> cotangent, Index rows, float* d_x,
-                        const float* kt) {
+// sample's patch in d_x (`d_x` is the first row's padded sample). `job` from
+// input_gradient_job.
+void add_input_gradient(const Plan& p, TileJob& job, Index position, tiles::Rows<const float> cotangent, Index rows,
+                        float* d_x, const float* kt) {
   const Index origin = p.position_origin[position];
+  job.a = cotangent;  // rows: samples
   for (Index run = 0; run < p.run_count; ++run) {
     tiles::for_each_column_block(p.run_padded, [&](Index e0, int columns) {
-      TileJob job;
-      job.steps = p.features;
-      job.a = cotangent;  // rows: samples
-      job.a_step = 1;
       job.b = kt + run * p.run_padded + e0;
-      job.b_step = p.kt_stride;
-      job.out = {d_x + origin + p.run_offset[run] + e0, p.sample_stride, nullptr};
+      job.out.base = d_x + origin + p.run_offset[run] + e0;
       job.columns = static_cast<int>(std::min<Index>(p.run_length - e0, columns));
       tiles::run_tile_job(TileMode::Add, job, rows);
     });
@@ -395,17 +418,13 @@ void transpose_position_kernel(const Plan& p, Index position, float* kt) {
 // three whole zmm per row, where 144 patch rows × 20 feature columns fill 20 of the 32
 // lanes of two), then runs_to_kernel into d_kernel. Each sum takes the same products
 // in the same order as the tiles by features: the same bits.
-void kernel_gradient_by_runs(const Plan& p, Index position, const float* block, float* dkt) {
+// `job` from kernel_gradient_job.
+void kernel_gradient_by_runs(const Plan& p, TileJob& job, Index position, float* dkt) {
   const Index origin = p.position_origin[position];
   for (Index run = 0; run < p.run_count; ++run)
     tiles::for_each_column_block(p.run_length, [&](Index e0, int columns) {
-      TileJob job;
-      job.steps = p.batch;
-      job.a = {block, 0, p.feature_index};
-      job.a_step = p.block_stride;
       job.b = p.x + origin + p.run_offset[run] + e0;
-      job.b_step = p.sample_stride;
-      job.out = {dkt + run * p.run_padded + e0, 0, p.feature_row};
+      job.out.base = dkt + run * p.run_padded + e0;
       job.columns = columns;
       tiles::run_tile_job(TileMode::Stride, job, p.features);
     });
@@ -425,39 +444,62 @@ void kernel_gradient_by_runs(const Plan& p, Index position, const float* block, 
   }
 }
 
+// The kernel gradient's job for a cotangent block of block_stride-float rows: by runs
+// (kernel_gradient_by_runs: rows features, b the x run of each sample) or by features
+// (backward_position: rows the patch elements in run order, neighbours in x, so each
+// sample's reads stay within a few cache lines, written to their natural kernel rows;
+// b the cotangent row of each sample).
+TileJob kernel_gradient_job(const Plan& p, const float* block) {
+  TileJob job;
+  job.steps = p.batch;
+  if (p.d_kernel_by_runs) {
+    job.a = {block, 0, p.feature_index};
+    job.a_step = p.block_stride;
+    job.b_step = p.sample_stride;
+    job.out.offsets = p.feature_row;
+    return job;
+  }
+  job.a.offsets = p.order_offset;
+  job.a_step = p.sample_stride;
+  job.b_step = p.block_stride;
+  job.out.offsets = p.order_kernel_offset;
+  // d_kernel is as large as the kernel (0.4–19 MB in the ConvLocal suite), written
+  // once and next read by the optimizer: streaming stores skip reading every line
+  // before writing it (3-D layer −17 % of its step, B −11 to −14 %). Only where
+  // every vector of every row is aligned (F a multiple of 16, or F = 8): with
+  // F = 20 half the rows would mix streaming and cached stores in one line (+7 %).
+  job.stream_out = p.stream_d_kernel && (p.features % 16 == 0 || p.features == 8);
+  job.accumulate = p.accumulate;
+  return job;
+}
+
+// The jobs of backward_position.
+struct BackwardJobs {
+  TileJob d_kernel, d_x;
+};
+
 // d_bias, d_kernel and d_x of one position. `block` holds N × block_stride floats,
 // `kt` F × kt_stride floats (zero in the padding columns) and, for d_kernel_by_runs,
-// `dkt` F × kt_stride + patch·F (see kernel_gradient_by_runs).
-void backward_position(const Plan& p, Index position, float* block, float* kt, float* dkt) {
+// `dkt` F × kt_stride + patch·F (see kernel_gradient_by_runs); `jobs` from
+// kernel_gradient_job(p, block) and input_gradient_job(p).
+void backward_position(const Plan& p, BackwardJobs& jobs, Index position, float* block, float* kt, float* dkt) {
   const Index origin = p.position_origin[position];
   gather_cotangent(p, position, block);
   if (p.d_kernel && p.d_kernel_by_runs) {
-    kernel_gradient_by_runs(p, position, block, dkt);
+    kernel_gradient_by_runs(p, jobs.d_kernel, position, dkt);
   } else if (p.d_kernel) {
-    // Rows are patch elements in run order (neighbours in x, so each sample's reads
-    // stay within a few cache lines), written to their natural kernel rows.
+    TileJob& job = jobs.d_kernel;
+    job.a.base = p.x + origin;
     tiles::for_each_column_block(p.features, [&](Index f0, int columns) {
-      TileJob job;
-      job.steps = p.batch;
-      job.a = {p.x + origin, 0, p.order_offset};
-      job.a_step = p.sample_stride;
       job.b = block + f0;
-      job.b_step = p.block_stride;
-      job.out = {p.d_kernel + position * p.patch * p.features + f0, 0, p.order_kernel_offset};
+      job.out.base = p.d_kernel + position * p.patch * p.features + f0;
       job.columns = columns;
-      // d_kernel is as large as the kernel (0.4–19 MB in the ConvLocal suite), written
-      // once and next read by the optimizer: streaming stores skip reading every line
-      // before writing it (3-D layer −17 % of its step, B −11 to −14 %). Only where
-      // every vector of every row is aligned (F a multiple of 16, or F = 8): with
-      // F = 20 half the rows would mix streaming and cached stores in one line (+7 %).
-      job.stream_out = p.stream_d_kernel && (p.features % 16 == 0 || p.features == 8);
-      job.accumulate = p.accumulate;
       tiles::run_tile_job(TileMode::Stride, job, p.patch);
     });
   }
   if (p.d_x) {
     transpose_position_kernel(p, position, kt);
-    add_input_gradient(p, position, {block, p.block_stride, nullptr}, p.batch, p.d_x, kt);
+    add_input_gradient(p, jobs.d_x, position, {block, p.block_stride, nullptr}, p.batch, p.d_x, kt);
   }
 }
 
@@ -484,7 +526,9 @@ void backward_positions(const Plan& p, Index first, Index last, float* block, fl
     if (p.dy) samples.dy = p.dy + n0 * p.positions * p.features;
     if (p.x) samples.x = p.x + n0 * p.sample_stride;
     if (p.d_x) samples.d_x = p.d_x + n0 * p.sample_stride;
-    for (Index position = first; position < last; ++position) backward_position(samples, position, block, kt, dkt.data);
+    BackwardJobs jobs{kernel_gradient_job(samples, block), input_gradient_job(samples)};
+    for (Index position = first; position < last; ++position)
+      backward_position(samples, jobs, position, block, kt, dkt.data);
   }
 }
 
@@ -493,9 +537,10 @@ void backward_positions(const Plan& p, Index first, Index last, float* block, fl
 // backward_position over the positions in order: the same bits.
 void input_gradient_of_samples(const Plan& p, Index first, Index last, float* kt) {
   const Index row_stride = p.positions * p.features;
+  TileJob job = input_gradient_job(p);
   for (Index position = 0; position < p.positions; ++position) {
     transpose_position_kernel(p, position, kt);
-    add_input_gradient(p, position, {p.dy + first * row_stride + position * p.features, row_stride, nullptr},
+    add_input_gradient(p, job, position, {p.dy + first * row_stride + position * p.features, row_stride, nullptr},
                        last - first, p.d_x + first * p.sample_stride, kt);
   }
 }
@@ -571,6 +616,11 @@ void input_gradient_1d(const Plan& p, const Direct1d& d, Index block_begin, Inde
                        const Index* dy_rows, const Index* dx_rows, float* kt) {
   Plan rows = p;
   rows.kt_stride = d.width;
+  TileJob job;  // (built once, see forward_job)
+  job.a = {nullptr, 0, dy_rows};  // rows: samples; (p, f) contiguous
+  job.a_step = 1;
+  job.b_step = d.width;
+  job.out = {nullptr, 0, dx_rows};
   for (Index chunk = block_begin; chunk < block_end; chunk += d.chunk_blocks) {
     const Index chunk_end = std::min(block_end, chunk + d.chunk_blocks);
     Index first = 0, last = 0, unused = 0;
@@ -585,13 +635,10 @@ void input_gradient_1d(const Plan& p, const Direct1d& d, Index block_begin, Inde
       const Index u = block * 16, v = u + d.pad;
       Index lo = 0, hi = 0;
       covering_positions(p, d, v, lo, hi);
-      TileJob job;
       job.steps = (hi - lo) * p.features;
-      job.a = {p.dy + lo * p.features, 0, dy_rows};  // rows: samples; (p, f) contiguous
-      job.a_step = 1;
+      job.a.base = p.dy + lo * p.features;
       job.b = kt + d.lead + (lo - first) * d.position_pitch + (v - p.position_origin[lo < hi ? lo : 0]);
-      job.b_step = d.width;
-      job.out = {d_x + u, 0, dx_rows};
+      job.out.base = d_x + u;
       job.columns = static_cast<int>(std::min<Index>(16, d.sample - u));
       tiles::run_tile_job(TileMode::Stride, job, p.batch);
     }
@@ -733,11 +780,12 @@ void conv_local_forward_fast(const ConvGeometry& geometry, std::int64_t features
   parallel_for(slots, [&](Index slot) {
     const SlotRange range = static_slot_range(positions, slots, slot);
     Plan samples = plan;
+    TileJob job = forward_job(plan, row_stride, true);
     for (Index n0 = 0; n0 < plan.batch; n0 += group) {
       samples.batch = std::min(group, plan.batch - n0);
       samples.x = plan.x + n0 * plan.sample_stride;
       for (Index position = range.begin; position < range.end; ++position)
-        forward_position(samples, position, y + n0 * row_stride + position * plan.features, row_stride, true);
+        forward_position(samples, job, position, y + n0 * row_stride + position * plan.features);
     }
     tiles::finish_streaming();
   });
@@ -786,9 +834,10 @@ void conv_local_forward_max_pool_fast(const ConvGeometry& geometry, std::int64_t
     const Index block = plan.batch * plan.features;  // one position's outputs, samples F apart
     float* blocks = conv_scratch<float>(ConvScratch::PooledRows, static_cast<std::size_t>(windows.window * block));
     const SlotRange range = static_slot_range(windows.pooled, slots, slot);
+    TileJob job = forward_job(plan, plan.features, false);
     for (Index q = range.begin; q < range.end; ++q) {
       const Index* positions = windows.positions.data() + q * windows.window;
-      for (Index k = 0; k < windows.window; ++k) forward_position(plan, positions[k], blocks + k * block, plan.features, false);
+      for (Index k = 0; k < windows.window; ++k) forward_position(plan, job, positions[k], blocks + k * block);
       max_pool_positions(plan, blocks, positions, windows.window, q, relu, out, index);
     }
   });

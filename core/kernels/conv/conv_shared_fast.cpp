@@ -137,19 +137,29 @@ void max_pool_rows(const float* rows, Index width, Index features, Index window_
 
 namespace {
 
+// The job of forward_line. (Built once per range of lines, each line setting only
+// its pointers: default-constructing a TileJob compiles to a microcoded rep stos, as
+// costly as a short line's tiles; see conv_local_fast.cpp.)
+TileJob forward_line_job(const Plan& p) {
+  TileJob job;
+  job.steps = p.patch;
+  job.a.stride = p.row_step;
+  job.a_table = p.patch_offset.data();
+  job.b_step = p.features;
+  job.out.stride = p.features;
+  return job;
+}
+
 // Output line `line` (= n·lines_per_sample + line within the sample) into `out`
-// (line_length outputs of F floats, one after another).
-void forward_line(const Plan& p, const float* xp, const float* kernel, const float* bias, float* out, Index line) {
+// (line_length outputs of F floats, one after another); `job` from forward_line_job.
+void forward_line(const Plan& p, TileJob& job, const float* xp, const float* kernel, const float* bias, float* out,
+                  Index line) {
   const Index n = line / p.lines_per_sample;
+  job.a.base = xp + n * p.sample_stride + p.line_origin(line % p.lines_per_sample);
   tiles::for_each_column_block(p.features, [&](Index f0, int columns) {
-    TileJob job;
-    job.steps = p.patch;
-    job.a = {xp + n * p.sample_stride + p.line_origin(line % p.lines_per_sample), p.row_step, nullptr};
-    job.a_table = p.patch_offset.data();
     job.b = kernel + f0;
-    job.b_step = p.features;
     job.init = bias ? bias + f0 : nullptr;
-    job.out = {out + f0, p.features, nullptr};
+    job.out.base = out + f0;
     job.columns = columns;
     tiles::run_tile_job(TileMode::Gather, job, p.line_length);
   });
@@ -158,19 +168,20 @@ void forward_line(const Plan& p, const float* xp, const float* kernel, const flo
 // Adds sample n's share of d_x into dxp (padded, zeroed). `kt` is the kernel as
 // kt[f][run·run_padded + e], zero in each run's padding columns.
 void input_vjp_sample(const Plan& p, const float* dy, const float* kt, float* dxp, Index n) {
-  const Index kt_row = p.run_count * p.run_padded;
+  TileJob job;  // (built once, see forward_line_job)
+  job.steps = p.features;
+  job.a.stride = p.features;  // rows: outputs on the line
+  job.a_step = 1;
+  job.b_step = p.run_count * p.run_padded;
+  job.out.stride = p.row_step;
   for (Index l = 0; l < p.lines_per_sample; ++l) {
     const Index line = n * p.lines_per_sample + l;
     const Index origin = n * p.sample_stride + p.line_origin(l);
+    job.a.base = dy + line * p.line_length * p.features;
     for (Index run = 0; run < p.run_count; ++run) {
       tiles::for_each_column_block(p.run_padded, [&](Index e0, int columns) {
-        TileJob job;
-        job.steps = p.features;
-        job.a = {dy + line * p.line_length * p.features, p.features, nullptr};  // rows: outputs on the line
-        job.a_step = 1;
         job.b = kt + run * p.run_padded + e0;
-        job.b_step = kt_row;
-        job.out = {dxp + origin + p.run_offset[run] + e0, p.row_step, nullptr};
+        job.out.base = dxp + origin + p.run_offset[run] + e0;
         job.columns = static_cast<int>(std::min<Index>(p.run_length - e0, columns));
         tiles::run_tile_job(TileMode::Add, job, p.line_length);
       });
@@ -209,8 +220,9 @@ void conv_shared_forward_fast(const ConvGeometry& geometry, std::int64_t feature
   const Index lines = plan.g.batch * plan.lines_per_sample;
   // A few ranges per thread, so a thread the OS runs late leaves its share to the others.
   parallel_for_ranges(lines, 4 * num_threads(), [&](Index first, Index end) {
+    TileJob job = forward_line_job(plan);
     for (Index line = first; line < end; ++line)
-      forward_line(plan, xp, kernel, bias, y + line * plan.line_length * plan.features, line);
+      forward_line(plan, job, xp, kernel, bias, y + line * plan.line_length * plan.features, line);
   });
 }
 
@@ -233,10 +245,11 @@ void conv_shared_forward_max_pool_fast(const ConvGeometry& geometry, std::int64_
   // row's window_h conv rows into its scratch (in L1), then pools them.
   parallel_for_ranges(pooled_rows, 4 * num_threads(), [&](Index first, Index end) {
     float* rows = conv_scratch<float>(ConvScratch::PooledRows, static_cast<std::size_t>(window_h * width * f));
+    TileJob job = forward_line_job(plan);
     for (Index pooled_row = first; pooled_row < end; ++pooled_row) {
       const Index n = pooled_row / pooled_height, row = pooled_row % pooled_height * window_h;
       for (Index dr = 0; dr < window_h; ++dr)
-        forward_line(plan, xp, kernel, bias, rows + dr * width * f, n * height + row + dr);
+        forward_line(plan, job, xp, kernel, bias, rows + dr * width * f, n * height + row + dr);
       max_pool_rows(rows, width, f, window_h, window_w, pooled_width, (n * height + row) * width * f, relu,
                     stream_index, out + pooled_row * pooled_width * f, index + pooled_row * pooled_width * f);
     }

@@ -48,7 +48,8 @@ namespace {
 template <class Run>
 void split_rows(const TileJob& job, Index row_count, Index max_rows, Run&& run) {
   const Index tiles = (row_count + max_rows - 1) / max_rows, small = row_count / tiles, big_tiles = row_count % tiles;
-  if (big_tiles > 0) run(small + 1, job, big_tiles);
+  if (big_tiles == 0) return run(small, job, tiles);
+  run(small + 1, job, big_tiles);
   TileJob rest = job;  // the small tiles start after the big ones' rows
   const Index skip = big_tiles * (small + 1);
   if (job.a.offsets) rest.a.offsets = job.a.offsets + skip;
