@@ -224,6 +224,31 @@ __attribute__((always_inline)) inline void transpose8x8(__m256 (&m)[8]) {
   }
 }
 
+// One block of transpose_kernel_to_runs: rows q < elements from kernel + offsets[q]
+// (their first `features` floats, the rest under feature_mask zero; zero rows past
+// `elements`), transposed, the first `features` stored to `to`, rows `row` apart; each
+// row's line of `next` prefetched. Whole (8 × 8) blocks, the most common, compile to
+// straight-line code.
+template <bool Whole>
+__attribute__((always_inline)) inline void transpose_block(const float* kernel, const float* next, const Index* offsets,
+                                                           int elements, int features, __m256i feature_mask, float* to,
+                                                           Index row) {
+  __m256 m[8];
+#pragma GCC unroll 8
+  for (int q = 0; q < 8; ++q) {
+    if (!Whole && q >= elements) {
+      m[q] = _mm256_setzero_ps();
+      continue;
+    }
+    if (next) _mm_prefetch(reinterpret_cast<const char*>(next + offsets[q]), _MM_HINT_T1);
+    m[q] = Whole || features == 8 ? _mm256_loadu_ps(kernel + offsets[q]) : _mm256_maskload_ps(kernel + offsets[q], feature_mask);
+  }
+  transpose8x8(m);
+#pragma GCC unroll 8
+  for (int q = 0; q < 8; ++q)
+    if (Whole || q < features) _mm256_storeu_ps(to + q * row, m[q]);
+}
+
 // kt[f][run·run_padded + e] = kernel[i(run, e)][f], rows kt_stride apart; padding
 // columns stay zero. Each run is cut into blocks of 8 consecutive elements (a run
 // lists its taps' channels in x order: order_kernel_offset) × 8 features, each through
@@ -244,18 +269,10 @@ void transpose_kernel_to_runs(const Plan& p, const float* kernel, const float* n
       for (Index f0 = 0; f0 < p.features; f0 += 8) {
         const int features = static_cast<int>(std::min<Index>(8, p.features - f0));
         const __m256i feature_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(features), iota);
-        __m256 m[8];
-        for (int q = 0; q < 8; ++q) {
-          if (q >= elements) {
-            m[q] = _mm256_setzero_ps();
-            continue;
-          }
-          const Index offset = offsets[e0 + q] + f0;
-          if (next_kernel && f0 % 16 == 0) _mm_prefetch(reinterpret_cast<const char*>(next_kernel + offset), _MM_HINT_T1);
-          m[q] = features == 8 ? _mm256_loadu_ps(kernel + offset) : _mm256_maskload_ps(kernel + offset, feature_mask);
-        }
-        transpose8x8(m);
-        for (int q = 0; q < features; ++q) _mm256_storeu_ps(kt + (f0 + q) * row + run * p.run_padded + e0, m[q]);
+        const float* next = next_kernel && f0 % 16 == 0 ? next_kernel + f0 : nullptr;
+        float* to = kt + f0 * row + run * p.run_padded + e0;
+        if (elements == 8 && features == 8) transpose_block<true>(kernel + f0, next, offsets + e0, 8, 8, feature_mask, to, row);
+        else transpose_block<false>(kernel + f0, next, offsets + e0, elements, features, feature_mask, to, row);
       }
     }
   }
