@@ -147,6 +147,16 @@ void write_bias_sum(const Plan& p, Index position, Index f0, __m256 sum, int lan
   _mm256_maskstore_ps(to, mask, p.accumulate ? _mm256_add_ps(_mm256_maskload_ps(to, mask), sum) : sum);
 }
 
+// d_bias of `position` (write_bias_sum): the cotangent block summed over its rows, in
+// sample order.
+void sum_block_into_bias(const Plan& p, Index position, const float* block) {
+  for (Index f0 = 0; f0 < p.features; f0 += 8) {
+    __m256 sum = _mm256_setzero_ps();
+    for (Index n = 0; n < p.batch; ++n) sum = _mm256_add_ps(sum, _mm256_loadu_ps(block + n * p.block_stride + f0));
+    write_bias_sum(p, position, f0, sum, static_cast<int>(std::min<Index>(8, p.features - f0)));
+  }
+}
+
 // gather_cotangent for a cotangent given pooled (F a multiple of 8): row n of the
 // block is pooled.g[n, q, :] where the window's selection is this position's element
 // (and, after a relu, its output is > 0, as relu_grad masks), zero elsewhere: the
@@ -155,12 +165,11 @@ void gather_pooled_cotangent(const Plan& p, Index position, float* block) {
   const Index q = p.pooled_of[position];
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256 zero = _mm256_setzero_ps();
-  for (Index f0 = 0; f0 < p.features; f0 += 8) {
-    __m256 sum = zero;
-    for (Index n = 0; n < p.batch; ++n) {
+  for (Index n = 0; n < p.batch; ++n) {  // row by row, as gather_cotangent
+    const Index sample = p.first_sample + n;
+    for (Index f0 = 0; f0 < p.features; f0 += 8) {
       __m256 v = zero;
       if (q >= 0) {
-        const Index sample = p.first_sample + n;
         const Index from = (sample * p.pooled_positions + q) * p.features + f0;
         const Index here = (sample * p.positions + position) * p.features + f0;  // < 2^31 (checked by the driver)
         const __m256i selected = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.pooled.index + from));
@@ -171,10 +180,9 @@ void gather_pooled_cotangent(const Plan& p, Index position, float* block) {
         v = _mm256_and_ps(_mm256_loadu_ps(p.pooled.g + from), keep);
       }
       _mm256_storeu_ps(block + n * p.block_stride + f0, v);
-      sum = _mm256_add_ps(sum, v);
     }
-    if (p.d_bias) write_bias_sum(p, position, f0, sum, 8);
   }
+  if (p.d_bias) sum_block_into_bias(p, position, block);
 }
 
 // Copies dy[:, position, :] into `block` (N rows of block_stride ≥ F floats, zero past
@@ -210,12 +218,7 @@ void gather_cotangent(const Plan& p, Index position, float* block) {
       _mm256_storeu_ps(to + f0, _mm256_maskload_ps(row + f0, tail_mask));
     }
   }
-  if (!p.d_bias) return;
-  for (Index f0 = 0; f0 < p.features; f0 += 8) {
-    __m256 sum = _mm256_setzero_ps();
-    for (Index n = 0; n < p.batch; ++n) sum = _mm256_add_ps(sum, _mm256_loadu_ps(block + n * p.block_stride + f0));
-    write_bias_sum(p, position, f0, sum, static_cast<int>(std::min<Index>(8, p.features - f0)));
-  }
+  if (p.d_bias) sum_block_into_bias(p, position, block);
 }
 
 // In-place transpose of an 8×8 block held in eight registers (always inlined: with
