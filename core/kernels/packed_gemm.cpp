@@ -40,10 +40,14 @@ struct Start {
 template <int Rows>
 void tile(std::int64_t k, const float* a, std::int64_t lda, const float* panel, float* c, std::int64_t ldc,
           const Start& start, __mmask16 mask0, __mmask16 mask1) {
+  // Every loop over the rows unrolled, so lo[] and hi[] live in registers only (a
+  // loop left rolled kept them on the stack, zeroed there by a rep stos per tile).
   __m512 lo[Rows], hi[Rows];
+#pragma GCC unroll 8
   for (int r = 0; r < Rows; ++r) lo[r] = hi[r] = _mm512_setzero_ps();
   for (std::int64_t p = 0; p < k; ++p) {
     const __m512 b0 = _mm512_loadu_ps(panel + p * kPanel), b1 = _mm512_loadu_ps(panel + p * kPanel + 16);
+#pragma GCC unroll 8
     for (int r = 0; r < Rows; ++r) {
       const __m512 av = _mm512_set1_ps(a[r * lda + p]);
       lo[r] = _mm512_fmadd_ps(av, b0, lo[r]);
@@ -55,6 +59,7 @@ void tile(std::int64_t k, const float* a, std::int64_t lda, const float* panel, 
     bias0 = _mm512_maskz_loadu_ps(mask0, start.bias);
     bias1 = _mm512_maskz_loadu_ps(mask1, start.bias + 16);
   }
+#pragma GCC unroll 8
   for (int r = 0; r < Rows; ++r) {
     float* cr = c + r * ldc;
     // (start + bias) + sum, in this order whichever operands are present.
