@@ -41,7 +41,8 @@ template <int Rows>
 void tile(std::int64_t k, const float* a, std::int64_t lda, const float* panel, float* c, std::int64_t ldc,
           const Start& start, __mmask16 mask0, __mmask16 mask1) {
   // Every loop over the rows unrolled, so lo[] and hi[] live in registers only (a
-  // loop left rolled kept them on the stack, zeroed there by a rep stos per tile).
+  // loop left rolled kept them on the stack, zeroed there by a microcoded rep stos per
+  // tile): models_bench lstm_b64, 1 thread, alternating, 10.6–11.6 → 9.7–10.1 ms.
   __m512 lo[Rows], hi[Rows];
 #pragma GCC unroll 8
   for (int r = 0; r < Rows; ++r) lo[r] = hi[r] = _mm512_setzero_ps();
