@@ -87,10 +87,12 @@ TEST_CASE("thread invariance: the local conv, fast path and general path") {
   check_local_conv("fast, VALID", DType::Float32, {16, 14, 14, 8}, {1, 1}, "VALID");
   check_local_conv("fast, SAME, stride 2", DType::Float32, {16, 16, 16, 8}, {2, 2}, "SAME");
   // Too few output rows for two bands of d_x (kernel dilation 2: footprints of 5 rows
-  // in 14): d_x split by samples, 7 of them, so 3 threads split unevenly. Stride 2, 7
-  // rows: two uneven bands.
+  // in 14; stride 2, 7 rows: two bands would take fewer than kMinBandRows = 4 rows
+  // each): d_x split by samples, 7 of them, so 3 threads split unevenly. Stride 2, 9
+  // rows: two uneven bands (4 and 5 rows).
   check_local_conv("fast, SAME, kernel dilation 2", DType::Float32, {7, 14, 14, 8}, {1, 1}, "SAME", {2, 2});
   check_local_conv("fast, SAME, stride 2, 7 output rows", DType::Float32, {7, 14, 14, 8}, {2, 2}, "SAME");
+  check_local_conv("fast, SAME, stride 2, 9 output rows", DType::Float32, {7, 18, 18, 8}, {2, 2}, "SAME");
   check_local_conv("general (float64), VALID", DType::Float64, {16, 14, 14, 8}, {1, 1}, "VALID");
   check_local_conv("general (float64), SAME, stride 2", DType::Float64, {16, 16, 16, 8}, {2, 2}, "SAME");
 }

@@ -744,6 +744,12 @@ constexpr Index kStreamOutputBytes = Index{4} << 20;
 // positions: the main job's ConvLocal (12 rows, two bands) trained 6 % slower per
 // epoch with the split (24.6-25.7k vs 23.0-23.8k samples/s, interleaved, 2 threads).
 constexpr Index kMaxBands = 16, kMinBands = 2;
+// The fewest output rows a band of overlapping footprints takes (besides 2·h, below):
+// with fewer, two bands split the rows too unevenly for the sample split to lose. B SAME
+// with stride 2 (7 rows, h = 1: bands of 3 and 4 rows, one thread doing 4 of 7), 2
+// threads, alternating: 0.60–0.62 ms in two bands, 0.55–0.58 split by samples (in the
+// whole suite 0.75–0.80 → 0.73–0.77; 1 thread the same either way).
+constexpr Index kMinBandRows = 4;
 
 
 // d_kernel and d_bias only (whatever p.d_x says): positions are independent, so they
@@ -762,8 +768,8 @@ void kernel_gradients(Plan p) {
 // How the d_x pass is split: along the outermost axis a with more than one output
 // "row" (the axes before it have one). Row o reads input rows [o·s, o·s + K) along a,
 // K = (k − 1)·d + 1, so rows less than h + 1 = ⌈K/s⌉ apart overlap in d_x. Bands of at
-// least 2·h rows, a power of two of them (≤ kMaxBands), so that 2, 4, 8 or 16 threads
-// get even shares of each phase (see conv_local_backward_fast).
+// least 2·h rows (and kMinBandRows), a power of two of them (≤ kMaxBands), so that 2, 4,
+// 8 or 16 threads get even shares of each phase (see conv_local_backward_fast).
 struct Bands {
   Index count, rows_total, per_row, h;
 };
@@ -774,7 +780,7 @@ Bands d_x_bands(const tiles::FastGeometry& g) {
   const auto a = static_cast<std::size_t>(axis);
   const Index rows_total = g.out[a], per_row = g.positions() / rows_total;
   const Index extent = (g.kernel[a] - 1) * g.dilation[a] + 1, h = (extent + g.stride[a] - 1) / g.stride[a] - 1;
-  const Index max_bands = h > 0 ? std::max<Index>(1, rows_total / (2 * h)) : rows_total;
+  const Index max_bands = h > 0 ? std::max<Index>(1, rows_total / std::max(2 * h, kMinBandRows)) : rows_total;
   Index bands = 1;
   while (2 * bands <= std::min<Index>(kMaxBands, max_bands)) bands *= 2;
   return {bands, rows_total, per_row, h};
@@ -928,7 +934,7 @@ void backward(const tiles::FastGeometry& g, Plan& plan, const float* x, float* d
   // alone, never on the thread count: d_x has the same bits at any thread count.
   if (bands.count < kMinBands) {
     // Too few rows for bands that keep two threads busy (B SAME with kernel dilation 2:
-    // 14 rows with footprints of 5, one band). d_x
+    // 14 rows with footprints of 5; with stride 2: 7 rows, see kMinBandRows). d_x
     // takes the positions in order, as one band would, so the bits are those of one
     // band at any thread count: on one thread the fused pass, on more the kernel
     // gradients split by positions and then d_x split by samples, whose footprints
