@@ -55,7 +55,7 @@ struct Plan {
   const Index* order_offset;
   const Index* order_kernel_offset;
   Index run_count, run_length, run_padded;  // run_padded = run_length rounded up to 8
-  Index kt_stride;                          // ≥ run_count·run_padded + 8 (see transpose_kernel_to_runs)
+  Index kt_stride;                          // ≥ run_count·run_padded + 8 (see Layout)
   const Index* run_offset;                  // run -> x offset from the patch origin
   Index taps, kernel_last;                  // S and k of the last axis
   bool merged;                              // a run is a whole kernel row (last axis undilated)
@@ -717,8 +717,9 @@ struct Layout {
     plan.run_count = run_count;
     plan.run_length = run_length;
     plan.run_padded = (run_length + 7) / 8 * 8;
-    // ≥ 8 spare columns (see transpose_kernel_to_runs), rounded up to 16 floats so every
-    // row starts on a 64-byte line: zmm loads of kt then never straddle two lines.
+    // ≥ 8 spare columns (a d_x tile loads whole vectors of kt: two zmm over a last block
+    // of 17–24 columns read up to 8 past the runs), rounded up to 16 floats so every row
+    // starts on a 64-byte line: zmm loads of kt then never straddle two lines.
     plan.kt_stride = (run_count * plan.run_padded + 8 + 15) / 16 * 16;
     for (Index f = 0; f < g.features; ++f) {
       feature_index.push_back(f);
@@ -750,7 +751,6 @@ constexpr Index kMaxBands = 16, kMinBands = 2;
 // threads, alternating: 0.60–0.62 ms in two bands, 0.55–0.58 split by samples (in the
 // whole suite 0.75–0.80 → 0.73–0.77; 1 thread the same either way).
 constexpr Index kMinBandRows = 4;
-
 
 // d_kernel and d_bias only (whatever p.d_x says): positions are independent, so they
 // are split evenly over the threads.
