@@ -345,12 +345,13 @@ TEST_CASE("blocks of 17-24 feature columns: the ymm and the zmm tiles match the 
 
 // Where a run of the patch (C = 16: a kernel row of 3 taps, 48 values; with a dilated
 // last axis one tap, 16) fills the vector lanes better than the features do (F = 20–24
-// in two zmm at full rate; in three ymm they fill enough), the kernel gradient takes the features as rows and the runs
-// as columns and transposes the result (d_kernel_by_runs), streaming whole lines of
-// d_kernel out where they are whole. Each sum then takes the same products in the same
-// order as by features: d_kernel and d_bias have the same bits either way (and d_x,
-// computed apart), at 1 and 2 threads, ungrouped and in two sample groups (N = 40: the
-// second group adds into d_kernel), with d_kernel on a line boundary or off it.
+// in two zmm at full rate; in three ymm they fill enough), the kernel gradient takes
+// the features as rows and the runs as columns and transposes the result
+// (d_kernel_by_runs), streaming whole lines of d_kernel out where they are whole. Each
+// sum then takes the same products in the same order as by features: d_kernel and
+// d_bias have the same bits either way (and d_x, computed apart), at 1 and 2 threads,
+// ungrouped and in two sample groups (N = 40: the second group adds into d_kernel),
+// with d_kernel on a line boundary or off it; and d_kernel is the definition's.
 TEST_CASE("the kernel gradient by runs has the bits of the kernel gradient by features") {
   if (!engine_available()) return;
   if (!kernels::tiles::cpu_has_avx512()) {
