@@ -347,11 +347,12 @@ TEST_CASE("blocks of 17-24 feature columns: the ymm and the zmm tiles match the 
 // last axis one tap, 16) fills the vector lanes better than the features do (F = 20–24
 // in two zmm at full rate; in three ymm they fill enough), the kernel gradient takes
 // the features as rows and the runs as columns and transposes the result
-// (d_kernel_by_runs), streaming whole lines of d_kernel out where they are whole. Each
-// sum then takes the same products in the same order as by features: d_kernel and
-// d_bias have the same bits either way (and d_x, computed apart), at 1 and 2 threads,
-// ungrouped and in two sample groups (N = 40: the second group adds into d_kernel),
-// with d_kernel on a line boundary or off it; and d_kernel is the definition's.
+// (d_kernel_by_runs). Each sum then takes the same products in the same order as by
+// features: d_kernel and d_bias have the same bits either way (and d_x, computed
+// apart), at 1 and 2 threads, ungrouped and in two sample groups (N = 40: the second
+// group adds into d_kernel), with d_kernel on a line boundary (where either form
+// stages a position's block and streams it out as whole lines) or off it; and
+// d_kernel is the definition's.
 TEST_CASE("the kernel gradient by runs has the bits of the kernel gradient by features") {
   if (!engine_available()) return;
   if (!kernels::tiles::cpu_has_avx512()) {
@@ -406,6 +407,7 @@ TEST_CASE("the kernel gradient by runs has the bits of the kernel gradient by fe
       return out;
     };
     const Gradients by_features = backward(false, 1, true);
+    CHECK(backward(false, 2, false).d_kernel == by_features.d_kernel);
     for (const int threads : {1, 2})
       for (const bool aligned : {true, false}) {
         CAPTURE(threads);

@@ -64,6 +64,9 @@ struct Plan {
   // The backward of a later sample group (see backward_positions): d_kernel and d_bias
   // get this group's share added; d_kernel streamed only where the batch is one group.
   bool accumulate = false, stream_d_kernel = true;
+  // d_kernel's block of each position written into a staging block and streamed out as
+  // whole lines (see backward_positions), where the tiles cannot stream it themselves.
+  bool stage_d_kernel = false;
   Index first_sample = 0;  // of this group in the batch (for the pooled cotangent's indices)
   // d_kernel as [F × runs] (rows features, columns run elements; see
   // kernel_gradient_by_runs): feature_index[f] = f, feature_row[f] = f·kt_stride.
@@ -452,8 +455,8 @@ void transpose_position_kernel(const Plan& p, Index position, float* kt) {
 // three whole zmm per row, where 144 patch rows × 20 feature columns fill 20 of the 32
 // lanes of two), then runs_to_kernel into d_kernel. Each sum takes the same products
 // in the same order as the tiles by features: the same bits.
-// `job` from kernel_gradient_job.
-void kernel_gradient_by_runs(const Plan& p, TileJob& job, Index position, float* dkt) {
+// `job` from kernel_gradient_job; `staged` (patch·F floats) for stage_d_kernel.
+void kernel_gradient_by_runs(const Plan& p, TileJob& job, Index position, float* dkt, float* staged) {
   const Index origin = p.position_origin[position];
   for (Index run = 0; run < p.run_count; ++run)
     tiles::for_each_column_block(p.run_length, [&](Index e0, int columns) {
@@ -463,19 +466,19 @@ void kernel_gradient_by_runs(const Plan& p, TileJob& job, Index position, float*
       tiles::run_tile_job(TileMode::Stride, job, p.features);
     });
   float* d_kernel = p.d_kernel + position * p.patch * p.features;
-  const Index count = p.patch * p.features;
-  if (p.stream_d_kernel && count % 16 == 0 && reinterpret_cast<std::uintptr_t>(d_kernel) % 64 == 0) {
-    // The position's block of d_kernel is whole 64-byte lines (F = 20 rows are not):
-    // transposed into `staged` (after dkt, in L1) and streamed out as whole lines,
-    // as the tiles by features stream a d_kernel of F = 16·k (see backward_position).
-    // Suite layer B with F = 20, alternating: 75–77 → 82–85 % of B VALID's GFLOP/s
-    // at 1 thread (by runs without streaming: 72–76 %).
-    float* staged = dkt + p.features * p.kt_stride;
-    runs_to_kernel(p, dkt, staged, false);
-    stream_copy(staged, d_kernel, count);
-  } else {
-    runs_to_kernel(p, dkt, d_kernel, p.accumulate);
-  }
+  if (!p.stage_d_kernel) return runs_to_kernel(p, dkt, d_kernel, p.accumulate);
+  runs_to_kernel(p, dkt, staged, false);
+  stream_copy(staged, d_kernel, p.patch * p.features);
+}
+
+// d_kernel is as large as the kernel (0.4–19 MB in the ConvLocal suite), written once
+// and next read by the optimizer: streaming stores skip reading every line before
+// writing it (3-D layer −17 % of its step, B −11 to −14 %). The tiles by features
+// stream its rows themselves where every vector of every row is aligned (F a multiple
+// of 16, or F = 8): with F = 20 half the rows would mix streaming and cached stores in
+// one line (+7 %). Elsewhere a position's block is staged (Plan::stage_d_kernel).
+bool tiles_stream_d_kernel(const Plan& p) {
+  return !p.d_kernel_by_runs && (p.features % 16 == 0 || p.features == 8);
 }
 
 // The kernel gradient's job for a cotangent block of block_stride-float rows: by runs
@@ -497,12 +500,7 @@ TileJob kernel_gradient_job(const Plan& p, const float* block) {
   job.a_step = p.sample_stride;
   job.b_step = p.block_stride;
   job.out.offsets = p.order_kernel_offset;
-  // d_kernel is as large as the kernel (0.4–19 MB in the ConvLocal suite), written
-  // once and next read by the optimizer: streaming stores skip reading every line
-  // before writing it (3-D layer −17 % of its step, B −11 to −14 %). Only where
-  // every vector of every row is aligned (F a multiple of 16, or F = 8): with
-  // F = 20 half the rows would mix streaming and cached stores in one line (+7 %).
-  job.stream_out = p.stream_d_kernel && (p.features % 16 == 0 || p.features == 8);
+  job.stream_out = p.stream_d_kernel && tiles_stream_d_kernel(p);
   job.accumulate = p.accumulate;
   return job;
 }
@@ -512,28 +510,37 @@ struct BackwardJobs {
   TileJob d_kernel, d_x;
 };
 
-// d_bias, d_kernel and d_x of one position. `block` holds N × block_stride floats,
-// `kt` F × kt_stride floats (zero in the padding columns) and, for d_kernel_by_runs,
-// `dkt` F × kt_stride + patch·F (see kernel_gradient_by_runs); `jobs` from
-// kernel_gradient_job(p, block) and input_gradient_job(p).
-void backward_position(const Plan& p, BackwardJobs& jobs, Index position, float* block, float* kt, float* dkt) {
+// The buffers of backward_position: the cotangent block (N × block_stride floats),
+// kt (F × kt_stride, zero in the padding columns; for d_x), dkt (F × kt_stride; for
+// d_kernel_by_runs) and staged (patch·F; for stage_d_kernel).
+struct PositionBuffers {
+  float *block, *kt, *dkt, *staged;
+};
+
+// d_bias, d_kernel and d_x of one position; `jobs` from kernel_gradient_job(p,
+// buffers.block) and input_gradient_job(p).
+void backward_position(const Plan& p, BackwardJobs& jobs, Index position, const PositionBuffers& buffers) {
   const Index origin = p.position_origin[position];
+  float* const block = buffers.block;
   gather_cotangent(p, position, block);
   if (p.d_kernel && p.d_kernel_by_runs) {
-    kernel_gradient_by_runs(p, jobs.d_kernel, position, dkt);
+    kernel_gradient_by_runs(p, jobs.d_kernel, position, buffers.dkt, buffers.staged);
   } else if (p.d_kernel) {
+    float* const d_kernel = p.d_kernel + position * p.patch * p.features;
+    float* const to = p.stage_d_kernel ? buffers.staged : d_kernel;
     TileJob& job = jobs.d_kernel;
     job.a.base = p.x + origin;
     tiles::for_each_column_block(p.features, [&](Index f0, int columns) {
       job.b = block + f0;
-      job.out.base = p.d_kernel + position * p.patch * p.features + f0;
+      job.out.base = to + f0;
       job.columns = columns;
       tiles::run_tile_job(TileMode::Stride, job, p.patch);
     });
+    if (p.stage_d_kernel) stream_copy(buffers.staged, d_kernel, p.patch * p.features);
   }
   if (p.d_x) {
-    transpose_position_kernel(p, position, kt);
-    add_input_gradient(p, jobs.d_x, position, {block, p.block_stride, nullptr}, p.batch, p.d_x, kt);
+    transpose_position_kernel(p, position, buffers.kt);
+    add_input_gradient(p, jobs.d_x, position, {block, p.block_stride, nullptr}, p.batch, p.d_x, buffers.kt);
   }
 }
 
@@ -552,7 +559,17 @@ void backward_positions(const Plan& p, Index first, Index last, float* block, fl
   const Index group = grouped ? sample_group_size(p.batch) : p.batch;
   Plan samples = p;
   samples.stream_d_kernel = group == p.batch;
-  AlignedBuffer dkt(p.d_kernel_by_runs ? p.features * p.kt_stride + p.patch * p.features : 0);
+  // Where the tiles cannot stream d_kernel out (tiles_stream_d_kernel), a position's
+  // block, whole 64-byte lines when patch·F is a multiple of 16, is staged in L1 and
+  // streamed out from there. Suite layer B with F = 20, alternating, 1 thread: by runs
+  // 75–77 → 82–85 % of B VALID's GFLOP/s; by features (AVX2 tiles) 5.48–5.57 →
+  // 5.31–5.45 ms.
+  const Index count = p.patch * p.features;
+  samples.stage_d_kernel = p.d_kernel && samples.stream_d_kernel && !tiles_stream_d_kernel(p) && count % 16 == 0 &&
+                           reinterpret_cast<std::uintptr_t>(p.d_kernel) % 64 == 0;
+  const Index dkt_size = p.d_kernel_by_runs ? p.features * p.kt_stride : 0;
+  AlignedBuffer scratch(dkt_size + (samples.stage_d_kernel ? count : 0));
+  const PositionBuffers buffers{block, kt, scratch.data, scratch.data + dkt_size};
   for (Index n0 = 0; n0 < p.batch; n0 += group) {
     samples.batch = std::min(group, p.batch - n0);
     samples.accumulate = n0 > 0;
@@ -561,8 +578,7 @@ void backward_positions(const Plan& p, Index first, Index last, float* block, fl
     if (p.x) samples.x = p.x + n0 * p.sample_stride;
     if (p.d_x) samples.d_x = p.d_x + n0 * p.sample_stride;
     BackwardJobs jobs{kernel_gradient_job(samples, block), input_gradient_job(samples)};
-    for (Index position = first; position < last; ++position)
-      backward_position(samples, jobs, position, block, kt, dkt.data);
+    for (Index position = first; position < last; ++position) backward_position(samples, jobs, position, buffers);
   }
 }
 
