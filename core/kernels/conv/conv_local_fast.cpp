@@ -139,24 +139,22 @@ struct AlignedBuffer {
 
 namespace {
 
-// Writes `sum` (the cotangent of one position summed over this pass's samples, its
-// first `lanes` columns from f0) into d_bias, or adds it there for a later sample
-// group (p.accumulate). (vmaskmovps stores are microcoded on AMD: only for a partial
-// block.)
-void write_bias_sum(const Plan& p, Index position, Index f0, __m256 sum, int lanes) {
-  float* to = p.d_bias + position * p.features + f0;
-  if (lanes == 8) return _mm256_storeu_ps(to, p.accumulate ? _mm256_add_ps(_mm256_loadu_ps(to), sum) : sum);
-  const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  _mm256_maskstore_ps(to, mask, p.accumulate ? _mm256_add_ps(_mm256_maskload_ps(to, mask), sum) : sum);
-}
-
-// d_bias of `position` (write_bias_sum): the cotangent block summed over its rows, in
-// sample order.
+// d_bias of `position`: the cotangent block summed over its rows in sample order,
+// stored, or added for a later sample group (p.accumulate). (vmaskmovps stores are
+// microcoded on AMD: only for a partial block.)
 void sum_block_into_bias(const Plan& p, Index position, const float* block) {
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (Index f0 = 0; f0 < p.features; f0 += 8) {
     __m256 sum = _mm256_setzero_ps();
     for (Index n = 0; n < p.batch; ++n) sum = _mm256_add_ps(sum, _mm256_loadu_ps(block + n * p.block_stride + f0));
-    write_bias_sum(p, position, f0, sum, static_cast<int>(std::min<Index>(8, p.features - f0)));
+    float* to = p.d_bias + position * p.features + f0;
+    const int lanes = static_cast<int>(std::min<Index>(8, p.features - f0));
+    if (lanes == 8) {
+      _mm256_storeu_ps(to, p.accumulate ? _mm256_add_ps(_mm256_loadu_ps(to), sum) : sum);
+      continue;
+    }
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), iota);
+    _mm256_maskstore_ps(to, mask, p.accumulate ? _mm256_add_ps(_mm256_maskload_ps(to, mask), sum) : sum);
   }
 }
 
@@ -205,20 +203,14 @@ void gather_cotangent(const Plan& p, Index position, float* block) {
   const bool prefetch = position + 1 < p.positions;
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const float* src = p.dy + position * p.features;
-  const int tail = static_cast<int>(p.features % 8);
-  const __m256i tail_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail), iota);
-  const Index whole = p.features - tail;
+  const Index whole = p.features - p.features % 8;  // columns before the partial vector
+  const __m256i tail_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(p.features % 8)), iota);
   for (Index n = 0; n < p.batch; ++n) {
     const float* row = src + n * p.positions * p.features;
     float* to = block + n * p.block_stride;
-    Index f0 = 0;
-    for (; f0 < whole; f0 += 8) {
+    for (Index f0 = 0; f0 < p.features; f0 += 8) {
       if (prefetch && f0 % 16 == 0) _mm_prefetch(reinterpret_cast<const char*>(row + p.features + f0), _MM_HINT_T1);
-      _mm256_storeu_ps(to + f0, _mm256_loadu_ps(row + f0));
-    }
-    if (tail) {
-      if (prefetch && f0 % 16 == 0) _mm_prefetch(reinterpret_cast<const char*>(row + p.features + f0), _MM_HINT_T1);
-      _mm256_storeu_ps(to + f0, _mm256_maskload_ps(row + f0, tail_mask));
+      _mm256_storeu_ps(to + f0, f0 < whole ? _mm256_loadu_ps(row + f0) : _mm256_maskload_ps(row + f0, tail_mask));
     }
   }
   if (p.d_bias) sum_block_into_bias(p, position, block);
