@@ -29,6 +29,10 @@
 // OpenBLAS's own pool size; declared here rather than through <cblas.h>, which
 // clashes with xtensor-blas's bundled declarations.
 extern "C" void openblas_set_num_threads(int num_threads);
+// Stops OpenBLAS's pool threads (its pthreads build; the fork handler's routine, and
+// OpenBLAS starts them again by itself if a later call wants them). Weak: other BLAS
+// builds may not have it, and xgrad then leaves their threads alone.
+extern "C" int blas_thread_shutdown_(void) __attribute__((weak));
 
 namespace xgrad {
 namespace {
@@ -299,9 +303,20 @@ namespace {
 // OpenBLAS runs single-threaded inside xgrad's threads: xgrad splits its own GEMMs
 // over its pool (core/kernels/gemm.cpp), so OpenBLAS's pool would only compete
 // with ours for the same cores. Done once, before xgrad's first GEMM; never mid-call.
+//
+// Setting OpenBLAS to one thread does not stop the pool threads its pthreads build
+// started when it was loaded (one per CPU but one), and each of them polls for work
+// with sched_yield for 2^28 TSC cycles (~0.1 s) after its start and after every job
+// before it sleeps. On 2 vCPUs that idle poller took a CPU share from xgrad's caller
+// and worker for the first 0.1 s of every program: the MLP step at batch 1 (0.2 ms)
+// took 1.0-1.5 ms in 10-20 % of its steps at 2 threads, all within that window
+// (bench/README "OpenBLAS's idle threads"). So they are stopped here.
 void make_blas_serial() {
   static std::once_flag done;
-  std::call_once(done, [] { openblas_set_num_threads(1); });
+  std::call_once(done, [] {
+    openblas_set_num_threads(1);
+    if (blas_thread_shutdown_ != nullptr) blas_thread_shutdown_();
+  });
 }
 
 }  // namespace

@@ -2,12 +2,15 @@
 // nested and concurrent calls complete (serially), exceptions reach the caller, and
 // a forked child gets a working pool; sleeping workers wake for the next call.
 #include <sched.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
+#include <string>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -158,4 +161,59 @@ TEST_CASE("available_cpus respects the affinity mask") {
   REQUIRE(sched_getaffinity(0, sizeof(set), &set) == 0);
   CHECK(available_cpus() >= 1);
   CHECK(available_cpus() <= CPU_COUNT(&set));
+}
+
+namespace {
+
+// The number of threads of this process (/proc/self/task's entries).
+int process_threads() {
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) count += entry.is_directory();
+  return count;
+}
+
+constexpr const char* kChildVariable = "XGRAD_TEST_COUNT_THREADS_AND_EXIT";
+constexpr const char* kOpenBlasTestName = "OpenBLAS's idle pool threads are stopped once xgrad makes it serial";
+
+// Runs this test binary again for `kOpenBlasTestName` alone, with XGRAD_NUM_THREADS=2 and
+// `openblas_threads` (null: unset) as OPENBLAS_NUM_THREADS; returns its thread count.
+int threads_of_fresh_process(const char* openblas_threads) {
+  std::vector<std::string> env_strings = {std::string(kChildVariable) + "=1", "XGRAD_NUM_THREADS=2"};
+  if (openblas_threads) env_strings.push_back(std::string("OPENBLAS_NUM_THREADS=") + openblas_threads);
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry = *e;
+    if (entry.rfind("OPENBLAS_NUM_THREADS=", 0) != 0 && entry.rfind("XGRAD_NUM_THREADS=", 0) != 0) env_strings.push_back(entry);
+  }
+  std::vector<char*> envp;
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::string exe = "/proc/self/exe", filter = std::string("--test-case=") + kOpenBlasTestName;
+  std::vector<char*> argv = {exe.data(), filter.data(), nullptr};
+  pid_t child = 0;
+  REQUIRE(posix_spawn(&child, exe.c_str(), nullptr, nullptr, argv.data(), envp.data()) == 0);
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  return WEXITSTATUS(status);
+}
+
+}  // namespace
+
+// OpenBLAS's pthreads build starts one pool thread per CPU but one when it is loaded;
+// each polls with sched_yield for ~0.1 s before it sleeps, and took a CPU share from
+// xgrad's own threads in every short run (core/threading.cpp, make_blas_serial). A
+// process of this binary started with OPENBLAS_NUM_THREADS=1 (OpenBLAS then starts
+// none) is the baseline; one started without must have as many threads once xgrad
+// made OpenBLAS serial. On a 1-CPU machine OpenBLAS starts none either way and this
+// checks nothing beyond the baseline (said so).
+TEST_CASE(kOpenBlasTestName) {
+  if (std::getenv(kChildVariable) != nullptr) {
+    CHECK(num_threads() == 2);  // makes OpenBLAS serial (done by the test listener already)
+    std::_Exit(std::min(process_threads(), 255));
+  }
+  if (available_cpus() < 2) MESSAGE("one CPU: OpenBLAS starts no pool threads to stop");
+  const int baseline = threads_of_fresh_process("1");
+  const int as_users_run = threads_of_fresh_process(nullptr);
+  CHECK(baseline >= 1);
+  CHECK(as_users_run == baseline);
 }
