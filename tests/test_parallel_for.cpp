@@ -1,6 +1,7 @@
 // xgrad::parallel_for: every chunk runs exactly once whatever the thread count,
 // nested and concurrent calls complete (serially), exceptions reach the caller, and
 // a forked child gets a working pool; sleeping workers wake for the next call.
+#include <dlfcn.h>
 #include <sched.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -19,6 +20,7 @@
 
 #include "core/error.hpp"
 #include "core/threading.hpp"
+#include "xgrad.hpp"
 #include "test_support.hpp"
 
 using namespace xgrad;
@@ -209,11 +211,19 @@ int threads_of_fresh_process(const char* openblas_threads) {
 TEST_CASE(kOpenBlasTestName) {
   if (std::getenv(kChildVariable) != nullptr) {
     CHECK(num_threads() == 2);  // makes OpenBLAS serial (done by the test listener already)
-    std::_Exit(std::min(process_threads(), 255));
+    const int threads = process_threads();
+    // A program that raises OpenBLAS's thread count again gets a working pool back
+    // (OpenBLAS restarts it at its next threaded call): a 512 x 512 product of ones.
+    using SetThreads = void (*)(int);
+    if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(2);
+    const Tensor product = matmul(ones({512, 512}), ones({512, 512}));
+    const bool right = product.data<float>()[0] == 512.0f && product.data<float>()[512 * 512 - 1] == 512.0f;
+    std::_Exit(right ? std::min(threads, 250) : 255);
   }
   if (available_cpus() < 2) MESSAGE("one CPU: OpenBLAS starts no pool threads to stop");
   const int baseline = threads_of_fresh_process("1");
   const int as_users_run = threads_of_fresh_process(nullptr);
   CHECK(baseline >= 1);
+  CHECK(baseline < 255);  // 255: the child's product was wrong
   CHECK(as_users_run == baseline);
 }
