@@ -1,6 +1,7 @@
 // xgrad::parallel_for: every chunk runs exactly once whatever the thread count,
 // nested and concurrent calls complete (serially), exceptions reach the caller, and
-// a forked child gets a working pool; sleeping workers wake for the next call.
+// a forked child gets a working pool; sleeping workers wake for the next call;
+// OpenBLAS's own idle pool is stopped once xgrad makes it serial.
 #include <dlfcn.h>
 #include <sched.h>
 #include <spawn.h>
