@@ -212,13 +212,21 @@ int threads_of_fresh_process(const char* openblas_threads) {
 TEST_CASE(kOpenBlasTestName) {
   if (std::getenv(kChildVariable) != nullptr) {
     CHECK(num_threads() == 2);  // makes OpenBLAS serial (done by the test listener already)
+    // A thread started and joined first, so that both processes have whatever threads
+    // a runtime adds at the first thread start (ThreadSanitizer's background thread).
+    std::thread([] {}).join();
     const int threads = process_threads();
+    bool right = true;
+#if !defined(__SANITIZE_THREAD__)
     // A program that raises OpenBLAS's thread count again gets a working pool back
     // (OpenBLAS restarts it at its next threaded call): a 512 x 512 product of ones.
+    // Not under ThreadSanitizer, which cannot see OpenBLAS's own synchronisation
+    // (scripts/tsan); the other builds run it.
     using SetThreads = void (*)(int);
     if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(2);
     const Tensor product = matmul(ones({512, 512}), ones({512, 512}));
-    const bool right = product.data<float>()[0] == 512.0f && product.data<float>()[512 * 512 - 1] == 512.0f;
+    right = product.data<float>()[0] == 512.0f && product.data<float>()[512 * 512 - 1] == 512.0f;
+#endif
     std::_Exit(right ? std::min(threads, 250) : 255);
   }
   if (available_cpus() < 2) MESSAGE("one CPU: OpenBLAS starts no pool threads to stop");
